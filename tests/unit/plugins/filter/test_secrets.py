@@ -1,0 +1,217 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Tests of derive_secret and stack_secret: determinism, separation, alphabet, uniformity, overrides, errors."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import inspect
+import string
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.borgstack.stack.plugins.filter import secrets
+from ansible_collections.borgstack.stack.plugins.filter.secrets import FilterModule, derive_secret, stack_secret
+
+MASTER = "correct-horse-battery-staple-0123456789-master"
+OTHER_MASTER = "another-operator-master-secret-0123456789-xyz"
+ALNUM = set(string.ascii_letters + string.digits)
+HEX = set("0123456789abcdef")
+
+
+def reference_derive(master: str, purpose: str, length: int, alphabet: str) -> str:
+    """Independent implementation of the construction documented in secrets.py (version 1)."""
+    chars = {"alnum": string.ascii_uppercase + string.ascii_lowercase + string.digits,
+             "hex": "0123456789abcdef"}[alphabet]
+    prk = hmac.new(b"borgstack/v1", master.encode(), hashlib.sha256).digest()
+    info = b"borgstack/v1/" + purpose.encode() + b"\0" + alphabet.encode() + b"\0" + str(length).encode()
+    out = ""
+    counter = 0
+    while len(out) < length:
+        for byte in hmac.new(prk, info + counter.to_bytes(4, "big"), hashlib.sha256).digest():
+            if byte < 256 - 256 % len(chars) and len(out) < length:
+                out += chars[byte % len(chars)]
+        counter += 1
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# derive_secret
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "purpose, length, alphabet",
+    [
+        ("n8n_encryption_key", 40, "alnum"),
+        ("chatwoot_secret_key_base", 128, "alnum"),
+        ("postgresql_superuser_password", 16, "alnum"),
+        ("lowcoder_api_key_secret", 512, "alnum"),
+        ("some_hex_key", 64, "hex"),
+        ("ação/ünïcode purpose", 40, "alnum"),
+    ],
+)
+def test_derive_secret_matches_documented_construction(purpose, length, alphabet):
+    got = derive_secret(MASTER, purpose, length, alphabet)
+    assert got == reference_derive(MASTER, purpose, length, alphabet)
+    assert len(got) == length
+    assert set(got) <= (HEX if alphabet == "hex" else ALNUM)
+
+
+def test_derive_secret_known_answer():
+    # Compatibility pin: changing the construction would silently rotate every installation's secrets.
+    assert derive_secret("0123456789abcdef0123456789abcdef", "test", 16) == reference_derive(
+        "0123456789abcdef0123456789abcdef", "test", 16, "alnum"
+    )
+    assert derive_secret("0123456789abcdef0123456789abcdef", "test", 16) == "yTX5z7bE4dAMyb1m"
+
+
+def test_derive_secret_is_deterministic():
+    assert derive_secret(MASTER, "redis_password") == derive_secret(MASTER, "redis_password")
+    assert derive_secret(MASTER, "redis_password") == derive_secret(MASTER, "redis_password", 40, "alnum")
+
+
+def test_derive_secret_is_distinct_per_purpose_master_length_and_alphabet():
+    purposes = [f"service_{i}_password" for i in range(200)] + ["a", "b", "ab", "a/b", "a\0b"]
+    derived = {derive_secret(MASTER, purpose) for purpose in purposes}
+    assert len(derived) == len(purposes)
+    assert derive_secret(MASTER, "x") != derive_secret(OTHER_MASTER, "x")
+    # a longer secret is not an extension of the shorter one
+    assert not derive_secret(MASTER, "x", 64).startswith(derive_secret(MASTER, "x", 40))
+    assert derive_secret(MASTER, "x", 40, "hex") != derive_secret(MASTER, "x", 40, "alnum").lower()
+    for value in derived:
+        assert MASTER not in value
+
+
+@pytest.mark.parametrize("length", [16, 17, 40, 63, 64, 100, 511, 512])
+def test_derive_secret_length(length):
+    assert len(derive_secret(MASTER, "p", length)) == length
+    assert len(derive_secret(MASTER, "p", length, "hex")) == length
+
+
+@pytest.mark.parametrize("alphabet, chars", [("alnum", ALNUM), ("hex", HEX)])
+def test_derive_secret_is_uniform(alphabet, chars):
+    # 2000 secrets x 64 chars. With modulo bias (byte % 62, no rejection) 'A'..'H' would come up 5/256 instead
+    # of 4/256 of the time: chi-square in the thousands. Unbiased output stays near the degrees of freedom.
+    counts = Counter()
+    for i in range(2000):
+        counts.update(derive_secret(MASTER, f"uniformity/{i}", 64, alphabet))
+    total = sum(counts.values())
+    assert set(counts) == chars
+    expected = total / len(chars)
+    chi_square = sum((counts[c] - expected) ** 2 / expected for c in chars)
+    dof = len(chars) - 1
+    # p < 1e-5 bounds: 61 dof -> ~115, 15 dof -> ~44
+    assert chi_square < dof + 7 * (2 * dof) ** 0.5, chi_square
+    # uniform digits: the first character (the one most affected by a modulo bug) is not skewed either
+    first = Counter(derive_secret(MASTER, f"first/{i}", 16, alphabet)[0] for i in range(3000))
+    assert max(first.values()) < 3 * 3000 / len(chars)
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (("short-master-31-chars-xxxxxxxxx", "p"), "at least 32"),
+        ((12345678901234567890123456789012345, "p"), "master must be a string"),
+        ((None, "p"), "master must be a string"),
+        ((MASTER, ""), "purpose"),
+        ((MASTER, "   "), "purpose"),
+        ((MASTER, None), "purpose"),
+        ((MASTER, "p", 15), "length"),
+        ((MASTER, "p", 513), "length"),
+        ((MASTER, "p", "40"), "length"),
+        ((MASTER, "p", True), "length"),
+        ((MASTER, "p", 40, "base64"), "alphabet"),
+    ],
+)
+def test_derive_secret_bad_input(args, words):
+    with pytest.raises(AnsibleFilterError, match=words) as err:
+        derive_secret(*args)
+    assert MASTER not in str(err.value)
+    if isinstance(args[0], str):
+        assert args[0] not in str(err.value)
+    assert "12345678901234567890" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# stack_secret
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_stack_secret_uses_the_override_when_set():
+    overrides = {"postgresql_n8n_password": "operator-chosen-pw-123"}
+    assert stack_secret("postgresql_n8n_password", MASTER, overrides) == "operator-chosen-pw-123"
+    # with an override the master is not needed
+    assert stack_secret("postgresql_n8n_password", None, overrides) == "operator-chosen-pw-123"
+
+
+@pytest.mark.parametrize("overrides", [None, {}, {"other": "x" * 20}, {"p": None}, {"p": ""}])
+def test_stack_secret_derives_when_not_overridden(overrides):
+    assert stack_secret("p", MASTER, overrides) == derive_secret(MASTER, "p", 40)
+    assert stack_secret("p", MASTER, overrides, 64, 12, "hex") == derive_secret(MASTER, "p", 64, "hex")
+
+
+def test_stack_secret_length_applies_to_the_derived_secret():
+    assert len(stack_secret("p", MASTER, {}, 100)) == 100
+
+
+def test_stack_secret_min_override_length():
+    assert stack_secret("p", MASTER, {"p": "x" * 12}) == "x" * 12
+    assert stack_secret("p", MASTER, {"p": "y" * 8}, min_override_length=8) == "y" * 8
+    with pytest.raises(AnsibleFilterError):
+        stack_secret("p", MASTER, {"p": "x" * 12}, min_override_length=13)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, words, leaked",
+    [
+        (("chatwoot_secret_key_base", MASTER, {"chatwoot_secret_key_base": "tooShort99"}), {},
+         r"borgstack_secret_overrides\.chatwoot_secret_key_base", "tooShort99"),
+        (("redis_password", MASTER, {"redis_password": 987654321987654321}), {},
+         r"borgstack_secret_overrides\.redis_password", "987654321987654321"),
+        (("redis_password", MASTER, {"redis_password": ["sekritValue-123456"]}), {},
+         r"borgstack_secret_overrides\.redis_password", "sekritValue-123456"),
+        (("p", MASTER, ["sekritValue-123456"]), {}, "overrides", "sekritValue-123456"),
+        (("p", MASTER, "sekritValue-123456"), {}, "overrides", "sekritValue-123456"),
+        (("p", "too-short-master-value", {}), {}, "at least 32", "too-short-master-value"),
+        (("", MASTER, {"": "sekritValue-123456"}), {}, "purpose", "sekritValue-123456"),
+        (("p", MASTER, {}), {"min_override_length": 0}, "min_override_length", MASTER),
+        (("p", MASTER, {}), {"length": 8}, "length", MASTER),
+    ],
+)
+def test_stack_secret_errors_do_not_leak(args, kwargs, words, leaked):
+    with pytest.raises(AnsibleFilterError, match=words) as err:
+        stack_secret(*args, **kwargs)
+    message = str(err.value)
+    assert leaked not in message
+    assert MASTER not in message
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Plugin wiring and sidecar docs
+# ---------------------------------------------------------------------------------------------------------------
+
+FILTER_DIR = Path(secrets.__file__).resolve().parent
+
+
+def test_filter_module_exports():
+    assert FilterModule().filters() == {"derive_secret": derive_secret, "stack_secret": stack_secret}
+
+
+@pytest.mark.parametrize("name", ["derive_secret", "stack_secret"])
+def test_sidecar_doc_matches_signature(name):
+    doc = yaml.safe_load((FILTER_DIR / f"{name}.yml").read_text(encoding="utf-8"))
+    documentation = doc["DOCUMENTATION"]
+    assert documentation["name"] == name
+    params = list(inspect.signature(getattr(secrets, name)).parameters.values())
+    options = documentation["options"]
+    assert list(options) == ["_input"] + [p.name for p in params[1:]]
+    for param in params[1:]:
+        if param.default is inspect.Parameter.empty:
+            assert options[param.name].get("required") is True, param.name
+        else:
+            assert options[param.name].get("default") == param.default, param.name
+    assert f"borgstack.stack.{name}" in doc["EXAMPLES"]
