@@ -1,0 +1,582 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Private helpers for borgstack.stack PostgreSQL modules.
+
+Contents:
+- argument specs (login options shared by PostgreSQL modules, and the tenant module's own options);
+- SCRAM-SHA-256 verifiers as PostgreSQL stores them in ``pg_authid.rolpassword`` (build one client-side, check a
+  password against a stored one) so that plaintext passwords never travel inside an SQL statement;
+- ``TenantManager``: the "read current state -> plan the difference -> apply" core of ``postgresql_tenant``.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import stringprep
+import traceback
+import unicodedata
+from typing import Any
+
+PSYCOPG_IMPORT_ERROR: str | None = None
+try:
+    import psycopg
+    from psycopg import sql
+except ImportError:
+    psycopg = None
+    sql = None
+    PSYCOPG_IMPORT_ERROR = traceback.format_exc()
+
+HAS_PSYCOPG = psycopg is not None
+
+# A tenant, database or owner name becomes an unquoted-looking SQL identifier: lower case, at most 63 bytes.
+IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+RESERVED_DATABASES = frozenset(("postgres", "template0", "template1"))
+MIN_SERVER_VERSION = 100000  # SCRAM-SHA-256 verifiers exist since PostgreSQL 10
+
+SCRAM_ITERATIONS = 4096
+SCRAM_SALT_BYTES = 16
+_SCRAM_RE = re.compile(
+    r"^SCRAM-SHA-256\$(?P<iterations>[0-9]+):(?P<salt>[A-Za-z0-9+/=]+)"
+    r"\$(?P<stored_key>[A-Za-z0-9+/=]+):(?P<server_key>[A-Za-z0-9+/=]+)$"
+)
+
+# Role attributes a tenant owner must have: it logs in, and holds no cluster-wide power.
+_ROLE_FLAGS = (
+    ("rolcanlogin", "LOGIN", True),
+    ("rolsuper", "SUPERUSER", False),
+    ("rolcreatedb", "CREATEDB", False),
+    ("rolcreaterole", "CREATEROLE", False),
+    ("rolreplication", "REPLICATION", False),
+    ("rolbypassrls", "BYPASSRLS", False),
+)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Argument specs
+# --------------------------------------------------------------------------------------------------------------
+def postgresql_login_argument_spec() -> dict[str, dict[str, Any]]:
+    """Login options documented by the ``borgstack.stack.postgresql`` doc fragment."""
+    return {
+        "login_unix_socket": {"type": "path"},
+        "login_host": {"type": "str"},
+        "login_port": {"type": "int", "default": 5432},
+        "login_user": {"type": "str", "default": "postgres"},
+        "login_password": {"type": "str", "no_log": True},
+        "login_db": {"type": "str", "default": "postgres"},
+        "connect_timeout": {"type": "int", "default": 10},
+    }
+
+
+def postgresql_tenant_module_kwargs() -> dict[str, Any]:
+    """Everything ``AnsibleModule`` needs for ``borgstack.stack.postgresql_tenant``."""
+    spec: dict[str, dict[str, Any]] = {
+        "name": {"type": "str", "required": True},
+        "database": {"type": "str"},
+        "owner": {"type": "str"},
+        "password": {"type": "str", "no_log": True},
+        "extensions": {"type": "list", "elements": "str", "default": []},
+        "connection_limit": {"type": "int", "default": -1},
+        "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+        "drop_database": {"type": "bool", "default": False},
+    }
+    spec.update(postgresql_login_argument_spec())
+    return {
+        "argument_spec": spec,
+        "required_if": [("state", "present", ("password",))],
+        "mutually_exclusive": [("login_unix_socket", "login_host")],
+        "supports_check_mode": True,
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# SCRAM-SHA-256 verifiers (RFC 5802 / RFC 7677, stored the way PostgreSQL stores them)
+# --------------------------------------------------------------------------------------------------------------
+def saslprep(password: str) -> bytes:
+    """Prepare a password the way PostgreSQL does before hashing it (RFC 4013 SASLprep).
+
+    PostgreSQL leaves pure-ASCII passwords untouched, and when SASLprep rejects a password (prohibited or
+    unassigned characters, bad bidirectional text) it hashes the raw UTF-8 bytes instead of failing.
+    """
+    raw = password.encode("utf-8")
+    if password.isascii():
+        return raw
+    mapped = "".join(
+        " " if stringprep.in_table_c12(char) else char
+        for char in password
+        if not stringprep.in_table_b1(char)
+    )
+    normalized = unicodedata.normalize("NFKC", mapped)
+    if not normalized:
+        return raw
+    prohibited = (
+        stringprep.in_table_c12, stringprep.in_table_c21, stringprep.in_table_c22, stringprep.in_table_c3,
+        stringprep.in_table_c4, stringprep.in_table_c5, stringprep.in_table_c6, stringprep.in_table_c7,
+        stringprep.in_table_c8, stringprep.in_table_c9, stringprep.in_table_a1,
+    )
+    if any(check(char) for char in normalized for check in prohibited):
+        return raw
+    if any(stringprep.in_table_d1(char) for char in normalized):
+        if any(stringprep.in_table_d2(char) for char in normalized):
+            return raw
+        if not (stringprep.in_table_d1(normalized[0]) and stringprep.in_table_d1(normalized[-1])):
+            return raw
+    return normalized.encode("utf-8")
+
+
+def scram_sha256_keys(password: str, salt: bytes, iterations: int) -> tuple[bytes, bytes]:
+    """Return (StoredKey, ServerKey) for a password, salt and iteration count."""
+    salted = hashlib.pbkdf2_hmac("sha256", saslprep(password), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    return stored_key, server_key
+
+
+def scram_sha256_verifier(password: str, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> str:
+    """Build ``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`` (base64 parts), a random salt by default."""
+    if salt is None:
+        salt = os.urandom(SCRAM_SALT_BYTES)
+    stored_key, server_key = scram_sha256_keys(password, salt, iterations)
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode("ascii")
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def scram_sha256_matches(password: str, verifier: str | None) -> bool:
+    """True when ``verifier`` is a SCRAM-SHA-256 verifier of ``password``.
+
+    md5 hashes, plaintext and anything unparsable count as "does not match", so the caller rewrites them as SCRAM.
+    """
+    if not verifier:
+        return False
+    match = _SCRAM_RE.match(verifier)
+    if not match:
+        return False
+    try:
+        iterations = int(match.group("iterations"))
+        salt = base64.b64decode(match.group("salt"), validate=True)
+        stored_key = base64.b64decode(match.group("stored_key"), validate=True)
+        server_key = base64.b64decode(match.group("server_key"), validate=True)
+    except ValueError:
+        return False
+    if iterations < 1:
+        return False
+    want_stored, want_server = scram_sha256_keys(password, salt, iterations)
+    # Evaluate both comparisons (no short-circuit) so timing does not tell which one failed.
+    stored_ok = hmac.compare_digest(want_stored, stored_key)
+    server_ok = hmac.compare_digest(want_server, server_key)
+    return stored_ok and server_ok
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tenant manager
+# --------------------------------------------------------------------------------------------------------------
+class TenantError(Exception):
+    """A problem to report with ``fail_json``; the message names the option and the fix."""
+
+
+class _Step:
+    """One statement of the plan.
+
+    ``target`` is ``cluster`` (the maintenance database) or ``tenant`` (the tenant's database).
+    ``transactional`` is False for CREATE/DROP DATABASE, which PostgreSQL refuses inside a transaction block.
+    ``check_runnable`` is False when the statement cannot be tried in check mode (not transactional, or it
+    depends on an object that check mode did not create).
+    """
+
+    def __init__(self, target: str, statement: Any, display: Any, transactional: bool = True,
+                 check_runnable: bool = True, secret: str | None = None) -> None:
+        self.target = target
+        self.statement = statement
+        self.display = display
+        self.transactional = transactional
+        self.check_runnable = check_runnable and transactional
+        self.secret = secret
+
+
+class TenantManager:
+    """Read a tenant's current state, plan the statements that differ, apply them (or roll them back)."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.params = module.params
+        self.check_mode: bool = module.check_mode
+        self.name: str = self.params["name"]
+        self.database: str = self.params["database"] or self.name
+        self.owner: str = self.params["owner"] or self.name
+        self.extensions: list[str] = list(dict.fromkeys(self.params["extensions"] or []))
+        self.queries: list[str] = []
+        self.kept: list[str] = []
+        self.steps: list[_Step] = []
+        self.before: dict[str, Any] = {}
+        self.after: dict[str, Any] = {}
+        self._cluster: Any = None
+        self._tenant: Any = None
+        self._role: dict[str, Any] | None = None
+        self._db: dict[str, Any] | None = None
+        self._password_ok = False
+
+    # ---------------------------------------------------------------------------------------------- validation
+    def validate(self) -> None:
+        for option, value in (("name", self.name), ("database", self.database), ("owner", self.owner)):
+            if not IDENTIFIER_RE.match(value):
+                raise TenantError(
+                    f"{option}: {value!r} is not a valid name; use 1 to 63 characters from a-z, 0-9 and _, "
+                    "starting with a letter or _ (it becomes an SQL identifier)"
+                )
+        if self.owner.startswith("pg_"):
+            raise TenantError(f"owner: {self.owner!r} starts with pg_, which PostgreSQL reserves; pick another name")
+        if self.database in RESERVED_DATABASES:
+            raise TenantError(
+                f"database: {self.database!r} is a system database and cannot belong to a tenant; pick another name"
+            )
+        if self.owner == self.params["login_user"]:
+            raise TenantError(
+                f"owner: {self.owner!r} is the login_user the module connects as; a tenant owner must be an "
+                "unprivileged role of its own"
+            )
+        if self.params["connection_limit"] < -1:
+            raise TenantError("connection_limit: use -1 (no limit) or a number of connections >= 0")
+        if self.params["state"] == "present" and self.params["password"] == "":
+            raise TenantError("password: must not be empty; give the tenant owner a password")
+        for ext in self.extensions:
+            if not ext or len(ext) > 63:
+                raise TenantError(f"extensions: {ext!r} is not a valid extension name")
+
+    # ------------------------------------------------------------------------------------------- connections
+    def _where(self) -> str:
+        params = self.params
+        host = params["login_unix_socket"] or params["login_host"] or "the default socket"
+        return f"{host} port {params['login_port']}"
+
+    def _connect(self, dbname: str) -> Any:
+        params = self.params
+        kwargs: dict[str, Any] = {
+            "dbname": dbname,
+            "user": params["login_user"],
+            "port": params["login_port"],
+            "connect_timeout": params["connect_timeout"],
+            "application_name": "borgstack.stack.postgresql_tenant",
+        }
+        host = params["login_unix_socket"] or params["login_host"]
+        if host:
+            kwargs["host"] = host
+        if params["login_password"]:
+            kwargs["password"] = params["login_password"]
+        try:
+            return psycopg.connect(autocommit=True, **kwargs)
+        except psycopg.Error as exc:
+            raise TenantError(
+                f"login: cannot connect to database {dbname!r} at {self._where()} as {params['login_user']!r}: "
+                f"{str(exc).strip()}; check login_unix_socket/login_host, login_port, login_user and login_password"
+            ) from exc
+
+    def close(self) -> None:
+        for conn in (self._tenant, self._cluster):
+            if conn is not None:
+                conn.close()
+
+    def _fetchall(self, conn: Any, query: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with conn.cursor() as cur:
+            cur.execute(query, args)
+            return cur.fetchall()
+
+    # ----------------------------------------------------------------------------------------------- reading
+    def read(self) -> None:
+        self._cluster = self._connect(self.params["login_db"])
+        version = self._cluster.info.server_version
+        if version < MIN_SERVER_VERSION:
+            raise TenantError(f"login: the server runs PostgreSQL {version}; this module needs PostgreSQL 10 or newer")
+        rows = self._fetchall(self._cluster, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        if not rows or not rows[0][0]:
+            raise TenantError(
+                f"login_user: {self.params['login_user']!r} is not a superuser; the module reads pg_authid and "
+                "creates extensions, so connect as a superuser (for example postgres over the Unix socket)"
+            )
+
+        rows = self._fetchall(
+            self._cluster,
+            "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, "
+            "rolconnlimit, rolpassword FROM pg_authid WHERE rolname = %s",
+            (self.owner,),
+        )
+        if rows:
+            names = [flag[0] for flag in _ROLE_FLAGS] + ["rolconnlimit", "rolpassword"]
+            self._role = dict(zip(names, rows[0]))
+            if self._role["rolsuper"]:
+                raise TenantError(
+                    f"owner: role {self.owner!r} exists and is a superuser; a tenant owner must be unprivileged, "
+                    "so the module will not touch it. Pick another owner name"
+                )
+
+        rows = self._fetchall(
+            self._cluster,
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+            (self.database,),
+        )
+        if rows:
+            self._db = {"owner": rows[0][0]}
+            acl = self._fetchall(
+                self._cluster,
+                "SELECT a.grantee, a.privilege_type FROM pg_database d "
+                "CROSS JOIN LATERAL aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) AS a "
+                "WHERE d.datname = %s",
+                (self.database,),
+            )
+            owner_oid = self._fetchall(self._cluster, "SELECT oid FROM pg_roles WHERE rolname = %s", (self.owner,))
+            owner_oid = owner_oid[0][0] if owner_oid else None
+            public = {priv for grantee, priv in acl if grantee == 0}
+            self._db["public_privileges"] = public
+            self._db["connect_revoked_from_public"] = not (public & {"CONNECT", "TEMPORARY"})
+            self._db["owner_can_connect"] = any(g == owner_oid and p == "CONNECT" for g, p in acl)
+            self._tenant = self._connect(self.database)
+            extensions = self._fetchall(self._tenant, "SELECT extname FROM pg_extension")
+            self._db["extensions"] = sorted(row[0] for row in extensions)
+            rows = self._fetchall(
+                self._tenant, "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public'"
+            )
+            self._db["public_schema_owner"] = rows[0][0] if rows else None
+
+        if self.params["state"] == "present":
+            self._check_extensions_available()
+            self._password_ok = self._role is not None and scram_sha256_matches(
+                self.params["password"], self._role["rolpassword"]
+            )
+
+    def _check_extensions_available(self) -> None:
+        if not self.extensions:
+            return
+        rows = self._fetchall(
+            self._cluster, "SELECT name FROM pg_available_extensions WHERE name = ANY(%s)", (self.extensions,)
+        )
+        available = {r[0] for r in rows}
+        missing = [ext for ext in self.extensions if ext not in available]
+        if missing:
+            names = ", ".join(repr(ext) for ext in missing)
+            verb = "is" if len(missing) == 1 else "are"
+            raise TenantError(
+                f"extensions: {names} {verb} not available on this server (pg_available_extensions); "
+                "install it or remove it from the list"
+            )
+
+    # ---------------------------------------------------------------------------------------------- planning
+    def _state_dict(self, role: dict[str, Any] | None, password: str, db: dict[str, Any] | None) -> dict[str, Any]:
+        role_view: dict[str, Any] = {"exists": role is not None}
+        if role is not None:
+            role_view.update({
+                "login": role["rolcanlogin"],
+                "superuser": role["rolsuper"],
+                "createdb": role["rolcreatedb"],
+                "createrole": role["rolcreaterole"],
+                "replication": role["rolreplication"],
+                "bypassrls": role["rolbypassrls"],
+                "connection_limit": role["rolconnlimit"],
+            })
+        db_view: dict[str, Any] = {"exists": db is not None}
+        if db is not None:
+            db_view.update({"owner": db["owner"], "public_schema_owner": db["public_schema_owner"]})
+        return {
+            "tenant": self.name,
+            "role": role_view,
+            "password": password,
+            "database": db_view,
+            "extensions": list(db["extensions"]) if db else [],
+            "connect_revoked_from_public": bool(db and db["connect_revoked_from_public"]),
+        }
+
+    def _add(self, target: str, statement: Any, transactional: bool = True, check_runnable: bool = True,
+             display: Any = None, secret: str | None = None) -> None:
+        self.steps.append(_Step(target, statement, display if display is not None else statement,
+                                transactional=transactional, check_runnable=check_runnable, secret=secret))
+
+    def plan(self) -> None:
+        if self.params["state"] == "present":
+            self._plan_present()
+        else:
+            self._plan_absent()
+
+    def _role_options(self, password: Any) -> Any:
+        flags = [sql.SQL(keyword if wanted else f"NO{keyword}") for _col, keyword, wanted in _ROLE_FLAGS]
+        parts = flags + [sql.SQL(f"CONNECTION LIMIT {int(self.params['connection_limit'])}")]
+        if password is not None:
+            parts.append(sql.SQL("PASSWORD {}").format(password))
+        return sql.SQL(" ").join(parts)
+
+    def _plan_present(self) -> None:
+        role = self._role
+        db = self._db
+        owner = sql.Identifier(self.owner)
+        database = sql.Identifier(self.database)
+        limit = self.params["connection_limit"]
+        password_marker = "<unchanged>" if self._password_ok else "<changed>"
+        self.before = self._state_dict(role, "<unchanged>" if self._password_ok else "<old>", db)
+
+        # Role: created with its SCRAM verifier, or attributes/password brought in line.
+        verifier = None if self._password_ok else scram_sha256_verifier(self.params["password"])
+        if role is None:
+            create = sql.SQL("CREATE ROLE {} WITH {}")
+            self._add("cluster", create.format(owner, self._role_options(sql.Literal(verifier))),
+                      display=create.format(owner, self._role_options(sql.Placeholder())), secret=verifier)
+        else:
+            attrs_ok = all(role[col] == wanted for col, _kw, wanted in _ROLE_FLAGS) and role["rolconnlimit"] == limit
+            if not attrs_ok:
+                self._add("cluster", sql.SQL("ALTER ROLE {} WITH {}").format(owner, self._role_options(None)))
+            if verifier is not None:
+                self._add("cluster", sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(owner, sql.Literal(verifier)),
+                          display=sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(owner, sql.Placeholder()),
+                          secret=verifier)
+
+        # Database: created outside a transaction (PostgreSQL refuses CREATE DATABASE inside one).
+        db_missing = db is None
+        if db_missing:
+            self._add("cluster", sql.SQL("CREATE DATABASE {} OWNER {}").format(database, owner), transactional=False)
+        elif db["owner"] != self.owner:
+            self._add("cluster", sql.SQL("ALTER DATABASE {} OWNER TO {}").format(database, owner))
+
+        # Who may connect: nobody but the owner (and superusers).
+        if db_missing or not db["connect_revoked_from_public"]:
+            self._add("cluster", sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(database),
+                      check_runnable=not db_missing)
+        # A database created with OWNER already grants the owner CONNECT (acldefault); an owner change or an
+        # edited ACL may not.
+        if not db_missing and (db["owner"] != self.owner or not db["owner_can_connect"]):
+            self._add("cluster", sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, owner))
+
+        # Inside the tenant database, as superuser: extensions, and a public schema the owner may use.
+        installed = set(db["extensions"]) if db else set()
+        for ext in self.extensions:
+            if ext not in installed:
+                self._add("tenant", sql.SQL("CREATE EXTENSION IF NOT EXISTS {} CASCADE").format(sql.Identifier(ext)),
+                          check_runnable=not db_missing)
+        schema_owner = db["public_schema_owner"] if db else None
+        if db_missing or schema_owner not in (self.owner, "pg_database_owner"):
+            if db is not None and schema_owner is None:
+                statement = sql.SQL("CREATE SCHEMA public AUTHORIZATION {}").format(owner)
+            else:
+                statement = sql.SQL("ALTER SCHEMA public OWNER TO {}").format(owner)
+            # Another session cannot see a role that check mode created and rolled back.
+            self._add("tenant", statement, check_runnable=not db_missing and role is not None)
+
+        after_role = {"rolcanlogin": True, "rolsuper": False, "rolcreatedb": False, "rolcreaterole": False,
+                      "rolreplication": False, "rolbypassrls": False, "rolconnlimit": limit}
+        after_db = {
+            "owner": self.owner,
+            "public_schema_owner": schema_owner if schema_owner in (self.owner, "pg_database_owner") else self.owner,
+            "extensions": sorted(installed | set(self.extensions)),
+            "connect_revoked_from_public": True,
+        }
+        self.after = self._state_dict(after_role, password_marker, after_db)
+
+    def _plan_absent(self) -> None:
+        role = self._role
+        db = self._db
+        owner = sql.Identifier(self.owner)
+        self.before = self._state_dict(role, "<unchanged>", db)
+        after_role = dict(role) if role else None
+        after_db = db
+        if self.params["drop_database"]:
+            if db is not None:
+                self._add("cluster", sql.SQL("DROP DATABASE {}").format(sql.Identifier(self.database)),
+                          transactional=False)
+                after_db = None
+            if role is not None:
+                # Check mode keeps the database, which the role may still own: the drop cannot be tried.
+                self._add("cluster", sql.SQL("DROP ROLE {}").format(owner), check_runnable=db is None)
+                after_role = None
+        else:
+            if role is not None and role["rolcanlogin"]:
+                self._add("cluster", sql.SQL("ALTER ROLE {} WITH NOLOGIN").format(owner))
+                after_role["rolcanlogin"] = False
+            if role is not None:
+                self.kept.append(f"role {self.owner} (NOLOGIN; set drop_database=true to drop it)")
+            if db is not None:
+                self.kept.append(f"database {self.database} (set drop_database=true to drop it)")
+        self.after = self._state_dict(after_role, "<unchanged>", after_db)
+
+    # ---------------------------------------------------------------------------------------------- applying
+    def _execute(self, conn: Any, step: _Step) -> None:
+        self.queries.append(step.display.as_string(self._cluster))
+        if self.check_mode and not step.check_runnable:
+            return
+        try:
+            with conn.cursor() as cur:
+                cur.execute(step.statement)
+        except psycopg.Error as exc:
+            message = str(exc).strip()
+            if step.secret:
+                message = message.replace(step.secret, "<verifier>")
+            display = self.queries[-1]
+            if isinstance(exc, psycopg.errors.ObjectInUse):
+                message += "; stop the applications connected to it and run again"
+            elif isinstance(exc, psycopg.errors.DependentObjectsStillExist):
+                message += ("; the role still owns objects or holds privileges in other databases: "
+                            "REASSIGN OWNED / DROP OWNED there, then run again")
+            raise TenantError(f"{display}: {message}") from exc
+
+    def apply(self) -> None:
+        cluster_steps = [s for s in self.steps if s.target == "cluster"]
+        tenant_steps = [s for s in self.steps if s.target == "tenant"]
+        if not tenant_steps and self._tenant is not None:
+            # Our own session would block DROP DATABASE; nothing else needs it.
+            self._tenant.close()
+            self._tenant = None
+        if self.check_mode:
+            # Everything that can run inside a transaction runs, then is rolled back.
+            with self._cluster.transaction(force_rollback=True):
+                for step in cluster_steps:
+                    self._execute(self._cluster, step)
+            if self._tenant is not None:
+                with self._tenant.transaction(force_rollback=True):
+                    for step in tenant_steps:
+                        self._execute(self._tenant, step)
+            else:
+                for step in tenant_steps:
+                    self._execute(None, step)
+            return
+        # Real run: consecutive transactional steps share a transaction; CREATE/DROP DATABASE run on their own.
+        batch: list[_Step] = []
+        for step in cluster_steps:
+            if step.transactional:
+                batch.append(step)
+                continue
+            self._run_batch(self._cluster, batch)
+            batch = []
+            self._execute(self._cluster, step)
+        self._run_batch(self._cluster, batch)
+        if tenant_steps:
+            if self._tenant is None:
+                self._tenant = self._connect(self.database)
+            self._run_batch(self._tenant, tenant_steps)
+
+    def _run_batch(self, conn: Any, steps: list[_Step]) -> None:
+        if not steps:
+            return
+        with conn.transaction():
+            for step in steps:
+                self._execute(conn, step)
+
+    # ----------------------------------------------------------------------------------------------- result
+    def run(self) -> dict[str, Any]:
+        self.validate()
+        try:
+            self.read()
+            self.plan()
+            self.apply()
+        finally:
+            self.close()
+        result: dict[str, Any] = {
+            "changed": bool(self.steps),
+            "tenant": self.name,
+            "database": self.database,
+            "owner": self.owner,
+            "queries": self.queries,
+            "extensions": self.extensions if self.params["state"] == "present" else [],
+            "diff": {"before": self.before, "after": self.after},
+        }
+        if self.params["state"] == "absent":
+            result["kept"] = self.kept
+        return result

@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The SCRAM-SHA-256 verifier helpers checked against the RFC 7677 example exchange (no server needed).
+
+The integration tests check the same helpers against verifiers the real server computes; this file pins them
+to the published test vector so a regression shows up even where Docker is unavailable.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+import pytest
+
+from ansible_collections.borgstack.stack.plugins.module_utils._postgresql import (
+    saslprep,
+    scram_sha256_keys,
+    scram_sha256_matches,
+    scram_sha256_verifier,
+)
+
+# RFC 7677 section 3: user "user", password "pencil".
+RFC_SALT = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
+RFC_NONCE = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+RFC_AUTH_MESSAGE = (
+    "n=user,r=rOprNGfwEbeRWgbNEkqO,"
+    f"r={RFC_NONCE},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,"
+    f"c=biws,r={RFC_NONCE}"
+).encode()
+RFC_CLIENT_PROOF = base64.b64decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
+RFC_SERVER_SIGNATURE = base64.b64decode("6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+
+
+def test_keys_reproduce_rfc7677_exchange():
+    stored_key, server_key = scram_sha256_keys("pencil", RFC_SALT, 4096)
+    client_signature = hmac.new(stored_key, RFC_AUTH_MESSAGE, hashlib.sha256).digest()
+    client_key = bytes(a ^ b for a, b in zip(RFC_CLIENT_PROOF, client_signature))
+    server_signature = hmac.new(server_key, RFC_AUTH_MESSAGE, hashlib.sha256).digest()
+    assert (hashlib.sha256(client_key).digest(), server_signature) == (stored_key, RFC_SERVER_SIGNATURE)
+
+
+def test_verifier_format_and_round_trip():
+    verifier = scram_sha256_verifier("pencil", salt=RFC_SALT)
+    other = scram_sha256_verifier("pencil")
+    head, salt_b64 = verifier.split("$")[1].split(":")
+    assert (verifier.split("$")[0], head, salt_b64, len(base64.b64decode(other.split("$")[1].split(":")[1])),
+            other == verifier, scram_sha256_matches("pencil", verifier), scram_sha256_matches("pencil", other),
+            scram_sha256_matches("pencil!", verifier)) == (
+        "SCRAM-SHA-256", "4096", "W22ZaJ0SNY7soEsUEjb6gQ==", 16, False, True, True, False)
+
+
+@pytest.mark.parametrize("stored", [
+    None,
+    "",
+    "md5" + "0" * 32,
+    "pencil",
+    "SCRAM-SHA-256$4096:not base64!$AAAA:AAAA",
+    "SCRAM-SHA-256$0:W22ZaJ0SNY7soEsUEjb6gQ==$AAAA:AAAA",
+])
+def test_non_scram_or_broken_stored_values_never_match(stored):
+    assert scram_sha256_matches("pencil", stored) is False
+
+
+@pytest.mark.parametrize("password, prepared", [
+    ("plain", b"plain"),
+    ("I\u00adX", "IX".encode()),             # soft hyphen is mapped to nothing
+    ("a\u00a0b", b"a b"),                    # non-ASCII space becomes a space
+    ("\u2168", b"IX"),                       # NFKC: roman numeral nine
+    ("bad\u0007", "bad\u0007".encode()),     # ASCII is never changed
+    ("x\u0627", "x\u0627".encode()),         # prohibited bidi mix: PostgreSQL hashes the raw bytes
+])
+def test_saslprep_follows_postgresql(password, prepared):
+    assert saslprep(password) == prepared
