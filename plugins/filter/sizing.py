@@ -471,7 +471,7 @@ def ram_budget(
     The OS keeps ``reserve_mb`` (default max(1024, 10 % of RAM)); the sum of container limits never exceeds
     ``cap_ratio * total_mb`` nor ``total_mb - reserve_mb``. Each enabled service gets at least its ``min_mb``;
     what is left is shared by weight (capped by ``max_mb``). Derived settings: the RAM pgtune should assume for
-    PostgreSQL (75 % of its limit), Redis ``maxmemory`` (75 % of its limit) and MongoDB's WiredTiger cache
+    PostgreSQL (75 % of its limit, rounded down to 16 MiB), Redis ``maxmemory`` (75 % of its limit) and MongoDB's WiredTiger cache
     (50 % of (limit - 1 GiB), at least 0.25 GB, rounded down to 2 decimals - mongod's own rule applied to the
     container limit).
     """
@@ -509,7 +509,8 @@ def ram_budget(
         "services": {svc: {"limit_mb": limit} for svc, limit in limits.items()},
     }
     if "postgresql" in limits:
-        plan["postgresql"] = {"ram_mb": int(limits["postgresql"] * _POSTGRESQL_SHARE)}
+        # Rounded down to 16 MiB so that pgtune's sizes come out in whole MB.
+        plan["postgresql"] = {"ram_mb": int(limits["postgresql"] * _POSTGRESQL_SHARE) // 16 * 16}
     if "redis" in limits:
         plan["redis"] = {"maxmemory_mb": int(limits["redis"] * _REDIS_SHARE)}
     if "mongodb" in limits:

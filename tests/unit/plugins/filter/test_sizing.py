@@ -174,19 +174,18 @@ PGTUNE_HOSTS = {
         "max_worker_processes": "8", "max_parallel_workers_per_gather": "2", "max_parallel_workers": "8",
         "max_parallel_maintenance_workers": "2", "io_workers": "3", "autovacuum_max_workers": "3",
     },
-    # 3288 MB: ram_kb 3366912; sb 841728; mwm 210432 kB; wal 25251 kB > 16 MB -> 16MB;
-    # work_mem 2525184 // 612 // 2 = 2063 -> floor 4MB
-    (3288, 4): {
-        "shared_buffers": "822MB", "effective_cache_size": "2466MB", "maintenance_work_mem": "210432kB",
+    # 3280 MB: ram_kb 3358720; sb 839680; wal 25190 kB > 16 MB -> 16MB; work_mem 2519040 // 612 // 2 = 2058 -> 4MB
+    (3280, 4): {
+        "shared_buffers": "820MB", "effective_cache_size": "2460MB", "maintenance_work_mem": "205MB",
         "autovacuum_work_mem": "-1", "work_mem": "4MB", "wal_buffers": "16MB", "huge_pages": "off",
         "max_worker_processes": "4", "max_parallel_workers_per_gather": "2", "max_parallel_workers": "4",
         "max_parallel_maintenance_workers": "2", "io_workers": "3", "autovacuum_max_workers": "3",
     },
-    # 8103 MB: ram_kb 8297472; sb 2074368 (< 2 GiB = 2097152: no huge pages); ecs 6223104; mwm 518592;
-    # wal 62231 kB -> capped 16MB; work_mem 6223104 // 624 = 9972 // 2 = 4986 kB
-    (8103, 8): {
-        "shared_buffers": "2074368kB", "effective_cache_size": "6223104kB", "maintenance_work_mem": "518592kB",
-        "autovacuum_work_mem": "-1", "work_mem": "4986kB", "wal_buffers": "16MB", "huge_pages": "off",
+    # 8096 MB: ram_kb 8290304; sb 2024 MB (< 2048: no huge pages); wal 62177 kB -> capped 16MB;
+    # work_mem (8290304 - 2072576) // 624 = 9964 // 2 = 4982 kB
+    (8096, 8): {
+        "shared_buffers": "2024MB", "effective_cache_size": "6072MB", "maintenance_work_mem": "506MB",
+        "autovacuum_work_mem": "-1", "work_mem": "4982kB", "wal_buffers": "16MB", "huge_pages": "off",
         "max_worker_processes": "8", "max_parallel_workers_per_gather": "4", "max_parallel_workers": "8",
         "max_parallel_maintenance_workers": "4", "io_workers": "3", "autovacuum_max_workers": "3",
     },
@@ -222,8 +221,8 @@ def test_pgtune_host_table(ram_mb, cpus):
 def test_pgtune_table_uses_the_postgresql_share_of_the_documented_plans():
     plans = {
         (1248, 2): ram_budget(4096, ["postgresql", "redis", "caddy", "n8n"]),
-        (3288, 4): ram_budget(16384, ALL_SERVICES),
-        (8103, 8): ram_budget(36864, ALL_SERVICES),
+        (3280, 4): ram_budget(16384, ALL_SERVICES),
+        (8096, 8): ram_budget(36864, ALL_SERVICES),
         (28880, 8): ram_budget(131072, ALL_SERVICES),
     }
     for (ram_mb, _cpus), plan in plans.items():
@@ -389,7 +388,8 @@ def test_ram_budget_invariants(total_mb):
     assert max(per_weight) - min(per_weight) <= 1.0
 
     pg = limits["postgresql"]
-    assert 0.74 * pg <= plan["postgresql"]["ram_mb"] <= 0.75 * pg
+    assert 0.75 * pg - 16 < plan["postgresql"]["ram_mb"] <= 0.75 * pg
+    assert plan["postgresql"]["ram_mb"] % 16 == 0
     redis = limits["redis"]
     assert 0.74 * redis <= plan["redis"]["maxmemory_mb"] <= 0.75 * redis
     if "mongodb" in limits:
@@ -446,6 +446,13 @@ def test_ram_budget_4gb_small_set_by_hand():
 def test_ram_budget_cases(total_mb, services, kwargs, expected):
     plan = ram_budget(total_mb, services, **kwargs)
     assert {svc: e["limit_mb"] for svc, e in plan["services"].items()} == expected
+
+
+def test_ram_budget_postgresql_share_is_rounded_down_to_16_mib():
+    # limit 12287 (see the cases above): 0.75 * 12287 = 9215.25 -> 9215 -> 9200
+    plan = ram_budget(16384, ["postgresql", "redis"])
+    assert plan["postgresql"] == {"ram_mb": 9200}
+    assert plan["redis"] == {"maxmemory_mb": 1228}  # 0.75 * 1638 = 1228.5
 
 
 def test_ram_budget_mongodb_cache_rounds_down():
