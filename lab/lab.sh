@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# A disposable "server" for BorgStack: a container that boots systemd (image
+# borgstack-lab/host:<os>, see lab/build-images.sh) and can run its own Docker
+# engine, reachable from a public-looking network the way the internet sees a VPS.
+#
+#   lab/lab.sh create [NAME] [--os trixie|bookworm] [--ip N]   start a lab host
+#   lab/lab.sh reset [NAME] [--os ...] [--ip N]                destroy + create
+#   lab/lab.sh destroy [NAME]                                  remove it and its Docker data
+#   lab/lab.sh status [NAME]                                   state, OS, address, systemd
+#   lab/lab.sh load-images [NAME] IMAGE...                     copy images into its engine
+#   lab/lab.sh probe [NAME] PORT                               TCP port open/closed, seen
+#                                                              from the public network
+#   lab/lab.sh secret                                          print the lab master secret
+#
+# NAME defaults to borgstack-lab, --os to trixie. --ip picks the host's address on
+# the public network 198.51.100.0/24: N or 198.51.100.N, N in 10..127 (default: the
+# first free one from .10). `probe` exits 0 when the port is open, 1 when closed.
+#
+# The container gets the capabilities and mounts systemd and an inner dockerd need,
+# and no more: never --privileged, never systempaths=unconfined (that would let it
+# rewrite the real machine's kernel settings). Data is disposable: destroy removes
+# the container and its NAME-docker volume; images and the network stay.
+set -euo pipefail
+
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly LAB_DIR
+readonly CACHE_DIR="$LAB_DIR/cache"
+readonly SECRET_FILE="$CACHE_DIR/master-secret"
+
+readonly DEFAULT_NAME=borgstack-lab
+readonly DEFAULT_OS=trixie
+readonly LABEL=org.borgstack.lab
+readonly PUBLIC_NET=borgstack-lab-public
+readonly PUBLIC_SUBNET=198.51.100.0/24
+readonly PUBLIC_GATEWAY=198.51.100.1
+readonly PUBLIC_PREFIX=198.51.100
+# Docker hands out .128-.254 to containers attached without an address (the prober);
+# lab hosts take fixed addresses from .10-.127, so the two never collide.
+readonly PUBLIC_DYNAMIC_RANGE=198.51.100.128/25
+readonly PROBE_IMAGE=borgstack-lab/debian:trixie
+readonly BOOT_TIMEOUT=60
+
+die() {
+    printf 'lab: error: %s\n' "$*" >&2
+    exit 2
+}
+
+note() {
+    printf 'lab: %s\n' "$*" >&2
+}
+
+usage() {
+    sed -n '7,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+set -E
+trap 'die "unexpected failure (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
+
+# ---- Helpers -----------------------------------------------------------------------
+
+container_exists() {
+    docker container inspect "$1" >/dev/null 2>&1
+}
+
+# Refuse to touch a container this script did not create.
+require_lab_container() {
+    local name=$1
+    container_exists "$name" || die "no lab host named '$name' (create it with: lab/lab.sh create $name)"
+    local mark
+    mark=$(docker container inspect --format "{{ index .Config.Labels \"$LABEL\" }}" "$name")
+    [[ "$mark" == "1" ]] || die "container '$name' was not created by lab/lab.sh; not touching it"
+}
+
+require_running() {
+    local name=$1 state
+    require_lab_container "$name"
+    state=$(docker container inspect --format '{{ .State.Status }}' "$name")
+    [[ "$state" == running ]] || die "lab host '$name' is $state, not running (lab/lab.sh reset $name)"
+}
+
+# Does any route of this machine other than the default one overlap SUBNET?
+subnet_routed() {
+    local subnet=$1
+    ip -4 route show | awk '$1 != "default" { print $1 }' | python3 -c '
+import ipaddress, sys
+wanted = ipaddress.ip_network(sys.argv[1])
+for line in sys.stdin:
+    try:
+        net = ipaddress.ip_network(line.strip(), strict=False)
+    except ValueError:
+        continue
+    if net.overlaps(wanted):
+        print(net)
+        sys.exit(0)
+sys.exit(1)
+' "$subnet"
+}
+
+ensure_public_network() {
+    local subnet routed
+    if docker network inspect "$PUBLIC_NET" >/dev/null 2>&1; then
+        subnet=$(docker network inspect --format '{{ range .IPAM.Config }}{{ .Subnet }}{{ end }}' "$PUBLIC_NET")
+        [[ "$subnet" == "$PUBLIC_SUBNET" ]] ||
+            die "network $PUBLIC_NET exists with subnet '$subnet', expected $PUBLIC_SUBNET; remove it by hand"
+        return 0
+    fi
+    if routed=$(subnet_routed "$PUBLIC_SUBNET"); then
+        die "$PUBLIC_SUBNET overlaps $routed, already routed on this machine (ip route); refusing to create $PUBLIC_NET"
+    fi
+    docker network create --driver bridge --subnet "$PUBLIC_SUBNET" --gateway "$PUBLIC_GATEWAY" \
+        --ip-range "$PUBLIC_DYNAMIC_RANGE" --label "$LABEL=1" "$PUBLIC_NET" >/dev/null
+    note "created network $PUBLIC_NET ($PUBLIC_SUBNET)"
+}
+
+# Addresses the lab hosts already hold on the public network.
+used_public_ips() {
+    docker network inspect --format '{{ range .Containers }}{{ .IPv4Address }} {{ end }}' "$PUBLIC_NET" |
+        tr ' ' '\n' | sed -n 's|/.*||p'
+}
+
+pick_ip() {
+    local wanted=$1 used n
+    used=$(used_public_ips)
+    if [[ -n "$wanted" ]]; then
+        wanted=${wanted#"$PUBLIC_PREFIX."}
+        [[ "$wanted" =~ ^[0-9]+$ ]] && ((wanted >= 10 && wanted <= 127)) ||
+            die "--ip must be N or $PUBLIC_PREFIX.N with N in 10..127, got '$1'"
+        grep -qx "$PUBLIC_PREFIX.$wanted" <<<"$used" &&
+            die "$PUBLIC_PREFIX.$wanted is already used on $PUBLIC_NET"
+        echo "$PUBLIC_PREFIX.$wanted"
+        return 0
+    fi
+    for n in $(seq 10 127); do
+        if ! grep -qx "$PUBLIC_PREFIX.$n" <<<"$used"; then
+            echo "$PUBLIC_PREFIX.$n"
+            return 0
+        fi
+    done
+    die "no free address left on $PUBLIC_NET"
+}
+
+public_ip_of() {
+    docker container inspect --format "{{ with index .NetworkSettings.Networks \"$PUBLIC_NET\" }}{{ .IPAddress }}{{ end }}" "$1"
+}
+
+system_state() {
+    docker exec "$1" systemctl is-system-running 2>/dev/null || true
+}
+
+# ---- Commands ----------------------------------------------------------------------
+
+cmd_create() {
+    local name=$1 os=$2 ip_arg=$3 image ip start state i
+    case "$os" in
+        trixie | bookworm) ;;
+        *) die "--os must be trixie or bookworm, got '$os'" ;;
+    esac
+    [[ "$name" =~ ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$ ]] || die "invalid NAME '$name'"
+    image="borgstack-lab/host:$os"
+    docker image inspect "$image" >/dev/null 2>&1 ||
+        die "image $image is missing: build it with lab/build-images.sh host-$os"
+    container_exists "$name" && die "'$name' already exists (lab/lab.sh reset $name to start afresh)"
+    start=$(date +%s)
+
+    ensure_public_network
+    ip=$(pick_ip "$ip_arg")
+
+    # Bridge first, then the public network: the first network holds the default route.
+    docker run --detach --name "$name" --hostname "$name" \
+        --label "$LABEL=1" --label "$LABEL.os=$os" --label "$LABEL.ip=$ip" \
+        --cap-add ALL --cap-drop SYS_RESOURCE \
+        --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+        --cgroupns host --volume /sys/fs/cgroup:/sys/fs/cgroup:rw \
+        --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
+        --env container=docker \
+        --volume "$name-docker:/var/lib/docker" \
+        --stop-signal SIGRTMIN+3 \
+        --network bridge \
+        "$image" >/dev/null
+    docker network connect --ip "$ip" "$PUBLIC_NET" "$name"
+
+    state=""
+    for ((i = 0; i < BOOT_TIMEOUT; i++)); do
+        state=$(system_state "$name")
+        [[ "$state" == running || "$state" == degraded ]] && break
+        if [[ "$(docker container inspect --format '{{ .State.Status }}' "$name")" != running ]]; then
+            docker logs --tail 20 "$name" >&2 || true
+            die "'$name' stopped while booting (see above; lab/lab.sh destroy $name)"
+        fi
+        sleep 1
+    done
+    if [[ "$state" != running && "$state" != degraded ]]; then
+        docker exec "$name" systemctl list-jobs >&2 || true
+        die "'$name' did not finish booting in ${BOOT_TIMEOUT}s (state '$state'); inspect it, then lab/lab.sh destroy $name"
+    fi
+    if [[ "$state" == degraded ]]; then
+        note "failed units in $name:"
+        docker exec "$name" systemctl --failed --no-legend >&2 || true
+    fi
+    note "created $name ($os, $ip) in $(($(date +%s) - start))s"
+    cmd_status "$name"
+}
+
+cmd_destroy() {
+    local name=$1
+    if container_exists "$name"; then
+        require_lab_container "$name"
+        # SIGRTMIN+3 lets systemd stop the inner containers cleanly (no stale cgroups).
+        docker stop --time 30 "$name" >/dev/null 2>&1 || true
+        docker rm --force --volumes "$name" >/dev/null
+        note "removed container $name"
+    fi
+    if docker volume inspect "$name-docker" >/dev/null 2>&1; then
+        docker volume rm "$name-docker" >/dev/null
+        note "removed volume $name-docker"
+    fi
+}
+
+cmd_status() {
+    local name=$1 fmt
+    if ! container_exists "$name"; then
+        printf '%s: absent\n' "$name"
+        return 0
+    fi
+    require_lab_container "$name"
+    fmt="{{ .State.Status }} {{ index .Config.Labels \"$LABEL.os\" }}"
+    read -r state os < <(docker container inspect --format "$fmt" "$name")
+    printf 'name:     %s\n' "$name"
+    printf 'state:    %s\n' "$state"
+    printf 'os:       %s\n' "$os"
+    printf 'public:   %s (network %s)\n' "$(public_ip_of "$name")" "$PUBLIC_NET"
+    if [[ "$state" == running ]]; then
+        printf 'systemd:  %s\n' "$(system_state "$name")"
+        if docker exec "$name" docker version --format '{{ .Server.Version }}' >/dev/null 2>&1; then
+            printf 'docker:   %s, %s images\n' \
+                "$(docker exec "$name" docker version --format '{{ .Server.Version }}')" \
+                "$(docker exec "$name" docker image ls --quiet | sort -u | wc -l)"
+        else
+            printf 'docker:   not installed or not running\n'
+        fi
+    fi
+}
+
+cmd_load_images() {
+    local name=$1 image host_id inner_id
+    shift
+    (($# > 0)) || die "load-images needs at least one IMAGE"
+    require_running "$name"
+    docker exec "$name" docker info >/dev/null 2>&1 ||
+        die "no Docker engine runs inside '$name' yet (install docker.io there first)"
+    for image in "$@"; do
+        host_id=$(docker image inspect --format '{{ .Id }}' "$image" 2>/dev/null) ||
+            die "image $image is not on this machine (lab/build-images.sh)"
+        inner_id=$(docker exec "$name" docker image inspect --format '{{ .Id }}' "$image" 2>/dev/null || true)
+        if [[ "$inner_id" == "$host_id" ]]; then
+            printf '%s: present\n' "$image"
+            continue
+        fi
+        docker save "$image" | docker exec -i "$name" docker load >/dev/null
+        inner_id=$(docker exec "$name" docker image inspect --format '{{ .Id }}' "$image" 2>/dev/null || true)
+        [[ "$inner_id" == "$host_id" ]] || die "loading $image into $name failed (ID '$inner_id', expected $host_id)"
+        printf '%s: loaded\n' "$image"
+    done
+}
+
+cmd_probe() {
+    local name=$1 port=$2 ip
+    [[ "$port" =~ ^[0-9]+$ ]] && ((port >= 1 && port <= 65535)) || die "PORT must be 1..65535, got '$port'"
+    require_running "$name"
+    ip=$(public_ip_of "$name")
+    [[ -n "$ip" ]] || die "'$name' is not on $PUBLIC_NET"
+    docker image inspect "$PROBE_IMAGE" >/dev/null 2>&1 ||
+        die "image $PROBE_IMAGE is missing: build it with lab/build-images.sh debian-trixie"
+    # A throwaway container on the public network only: it sees the lab host as the
+    # internet would (no bridge, no shortcut through the host).
+    if docker run --rm --network "$PUBLIC_NET" "$PROBE_IMAGE" \
+        timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' probe "$ip" "$port" >/dev/null 2>&1; then
+        printf '%s:%s open\n' "$ip" "$port"
+        return 0
+    fi
+    printf '%s:%s closed\n' "$ip" "$port"
+    return 1
+}
+
+cmd_secret() {
+    if [[ ! -s "$SECRET_FILE" ]]; then
+        mkdir -p "$CACHE_DIR"
+        (
+            umask 077
+            python3 -c '
+import secrets, string, sys
+alphabet = string.ascii_letters + string.digits
+sys.stdout.write("".join(secrets.choice(alphabet) for _ in range(48)) + "\n")
+' >"$SECRET_FILE.tmp"
+        )
+        mv "$SECRET_FILE.tmp" "$SECRET_FILE"
+    fi
+    chmod 0600 "$SECRET_FILE"
+    cat "$SECRET_FILE"
+}
+
+# ---- Arguments ---------------------------------------------------------------------
+
+main() {
+    (($# > 0)) || {
+        usage
+        exit 2
+    }
+    local cmd=$1
+    shift
+    case "$cmd" in
+        -h | --help | help)
+            usage
+            return 0
+            ;;
+        secret)
+            (($# == 0)) || die "secret takes no argument"
+            cmd_secret
+            return 0
+            ;;
+    esac
+    command -v docker >/dev/null || die "docker is not installed"
+    docker info >/dev/null 2>&1 || die "cannot talk to the Docker engine (is dockerd running?)"
+
+    local name="" os=$DEFAULT_OS ip="" args=()
+    case "$cmd" in
+        create | reset)
+            while (($# > 0)); do
+                case "$1" in
+                    --os) os=${2:?--os needs a value}; shift 2 ;;
+                    --os=*) os=${1#--os=}; shift ;;
+                    --ip) ip=${2:?--ip needs a value}; shift 2 ;;
+                    --ip=*) ip=${1#--ip=}; shift ;;
+                    -*) die "unknown option '$1'" ;;
+                    *) [[ -z "$name" ]] || die "too many arguments: '$1'"; name=$1; shift ;;
+                esac
+            done
+            name=${name:-$DEFAULT_NAME}
+            [[ "$cmd" == reset ]] && cmd_destroy "$name"
+            cmd_create "$name" "$os" "$ip"
+            ;;
+        destroy | status)
+            (($# <= 1)) || die "$cmd takes at most one NAME"
+            name=${1:-$DEFAULT_NAME}
+            "cmd_$cmd" "$name"
+            ;;
+        load-images)
+            # A NAME has no '/' or ':'; every image reference here has one of them.
+            if (($# > 0)) && [[ "$1" != */* && "$1" != *:* ]]; then
+                name=$1
+                shift
+            fi
+            cmd_load_images "${name:-$DEFAULT_NAME}" "$@"
+            ;;
+        probe)
+            args=("$@")
+            local rc=0
+            case ${#args[@]} in
+                1) cmd_probe "$DEFAULT_NAME" "${args[0]}" || rc=$? ;;
+                2) cmd_probe "${args[0]}" "${args[1]}" || rc=$? ;;
+                *) die "usage: lab/lab.sh probe [NAME] PORT" ;;
+            esac
+            exit "$rc"
+            ;;
+        *)
+            usage >&2
+            die "unknown command '$cmd'"
+            ;;
+    esac
+}
+
+main "$@"
