@@ -44,13 +44,13 @@ options:
     type: str
   roles:
     description:
-      - The complete list of roles the user must have. Roles not listed are revoked.
+      - The complete list of roles the user must have. Roles not listed are revoked; V([]) revokes all.
       - Each item is a role name (granted on O(database)) or a dictionary with the keys C(role) and C(db)
         (C(db) defaults to O(database)).
       - Compared as a set, so order and duplicates do not matter.
+      - When omitted, an existing user keeps its roles and a new user gets none.
     type: list
     elements: raw
-    default: []
   state:
     description:
       - V(present) creates or updates the user; V(absent) drops it.
@@ -289,7 +289,7 @@ def argument_spec() -> dict[str, dict[str, Any]]:
         name=dict(type="str", required=True, aliases=["user"]),
         database=dict(type="str", required=True, aliases=["db"]),
         password=dict(type="str", no_log=True),
-        roles=dict(type="list", elements="raw", default=[]),
+        roles=dict(type="list", elements="raw"),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         update_password=dict(type="str", choices=["always", "on_create"], default="always"),
         mechanisms=dict(type="list", elements="str", choices=["SCRAM-SHA-256", "SCRAM-SHA-1"],
@@ -449,7 +449,8 @@ class MongoUserManager:
         return self._result(True, before, self._absent())
 
     def ensure_present(self, current: dict[str, Any] | None) -> dict[str, Any]:
-        roles = normalize_roles(self.params.get("roles"), self.database)
+        wanted_roles = self.params.get("roles")
+        roles = normalize_roles(wanted_roles, self.database)
         mechanisms = _unique(self.params.get("mechanisms") or [SCRAM_SHA_256])
         password = self.params.get("password")
 
@@ -462,6 +463,8 @@ class MongoUserManager:
             return self._result(True, self._absent(), after)
 
         current_roles = normalize_roles(current.get("roles"), self.database, strict=False)
+        if wanted_roles is None:
+            roles = current_roles
         current_mechanisms = self._current_mechanisms(current, mechanisms)
         before = self._present(current_roles, current_mechanisms, PASSWORD_UNCHANGED)
 

@@ -243,6 +243,20 @@ def test_role_removed_is_updated(existing):
     assert existing.users[("lowcoder", "lowcoder_user")]["roles"] == []
 
 
+@pytest.mark.parametrize("password", [SECRET, OTHER_SECRET])
+def test_omitted_roles_keep_the_current_ones(existing, password):
+    result = run(existing, roles=None, password=password)
+    assert result["roles"] == READ_WRITE
+    assert existing.users[("lowcoder", "lowcoder_user")]["roles"] == READ_WRITE
+    assert all("roles" not in call[3] for call in existing.writes())
+
+
+def test_omitted_roles_create_a_user_without_roles():
+    client = FakeClient()
+    run(client, roles=None)
+    assert client.writes() == [("create_user", "lowcoder", "lowcoder_user", [], ["SCRAM-SHA-256"])]
+
+
 def test_password_and_roles_together(existing):
     result = run(existing, password=OTHER_SECRET, roles=["read"])
     assert result["actions"] == ["updateUser lowcoder_user on lowcoder (password, roles)"]
@@ -608,8 +622,7 @@ def test_can_authenticate_uses_a_fresh_connection(mocked_pymongo, code, expected
     from pymongo.errors import OperationFailure
 
     if code is not None:
-        database_command(mocked_pymongo).side_effect = OperationFailure("Authentication failed.",
-                                                                                    code=code)
+        database_command(mocked_pymongo).side_effect = OperationFailure("Authentication failed.", code=code)
     client = MongoAdminClient(LOGIN)
     assert client.can_authenticate("lowcoder", "u", "pw1", "SCRAM-SHA-256") is expected
     kwargs = mocked_pymongo.call_args.kwargs
