@@ -520,6 +520,24 @@ def ram_budget(
     return plan
 
 
+def sysctl_floor(wanted: Any, live: Any) -> Dict[str, Any]:
+    """Keep a host's higher value for keys that are lower bounds (SYSCTL_FLOOR_KEYS).
+
+    ``wanted`` is the dict from kernel_sysctl (possibly with overrides); ``live`` maps keys to the values the host
+    has now (strings as read from /proc/sys, or numbers; missing keys are ignored). Returns a new dict.
+    """
+    if not isinstance(wanted, Mapping):
+        raise AnsibleFilterError(f"sysctl_floor: the input must be a dict of sysctl settings, got {type(wanted).__name__}")
+    if not isinstance(live, Mapping):
+        raise AnsibleFilterError(f"sysctl_floor: 'live' must be a dict of current values, got {type(live).__name__}")
+    result = dict(wanted)
+    for key in SYSCTL_FLOOR_KEYS & set(result):
+        current = str(live.get(key, "")).strip()
+        if current.isdigit() and str(result[key]).strip().isdigit() and int(current) > int(result[key]):
+            result[key] = int(current)
+    return result
+
+
 class FilterModule:
     """BorgStack sizing filters."""
 
@@ -527,6 +545,7 @@ class FilterModule:
         return {
             "kernel_sysctl": kernel_sysctl,
             "sysctl_scope": sysctl_scope,
+            "sysctl_floor": sysctl_floor,
             "pgtune": pgtune,
             "ram_budget": ram_budget,
         }

@@ -19,6 +19,7 @@ from ansible_collections.borgstack.stack.plugins.filter.sizing import (
     kernel_sysctl,
     pgtune,
     ram_budget,
+    sysctl_floor,
     sysctl_scope,
 )
 
@@ -515,6 +516,7 @@ def test_filter_module_exports():
     assert FilterModule().filters() == {
         "kernel_sysctl": kernel_sysctl,
         "sysctl_scope": sysctl_scope,
+        "sysctl_floor": sysctl_floor,
         "pgtune": pgtune,
         "ram_budget": ram_budget,
     }
@@ -541,3 +543,23 @@ def test_sidecar_doc_matches_signature(name):
     assert f"borgstack.stack.{name}" in doc["EXAMPLES"]
     assert "_value" in doc["RETURN"]
 
+
+
+@pytest.mark.parametrize(
+    "wanted,live,expected",
+    [
+        ({"fs.file-max": 1048576}, {"fs.file-max": "9223372036854775807"}, {"fs.file-max": 9223372036854775807}),
+        ({"fs.file-max": 2468352}, {"fs.file-max": "1000000\n"}, {"fs.file-max": 2468352}),
+        ({"vm.max_map_count": 262144}, {"vm.max_map_count": "2147483642"}, {"vm.max_map_count": 2147483642}),
+        # Not a floor key: the computed value wins even when the live one is higher.
+        ({"net.core.somaxconn": 4096}, {"net.core.somaxconn": "65535"}, {"net.core.somaxconn": 4096}),
+        ({"vm.max_map_count": 262144}, {}, {"vm.max_map_count": 262144}),
+    ],
+)
+def test_sysctl_floor(wanted, live, expected):
+    assert sysctl_floor(wanted, live) == expected
+
+
+def test_sysctl_floor_rejects_non_dicts():
+    with pytest.raises(AnsibleFilterError, match="live"):
+        sysctl_floor({"fs.file-max": 1}, ["fs.file-max"])
