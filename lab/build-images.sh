@@ -17,9 +17,6 @@
 # lab/cache/ so a rebuild downloads nothing again. Containers cannot reach PyPI or
 # npm: those downloads happen here, on the host, and go in through the build context.
 set -euo pipefail
-# Functions and subshells inherit the ERR trap: no silent exit on an unexpected failure.
-set -E
-trap 'die "unexpected failure (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
 
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly LAB_DIR
@@ -44,14 +41,26 @@ readonly N8N_XLSX_VERSION=0.20.2
 # Build order: cheap first; postgresql early because others wait for it; n8n last.
 readonly ALL_KEYS=(debian-trixie host-trixie postgresql redis caddy seaweedfs debian-bookworm host-bookworm n8n)
 
+# Exit status 3 means "explained failure": the ERR trap lets it through silently
+# (a die inside $(...) already printed its message).
+readonly DIE_STATUS=3
 die() {
     printf 'build-images: error: %s\n' "$*" >&2
-    exit 1
+    exit "$DIE_STATUS"
 }
 
 note() {
     printf 'build-images: %s\n' "$*" >&2
 }
+
+# Functions and subshells inherit the ERR trap: no silent exit on an unexpected failure.
+set -E
+on_error() {
+    local status=$1 line=$2 command=$3
+    ((status == DIE_STATUS)) && exit "$DIE_STATUS"
+    die "unexpected failure (exit $status) at line $line: $command"
+}
+trap 'on_error "$?" "$LINENO" "$BASH_COMMAND"' ERR
 
 image_of() {
     case "$1" in
@@ -188,7 +197,7 @@ JSON
     # Install scripts are needed: sqlite3 (n8n's default database) builds its native
     # module here, against the host's node 20 headers (ABI 115, the same as trixie's
     # node 20.19). Prebuilt downloads from outside the registry are unreachable.
-    logged "$LOG_DIR/npm-n8n.log" env -C "$dir" npm_config_build_from_source=true \
+    logged "$LOG_DIR/npm-n8n.log" env -C "$dir" npm_config_build_from_source=true SCARF_ANALYTICS=false \
         npm install --omit=dev --no-audit --no-fund --cache "$CACHE_DIR/npm-cache"
     [[ -f "$dir/node_modules/sqlite3/build/Release/node_sqlite3.node" ]] ||
         die "sqlite3's native module was not built; see $LOG_DIR/npm-n8n.log"
@@ -316,8 +325,7 @@ smoke() {
             name="$PREFIX-smoke-$key-$$"
             SMOKE_CONTAINER=$name
             docker run -d --name "$name" -e POSTGRES_PASSWORD=smoke-only "$image" >/dev/null
-            local i
-            for i in $(seq 1 60); do
+            for _ in $(seq 1 60); do
                 if docker exec "$name" pg_isready -q -h 127.0.0.1 -U postgres 2>/dev/null; then break; fi
                 sleep 1
             done
@@ -333,8 +341,7 @@ smoke() {
             name="$PREFIX-smoke-$key-$$"
             SMOKE_CONTAINER=$name
             docker run -d --name "$name" "$image" >/dev/null
-            local i
-            for i in $(seq 1 30); do
+            for _ in $(seq 1 30); do
                 out=$(docker exec "$name" redis-cli ping 2>/dev/null || true)
                 [[ "$out" == PONG ]] && break
                 sleep 1
@@ -351,8 +358,8 @@ smoke() {
             name="$PREFIX-smoke-$key-$$"
             SMOKE_CONTAINER=$name
             docker run -d --name "$name" "$image" >/dev/null
-            local i ok=""
-            for i in $(seq 1 20); do
+            local ok=""
+            for _ in $(seq 1 20); do
                 if docker exec "$name" wget -qO- http://127.0.0.1/ >/dev/null 2>&1; then ok=1; break; fi
                 sleep 1
             done
@@ -367,9 +374,8 @@ smoke() {
             name="$PREFIX-smoke-$key-$$"
             SMOKE_CONTAINER=$name
             docker run -d --name "$name" "$image" >/dev/null
-            local i
             out=""
-            for i in $(seq 1 120); do
+            for _ in $(seq 1 120); do
                 out=$(docker exec "$name" wget -qO- http://127.0.0.1:5678/healthz 2>/dev/null || true)
                 [[ -n "$out" ]] && break
                 sleep 1

@@ -17,6 +17,7 @@
 # NAME defaults to borgstack-lab, --os to trixie. --ip picks the host's address on
 # the public network 198.51.100.0/24: N or 198.51.100.N, N in 10..127 (default: the
 # first free one from .10). `probe` exits 0 when the port is open, 1 when closed.
+# Errors exit 3 with a message.
 #
 # The container gets the capabilities and mounts systemd and an inner dockerd need,
 # and no more: never --privileged, never systempaths=unconfined (that would let it
@@ -42,9 +43,12 @@ readonly PUBLIC_DYNAMIC_RANGE=198.51.100.128/25
 readonly PROBE_IMAGE=borgstack-lab/debian:trixie
 readonly BOOT_TIMEOUT=60
 
+# Exit status 3 means "explained failure": the ERR trap lets it through silently
+# (a die inside $(...) already printed its message).
+readonly DIE_STATUS=3
 die() {
     printf 'lab: error: %s\n' "$*" >&2
-    exit 2
+    exit "$DIE_STATUS"
 }
 
 note() {
@@ -52,11 +56,16 @@ note() {
 }
 
 usage() {
-    sed -n '7,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '8,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 set -E
-trap 'die "unexpected failure (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
+on_error() {
+    local status=$1 line=$2 command=$3
+    ((status == DIE_STATUS)) && exit "$DIE_STATUS"
+    die "unexpected failure (exit $status) at line $line: $command"
+}
+trap 'on_error "$?" "$LINENO" "$BASH_COMMAND"' ERR
 
 # ---- Helpers -----------------------------------------------------------------------
 
@@ -125,8 +134,10 @@ pick_ip() {
     used=$(used_public_ips)
     if [[ -n "$wanted" ]]; then
         wanted=${wanted#"$PUBLIC_PREFIX."}
-        [[ "$wanted" =~ ^[0-9]+$ ]] && ((wanted >= 10 && wanted <= 127)) ||
+        if ! [[ "$wanted" =~ ^[0-9]{1,3}$ ]] || ((10#$wanted < 10 || 10#$wanted > 127)); then
             die "--ip must be N or $PUBLIC_PREFIX.N with N in 10..127, got '$1'"
+        fi
+        wanted=$((10#$wanted))
         grep -qx "$PUBLIC_PREFIX.$wanted" <<<"$used" &&
             die "$PUBLIC_PREFIX.$wanted is already used on $PUBLIC_NET"
         echo "$PUBLIC_PREFIX.$wanted"
@@ -167,6 +178,9 @@ cmd_create() {
     ensure_public_network
     ip=$(pick_ip "$ip_arg")
 
+    # The inner engine's data: a labelled volume, so destroy removes only ours.
+    docker volume create --label "$LABEL=1" "$name-docker" >/dev/null
+
     # Bridge first, then the public network: the first network holds the default route.
     docker run --detach --name "$name" --hostname "$name" \
         --label "$LABEL=1" --label "$LABEL.os=$os" --label "$LABEL.ip=$ip" \
@@ -204,8 +218,9 @@ cmd_create() {
 }
 
 cmd_destroy() {
-    local name=$1
+    local name=$1 ours=""
     if container_exists "$name"; then
+        ours=1
         require_lab_container "$name"
         # SIGRTMIN+3 lets systemd stop the inner containers cleanly (no stale cgroups).
         docker stop --time 30 "$name" >/dev/null 2>&1 || true
@@ -213,6 +228,10 @@ cmd_destroy() {
         note "removed container $name"
     fi
     if docker volume inspect "$name-docker" >/dev/null 2>&1; then
+        # Ours if it carries the label, or if it belonged to the lab container just removed.
+        if [[ -z "$ours" && "$(docker volume inspect --format "{{ index .Labels \"$LABEL\" }}" "$name-docker")" != "1" ]]; then
+            die "volume $name-docker was not created by lab/lab.sh; not touching it"
+        fi
         docker volume rm "$name-docker" >/dev/null
         note "removed volume $name-docker"
     fi
@@ -267,7 +286,9 @@ cmd_load_images() {
 
 cmd_probe() {
     local name=$1 port=$2 ip
-    [[ "$port" =~ ^[0-9]+$ ]] && ((port >= 1 && port <= 65535)) || die "PORT must be 1..65535, got '$port'"
+    if ! [[ "$port" =~ ^[0-9]{1,5}$ ]] || ((10#$port < 1 || 10#$port > 65535)); then
+        die "PORT must be 1..65535, got '$port'"
+    fi
     require_running "$name"
     ip=$(public_ip_of "$name")
     [[ -n "$ip" ]] || die "'$name' is not on $PUBLIC_NET"
