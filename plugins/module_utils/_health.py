@@ -300,7 +300,7 @@ def merge_timestamped_logs(stdout: str, stderr: str, lines: int) -> list[str]:
         return rows
 
     merged = list(heapq.merge(stamped(stdout), stamped(stderr), key=lambda row: row[0]))
-    return [text for _, text in merged][-lines:] if lines > 0 else []
+    return [row[1] for row in merged][-lines:] if lines > 0 else []
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -371,7 +371,7 @@ def test_main_requires_psycopg_only_for_postgresql(monkeypatch, capsys):
 
 
 def test_main_refuses_container_and_containers_together(monkeypatch, capsys):
-    probe, _ = healthy_stack()
+    probe = healthy_stack()[0]
     result = run_main(monkeypatch, capsys, probe, {
         "services": [{"name": "x", "container": "a", "containers": ["b"]}]})
     assert result["failed"] and "mutually exclusive" in result["msg"]
@@ -429,7 +429,7 @@ def resp_server() -> Iterator[tuple[int, list[bytes]]]:
     def serve() -> None:
         while True:
             try:
-                conn, _ = listener.accept()
+                conn = listener.accept()[0]
             except OSError:
                 return
             with conn:
@@ -440,7 +440,7 @@ def resp_server() -> Iterator[tuple[int, list[bytes]]]:
                     if not header:
                         break
                     words = []
-                    for _ in range(int(header[1:])):
+                    for _index in range(int(header[1:])):
                         length = int(reader.readline()[1:])
                         words.append(reader.read(length + 2)[:-2])
                     received.append(b" ".join(words))
@@ -518,4 +518,3 @@ def test_render_table_pads_columns():
         "a       | -         | ok",
         "longer  | https://x | failing (public)",
     ]
-
