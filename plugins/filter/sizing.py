@@ -253,6 +253,7 @@ def pgtune(
     max_connections: Any = 200,
     storage: Any = "ssd",
     workload: Any = "mixed",
+    pg_version: Any = 18,
 ) -> Dict[str, str]:
     """Return postgresql.conf settings (strings, sizes as ``NMB``/``NkB``) for ``ram_mb`` MiB given to PostgreSQL.
 
@@ -317,7 +318,8 @@ def pgtune(
         autovacuum_max_workers = 3
 
     min_wal, max_wal = _WORKLOAD_WAL[workload]
-    return {
+    pg_version = _int_arg("pgtune", "pg_version", pg_version, minimum=13)
+    settings = {
         "max_connections": str(max_connections),
         "shared_buffers": _pg_size(shared_buffers),
         "effective_cache_size": _pg_size(effective_cache_size),
@@ -342,6 +344,9 @@ def pgtune(
         "max_parallel_workers": str(workers),
         "max_parallel_maintenance_workers": str(maintenance_workers),
     }
+    if pg_version < 18:  # asynchronous I/O settings appeared in PostgreSQL 18
+        del settings["io_method"], settings["io_workers"]
+    return settings
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -563,3 +563,16 @@ def test_sysctl_floor(wanted, live, expected):
 def test_sysctl_floor_rejects_non_dicts():
     with pytest.raises(AnsibleFilterError, match="live"):
         sysctl_floor({"fs.file-max": 1}, ["fs.file-max"])
+
+
+@pytest.mark.parametrize("version,has_io", [(18, True), (17, False), (15, False)])
+def test_pgtune_io_settings_only_for_postgresql_18(version, has_io):
+    settings = pgtune(4096, 4, pg_version=version)
+    assert ("io_method" in settings) is has_io
+    assert ("io_workers" in settings) is has_io
+    assert settings["shared_buffers"] == "1024MB"
+
+
+def test_pgtune_rejects_an_ancient_version():
+    with pytest.raises(AnsibleFilterError, match="pg_version"):
+        pgtune(4096, 4, pg_version=9)

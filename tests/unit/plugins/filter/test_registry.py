@@ -1,0 +1,101 @@
+"""Table-driven tests of the service registry filters."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.borgstack.stack.plugins.filter.registry import (
+    postgres_tenants,
+    registry_errors,
+    service_hostnames,
+    service_registry,
+)
+
+ROOT = Path(__file__).resolve().parents[4]
+DEFAULTS = yaml.safe_load((ROOT / "playbooks/group_vars/all/services.yml").read_text())["borgstack_service_defaults"]
+DOMAIN = "example.com.br"
+MASTER = "m" * 16 + "A1b2C3d4E5f6G7h8I9j0"
+
+
+def merged(**changes):
+    return service_registry(DEFAULTS, changes)
+
+
+def test_shipped_defaults_are_sound():
+    assert registry_errors(merged(), DOMAIN) == []
+
+
+def test_unknown_service_is_refused_naming_the_variable():
+    with pytest.raises(AnsibleFilterError, match=r"borgstack_services: unknown service\(s\) wordpress"):
+        service_registry(DEFAULTS, {"wordpress": {"enabled": True}})
+
+
+def test_merge_keeps_defaults_and_merges_postgres_dict():
+    reg = merged(n8n={"hostname": "fluxos.example.com.br", "postgres": {"extensions": []}})
+    assert reg["n8n"]["image"] == DEFAULTS["n8n"]["image"]
+    assert reg["n8n"]["postgres"] == {"database": "n8n", "extensions": []}
+    assert DEFAULTS["n8n"]["postgres"]["extensions"] == ["vector"], "defaults must not be mutated"
+
+
+@pytest.mark.parametrize(
+    "changes,expected",
+    [
+        ({"n8n": {"hostname": "https://n8n.example.com.br"}}, "borgstack_services.n8n.hostname"),
+        ({"n8n": {"hostname": "N8N.Example.com"}}, "borgstack_services.n8n.hostname"),
+        ({"caddy": {"hostname": "x.example.com.br"}, "n8n": {"hostname": "x.example.com.br"}}, None),
+        ({"n8n": {"port": 5432}}, "borgstack_services.postgresql.port and borgstack_services.n8n.port"),
+        ({"n8n": {"port": 70000}}, "borgstack_services.n8n.port must be an integer"),
+        ({"n8n": {"port": "5678"}}, "borgstack_services.n8n.port must be an integer"),
+        ({"postgresql": {"enabled": False}}, "n8n needs postgresql"),
+        ({"n8n": {"image": "n8nio/n8n"}}, "borgstack_services.n8n.image"),
+        ({"n8n": {"image": "n8nio/n8n:latest"}}, "not 'latest'"),
+        ({"n8n": {"enabled": "yes"}}, "borgstack_services.n8n.enabled must be true or false"),
+        ({"n8n": {"s3_bucket": "N8N_Bucket"}}, "borgstack_services.n8n.s3_bucket"),
+        ({"n8n": {"redis_db": 16}}, "borgstack_services.n8n.redis_db"),
+        ({"n8n": {"postgres": {"database": "n8n-db"}}}, "borgstack_services.n8n.postgres.database"),
+        ({"n8n": {"colour": "blue"}}, "borgstack_services.n8n: unknown key(s) colour"),
+        ({"n8n": {"layer": "frontend"}}, "borgstack_services.n8n.layer"),
+    ],
+)
+def test_bad_registry_changes_are_reported(changes, expected):
+    errors = registry_errors(merged(**changes), DOMAIN)
+    if expected is None:  # a caddy hostname is ignored (not public), so no clash
+        assert errors == []
+    else:
+        assert any(expected in e for e in errors), errors
+
+
+def test_two_public_services_on_one_hostname():
+    reg = merged()
+    reg["fake"] = copy.deepcopy(reg["n8n"])
+    reg["fake"].update(port=9999, redis_db=1, s3_bucket="fake", postgres={"database": "fake", "extensions": []},
+                       hostname="n8n.example.com.br")
+    errors = registry_errors(reg, DOMAIN)
+    assert any("both 'n8n.example.com.br'" in e and "cannot share one host name" in e for e in errors), errors
+
+
+def test_disabled_services_do_not_collide():
+    reg = merged(n8n={"enabled": False, "port": 5432})
+    assert registry_errors(reg, DOMAIN) == []
+
+
+def test_hostnames_default_to_service_dot_domain():
+    assert service_hostnames(merged(), DOMAIN) == {"n8n": "n8n.example.com.br"}
+    assert service_hostnames(merged(n8n={"hostname": "fluxos.example.com.br"}), DOMAIN) == {
+        "n8n": "fluxos.example.com.br"}
+    assert service_hostnames(merged(n8n={"enabled": False}), DOMAIN) == {}
+
+
+def test_postgres_tenants_with_stable_distinct_passwords():
+    tenants = postgres_tenants(merged(), MASTER, {})
+    assert [t["name"] for t in tenants] == ["n8n"]
+    assert tenants[0]["database"] == "n8n" and tenants[0]["extensions"] == ["vector"]
+    again = postgres_tenants(merged(), MASTER, None)
+    assert tenants[0]["password"] == again[0]["password"] and len(tenants[0]["password"]) == 40
+    override = postgres_tenants(merged(), MASTER, {"postgresql_n8n": "a-long-enough-override"})
+    assert override[0]["password"] == "a-long-enough-override"
+    assert postgres_tenants(merged(n8n={"enabled": False}), MASTER, {}) == []
