@@ -12,9 +12,11 @@
 set -euo pipefail
 
 readonly image=${BORGSTACK_POSTGRESQL_IMAGE:-borgstack-lab/postgresql:17}
-readonly repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+readonly repo_root
 readonly container="borgstack-bench-pg-$$"
-readonly python_bin=$(command -v python3)
+python_bin=$(command -v python3)
+readonly python_bin
 
 die() { printf 'benchmark-tenants: %s\n' "$*" >&2; exit 1; }
 

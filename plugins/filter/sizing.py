@@ -388,7 +388,7 @@ def _service_specs(filter_name: str, services: Any) -> Dict[str, Dict[str, Any]]
             f"got {type(services).__name__}"
         )
 
-    unknown = [str(svc) for svc, _ in items if not isinstance(svc, str) or svc not in DEFAULT_SERVICES]
+    unknown = [str(svc) for svc, _settings in items if not isinstance(svc, str) or svc not in DEFAULT_SERVICES]
     if unknown:
         raise AnsibleFilterError(
             f"{filter_name}: unknown service(s) {', '.join(sorted(unknown))}; "
@@ -453,7 +453,7 @@ def _distribute(specs: Mapping[str, Mapping[str, Any]], budget_mb: int) -> Dict[
         scale = high
     else:
         low = 0.0  # at scale 0 every service sits at its minimum, which the caller checked fits
-        for _ in range(200):
+        for _step in range(200):
             mid = (low + high) / 2
             if sum(_allocated(specs, mid).values()) <= budget_mb:
                 low = mid

@@ -107,14 +107,15 @@ def test_luks_formatted_and_key_checked(host):
 
 
 def test_luks_open_and_mount(host):
-    if not host.file("/dev/mapper/control").exists:
+    if "device-mapper" not in host.file("/proc/misc").content_string:
         pytest.skip("not testable here: this kernel has no device-mapper, so the volume cannot be opened, "
                     "formatted with ext4 or mounted (crypttab/fstab steps skipped by the role)")
     assert host.mount_point("/var/lib/borgstack").exists
 
 
 def _probe(host, port: int, proto: str = "tcp") -> str:
-    out = subprocess.run([str(LAB), "probe", _name(host), str(port)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([str(LAB), "probe", _name(host), str(port)], capture_output=True, text=True, timeout=60,
+                         check=False)
     return out.stdout.strip().split()[-1] if out.stdout.strip() else out.stderr
 
 
@@ -125,7 +126,7 @@ def test_published_port_only_reachable_when_public(host):
     host.check_output(f"docker run -d --name mistake -p 8081:8081 {image} caddy respond --listen :8081 mistake")
     host.check_output(f"docker run -d --name public443 -p 443:8443 {image} caddy respond --listen :8443 public")
     try:
-        for _ in range(30):
+        for _attempt in range(30):
             if host.run("curl -fsS http://127.0.0.1:8081/").rc == 0 and host.run("curl -fsS http://127.0.0.1:443/").rc == 0:
                 break
             time.sleep(1)
@@ -139,7 +140,7 @@ def test_host_port_not_allowed_is_closed(host):
     """A listener on the host itself (not in Docker) on a port UFW does not allow is unreachable too."""
     host.run("systemd-run --unit borgstack-stray --collect python3 -m http.server 8082")
     try:
-        for _ in range(20):
+        for _attempt in range(20):
             if host.run("curl -fsS -o /dev/null http://127.0.0.1:8082/").rc == 0:
                 break
             time.sleep(0.5)

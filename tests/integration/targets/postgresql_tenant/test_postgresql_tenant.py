@@ -110,7 +110,7 @@ def test_password_checked_against_verifier_stored_by_server(pg_server, tenant_mo
 def two_tenants(shared_tenant_module):
     module = shared_tenant_module
     tenants = {}
-    for _ in range(2):
+    for _round in range(2):
         name, password = f"t_{secrets.token_hex(4)}", _password()
         run = module(name=name, password=password, extensions=["vector"])
         assert not run.failed, run.result.get("msg")

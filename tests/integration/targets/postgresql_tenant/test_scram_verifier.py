@@ -43,7 +43,7 @@ def test_verifier_format_and_round_trip():
     verifier = scram_sha256_verifier("pencil", salt=RFC_SALT)
     other = scram_sha256_verifier("pencil")
     head, salt_b64 = verifier.split("$")[1].split(":")
-    assert (verifier.split("$")[0], head, salt_b64, len(base64.b64decode(other.split("$")[1].split(":")[1])),
+    assert (verifier.split("$", maxsplit=1)[0], head, salt_b64, len(base64.b64decode(other.split("$")[1].split(":")[1])),
             other == verifier, scram_sha256_matches("pencil", verifier), scram_sha256_matches("pencil", other),
             scram_sha256_matches("pencil!", verifier)) == (
         "SCRAM-SHA-256", "4096", "W22ZaJ0SNY7soEsUEjb6gQ==", 16, False, True, True, False)

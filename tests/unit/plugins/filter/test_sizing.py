@@ -75,8 +75,10 @@ def test_kernel_sysctl_memtotal_lands_in_nominal_class(memtotal_mb, nominal_mb):
         assert got[key] == want[key], key
 
 
-@pytest.mark.parametrize("ram_mb, somaxconn", [(15359, 4096), (15360, 8192), (30719, 8192), (30720, 16384),
-                                              (61439, 16384), (61440, 65535)])
+@pytest.mark.parametrize(
+    "ram_mb, somaxconn",
+    [(15359, 4096), (15360, 8192), (30719, 8192), (30720, 16384), (61439, 16384), (61440, 65535)],
+)
 def test_kernel_sysctl_class_boundaries(ram_mb, somaxconn):
     assert kernel_sysctl(ram_mb)["net.core.somaxconn"] == somaxconn
 
@@ -542,7 +544,6 @@ def test_sidecar_doc_matches_signature(name):
             assert "default" not in option, param.name
     assert f"borgstack.stack.{name}" in doc["EXAMPLES"]
     assert "_value" in doc["RETURN"]
-
 
 
 @pytest.mark.parametrize(
