@@ -1,0 +1,511 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The mongodb role, validated WITHOUT a MongoDB server.
+
+No MongoDB server can be obtained on this machine: there is no container registry (``mongo:7.0`` cannot be
+pulled) and no Debian package of mongod to build a local image from. So nothing here starts mongod, and these are
+NOT exercised:
+
+- the server starting with the rendered mongod.conf (the entrypoint's handling of ``--config``, the WiredTiger cache
+  really applied, authorization really enforced);
+- the root user the image creates from ``MONGO_INITDB_ROOT_*``, and the mongosh healthcheck logging in with it;
+- ``borgstack.stack.mongodb_user`` provisioning ``mongodb_users`` against a server, and the host reaching the
+  container's address on the internal network (the module itself has unit tests with a fake client);
+- idempotence of a real deployment.
+
+What IS checked, through Ansible itself (``ansible-playbook -c local`` from the repository root):
+
+- the role's Compose file and mongod.conf, rendered by ``ansible.builtin.template`` lookups with the role's defaults
+  plus sample settings, and with the stack's real wiring (playbooks/group_vars/all) for a given RAM size;
+- ``docker compose config`` accepts the Compose file (with a dummy env file), and its normalised form publishes no
+  port, joins only the internal network, has a healthcheck, a memory limit and the named volumes; no secret is in
+  the rendered files;
+- mongod.conf parses as YAML with the cache size, authorization and bindIp;
+- tasks/validate.yml accepts good settings and refuses bad ones, naming users but never printing a password;
+- defaults/main.yml and meta/argument_specs.yml name the same variables.
+
+Optional, with ``BORGSTACK_LAB_HOST=<name>`` (a host made by ``lab/lab.sh create``): the role runs against it in
+``--check`` mode (must complete; on a fresh host without Docker as well), and for real with pull policy ``never``
+and no image (must fail before writing anything, saying the image is missing) and with pull policy ``missing``
+(the pull fails: no registry; the secret env file must be root-only). The real runs need Docker inside the lab
+host (``site.yml --tags docker``) and are skipped otherwise.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[4]
+ROLE = REPO_ROOT / "roles" / "mongodb"
+LAB_HOST = os.environ.get("BORGSTACK_LAB_HOST", "")
+PASSWORD = "sample-root-password-0123"
+USER_PASSWORD = "sample-user-password-4567"
+
+# Sample settings over the role's defaults: values that differ from the defaults, so the checks see them pass through.
+SAMPLE: dict[str, Any] = {
+    "mongodb_enabled": True,
+    "mongodb_image": "mongo:7.0",
+    "mongodb_project": "borgstack",
+    "mongodb_root_password": PASSWORD,
+    "mongodb_memory_limit_mb": 1536,
+    "mongodb_wiredtiger_cache_gb": 0.5,
+    "mongodb_users": [
+        {"name": "lowcoder", "database": "lowcoder", "password": USER_PASSWORD, "roles": ["readWrite"]},
+    ],
+}
+
+pytestmark = pytest.mark.integration
+
+
+def _require(binary: str) -> None:
+    if shutil.which(binary) is None:
+        if os.environ.get("BORGSTACK_REQUIRE_INTEGRATION") == "1":
+            pytest.fail(f"{binary} not found (BORGSTACK_REQUIRE_INTEGRATION=1)")
+        pytest.skip(f"{binary} not found")
+
+
+def _ansible_bin(name: str) -> str:
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else name
+
+
+def _playbook(tmp: Path, plays: list[dict[str, Any]], inventory: Path | None = None,
+              extra: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``plays`` with ansible-playbook from the repository root (its ansible.cfg finds the collection)."""
+    path = tmp / f"play-{len(list(tmp.glob('play-*.yml')))}.yml"
+    path.write_text(yaml.safe_dump(plays, sort_keys=False))
+    if inventory is None:
+        inventory = tmp / "local-inventory.yml"
+        inventory.write_text(yaml.safe_dump(
+            {"all": {"hosts": {"localhost": {"ansible_connection": "local",
+                                             "ansible_python_interpreter": sys.executable}}}}))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_STDOUT_CALLBACK="default")
+    return subprocess.run(
+        [_ansible_bin("ansible-playbook"), "-i", str(inventory), str(path), *(extra or [])],
+        cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=900, check=False,
+    )
+
+
+def _render_tasks(out: Path) -> list[dict[str, Any]]:
+    tasks = []
+    for template, name in (("compose.yaml.j2", "compose.yaml"), ("mongod.conf.j2", "mongod.conf")):
+        tasks.append({
+            "name": f"Render {name}",
+            "ansible.builtin.copy": {
+                "dest": str(out / name),
+                "mode": "0644",
+                "content": "{{ lookup('ansible.builtin.template', '%s') }}" % (ROLE / "templates" / template),
+            },
+        })
+    return tasks
+
+
+def render_with_defaults(tmp: Path, settings: dict[str, Any]) -> tuple[Path, Path]:
+    """Render the two files with the role's defaults and ``settings`` over them; the project dir is ``tmp/project``."""
+    out = tmp / "out"
+    out.mkdir(exist_ok=True)
+    # Extra vars win over the defaults file (play vars would not: vars_files take precedence over them).
+    extra = tmp / "settings.json"
+    extra.write_text(json.dumps(dict(settings, mongodb_project_dir=str(tmp / "project"))))
+    plays = [{
+        "name": "Render the mongodb role's files",
+        "hosts": "localhost",
+        "gather_facts": False,
+        "vars_files": [str(ROLE / "defaults" / "main.yml")],
+        "tasks": _render_tasks(out),
+    }]
+    proc = _playbook(tmp, plays, extra=["-e", f"@{extra}"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out / "compose.yaml", out / "mongod.conf"
+
+
+def _dummy_env(project_dir: Path) -> Path:
+    env_file = project_dir / "services" / "mongodb" / "secrets.env"
+    env_file.parent.mkdir(parents=True, exist_ok=True)
+    env_file.write_text('MONGO_INITDB_ROOT_USERNAME="root"\nMONGO_INITDB_ROOT_PASSWORD="dummy-password-123"\n')
+    env_file.chmod(0o600)
+    return env_file
+
+
+def compose_config(compose_file: Path, project_dir: Path) -> dict[str, Any]:
+    """``docker compose config``: --quiet must accept the file; the normalised JSON is returned."""
+    _require("docker")
+    _dummy_env(project_dir)
+    base = ["docker", "compose", "--project-name", "borgstack", "--file", str(compose_file), "config"]
+    quiet = subprocess.run([*base, "--quiet"], capture_output=True, text=True, check=False, timeout=60)
+    assert quiet.returncode == 0, quiet.stderr
+    full = subprocess.run([*base, "--format", "json"], capture_output=True, text=True, check=False, timeout=60)
+    assert full.returncode == 0, full.stderr
+    return json.loads(full.stdout)
+
+
+# --- Rendered with the role's defaults and sample settings ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("mongodb-sample")
+    compose_file, conf_file = render_with_defaults(tmp, SAMPLE)
+    return {"tmp": tmp, "compose_file": compose_file, "conf_file": conf_file,
+            "config": compose_config(compose_file, tmp / "project")}
+
+
+def test_compose_file_is_accepted_and_isolated(sample):
+    config = sample["config"]
+    services = config["services"]
+    assert list(services) == ["mongodb"]
+    svc = services["mongodb"]
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    observed = {
+        "image": svc["image"],
+        "container_name": svc["container_name"],
+        "command": svc["command"],
+        "ports": svc.get("ports", []),
+        "expose": svc.get("expose", []),
+        "network_mode": svc.get("network_mode"),
+        "networks": sorted(svc["networks"]),
+        "external networks": sorted(name for name, net in config["networks"].items() if net.get("external")),
+        "mem_limit bytes": int(svc.get("mem_limit", 0)),
+        "healthcheck starts with": svc["healthcheck"]["test"][:3],
+        "healthcheck disabled": svc["healthcheck"].get("disable", False),
+        # Compose reads the env file into the environment: the dummy file's two variables, and nothing else.
+        "environment": sorted(svc.get("environment", {})),
+        "env_file (as rendered)": yaml.safe_load(sample["compose_file"].read_text())["services"]["mongodb"]["env_file"],
+        "restart": svc["restart"],
+    }
+    assert observed == {
+        "image": "mongo:7.0",
+        "container_name": "borgstack-mongodb",
+        "command": ["mongod", "--config", "/etc/mongo/mongod.conf"],
+        "ports": [],
+        "expose": [],
+        "network_mode": None,
+        "networks": [defaults["mongodb_network"]],
+        "external networks": [defaults["mongodb_network"]],
+        "mem_limit bytes": SAMPLE["mongodb_memory_limit_mb"] * 1024 * 1024,
+        "healthcheck starts with": ["CMD", "mongosh", "--quiet"],
+        "healthcheck disabled": False,
+        "environment": ["MONGO_INITDB_ROOT_PASSWORD", "MONGO_INITDB_ROOT_USERNAME"],
+        "env_file (as rendered)": [str(sample["tmp"] / "project" / "services" / "mongodb" / "secrets.env")],
+        "restart": "unless-stopped",
+    }
+
+
+def test_volumes_are_named_and_config_read_only(sample):
+    config = sample["config"]
+    mounts = {m["target"]: m for m in config["services"]["mongodb"]["volumes"]}
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    data, configdb = defaults["mongodb_volume"], defaults["mongodb_config_volume"]
+    observed = {
+        "/data/db": (mounts["/data/db"]["type"], mounts["/data/db"]["source"]),
+        "/data/configdb": (mounts["/data/configdb"]["type"], mounts["/data/configdb"]["source"]),
+        "conf": (mounts["/etc/mongo/mongod.conf"]["type"], mounts["/etc/mongo/mongod.conf"]["source"],
+                 mounts["/etc/mongo/mongod.conf"].get("read_only", False)),
+        "declared volumes": {key: vol.get("name") for key, vol in config["volumes"].items()},
+    }
+    assert observed == {
+        "/data/db": ("volume", data),
+        "/data/configdb": ("volume", configdb),
+        "conf": ("bind", str(sample["tmp"] / "project" / "services" / "mongodb" / "mongod.conf"), True),
+        "declared volumes": {data: data, configdb: configdb},
+    }
+
+
+def test_healthcheck_authenticates_from_the_environment_without_secrets_on_the_command_line(sample):
+    test = sample["config"]["services"]["mongodb"]["healthcheck"]["test"]
+    script = test[test.index("--eval") + 1]
+    assert "process.env.MONGO_INITDB_ROOT_USERNAME" in script
+    assert "process.env.MONGO_INITDB_ROOT_PASSWORD" in script
+    assert "adminCommand('ping')" in script
+    assert not any("--password" in arg or "-p" == arg for arg in test)
+
+
+def test_no_secret_in_rendered_files(sample):
+    for path in (sample["compose_file"], sample["conf_file"]):
+        text = path.read_text()
+        assert PASSWORD not in text, path
+        assert USER_PASSWORD not in text, path
+
+
+def test_mongod_conf_parses_with_cache_auth_and_bind(sample):
+    conf = yaml.safe_load(sample["conf_file"].read_text())
+    observed = {
+        "cacheSizeGB": conf["storage"]["wiredTiger"]["engineConfig"]["cacheSizeGB"],
+        "dbPath": conf["storage"]["dbPath"],
+        "authorization": conf["security"]["authorization"],
+        "bindIp": conf["net"]["bindIp"],
+        "port": conf["net"]["port"],
+    }
+    assert observed == {
+        "cacheSizeGB": SAMPLE["mongodb_wiredtiger_cache_gb"],
+        "dbPath": "/data/db",
+        "authorization": "enabled",
+        "bindIp": "0.0.0.0",
+        "port": 27017,
+    }
+
+
+def test_no_memory_limit_when_the_plan_gives_none(tmp_path):
+    compose_file, _ = render_with_defaults(tmp_path, dict(SAMPLE, mongodb_memory_limit_mb=0))
+    svc = compose_config(compose_file, tmp_path / "project")["services"]["mongodb"]
+    assert int(svc.get("mem_limit", 0)) == 0
+
+
+# --- Rendered with the stack's real wiring -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ram_mb", [8192, 36864])
+def test_wiring_feeds_the_ram_plan_into_limit_and_cache(tmp_path, ram_mb):
+    """playbooks/group_vars/all + a registry with mongodb enabled: limit and cache come from ram_budget."""
+    from ansible_collections.borgstack.stack.plugins.filter.sizing import ram_budget
+
+    inventory_dir = tmp_path / "inventory"
+    (inventory_dir / "group_vars" / "borgstack").mkdir(parents=True)
+    (inventory_dir / "group_vars" / "all").symlink_to(REPO_ROOT / "playbooks" / "group_vars" / "all")
+    (inventory_dir / "hosts.yml").write_text(yaml.safe_dump({"borgstack": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+    (inventory_dir / "group_vars" / "borgstack" / "test.yml").write_text(yaml.safe_dump({
+        "borgstack_master_secret": "m" * 48,
+        "borgstack_ram_mb": ram_mb,
+        "borgstack_services": {"mongodb": {"enabled": True}},
+        "mongodb_project_dir": str(tmp_path / "project"),
+    }))
+    out = tmp_path / "out"
+    out.mkdir()
+    plays = [{
+        "name": "Render with the wiring",
+        "hosts": "borgstack",
+        "gather_facts": False,
+        "tasks": [
+            {"name": "Validate and expose the role's defaults",
+             "ansible.builtin.include_role": {"name": "borgstack.stack.mongodb", "tasks_from": "validate.yml",
+                                              "public": True}},
+            {"name": "Save the secrets the wiring derived",
+             "ansible.builtin.copy": {"dest": str(out / "secrets.json"), "mode": "0600",
+                                      "content": "{{ {'root': mongodb_root_password, 'users': mongodb_users} "
+                                                 "| to_json }}"}},
+            *_render_tasks(out),
+        ],
+    }]
+    proc = _playbook(tmp_path, plays, inventory=inventory_dir / "hosts.yml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    registry = yaml.safe_load((REPO_ROOT / "playbooks" / "group_vars" / "all" / "services.yml").read_text())
+    enabled = [name for name, svc in registry["borgstack_service_defaults"].items()
+               if svc["enabled"] or name == "mongodb"]
+    plan = ram_budget(ram_mb, enabled)
+    secrets = json.loads((out / "secrets.json").read_text())
+    svc = compose_config(out / "compose.yaml", tmp_path / "project")["services"]["mongodb"]
+    conf = yaml.safe_load((out / "mongod.conf").read_text())
+    observed = {
+        "mem_limit MiB": int(svc["mem_limit"]) // (1024 * 1024),
+        "cacheSizeGB": conf["storage"]["wiredTiger"]["engineConfig"]["cacheSizeGB"],
+        "root password length": len(secrets["root"]),
+        "users (no lowcoder in the registry)": secrets["users"],
+    }
+    assert observed == {
+        "mem_limit MiB": plan["services"]["mongodb"]["limit_mb"],
+        "cacheSizeGB": plan["mongodb"]["wiredtiger_cache_gb"],
+        "root password length": 40,
+        "users (no lowcoder in the registry)": [],
+    }
+
+
+# --- tasks/validate.yml ----------------------------------------------------------------------------------------------
+
+GOOD_USER = {"name": "lowcoder", "database": "lowcoder", "password": USER_PASSWORD, "roles": ["readWrite"]}
+VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
+    # case: (settings over SAMPLE, None when accepted or a fragment of the failure message)
+    "sample": ({}, None),
+    "plan_minimum": ({"mongodb_memory_limit_mb": 1024, "mongodb_wiredtiger_cache_gb": 0.25}, None),
+    "role_with_db": ({"mongodb_users": [dict(GOOD_USER, roles=["readWrite", {"role": "read", "db": "reports"}])]},
+                     None),
+    "disabled_ignores_bad_values": ({"mongodb_enabled": False, "mongodb_wiredtiger_cache_gb": 0,
+                                     "mongodb_users": [{"name": "x"}]}, None),
+    "cache_zero": ({"mongodb_wiredtiger_cache_gb": 0}, "mongodb_wiredtiger_cache_gb (found 0"),
+    "cache_above_limit": ({"mongodb_wiredtiger_cache_gb": 1.5}, "mongodb_wiredtiger_cache_gb (found 1.5"),
+    "short_root_password": ({"mongodb_root_password": "short"}, "mongodb_root_password at least 12"),
+    "short_user_password": ({"mongodb_users": [dict(GOOD_USER, password="tiny-pass")]}, "mongodb_users: lowcoder"),
+    "bad_user_name": ({"mongodb_users": [dict(GOOD_USER, name="low coder")]}, "mongodb_users: low coder"),
+    "bad_database": ({"mongodb_users": [dict(GOOD_USER, name="app1", database="a.b")]}, "mongodb_users: app1"),
+    "roles_as_string": ({"mongodb_users": [dict(GOOD_USER, name="app2", roles="readWrite")]}, "mongodb_users: app2"),
+    "roles_missing": ({"mongodb_users": [{k: v for k, v in GOOD_USER.items() if k != "roles"}]},
+                      "mongodb_users: lowcoder"),
+    "role_unknown_key": ({"mongodb_users": [dict(GOOD_USER, name="app3", roles=[{"role": "read", "x": 1}])]},
+                         "mongodb_users: app3"),
+    "duplicate_user": ({"mongodb_users": [GOOD_USER, GOOD_USER]}, "mongodb_users: lowcoder"),
+    "root_user_in_admin": ({"mongodb_users": [dict(GOOD_USER, name="root", database="admin")]},
+                           "mongodb_users: root"),
+}
+
+
+@pytest.fixture(scope="module")
+def validation_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Every case in one ansible-playbook run: a play per case, its failure (if any) rescued and recorded."""
+    tmp = tmp_path_factory.mktemp("mongodb-validate")
+    results = tmp / "results"
+    results.mkdir()
+    plays = []
+    for case, (settings, _) in VALIDATION_CASES.items():
+        plays.append({
+            "name": f"Case {case}",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "vars": dict(SAMPLE, **settings),
+            "tasks": [{
+                "name": "Validate",
+                "block": [
+                    {"name": "Run the role's validation",
+                     "ansible.builtin.include_role": {"name": "borgstack.stack.mongodb", "tasks_from": "validate.yml"}},
+                    {"name": "Record success", "ansible.builtin.copy": {
+                        "dest": str(results / f"{case}.json"), "mode": "0600", "content": '{"failed": false}'}},
+                ],
+                "rescue": [
+                    {"name": "Record the failure", "ansible.builtin.copy": {
+                        "dest": str(results / f"{case}.json"), "mode": "0600",
+                        "content": "{{ {'failed': true, 'msg': ansible_failed_result.msg | default('')} | to_json }}"}},
+                ],
+            }],
+        })
+    proc = _playbook(tmp, plays)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {"outcomes": {p.stem: json.loads(p.read_text()) for p in results.glob("*.json")},
+            "output": proc.stdout + proc.stderr}
+
+
+@pytest.mark.parametrize("case", list(VALIDATION_CASES))
+def test_validation(validation_outcomes, case):
+    _, fragment = VALIDATION_CASES[case]
+    outcome = validation_outcomes["outcomes"][case]
+    if fragment is None:
+        assert outcome == {"failed": False}
+    else:
+        assert outcome["failed"] is True
+        assert fragment in outcome["msg"]
+
+
+def test_validation_never_prints_passwords(validation_outcomes):
+    text = validation_outcomes["output"] + json.dumps(validation_outcomes["outcomes"])
+    assert "mongodb_users: " in text  # the failures were reported...
+    for secret in (PASSWORD, USER_PASSWORD, "tiny-pass"):
+        assert secret not in text  # ...without a password
+
+
+# --- defaults and argument specs agree -------------------------------------------------------------------------------
+
+
+def test_defaults_and_argument_specs_agree():
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    specs = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    python_types = {"bool": bool, "str": str, "path": str, "int": int, "float": float, "list": list, "dict": dict}
+    mismatched = []
+    for entry_point in ("main", "validate"):
+        options = specs[entry_point]["options"]
+        if set(options) != set(defaults):
+            mismatched.append((entry_point, sorted(set(options) ^ set(defaults))))
+        for name, option in options.items():
+            if name in defaults and not isinstance(defaults[name], python_types[option["type"]]):
+                mismatched.append((name, option["type"], type(defaults[name]).__name__))
+            if option.get("no_log") and name.endswith("password") and defaults.get(name):
+                mismatched.append((name, "placeholder secret in defaults"))
+    assert mismatched == []
+
+
+# --- Optional: against a lab host ----------------------------------------------------------------------------------
+
+lab = pytest.mark.skipif(not LAB_HOST, reason="set BORGSTACK_LAB_HOST to a host made by lab/lab.sh")
+
+
+def _lab_exec(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", "exec", LAB_HOST, *argv], capture_output=True, text=True, check=False,
+                          timeout=120)
+
+
+def _lab_inventory(tmp: Path) -> Path:
+    """The stack's wiring (playbooks/group_vars/all) and the lab's settings, for the lab host, MongoDB enabled."""
+    inventory_dir = tmp / "lab-inventory"
+    (inventory_dir / "group_vars" / "borgstack").mkdir(parents=True)
+    (inventory_dir / "group_vars" / "all").symlink_to(REPO_ROOT / "playbooks" / "group_vars" / "all")
+    (inventory_dir / "group_vars" / "borgstack" / "main.yml").symlink_to(
+        REPO_ROOT / "inventories" / "lab" / "group_vars" / "borgstack" / "main.yml")
+    (inventory_dir / "hosts.yml").write_text(yaml.safe_dump({"borgstack": {"hosts": {LAB_HOST: {
+        "ansible_connection": "community.docker.docker", "ansible_host": LAB_HOST,
+        "ansible_python_interpreter": "/usr/bin/python3"}}}}))
+    (inventory_dir / "group_vars" / "borgstack" / "zz_mongodb_test.yml").write_text(yaml.safe_dump({
+        # The lab's secret, read by absolute path (the lab inventory's own lookup is relative to its directory).
+        "borgstack_master_secret": "{{ lookup('ansible.builtin.pipe', '%s secret') }}" % (REPO_ROOT / "lab" / "lab.sh"),
+        "borgstack_services": {"mongodb": {"enabled": True}},
+        "mongodb_users": [GOOD_USER],
+    }))
+    return inventory_dir / "hosts.yml"
+
+
+def _lab_has_docker() -> bool:
+    return _lab_exec("docker", "version", "--format", "{{.Server.Version}}").returncode == 0
+
+
+def _lab_play(roles: list[str]) -> list[dict[str, Any]]:
+    return [{"name": "Apply the mongodb role", "hosts": "borgstack", "gather_facts": True,
+             "roles": [{"role": f"borgstack.stack.{role}"} for role in roles]}]
+
+
+@lab
+def test_lab_check_mode_completes(tmp_path):
+    _require("docker")
+    before = _lab_exec("test", "-e", "/opt/borgstack/services/mongodb").returncode
+    proc = _playbook(tmp_path, _lab_play(["mongodb"]), inventory=_lab_inventory(tmp_path), extra=["--check"])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "failed=0" in output
+    # Check mode wrote nothing.
+    assert _lab_exec("test", "-e", "/opt/borgstack/services/mongodb").returncode == before
+    assert USER_PASSWORD not in output
+
+
+def _service_dir_modes() -> dict[str, str]:
+    proc = _lab_exec("find", "/opt/borgstack/services/mongodb", "-printf", "%P %m %u\\n")
+    return dict(line.split(" ", 1) for line in proc.stdout.splitlines()) if proc.returncode == 0 else {}
+
+
+@lab
+def test_lab_missing_image_with_pull_never_fails_before_writing(tmp_path):
+    _require("docker")
+    if not _lab_has_docker():
+        pytest.skip(f"no Docker inside {LAB_HOST} (run site.yml --tags docker against it)")
+    if _lab_exec("docker", "image", "inspect", "mongo:7.0").returncode == 0:
+        pytest.skip(f"{LAB_HOST} has a mongo:7.0 image")
+    _lab_exec("rm", "-rf", "/opt/borgstack/services/mongodb")
+    proc = _playbook(tmp_path, _lab_play(["stack", "mongodb"]), inventory=_lab_inventory(tmp_path),
+                     extra=["-e", "borgstack_pull=never"])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert "the image mongo:7.0 is not on" in output
+    assert "mongodb_pull is 'never'" in output
+    assert _service_dir_modes() == {}  # nothing written, so no secret either
+    assert USER_PASSWORD not in output
+
+
+@lab
+def test_lab_failed_pull_leaves_secrets_root_only(tmp_path):
+    _require("docker")
+    if not _lab_has_docker():
+        pytest.skip(f"no Docker inside {LAB_HOST} (run site.yml --tags docker against it)")
+    if _lab_exec("docker", "image", "inspect", "mongo:7.0").returncode == 0:
+        pytest.skip(f"{LAB_HOST} has a mongo:7.0 image")
+    proc = _playbook(tmp_path, _lab_play(["stack", "mongodb"]), inventory=_lab_inventory(tmp_path),
+                     extra=["-e", "borgstack_pull=missing"])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output  # no registry: the pull fails
+    assert "mongo" in output and "Bring mongodb up" in output
+    modes = _service_dir_modes()
+    assert modes == {"": "750 root", "secrets.env": "600 root", "compose.yaml": "644 root",
+                     "mongod.conf": "644 root"}
+    assert USER_PASSWORD not in output
+    assert _lab_exec("docker", "ps", "-aq", "--filter", "name=borgstack-mongodb").stdout.strip() == ""
