@@ -172,6 +172,48 @@ def postgres_tenants(registry: Any, master: Any, overrides: Any = None) -> List[
     return tenants
 
 
+def health_checks(registry: Any, domain: Any, project: Any, master: Any, overrides: Any = None) -> List[Dict[str, Any]]:
+    """The stack_health module's ``services`` list for the enabled services.
+
+    Container names follow the roles' convention ``<project>-<service>``. Services with a ``health`` path get an
+    internal HTTP check on their port, public ones a check of ``https://<hostname>/<health>`` through the proxy,
+    those with a PostgreSQL tenant a real login with the tenant's password, and Redis a password-checked PING.
+    """
+    registry = _mapping("health_checks", registry, "the registry")
+    enabled = _enabled(registry)
+    overrides = overrides or {}
+    checks: List[Dict[str, Any]] = []
+    for name in enabled:
+        svc = registry[name]
+        check: Dict[str, Any] = {"name": name, "container": f"{project}-{name}"}
+        health = svc.get("health")
+        if health:
+            check["internal_check"] = {"type": "http", "port": svc["port"], "path": health}
+        else:
+            check["internal_check"] = {"type": "tcp", "port": svc["port"]}
+        if svc.get("public") is True:
+            check["public_url"] = f"https://{service_hostname(name, registry, domain)}{health or '/'}"
+        pg = svc.get("postgres")
+        if isinstance(pg, Mapping) and "postgresql" in enabled:
+            check["database"] = {
+                "type": "postgresql",
+                "container": f"{project}-postgresql",
+                "port": registry["postgresql"]["port"],
+                "dbname": pg.get("database", name),
+                "user": name,
+                "password": stack_secret(f"postgresql_{name}", master, overrides),
+            }
+        elif name == "redis":
+            check["database"] = {
+                "type": "redis",
+                "container": f"{project}-redis",
+                "port": svc["port"],
+                "password": stack_secret("redis_password", master, overrides),
+            }
+        checks.append(check)
+    return checks
+
+
 class FilterModule:
     """Service registry filters."""
 
@@ -182,4 +224,5 @@ class FilterModule:
             "service_hostnames": service_hostnames,
             "registry_errors": registry_errors,
             "postgres_tenants": postgres_tenants,
+            "health_checks": health_checks,
         }

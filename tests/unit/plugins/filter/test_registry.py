@@ -99,3 +99,21 @@ def test_postgres_tenants_with_stable_distinct_passwords():
     override = postgres_tenants(merged(), MASTER, {"postgresql_n8n": "a-long-enough-override"})
     assert override[0]["password"] == "a-long-enough-override"
     assert postgres_tenants(merged(n8n={"enabled": False}), MASTER, {}) == []
+
+
+def test_health_checks_follow_the_registry():
+    from ansible_collections.borgstack.stack.plugins.filter.registry import health_checks
+
+    checks = {c["name"]: c for c in health_checks(merged(), DOMAIN, "borgstack", MASTER, {})}
+    assert set(checks) == {"postgresql", "redis", "seaweedfs", "n8n", "caddy"}
+    n8n = checks["n8n"]
+    assert n8n["container"] == "borgstack-n8n"
+    assert n8n["internal_check"] == {"type": "http", "port": 5678, "path": "/healthz/readiness"}
+    assert n8n["public_url"] == "https://n8n.example.com.br/healthz/readiness"
+    tenant = postgres_tenants(merged(), MASTER, {})[0]
+    assert n8n["database"]["password"] == tenant["password"] and n8n["database"]["dbname"] == "n8n"
+    assert checks["postgresql"]["internal_check"] == {"type": "tcp", "port": 5432}
+    assert checks["redis"]["database"]["type"] == "redis"
+    assert "public_url" not in checks["redis"]
+    disabled = {c["name"] for c in health_checks(merged(n8n={"enabled": False}), DOMAIN, "borgstack", MASTER)}
+    assert "n8n" not in disabled

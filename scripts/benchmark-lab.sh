@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Benchmark of the lab stack on a fresh, disposable lab host: first converge, no-op rerun (and its changed count),
+# `--tags n8n`, and the ratios. Prints figures; asserts nothing about time (targets are shown beside them).
+#   scripts/benchmark-lab.sh [--keep]      (--keep leaves the lab host borgstack-bench running)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+export ANSIBLE_COLLECTIONS_PATH="$ROOT/collections" ANSIBLE_FORCE_COLOR=0
+NAME=borgstack-bench
+keep=false
+[ "${1:-}" = --keep ] && keep=true
+
+bash scripts/setup-host.sh >/dev/null
+bash lab/build-images.sh >/dev/null
+lab/lab.sh destroy "$NAME" >/dev/null 2>&1 || true
+lab/lab.sh create "$NAME" --ip 90 >/dev/null
+cleanup() { $keep || lab/lab.sh destroy "$NAME" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+log=$(mktemp -d)
+run() {  # run LABEL ARGS... → sets secs and changed
+  local label=$1; shift
+  local t0 t1
+  t0=$(date +%s.%N)
+  if ! ansible-playbook site.yml -i inventories/lab -e ansible_host="$NAME" "$@" >"$log/$label.log" 2>&1; then
+    echo "benchmark: the $label run failed; see $log/$label.log" >&2
+    tail -30 "$log/$label.log" >&2
+    exit 1
+  fi
+  t1=$(date +%s.%N)
+  secs=$(python3 -c "print(f'{$t1 - $t0:.1f}')")
+  changed=$(grep -Eo 'changed=[0-9]+' "$log/$label.log" | tail -1 | cut -d= -f2)
+}
+
+run first;  first_s=$secs;  first_c=$changed
+run noop;   noop_s=$secs;   noop_c=$changed
+run tagged --tags n8n; tag_s=$secs; tag_c=$changed
+
+python3 - "$first_s" "$first_c" "$noop_s" "$noop_c" "$tag_s" "$tag_c" <<'PY'
+import sys
+first, first_c, noop, noop_c, tag, tag_c = (float(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4],
+                                            float(sys.argv[5]), sys.argv[6])
+rows = [
+    ("first converge", f"{first:7.1f} s", f"changed={first_c}", ""),
+    ("no-op rerun", f"{noop:7.1f} s", f"changed={noop_c}", "target: changed=0, < 60 s"),
+    ("--tags n8n", f"{tag:7.1f} s", f"changed={tag_c}", ""),
+    ("no-op / first", f"{noop / first:7.2f}", "", "target: <= 0.25"),
+    ("tags n8n / no-op", f"{tag / noop:7.2f}", "", "target: <= 0.20"),
+]
+print(f"{'run':<18} {'time':>9}  {'':<11} {'':<}")
+for r in rows:
+    print(f"{r[0]:<18} {r[1]:>9}  {r[2]:<11} {r[3]}")
+PY
+echo "logs: $log"

@@ -1,0 +1,60 @@
+"""Every role's defaults and argument specs agree: each default is specified, each option has a default, the
+default value lives only in defaults/ (no `default:` in the spec), secrets are no_log, and the `validate` entry
+point (run by the up-front validation play) checks the same options as `main`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROLES = Path(__file__).resolve().parents[3] / "roles"
+ROLE_DIRS = sorted(p for p in ROLES.iterdir() if (p / "meta" / "argument_specs.yml").exists())
+SECRET_WORDS = ("password", "secret", "_key", "token")
+
+
+def _load(role: Path):
+    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    defaults_file = role / "defaults" / "main.yml"
+    defaults = yaml.safe_load(defaults_file.read_text()) or {} if defaults_file.exists() else {}
+    return specs, defaults
+
+
+def test_every_role_has_specs():
+    have = {p.name for p in ROLE_DIRS}
+    roles = {p.name for p in ROLES.iterdir() if (p / "tasks" / "main.yml").exists()}
+    assert roles == have, f"roles without meta/argument_specs.yml: {sorted(roles - have)}"
+
+
+@pytest.mark.parametrize("role", ROLE_DIRS, ids=lambda p: p.name)
+def test_defaults_and_specs_agree(role):
+    specs, defaults = _load(role)
+    options = specs["main"].get("options", {})
+    assert set(defaults) == set(options), (
+        f"{role.name}: in defaults only: {sorted(set(defaults) - set(options))}; "
+        f"in specs only: {sorted(set(options) - set(defaults))}"
+    )
+    for name, option in options.items():
+        assert name.startswith(role.name + "_"), f"{role.name}: {name} does not start with the role name"
+        assert "default" not in option, f"{role.name}: {name} has a default in the spec; keep it in defaults/"
+        assert option.get("description"), f"{role.name}: {name} has no description"
+        if name.endswith(SECRET_WORDS) and option.get("type") == "str":
+            assert option.get("no_log") is True, f"{role.name}: {name} looks secret but is not no_log"
+            assert defaults[name] in ("", None), f"{role.name}: {name} has a placeholder secret in defaults"
+
+
+@pytest.mark.parametrize("role", [r for r in ROLE_DIRS if (r / "tasks" / "validate.yml").exists()],
+                         ids=lambda p: p.name)
+def test_validate_entry_point_matches_main(role):
+    specs, _ = _load(role)
+    assert "validate" in specs, f"{role.name}: tasks/validate.yml exists but no 'validate' entry point"
+    assert specs["validate"].get("options") == specs["main"].get("options")
+
+
+def test_role_readmes_are_generated_from_the_specs():
+    import subprocess
+    import sys
+
+    script = ROLES.parent / "scripts" / "role-docs.py"
+    run = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
