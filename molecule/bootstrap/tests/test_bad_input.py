@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
-INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
+# Molecule's inventory is a directory (hosts file plus group_vars/host_vars): pass the directory.
+INVENTORY = os.path.dirname(os.environ.get("MOLECULE_INVENTORY_FILE", ""))
 HOST = "borgstack-mol-trixie"
 
 CASES = [

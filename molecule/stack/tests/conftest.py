@@ -23,7 +23,8 @@ class Run:
 
 
 def run_site(*args: str, timeout: int = 1500) -> Run:
-    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    # Molecule's inventory is a directory (hosts file plus group_vars/host_vars): pass the directory.
+    inventory = os.path.dirname(os.environ.get("MOLECULE_INVENTORY_FILE", ""))
     if not inventory:
         pytest.skip("needs MOLECULE_INVENTORY_FILE (run through molecule verify)")
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0",
