@@ -1,0 +1,267 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""n8n behind Caddy over HTTPS, checked from outside the lab host (testinfra).
+
+HTTP requests run on the controller with ``curl --resolve`` to the lab host's public address, the way the internet
+reaches the server, trusting only the internal CA root the caddy role copied to the host. The tests that rerun the
+playbook (hand-edited Caddyfile, encryption-key guard) need MOLECULE_INVENTORY_FILE and are skipped without it.
+
+Environment: MOLECULE_INVENTORY_FILE (inventory of the converged host), BORGSTACK_PUBLIC_IP (else the host's
+``lab_public_ip`` inventory variable, else 198.51.100.31), BORGSTACK_DOMAIN (else lab.borgstack.test),
+BORGSTACK_TEST_PLAYBOOK (else site.yml at the project root).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
+PLAYBOOK = os.environ.get("BORGSTACK_TEST_PLAYBOOK", str(PROJECT / "site.yml"))
+DEFAULT_PUBLIC_IP = "198.51.100.31"
+DOMAIN = os.environ.get("BORGSTACK_DOMAIN", "lab.borgstack.test")
+N8N_HOST = f"n8n.{DOMAIN}"
+CADDY = "borgstack-caddy"
+N8N = "borgstack-n8n"
+CADDYFILE = "/opt/borgstack/services/caddy/config/Caddyfile"
+ROOT_CERT = "/opt/borgstack/services/caddy/root.crt"
+
+needs_inventory = pytest.mark.skipif(not INVENTORY, reason="needs MOLECULE_INVENTORY_FILE (run through molecule)")
+
+
+# --- helpers --------------------------------------------------------------------------------------------------------
+def _public_ip(host) -> str:
+    if os.environ.get("BORGSTACK_PUBLIC_IP"):
+        return os.environ["BORGSTACK_PUBLIC_IP"]
+    try:
+        return str(host.ansible.get_variables().get("lab_public_ip") or DEFAULT_PUBLIC_IP)
+    except (AttributeError, RuntimeError):
+        return DEFAULT_PUBLIC_IP
+
+
+@pytest.fixture(scope="module")
+def root_cert(host, tmp_path_factory) -> Path:
+    """The internal CA root as the caddy role left it on the host, saved on the controller."""
+    cert = host.file(ROOT_CERT)
+    assert cert.exists, f"{ROOT_CERT} is missing: the caddy role did not copy the internal CA root"
+    path = tmp_path_factory.mktemp("caddy") / "root.crt"
+    path.write_text(cert.content_string)
+    return path
+
+
+def _curl(host, root_cert: Path, path: str, *extra: str, port: int = 443,
+          scheme: str = "https") -> Tuple[int, Dict[str, str], str]:
+    """Request <scheme>://n8n.<domain><path> from the controller; returns (status, headers, body)."""
+    workdir = root_cert.parent
+    head, body = workdir / "headers.txt", workdir / "body.txt"
+    cmd: List[str] = [
+        "curl", "--silent", "--show-error", "--max-time", "20",
+        "--resolve", f"{N8N_HOST}:{port}:{_public_ip(host)}", "--cacert", str(root_cert),
+        "--dump-header", str(head), "--output", str(body), "--write-out", "%{http_code}",
+        *extra, f"{scheme}://{N8N_HOST}{path}",
+    ]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, f"{' '.join(cmd)} failed: {run.stderr}"
+    # Keep the last header block (after interim 1xx responses).
+    block = [b for b in head.read_text().replace("\r\n", "\n").split("\n\n") if b.startswith("HTTP/")][-1]
+    headers: Dict[str, str] = {}
+    for line in block.split("\n")[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return int(run.stdout.strip()), headers, body.read_text(errors="replace")
+
+
+def _container(host, name: str) -> dict:
+    return json.loads(host.check_output(f"docker container inspect {name}"))[0]
+
+
+def _run_playbook(host, *args: str) -> Tuple[int, str]:
+    run = subprocess.run(
+        ["ansible-playbook", PLAYBOOK, "-i", INVENTORY, "--limit", host.backend.get_hostname(), *args],
+        cwd=PROJECT, capture_output=True, text=True, timeout=1200, check=False,
+        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0"},
+    )
+    return run.returncode, run.stdout + run.stderr
+
+
+def _recap(host, output: str) -> Tuple[int, int]:
+    name = re.escape(host.backend.get_hostname())
+    recap = re.search(rf"^{name}\s*:.*changed=(\d+).*failed=(\d+)", output, re.M)
+    assert recap, output[-3000:]
+    return int(recap.group(1)), int(recap.group(2))
+
+
+# --- containers -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", [N8N, CADDY])
+def test_container_running_and_healthy(host, name):
+    state = _container(host, name)["State"]
+    assert state["Running"] is True, state
+    assert state.get("Health", {}).get("Status") == "healthy", state.get("Health")
+
+
+def test_only_caddy_publishes_ports(host):
+    published: Dict[str, str] = {}
+    for line in host.check_output("docker ps --format '{{.Names}}\t{{.Ports}}'").splitlines():
+        name, _, ports = line.partition("\t")
+        if "->" in ports:
+            published[name] = ports
+    assert set(published) == {CADDY}, f"containers publishing ports: {published}"
+    for port in ("80->80/tcp", "443->443/tcp", "443->443/udp"):
+        assert port in published[CADDY], published[CADDY]
+
+
+def test_n8n_data_volume_owned_by_node(host):
+    out = host.check_output(f"docker exec {N8N} stat -c '%u:%g %a' /home/node/.n8n /home/node/.n8n/config")
+    folder, config = out.splitlines()
+    assert folder.split()[0] == "1000:1000", folder
+    assert config == "1000:1000 600", config
+
+
+def test_n8n_environment(host):
+    env = dict(item.split("=", 1) for item in _container(host, N8N)["Config"]["Env"])
+    assert env["DB_TYPE"] == "postgresdb"
+    assert env["DB_POSTGRESDB_HOST"] == "borgstack-postgresql"
+    assert env["WEBHOOK_URL"] == f"https://{N8N_HOST}/"
+    assert env["N8N_PROTOCOL"] == "https"
+    assert env["N8N_PROXY_HOPS"] == "1"
+    assert env["N8N_DIAGNOSTICS_ENABLED"] == "false"
+    assert env["N8N_RUNNERS_ENABLED"] == "true"
+    assert "N8N_ENCRYPTION_KEY_FILE" not in env
+    assert len(env.get("N8N_ENCRYPTION_KEY", "")) >= 16
+
+
+# --- Caddy configuration --------------------------------------------------------------------------------------------
+def test_running_config_is_the_caddyfile(host):
+    adapted = json.loads(host.check_output(
+        f"docker exec {CADDY} caddy adapt --config /etc/caddy/Caddyfile --adapter caddyfile"))
+    live = json.loads(host.check_output(f"docker exec {CADDY} wget -q -O - http://127.0.0.1:2019/config/"))
+    assert live == adapted
+    assert "rate_limit" not in host.file(CADDYFILE).content_string
+
+
+def test_root_cert_on_host_is_caddys(host):
+    on_host = host.file(ROOT_CERT)
+    assert on_host.mode == 0o644 and on_host.user == "root"
+    inside = host.check_output(f"docker exec {CADDY} cat /data/caddy/pki/authorities/local/root.crt")
+    assert on_host.content_string.strip() == inside.strip()
+
+
+# --- HTTPS from outside ---------------------------------------------------------------------------------------------
+def test_readiness_over_https(host, root_cert):
+    status, _, body = _curl(host, root_cert, "/healthz/readiness")
+    assert status == 200, body
+    assert json.loads(body) == {"status": "ok"}
+
+
+def test_certificate_is_checked(host, tmp_path):
+    """Without the internal CA root the certificate must be refused (TLS is really verified)."""
+    run = subprocess.run(
+        ["curl", "--silent", "--max-time", "20", "--resolve", f"{N8N_HOST}:443:{_public_ip(host)}",
+         "--cacert", "/etc/ssl/certs/ca-certificates.crt", f"https://{N8N_HOST}/healthz"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert run.returncode == 60, f"curl exit {run.returncode}: expected 60 (certificate not trusted)"
+
+
+def test_security_headers(host, root_cert):
+    _, headers, _ = _curl(host, root_cert, "/healthz/readiness")
+    hsts = headers.get("strict-transport-security", "")
+    assert "max-age=31536000" in hsts and "includeSubDomains" in hsts, hsts
+    assert headers.get("x-content-type-options") == "nosniff"
+    assert headers.get("x-frame-options") == "SAMEORIGIN"
+    assert headers.get("referrer-policy") == "strict-origin-when-cross-origin"
+    assert "server" not in headers, headers.get("server")
+    csp = {d.split()[0]: d.split()[1:] for d in headers.get("content-security-policy", "").split(";") if d.strip()}
+    assert csp.get("default-src") == ["'self'"], csp
+    assert {"'unsafe-inline'", "'unsafe-eval'"} <= set(csp.get("script-src", [])), csp
+    assert "wss:" in csp.get("connect-src", []), csp
+
+
+def test_editor_loads_within_the_csp(host, root_cert):
+    """Every script the editor page loads is same-origin (allowed by 'self')."""
+    status, _, body = _curl(host, root_cert, "/")
+    assert status == 200
+    assert '<div id="app">' in body
+    scripts = re.findall(r'<script[^>]*\bsrc="([^"]+)"', body)
+    assert scripts, body[:500]
+    for src in scripts:
+        assert src.startswith("/") and not src.startswith("//"), f"cross-origin script {src}"
+    status, _, _ = _curl(host, root_cert, scripts[-1])
+    assert status == 200
+
+
+def test_caddy_compresses_with_zstd(host, root_cert):
+    """n8n compresses on its own (gzip, br) but not with zstd: a zstd body comes from Caddy's encode."""
+    status, headers, _ = _curl(host, root_cert, "/rest/settings", "-H", "Accept-Encoding: zstd")
+    assert status == 200
+    assert headers.get("content-encoding") == "zstd", headers
+
+
+def test_websocket_upgrade_passes_through(host, root_cert):
+    # curl keeps an upgraded connection open: read only the status line.
+    run = subprocess.run(
+        ["curl", "--silent", "--http1.1", "--max-time", "3", "--output", "/dev/null", "--write-out", "%{http_code}",
+         "--resolve", f"{N8N_HOST}:443:{_public_ip(host)}", "--cacert", str(root_cert),
+         "-H", "Connection: Upgrade", "-H", "Upgrade: websocket", "-H", "Sec-WebSocket-Version: 13",
+         "-H", "Sec-WebSocket-Key: dGVzdGluZnJhLXdzLWtleQ==", f"https://{N8N_HOST}/rest/push?pushRef=testinfra"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert run.stdout.strip() in ("101", "401"), f"websocket handshake answered {run.stdout!r}"
+
+
+def test_http_redirects_to_https(host, root_cert):
+    status, headers, _ = _curl(host, root_cert, "/", port=80, scheme="http")
+    assert status in (301, 308)
+    assert headers.get("location") == f"https://{N8N_HOST}/"
+
+
+def test_owner_setup_is_offered(host, root_cert):
+    """A fresh instance asks for its owner: the settings say so and the setup endpoint validates its input."""
+    status, _, body = _curl(host, root_cert, "/rest/settings")
+    assert status == 200
+    data = json.loads(body)["data"]
+    assert data["userManagement"]["showSetupOnFirstLoad"] is True
+    assert data["urlBaseWebhook"] == f"https://{N8N_HOST}/"
+    status, _, body = _curl(host, root_cert, "/rest/owner/setup", "-X", "POST",
+                            "-H", "Content-Type: application/json", "--data", "{}")
+    assert status == 400, f"POST /rest/owner/setup: {status} {body[:300]}"
+    assert "email" in body
+
+
+# --- reruns of the playbook ---------------------------------------------------------------------------------------
+@needs_inventory
+def test_hand_edited_caddyfile_restored_by_reload(host, root_cert):
+    started = _container(host, CADDY)["State"]["StartedAt"]
+    host.run_expect([0], f"sed -i 's/X-Frame-Options \"SAMEORIGIN\"/X-Frame-Options \"DENY\"/' {CADDYFILE}")
+    host.run_expect([0], f"docker exec {CADDY} caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile")
+    assert _curl(host, root_cert, "/healthz")[1].get("x-frame-options") == "DENY"
+
+    rc, output = _run_playbook(host, "--tags", "caddy")
+    assert rc == 0, output[-3000:]
+    assert re.search(r"Write the Caddyfile[^\n]*\]\s*\**\s*\nchanged:", output), "the Caddyfile was not restored"
+    assert re.search(r"Reload caddy gracefully[^\n]*\]\s*\**\s*\nchanged:", output), "no reload after restoring it"
+    assert 'X-Frame-Options "SAMEORIGIN"' in host.file(CADDYFILE).content_string
+    assert _curl(host, root_cert, "/healthz")[1].get("x-frame-options") == "SAMEORIGIN"
+    assert _container(host, CADDY)["State"]["StartedAt"] == started, "caddy was restarted instead of reloaded"
+
+
+@needs_inventory
+def test_changed_encryption_key_refused_before_any_change(host):
+    wrong = "testinfra-wrong-n8n-key-0123456789"
+    started = _container(host, N8N)["State"]["StartedAt"]
+    rc, output = _run_playbook(host, "-e", json.dumps({"borgstack_secret_overrides": {"n8n_encryption_key": wrong}}))
+    assert rc != 0, f"the run did not fail\n{output[-3000:]}"
+    assert "n8n_encryption_key differs" in output, output[-3000:]
+    assert "borgstack_secret_overrides" in output
+    changed, failed = _recap(host, output)
+    assert changed == 0 and failed > 0, output[-3000:]
+    assert wrong not in output, "the wanted key was printed"
+    saved = json.loads(host.check_output(f"docker exec {N8N} cat /home/node/.n8n/config"))["encryptionKey"]
+    assert saved not in output, "the saved key was printed"
+    assert _container(host, N8N)["State"]["StartedAt"] == started
