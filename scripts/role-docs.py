@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Generate roles/<role>/README.md from meta/argument_specs.yml and defaults/main.yml.
 
-  scripts/role-docs.py          write the READMEs
-  scripts/role-docs.py --check  exit 1 when a README is out of date (the unit tests run this)
+  python3 scripts/role-docs.py          write the READMEs
+  python3 scripts/role-docs.py --check  exit 1 when a README is out of date (the unit tests run this)
 """
 from __future__ import annotations
 

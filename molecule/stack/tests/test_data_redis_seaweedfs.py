@@ -151,7 +151,7 @@ def redis_conf(host) -> Dict[str, str]:
     conf = {}
     for line in host.file(f"{PROJECT_DIR}/services/redis/redis.conf").content_string.splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
-            key, _, value = line.strip().partition(" ")
+            key, _sep, value = line.strip().partition(" ")
             conf[key.lower()] = value.strip()
     return conf
 

@@ -91,7 +91,7 @@ def test_tags_touch_only_their_service(host):
     assert host.file(CADDYFILE).content_string.endswith("# drift\n"), "--tags n8n touched Caddy's files"
     assert host.check_output("docker inspect --format '{{.State.StartedAt}}' borgstack-caddy") == caddy_started
     plays = re.findall(r"^TASK \[(borgstack\.stack\.[a-z_]+) :", tagged.output, re.M)
-    assert not {p for p in plays} & {"borgstack.stack.caddy", "borgstack.stack.postgresql", "borgstack.stack.redis"}
+    assert not set(plays) & {"borgstack.stack.caddy", "borgstack.stack.postgresql", "borgstack.stack.redis"}
 
     proxy = run_site("--tags", "caddy")
     assert proxy.rc == 0 and proxy.changed > 0

@@ -108,7 +108,7 @@ def test_container_running_and_healthy(host, name):
 def test_only_caddy_publishes_ports(host):
     published: Dict[str, str] = {}
     for line in host.check_output("docker ps --format '{{.Names}}\t{{.Ports}}'").splitlines():
-        name, _, ports = line.partition("\t")
+        name, _sep, ports = line.partition("\t")
         if "->" in ports:
             published[name] = ports
     assert set(published) == {CADDY}, f"containers publishing ports: {published}"
@@ -154,7 +154,7 @@ def test_root_cert_on_host_is_caddys(host):
 
 # --- HTTPS from outside ---------------------------------------------------------------------------------------------
 def test_readiness_over_https(host, root_cert):
-    status, _, body = _curl(host, root_cert, "/healthz/readiness")
+    status, _headers, body = _curl(host, root_cert, "/healthz/readiness")
     assert status == 200, body
     assert json.loads(body) == {"status": "ok"}
 
@@ -170,7 +170,7 @@ def test_certificate_is_checked(host, tmp_path):
 
 
 def test_security_headers(host, root_cert):
-    _, headers, _ = _curl(host, root_cert, "/healthz/readiness")
+    _status, headers, _body = _curl(host, root_cert, "/healthz/readiness")
     hsts = headers.get("strict-transport-security", "")
     assert "max-age=31536000" in hsts and "includeSubDomains" in hsts, hsts
     assert headers.get("x-content-type-options") == "nosniff"
@@ -185,20 +185,20 @@ def test_security_headers(host, root_cert):
 
 def test_editor_loads_within_the_csp(host, root_cert):
     """Every script the editor page loads is same-origin (allowed by 'self')."""
-    status, _, body = _curl(host, root_cert, "/")
+    status, _headers, body = _curl(host, root_cert, "/")
     assert status == 200
     assert '<div id="app">' in body
     scripts = re.findall(r'<script[^>]*\bsrc="([^"]+)"', body)
     assert scripts, body[:500]
     for src in scripts:
         assert src.startswith("/") and not src.startswith("//"), f"cross-origin script {src}"
-    status, _, _ = _curl(host, root_cert, scripts[-1])
+    status, _headers, _body = _curl(host, root_cert, scripts[-1])
     assert status == 200
 
 
 def test_caddy_compresses_with_zstd(host, root_cert):
     """n8n compresses on its own (gzip, br) but not with zstd: a zstd body comes from Caddy's encode."""
-    status, headers, _ = _curl(host, root_cert, "/rest/settings", "-H", "Accept-Encoding: zstd")
+    status, headers, _body = _curl(host, root_cert, "/rest/settings", "-H", "Accept-Encoding: zstd")
     assert status == 200
     assert headers.get("content-encoding") == "zstd", headers
 
@@ -216,20 +216,20 @@ def test_websocket_upgrade_passes_through(host, root_cert):
 
 
 def test_http_redirects_to_https(host, root_cert):
-    status, headers, _ = _curl(host, root_cert, "/", port=80, scheme="http")
+    status, headers, _body = _curl(host, root_cert, "/", port=80, scheme="http")
     assert status in (301, 308)
     assert headers.get("location") == f"https://{N8N_HOST}/"
 
 
 def test_owner_setup_is_offered(host, root_cert):
     """A fresh instance asks for its owner: the settings say so and the setup endpoint validates its input."""
-    status, _, body = _curl(host, root_cert, "/rest/settings")
+    status, _headers, body = _curl(host, root_cert, "/rest/settings")
     assert status == 200
     data = json.loads(body)["data"]
     assert data["userManagement"]["showSetupOnFirstLoad"] is True
     assert data["urlBaseWebhook"] == f"https://{N8N_HOST}/"
-    status, _, body = _curl(host, root_cert, "/rest/owner/setup", "-X", "POST",
-                            "-H", "Content-Type: application/json", "--data", "{}")
+    status, _headers, body = _curl(host, root_cert, "/rest/owner/setup", "-X", "POST",
+                                   "-H", "Content-Type: application/json", "--data", "{}")
     assert status == 400, f"POST /rest/owner/setup: {status} {body[:300]}"
     assert "email" in body
 

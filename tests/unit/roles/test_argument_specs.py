@@ -46,7 +46,7 @@ def test_defaults_and_specs_agree(role):
 @pytest.mark.parametrize("role", [r for r in ROLE_DIRS if (r / "tasks" / "validate.yml").exists()],
                          ids=lambda p: p.name)
 def test_validate_entry_point_matches_main(role):
-    specs, _ = _load(role)
+    specs = _load(role)[0]
     assert "validate" in specs, f"{role.name}: tasks/validate.yml exists but no 'validate' entry point"
     assert specs["validate"].get("options") == specs["main"].get("options")
 

@@ -63,7 +63,7 @@ def _server_flags(service: Dict[str, Any]) -> Dict[str, str]:
     flags = {}
     for arg in command[command.index("server") + 1:]:
         assert arg.startswith("-"), arg
-        name, _, value = arg[1:].partition("=")
+        name, _sep, value = arg[1:].partition("=")
         flags[name] = value
     return flags
 
