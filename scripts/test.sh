@@ -43,7 +43,7 @@ step_sanity() {
   rm -rf "$work"
 }
 step_unit() { python3 -m pytest -q tests/unit; }
-step_integration() { python3 -m pytest -q -m integration tests/integration; }
+step_integration() { python3 -m pytest -q tests/integration; }
 step_molecule() {
   molecule test -s bootstrap
   if [ -d molecule/stack ]; then molecule test -s stack; fi

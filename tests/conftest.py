@@ -6,3 +6,5 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "collections"))
+# Shared helpers of the integration tests (ansible_module_runner).
+sys.path.insert(0, str(ROOT / "tests" / "integration"))

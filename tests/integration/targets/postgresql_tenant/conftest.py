@@ -10,12 +10,10 @@ the image) turns the skip into a failure.
 """
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from ansible_module_runner import ModuleRun, run_module
 
 IMAGE = os.environ.get("BORGSTACK_POSTGRESQL_IMAGE", "borgstack-lab/postgresql:17")
 REPO_ROOT = Path(__file__).resolve().parents[4]
@@ -119,23 +118,6 @@ def _wait_ready(server: PgServer) -> None:
 
 
 @dataclass
-class ModuleRun:
-    """One run of the module through ansible: its result dictionary and everything it printed."""
-
-    result: dict[str, Any]
-    output: str
-    returncode: int
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.result.get("changed"))
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.result.get("failed"))
-
-
-@dataclass
 class TenantModule:
     """Runs borgstack.stack.postgresql_tenant with ``ansible -c local`` from the repository, as Ansible would."""
 
@@ -144,25 +126,7 @@ class TenantModule:
 
     def __call__(self, check: bool = False, **args: Any) -> ModuleRun:
         args.setdefault("login_unix_socket", self.server.socket_dir)
-        ansible = shutil.which("ansible", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-        assert ansible, "the ansible CLI is not installed"
-        command = [
-            ansible, "localhost", "--inventory", "localhost,", "--connection", "local",
-            "--extra-vars", f"ansible_python_interpreter={sys.executable}",
-            "--module-name", "borgstack.stack.postgresql_tenant", "--args", json.dumps(args), "--diff",
-        ]
-        if check:
-            command.append("--check")
-        env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-                   ANSIBLE_NOCOLOR="1")
-        proc = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
-                              check=False)
-        try:
-            report = json.loads(proc.stdout)
-            result = report["plays"][0]["tasks"][0]["hosts"]["localhost"]
-        except (ValueError, KeyError, IndexError) as exc:
-            raise AssertionError(f"unreadable ansible output ({exc}):\n{proc.stdout}\n{proc.stderr}") from exc
-        run = ModuleRun(result=result, output=proc.stdout + proc.stderr, returncode=proc.returncode)
+        run = run_module("borgstack.stack.postgresql_tenant", args, check=check, diff=True)
         self.runs.append(run)
         return run
 

@@ -11,12 +11,10 @@ failure. Containers and the network are removed at the end of the session.
 """
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from ansible_module_runner import ModuleRun, run_module
 
 REDIS_IMAGE = os.environ.get("BORGSTACK_REDIS_IMAGE", "borgstack-lab/redis:8.0")
 POSTGRESQL_IMAGE = os.environ.get("BORGSTACK_POSTGRESQL_IMAGE", "borgstack-lab/postgresql:17")
@@ -199,44 +198,13 @@ def stack() -> Iterator[Stack]:
 
 
 @dataclass
-class ModuleRun:
-    """One run of the module through ansible: its result dictionary and everything it printed."""
-
-    result: dict[str, Any]
-    output: str
-    returncode: int
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.result.get("failed"))
-
-
-@dataclass
 class HealthModule:
     """Runs borgstack.stack.stack_health with ``ansible -c local`` from the repository, as Ansible would."""
 
     runs: list[ModuleRun] = field(default_factory=list)
 
     def __call__(self, args: dict[str, Any], check: bool = False) -> ModuleRun:
-        ansible = shutil.which("ansible", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-        assert ansible, "the ansible CLI is not installed"
-        command = [
-            ansible, "localhost", "--inventory", "localhost,", "--connection", "local",
-            "--extra-vars", f"ansible_python_interpreter={sys.executable}",
-            "--module-name", "borgstack.stack.stack_health", "--args", json.dumps(args),
-        ]
-        if check:
-            command.append("--check")
-        env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-                   ANSIBLE_NOCOLOR="1")
-        proc = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
-                              check=False)
-        try:
-            report = json.loads(proc.stdout)
-            result = report["plays"][0]["tasks"][0]["hosts"]["localhost"]
-        except (ValueError, KeyError, IndexError) as exc:
-            raise AssertionError(f"unreadable ansible output ({exc}):\n{proc.stdout}\n{proc.stderr}") from exc
-        run = ModuleRun(result=result, output=proc.stdout + proc.stderr, returncode=proc.returncode)
+        run = run_module("borgstack.stack.stack_health", args, check=check, timeout=600)
         self.runs.append(run)
         return run
 
