@@ -21,7 +21,8 @@ from typing import Dict, List, Tuple
 import pytest
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
-INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
+# Molecule's inventory is a directory (hosts file plus group_vars/host_vars): pass the directory.
+INVENTORY = os.path.dirname(os.environ.get("MOLECULE_INVENTORY_FILE", ""))
 PLAYBOOK = os.environ.get("BORGSTACK_TEST_PLAYBOOK", str(PROJECT / "site.yml"))
 DEFAULT_PUBLIC_IP = "198.51.100.31"
 DOMAIN = os.environ.get("BORGSTACK_DOMAIN", "lab.borgstack.test")
