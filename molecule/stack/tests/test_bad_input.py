@@ -42,3 +42,10 @@ def test_bad_input_refused_before_any_change(label, extra, expected):
     assert run.rc != 0, f"{label}: the run did not fail"
     assert expected in run.output, f"{label}: message lacks {expected!r}\n{run.output[-3000:]}"
     assert run.changed == 0, f"{label}: changed={run.changed} before the failure"
+
+
+def test_services_that_do_not_fit_the_ram_are_refused():
+    run = run_site("-e", json.dumps({"borgstack_ram_mb": 2048}))
+    assert run.rc != 0
+    assert "do not fit the budget" in run.output and "borgstack_ram_mb" in run.output, run.output[-3000:]
+    assert run.changed == 0
