@@ -41,26 +41,9 @@ readonly N8N_XLSX_VERSION=0.20.2
 # Build order: cheap first; postgresql early because others wait for it; n8n last.
 readonly ALL_KEYS=(debian-trixie host-trixie postgresql redis caddy seaweedfs debian-bookworm host-bookworm n8n)
 
-# Exit status 3 means "explained failure": the ERR trap lets it through silently
-# (a die inside $(...) already printed its message).
-readonly DIE_STATUS=3
-die() {
-    printf 'build-images: error: %s\n' "$*" >&2
-    exit "$DIE_STATUS"
-}
-
-note() {
-    printf 'build-images: %s\n' "$*" >&2
-}
-
-# Functions and subshells inherit the ERR trap: no silent exit on an unexpected failure.
-set -E
-on_error() {
-    local status=$1 line=$2 command=$3
-    ((status == DIE_STATUS)) && exit "$DIE_STATUS"
-    die "unexpected failure (exit $status) at line $line: $command"
-}
-trap 'on_error "$?" "$LINENO" "$BASH_COMMAND"' ERR
+LAB_LOG_PREFIX=build-images
+# shellcheck source=lab/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 image_of() {
     case "$1" in

@@ -43,29 +43,13 @@ readonly PUBLIC_DYNAMIC_RANGE=198.51.100.128/25
 readonly PROBE_IMAGE=borgstack-lab/debian:trixie
 readonly BOOT_TIMEOUT=60
 
-# Exit status 3 means "explained failure": the ERR trap lets it through silently
-# (a die inside $(...) already printed its message).
-readonly DIE_STATUS=3
-die() {
-    printf 'lab: error: %s\n' "$*" >&2
-    exit "$DIE_STATUS"
-}
-
-note() {
-    printf 'lab: %s\n' "$*" >&2
-}
+LAB_LOG_PREFIX=lab
+# shellcheck source=lab/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
     sed -n '8,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
-
-set -E
-on_error() {
-    local status=$1 line=$2 command=$3
-    ((status == DIE_STATUS)) && exit "$DIE_STATUS"
-    die "unexpected failure (exit $status) at line $line: $command"
-}
-trap 'on_error "$?" "$LINENO" "$BASH_COMMAND"' ERR
 
 # ---- Helpers -----------------------------------------------------------------------
 
