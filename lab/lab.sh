@@ -290,19 +290,22 @@ cmd_probe() {
 }
 
 cmd_secret() {
+    # Created once, race-free: several hosts of one molecule scenario may ask at the same moment. Each caller writes
+    # its own candidate and tries to hard-link it into place; the first link wins, every caller reads the winner.
     if [[ ! -s "$SECRET_FILE" ]]; then
         mkdir -p "$CACHE_DIR"
+        local candidate="$SECRET_FILE.$$"
         (
             umask 077
             python3 -c '
 import secrets, string, sys
 alphabet = string.ascii_letters + string.digits
 sys.stdout.write("".join(secrets.choice(alphabet) for _ in range(48)) + "\n")
-' >"$SECRET_FILE.tmp"
+' >"$candidate"
         )
-        mv "$SECRET_FILE.tmp" "$SECRET_FILE"
+        ln "$candidate" "$SECRET_FILE" 2>/dev/null || true
+        rm -f "$candidate"
     fi
-    chmod 0600 "$SECRET_FILE"
     cat "$SECRET_FILE"
 }
 
