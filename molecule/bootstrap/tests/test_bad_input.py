@@ -6,16 +6,14 @@ fails, the message names the variable, and the recap reports changed=0 (nothing 
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
-# Molecule's inventory is a directory (hosts file plus group_vars/host_vars): pass the directory.
-INVENTORY = os.path.dirname(os.environ.get("MOLECULE_INVENTORY_FILE", ""))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from playbook_runner import run_site  # noqa: E402  pylint: disable=wrong-import-position
+
 HOST = "borgstack-mol-trixie"
 
 CASES = [
@@ -29,18 +27,10 @@ CASES = [
 ]
 
 
-@pytest.mark.skipif(not INVENTORY, reason="needs MOLECULE_INVENTORY_FILE (run through molecule verify)")
 @pytest.mark.parametrize("label,extra,variable", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_refused_before_any_change(label, extra, variable):
-    run = subprocess.run(
-        ["ansible-playbook", str(PROJECT / "site.yml"), "-i", INVENTORY, "--limit", HOST, "-e", json.dumps(extra)],
-        cwd=PROJECT, capture_output=True, text=True, timeout=600, check=False,
-        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0"},
-    )
-    output = run.stdout + run.stderr
-    assert run.returncode != 0, f"{label}: the run did not fail\n{output[-3000:]}"
-    assert variable in output, f"{label}: the error does not name {variable}\n{output[-3000:]}"
-    recap = re.search(rf"^{re.escape(HOST)}\s*:.*changed=(\d+).*failed=(\d+)", output, re.M)
-    assert recap, output[-2000:]
-    assert recap.group(1) == "0", f"{label}: something changed before the failure\n{output[-3000:]}"
-    assert recap.group(2) != "0"
+    run = run_site(HOST, "-e", json.dumps(extra), timeout=600)
+    assert run.rc != 0, f"{label}: the run did not fail\n{run.output[-3000:]}"
+    assert variable in run.output, f"{label}: the error does not name {variable}\n{run.output[-3000:]}"
+    assert run.changed == 0, f"{label}: something changed before the failure\n{run.output[-3000:]}"
+    assert run.failed != 0

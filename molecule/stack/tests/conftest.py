@@ -1,42 +1,20 @@
 """Shared helpers for the stack scenario's verify tests: rerun the real playbook against the scenario's host."""
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-from dataclasses import dataclass
+import sys
 from pathlib import Path
 
-import pytest
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from playbook_runner import PROJECT, Run, run_site as _run_site  # noqa: E402  pylint: disable=wrong-import-position
 
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 HOST = "borgstack-mol-stack"
 PUBLIC_IP = "198.51.100.31"
-
-
-@dataclass
-class Run:
-    rc: int
-    output: str
-    changed: int
-    failed: int
+__all__ = ["PROJECT", "PUBLIC_IP", "HOST", "Run", "run_site", "changed_tasks"]
 
 
 def run_site(*args: str, timeout: int = 1500) -> Run:
-    # Molecule's inventory is a directory (hosts file plus group_vars/host_vars): pass the directory.
-    inventory = os.path.dirname(os.environ.get("MOLECULE_INVENTORY_FILE", ""))
-    if not inventory:
-        pytest.skip("needs MOLECULE_INVENTORY_FILE (run through molecule verify)")
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0",
-           "ANSIBLE_ROLES_PATH": str(PROJECT / "roles")}
-    proc = subprocess.run(
-        ["ansible-playbook", str(PROJECT / "playbooks" / "site.yml"), "-i", inventory, "--limit", HOST, *args],
-        cwd=PROJECT, capture_output=True, text=True, timeout=timeout, env=env, check=False,
-    )
-    output = proc.stdout + proc.stderr
-    recap = re.search(rf"^{re.escape(HOST)}\s*:.*?changed=(\d+).*?failed=(\d+)", output, re.M)
-    assert recap, f"no play recap in the output:\n{output[-4000:]}"
-    return Run(proc.returncode, output, int(recap.group(1)), int(recap.group(2)))
+    return _run_site(HOST, *args, timeout=timeout)
 
 
 def changed_tasks(output: str) -> list[str]:

@@ -3,11 +3,11 @@
 
 HTTP requests run on the controller with ``curl --resolve`` to the lab host's public address, the way the internet
 reaches the server, trusting only the internal CA root the caddy role copied to the host. The tests that rerun the
-playbook (hand-edited Caddyfile, encryption-key guard) need MOLECULE_INVENTORY_FILE and are skipped without it.
+playbook (hand-edited Caddyfile, encryption-key guard) go through conftest.run_site (skipped without
+MOLECULE_INVENTORY_FILE).
 
 Environment: MOLECULE_INVENTORY_FILE (inventory of the converged host), BORGSTACK_PUBLIC_IP (else the host's
-``lab_public_ip`` inventory variable, else 198.51.100.31), BORGSTACK_DOMAIN (else lab.borgstack.test),
-BORGSTACK_TEST_PLAYBOOK (else site.yml at the project root).
+``lab_public_ip`` inventory variable, else 198.51.100.31), BORGSTACK_DOMAIN (else lab.borgstack.test).
 """
 from __future__ import annotations
 
@@ -19,11 +19,8 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
+from conftest import run_site
 
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
-# Molecule's inventory is a directory (hosts file plus group_vars/host_vars): pass the directory.
-INVENTORY = os.path.dirname(os.environ.get("MOLECULE_INVENTORY_FILE", ""))
-PLAYBOOK = os.environ.get("BORGSTACK_TEST_PLAYBOOK", str(PROJECT / "site.yml"))
 DEFAULT_PUBLIC_IP = "198.51.100.31"
 DOMAIN = os.environ.get("BORGSTACK_DOMAIN", "lab.borgstack.test")
 N8N_HOST = f"n8n.{DOMAIN}"
@@ -31,8 +28,6 @@ CADDY = "borgstack-caddy"
 N8N = "borgstack-n8n"
 CADDYFILE = "/opt/borgstack/services/caddy/config/Caddyfile"
 ROOT_CERT = "/opt/borgstack/services/caddy/root.crt"
-
-needs_inventory = pytest.mark.skipif(not INVENTORY, reason="needs MOLECULE_INVENTORY_FILE (run through molecule)")
 
 
 # --- helpers --------------------------------------------------------------------------------------------------------
@@ -80,22 +75,6 @@ def _curl(host, root_cert: Path, path: str, *extra: str, port: int = 443,
 
 def _container(host, name: str) -> dict:
     return json.loads(host.check_output(f"docker container inspect {name}"))[0]
-
-
-def _run_playbook(host, *args: str) -> Tuple[int, str]:
-    run = subprocess.run(
-        ["ansible-playbook", PLAYBOOK, "-i", INVENTORY, "--limit", host.backend.get_hostname(), *args],
-        cwd=PROJECT, capture_output=True, text=True, timeout=1200, check=False,
-        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0"},
-    )
-    return run.returncode, run.stdout + run.stderr
-
-
-def _recap(host, output: str) -> Tuple[int, int]:
-    name = re.escape(host.backend.get_hostname())
-    recap = re.search(rf"^{name}\s*:.*changed=(\d+).*failed=(\d+)", output, re.M)
-    assert recap, output[-3000:]
-    return int(recap.group(1)), int(recap.group(2))
 
 
 # --- containers -----------------------------------------------------------------------------------------------------
@@ -236,14 +215,14 @@ def test_owner_setup_is_offered(host, root_cert):
 
 
 # --- reruns of the playbook ---------------------------------------------------------------------------------------
-@needs_inventory
 def test_hand_edited_caddyfile_restored_by_reload(host, root_cert):
     started = _container(host, CADDY)["State"]["StartedAt"]
     host.run_expect([0], f"sed -i 's/X-Frame-Options \"SAMEORIGIN\"/X-Frame-Options \"DENY\"/' {CADDYFILE}")
     host.run_expect([0], f"docker exec {CADDY} caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile")
     assert _curl(host, root_cert, "/healthz")[1].get("x-frame-options") == "DENY"
 
-    rc, output = _run_playbook(host, "--tags", "caddy")
+    run = run_site("--tags", "caddy")
+    rc, output = run.rc, run.output
     assert rc == 0, output[-3000:]
     assert re.search(r"Write the Caddyfile[^\n]*\]\s*\**\s*\nchanged:", output), "the Caddyfile was not restored"
     assert re.search(r"Reload caddy gracefully[^\n]*\]\s*\**\s*\nchanged:", output), "no reload after restoring it"
@@ -252,16 +231,15 @@ def test_hand_edited_caddyfile_restored_by_reload(host, root_cert):
     assert _container(host, CADDY)["State"]["StartedAt"] == started, "caddy was restarted instead of reloaded"
 
 
-@needs_inventory
 def test_changed_encryption_key_refused_before_any_change(host):
     wrong = "testinfra-wrong-n8n-key-0123456789"
     started = _container(host, N8N)["State"]["StartedAt"]
-    rc, output = _run_playbook(host, "-e", json.dumps({"borgstack_secret_overrides": {"n8n_encryption_key": wrong}}))
+    run = run_site("-e", json.dumps({"borgstack_secret_overrides": {"n8n_encryption_key": wrong}}))
+    rc, output = run.rc, run.output
     assert rc != 0, f"the run did not fail\n{output[-3000:]}"
     assert "n8n_encryption_key differs" in output, output[-3000:]
     assert "borgstack_secret_overrides" in output
-    changed, failed = _recap(host, output)
-    assert changed == 0 and failed > 0, output[-3000:]
+    assert run.changed == 0 and run.failed > 0, output[-3000:]
     assert wrong not in output, "the wanted key was printed"
     saved = json.loads(host.check_output(f"docker exec {N8N} cat /home/node/.n8n/config"))["encryptionKey"]
     assert saved not in output, "the saved key was printed"

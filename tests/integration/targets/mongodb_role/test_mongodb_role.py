@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lab_prerequisites import unavailable
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
@@ -66,9 +67,7 @@ pytestmark = pytest.mark.integration
 
 def _require(binary: str) -> None:
     if shutil.which(binary) is None:
-        if os.environ.get("BORGSTACK_REQUIRE_INTEGRATION") == "1":
-            pytest.fail(f"{binary} not found (BORGSTACK_REQUIRE_INTEGRATION=1)")
-        pytest.skip(f"{binary} not found")
+        unavailable(f"{binary} not found")
 
 
 def _ansible_bin(name: str) -> str:
@@ -487,13 +486,17 @@ def _service_dir_modes() -> dict[str, str]:
     return dict(line.split(" ", 1) for line in proc.stdout.splitlines()) if proc.returncode == 0 else {}
 
 
-@lab
-def test_lab_missing_image_with_pull_never_fails_before_writing(tmp_path):
+def _require_lab_docker_without_mongo_image() -> None:
     _require("docker")
     if not _lab_has_docker():
-        pytest.skip(f"no Docker inside {LAB_HOST} (run site.yml --tags docker against it)")
+        unavailable(f"no Docker inside {LAB_HOST} (run site.yml --tags docker against it)")
     if _lab_exec("docker", "image", "inspect", "mongo:7.0").returncode == 0:
         pytest.skip(f"{LAB_HOST} has a mongo:7.0 image")
+
+
+@lab
+def test_lab_missing_image_with_pull_never_fails_before_writing(tmp_path):
+    _require_lab_docker_without_mongo_image()
     _lab_exec("rm", "-rf", "/opt/borgstack/services/mongodb")
     proc = _playbook(tmp_path, _lab_play(["stack", "mongodb"]), inventory=_lab_inventory(tmp_path),
                      extra=["-vvv", "-e", "borgstack_pull=never"])
@@ -507,11 +510,7 @@ def test_lab_missing_image_with_pull_never_fails_before_writing(tmp_path):
 
 @lab
 def test_lab_failed_pull_leaves_secrets_root_only(tmp_path):
-    _require("docker")
-    if not _lab_has_docker():
-        pytest.skip(f"no Docker inside {LAB_HOST} (run site.yml --tags docker against it)")
-    if _lab_exec("docker", "image", "inspect", "mongo:7.0").returncode == 0:
-        pytest.skip(f"{LAB_HOST} has a mongo:7.0 image")
+    _require_lab_docker_without_mongo_image()
     proc = _playbook(tmp_path, _lab_play(["stack", "mongodb"]), inventory=_lab_inventory(tmp_path),
                      extra=["-vvv", "-e", "borgstack_pull=missing"])
     output = proc.stdout + proc.stderr

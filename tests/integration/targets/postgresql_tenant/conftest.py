@@ -22,17 +22,12 @@ from typing import Any, Iterator
 
 import pytest
 from ansible_module_runner import ModuleRun, run_module
+from lab_prerequisites import require_docker_images
 
 IMAGE = os.environ.get("BORGSTACK_POSTGRESQL_IMAGE", "borgstack-lab/postgresql:17")
 REPO_ROOT = Path(__file__).resolve().parents[4]
 POSTGRES_UID = 999
 READY_TIMEOUT = 90.0
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("BORGSTACK_REQUIRE_INTEGRATION") == "1":
-        pytest.fail(f"{reason} (BORGSTACK_REQUIRE_INTEGRATION=1: a missing prerequisite is a failure)")
-    pytest.skip(reason)
 
 
 def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -67,12 +62,7 @@ class PgServer:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
-    if shutil.which("docker") is None:
-        _unavailable("the docker CLI is not installed")
-    if _docker("info", check=False).returncode != 0:
-        _unavailable("the Docker engine is not running")
-    if _docker("image", "inspect", IMAGE, check=False).returncode != 0:
-        _unavailable(f"image {IMAGE} is missing; build it with lab/build-images.sh")
+    require_docker_images(IMAGE)
 
     socket_dir = tempfile.mkdtemp(prefix="pgsock-")
     os.chown(socket_dir, POSTGRES_UID, POSTGRES_UID)

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Set
 
 import pytest
+from lab_prerequisites import require_docker_images
 import yaml
 
 HERE = Path(__file__).resolve().parent
@@ -80,10 +80,7 @@ def test_flags_exist_in_seaweedfs_397(default_render):
 
 
 def test_flags_exist_in_lab_image(default_render):
-    if shutil.which("docker") is None:
-        pytest.skip("no docker CLI")
-    if subprocess.run(["docker", "image", "inspect", LAB_IMAGE], capture_output=True, check=False).returncode:
-        pytest.skip(f"{LAB_IMAGE} is not built here (lab/build-images.sh)")
+    require_docker_images(LAB_IMAGE)
     helptext = subprocess.run(["docker", "run", "--rm", LAB_IMAGE, "server", "-h"], capture_output=True, text=True,
                               timeout=60, check=False)
     known = set(re.findall(r"^\s+-([A-Za-z0-9.]+)", helptext.stdout + helptext.stderr, re.M))

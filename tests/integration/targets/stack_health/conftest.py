@@ -23,6 +23,7 @@ from typing import Any, Iterator
 
 import pytest
 from ansible_module_runner import ModuleRun, run_module
+from lab_prerequisites import require_docker_images
 
 REDIS_IMAGE = os.environ.get("BORGSTACK_REDIS_IMAGE", "borgstack-lab/redis:8.0")
 POSTGRESQL_IMAGE = os.environ.get("BORGSTACK_POSTGRESQL_IMAGE", "borgstack-lab/postgresql:17")
@@ -42,12 +43,6 @@ https://{APP_HOST} {{
 \trespond "ok" 200
 }}
 """
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("BORGSTACK_REQUIRE_INTEGRATION") == "1":
-        pytest.fail(f"{reason} (BORGSTACK_REQUIRE_INTEGRATION=1: a missing prerequisite is a failure)")
-    pytest.skip(reason)
 
 
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -148,13 +143,7 @@ def wait_healthy(*containers: str) -> None:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    if shutil.which("docker") is None:
-        _unavailable("the docker CLI is not installed")
-    if docker("info", check=False).returncode != 0:
-        _unavailable("the Docker engine is not running")
-    for image in (REDIS_IMAGE, POSTGRESQL_IMAGE, CADDY_IMAGE):
-        if docker("image", "inspect", image, check=False).returncode != 0:
-            _unavailable(f"image {image} is missing; build it with lab/build-images.sh")
+    require_docker_images(REDIS_IMAGE, POSTGRESQL_IMAGE, CADDY_IMAGE)
 
     tag = secrets.token_hex(4)
     network = f"borgstack-test-health-{tag}"
