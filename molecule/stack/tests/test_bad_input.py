@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import run_site
+from conftest import failure_messages, run_site
 
 LAB_IMAGES = {
     "postgresql": {"image": "borgstack-lab/postgresql:17"},
@@ -27,12 +27,12 @@ CASES = [
     ("unknown service", _services(wordpress={"enabled": True}), "borgstack_services: unknown service"),
     ("two services on one hostname", _services(n8n={"hostname": "x.lab.borgstack.test"},
                                                seaweedfs={"public": True, "hostname": "x.lab.borgstack.test"}),
-     "cannot share one host name"),
+     "borgstack_services.seaweedfs.hostname and borgstack_services.n8n.hostname are both"),
     ("hostname that is not a DNS name", _services(n8n={"hostname": "https://n8n.example"}),
      "borgstack_services.n8n.hostname"),
     ("ACME email that is not an email", {"caddy_acme_email": "not-an-email", **_services()}, "caddy_acme_email"),
-    ("port collision", _services(n8n={"port": 5432}), "each service needs its own port"),
-    ("n8n without PostgreSQL", _services(postgresql={"enabled": False}), "n8n needs postgresql"),
+    ("port collision", _services(n8n={"port": 5432}), "borgstack_services.postgresql.port and borgstack_services.n8n.port"),
+    ("n8n without PostgreSQL", _services(postgresql={"enabled": False}), "n8n needs postgresql: enable borgstack_services.postgresql"),
 ]
 
 
@@ -40,12 +40,15 @@ CASES = [
 def test_bad_input_refused_before_any_change(label, extra, expected):
     run = run_site("-e", json.dumps(extra))
     assert run.rc != 0, f"{label}: the run did not fail"
-    assert expected in run.output, f"{label}: message lacks {expected!r}\n{run.output[-3000:]}"
+    messages = failure_messages(run.output)
+    assert any(expected in m for m in messages), f"{label}: no failure message names {expected!r}: {messages}"
     assert run.changed == 0, f"{label}: changed={run.changed} before the failure"
 
 
 def test_services_that_do_not_fit_the_ram_are_refused():
     run = run_site("-e", json.dumps({"borgstack_ram_mb": 2048}))
     assert run.rc != 0
-    assert "do not fit the budget" in run.output and "borgstack_ram_mb" in run.output, run.output[-3000:]
+    messages = failure_messages(run.output)
+    assert any("do not fit the budget" in m and m.startswith("borgstack_ram_mb (2048 MiB)") for m in messages), \
+        messages
     assert run.changed == 0

@@ -1,14 +1,22 @@
-"""Reruns converge drift, per-service tags touch only their service, and --check --diff reports nothing to change.
+"""Reruns converge drift, per-service tags touch only their service, and --check reports drift without healing it.
 
 These tests change the converged lab host on purpose and rerun the real site playbook (see conftest.run_site).
-They run in file order: heal first, then tags, then check mode.
+They run in file order: heal first, then check mode on a drifted host, then tags (which heal that drift one
+service at a time), then check mode on the converged host. After a heal, the deep checks of the healed services
+run again (password required, persistence, memory limits, networks), not only "running".
 """
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import subprocess
 
-from conftest import PUBLIC_IP, changed_tasks, run_site
+from conftest import PUBLIC_IP, changed_tasks, inspect, run_site
+from test_data_redis_seaweedfs import (  # noqa: F401  pylint: disable=unused-import
+    INTERNAL_NETWORK, S3_CLIENT, SEAWEEDFS, _redis_cli, redis_password)
+
+SERVICES = ("postgresql", "redis", "seaweedfs", "n8n", "caddy")
 
 HAND_PASSWORD = "changed-by-hand-0123456789"
 PG_CONF = "/opt/borgstack/services/postgresql/postgresql.conf"
@@ -26,6 +34,56 @@ def _env_value(host, path: str, key: str) -> str:
 def _running(host, name: str) -> bool:
     out = host.run(f"docker inspect --format '{{{{.State.Running}}}}' {name}")
     return out.rc == 0 and out.stdout.strip() == "true"
+
+
+def _compose(service: str) -> str:
+    return f"/opt/borgstack/services/{service}/compose.yaml"
+
+
+def _drift_file(service: str) -> str:
+    """The file a drift test edits for a service: Caddy's site config (reload, no restart), else its Compose file."""
+    return CADDYFILE if service == "caddy" else _compose(service)
+
+
+def _memory_limit_mb(host, name: str) -> int:
+    return inspect(host, name)["HostConfig"]["Memory"] // (1024 * 1024)
+
+
+def _compose_limit_mb(host, service: str) -> int:
+    found = re.search(r"^\s+mem_limit: (\d+)m$", host.file(_compose(service)).content_string, re.M)
+    assert found, f"{service} has no memory limit in its Compose file"
+    return int(found.group(1))
+
+
+def _assert_redis_deep(host, password: str) -> None:
+    refused = _redis_cli(host, "ping")
+    assert "NOAUTH" in refused.stdout + refused.stderr
+    assert _redis_cli(host, "ping", password=password).stdout.strip() == "PONG"
+    assert _redis_cli(host, "config", "get", "appendonly", password=password).stdout.split() == ["appendonly", "yes"]
+    info = inspect(host, "borgstack-redis")
+    assert info["State"]["Health"]["Status"] == "healthy"
+    assert set(info["NetworkSettings"]["Networks"]) == {INTERNAL_NETWORK}
+    assert 0 < _memory_limit_mb(host, "borgstack-redis") == _compose_limit_mb(host, "redis")
+
+
+def _s3(host, steps: list) -> dict:
+    """The S3 client of the data tests, against the gateway's address of now (a restart may change it)."""
+    ip = inspect(host, SEAWEEDFS)["NetworkSettings"]["Networks"][INTERNAL_NETWORK]["IPAddress"]
+    result = host.run(f"python3 -c {shlex.quote(S3_CLIENT)} http://{ip}:8333 "
+                      f"/opt/borgstack/services/seaweedfs/secrets.env <<'BORGSTACK_EOF'\n{json.dumps(steps)}\n"
+                      "BORGSTACK_EOF")
+    assert result.rc == 0, result.stderr
+    return {r["name"]: r for r in map(json.loads, result.stdout.splitlines())}
+
+
+def _assert_seaweedfs_deep(host) -> None:
+    info = inspect(host, SEAWEEDFS)
+    assert info["State"]["Health"]["Status"] == "healthy"
+    assert set(info["NetworkSettings"]["Networks"]) == {INTERNAL_NETWORK}
+    assert 0 < _memory_limit_mb(host, SEAWEEDFS) == _compose_limit_mb(host, "seaweedfs")
+    results = _s3(host, [{"name": "anon", "method": "GET", "path": "/borgstack", "auth": "none"},
+                      {"name": "get", "method": "GET", "path": "/", "auth": "stack"}])
+    assert results["anon"]["status"] == 403 and results["get"]["status"] == 200, results
 
 
 def _tenant_login(host, password: str) -> bool:
@@ -47,7 +105,7 @@ def _https_status(host) -> str:
     return out.stdout.strip()
 
 
-def test_rerun_heals_drift(host):
+def test_rerun_heals_drift(host, redis_password):
     db_password = _env_value(host, "/opt/borgstack/services/n8n/secrets.env", "DB_POSTGRESDB_PASSWORD")
     assert _tenant_login(host, db_password)
     # 1. a removed container, 2. a stopped container, 3. an edited config file,
@@ -68,6 +126,8 @@ def test_rerun_heals_drift(host):
     assert heal.changed > 0
 
     assert _running(host, "borgstack-redis") and _running(host, "borgstack-seaweedfs")
+    _assert_redis_deep(host, redis_password)
+    _assert_seaweedfs_deep(host)
     assert "work_mem = '1MB'" not in host.file(PG_CONF).content_string
     assert _tenant_login(host, db_password) and not _tenant_login(host, HAND_PASSWORD)
     assert host.file(CADDYFILE).content_string == caddyfile
@@ -77,29 +137,49 @@ def test_rerun_heals_drift(host):
     assert again.rc == 0 and again.changed == 0, changed_tasks(again.output)
 
 
-def test_tags_touch_only_their_service(host):
-    host.check_output(f"echo '# drift' >> {N8N_COMPOSE}")
-    host.check_output(f"echo '# drift' >> {CADDYFILE}")
+def test_check_mode_reports_drift_and_leaves_it(host):
+    """Every service drifted and one stopped: --check --diff names each change and leaves the host as it was."""
+    for service in SERVICES:
+        host.check_output(f"echo '# drift' >> {_drift_file(service)}")
+    host.check_output("docker stop borgstack-seaweedfs")
+
+    check = run_site("--check", "--diff")
+    assert check.rc == 0, check.output[-4000:]
+    tasks = changed_tasks(check.output)
+    for service in SERVICES:
+        assert any(service in t for t in tasks), f"--check did not report the drift of {service}: {tasks}"
+    for service in SERVICES:
+        assert host.file(_drift_file(service)).content_string.endswith("# drift\n"), f"--check changed {service}"
+    assert not _running(host, "borgstack-seaweedfs"), "--check started a stopped container"
+
+
+def test_tags_touch_only_their_service(host, redis_password):
+    """Each drifted service healed by its own tag, one at a time; the others stay drifted until their turn."""
     caddy_started = host.check_output("docker inspect --format '{{.State.StartedAt}}' borgstack-caddy")
-
-    tagged = run_site("--tags", "n8n")
-    assert tagged.rc == 0, tagged.output[-4000:]
-    tasks = changed_tasks(tagged.output)
-    assert tasks, "the n8n drift was not healed"
-    assert all("n8n" in t or "compose_service" in t for t in tasks), tasks
-    assert "# drift" not in host.file(N8N_COMPOSE).content_string
-    assert host.file(CADDYFILE).content_string.endswith("# drift\n"), "--tags n8n touched Caddy's files"
-    assert host.check_output("docker inspect --format '{{.State.StartedAt}}' borgstack-caddy") == caddy_started
-    # Every role's argument-spec check runs under any tag (Ansible tags it 'always'); nothing else of theirs may.
-    ran = {role for role, task in re.findall(r"^TASK \[borgstack\.stack\.([a-z_]+) : ([^\]]*)\]", tagged.output, re.M)
-           if not task.startswith("Validating arguments against arg spec")}
-    assert not ran & {"caddy", "postgresql", "redis", "seaweedfs", "docker", "firewall", "kernel"}, ran
-
-    proxy = run_site("--tags", "caddy")
-    assert proxy.rc == 0 and proxy.changed > 0
-    assert not host.file(CADDYFILE).content_string.endswith("# drift\n")
+    for done, service in enumerate(SERVICES):
+        tagged = run_site("--tags", service)
+        assert tagged.rc == 0, tagged.output[-4000:]
+        tasks = changed_tasks(tagged.output)
+        assert tasks, f"the {service} drift was not healed"
+        assert all(service in t for t in tasks), (service, tasks)
+        assert not host.file(_drift_file(service)).content_string.endswith("# drift\n"), service
+        for other in SERVICES[done + 1:]:
+            assert host.file(_drift_file(other)).content_string.endswith("# drift\n"), \
+                f"--tags {service} touched {other}'s files"
+        # Every role's argument-spec check runs under any tag (Ansible tags it 'always'); nothing else of theirs may.
+        ran = {role for role, task in re.findall(r"^TASK \[borgstack\.stack\.([a-z_]+) : ([^\]]*)\]",
+                                                  tagged.output, re.M)
+               if not task.startswith("Validating arguments against arg spec")}
+        assert not ran & (set(SERVICES) | {"docker", "firewall", "kernel"}) - {service}, (service, ran)
+        if service == "seaweedfs":
+            _assert_seaweedfs_deep(host)
+        if service == "redis":
+            _assert_redis_deep(host, redis_password)
     assert host.check_output("docker inspect --format '{{.State.StartedAt}}' borgstack-caddy") == caddy_started, \
         "a Caddyfile change must reload Caddy, not restart its container"
+
+    again = run_site()
+    assert again.rc == 0 and again.changed == 0, changed_tasks(again.output)
 
 
 def test_check_diff_on_converged_host_reports_nothing():

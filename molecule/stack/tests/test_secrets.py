@@ -1,48 +1,147 @@
-"""Secrets never leak: not in Ansible's output even at -vvv, not in files anyone but root can read."""
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Secrets never leak: not in Ansible's output at -vvv --diff (on the paths that write them, not only on a no-op
+run), in any encoding; not in files anyone but root can read, on the host or in the Docker volumes.
+
+The secrets looked for are every value of every secrets.env on the host (whatever services are deployed), every
+secret the wiring derives from the master secret, the master secret itself and Caddy's internal CA keys. The scan
+(molecule/shared/leak_scan.py) looks for each raw, JSON-escaped, URL-encoded and base64/base64url-encoded at any
+offset. A positive control proves the scan finds a secret in real Ansible output before it is trusted to find none.
+
+Order matters (pytest runs this file's tests top to bottom): the drift heal first, then a first deployment from
+scratch (services, volumes and files wiped), then the checks of what that deployment left on disk.
+"""
 from __future__ import annotations
 
+import json
+import os
+import re
 import subprocess
 import sys
 
-from conftest import PROJECT, run_site
+from conftest import HOST, PROJECT, changed_tasks, env_file, run_site
 
 sys.path.insert(0, str(PROJECT / "collections"))
+sys.path.insert(0, str(PROJECT / "molecule" / "shared"))
+# pylint: disable=wrong-import-position,import-error
 from ansible_collections.borgstack.stack.plugins.filter.secrets import stack_secret  # noqa: E402
+from leak_scan import describe, find_leaks  # noqa: E402
+from playbook_runner import INVENTORY  # noqa: E402
 
-PURPOSES = ["postgresql_superuser", "postgresql_n8n", "redis_password", "n8n_encryption_key",
-            "seaweedfs_s3_secret_key"]
+PROJECT_DIR = "/opt/borgstack"
+# Every `'<purpose>' | borgstack.stack.stack_secret(master, overrides[, length])` of the wiring: purpose → length.
+_DERIVATION = re.compile(r"'([a-z0-9_]+)'\s*\|\s*borgstack\.stack\.stack_secret\(([^)]*)\)", re.S)
+DERIVED = {purpose: int(args.split(",")[2]) if args.count(",") >= 2 else 40
+           for path in sorted((PROJECT / "playbooks" / "group_vars").rglob("*.yml"))
+           for purpose, args in _DERIVATION.findall(path.read_text(encoding="utf-8"))}
+CA_KEYS = ("/data/caddy/pki/authorities/local/root.key", "/data/caddy/pki/authorities/local/intermediate.key")
 
 
-def _secrets() -> dict[str, str]:
-    master = subprocess.run([str(PROJECT / "lab" / "lab.sh"), "secret"], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    found = {p: stack_secret(p, master, {}) for p in PURPOSES}
-    found["master"] = master
+def _master() -> str:
+    return subprocess.run([str(PROJECT / "lab" / "lab.sh"), "secret"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def _pem_lines(pem: str) -> list[str]:
+    """The base64 body lines of a PEM key: any of them in the output means the key leaked."""
+    return [line for line in pem.splitlines() if line and not line.startswith("-----") and len(line) >= 32]
+
+
+def _secrets(host) -> dict[str, str]:
+    master = _master()
+    found = {"master": master}
+    for purpose, length in DERIVED.items():
+        found[purpose] = stack_secret(purpose, master, {}, length)
+    for path in host.check_output(f"find {PROJECT_DIR}/services -name secrets.env").split():
+        service = path.split("/")[-2]
+        for key, value in env_file(host, path).items():
+            found[f"{service}:{key}"] = value
+    for path in CA_KEYS:
+        pem = host.run(f"docker exec borgstack-caddy cat {path}")
+        assert pem.rc == 0, f"Caddy's CA key {path} is missing: {pem.stderr}"
+        for number, line in enumerate(_pem_lines(pem.stdout)):
+            found[f"caddy:{path.rsplit('/', 1)[1]}:{number}"] = line
     return found
 
 
-def test_no_secret_in_verbose_output():
-    run = run_site("-vvv")
-    assert run.rc == 0, run.output[-3000:]
-    leaks = [name for name, value in _secrets().items() if value in run.output]
-    assert not leaks, f"secrets printed at -vvv: {leaks}"
+def _assert_no_leak(host, output: str, what: str) -> None:
+    leaks = find_leaks(output, _secrets(host))
+    assert not leaks, f"secrets printed by {what}: {describe(leaks)}"
+
+
+def test_scan_finds_a_secret_in_real_output(host):
+    """Positive control: Redis's auth.conf (holding its password) slurped at -vvv without no_log is caught."""
+    proc = subprocess.run(
+        ["ansible", HOST, "-i", INVENTORY, "-vvv", "-m", "ansible.builtin.slurp",
+         "-a", "src=/opt/borgstack/services/redis/auth.conf"],
+        cwd=PROJECT, capture_output=True, text=True, check=False, timeout=300,
+        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections")})
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    leaks = dict(find_leaks(proc.stdout + proc.stderr, _secrets(host)))
+    assert leaks.get("redis_password") == "base64", describe(leaks.items())
+
+
+def test_drift_heal_prints_no_secret(host):
+    """Secret files deleted, a tenant password and the Redis container changed: the heal rewrites them all."""
+    host.check_output(f"rm -f {PROJECT_DIR}/services/*/secrets.env")
+    host.check_output("docker exec borgstack-postgresql psql -U postgres -c \"ALTER ROLE n8n PASSWORD 'by-hand-123'\"")
+    host.check_output("docker rm -f borgstack-redis")
+    heal = run_site("-vvv", "--diff")
+    assert heal.rc == 0 and heal.changed > 0, heal.output[-4000:]
+    _assert_no_leak(host, heal.output, "a drift heal at -vvv --diff")
+
+
+def test_first_deployment_prints_no_secret(host):
+    """Every service, volume and file of the stack removed, then deployed again from nothing at -vvv --diff."""
+    host.check_output("docker ps -aq --filter label=com.docker.compose.project=borgstack | xargs -r docker rm -f")
+    host.check_output("docker volume ls -q | grep '^borgstack_' | xargs -r docker volume rm")
+    host.check_output(f"rm -rf {PROJECT_DIR}")
+    first = run_site("-vvv", "--diff")
+    assert first.rc == 0 and first.changed > 0, first.output[-4000:]
+    _assert_no_leak(host, first.output, "a first deployment at -vvv --diff")
+    again = run_site("-vvv", "--diff")
+    assert again.rc == 0 and again.changed == 0, changed_tasks(again.output)
+    _assert_no_leak(host, again.output, "a no-op run at -vvv --diff")
 
 
 def test_no_secret_in_files_others_can_read(host):
-    secrets = _secrets()
+    """World-readable files of the deployment tree, the host's config and the Docker volumes hold no secret."""
+    secrets = _secrets(host)
     readable = host.check_output(
-        "find /opt/borgstack /etc/docker /etc/sysctl.d /etc/ufw -xdev -type f -perm -o=r 2>/dev/null || true"
-    ).split()
-    assert readable, "expected some world-readable config files to inspect"
+        f"find {PROJECT_DIR} /etc/docker /etc/sysctl.d /etc/ufw /var/lib/docker/volumes -xdev -type f "
+        "-perm -o=r -size -1M 2>/dev/null || true").split()
+    assert any(p.startswith(PROJECT_DIR) for p in readable), "expected world-readable config files to inspect"
+    assert any(p.startswith("/var/lib/docker/volumes/") for p in readable), "expected volume files to inspect"
+    found = {}
     for path in readable:
-        content = host.file(path).content_string if host.file(path).size < 1_000_000 else ""
-        leaks = [name for name, value in secrets.items() if value in content]
-        assert not leaks, f"{path} is world-readable and holds {leaks}"
+        content = host.run(f"cat {path}").stdout
+        leaks = find_leaks(content, secrets)
+        if leaks:
+            found[path] = describe(leaks)
+    assert not found, f"world-readable files holding secrets: {json.dumps(found, indent=1)}"
+
+
+def test_nothing_secret_is_readable_by_an_unprivileged_user(host):
+    """What the 'nobody' user can really open (permissions of every directory on the path included)."""
+    assert host.run("runuser -u nobody -- cat /etc/hostname").rc == 0, "positive control: nobody can read a file"
+    assert host.run(f"runuser -u nobody -- cat {PROJECT_DIR}/services/n8n/secrets.env").rc != 0
+    readable = host.check_output(
+        f"runuser -u nobody -- find {PROJECT_DIR} /etc /var/lib/docker -xdev -type f -readable -size -1M "
+        "2>/dev/null || true").split()
+    secrets = _secrets(host)
+    found = {p: describe(leaks) for p in readable if (leaks := find_leaks(host.run(f"cat {p}").stdout, secrets))}
+    assert not found, found
 
 
 def test_secret_env_files_are_root_only(host):
-    files = host.check_output("find /opt/borgstack/services -name secrets.env").split()
+    files = host.check_output(f"find {PROJECT_DIR}/services -name secrets.env").split()
     assert files
     for path in files:
         f = host.file(path)
         assert f.user == "root" and f.mode == 0o600, f"{path}: {f.user} {oct(f.mode)}"
+
+
+def test_every_derived_secret_is_looked_for():
+    """The wiring's derivations were found (a changed spelling would silently shrink the scan)."""
+    assert {"postgresql_superuser", "redis_password", "n8n_encryption_key", "seaweedfs_s3_access_key",
+            "seaweedfs_s3_secret_key"} <= set(DERIVED), DERIVED
+    assert DERIVED["seaweedfs_s3_access_key"] == 20
