@@ -16,7 +16,7 @@ from ansible_collections.borgstack.stack.plugins.filter.secrets import stack_sec
 
 _KEYS = frozenset(
     ("enabled", "layer", "image", "public", "hostname", "port", "health", "requires", "postgres", "redis_db",
-     "s3_bucket", "memory_mb")
+     "s3_bucket", "memory_mb", "login")
 )
 _LAYERS = ("data", "apps", "proxy")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -126,6 +126,12 @@ def registry_errors(registry: Any, domain: Any) -> List[str]:
         bucket = svc.get("s3_bucket")
         if bucket is not None and (not isinstance(bucket, str) or not _BUCKET_RE.match(bucket) or ".." in bucket):
             errors.append(f"{where}.s3_bucket {bucket!r} is not a valid S3 bucket name (3-63 of a-z 0-9 . -)")
+        login = svc.get("login")
+        if login is not None and (not isinstance(login, Mapping) or set(login) - {"path", "password_file"}
+                                  or not str(login.get("path", "")).startswith("/")
+                                  or not re.match(r"^[a-z0-9][a-z0-9._-]*$", str(login.get("password_file", "")))):
+            errors.append(f"{where}.login must be {{path: /<login page>, password_file: <file name under "
+                          f"services/{name}/>}}, found {login!r}")
         db = svc.get("redis_db")
         if db is not None and (not isinstance(db, int) or isinstance(db, bool) or not 0 <= db <= 15):
             errors.append(f"{where}.redis_db must be an integer between 0 and 15, found {db!r}")
@@ -214,6 +220,21 @@ def health_checks(registry: Any, domain: Any, project: Any, master: Any, overrid
     return checks
 
 
+def login_report(registry: Any, domain: Any, project_dir: Any, admin_email: Any) -> List[str]:
+    """One line per enabled public service with a ``login``: where to log in, as whom, and the command that shows
+    the first password (never the password itself)."""
+    registry = _mapping("login_report", registry, "the registry")
+    lines = []
+    for name in _enabled(registry):
+        svc = registry[name]
+        login = svc.get("login")
+        if svc.get("public") is not True or not isinstance(login, Mapping):
+            continue
+        lines.append(f"{name}: https://{service_hostname(name, registry, domain)}{login['path']} - user "
+                     f"{admin_email}; first password: sudo cat {project_dir}/services/{name}/{login['password_file']}")
+    return lines
+
+
 class FilterModule:
     """Service registry filters."""
 
@@ -225,4 +246,5 @@ class FilterModule:
             "registry_errors": registry_errors,
             "postgres_tenants": postgres_tenants,
             "health_checks": health_checks,
+            "login_report": login_report,
         }

@@ -28,6 +28,8 @@ CADDY = "borgstack-caddy"
 N8N = "borgstack-n8n"
 CADDYFILE = "/opt/borgstack/services/caddy/config/Caddyfile"
 ROOT_CERT = "/opt/borgstack/services/caddy/root.crt"
+# borgstack_admin_email of the lab (its caddy_acme_email, inventories/lab).
+OWNER_EMAIL = "admin@lab.borgstack.test"
 
 
 # --- helpers --------------------------------------------------------------------------------------------------------
@@ -201,17 +203,34 @@ def test_http_redirects_to_https(host, root_cert):
     assert headers.get("location") == f"https://{N8N_HOST}/"
 
 
-def test_owner_setup_is_offered(host, root_cert):
-    """A fresh instance asks for its owner: the settings say so and the setup endpoint validates its input."""
+def test_no_owner_setup_window_and_the_owner_logs_in(host, root_cert, tmp_path):
+    """The play created the owner before Caddy published n8n: no setup page, and the owner's login works."""
     status, _headers, body = _curl(host, root_cert, "/rest/settings")
     assert status == 200
     data = json.loads(body)["data"]
-    assert data["userManagement"]["showSetupOnFirstLoad"] is True
+    assert data["userManagement"]["showSetupOnFirstLoad"] is False, data["userManagement"]
     assert data["urlBaseWebhook"] == f"https://{N8N_HOST}/"
+    takeover = json.dumps({"email": "attacker@example.com", "firstName": "A", "lastName": "B",
+                           "password": "Attacker-Passw0rd"})
     status, _headers, body = _curl(host, root_cert, "/rest/owner/setup", "-X", "POST",
-                                   "-H", "Content-Type: application/json", "--data", "{}")
-    assert status == 400, f"POST /rest/owner/setup: {status} {body[:300]}"
-    assert "email" in body
+                                   "-H", "Content-Type: application/json", "--data", takeover)
+    assert status == 400 and "already" in body.lower(), f"POST /rest/owner/setup: {status} {body[:300]}"
+
+    password_file = host.file("/opt/borgstack/services/n8n/owner-password")
+    assert password_file.user == "root" and password_file.mode == 0o600
+    login = tmp_path / "login.json"
+    login.write_text(json.dumps({"emailOrLdapLoginId": OWNER_EMAIL,
+                                 "password": password_file.content_string.strip()}))
+    login.chmod(0o600)
+    for password_ok, expected in ((True, 200), (False, 401)):
+        if not password_ok:
+            login.write_text(json.dumps({"emailOrLdapLoginId": OWNER_EMAIL, "password": "Wrong-Passw0rd-123"}))
+        status, _headers, body = _curl(host, root_cert, "/rest/login", "-X", "POST",
+                                       "-H", "Content-Type: application/json", "--data", f"@{login}")
+        assert status == expected, f"login with the {'right' if password_ok else 'wrong'} password: {status}"
+        if password_ok:
+            assert json.loads(body)["data"]["email"] == OWNER_EMAIL
+            assert json.loads(body)["data"]["role"] == "global:owner"
 
 
 # --- reruns of the playbook ---------------------------------------------------------------------------------------

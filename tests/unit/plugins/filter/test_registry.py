@@ -117,3 +117,21 @@ def test_health_checks_follow_the_registry():
     assert "public_url" not in checks["redis"]
     disabled = {c["name"] for c in health_checks(merged(n8n={"enabled": False}), DOMAIN, "borgstack", MASTER)}
     assert "n8n" not in disabled
+
+
+def test_login_report_names_the_page_the_user_and_the_command_never_a_password():
+    from ansible_collections.borgstack.stack.plugins.filter.registry import login_report
+
+    lines = login_report(merged(), DOMAIN, "/opt/borgstack", "ti@example.com.br")
+    assert lines == ["n8n: https://n8n.example.com.br/signin - user ti@example.com.br; first password: "
+                     "sudo cat /opt/borgstack/services/n8n/owner-password"]
+    assert login_report(merged(n8n={"enabled": False}), DOMAIN, "/opt/borgstack", "x@y.zz") == []
+
+
+@pytest.mark.parametrize("login", [
+    "/signin", {"path": "signin", "password_file": "p"}, {"path": "/signin", "password_file": "../etc/shadow"},
+    {"path": "/signin", "password_file": "p", "user": "root"},
+])
+def test_a_malformed_login_entry_is_refused_naming_it(login):
+    errors = registry_errors(merged(n8n={"login": login}), DOMAIN)
+    assert any(e.startswith("borgstack_services.n8n.login must be") for e in errors), errors
