@@ -91,16 +91,31 @@ def test_drift_heal_prints_no_secret(host):
 
 
 def test_first_deployment_prints_no_secret(host):
-    """Every service, volume and file of the stack removed, then deployed again from nothing at -vvv --diff."""
+    """Every service, volume and file of the stack removed, then deployed again from nothing at -vvv --diff.
+
+    That deployment also uses a non-default internal network name: it must converge and pass the final health
+    play end to end (the roles read the network from the wiring, none assumes borgstack_internal). A last run
+    with the default name moves every service back and must pass health too.
+    """
+    other = {"stack_internal_network": "borgstack_int2"}
     host.check_output("docker ps -aq --filter label=com.docker.compose.project=borgstack | xargs -r docker rm -f")
     host.check_output("docker volume ls -q | grep '^borgstack_' | xargs -r docker volume rm")
     host.check_output(f"rm -rf {PROJECT_DIR}")
-    first = run_site("-vvv", "--diff")
+    first = run_site("-vvv", "--diff", "-e", json.dumps(other))
     assert first.rc == 0 and first.changed > 0, first.output[-4000:]
     _assert_no_leak(host, first.output, "a first deployment at -vvv --diff")
-    again = run_site("-vvv", "--diff")
+    # rc 0 includes the final health play (stack_health fails the run when a service is not healthy).
+    assert "TASK [Check every enabled service" in first.output
+    networks = host.check_output("docker inspect --format '{{json .NetworkSettings.Networks}}' borgstack-postgresql")
+    assert set(json.loads(networks)) == {"borgstack_int2"}, networks
+    again = run_site("-vvv", "--diff", "-e", json.dumps(other))
     assert again.rc == 0 and again.changed == 0, changed_tasks(again.output)
     _assert_no_leak(host, again.output, "a no-op run at -vvv --diff")
+
+    back = run_site()
+    assert back.rc == 0 and back.changed > 0, back.output[-4000:]
+    networks = host.check_output("docker inspect --format '{{json .NetworkSettings.Networks}}' borgstack-postgresql")
+    assert set(json.loads(networks)) == {"borgstack_internal"}, networks
 
 
 def test_no_secret_in_files_others_can_read(host):
