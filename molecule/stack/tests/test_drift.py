@@ -180,6 +180,37 @@ def test_tags_touch_only_their_service(host, redis_password):
 
     again = run_site()
     assert again.rc == 0 and again.changed == 0, changed_tasks(again.output)
+    # The final report: where to log in and how to read the first password, never the password.
+    assert ("n8n: https://n8n.lab.borgstack.test/signin - user admin@lab.borgstack.test; first password: "
+            "sudo cat /opt/borgstack/services/n8n/owner-password") in again.output, again.output[-3000:]
+    assert host.file("/opt/borgstack/services/n8n/owner-password").content_string.strip() not in again.output
+
+
+def test_containers_no_longer_declared_are_removed(host):
+    """A container made from a service's Compose file that the file no longer declares (a scaled-down worker) goes.
+
+    The extra service is added to Redis's file and started by hand with Compose, the way an older configuration
+    would have left it; the rerun restores the file and compose_service removes the container it no longer declares.
+    """
+    compose = _compose("redis")
+    original = host.file(compose).content_string
+    extra = ("  redis-extra:\n    image: borgstack-lab/redis:8.0\n    container_name: borgstack-redis-extra\n"
+             "    command: [sleep, infinity]\n    networks: [borgstack_internal]\n")
+    patched = original.replace("\nnetworks:", f"\n{extra}\nnetworks:", 1)
+    assert patched != original, "the Compose file has no top-level networks key to insert before"
+    host.check_output(f"cat > {compose} <<'BORGSTACK_EOF'\n{patched}BORGSTACK_EOF")
+    host.check_output(f"cd /opt/borgstack && docker compose --project-name borgstack --file {compose} "
+                      "up --detach --no-deps redis-extra")
+    assert _running(host, "borgstack-redis-extra"), "positive control: the extra container runs"
+
+    heal = run_site("--tags", "redis")
+    assert heal.rc == 0, heal.output[-4000:]
+    assert "Remove the containers no longer declared (redis)" in "\n".join(changed_tasks(heal.output))
+    assert host.run("docker inspect borgstack-redis-extra").rc != 0, "the undeclared container is still there"
+    assert host.file(compose).content_string == original
+    assert _running(host, "borgstack-redis")
+    again = run_site("--tags", "redis")
+    assert again.rc == 0 and again.changed == 0, changed_tasks(again.output)
 
 
 def test_check_diff_on_converged_host_reports_nothing():
