@@ -153,7 +153,7 @@ def scram_sha256_matches(password: str, verifier: str | None) -> bool:
     """
     if not verifier:
         return False
-    match = _SCRAM_RE.match(verifier)
+    match = _SCRAM_RE.fullmatch(verifier)
     if not match:
         return False
     try:
