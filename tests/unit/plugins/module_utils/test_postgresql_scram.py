@@ -13,11 +13,11 @@ import hmac
 import pytest
 
 from ansible_collections.borgstack.stack.plugins.module_utils._postgresql import (
-    saslprep,
     scram_sha256_keys,
     scram_sha256_matches,
     scram_sha256_verifier,
 )
+from ansible_collections.borgstack.stack.plugins.module_utils._scram import postgresql_saslprep
 
 # RFC 7677 section 3: user "user", password "pencil".
 RFC_SALT = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
@@ -43,7 +43,8 @@ def test_verifier_format_and_round_trip():
     verifier = scram_sha256_verifier("pencil", salt=RFC_SALT)
     other = scram_sha256_verifier("pencil")
     head, salt_b64 = verifier.split("$")[1].split(":")
-    assert (verifier.split("$", maxsplit=1)[0], head, salt_b64, len(base64.b64decode(other.split("$")[1].split(":")[1])),
+    other_salt = base64.b64decode(other.split("$")[1].split(":")[1])
+    assert (verifier.split("$", maxsplit=1)[0], head, salt_b64, len(other_salt),
             other == verifier, scram_sha256_matches("pencil", verifier), scram_sha256_matches("pencil", other),
             scram_sha256_matches("pencil!", verifier)) == (
         "SCRAM-SHA-256", "4096", "W22ZaJ0SNY7soEsUEjb6gQ==", 16, False, True, True, False)
@@ -68,9 +69,22 @@ def test_non_scram_or_broken_stored_values_never_match(stored):
     ("\u2168", b"IX"),                       # NFKC: roman numeral nine
     ("bad\u0007", "bad\u0007".encode()),     # ASCII is never changed
     ("x\u0627", "x\u0627".encode()),         # prohibited bidi mix: PostgreSQL hashes the raw bytes
+    ("\u0627\u0031", "\u0627\u0031".encode()),  # RTL text ending in a digit: raw bytes
+    ("a\u0221b", "a\u0221b".encode()),         # unassigned in Unicode 3.2: raw bytes
+    ("a\ue000b", "a\ue000b".encode()),         # private use: raw bytes
+    ("\u00ad", "\u00ad".encode()),             # prepares to nothing: raw bytes, not an empty password
+    ("caf\u0065\u0301", "caf\u00e9".encode()),  # NFKC composes
+    ("\u03f9", "\u03a3".encode()),             # added in Unicode 4.0; PostgreSQL's current NFKC maps it to Sigma
 ])
 def test_saslprep_follows_postgresql(password, prepared):
-    assert saslprep(password) == prepared
+    assert postgresql_saslprep(password) == prepared
+
+
+def test_keys_use_the_postgresql_preparation():
+    """A password SASLprep changes and one it rejects both reach PBKDF2 the way PostgreSQL feeds them."""
+    assert scram_sha256_keys("I\u00adX", RFC_SALT, 4096) == scram_sha256_keys("IX", RFC_SALT, 4096)
+    assert scram_sha256_matches("x\u0627", scram_sha256_verifier("x\u0627", salt=RFC_SALT))
+    assert not scram_sha256_matches("x", scram_sha256_verifier("x\u0627", salt=RFC_SALT))
 
 
 # --------------------------------------------------------------------------------------------------------------
