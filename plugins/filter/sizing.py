@@ -268,7 +268,7 @@ def pgtune(
     - Parallel workers from ``cpus`` when cpus >= 4 (per gather and maintenance: ceil(cpus/2) capped at 4);
       below 4 CPUs PostgreSQL's defaults (8/2/8/2) are written out explicitly so the keys are always present.
     - huge_pages = try once shared_buffers reaches 2 GB (falls back to normal pages when the host reserved
-      none), jit = off, wal_compression = lz4.
+      none), jit = off, wal_compression = lz4 (``on``, i.e. pglz, before PostgreSQL 15).
     - io_method = worker, not pgtune's io_uring: Docker's default seccomp profile blocks io_uring, and
       PostgreSQL refuses to start when the method cannot be set up.
     """
@@ -331,7 +331,8 @@ def pgtune(
         "min_wal_size": _pg_size(min_wal * _KB_PER_MB),
         "max_wal_size": _pg_size(max_wal * _KB_PER_MB),
         "checkpoint_completion_target": "0.9",
-        "wal_compression": "lz4",
+        # lz4 (faster than pglz) is accepted from PostgreSQL 15; before, wal_compression is a boolean.
+        "wal_compression": "lz4" if pg_version >= 15 else "on",
         "default_statistics_target": "100",
         "random_page_cost": "4" if storage == "hdd" else "1.1",
         "effective_io_concurrency": str(_STORAGE_IO_CONCURRENCY[storage]),

@@ -10,14 +10,16 @@ Contents:
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import os
 import re
-import stringprep
 import traceback
-import unicodedata
 from typing import Any
+
+from ansible_collections.borgstack.stack.plugins.module_utils._scram import (
+    derive_keys,
+    keys_match,
+    postgresql_saslprep,
+)
 
 PSYCOPG_IMPORT_ERROR: str | None = None
 try:
@@ -91,47 +93,13 @@ def postgresql_tenant_module_kwargs() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# SCRAM-SHA-256 verifiers (RFC 5802 / RFC 7677, stored the way PostgreSQL stores them)
+# SCRAM-SHA-256 verifiers (RFC 5802 / RFC 7677, stored the way PostgreSQL stores them); the key derivation and
+# SASLprep are the collection's one implementation in _scram.
 # --------------------------------------------------------------------------------------------------------------
-def saslprep(password: str) -> bytes:
-    """Prepare a password the way PostgreSQL does before hashing it (RFC 4013 SASLprep).
-
-    PostgreSQL leaves pure-ASCII passwords untouched, and when SASLprep rejects a password (prohibited or
-    unassigned characters, bad bidirectional text) it hashes the raw UTF-8 bytes instead of failing.
-    """
-    raw = password.encode("utf-8")
-    if password.isascii():
-        return raw
-    mapped = "".join(
-        " " if stringprep.in_table_c12(char) else char
-        for char in password
-        if not stringprep.in_table_b1(char)
-    )
-    normalized = unicodedata.normalize("NFKC", mapped)
-    if not normalized:
-        return raw
-    prohibited = (
-        stringprep.in_table_c12, stringprep.in_table_c21, stringprep.in_table_c22, stringprep.in_table_c3,
-        stringprep.in_table_c4, stringprep.in_table_c5, stringprep.in_table_c6, stringprep.in_table_c7,
-        stringprep.in_table_c8, stringprep.in_table_c9, stringprep.in_table_a1,
-    )
-    if any(check(char) for char in normalized for check in prohibited):
-        return raw
-    if any(stringprep.in_table_d1(char) for char in normalized):
-        if any(stringprep.in_table_d2(char) for char in normalized):
-            return raw
-        if not (stringprep.in_table_d1(normalized[0]) and stringprep.in_table_d1(normalized[-1])):
-            return raw
-    return normalized.encode("utf-8")
-
-
 def scram_sha256_keys(password: str, salt: bytes, iterations: int) -> tuple[bytes, bytes]:
-    """Return (StoredKey, ServerKey) for a password, salt and iteration count."""
-    salted = hashlib.pbkdf2_hmac("sha256", saslprep(password), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-    stored_key = hashlib.sha256(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-    return stored_key, server_key
+    """Return (StoredKey, ServerKey) for a password, salt and iteration count, prepared the way PostgreSQL does."""
+    keys = derive_keys(postgresql_saslprep(password), salt, iterations, "sha256")
+    return keys.stored_key, keys.server_key
 
 
 def scram_sha256_verifier(password: str, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> str:
@@ -153,7 +121,7 @@ def scram_sha256_matches(password: str, verifier: str | None) -> bool:
     """
     if not verifier:
         return False
-    match = _SCRAM_RE.match(verifier)
+    match = _SCRAM_RE.fullmatch(verifier)
     if not match:
         return False
     try:
@@ -165,11 +133,7 @@ def scram_sha256_matches(password: str, verifier: str | None) -> bool:
         return False
     if iterations < 1:
         return False
-    want_stored, want_server = scram_sha256_keys(password, salt, iterations)
-    # Evaluate both comparisons (no short-circuit) so timing does not tell which one failed.
-    stored_ok = hmac.compare_digest(want_stored, stored_key)
-    server_ok = hmac.compare_digest(want_server, server_key)
-    return stored_ok and server_ok
+    return keys_match(derive_keys(postgresql_saslprep(password), salt, iterations, "sha256"), stored_key, server_key)
 
 
 # --------------------------------------------------------------------------------------------------------------

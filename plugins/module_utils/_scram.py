@@ -1,5 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""SCRAM key derivation and MongoDB credential verification (pure Python: hashlib, hmac, stringprep).
+"""SCRAM key derivation, SASLprep, and how MongoDB and PostgreSQL feed passwords into them (pure Python).
+
+The one SCRAM and SASLprep implementation of the collection: ``_mongodb``/``mongodb_user`` and ``_postgresql``
+both use it; only their storage formats (a BSON document, a ``pg_authid.rolpassword`` string) live with them.
 
 SCRAM (RFC 5802, RFC 7677) stores, per user and mechanism, a salt, an iteration count and two keys:
 
@@ -17,6 +20,9 @@ MongoDB specifics:
 * SCRAM-SHA-1 hashes the legacy digest ``md5("<user>:mongo:<password>")`` (lower-case hex), not the
   password itself, and applies no SASLprep.
 * SCRAM-SHA-256 hashes the SASLprep'd (RFC 4013) password, UTF-8 encoded.
+
+PostgreSQL specifics (``postgresql_saslprep``): pure-ASCII passwords are hashed unchanged, and a password that
+SASLprep rejects (or prepares to nothing) is hashed as its raw UTF-8 bytes instead of being refused.
 
 This file must not import pymongo: it is shared by code that runs without it and is unit-tested alone.
 """
@@ -71,13 +77,17 @@ _PROHIBITED = (
 )
 
 
-def saslprep(value: str, allow_unassigned: bool = False) -> str:
+def saslprep(value: str, allow_unassigned: bool = False, unicode_3_2_nfkc: bool = True) -> str:
     """Prepare ``value`` with SASLprep (RFC 4013).
 
     Steps: map non-ASCII spaces (table C.1.2) to U+0020 and "commonly mapped to nothing" characters (B.1) to
-    nothing; normalise with NFKC (Unicode 3.2, as stringprep requires); reject prohibited output (C.1.2-C.9)
-    and, for stored strings (``allow_unassigned=False``), unassigned code points (A.1); apply the
-    bidirectional rule of RFC 3454 section 6.
+    nothing; normalise with NFKC; reject prohibited output (C.1.2-C.9) and, for stored strings
+    (``allow_unassigned=False``), unassigned code points (A.1); apply the bidirectional rule of RFC 3454
+    section 6.
+
+    NFKC uses the Unicode 3.2 tables stringprep requires (what pymongo does). ``unicode_3_2_nfkc=False`` uses
+    the running Python's current tables instead, as PostgreSQL does with its own: then a character added after
+    Unicode 3.2 whose NFKC form is an older character (U+03F9 -> U+03A3) passes the unassigned check.
 
     Raises SaslPrepError naming the position and the class of the offending character, never the value.
     """
@@ -93,7 +103,8 @@ def saslprep(value: str, allow_unassigned: bool = False) -> str:
             mapped.append(" ")
         else:
             mapped.append(char)
-    prepared = unicodedata.ucd_3_2_0.normalize("NFKC", "".join(mapped))
+    normalize = unicodedata.ucd_3_2_0.normalize if unicode_3_2_nfkc else unicodedata.normalize
+    prepared = normalize("NFKC", "".join(mapped))
     if not prepared:
         return prepared
 
@@ -104,15 +115,20 @@ def saslprep(value: str, allow_unassigned: bool = False) -> str:
         if not allow_unassigned and stringprep.in_table_a1(char):
             raise SaslPrepError(f"unassigned code point at position {position}")
 
-    has_rand_al = any(stringprep.in_table_d1(char) for char in prepared)
-    if has_rand_al:
-        if any(stringprep.in_table_d2(char) for char in prepared):
-            raise SaslPrepError("mixes right-to-left and left-to-right characters (RFC 3454 section 6)")
-        if not (stringprep.in_table_d1(prepared[0]) and stringprep.in_table_d1(prepared[-1])):
-            raise SaslPrepError(
-                "right-to-left text must start and end with a right-to-left character (RFC 3454 section 6)"
-            )
+    _check_bidi(prepared)
     return prepared
+
+
+def _check_bidi(prepared: str) -> None:
+    """The bidirectional rule of RFC 3454 section 6."""
+    if not any(stringprep.in_table_d1(char) for char in prepared):
+        return
+    if any(stringprep.in_table_d2(char) for char in prepared):
+        raise SaslPrepError("mixes right-to-left and left-to-right characters (RFC 3454 section 6)")
+    if not (stringprep.in_table_d1(prepared[0]) and stringprep.in_table_d1(prepared[-1])):
+        raise SaslPrepError(
+            "right-to-left text must start and end with a right-to-left character (RFC 3454 section 6)"
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -163,6 +179,48 @@ def server_signature(server_key_value: bytes, auth_message: bytes, hash_algorith
     return hmac.new(server_key_value, auth_message, hash_algorithm).digest()
 
 
+def derive_keys(password: bytes, salt: bytes, iterations: int, hash_algorithm: str) -> ScramKeys:
+    """StoredKey and ServerKey for an already prepared password (the bytes fed to PBKDF2)."""
+    salted = salted_password(password, salt, iterations, hash_algorithm)
+    return ScramKeys(
+        stored_key=stored_key(client_key(salted, hash_algorithm), hash_algorithm),
+        server_key=server_key(salted, hash_algorithm),
+    )
+
+
+def keys_match(derived: ScramKeys, expected_stored_key: bytes, expected_server_key: bytes) -> bool:
+    """True when both derived keys equal the stored ones.
+
+    Both comparisons are constant-time and both always run, so timing does not tell which one failed.
+    """
+    stored_ok = hmac.compare_digest(derived.stored_key, expected_stored_key)
+    server_ok = hmac.compare_digest(derived.server_key, expected_server_key)
+    return stored_ok and server_ok
+
+
+# --------------------------------------------------------------------------------------------------------------
+# PostgreSQL
+# --------------------------------------------------------------------------------------------------------------
+
+
+def postgresql_saslprep(password: str) -> bytes:
+    """The bytes PostgreSQL feeds into PBKDF2 for SCRAM-SHA-256 (``pg_saslprep`` and its callers).
+
+    PostgreSQL leaves pure-ASCII passwords untouched, and when SASLprep rejects a password (prohibited or
+    unassigned characters, bad bidirectional text) or leaves nothing of it, it hashes the raw UTF-8 bytes
+    instead of failing. NFKC uses current Unicode tables, as PostgreSQL's own normaliser does; everything else is
+    the RFC 4013 ``saslprep`` above.
+    """
+    raw = password.encode("utf-8")
+    if password.isascii():
+        return raw
+    try:
+        prepared = saslprep(password, unicode_3_2_nfkc=False)
+    except SaslPrepError:
+        return raw
+    return prepared.encode("utf-8") if prepared else raw
+
+
 # --------------------------------------------------------------------------------------------------------------
 # MongoDB
 # --------------------------------------------------------------------------------------------------------------
@@ -185,11 +243,7 @@ def mongodb_scram_password(mechanism: str, username: str, password: str) -> byte
 def derive_mongodb_keys(mechanism: str, username: str, password: str, salt: bytes, iterations: int) -> ScramKeys:
     """StoredKey and ServerKey MongoDB would store for this user, password, salt and iteration count."""
     algorithm = hash_name(mechanism)
-    salted = salted_password(mongodb_scram_password(mechanism, username, password), salt, iterations, algorithm)
-    return ScramKeys(
-        stored_key=stored_key(client_key(salted, algorithm), algorithm),
-        server_key=server_key(salted, algorithm),
-    )
+    return derive_keys(mongodb_scram_password(mechanism, username, password), salt, iterations, algorithm)
 
 
 def _b64(entry: Mapping[str, Any], field: str, mechanism: str) -> bytes:
@@ -228,6 +282,4 @@ def verify_scram_credentials(
     expected_server = _b64(entry, "serverKey", mechanism)
 
     keys = derive_mongodb_keys(mechanism, username, password, salt, iterations)
-    stored_ok = hmac.compare_digest(keys.stored_key, expected_stored)
-    server_ok = hmac.compare_digest(keys.server_key, expected_server)
-    return stored_ok and server_ok
+    return keys_match(keys, expected_stored, expected_server)

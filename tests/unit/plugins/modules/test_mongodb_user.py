@@ -237,6 +237,15 @@ def test_different_roles_are_updated_without_touching_the_password(existing):
     assert result["diff"]["after"]["password"] == "<unchanged>"
 
 
+def test_same_role_on_another_database_is_updated(existing):
+    """A role is a (role, database) pair: readWrite on reporting is not readWrite on lowcoder."""
+    result = run(existing, roles=[{"role": "readWrite", "db": "reporting"}])
+    assert result["changed"] is True
+    assert existing.writes() == [("update_user", "lowcoder", "lowcoder_user", ["roles"])]
+    assert existing.users[("lowcoder", "lowcoder_user")]["roles"] == [{"role": "readWrite", "db": "reporting"}]
+    assert run(existing, roles=[{"role": "readWrite", "db": "reporting"}])["changed"] is False
+
+
 def test_role_removed_is_updated(existing):
     result = run(existing, roles=[])
     assert result["changed"] is True
