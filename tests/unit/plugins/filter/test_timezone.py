@@ -42,6 +42,6 @@ def test_the_variable_name_is_required():
 
 
 def test_no_zone_database_on_the_controller_is_an_error(monkeypatch):
-    monkeypatch.setattr(timezone, "_zones", lambda: frozenset())
+    monkeypatch.setattr(timezone, "_zones", frozenset)
     with pytest.raises(AnsibleFilterError, match="install the tzdata package"):
         timezone_error("UTC", "n8n_timezone")
