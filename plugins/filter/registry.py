@@ -22,7 +22,42 @@ _LAYERS = ("data", "apps", "proxy")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_IMAGE_RE = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# Docker's reference grammar: [registry[:port]/]path[:tag][@digest]. A digest is the strongest pin.
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+# A registry has a dot or a port, or is localhost (what Docker takes for one; "N8NIO/n8n" is a mistyped repo).
+_IMAGE_REGISTRY = rf"(?:(?:localhost|{_IMAGE_LABEL}(?:\.{_IMAGE_LABEL})+)(?::[0-9]+)?|{_IMAGE_LABEL}:[0-9]+)"
+_IMAGE_RE = re.compile(
+    rf"^(?:{_IMAGE_REGISTRY}/)?{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}))?$"
+)
+# Tags that point at a new image on each release (compared in lower case). A tag without a digit names no version
+# either (alpine, lts-alpine, bookworm), and neither does one that starts with a moving word (stable-alpine3.22).
+_MOVING_TAGS = frozenset((
+    "latest", "stable", "edge", "nightly", "main", "master", "dev", "develop", "development", "next", "beta",
+    "alpha", "rc", "lts", "current", "rolling", "release", "canary", "unstable", "testing", "preview", "head",
+    "trunk", "snapshot", "experimental", "mainline", "insider",
+))
+_PIN_FIX = "pin a version (repo:1.2.3) or a digest (repo@sha256:<64 hex>, or repo:1.2.3@sha256:<64 hex>)"
+
+
+def _image_error(where: str, image: Any) -> str:
+    """'' for an image reference pinned to a version tag or a digest, else what is wrong and the fix."""
+    match = _IMAGE_RE.match(image) if isinstance(image, str) else None
+    if match is None:
+        return (f"{where}.image must be an image reference ([registry/]repo:tag or repo@sha256:<64 hex>, repository "
+                f"in lower case), found {image!r}: {_PIN_FIX}")
+    tag, digest = match.group("tag"), match.group("digest")
+    if digest:
+        return ""
+    if tag is None:
+        return f"{where}.image {image!r} has no tag, so Docker pulls 'latest': {_PIN_FIX}"
+    first = re.split(r"[-_.]", tag.lower(), maxsplit=1)[0]
+    if tag.lower() in _MOVING_TAGS or first in _MOVING_TAGS or not re.search(r"[0-9]", tag):
+        return (f"{where}.image {image!r}: the tag {tag!r} moves to a new image on each release (the host would run "
+                f"whatever it last pulled): {_PIN_FIX}")
+    return ""
 
 
 def _mapping(name: str, value: Any, what: str) -> Mapping:
@@ -93,11 +128,9 @@ def registry_errors(registry: Any, domain: Any) -> List[str]:
             errors.append(f"{where}.enabled must be true or false, found {svc.get('enabled')!r}")
         if svc.get("layer") not in _LAYERS:
             errors.append(f"{where}.layer must be one of {', '.join(_LAYERS)}, found {svc.get('layer')!r}")
-        image = svc.get("image")
-        if not isinstance(image, str) or not _IMAGE_RE.match(image):
-            errors.append(f"{where}.image must be an image reference with a pinned tag (repo:tag), found {image!r}")
-        elif image.endswith(":latest"):
-            errors.append(f"{where}.image must pin a version, not 'latest'")
+        image_error = _image_error(where, svc.get("image"))
+        if image_error:
+            errors.append(image_error)
         port = svc.get("port")
         if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
             errors.append(f"{where}.port must be an integer between 1 and 65535, found {port!r}")

@@ -16,7 +16,8 @@ from playbook_runner import PROJECT, Run, run_site as _run_site  # noqa: E402  p
 HOST = "borgstack-mol-stack"
 PUBLIC_IP = "198.51.100.31"
 __all__ = ["PROJECT", "PUBLIC_IP", "HOST", "Run", "run_site", "changed_tasks", "inspect", "env_file",
-           "failure_messages"]
+           "failure_messages", "failed_plays"]
+VALIDATION_PLAY = "Validate every setting before anything changes"
 
 
 def run_site(*args: str, timeout: int = 1500) -> Run:
@@ -66,3 +67,19 @@ def failure_messages(output: str) -> list[str]:
             parsed = None
         messages.append(str(parsed.get("msg", "")) if isinstance(parsed, dict) else body)
     return messages
+
+
+def failed_plays(output: str) -> list[str]:
+    """Name of the play of every failed task in a default-callback run, in order.
+
+    "Refused before any change" means the only entry is the validation play: a converged host reports changed=0
+    even when a later play fails, so the recap alone cannot tell.
+    """
+    plays, current = [], None
+    for line in output.splitlines():
+        head = re.match(r"^PLAY \[(.*)\] \*", line)
+        if head:
+            current = head.group(1)
+        elif line.startswith("fatal: [") and current:
+            plays.append(current)
+    return plays

@@ -1,11 +1,12 @@
-"""Bad registry input is refused before any change, naming the variable (the converged host is left as it is)."""
+"""Bad input is refused by the validation play before any change, naming the variable (the converged host is left
+as it is)."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from conftest import failure_messages, run_site
+from conftest import VALIDATION_PLAY, failed_plays, failure_messages, run_site
 
 LAB_IMAGES = {
     "postgresql": {"image": "borgstack-lab/postgresql:17"},
@@ -33,6 +34,19 @@ CASES = [
     ("ACME email that is not an email", {"caddy_acme_email": "not-an-email", **_services()}, "caddy_acme_email"),
     ("port collision", _services(n8n={"port": 5432}), "borgstack_services.postgresql.port and borgstack_services.n8n.port"),
     ("n8n without PostgreSQL", _services(postgresql={"enabled": False}), "n8n needs postgresql: enable borgstack_services.postgresql"),
+    # A role's argument spec, run by the validation play (entry point 'validate'), not first in the n8n play.
+    ("list where a dict is wanted", {"n8n_env_extra": ["a"], **_services()},
+     "argument 'n8n_env_extra' is of type list"),
+    ("word where an int is wanted", {"redis_timeout": "never", **_services()}, "argument 'redis_timeout'"),
+    # A zone with the right shape that the zone database does not have.
+    ("time zone that does not exist", {"n8n_timezone": "America/Sao_Paul", **_services()},
+     "n8n_timezone: 'America/Sao_Paul' is not a time zone"),
+    # Moving tags, in any case.
+    ("moving image tag", _services(n8n={"image": "borgstack-lab/n8n:stable"}), "borgstack_services.n8n.image"),
+    ("moving image tag in upper case", _services(caddy={"image": "caddy:LATEST"}), "borgstack_services.caddy.image"),
+    ("image without a version", _services(redis={"image": "redis:alpine"}), "borgstack_services.redis.image"),
+    ("image with a malformed digest", _services(n8n={"image": "borgstack-lab/n8n@sha256:abc"}),
+     "borgstack_services.n8n.image"),
 ]
 
 
@@ -43,6 +57,34 @@ def test_bad_input_refused_before_any_change(label, extra, expected):
     messages = failure_messages(run.output)
     assert any(expected in m for m in messages), f"{label}: no failure message names {expected!r}: {messages}"
     assert run.changed == 0, f"{label}: changed={run.changed} before the failure"
+    assert failed_plays(run.output) == [VALIDATION_PLAY], f"{label}: failed in {failed_plays(run.output)}"
+
+
+TAG_CASES = [
+    ("tag typo", ["--tags", "n8m"], "--tags n8m"),
+    ("tag typo among good tags", ["--tags", "n8n,cady"], "--tags cady"),
+    ("skip-tags typo", ["--skip-tags", "helth"], "--skip-tags helth"),
+]
+
+
+@pytest.mark.parametrize("label,args,expected", TAG_CASES, ids=[c[0] for c in TAG_CASES])
+def test_unknown_tags_are_refused_before_any_change(label, args, expected):
+    """A typo in --tags used to select nothing and exit 0."""
+    run = run_site(*args)
+    assert run.rc != 0, f"{label}: the run did not fail"
+    messages = failure_messages(run.output)
+    assert any(expected in m and "Known tags: " in m and "n8n" in m for m in messages), \
+        f"{label}: no failure message names {expected!r} and the known tags: {messages}"
+    assert run.changed == 0
+    assert failed_plays(run.output) == [VALIDATION_PLAY]
+
+
+def test_a_digest_pin_passes_validation():
+    """repo:tag@sha256:<64 hex> is the strongest pin; --tags validate checks it without deploying it."""
+    digest = "sha256:" + "0" * 64
+    run = run_site("--tags", "validate", "-e", json.dumps(_services(n8n={"image": f"borgstack-lab/n8n:1.113.3@{digest}"})))
+    assert run.rc == 0, failure_messages(run.output)
+    assert run.changed == 0
 
 
 def test_services_that_do_not_fit_the_ram_are_refused():

@@ -48,7 +48,26 @@ def test_defaults_and_specs_agree(role):
 def test_validate_entry_point_matches_main(role):
     specs = _load(role)[0]
     assert "validate" in specs, f"{role.name}: tasks/validate.yml exists but no 'validate' entry point"
-    assert specs["validate"].get("options") == specs["main"].get("options")
+    assert specs["validate"] == specs["main"], (
+        f"{role.name}: the 'validate' entry point differs from 'main'; write it as `validate: *{role.name}_spec`"
+    )
+
+
+def test_validation_play_runs_the_validate_entry_point():
+    """Ansible picks a role's argument spec by the exact ``tasks_from`` value: ``validate.yml`` finds no spec and
+    checks nothing, so the up-front play must say ``validate`` and every role it loops over must define it."""
+    site = yaml.safe_load((ROLES.parent / "playbooks" / "site.yml").read_text())
+    includes = [task["ansible.builtin.include_role"] for play in site for task in play.get("tasks", [])
+                if "ansible.builtin.include_role" in task]
+    assert includes, "playbooks/site.yml no longer includes the roles' validation"
+    for include in includes:
+        assert include.get("tasks_from") == "validate", (
+            f"tasks_from: {include.get('tasks_from')!r} selects no argument spec; use tasks_from: validate"
+        )
+    stack = yaml.safe_load((ROLES.parent / "playbooks" / "group_vars" / "all" / "stack.yml").read_text())
+    for name in (role for layer in stack["borgstack_roles"].values() for role in layer):
+        specs = _load(ROLES / name)[0]
+        assert "validate" in specs, f"{name} is validated up front but has no 'validate' entry point"
 
 
 def test_role_readmes_are_generated_from_the_specs():

@@ -52,7 +52,7 @@ def test_merge_keeps_defaults_and_merges_postgres_dict():
         ({"n8n": {"port": "5678"}}, "borgstack_services.n8n.port must be an integer"),
         ({"postgresql": {"enabled": False}}, "n8n needs postgresql"),
         ({"n8n": {"image": "n8nio/n8n"}}, "borgstack_services.n8n.image"),
-        ({"n8n": {"image": "n8nio/n8n:latest"}}, "not 'latest'"),
+        ({"n8n": {"image": "n8nio/n8n:latest"}}, "borgstack_services.n8n.image 'n8nio/n8n:latest': the tag"),
         ({"n8n": {"enabled": "yes"}}, "borgstack_services.n8n.enabled must be true or false"),
         ({"n8n": {"s3_bucket": "N8N_Bucket"}}, "borgstack_services.n8n.s3_bucket"),
         ({"n8n": {"redis_db": 16}}, "borgstack_services.n8n.redis_db"),
@@ -135,3 +135,60 @@ def test_login_report_names_the_page_the_user_and_the_command_never_a_password()
 def test_a_malformed_login_entry_is_refused_naming_it(login):
     errors = registry_errors(merged(n8n={"login": login}), DOMAIN)
     assert any(e.startswith("borgstack_services.n8n.login must be") for e in errors), errors
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize("image", [
+    "n8nio/n8n:1.112.6",
+    "pgvector/pgvector:pg18",
+    "redis:8.2-alpine",
+    "borgstack-lab/n8n:1.113.3",                        # the lab's local images
+    "borgstack-lab/postgresql:17",
+    "ghcr.io/n8n-io/n8n:1.112.6",
+    "registry.example.com:5000/team/app_x:2024.06.01",
+    "localhost:5000/app:1.0",
+    f"n8nio/n8n@{DIGEST}",                              # a digest is the strongest pin
+    f"n8nio/n8n:1.112.6@{DIGEST}",
+    f"n8nio/n8n:latest@{DIGEST}",                       # the digest wins over a moving tag
+    f"ghcr.io/n8n-io/n8n@sha512:{'ab' * 64}",
+])
+def test_pinned_images_are_accepted(image):
+    assert registry_errors(merged(n8n={"image": image}), DOMAIN) == []
+
+
+@pytest.mark.parametrize("image, problem", [
+    ("n8nio/n8n:latest", "moves"),
+    ("n8nio/n8n:LATEST", "moves"),
+    ("n8nio/n8n:Latest", "moves"),
+    ("n8nio/n8n:stable", "moves"),
+    ("n8nio/n8n:edge", "moves"),
+    ("n8nio/n8n:nightly", "moves"),
+    ("n8nio/n8n:main", "moves"),
+    ("n8nio/n8n:master", "moves"),
+    ("n8nio/n8n:dev", "moves"),
+    ("n8nio/n8n:next", "moves"),
+    ("n8nio/n8n:beta", "moves"),
+    ("n8nio/n8n:lts", "moves"),
+    ("n8nio/n8n:LTS", "moves"),
+    ("node:lts-alpine", "moves"),                       # no version in it
+    ("caddy:alpine", "moves"),
+    ("nginx:stable-alpine3.22", "moves"),               # starts with a moving word
+    ("n8nio/n8n", "has no tag"),
+    ("n8nio/n8n:", "must be an image reference"),
+    ("N8NIO/n8n:1.112.6", "must be an image reference"),
+    ("n8nio/n8n@sha256:abc", "must be an image reference"),           # digest too short
+    (f"n8nio/n8n@{DIGEST.upper()}", "must be an image reference"),    # digests are lower-case hex
+    (f"n8nio/n8n@md5:{'0' * 32}", "must be an image reference"),
+    ("https://n8nio/n8n:1.0", "must be an image reference"),
+    ("n8nio/n8n:1.0 ", "must be an image reference"),
+    ("", "must be an image reference"),
+    (None, "must be an image reference"),
+    (["n8nio/n8n:1.0"], "must be an image reference"),
+])
+def test_unpinned_or_malformed_images_are_refused(image, problem):
+    errors = registry_errors(merged(n8n={"image": image}), DOMAIN)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("borgstack_services.n8n.image"), errors
+    assert problem in errors[0], errors
+    assert "repo@sha256:<64 hex>" in errors[0], errors              # the fix
