@@ -39,7 +39,7 @@ def encodings(secret: str) -> Dict[str, List[str]]:
     """Every form of ``secret`` that ``find_leaks`` looks for, by encoding name."""
     escaped = json.dumps(secret)[1:-1]
     # A file slurped in base64 holds the secret raw or, in a JSON file, escaped.
-    std = [f for form in {secret, escaped} for f in base64_fragments(form.encode())]
+    std = [f for form in sorted({secret, escaped}) for f in base64_fragments(form.encode())]
     forms = {
         "raw": [secret],
         "json-escaped": [escaped],

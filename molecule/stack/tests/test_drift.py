@@ -81,8 +81,10 @@ def _assert_seaweedfs_deep(host) -> None:
     assert info["State"]["Health"]["Status"] == "healthy"
     assert set(info["NetworkSettings"]["Networks"]) == {INTERNAL_NETWORK}
     assert 0 < _memory_limit_mb(host, SEAWEEDFS) == _compose_limit_mb(host, "seaweedfs")
-    results = _s3(host, [{"name": "anon", "method": "GET", "path": "/borgstack", "auth": "none"},
-                      {"name": "get", "method": "GET", "path": "/", "auth": "stack"}])
+    results = _s3(host, [
+        {"name": "anon", "method": "GET", "path": "/borgstack", "auth": "none"},
+        {"name": "get", "method": "GET", "path": "/", "auth": "stack"},
+    ])
     assert results["anon"]["status"] == 403 and results["get"]["status"] == 200, results
 
 
@@ -167,8 +169,8 @@ def test_tags_touch_only_their_service(host, redis_password):
             assert host.file(_drift_file(other)).content_string.endswith("# drift\n"), \
                 f"--tags {service} touched {other}'s files"
         # Every role's argument-spec check runs under any tag (Ansible tags it 'always'); nothing else of theirs may.
-        ran = {role for role, task in re.findall(r"^TASK \[borgstack\.stack\.([a-z_]+) : ([^\]]*)\]",
-                                                  tagged.output, re.M)
+        pattern = r"^TASK \[borgstack\.stack\.([a-z_]+) : ([^\]]*)\]"
+        ran = {role for role, task in re.findall(pattern, tagged.output, re.M)
                if not task.startswith("Validating arguments against arg spec")}
         assert not ran & (set(SERVICES) | {"docker", "firewall", "kernel"}) - {service}, (service, ran)
         if service == "seaweedfs":

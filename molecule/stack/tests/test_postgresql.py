@@ -157,7 +157,7 @@ def test_changed_setting_heals_live_without_pending_restart(host, plan):
     host.check_output(f"printf \"work_mem = '1MB'\\nshared_buffers = '128MB'\\n\" >> {PG_CONF}")
     _psql_super(host, "select pg_reload_conf()")
     # Positive control: the drift is live (work_mem) and waiting for a restart (shared_buffers).
-    for _ in range(50):
+    for _attempt in range(50):
         if _live_settings(host, ["work_mem"])["work_mem"] == ("1024", "kB"):
             break
         host.run("sleep 0.2")
