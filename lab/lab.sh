@@ -10,14 +10,16 @@
 #   lab/lab.sh destroy [NAME]                                  remove it and its Docker data
 #   lab/lab.sh status [NAME]                                   state, OS, address, systemd
 #   lab/lab.sh load-images [NAME] IMAGE...                     copy images into its engine
-#   lab/lab.sh probe [NAME] PORT                               TCP port open/closed, seen
-#                                                              from the public network
+#   lab/lab.sh probe [NAME] PORT                               TCP port open, closed
+#                                                              (refused/filtered) or error,
+#                                                              seen from the public network
 #   lab/lab.sh secret                                          print the lab master secret
 #
 # NAME defaults to borgstack-lab, --os to trixie. --ip picks the host's address on
 # the public network 198.51.100.0/24: N or 198.51.100.N, N in 10..127 (default: the
-# first free one from .10). `probe` exits 0 when the port is open, 1 when closed.
-# Errors exit 3 with a message.
+# first free one from .10). `probe` prints "IP:PORT open" (exit 0), "IP:PORT closed
+# (refused)" or "IP:PORT closed (filtered)" (exit 1), or "IP:PORT error: ..." (exit 3).
+# Other errors exit 3 with a message.
 #
 # The container gets the capabilities and mounts systemd and an inner dockerd need,
 # and no more: never --privileged, never systempaths=unconfined (that would let it
@@ -42,13 +44,15 @@ readonly PUBLIC_PREFIX=198.51.100
 readonly PUBLIC_DYNAMIC_RANGE=198.51.100.128/25
 readonly PROBE_IMAGE=borgstack-lab/debian:trixie
 readonly BOOT_TIMEOUT=60
+# Seconds a probe waits for an answer before it calls the port filtered.
+readonly PROBE_TIMEOUT=3
 
 LAB_LOG_PREFIX=lab
 # shellcheck source=lab/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
-    sed -n '8,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '8,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # ---- Helpers -----------------------------------------------------------------------
@@ -269,7 +273,7 @@ cmd_load_images() {
 }
 
 cmd_probe() {
-    local name=$1 port=$2 ip
+    local name=$1 port=$2 ip verdict
     if ! [[ "$port" =~ ^[0-9]{1,5}$ ]] || ((10#$port < 1 || 10#$port > 65535)); then
         die "PORT must be 1..65535, got '$port'"
     fi
@@ -279,14 +283,22 @@ cmd_probe() {
     docker image inspect "$PROBE_IMAGE" >/dev/null 2>&1 ||
         die "image $PROBE_IMAGE is missing: build it with lab/build-images.sh debian-trixie"
     # A throwaway container on the public network only: it sees the lab host as the
-    # internet would (no bridge, no shortcut through the host).
-    if docker run --rm --network "$PUBLIC_NET" "$PROBE_IMAGE" \
-        timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' probe "$ip" "$port" >/dev/null 2>&1; then
-        printf '%s:%s open\n' "$ip" "$port"
-        return 0
-    fi
-    printf '%s:%s closed\n' "$ip" "$port"
-    return 1
+    # internet would (no bridge, no shortcut through the host). It prints one verdict:
+    # open (connected), refused (RST: nothing listens, nothing filters), filtered (no
+    # answer within PROBE_TIMEOUT: dropped), or error: <what bash said> for anything else.
+    # shellcheck disable=SC2016  # expanded by the probe's own bash
+    verdict=$(docker run --rm --network "$PUBLIC_NET" "$PROBE_IMAGE" bash -c '
+        err=$(timeout "$3" bash -c "exec 3<>/dev/tcp/$1/$2" 2>&1); rc=$?
+        if ((rc == 0)); then echo open
+        elif ((rc == 124)); then echo filtered
+        elif [[ "$err" == *"Connection refused"* ]]; then echo refused
+        else printf "error: rc=%s %s\n" "$rc" "$(printf %s "$err" | tr "\n" " ")"
+        fi' probe "$ip" "$port" "$PROBE_TIMEOUT" 2>&1) || verdict="error: docker run failed: ${verdict//$'\n'/ }"
+    case "$verdict" in
+        open) printf '%s:%s open\n' "$ip" "$port" ;;
+        refused | filtered) printf '%s:%s closed (%s)\n' "$ip" "$port" "$verdict"; return 1 ;;
+        *) printf '%s:%s %s\n' "$ip" "$port" "${verdict:-error: no verdict}"; return 3 ;;
+    esac
 }
 
 cmd_secret() {
