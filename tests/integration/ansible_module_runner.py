@@ -86,8 +86,9 @@ class BackgroundRun:
             self.proc.communicate()
 
 
-def start_module(module: str, args: dict[str, Any], *, check: bool = False, diff: bool = False, timeout: int = 120,
-                 env: dict[str, str] | None = None) -> BackgroundRun:  # pylint: disable=too-many-arguments
+def start_module(  # pylint: disable=too-many-arguments
+        module: str, args: dict[str, Any], *, check: bool = False, diff: bool = False, timeout: int = 120,
+        env: dict[str, str] | None = None) -> BackgroundRun:
     """Start ``module`` like :func:`run_module` but in the background; ``env`` adds to the environment."""
     proc = subprocess.Popen(  # pylint: disable=consider-using-with  # collected by BackgroundRun.wait/stop
         _command(module, args, check, diff), cwd=REPO_ROOT, env=_environment(env), stdout=subprocess.PIPE,
@@ -95,8 +96,9 @@ def start_module(module: str, args: dict[str, Any], *, check: bool = False, diff
     return BackgroundRun(proc, timeout)
 
 
-def run_module(module: str, args: dict[str, Any], *, check: bool = False, diff: bool = False,
-               timeout: int = 120, env: dict[str, str] | None = None) -> ModuleRun:  # pylint: disable=too-many-arguments
+def run_module(  # pylint: disable=too-many-arguments
+        module: str, args: dict[str, Any], *, check: bool = False, diff: bool = False, timeout: int = 120,
+        env: dict[str, str] | None = None) -> ModuleRun:
     """Run ``module`` with ``args`` on localhost through the ansible CLI, from the repository (its ansible.cfg).
 
     ``env`` adds variables to the environment of the run (and so of the module: ``-c local`` passes it on).
