@@ -14,7 +14,7 @@ from typing import Any
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[2]))
 # The one skip-or-fail helper of the project's tests (tests/integration/lab_prerequisites.py).
 sys.path.insert(0, str(PROJECT / "tests" / "integration"))
-from lab_prerequisites import require_env, unavailable  # noqa: E402  pylint: disable=wrong-import-position
+from lab_prerequisites import require_env, unavailable  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 __all__ = ["Run", "run_site", "require_env", "unavailable"]
 # Molecule's inventory is a directory (hosts file plus group_vars/host_vars): pass the directory.

@@ -19,7 +19,7 @@ import sys
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbook_runner import unavailable  # noqa: E402  pylint: disable=wrong-import-position
+from playbook_runner import run_site, unavailable  # noqa: E402  pylint: disable=wrong-import-position
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 LAB = PROJECT / "lab" / "lab.sh"
@@ -163,15 +163,19 @@ def _wait_until(host, command: str, what: str, timeout: float = 60.0) -> str:
         time.sleep(0.5)
 
 
-def _probe(host, port: int) -> str:
-    """lab/lab.sh probe from the public network: "open", "closed (refused)" or "closed (filtered)"."""
-    out = subprocess.run([str(LAB), "probe", _name(host), str(port)], capture_output=True, text=True, timeout=120,
-                         check=False)
+def _probe(host, port: int, ipv6: str = "") -> str:
+    """lab/lab.sh probe from the public network: "open", "closed (refused)" or "closed (filtered)".
+
+    With ``ipv6`` (the host's address on the IPv6 public network) the probe goes over IPv6.
+    """
+    command = [str(LAB), "probe", _name(host), str(port)] + (["--ipv6"] if ipv6 else [])
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     first = out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
     address, _, verdict = first.partition(" ")
     expected_rc = {"open": 0, "closed (refused)": 1, "closed (filtered)": 1}
-    assert address == f"{PUBLIC_IP[_name(host)]}:{port}" and out.returncode == expected_rc.get(verdict), (
-        f"probe of {port} gave no verdict (rc {out.returncode}): {out.stdout}{out.stderr}")
+    target = f"[{ipv6}]:{port}" if ipv6 else f"{PUBLIC_IP[_name(host)]}:{port}"
+    assert address == target and out.returncode == expected_rc.get(verdict), (
+        f"probe of {target} gave no verdict (rc {out.returncode}): {out.stdout}{out.stderr}")
     return verdict
 
 
@@ -221,3 +225,49 @@ def test_host_port_not_allowed_is_closed(host):
         assert _probe(host, 8082) == "closed (filtered)"
     finally:
         host.run("systemctl stop borgstack-stray")
+
+
+# Docker's IPv6 with its own ip6tables rules (experimental before Docker 27, which both Debian releases ship).
+DOCKER_IPV6 = {"ipv6": True, "fixed-cidr-v6": "fd00:b0a6:d0c::/64", "ip6tables": True, "experimental": True}
+
+
+def _drop_counter(host, iptables: str) -> int:
+    """Packets the unconditional DROP of DOCKER-USER has matched so far."""
+    for line in host.check_output(f"{iptables} -L DOCKER-USER -v -x -n").splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == "DROP":
+            return int(fields[0])
+    raise AssertionError(f"no DROP rule in {iptables} DOCKER-USER")
+
+
+def test_published_port_dropped_over_ipv6_too(host):
+    """With Docker's IPv6 on, a stray published port is dropped over IPv6 from the public network; 443 passes.
+
+    The lab host joins the IPv6 public network (lab/lab.sh ipv6) and the docker role turns IPv6 on through
+    docker_daemon_extra. Positive controls: the stray port answers on the host's IPv6 address from the host itself,
+    443 answers over IPv6 from outside, and the probe of the stray port is counted by ip6tables' DOCKER-USER DROP
+    (so it is that rule, not something else, that stops it). The role's own daemon.json is put back at the end.
+    """
+    name = _name(host)
+    attach = subprocess.run([str(LAB), "ipv6", name], capture_output=True, text=True, timeout=120, check=False)
+    assert attach.returncode == 0, attach.stdout + attach.stderr
+    address = attach.stdout.strip().splitlines()[-1]
+    image = "borgstack-lab/caddy:2.10.2"
+    try:
+        run = run_site(name, "--tags", "docker", "-e", json.dumps({"docker_daemon_extra": DOCKER_IPV6}), timeout=900)
+        assert (run.rc, run.failed) == (0, 0), run.output[-3000:]
+        assert json.loads(host.check_output("docker network inspect bridge --format '{{json .EnableIPv6}}'")) is True
+        host.run("docker rm -f mistake public443")
+        host.check_output(f"docker run -d --name mistake -p 8081:8081 {image} caddy respond --listen :8081 mistake")
+        host.check_output(f"docker run -d --name public443 -p 443:8443 {image} caddy respond --listen :8443 public")
+        body = _wait_until(host, f"curl -gfsS --max-time 5 http://[{address}]:8081/",
+                           "the stray published port on the host's IPv6 address, from the host itself")
+        assert body.strip() == "mistake", body
+        assert _probe(host, 443, ipv6=address) == "open"
+        dropped_before = _drop_counter(host, "ip6tables")
+        assert _probe(host, 8081, ipv6=address) == "closed (filtered)"
+        assert _drop_counter(host, "ip6tables") > dropped_before, host.check_output("ip6tables -L DOCKER-USER -v -n")
+    finally:
+        host.run("docker rm -f mistake public443")
+        restore = run_site(name, "--tags", "docker", timeout=900)
+        assert (restore.rc, restore.failed) == (0, 0), restore.output[-3000:]
