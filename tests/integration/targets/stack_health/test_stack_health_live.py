@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Callable
 
 import pytest
 
@@ -62,16 +63,22 @@ def test_wrong_database_password_names_the_service_and_hides_the_password(stack,
     assert stack.redis_password not in run.output
 
 
-def _wait_for(condition, what: str, timeout: float = EVENT_TIMEOUT) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+def _wait_for(condition: Callable[[], bool], what: str, seen: Callable[[], object],
+              timeout: float = EVENT_TIMEOUT) -> None:
+    """Poll ``condition`` until it holds; after ``timeout`` seconds fail naming ``what`` and showing ``seen()``."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout:.0f}s for {what}")
+            pytest.fail(f"waited {timeout:.0f}s for {what}; seen: {seen()}")
         time.sleep(0.2)
 
 
-def test_stopped_redis_is_named_with_its_log_lines_then_recovers(stack, health_module, docker_shim, tmp_path):
+def test_stopped_redis_is_named_with_its_log_lines_then_recovers(
+        stack, health_module, docker_shim, tmp_path, request):
+    def release_hold() -> None:
+        stack.docker("exec", "--user", "0", stack.redis, "rm", "-f", stack.redis_hold_file, check=False)
+
+    request.addfinalizer(release_hold)  # a failing assertion below must not leave Redis held for later tests
     stack.docker("stop", "--time", "5", stack.redis)
     try:
         run = health_module(stack.module_args(timeout=4, log_lines=5))
@@ -103,14 +110,14 @@ def test_stopped_redis_is_named_with_its_log_lines_then_recovers(stack, health_m
     background = health_module.start(stack.module_args(timeout=90), env=docker_shim.env)
     try:
         _wait_for(lambda: any(name == stack.redis for name, _ in docker_shim.inspected()) or not background.running(),
-                  f"the module to inspect {stack.redis} (docker calls seen: {docker_shim.inspected()})")
+                  f"the module to inspect {stack.redis}", seen=docker_shim.inspected)
         seen = [status for name, status in docker_shim.inspected() if name == stack.redis]
         assert seen and seen[0] == "starting", (seen, background.running())
     except BaseException:
         background.stop()
         raise
     finally:
-        stack.docker("exec", "--user", "0", stack.redis, "rm", "-f", stack.redis_hold_file, check=False)
+        release_hold()
     run = background.wait()
 
     assert (run.failed, run.result["failing"]) == (False, []), json.dumps(run.result.get("report"), indent=1)
