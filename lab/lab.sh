@@ -10,14 +10,20 @@
 #   lab/lab.sh destroy [NAME]                                  remove it and its Docker data
 #   lab/lab.sh status [NAME]                                   state, OS, address, systemd
 #   lab/lab.sh load-images [NAME] IMAGE...                     copy images into its engine
-#   lab/lab.sh probe [NAME] PORT                               TCP port open/closed, seen
-#                                                              from the public network
+#   lab/lab.sh probe [NAME] PORT [--ipv6]                      TCP port open, closed
+#                                                              (refused/filtered) or error,
+#                                                              seen from the public network
+#   lab/lab.sh ipv6 [NAME]                                     attach it to the IPv6 public
+#                                                              network too (and let its Docker
+#                                                              use IPv6); print its address
 #   lab/lab.sh secret                                          print the lab master secret
 #
 # NAME defaults to borgstack-lab, --os to trixie. --ip picks the host's address on
 # the public network 198.51.100.0/24: N or 198.51.100.N, N in 10..127 (default: the
-# first free one from .10). `probe` exits 0 when the port is open, 1 when closed.
-# Errors exit 3 with a message.
+# first free one from .10). `probe` prints "IP:PORT open" (exit 0), "IP:PORT closed
+# (refused)" or "IP:PORT closed (filtered)" (exit 1), or "IP:PORT error: ..." (exit 3);
+# with --ipv6 ([IP]:PORT) it probes the host's address on the IPv6 public network 2001:db8:b0a6::/64
+# (host N there too; `ipv6` attaches it). Other errors exit 3 with a message.
 #
 # The container gets the capabilities and mounts systemd and an inner dockerd need,
 # and no more: never --privileged, never systempaths=unconfined (that would let it
@@ -41,14 +47,28 @@ readonly PUBLIC_PREFIX=198.51.100
 # lab hosts take fixed addresses from .10-.127, so the two never collide.
 readonly PUBLIC_DYNAMIC_RANGE=198.51.100.128/25
 readonly PROBE_IMAGE=borgstack-lab/debian:trixie
+# A second public network, dual-stack (Docker wants IPv4 on every network), for IPv6 tests. Separate from
+# $PUBLIC_NET so that hosts and scripts made for the IPv4-only one keep working unchanged. Host N of the
+# public network gets 172.31.250.N and 2001:db8:b0a6::N here. Not 203.0.113.0/24: this sandbox serves its
+# package mirrors there (checked below for every range, with subnet_holds_registry).
+readonly PUBLIC6_NET=borgstack-lab-public6
+readonly PUBLIC6_SUBNET4=172.31.250.0/24
+readonly PUBLIC6_GATEWAY4=172.31.250.1
+readonly PUBLIC6_DYNAMIC_RANGE4=172.31.250.128/25
+readonly PUBLIC6_PREFIX4=172.31.250
+readonly PUBLIC6_SUBNET=2001:db8:b0a6::/64
+readonly PUBLIC6_GATEWAY=2001:db8:b0a6::1
+readonly PUBLIC6_PREFIX=2001:db8:b0a6:
 readonly BOOT_TIMEOUT=60
+# Seconds a probe waits for an answer before it calls the port filtered.
+readonly PROBE_TIMEOUT=3
 
 LAB_LOG_PREFIX=lab
 # shellcheck source=lab/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
-    sed -n '8,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '8,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # ---- Helpers -----------------------------------------------------------------------
@@ -91,6 +111,28 @@ sys.exit(1)
 ' "$subnet"
 }
 
+# Which package registry (by name) resolves into SUBNET? A Docker network over such a range would take the
+# machine's route to that registry (this sandbox serves its mirrors from documentation ranges).
+REGISTRY_HOSTS=(deb.debian.org security.debian.org pypi.org files.pythonhosted.org registry.npmjs.org)
+subnet_holds_registry() {
+    local subnet=$1 host
+    for host in "${REGISTRY_HOSTS[@]}"; do
+        getent ahosts "$host" | awk -v h="$host" '{ print h, $1 }'
+    done | sort -u | python3 -c '
+import ipaddress, sys
+wanted = ipaddress.ip_network(sys.argv[1])
+for line in sys.stdin:
+    host, _, address = line.strip().partition(" ")
+    try:
+        if ipaddress.ip_address(address) in wanted:
+            print(f"{host} ({address})")
+            sys.exit(0)
+    except ValueError:
+        continue
+sys.exit(1)
+' "$subnet"
+}
+
 ensure_public_network() {
     local subnet routed
     if docker network inspect "$PUBLIC_NET" >/dev/null 2>&1; then
@@ -105,6 +147,35 @@ ensure_public_network() {
     docker network create --driver bridge --subnet "$PUBLIC_SUBNET" --gateway "$PUBLIC_GATEWAY" \
         --ip-range "$PUBLIC_DYNAMIC_RANGE" --label "$LABEL=1" "$PUBLIC_NET" >/dev/null
     note "created network $PUBLIC_NET ($PUBLIC_SUBNET)"
+}
+
+ensure_public6_network() {
+    local subnets
+    if docker network inspect "$PUBLIC6_NET" >/dev/null 2>&1; then
+        subnets=$(docker network inspect --format '{{ range .IPAM.Config }}{{ .Subnet }} {{ end }}' "$PUBLIC6_NET")
+        [[ "$subnets" == *"$PUBLIC6_SUBNET "* && "$subnets" == *"$PUBLIC6_SUBNET4 "* ]] ||
+            die "network $PUBLIC6_NET exists with subnets '$subnets', expected $PUBLIC6_SUBNET4 $PUBLIC6_SUBNET; remove it by hand"
+        return 0
+    fi
+    local routed subnet
+    if routed=$(subnet_routed "$PUBLIC6_SUBNET4"); then
+        die "$PUBLIC6_SUBNET4 overlaps $routed, already routed on this machine (ip route); refusing to create $PUBLIC6_NET"
+    fi
+    ip -6 route show | grep -q '^2001:db8:b0a6:' &&
+        die "$PUBLIC6_SUBNET is already routed on this machine (ip -6 route); refusing to create $PUBLIC6_NET"
+    for subnet in "$PUBLIC6_SUBNET4" "$PUBLIC6_SUBNET"; do
+        if routed=$(subnet_holds_registry "$subnet"); then
+            die "$routed resolves into $subnet: a network there would cut this machine off from it; refusing to create $PUBLIC6_NET"
+        fi
+    done
+    docker network create --driver bridge --ipv6 \
+        --subnet "$PUBLIC6_SUBNET4" --gateway "$PUBLIC6_GATEWAY4" --ip-range "$PUBLIC6_DYNAMIC_RANGE4" \
+        --subnet "$PUBLIC6_SUBNET" --gateway "$PUBLIC6_GATEWAY" --label "$LABEL=1" "$PUBLIC6_NET" >/dev/null
+    note "created network $PUBLIC6_NET ($PUBLIC6_SUBNET4, $PUBLIC6_SUBNET)"
+}
+
+public6_ip_of() {
+    docker container inspect --format "{{ with index .NetworkSettings.Networks \"$PUBLIC6_NET\" }}{{ .GlobalIPv6Address }}{{ end }}" "$1"
 }
 
 # Addresses the lab hosts already hold on the public network.
@@ -269,24 +340,59 @@ cmd_load_images() {
 }
 
 cmd_probe() {
-    local name=$1 port=$2 ip
+    local name=$1 port=$2 family=${3:-4} ip verdict network=$PUBLIC_NET
     if ! [[ "$port" =~ ^[0-9]{1,5}$ ]] || ((10#$port < 1 || 10#$port > 65535)); then
         die "PORT must be 1..65535, got '$port'"
     fi
     require_running "$name"
-    ip=$(public_ip_of "$name")
-    [[ -n "$ip" ]] || die "'$name' is not on $PUBLIC_NET"
+    if [[ "$family" == 6 ]]; then
+        network=$PUBLIC6_NET
+        ip=$(public6_ip_of "$name")
+        [[ -n "$ip" ]] || die "'$name' has no address on $PUBLIC6_NET (lab/lab.sh ipv6 $name)"
+    else
+        ip=$(public_ip_of "$name")
+        [[ -n "$ip" ]] || die "'$name' is not on $PUBLIC_NET"
+    fi
     docker image inspect "$PROBE_IMAGE" >/dev/null 2>&1 ||
         die "image $PROBE_IMAGE is missing: build it with lab/build-images.sh debian-trixie"
     # A throwaway container on the public network only: it sees the lab host as the
-    # internet would (no bridge, no shortcut through the host).
-    if docker run --rm --network "$PUBLIC_NET" "$PROBE_IMAGE" \
-        timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' probe "$ip" "$port" >/dev/null 2>&1; then
-        printf '%s:%s open\n' "$ip" "$port"
-        return 0
+    # internet would (no bridge, no shortcut through the host). It prints one verdict:
+    # open (connected), refused (RST: nothing listens, nothing filters), filtered (no
+    # answer within PROBE_TIMEOUT: dropped), or error: <what bash said> for anything else.
+    # shellcheck disable=SC2016  # expanded by the probe's own bash
+    verdict=$(docker run --rm --network "$network" "$PROBE_IMAGE" bash -c '
+        err=$(timeout "$3" bash -c "exec 3<>/dev/tcp/$1/$2" 2>&1); rc=$?
+        if ((rc == 0)); then echo open
+        elif ((rc == 124)); then echo filtered
+        elif [[ "$err" == *"Connection refused"* ]]; then echo refused
+        else printf "error: rc=%s %s\n" "$rc" "$(printf %s "$err" | tr "\n" " ")"
+        fi' probe "$ip" "$port" "$PROBE_TIMEOUT" 2>&1) || verdict="error: docker run failed: ${verdict//$'\n'/ }"
+    [[ "$family" == 6 ]] && ip="[$ip]"
+    case "$verdict" in
+        open) printf '%s:%s open\n' "$ip" "$port" ;;
+        refused | filtered) printf '%s:%s closed (%s)\n' "$ip" "$port" "$verdict"; return 1 ;;
+        *) printf '%s:%s %s\n' "$ip" "$port" "${verdict:-error: no verdict}"; return 3 ;;
+    esac
+}
+
+cmd_ipv6() {
+    local name=$1 ip4 n
+    require_running "$name"
+    ensure_public6_network
+    if [[ -z "$(public6_ip_of "$name")" ]]; then
+        ip4=$(public_ip_of "$name")
+        [[ -n "$ip4" ]] || die "'$name' is not on $PUBLIC_NET"
+        n=${ip4##*.}
+        docker network connect --ip "$PUBLIC6_PREFIX4.$n" --ip6 "$PUBLIC6_PREFIX:$n" "$PUBLIC6_NET" "$name"
+        note "attached $name to $PUBLIC6_NET as $PUBLIC6_PREFIX:$n"
     fi
-    printf '%s:%s closed\n' "$ip" "$port"
-    return 1
+    # Docker's IPv6 writes net.ipv6.* keys (docker0's disable_ipv6), and /proc/sys is read-only in the lab host.
+    # net.* keys belong to the host's own network namespace, so /proc/sys/net alone is made writable; the rest of
+    # /proc/sys (vm.*, fs.*: the real machine's) stays read-only.
+    docker exec "$name" sh -c 'grep -q " /proc/sys/net rw," /proc/self/mountinfo ||
+        { mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net; }' ||
+        die "could not make /proc/sys/net writable in $name"
+    public6_ip_of "$name"
 }
 
 cmd_secret() {
@@ -363,14 +469,24 @@ main() {
             cmd_load_images "${name:-$DEFAULT_NAME}" "$@"
             ;;
         probe)
-            args=("$@")
-            local rc=0
+            local rc=0 family=4
+            for arg in "$@"; do
+                case "$arg" in
+                    -6 | --ipv6) family=6 ;;
+                    -*) die "unknown option '$arg'" ;;
+                    *) args+=("$arg") ;;
+                esac
+            done
             case ${#args[@]} in
-                1) cmd_probe "$DEFAULT_NAME" "${args[0]}" || rc=$? ;;
-                2) cmd_probe "${args[0]}" "${args[1]}" || rc=$? ;;
-                *) die "usage: lab/lab.sh probe [NAME] PORT" ;;
+                1) cmd_probe "$DEFAULT_NAME" "${args[0]}" "$family" || rc=$? ;;
+                2) cmd_probe "${args[0]}" "${args[1]}" "$family" || rc=$? ;;
+                *) die "usage: lab/lab.sh probe [NAME] PORT [--ipv6]" ;;
             esac
             exit "$rc"
+            ;;
+        ipv6)
+            (($# <= 1)) || die "ipv6 takes at most one NAME"
+            cmd_ipv6 "${1:-$DEFAULT_NAME}"
             ;;
         *)
             usage >&2

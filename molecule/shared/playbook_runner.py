@@ -2,38 +2,77 @@
 """Rerun the real site playbook from a molecule verify test against the scenario's own host."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import pytest
+from typing import Any
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[2]))
+# The one skip-or-fail helper of the project's tests (tests/integration/lab_prerequisites.py).
+sys.path.insert(0, str(PROJECT / "tests" / "integration"))
+from lab_prerequisites import require_env, unavailable  # noqa: E402  pylint: disable=wrong-import-position,import-error
+
+__all__ = ["Run", "run_site", "require_env", "unavailable"]
 # Molecule's inventory is a directory (hosts file plus group_vars/host_vars): pass the directory.
-INVENTORY = os.path.dirname(os.environ.get("MOLECULE_INVENTORY_FILE", ""))
+INVENTORY_FILE_VARIABLE = "MOLECULE_INVENTORY_FILE"
 
 
 @dataclass
 class Run:
+    """One ansible-playbook run: exit code, everything it printed, the recap counts of the host."""
+
     rc: int
     output: str
     changed: int
     failed: int
+    # With json_output: (task name, message) of every failure on the host, in order. An assert's message is its
+    # fail_msg; an argument-spec check gives one message per wrong argument.
+    failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def run_site(host: str, *args: str, timeout: int = 1500) -> Run:
-    """ansible-playbook site.yml --limit HOST ARGS... with the scenario's inventory; the recap must name HOST."""
-    if not INVENTORY:
-        pytest.skip("needs MOLECULE_INVENTORY_FILE (run through molecule verify)")
+def _failures(report: dict[str, Any], host: str) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for play in report.get("plays", []):
+        for task in play.get("tasks", []):
+            result = task.get("hosts", {}).get(host)
+            if not result:
+                continue
+            name = task.get("task", {}).get("name", "")
+            items = [item for item in result.get("results", []) if isinstance(item, dict) and item.get("failed")]
+            for item in items:
+                found.append((name, str(item.get("msg", ""))))
+            if result.get("failed") and not items:
+                errors = result.get("argument_errors") or [result.get("msg", "")]
+                found.extend((name, str(error)) for error in errors)
+    return found
+
+
+def run_site(host: str, *args: str, timeout: int = 1500, json_output: bool = False) -> Run:
+    """ansible-playbook site.yml --limit HOST ARGS... with the scenario's inventory; the recap must name HOST.
+
+    ``json_output`` runs with the json stdout callback and fills ``Run.failures``.
+    """
+    inventory = os.path.dirname(require_env(INVENTORY_FILE_VARIABLE, "run through molecule verify"))
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0",
            "ANSIBLE_ROLES_PATH": str(PROJECT / "roles")}
+    if json_output:
+        env.update(ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
     proc = subprocess.run(
-        ["ansible-playbook", str(PROJECT / "site.yml"), "-i", INVENTORY, "--limit", host, *args],
+        ["ansible-playbook", str(PROJECT / "site.yml"), "-i", inventory, "--limit", host, *args],
         cwd=PROJECT, capture_output=True, text=True, timeout=timeout, env=env, check=False,
     )
     output = proc.stdout + proc.stderr
+    if json_output:
+        try:
+            report = json.loads(proc.stdout)
+            stats = report["stats"][host]
+        except (ValueError, KeyError) as exc:
+            raise AssertionError(f"no json report for {host} ({exc}):\n{output[-4000:]}") from exc
+        return Run(proc.returncode, output, int(stats["changed"]), int(stats["failures"]), _failures(report, host))
     recap = re.search(rf"^{re.escape(host)}\s*:.*?changed=(\d+).*?failed=(\d+)", output, re.M)
     assert recap, f"no play recap for {host} in the output:\n{output[-4000:]}"
     return Run(proc.returncode, output, int(recap.group(1)), int(recap.group(2)))

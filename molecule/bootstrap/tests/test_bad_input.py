@@ -1,7 +1,10 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Bad input is refused before the first change, with a message that names the variable.
 
 Each case reruns the real site playbook against the converged lab host with one bad value and checks: the run
-fails, the message names the variable, and the recap reports changed=0 (nothing on the host was touched).
+fails, the failing check's own message (the fail_msg of the assert that failed, or the argument-spec error) names
+the variable and none of the other cases' variables (so a title or a message listing every variable does not
+pass), and the recap reports changed=0 (nothing on the host was touched).
 """
 from __future__ import annotations
 
@@ -29,8 +32,13 @@ CASES = [
 
 @pytest.mark.parametrize("label,extra,variable", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_refused_before_any_change(label, extra, variable):
-    run = run_site(HOST, "-e", json.dumps(extra), timeout=600)
+    run = run_site(HOST, "-e", json.dumps(extra), timeout=600, json_output=True)
+    context = f"{label}: failures {run.failures}\n{run.output[-3000:]}"
     assert run.rc != 0, f"{label}: the run did not fail\n{run.output[-3000:]}"
-    assert variable in run.output, f"{label}: the error does not name {variable}\n{run.output[-3000:]}"
+    assert len(run.failures) == 1, context
+    _task, message = run.failures[0]
+    assert variable in message, f"{label}: the failing check's message does not name {variable}: " + context
+    others = sorted({other for _, _, other in CASES if other != variable and other in message})
+    assert not others, f"{label}: the message also names {others}, so it is not this variable's own: " + context
     assert run.changed == 0, f"{label}: something changed before the failure\n{run.output[-3000:]}"
-    assert run.failed != 0
+    assert run.failed == 1, context

@@ -203,6 +203,19 @@ def test_check_mode_on_existing_tenant_rolls_back(pg_server, tenant_module, fres
     assert (run.changed, len(run.result["queries"]), limit, trgm) == (True, 3, -1, 0), run.result
 
 
+def test_check_mode_with_new_password_keeps_old_password_working(pg_server, tenant_module, fresh_name):
+    """Check mode reports the password change it would make, and the old password still logs in afterwards."""
+    old, new = _password(), _password()
+    assert not tenant_module(name=fresh_name, password=old).failed
+    stored_before = pg_server.scalar("SELECT rolpassword FROM pg_authid WHERE rolname = %s", fresh_name)
+    run = tenant_module(check=True, name=fresh_name, password=new)
+    stored_after = pg_server.scalar("SELECT rolpassword FROM pg_authid WHERE rolname = %s", fresh_name)
+    assert (run.failed, run.changed, run.result.get("queries"), stored_after == stored_before,
+            _can_login(pg_server, fresh_name, old, fresh_name),
+            "password authentication failed" in _can_login(pg_server, fresh_name, new, fresh_name)) == (
+        False, True, [f'ALTER ROLE "{fresh_name}" WITH PASSWORD %s'], True, "ok", True), run.result
+
+
 def test_no_secret_text_in_module_output(pg_server, tenant_module, fresh_name):
     first, second = _password(), _password()
     tenant_module(check=True, name=fresh_name, password=first, extensions=["vector"])

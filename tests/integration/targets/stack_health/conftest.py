@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Fixtures for stack_health: a small stack of real containers on its own Docker network, and a module runner.
 
-The stack: Redis 8.0 with a password and a ``redis-cli ping`` healthcheck, PostgreSQL 17 with a superuser password
+The stack: Redis 8.0 with a password and a ``redis-cli ping`` healthcheck that a hold file (``HOLD_FILE`` in the
+container) keeps failing, inside a long start period so that a held Redis stays "starting" as long as a test wants,
+PostgreSQL 17 with a superuser password
 and a ``pg_isready`` healthcheck, and Caddy 2.10.2 serving ``https://app.test`` with ``tls internal``. All three sit
 on an ``internal`` user network on a free private subnet; the host reaches them at their addresses there, as it
 reaches the real stack. Caddy's local root CA is copied to the host so TLS is verified for real.
@@ -15,14 +17,15 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 import pytest
-from ansible_module_runner import ModuleRun, run_module
+from ansible_module_runner import BackgroundRun, ModuleRun, run_module, start_module
 from lab_prerequisites import require_docker_images
 
 REDIS_IMAGE = os.environ.get("BORGSTACK_REDIS_IMAGE", "borgstack-lab/redis:8.0")
@@ -32,6 +35,10 @@ REPO_ROOT = Path(__file__).resolve().parents[4]
 # Private /24s tried in turn; one already routed on this machine or used by another Docker network is skipped.
 SUBNETS = ("172.31.240.0/24", "172.31.241.0/24", "172.31.242.0/24", "172.30.240.0/24")
 READY_TIMEOUT = 120.0
+# While this file exists in the Redis container its healthcheck fails; within the start period Docker then reports
+# "starting" (never "unhealthy"), so a test holds Redis in that state for as long as it needs.
+HOLD_FILE = "/borgstack-hold-health"
+REDIS_START_PERIOD = "900s"
 APP_HOST = "app.test"
 CADDYFILE = f"""{{
 \tskip_install_trust
@@ -76,6 +83,7 @@ class Stack:
     postgresql_password: str
     ca_path: str
     caddy_ip: str
+    redis_hold_file: ClassVar[str] = HOLD_FILE
 
     def ip(self, container: str) -> str:
         return inspect_ip(container, self.network)
@@ -160,8 +168,9 @@ def stack() -> Iterator[Stack]:
         caddyfile.chmod(0o644)
         common = ["run", "--detach", "--network", network, "--health-interval", "1s", "--health-timeout", "5s",
                   "--health-retries", "30"]
-        docker(*common, "--name", names["redis"],
-               "--health-cmd", f"redis-cli --no-auth-warning -a '{redis_password}' ping | grep -q PONG",
+        docker(*common, "--name", names["redis"], "--health-start-period", REDIS_START_PERIOD,
+               "--health-cmd", f"test ! -e {HOLD_FILE} && "
+                               f"redis-cli --no-auth-warning -a '{redis_password}' ping | grep -q PONG",
                REDIS_IMAGE, "redis-server", "--requirepass", redis_password)
         docker(*common, "--name", names["postgresql"], "--env", f"POSTGRES_PASSWORD={postgresql_password}",
                "--health-cmd", "pg_isready -U postgres -h 127.0.0.1 -q", POSTGRESQL_IMAGE)
@@ -196,6 +205,57 @@ class HealthModule:
         run = run_module("borgstack.stack.stack_health", args, check=check, timeout=600)
         self.runs.append(run)
         return run
+
+    @staticmethod
+    def start(args: dict[str, Any], env: dict[str, str] | None = None) -> BackgroundRun:
+        """The same run in the background (collect it with ``.wait()``); ``env`` adds to its environment."""
+        return start_module("borgstack.stack.stack_health", args, timeout=600, env=env)
+
+
+DOCKER_SHIM = """#!{python}
+# A stand-in for docker, first in PATH of one module run: runs the real docker, and after every successful
+# `docker container inspect` appends one line per container to the log: its name and its Docker health status.
+import json
+import subprocess
+import sys
+
+proc = subprocess.run([{real!r}, *sys.argv[1:]], capture_output=True, text=True, check=False)
+sys.stdout.write(proc.stdout)
+sys.stderr.write(proc.stderr)
+sys.stdout.flush()
+if sys.argv[1:3] == ["container", "inspect"] and proc.returncode == 0:
+    with open({log!r}, "a", encoding="utf-8") as log:
+        for info in json.loads(proc.stdout):
+            health = (info.get("State") or {{}}).get("Health") or {{}}
+            log.write(f"{{info['Name'].lstrip('/')}} {{health.get('Status', 'none')}}\\n")
+sys.exit(proc.returncode)
+"""
+
+
+@dataclass
+class DockerShim:
+    """Environment for a module run whose docker calls are observed; ``inspected()`` reads what it saw so far."""
+
+    env: dict[str, str]
+    log: Path
+
+    def inspected(self) -> list[tuple[str, str]]:
+        if not self.log.exists():
+            return []
+        return [tuple(line.split(" ", 1)) for line in self.log.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture()
+def docker_shim(tmp_path: Path) -> DockerShim:
+    real = shutil.which("docker")
+    assert real, "the docker CLI is not installed"
+    bindir = tmp_path / "shim-bin"
+    bindir.mkdir()
+    log = tmp_path / "docker-inspect.log"
+    shim = bindir / "docker"
+    shim.write_text(DOCKER_SHIM.format(python=sys.executable, real=real, log=str(log)), encoding="utf-8")
+    shim.chmod(0o755)
+    return DockerShim(env={"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}, log=log)
 
 
 @pytest.fixture()

@@ -6,10 +6,14 @@ Named ``test_stack_health_live.py`` so that it does not clash with the unit test
 from __future__ import annotations
 
 import json
+import time
+from typing import Callable
 
 import pytest
 
 pytestmark = pytest.mark.integration
+
+EVENT_TIMEOUT = 120.0
 
 
 def _statuses(run) -> dict[str, tuple[str, dict[str, str]]]:
@@ -59,11 +63,30 @@ def test_wrong_database_password_names_the_service_and_hides_the_password(stack,
     assert stack.redis_password not in run.output
 
 
-def test_stopped_redis_is_named_with_its_log_lines_then_recovers(stack, health_module):
+def _wait_for(condition: Callable[[], bool], what: str, seen: Callable[[], object],
+              timeout: float = EVENT_TIMEOUT) -> None:
+    """Poll ``condition`` until it holds; after ``timeout`` seconds fail naming ``what`` and showing ``seen()``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout:.0f}s for {what}; seen: {seen()}")
+        time.sleep(0.2)
+
+
+def test_stopped_redis_is_named_with_its_log_lines_then_recovers(
+        stack, health_module, docker_shim, tmp_path, request):
+    def release_hold() -> None:
+        stack.docker("exec", "--user", "0", stack.redis, "rm", "-f", stack.redis_hold_file, check=False)
+
+    request.addfinalizer(release_hold)  # a failing assertion below must not leave Redis held for later tests
     stack.docker("stop", "--time", "5", stack.redis)
     try:
         run = health_module(stack.module_args(timeout=4, log_lines=5))
         redis_log = stack.docker("logs", "--tail", "5", stack.redis)
+        # Hold Redis in "starting" once it runs again: the healthcheck fails while the hold file exists.
+        hold = tmp_path / "hold"
+        hold.write_text("held by the test\n")
+        stack.docker("cp", str(hold), f"{stack.redis}:{stack.redis_hold_file}")
     finally:
         stack.docker("start", stack.redis)
 
@@ -82,9 +105,22 @@ def test_stopped_redis_is_named_with_its_log_lines_then_recovers(stack, health_m
     assert f"    {lines[-1]}" in message
     assert stack.redis_password not in run.output
 
-    # Just started: Docker health is "starting" for a moment; the module waits it out.
+    # Held: Docker says "starting" (the start period keeps it from "unhealthy") until the test lets go.
     assert stack.health_of(stack.redis) == "starting"
-    run = health_module(stack.module_args(timeout=60))
+    background = health_module.start(stack.module_args(timeout=90), env=docker_shim.env)
+    try:
+        _wait_for(lambda: any(name == stack.redis for name, _ in docker_shim.inspected()) or not background.running(),
+                  f"the module to inspect {stack.redis}", seen=docker_shim.inspected)
+        seen = [status for name, status in docker_shim.inspected() if name == stack.redis]
+        assert seen and seen[0] == "starting", (seen, background.running())
+    except BaseException:
+        background.stop()
+        raise
+    finally:
+        release_hold()
+    run = background.wait()
+
     assert (run.failed, run.result["failing"]) == (False, []), json.dumps(run.result.get("report"), indent=1)
     assert run.result["report"][0]["attempts"] >= 2, run.result["report"][0]
+    assert [status for name, status in docker_shim.inspected() if name == stack.redis][-1] == "healthy"
     stack.wait_healthy(stack.redis)
