@@ -16,7 +16,7 @@ PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resol
 sys.path.insert(0, str(PROJECT / "tests" / "integration"))
 from lab_prerequisites import require_env, unavailable  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
-__all__ = ["Run", "run_site", "require_env", "unavailable"]
+__all__ = ["Run", "inventory", "run_site", "require_env", "unavailable"]
 # Molecule's inventory is a directory (hosts file plus group_vars/host_vars): pass the directory.
 INVENTORY_FILE_VARIABLE = "MOLECULE_INVENTORY_FILE"
 
@@ -51,18 +51,22 @@ def _failures(report: dict[str, Any], host: str) -> list[tuple[str, str]]:
     return found
 
 
+def inventory() -> str:
+    """The scenario's inventory directory (molecule's inventory file sits in it beside group_vars/host_vars)."""
+    return os.path.dirname(require_env(INVENTORY_FILE_VARIABLE, "run through molecule verify"))
+
+
 def run_site(host: str, *args: str, timeout: int = 1500, json_output: bool = False) -> Run:
     """ansible-playbook site.yml --limit HOST ARGS... with the scenario's inventory; the recap must name HOST.
 
     ``json_output`` runs with the json stdout callback and fills ``Run.failures``.
     """
-    inventory = os.path.dirname(require_env(INVENTORY_FILE_VARIABLE, "run through molecule verify"))
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0",
            "ANSIBLE_ROLES_PATH": str(PROJECT / "roles")}
     if json_output:
         env.update(ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
     proc = subprocess.run(
-        ["ansible-playbook", str(PROJECT / "site.yml"), "-i", inventory, "--limit", host, *args],
+        ["ansible-playbook", str(PROJECT / "site.yml"), "-i", inventory(), "--limit", host, *args],
         cwd=PROJECT, capture_output=True, text=True, timeout=timeout, env=env, check=False,
     )
     output = proc.stdout + proc.stderr

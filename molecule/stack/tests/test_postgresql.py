@@ -22,7 +22,7 @@ from conftest import HOST, PROJECT, env_file, inspect, run_site
 sys.path.insert(0, str(PROJECT / "collections"))
 # pylint: disable=wrong-import-position
 from ansible_collections.borgstack.stack.plugins.filter.sizing import pgtune, ram_budget  # noqa: E402
-from playbook_runner import INVENTORY  # noqa: E402
+from playbook_runner import inventory  # noqa: E402
 
 POSTGRESQL = "borgstack-postgresql"
 INTERNAL_NETWORK = "borgstack_internal"
@@ -135,7 +135,7 @@ def test_a_tenant_cannot_connect_to_another_tenants_database(host, n8n_password)
     args = {"name": "probe", "database": "probe", "password": probe_password, "extensions": [],
             "login_unix_socket": "/opt/borgstack/services/postgresql/run", "login_user": "postgres"}
     module = subprocess.run(
-        ["ansible", HOST, "-i", INVENTORY, "-m", "borgstack.stack.postgresql_tenant", "-a", json.dumps(args)],
+        ["ansible", HOST, "-i", inventory(), "-m", "borgstack.stack.postgresql_tenant", "-a", json.dumps(args)],
         cwd=PROJECT, capture_output=True, text=True, check=False, timeout=300,
         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections")})
     try:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(PROJECT / "molecule" / "shared"))
 # pylint: disable=wrong-import-position,import-error
 from ansible_collections.borgstack.stack.plugins.filter.secrets import stack_secret  # noqa: E402
 from leak_scan import describe, find_leaks  # noqa: E402
-from playbook_runner import INVENTORY  # noqa: E402
+from playbook_runner import inventory  # noqa: E402
 
 PROJECT_DIR = "/opt/borgstack"
 # Every `'<purpose>' | borgstack.stack.stack_secret(master, overrides[, length])` of the wiring: purpose → length.
@@ -71,7 +71,7 @@ def _assert_no_leak(host, output: str, what: str) -> None:
 def test_scan_finds_a_secret_in_real_output(host):
     """Positive control: Redis's auth.conf (holding its password) slurped at -vvv without no_log is caught."""
     proc = subprocess.run(
-        ["ansible", HOST, "-i", INVENTORY, "-vvv", "-m", "ansible.builtin.slurp",
+        ["ansible", HOST, "-i", inventory(), "-vvv", "-m", "ansible.builtin.slurp",
          "-a", "src=/opt/borgstack/services/redis/auth.conf"],
         cwd=PROJECT, capture_output=True, text=True, check=False, timeout=300,
         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections")})
