@@ -16,9 +16,18 @@ PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resol
 sys.path.insert(0, str(PROJECT / "tests" / "integration"))
 from lab_prerequisites import require_env, unavailable  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
-__all__ = ["Run", "inventory", "run_site", "require_env", "unavailable"]
+__all__ = ["Failure", "Run", "inventory", "run_site", "require_env", "unavailable"]
 # Molecule's inventory is a directory (hosts file plus group_vars/host_vars): pass the directory.
 INVENTORY_FILE_VARIABLE = "MOLECULE_INVENTORY_FILE"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed task (or loop item) of a json run: where it failed and the message the operator reads."""
+
+    play: str
+    task: str
+    message: str
 
 
 @dataclass
@@ -29,14 +38,15 @@ class Run:
     output: str
     changed: int
     failed: int
-    # With json_output: (task name, message) of every failure on the host, in order. An assert's message is its
-    # fail_msg; an argument-spec check gives one message per wrong argument.
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    # With json_output: every failure on the host, in order. An assert's message is its fail_msg; an argument-spec
+    # check gives one message per wrong argument.
+    failures: list[Failure] = field(default_factory=list)
 
 
-def _failures(report: dict[str, Any], host: str) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
+def _failures(report: dict[str, Any], host: str) -> list[Failure]:
+    found: list[Failure] = []
     for play in report.get("plays", []):
+        play_name = play.get("play", {}).get("name", "")
         for task in play.get("tasks", []):
             result = task.get("hosts", {}).get(host)
             if not result:
@@ -44,10 +54,10 @@ def _failures(report: dict[str, Any], host: str) -> list[tuple[str, str]]:
             name = task.get("task", {}).get("name", "")
             items = [item for item in result.get("results", []) if isinstance(item, dict) and item.get("failed")]
             for item in items:
-                found.append((name, str(item.get("msg", ""))))
+                found.append(Failure(play_name, name, str(item.get("msg", ""))))
             if result.get("failed") and not items:
                 errors = result.get("argument_errors") or [result.get("msg", "")]
-                found.extend((name, str(error)) for error in errors)
+                found.extend(Failure(play_name, name, str(error)) for error in errors)
     return found
 
 

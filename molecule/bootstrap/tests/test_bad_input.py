@@ -36,7 +36,7 @@ def test_bad_input_refused_before_any_change(label, extra, variable):
     context = f"{label}: failures {run.failures}\n{run.output[-3000:]}"
     assert run.rc != 0, f"{label}: the run did not fail\n{run.output[-3000:]}"
     assert len(run.failures) == 1, context
-    _task, message = run.failures[0]
+    message = run.failures[0].message
     assert variable in message, f"{label}: the failing check's message does not name {variable}: " + context
     others = sorted({other for _, _, other in CASES if other != variable and other in message})
     assert not others, f"{label}: the message also names {others}, so it is not this variable's own: " + context

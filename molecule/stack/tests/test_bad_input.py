@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import VALIDATION_PLAY, failed_plays, failure_messages, run_site
+from conftest import VALIDATION_PLAY, run_site
 
 LAB_IMAGES = {
     "postgresql": {"image": "borgstack-lab/postgresql:17"},
@@ -32,8 +32,10 @@ CASES = [
     ("hostname that is not a DNS name", _services(n8n={"hostname": "https://n8n.example"}),
      "borgstack_services.n8n.hostname"),
     ("ACME email that is not an email", {"caddy_acme_email": "not-an-email", **_services()}, "caddy_acme_email"),
-    ("port collision", _services(n8n={"port": 5432}), "borgstack_services.postgresql.port and borgstack_services.n8n.port"),
-    ("n8n without PostgreSQL", _services(postgresql={"enabled": False}), "n8n needs postgresql: enable borgstack_services.postgresql"),
+    ("port collision", _services(n8n={"port": 5432}),
+     "borgstack_services.postgresql.port and borgstack_services.n8n.port"),
+    ("n8n without PostgreSQL", _services(postgresql={"enabled": False}),
+     "n8n needs postgresql: enable borgstack_services.postgresql"),
     # A role's argument spec, run by the validation play (entry point 'validate'), not first in the n8n play.
     ("list where a dict is wanted", {"n8n_env_extra": ["a"], **_services()},
      "argument 'n8n_env_extra' is of type list"),
@@ -52,12 +54,12 @@ CASES = [
 
 @pytest.mark.parametrize("label,extra,expected", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_refused_before_any_change(label, extra, expected):
-    run = run_site("-e", json.dumps(extra))
+    run = run_site("-e", json.dumps(extra), json_output=True)
     assert run.rc != 0, f"{label}: the run did not fail"
-    messages = failure_messages(run.output)
-    assert any(expected in m for m in messages), f"{label}: no failure message names {expected!r}: {messages}"
+    assert any(expected in f.message for f in run.failures), f"{label}: no failure message names {expected!r}: " \
+        f"{run.failures}"
     assert run.changed == 0, f"{label}: changed={run.changed} before the failure"
-    assert failed_plays(run.output) == [VALIDATION_PLAY], f"{label}: failed in {failed_plays(run.output)}"
+    assert {f.play for f in run.failures} == {VALIDATION_PLAY}, f"{label}: failed in {run.failures}"
 
 
 TAG_CASES = [
@@ -70,27 +72,26 @@ TAG_CASES = [
 @pytest.mark.parametrize("label,args,expected", TAG_CASES, ids=[c[0] for c in TAG_CASES])
 def test_unknown_tags_are_refused_before_any_change(label, args, expected):
     """A typo in --tags used to select nothing and exit 0."""
-    run = run_site(*args)
+    run = run_site(*args, json_output=True)
     assert run.rc != 0, f"{label}: the run did not fail"
-    messages = failure_messages(run.output)
-    assert any(expected in m and "Known tags: " in m and "n8n" in m for m in messages), \
-        f"{label}: no failure message names {expected!r} and the known tags: {messages}"
+    assert any(expected in f.message and "Known tags: " in f.message and "n8n" in f.message for f in run.failures), \
+        f"{label}: no failure message names {expected!r} and the known tags: {run.failures}"
     assert run.changed == 0
-    assert failed_plays(run.output) == [VALIDATION_PLAY]
+    assert {f.play for f in run.failures} == {VALIDATION_PLAY}, run.failures
 
 
 def test_a_digest_pin_passes_validation():
     """repo:tag@sha256:<64 hex> is the strongest pin; --tags validate checks it without deploying it."""
     digest = "sha256:" + "0" * 64
-    run = run_site("--tags", "validate", "-e", json.dumps(_services(n8n={"image": f"borgstack-lab/n8n:1.113.3@{digest}"})))
-    assert run.rc == 0, failure_messages(run.output)
+    pinned = _services(n8n={"image": f"borgstack-lab/n8n:1.113.3@{digest}"})
+    run = run_site("--tags", "validate", "-e", json.dumps(pinned), json_output=True)
+    assert run.rc == 0, run.failures
     assert run.changed == 0
 
 
 def test_services_that_do_not_fit_the_ram_are_refused():
-    run = run_site("-e", json.dumps({"borgstack_ram_mb": 2048}))
+    run = run_site("-e", json.dumps({"borgstack_ram_mb": 2048}), json_output=True)
     assert run.rc != 0
-    messages = failure_messages(run.output)
-    assert any("do not fit the budget" in m and m.startswith("borgstack_ram_mb (2048 MiB)") for m in messages), \
-        messages
-    assert run.changed == 0
+    assert any("do not fit the budget" in f.message and f.message.startswith("borgstack_ram_mb (2048 MiB)")
+               for f in run.failures), run.failures
+    assert run.changed == 0 and {f.play for f in run.failures} == {VALIDATION_PLAY}, run.failures

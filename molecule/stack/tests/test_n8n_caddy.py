@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
-from conftest import failure_messages, run_site
+from conftest import run_site
 
 DEFAULT_PUBLIC_IP = "198.51.100.31"
 DOMAIN = os.environ.get("BORGSTACK_DOMAIN", "lab.borgstack.test")
@@ -253,11 +253,11 @@ def test_hand_edited_caddyfile_restored_by_reload(host, root_cert):
 def test_changed_encryption_key_refused_before_any_change(host):
     wrong = "testinfra-wrong-n8n-key-0123456789"
     started = _container(host, N8N)["State"]["StartedAt"]
-    run = run_site("-e", json.dumps({"borgstack_secret_overrides": {"n8n_encryption_key": wrong}}))
+    run = run_site("-e", json.dumps({"borgstack_secret_overrides": {"n8n_encryption_key": wrong}}), json_output=True)
     rc, output = run.rc, run.output
     assert rc != 0, f"the run did not fail\n{output[-3000:]}"
-    messages = failure_messages(output)
-    assert any("n8n_encryption_key differs" in m and "borgstack_secret_overrides" in m for m in messages), messages
+    assert any("n8n_encryption_key differs" in f.message and "borgstack_secret_overrides" in f.message
+               for f in run.failures), run.failures
     assert run.changed == 0 and run.failed > 0, output[-3000:]
     assert wrong not in output, "the wanted key was printed"
     saved = json.loads(host.check_output(f"docker exec {N8N} cat /home/node/.n8n/config"))["encryptionKey"]
