@@ -139,6 +139,41 @@ def test_rerun_heals_drift(host, redis_password):
     assert again.rc == 0 and again.changed == 0, changed_tasks(again.output)
 
 
+def _volume_root(host, volume: str) -> str:
+    path = host.check_output(f"docker volume inspect --format '{{{{.Mountpoint}}}}' {volume}")
+    return host.check_output(f"stat --format '%u:%g %a' {path}")
+
+
+def test_rerun_heals_runtime_drift(host, redis_password):
+    """Changed on the running containers with docker, not in any file: networks, a memory limit, a restart policy,
+    a data volume's owner and mode. The rerun names and heals each, then reports changed=0."""
+    host.check_output("docker network disconnect borgstack_internal borgstack-redis")
+    host.check_output("docker update --memory 300m --memory-swap 300m borgstack-seaweedfs")
+    host.check_output("docker update --restart no borgstack-caddy")
+    n8n_root = host.check_output("docker volume inspect --format '{{.Mountpoint}}' borgstack_n8n_data")
+    host.check_output(f"chown 0:0 {n8n_root} && chmod 0777 {n8n_root}")
+    # Positive controls: each change is live.
+    assert inspect(host, "borgstack-redis")["NetworkSettings"]["Networks"] == {}
+    assert _memory_limit_mb(host, SEAWEEDFS) == 300
+    assert inspect(host, "borgstack-caddy")["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    assert _volume_root(host, "borgstack_n8n_data") == "0:0 777"
+
+    heal = run_site()
+    assert heal.rc == 0, heal.output[-5000:]
+    healed = "\n".join(changed_tasks(heal.output))
+    for service in ("redis", "seaweedfs", "caddy", "n8n"):
+        assert f"Heal runtime drift - networks, limits, restart policy, image, volume modes ({service})" in healed, \
+            healed
+    _assert_redis_deep(host, redis_password)
+    _assert_seaweedfs_deep(host)
+    assert inspect(host, "borgstack-caddy")["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert _volume_root(host, "borgstack_n8n_data") == "1000:1000 700"
+    assert inspect(host, "borgstack-n8n")["State"]["Health"]["Status"] == "healthy"
+
+    again = run_site()
+    assert again.rc == 0 and again.changed == 0, changed_tasks(again.output)
+
+
 def test_check_mode_reports_drift_and_leaves_it(host):
     """Every service drifted and one stopped: --check --diff names each change and leaves the host as it was."""
     for service in SERVICES:
