@@ -16,7 +16,7 @@ description:
     a container that differs is recreated with C(docker compose up --force-recreate --no-deps --wait) (its volumes
     are kept). A volume whose root directory has another owner, group or mode is put back with chown/chmod.
   - Each difference is reported, and the run reports C(changed).
-  - One-off job containers (label C(org.borgstack.job=true), such as migrations) are left out: they exit when done.
+  - One-off job containers (label C(org.borgstack.job=true), such as migrations) are left out, since they exit when done.
 author:
   - BorgStack engineers (@borgstack)
 extends_documentation_fragment:
@@ -88,7 +88,8 @@ drift:
   description: What differed, per container and per volume (empty when nothing did).
   returned: always
   type: dict
-  sample: {"borgstack-redis": ["networks [] instead of ['borgstack_internal']"]}
+  sample:
+    borgstack-redis: ["networks [] instead of ['borgstack_internal']"]
 recreated:
   description: Containers recreated (or that would be, in check mode).
   returned: always
