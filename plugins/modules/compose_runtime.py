@@ -31,6 +31,8 @@ attributes:
     details:
       - The differences, one line each, as C(before) (what runs) and C(after) (what is declared).
   idempotent:
+    description:
+      - A run right after a converging one finds nothing to change and reports RV(ignore:changed=false).
     support: full
   platform:
     platforms: posix

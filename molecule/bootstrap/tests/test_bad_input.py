@@ -38,7 +38,7 @@ def test_bad_input_refused_before_any_change(label, extra, variable):
     assert len(run.failures) == 1, context
     message = run.failures[0].message
     assert variable in message, f"{label}: the failing check's message does not name {variable}: " + context
-    others = sorted({other for _, _, other in CASES if other != variable and other in message})
+    others = sorted({other for _label, _extra, other in CASES if other != variable and other in message})
     assert not others, f"{label}: the message also names {others}, so it is not this variable's own: " + context
     assert run.changed == 0, f"{label}: something changed before the failure\n{run.output[-3000:]}"
     assert run.failed == 1, context

@@ -171,7 +171,7 @@ def _probe(host, port: int, ipv6: str = "") -> str:
     command = [str(LAB), "probe", _name(host), str(port)] + (["--ipv6"] if ipv6 else [])
     out = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     first = out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
-    address, _, verdict = first.partition(" ")
+    address, _sep, verdict = first.partition(" ")
     expected_rc = {"open": 0, "closed (refused)": 1, "closed (filtered)": 1}
     target = f"[{ipv6}]:{port}" if ipv6 else f"{PUBLIC_IP[_name(host)]}:{port}"
     assert address == target and out.returncode == expected_rc.get(verdict), (

@@ -192,7 +192,7 @@ def tainted_results(walked: list[tuple[dict[str, Any], bool]]) -> set[str]:
     """Registered results of secret tasks are secret too; two passes let a later task taint an earlier one
     (handlers, loops over includes) without depending on order."""
     tainted: set[str] = set()
-    for _ in range(2):
+    for _pass in range(2):
         for task, _no_log in walked:
             if task.get("register") and secret_reason(task, tainted):
                 tainted.add(task["register"])
@@ -221,7 +221,7 @@ def test_the_walk_finds_the_files_and_tasks_it_should():
     assert {"roles/n8n/tasks/encryption_key.yml", "roles/compose_service/tasks/deploy.yml",
             "playbooks/site.yml"} <= names
     n8n = yaml.safe_load((ROOT / "roles/n8n/tasks/encryption_key.yml").read_text())
-    walked = [task["name"] for tasks in task_lists(n8n) for task, _ in walk(tasks)]
+    walked = [task["name"] for tasks in task_lists(n8n) for task, _no_log in walk(tasks)]
     assert "Read the settings file n8n saved" in walked
 
 

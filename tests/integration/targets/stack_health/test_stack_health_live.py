@@ -109,7 +109,7 @@ def test_stopped_redis_is_named_with_its_log_lines_then_recovers(
     assert stack.health_of(stack.redis) == "starting"
     background = health_module.start(stack.module_args(timeout=90), env=docker_shim.env)
     try:
-        _wait_for(lambda: any(name == stack.redis for name, _ in docker_shim.inspected()) or not background.running(),
+        _wait_for(lambda: any(name == stack.redis for name, _status in docker_shim.inspected()) or not background.running(),
                   f"the module to inspect {stack.redis}", seen=docker_shim.inspected)
         seen = [status for name, status in docker_shim.inspected() if name == stack.redis]
         assert seen and seen[0] == "starting", (seen, background.running())

@@ -136,6 +136,7 @@ def test_a_malformed_login_entry_is_refused_naming_it(login):
     errors = registry_errors(merged(n8n={"login": login}), DOMAIN)
     assert any(e.startswith("borgstack_services.n8n.login must be") for e in errors), errors
 
+
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 

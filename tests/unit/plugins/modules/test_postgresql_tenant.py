@@ -467,7 +467,7 @@ def test_secrets_in_finds_a_leak(server):
 def test_main_end_to_end(server, capsys):
     args = {"name": "app", "password": SECRET, "extensions": ["vector"], "login_unix_socket": "/run/postgresql"}
     outputs = []
-    for _ in range(2):
+    for _pass in range(2):
         with patch_module_args(args), pytest.raises(SystemExit):
             postgresql_tenant.main()
         outputs.append(json.loads(capsys.readouterr().out))
