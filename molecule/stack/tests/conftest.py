@@ -4,16 +4,22 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from playbook_runner import PROJECT, Run, run_site as _run_site  # noqa: E402  pylint: disable=wrong-import-position
 
+sys.path.insert(0, str(PROJECT / "collections"))
+# pylint: disable=wrong-import-position,import-error
+from ansible_collections.borgstack.stack.plugins.filter.secrets import stack_secret  # noqa: E402
+from leak_scan import describe, find_leaks  # noqa: E402
+
 HOST = "borgstack-mol-stack"
 PUBLIC_IP = "198.51.100.31"
 __all__ = ["PROJECT", "PUBLIC_IP", "HOST", "VALIDATION_PLAY", "Run", "run_site", "changed_tasks", "inspect",
-           "env_file"]
+           "env_file", "DERIVED", "lab_master", "host_secrets", "assert_no_leak"]
 VALIDATION_PLAY = "Validate every setting before anything changes"
 
 
@@ -48,3 +54,44 @@ def env_file(host, path: str) -> dict[str, str]:
         if match:
             values[match.group(1)] = json.loads(match.group(2))
     return values
+
+
+# Every `'<purpose>' | borgstack.stack.stack_secret(master, overrides[, length])` of the wiring: purpose → length.
+_DERIVATION = re.compile(r"'([a-z0-9_]+)'\s*\|\s*borgstack\.stack\.stack_secret\(([^)]*)\)", re.S)
+DERIVED = {purpose: int(args.split(",")[2]) if args.count(",") >= 2 else 40
+           for path in sorted((PROJECT / "playbooks" / "group_vars").rglob("*.yml"))
+           for purpose, args in _DERIVATION.findall(path.read_text(encoding="utf-8"))}
+CA_KEYS = ("/data/caddy/pki/authorities/local/root.key", "/data/caddy/pki/authorities/local/intermediate.key")
+
+
+def lablab_master() -> str:
+    return subprocess.run([str(PROJECT / "lab" / "lab.sh"), "secret"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def _pem_lines(pem: str) -> list[str]:
+    """The base64 body lines of a PEM key: any of them in the output means the key leaked."""
+    return [line for line in pem.splitlines() if line and not line.startswith("-----") and len(line) >= 32]
+
+
+def host_secrets(host) -> dict[str, str]:
+    """Every secret of the lab stack: derived ones, the master, each secrets.env value, Caddy's CA key lines."""
+    master = lab_master()
+    found = {"master": master}
+    for purpose, length in DERIVED.items():
+        found[purpose] = stack_secret(purpose, master, {}, length)
+    for path in host.check_output(f"find /opt/borgstack/services -name secrets.env").split():
+        service = path.split("/")[-2]
+        for key, value in env_file(host, path).items():
+            found[f"{service}:{key}"] = value
+    for path in CA_KEYS:
+        pem = host.run(f"docker exec borgstack-caddy cat {path}")
+        assert pem.rc == 0, f"Caddy's CA key {path} is missing: {pem.stderr}"
+        for number, line in enumerate(_pem_lines(pem.stdout)):
+            found[f"caddy:{path.rsplit('/', 1)[1]}:{number}"] = line
+    return found
+
+
+def assert_no_leak(host, output: str, what: str) -> None:
+    leaks = find_leaks(output, host_secrets(host))
+    assert not leaks, f"secrets printed by {what}: {describe(leaks)}"

@@ -7,65 +7,23 @@ secret the wiring derives from the master secret, the master secret itself and C
 (molecule/shared/leak_scan.py) looks for each raw, JSON-escaped, URL-encoded and base64/base64url-encoded at any
 offset. A positive control proves the scan finds a secret in real Ansible output before it is trusted to find none.
 
-Order matters (pytest runs this file's tests top to bottom): the drift heal first, then a first deployment from
-scratch (services, volumes and files wiped), then the checks of what that deployment left on disk.
+The drift heal and the no-op run after it are scanned at -vvv --diff in test_drift.py (one heal run serves both);
+here, in file order: a first deployment from scratch (services, volumes and files wiped), then the checks of what
+that deployment left on disk.
 """
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
-import sys
 
-from conftest import HOST, PROJECT, changed_tasks, env_file, run_site
+from conftest import DERIVED, HOST, PROJECT, assert_no_leak, host_secrets, run_site
 
-sys.path.insert(0, str(PROJECT / "collections"))
-sys.path.insert(0, str(PROJECT / "molecule" / "shared"))
 # pylint: disable=wrong-import-position,import-error
-from ansible_collections.borgstack.stack.plugins.filter.secrets import stack_secret  # noqa: E402
 from leak_scan import describe, find_leaks  # noqa: E402
 from playbook_runner import inventory  # noqa: E402
 
 PROJECT_DIR = "/opt/borgstack"
-# Every `'<purpose>' | borgstack.stack.stack_secret(master, overrides[, length])` of the wiring: purpose → length.
-_DERIVATION = re.compile(r"'([a-z0-9_]+)'\s*\|\s*borgstack\.stack\.stack_secret\(([^)]*)\)", re.S)
-DERIVED = {purpose: int(args.split(",")[2]) if args.count(",") >= 2 else 40
-           for path in sorted((PROJECT / "playbooks" / "group_vars").rglob("*.yml"))
-           for purpose, args in _DERIVATION.findall(path.read_text(encoding="utf-8"))}
-CA_KEYS = ("/data/caddy/pki/authorities/local/root.key", "/data/caddy/pki/authorities/local/intermediate.key")
-
-
-def _master() -> str:
-    return subprocess.run([str(PROJECT / "lab" / "lab.sh"), "secret"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
-def _pem_lines(pem: str) -> list[str]:
-    """The base64 body lines of a PEM key: any of them in the output means the key leaked."""
-    return [line for line in pem.splitlines() if line and not line.startswith("-----") and len(line) >= 32]
-
-
-def _secrets(host) -> dict[str, str]:
-    master = _master()
-    found = {"master": master}
-    for purpose, length in DERIVED.items():
-        found[purpose] = stack_secret(purpose, master, {}, length)
-    for path in host.check_output(f"find {PROJECT_DIR}/services -name secrets.env").split():
-        service = path.split("/")[-2]
-        for key, value in env_file(host, path).items():
-            found[f"{service}:{key}"] = value
-    for path in CA_KEYS:
-        pem = host.run(f"docker exec borgstack-caddy cat {path}")
-        assert pem.rc == 0, f"Caddy's CA key {path} is missing: {pem.stderr}"
-        for number, line in enumerate(_pem_lines(pem.stdout)):
-            found[f"caddy:{path.rsplit('/', 1)[1]}:{number}"] = line
-    return found
-
-
-def _assert_no_leak(host, output: str, what: str) -> None:
-    leaks = find_leaks(output, _secrets(host))
-    assert not leaks, f"secrets printed by {what}: {describe(leaks)}"
 
 
 def test_scan_finds_a_secret_in_real_output(host):
@@ -76,18 +34,8 @@ def test_scan_finds_a_secret_in_real_output(host):
         cwd=PROJECT, capture_output=True, text=True, check=False, timeout=300,
         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections")})
     assert proc.returncode == 0, proc.stdout[-2000:]
-    leaks = dict(find_leaks(proc.stdout + proc.stderr, _secrets(host)))
+    leaks = dict(find_leaks(proc.stdout + proc.stderr, host_secrets(host)))
     assert leaks.get("redis_password") == "base64", describe(leaks.items())
-
-
-def test_drift_heal_prints_no_secret(host):
-    """Secret files deleted, a tenant password and the Redis container changed: the heal rewrites them all."""
-    host.check_output(f"rm -f {PROJECT_DIR}/services/*/secrets.env")
-    host.check_output("docker exec borgstack-postgresql psql -U postgres -c \"ALTER ROLE n8n PASSWORD 'by-hand-123'\"")
-    host.check_output("docker rm -f borgstack-redis")
-    heal = run_site("-vvv", "--diff")
-    assert heal.rc == 0 and heal.changed > 0, heal.output[-4000:]
-    _assert_no_leak(host, heal.output, "a drift heal at -vvv --diff")
 
 
 def test_first_deployment_prints_no_secret(host):
@@ -103,15 +51,11 @@ def test_first_deployment_prints_no_secret(host):
     host.check_output(f"rm -rf {PROJECT_DIR}")
     first = run_site("-vvv", "--diff", "-e", json.dumps(other))
     assert first.rc == 0 and first.changed > 0, first.output[-4000:]
-    _assert_no_leak(host, first.output, "a first deployment at -vvv --diff")
+    assert_no_leak(host, first.output, "a first deployment at -vvv --diff")
     # rc 0 includes the final health play (stack_health fails the run when a service is not healthy).
     assert "TASK [Check every enabled service" in first.output
     networks = host.check_output("docker inspect --format '{{json .NetworkSettings.Networks}}' borgstack-postgresql")
     assert set(json.loads(networks)) == {"borgstack_int2"}, networks
-    again = run_site("-vvv", "--diff", "-e", json.dumps(other))
-    assert again.rc == 0 and again.changed == 0, changed_tasks(again.output)
-    _assert_no_leak(host, again.output, "a no-op run at -vvv --diff")
-
     back = run_site()
     assert back.rc == 0 and back.changed > 0, back.output[-4000:]
     networks = host.check_output("docker inspect --format '{{json .NetworkSettings.Networks}}' borgstack-postgresql")
@@ -120,7 +64,7 @@ def test_first_deployment_prints_no_secret(host):
 
 def test_no_secret_in_files_others_can_read(host):
     """World-readable files of the deployment tree, the host's config and the Docker volumes hold no secret."""
-    secrets = _secrets(host)
+    secrets = host_secrets(host)
     readable = host.check_output(
         f"find {PROJECT_DIR} /etc/docker /etc/sysctl.d /etc/ufw /var/lib/docker/volumes -xdev -type f "
         "-perm -o=r -size -1M 2>/dev/null || true").split()
@@ -142,7 +86,7 @@ def test_nothing_secret_is_readable_by_an_unprivileged_user(host):
     readable = host.check_output(
         f"runuser -u nobody -- find {PROJECT_DIR} /etc /var/lib/docker -xdev -type f -readable -size -1M "
         "2>/dev/null || true").split()
-    secrets = _secrets(host)
+    secrets = host_secrets(host)
     found = {p: describe(leaks) for p in readable if (leaks := find_leaks(host.run(f"cat {p}").stdout, secrets))}
     assert not found, found
 
