@@ -64,7 +64,8 @@ DERIVED = {purpose: int(args.split(",")[2]) if args.count(",") >= 2 else 40
 CA_KEYS = ("/data/caddy/pki/authorities/local/root.key", "/data/caddy/pki/authorities/local/intermediate.key")
 
 
-def lablab_master() -> str:
+def lab_master() -> str:
+    """The lab master secret (lab/lab.sh secret), as the lab inventory reads it."""
     return subprocess.run([str(PROJECT / "lab" / "lab.sh"), "secret"], capture_output=True, text=True,
                           check=True).stdout.strip()
 
@@ -80,7 +81,7 @@ def host_secrets(host) -> dict[str, str]:
     found = {"master": master}
     for purpose, length in DERIVED.items():
         found[purpose] = stack_secret(purpose, master, {}, length)
-    for path in host.check_output(f"find /opt/borgstack/services -name secrets.env").split():
+    for path in host.check_output("find /opt/borgstack/services -name secrets.env").split():
         service = path.split("/")[-2]
         for key, value in env_file(host, path).items():
             found[f"{service}:{key}"] = value
