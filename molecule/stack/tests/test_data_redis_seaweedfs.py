@@ -13,6 +13,7 @@ import shlex
 from typing import Any, Dict, List, Set
 
 import pytest
+from conftest import env_file, inspect
 
 PROJECT_DIR = "/opt/borgstack"
 REDIS = "borgstack-redis"
@@ -86,22 +87,6 @@ for step in json.load(sys.stdin):
 '''
 
 
-def _inspect(host, name: str) -> Dict[str, Any]:
-    result = host.run(f"docker inspect {shlex.quote(name)}")
-    assert result.rc == 0, f"{name} does not exist on the lab host: {result.stderr}"
-    return json.loads(result.stdout)[0]
-
-
-def _env_file(host, path: str) -> Dict[str, str]:
-    """Parse a secrets.env written by compose_service (KEY="json string")."""
-    values = {}
-    for line in host.file(path).content_string.splitlines():
-        match = re.match(r"^([A-Z0-9_]+)=(.*)$", line.strip())
-        if match:
-            values[match.group(1)] = json.loads(match.group(2))
-    return values
-
-
 def _redis_cli(host, *args: str, password: str | None = None):
     """redis-cli in the container; the password goes through the environment of `docker exec`, never argv."""
     auth = "-e REDISCLI_AUTH " if password is not None else ""
@@ -141,7 +126,7 @@ def _internal_ip(info: Dict[str, Any]) -> str:
 
 @pytest.fixture(scope="module")
 def redis_password(host) -> str:
-    env = _env_file(host, f"{PROJECT_DIR}/services/redis/secrets.env")
+    env = env_file(host, f"{PROJECT_DIR}/services/redis/secrets.env")
     assert len(env["REDIS_PASSWORD"]) >= 12
     return env["REDIS_PASSWORD"]
 
@@ -157,7 +142,7 @@ def redis_conf(host) -> Dict[str, str]:
 
 
 def test_redis_healthy_on_internal_network_only(host):
-    info = _inspect(host, REDIS)
+    info = inspect(host, REDIS)
     assert info["State"]["Health"]["Status"] == "healthy"
     assert set(info["NetworkSettings"]["Networks"]) == {INTERNAL_NETWORK}
     assert not info["HostConfig"]["PortBindings"]
@@ -203,7 +188,7 @@ def test_redis_memory_cap(host, redis_password, redis_conf):
     maxmemory = int(live[1])
     assert redis_conf["maxmemory"].endswith("mb")
     assert maxmemory == int(redis_conf["maxmemory"][:-2]) * 1024 * 1024 > 0
-    limit = _inspect(host, REDIS)["HostConfig"]["Memory"]
+    limit = inspect(host, REDIS)["HostConfig"]["Memory"]
     if limit:
         assert maxmemory < limit, "maxmemory must stay below the container's memory limit"
     policy = _redis_cli(host, "config", "get", "maxmemory-policy", password=redis_password).stdout.split()[1]
@@ -221,7 +206,7 @@ def test_redis_append_only_file(host, redis_password):
 
 def test_redis_somaxconn_inside_container(host, redis_conf):
     somaxconn = int(host.check_output(f"docker exec {REDIS} cat /proc/sys/net/core/somaxconn"))
-    sysctls = _inspect(host, REDIS)["HostConfig"]["Sysctls"] or {}
+    sysctls = inspect(host, REDIS)["HostConfig"]["Sysctls"] or {}
     assert int(sysctls["net.core.somaxconn"]) == somaxconn
     assert somaxconn >= int(redis_conf["tcp-backlog"])
 
@@ -241,7 +226,7 @@ def test_redis_keeps_data_across_restart(host, redis_password):
 @pytest.fixture(scope="module")
 def s3(host):
     """Run S3 steps on the lab host against the S3 gateway's internal address; returns {step name: result}."""
-    endpoint = f"http://{_internal_ip(_inspect(host, SEAWEEDFS))}:8333"
+    endpoint = f"http://{_internal_ip(inspect(host, SEAWEEDFS))}:8333"
     secrets = f"{PROJECT_DIR}/services/seaweedfs/secrets.env"
 
     def run(steps: List[Dict[str, str]]) -> Dict[str, Dict[str, Any]]:
@@ -255,22 +240,22 @@ def s3(host):
 
 
 def test_seaweedfs_healthy_on_internal_network_only(host):
-    info = _inspect(host, SEAWEEDFS)
+    info = inspect(host, SEAWEEDFS)
     assert info["State"]["Health"]["Status"] == "healthy"
     assert set(info["NetworkSettings"]["Networks"]) == {INTERNAL_NETWORK}
     assert not info["HostConfig"]["PortBindings"]
 
 
 def test_seaweedfs_keys_kept_out_of_readable_places(host):
-    env = _env_file(host, f"{PROJECT_DIR}/services/seaweedfs/secrets.env")
+    env = env_file(host, f"{PROJECT_DIR}/services/seaweedfs/secrets.env")
     assert len(env["S3_ACCESS_KEY"]) >= 16 and len(env["S3_SECRET_KEY"]) >= 32
     config = host.file(f"{PROJECT_DIR}/services/seaweedfs/s3.json")
     assert config.user == "root" and config.mode == 0o600
     identities = json.loads(config.content_string)["identities"]
     assert [i["credentials"][0]["accessKey"] for i in identities] == [env["S3_ACCESS_KEY"]]
     assert all(i["name"] != "anonymous" for i in identities)
-    inspect = host.check_output(f"docker inspect {SEAWEEDFS}")
-    assert env["S3_SECRET_KEY"] not in inspect and env["S3_ACCESS_KEY"] not in inspect
+    inspected = host.check_output(f"docker inspect {SEAWEEDFS}")
+    assert env["S3_SECRET_KEY"] not in inspected and env["S3_ACCESS_KEY"] not in inspected
 
 
 def test_seaweedfs_only_s3_listens_on_the_network(host):
@@ -278,7 +263,7 @@ def test_seaweedfs_only_s3_listens_on_the_network(host):
     assert 8333 in ports["network"]
     assert ports["network"] <= SEAWEEDFS_PUBLIC_PORTS, f"unexpected listeners: {ports['network']}"
     assert {9333, 8080, 8888} <= ports["loopback"]
-    ip = _internal_ip(_inspect(host, SEAWEEDFS))
+    ip = _internal_ip(inspect(host, SEAWEEDFS))
     assert _tcp_open(host, ip, 8333)
     for port in SEAWEEDFS_PRIVATE_PORTS:
         assert not _tcp_open(host, ip, port), f"port {port} answers on the internal network"
