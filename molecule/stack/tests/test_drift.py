@@ -16,13 +16,6 @@ CADDYFILE = "/opt/borgstack/services/caddy/config/Caddyfile"
 N8N_COMPOSE = "/opt/borgstack/services/n8n/compose.yaml"
 
 
-def _env_value(host, path: str, key: str) -> str:
-    for line in host.file(path).content_string.splitlines():
-        if line.startswith(key + "="):
-            return line.split("=", 1)[1].strip().strip('"')
-    raise AssertionError(f"{key} not in {path}")
-
-
 def _running(host, name: str) -> bool:
     out = host.run(f"docker inspect --format '{{{{.State.Running}}}}' {name}")
     return out.rc == 0 and out.stdout.strip() == "true"
@@ -48,7 +41,8 @@ def _https_status(host) -> str:
 
 
 def test_rerun_heals_drift(host):
-    db_password = _env_value(host, "/opt/borgstack/services/n8n/secrets.env", "DB_POSTGRESDB_PASSWORD")
+    # n8n reads its database password from this root-only file (DB_POSTGRESDB_PASSWORD_FILE), not its environment.
+    db_password = host.file("/opt/borgstack/services/n8n/db-password").content_string.strip()
     assert _tenant_login(host, db_password)
     # 1. a removed container, 2. a stopped container, 3. an edited config file,
     # 4. a database password changed by hand, 5. a deleted Caddy site (file and running config).
