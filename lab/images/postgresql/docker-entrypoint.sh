@@ -45,10 +45,24 @@ run_initdb_scripts() {
     done
 }
 
+# POSTGRES_PASSWORD_FILE names a file holding the password (read by the postgres user), as in the official image:
+# the password then never appears in the container's environment.
+read_password_file() {
+    if [[ -n "${POSTGRES_PASSWORD_FILE:-}" ]]; then
+        if [[ -n "${POSTGRES_PASSWORD:-}" ]]; then
+            log "error: both POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are set; set one of them."
+            exit 1
+        fi
+        [[ -r "$POSTGRES_PASSWORD_FILE" ]] || { log "error: cannot read $POSTGRES_PASSWORD_FILE"; exit 1; }
+        POSTGRES_PASSWORD=$(<"$POSTGRES_PASSWORD_FILE")
+    fi
+}
+
 initialise() {
+    read_password_file
     if [[ -z "${POSTGRES_PASSWORD:-}" ]]; then
-        log "error: $PGDATA is empty and POSTGRES_PASSWORD is not set."
-        log "Set POSTGRES_PASSWORD (the superuser's password) to initialise the database."
+        log "error: $PGDATA is empty and neither POSTGRES_PASSWORD nor POSTGRES_PASSWORD_FILE is set."
+        log "Set one of them (the superuser's password) to initialise the database."
         exit 1
     fi
     export POSTGRES_USER=${POSTGRES_USER:-postgres}

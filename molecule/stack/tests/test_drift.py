@@ -25,13 +25,6 @@ CADDYFILE = "/opt/borgstack/services/caddy/config/Caddyfile"
 N8N_COMPOSE = "/opt/borgstack/services/n8n/compose.yaml"
 
 
-def _env_value(host, path: str, key: str) -> str:
-    for line in host.file(path).content_string.splitlines():
-        if line.startswith(key + "="):
-            return line.split("=", 1)[1].strip().strip('"')
-    raise AssertionError(f"{key} not in {path}")
-
-
 def _running(host, name: str) -> bool:
     out = host.run(f"docker inspect --format '{{{{.State.Running}}}}' {name}")
     return out.rc == 0 and out.stdout.strip() == "true"
@@ -116,7 +109,8 @@ def _volume_root(host, volume: str) -> str:
 def test_rerun_heals_drift(host, redis_password):
     """Drift in files, containers and passwords, and drift made on running containers with docker (which Compose
     does not see): one rerun names and heals each kind, deep checks pass on the healed services, then changed=0."""
-    db_password = _env_value(host, "/opt/borgstack/services/n8n/secrets.env", "DB_POSTGRESDB_PASSWORD")
+    # n8n reads its database password from this root-only file (DB_POSTGRESDB_PASSWORD_FILE), not its environment.
+    db_password = host.file("/opt/borgstack/services/n8n/db-password").content_string.strip()
     assert _tenant_login(host, db_password)
     # 1. a removed container, 2. a stopped container, 3. an edited config file,
     # 4. a database password changed by hand, 5. a deleted Caddy site (file and running config).
@@ -128,8 +122,9 @@ def test_rerun_heals_drift(host, redis_password):
     assert "n8n.lab.borgstack.test" in caddyfile
     host.check_output(f"printf '{{\\n\\tadmin localhost:2019\\n}}\\n' > {CADDYFILE}")
     host.check_output("docker exec borgstack-caddy caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile")
-    # 6. every secrets.env deleted (the heal writes each secret again, at -vvv --diff, and must print none).
-    host.check_output("rm -f /opt/borgstack/services/*/secrets.env")
+    # 6. every secrets.env and n8n's password file deleted (the heal writes each secret again, at -vvv --diff, and
+    # must print none).
+    host.check_output("rm -f /opt/borgstack/services/*/secrets.env /opt/borgstack/services/n8n/db-password")
     # 7. runtime drift: a network connected, a memory limit, a restart policy, a data volume's owner and mode.
     host.check_output("docker network connect borgstack_external borgstack-postgresql")
     host.check_output("docker update --memory 300m --memory-swap 300m borgstack-caddy")

@@ -116,6 +116,9 @@ def test_n8n_environment(host):
     assert env["N8N_RUNNERS_ENABLED"] == "true"
     assert "N8N_ENCRYPTION_KEY_FILE" not in env
     assert len(env.get("N8N_ENCRYPTION_KEY", "")) >= 16
+    # The database password comes from a mounted file, never from the environment.
+    assert env["DB_POSTGRESDB_PASSWORD_FILE"] == "/run/secrets/n8n-db-password"
+    assert "DB_POSTGRESDB_PASSWORD" not in env
 
 
 # --- Caddy configuration --------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import HOST, PROJECT, env_file, inspect, run_site
+from conftest import HOST, PROJECT, inspect, run_site
 
 sys.path.insert(0, str(PROJECT / "collections"))
 # pylint: disable=wrong-import-position
@@ -73,7 +73,8 @@ def plan(host) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def n8n_password(host) -> str:
-    return env_file(host, "/opt/borgstack/services/n8n/secrets.env")["DB_POSTGRESDB_PASSWORD"]
+    # n8n reads it from this root-only file (DB_POSTGRESDB_PASSWORD_FILE).
+    return host.file("/opt/borgstack/services/n8n/db-password").content_string.strip()
 
 
 def _assert_live_equals_plan(host, plan: dict[str, str]) -> None:

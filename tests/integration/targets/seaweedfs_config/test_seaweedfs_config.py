@@ -5,6 +5,7 @@ The templates are rendered by Ansible itself (a throwaway playbook on localhost)
 - every `weed server` flag the role passes exists in SeaweedFS 3.97 (the production pin; list in
   weed-3.97-server-flags.txt) and, when the lab image is on this machine, in the lab's `weed` as well;
 - master, volume server and filer listen on the container's loopback, only S3 on the network; nothing published;
+- every gRPC server (the S3 gateway's shares the S3 address) requires a certificate of the host's CA;
 - the S3 identity file holds the stack identity only (no anonymous identity);
 - validate.yml refuses bad bucket names and keys, naming the variable.
 """
@@ -15,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any, Dict, List, Set
 
@@ -46,15 +48,17 @@ def _playbook(tmp_path: Path, tasks: List[Dict[str, Any]], extra: Dict[str, Any]
 
 
 def _render(tmp_path: Path, **overrides: Any) -> Dict[str, Any]:
-    tasks = [{"name": "Load the role defaults", "ansible.builtin.include_vars": str(ROLE / "defaults" / "main.yml")}]
-    for name in ("compose.yaml", "s3.json"):
+    tasks = [{"name": "Load the role defaults", "ansible.builtin.include_vars": str(ROLE / "defaults" / "main.yml")},
+             {"name": "Load the role vars", "ansible.builtin.include_vars": str(ROLE / "vars" / "main.yml")}]
+    for name in ("compose.yaml", "s3.json", "security.toml"):
         tasks.append({"name": f"Render {name}",
                       "ansible.builtin.template": {"src": str(ROLE / "templates" / f"{name}.j2"),
                                                    "dest": str(tmp_path / name), "mode": "0600"}})
     result = _playbook(tmp_path, tasks, {**KEYS, **overrides})
     assert result.returncode == 0, result.stdout + result.stderr
     return {"compose": yaml.safe_load((tmp_path / "compose.yaml").read_text()),
-            "s3": json.loads((tmp_path / "s3.json").read_text())}
+            "s3": json.loads((tmp_path / "s3.json").read_text()),
+            "security": tomllib.loads((tmp_path / "security.toml").read_text())}
 
 
 def _server_flags(service: Dict[str, Any]) -> Dict[str, str]:
@@ -108,6 +112,26 @@ def test_listeners_and_network(default_render):
     volume = service["volumes"][0].split(":")[0]
     assert volume.startswith("borgstack_seaweedfs_") and compose["volumes"][volume]["name"] == volume
     assert any(v.endswith(":/etc/seaweedfs/s3.json:ro") for v in service["volumes"])
+
+
+def test_grpc_needs_the_hosts_certificate(default_render):
+    """The S3 gateway's gRPC port shares the S3 address (on the network): every gRPC server demands mutual TLS."""
+    service = default_render["compose"]["services"]["seaweedfs"]
+    flags = _server_flags(service)
+    assert flags["s3.port.grpc"] == "18333"
+    mounts = {v.split(":")[1]: v for v in service["volumes"]}
+    assert mounts["/etc/seaweedfs/security.toml"].endswith(":ro")
+    assert mounts["/etc/seaweedfs/tls"].endswith(":ro")
+    assert mounts["/etc/seaweedfs/tls"].startswith("/opt/borgstack/services/seaweedfs/tls:")
+    assert not any("/ca" in v.split(":")[0].rsplit("/", 1)[-1] for v in service["volumes"]), "CA key dir mounted"
+    grpc = default_render["security"]["grpc"]
+    assert grpc["ca"] == "/etc/seaweedfs/tls/ca.crt"
+    # weed falls back to plaintext for a component whose cert or key is empty: each must have both.
+    for component in ("master", "volume", "filer", "s3", "client"):
+        assert grpc[component]["cert"] == "/etc/seaweedfs/tls/weed.crt", component
+        assert grpc[component]["key"] == "/etc/seaweedfs/tls/weed.key", component
+    for component in ("master", "volume", "filer", "s3"):
+        assert grpc[component]["allowed_commonNames"] == "seaweedfs", component
 
 
 def test_identity_file(default_render):
