@@ -142,9 +142,9 @@ def test_seaweedfs_internal_ports_refuse_other_containers(host):
 
 def test_seaweedfs_s3_grpc_accepts_the_hosts_certificate(host):
     """Positive control: with weed's own certificate the TLS handshake on the S3 gRPC port completes."""
-    out = _prober(host, f"sleep 1 | openssl s_client -connect {SEAWEEDFS}:{S3_GRPC_PORT} -alpn h2 -CAfile /tls/ca.crt "
-                        "-cert /tls/weed.crt -key /tls/weed.key 2>&1 | tr -c '[:print:]\\n' '?'",
-                 f"{SEAWEEDFS_TLS}:/tls:ro")
+    command = (f"sleep 1 | openssl s_client -connect {SEAWEEDFS}:{S3_GRPC_PORT} -alpn h2 -CAfile /tls/ca.crt "
+               "-cert /tls/weed.crt -key /tls/weed.key 2>&1 | tr -c '[:print:]\\n' '?'")
+    out = _prober(host, command, f"{SEAWEEDFS_TLS}:/tls:ro")
     assert "Verify return code: 0 (ok)" in out and "ALPN protocol: h2" in out, out
     assert "alert" not in out.lower(), out
 
