@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 
 from conftest import DERIVED, HOST, PROJECT, assert_no_leak, host_secrets, run_site
@@ -34,8 +35,8 @@ def test_scan_finds_a_secret_in_real_output(host):
         cwd=PROJECT, capture_output=True, text=True, check=False, timeout=300,
         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections")})
     assert proc.returncode == 0, proc.stdout[-2000:]
-    leaks = dict(find_leaks(proc.stdout + proc.stderr, host_secrets(host)))
-    assert leaks.get("redis_password") == "base64", describe(leaks.items())
+    leaks = find_leaks(proc.stdout + proc.stderr, host_secrets(host))
+    assert ("redis_password", "base64") in leaks, describe(leaks)
 
 
 def test_first_deployment_prints_no_secret(host):
@@ -62,20 +63,34 @@ def test_first_deployment_prints_no_secret(host):
     assert set(json.loads(networks)) == {"borgstack_internal"}, networks
 
 
+# Reads every file a find command prints, in one round trip: {path: text} (binary bytes replaced).
+_READ_ALL = (
+    "import json, sys\n"
+    "out = {}\n"
+    "for path in sys.stdin.read().split('\\0'):\n"
+    "    try:\n"
+    "        with open(path, 'rb') as handle:\n"
+    "            out[path] = handle.read().decode('utf-8', 'replace')\n"
+    "    except OSError:\n"
+    "        pass  # gone since find listed it, or the empty tail\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def _files(host, find: str) -> dict[str, str]:
+    """{path: content} of the regular files under 1 MiB that ``find`` (arguments of find, -print0 added) lists."""
+    listing = host.check_output(f"{find} -type f -size -1024k -print0 2>/dev/null | python3 -c {shlex.quote(_READ_ALL)}")
+    return json.loads(listing)
+
+
 def test_no_secret_in_files_others_can_read(host):
     """World-readable files of the deployment tree, the host's config and the Docker volumes hold no secret."""
     secrets = host_secrets(host)
-    readable = host.check_output(
-        f"find {PROJECT_DIR} /etc/docker /etc/sysctl.d /etc/ufw /var/lib/docker/volumes -xdev -type f "
-        "-perm -o=r -size -1M 2>/dev/null || true").split()
+    readable = _files(host, f"find {PROJECT_DIR} /etc/docker /etc/sysctl.d /etc/ufw /var/lib/docker/volumes -xdev "
+                            "-perm -o=r")
     assert any(p.startswith(PROJECT_DIR) for p in readable), "expected world-readable config files to inspect"
     assert any(p.startswith("/var/lib/docker/volumes/") for p in readable), "expected volume files to inspect"
-    found = {}
-    for path in readable:
-        content = host.run(f"cat {path}").stdout
-        leaks = find_leaks(content, secrets)
-        if leaks:
-            found[path] = describe(leaks)
+    found = {path: describe(leaks) for path, text in readable.items() if (leaks := find_leaks(text, secrets))}
     assert not found, f"world-readable files holding secrets: {json.dumps(found, indent=1)}"
 
 
@@ -83,11 +98,10 @@ def test_nothing_secret_is_readable_by_an_unprivileged_user(host):
     """What the 'nobody' user can really open (permissions of every directory on the path included)."""
     assert host.run("runuser -u nobody -- cat /etc/hostname").rc == 0, "positive control: nobody can read a file"
     assert host.run(f"runuser -u nobody -- cat {PROJECT_DIR}/services/n8n/secrets.env").rc != 0
-    readable = host.check_output(
-        f"runuser -u nobody -- find {PROJECT_DIR} /etc /var/lib/docker -xdev -type f -readable -size -1M "
-        "2>/dev/null || true").split()
+    readable = _files(host, f"runuser -u nobody -- find {PROJECT_DIR} /etc /var/lib/docker -xdev -readable")
+    assert "/etc/hostname" in readable, "positive control: the listing sees what nobody can read"
     secrets = host_secrets(host)
-    found = {p: describe(leaks) for p in readable if (leaks := find_leaks(host.run(f"cat {p}").stdout, secrets))}
+    found = {path: describe(leaks) for path, text in readable.items() if (leaks := find_leaks(text, secrets))}
     assert not found, found
 
 

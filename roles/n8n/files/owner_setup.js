@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // Creates n8n's owner account while the instance still offers its first-run setup, from inside the n8n container
 // (node is always there; no port is published). Reads one JSON object on stdin:
-//   {"port": 5678, "check": false, "owner": {"email", "firstName", "lastName", "password"}}
+//   {"port": 5678, "check": false, "wait": 300, "owner": {"email", "firstName", "lastName", "password"}}
+// n8n may have just been (re)started by the play: it waits up to "wait" seconds for /healthz/readiness first.
 // Prints one JSON line: {"state": "present" | "created" | "would_create"}; exits 1 with a reason otherwise.
 // The password is sent to n8n only; it is never printed.
 'use strict';
@@ -25,8 +26,25 @@ function request(port, method, path, body) {
   });
 }
 
+async function ready(port, seconds) {
+  const deadline = Date.now() + seconds * 1000;
+  let last = '';
+  for (;;) {
+    try {
+      const answer = await request(port, 'GET', '/healthz/readiness');
+      if (answer.status === 200) return;
+      last = `answered ${answer.status}`;
+    } catch (error) {
+      last = error.message;
+    }
+    if (Date.now() > deadline) throw new Error(`n8n not ready after ${seconds} s (${last})`);
+    await new Promise((resolve) => { setTimeout(resolve, 1000); });
+  }
+}
+
 async function main() {
   const input = JSON.parse(require('fs').readFileSync(0, 'utf8'));
+  await ready(input.port, input.wait);
   const settings = await request(input.port, 'GET', '/rest/settings');
   if (settings.status !== 200) throw new Error(`GET /rest/settings answered ${settings.status}`);
   const pending = JSON.parse(settings.body).data.userManagement.showSetupOnFirstLoad === true;
