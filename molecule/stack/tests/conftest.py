@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from playbook_runner import PROJECT, Run, run_site as _run_site  # noqa: E402  pylint: disable=wrong-import-position
@@ -19,7 +22,8 @@ from leak_scan import describe, find_leaks  # noqa: E402
 HOST = "borgstack-mol-stack"
 PUBLIC_IP = "198.51.100.31"
 __all__ = ["PROJECT", "PUBLIC_IP", "HOST", "VALIDATION_PLAY", "Run", "run_site", "changed_tasks", "inspect",
-           "env_file", "DERIVED", "lab_master", "host_secrets", "assert_no_leak"]
+           "env_file", "DERIVED", "lab_master", "host_secrets", "assert_no_leak", "public_ip", "root_cert",
+           "ROOT_CERT"]
 VALIDATION_PLAY = "Validate every setting before anything changes"
 
 
@@ -96,3 +100,27 @@ def host_secrets(host) -> dict[str, str]:
 def assert_no_leak(host, output: str, what: str) -> None:
     leaks = find_leaks(output, host_secrets(host))
     assert not leaks, f"secrets printed by {what}: {describe(leaks)}"
+
+
+ROOT_CERT = "/opt/borgstack/services/caddy/root.crt"
+
+
+def public_ip(host) -> str:
+    """The lab host's address on the public network: BORGSTACK_PUBLIC_IP, else its lab_public_ip, else PUBLIC_IP."""
+    if os.environ.get("BORGSTACK_PUBLIC_IP"):
+        return os.environ["BORGSTACK_PUBLIC_IP"]
+    try:
+        return str(host.ansible.get_variables().get("lab_public_ip") or PUBLIC_IP)
+    except (AttributeError, RuntimeError):
+        return PUBLIC_IP
+
+
+@pytest.fixture(scope="module")
+def root_cert(host, tmp_path_factory) -> Path:
+    """The internal CA root as the caddy role left it on the host, saved on the controller (per test module: a
+    redeployment in between makes a new CA)."""
+    cert = host.file(ROOT_CERT)
+    assert cert.exists, f"{ROOT_CERT} is missing: the caddy role did not copy the internal CA root"
+    path = tmp_path_factory.mktemp("caddy") / "root.crt"
+    path.write_text(cert.content_string)
+    return path

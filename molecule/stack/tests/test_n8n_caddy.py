@@ -19,39 +19,18 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
-from conftest import run_site
+from conftest import ROOT_CERT, public_ip, run_site
 
-DEFAULT_PUBLIC_IP = "198.51.100.31"
 DOMAIN = os.environ.get("BORGSTACK_DOMAIN", "lab.borgstack.test")
 N8N_HOST = f"n8n.{DOMAIN}"
 CADDY = "borgstack-caddy"
 N8N = "borgstack-n8n"
 CADDYFILE = "/opt/borgstack/services/caddy/config/Caddyfile"
-ROOT_CERT = "/opt/borgstack/services/caddy/root.crt"
 # borgstack_admin_email of the lab (its caddy_acme_email, inventories/lab).
 OWNER_EMAIL = "admin@lab.borgstack.test"
 
 
 # --- helpers --------------------------------------------------------------------------------------------------------
-def _public_ip(host) -> str:
-    if os.environ.get("BORGSTACK_PUBLIC_IP"):
-        return os.environ["BORGSTACK_PUBLIC_IP"]
-    try:
-        return str(host.ansible.get_variables().get("lab_public_ip") or DEFAULT_PUBLIC_IP)
-    except (AttributeError, RuntimeError):
-        return DEFAULT_PUBLIC_IP
-
-
-@pytest.fixture(scope="module")
-def root_cert(host, tmp_path_factory) -> Path:
-    """The internal CA root as the caddy role left it on the host, saved on the controller."""
-    cert = host.file(ROOT_CERT)
-    assert cert.exists, f"{ROOT_CERT} is missing: the caddy role did not copy the internal CA root"
-    path = tmp_path_factory.mktemp("caddy") / "root.crt"
-    path.write_text(cert.content_string)
-    return path
-
-
 def _curl(host, root_cert: Path, path: str, *extra: str, port: int = 443,
           scheme: str = "https") -> Tuple[int, Dict[str, str], str]:
     """Request <scheme>://n8n.<domain><path> from the controller; returns (status, headers, body)."""
@@ -59,7 +38,7 @@ def _curl(host, root_cert: Path, path: str, *extra: str, port: int = 443,
     head, body = workdir / "headers.txt", workdir / "body.txt"
     cmd: List[str] = [
         "curl", "--silent", "--show-error", "--max-time", "20",
-        "--resolve", f"{N8N_HOST}:{port}:{_public_ip(host)}", "--cacert", str(root_cert),
+        "--resolve", f"{N8N_HOST}:{port}:{public_ip(host)}", "--cacert", str(root_cert),
         "--dump-header", str(head), "--output", str(body), "--write-out", "%{http_code}",
         *extra, f"{scheme}://{N8N_HOST}{path}",
     ]
@@ -147,7 +126,7 @@ def test_readiness_over_https(host, root_cert):
 def test_certificate_is_checked(host, tmp_path):
     """Without the internal CA root the certificate must be refused (TLS is really verified)."""
     run = subprocess.run(
-        ["curl", "--silent", "--max-time", "20", "--resolve", f"{N8N_HOST}:443:{_public_ip(host)}",
+        ["curl", "--silent", "--max-time", "20", "--resolve", f"{N8N_HOST}:443:{public_ip(host)}",
          "--cacert", "/etc/ssl/certs/ca-certificates.crt", f"https://{N8N_HOST}/healthz"],
         capture_output=True, text=True, timeout=60, check=False,
     )
@@ -192,7 +171,7 @@ def test_websocket_upgrade_passes_through(host, root_cert):
     # curl keeps an upgraded connection open: read only the status line.
     run = subprocess.run(
         ["curl", "--silent", "--http1.1", "--max-time", "3", "--output", "/dev/null", "--write-out", "%{http_code}",
-         "--resolve", f"{N8N_HOST}:443:{_public_ip(host)}", "--cacert", str(root_cert),
+         "--resolve", f"{N8N_HOST}:443:{public_ip(host)}", "--cacert", str(root_cert),
          "-H", "Connection: Upgrade", "-H", "Upgrade: websocket", "-H", "Sec-WebSocket-Version: 13",
          "-H", "Sec-WebSocket-Key: dGVzdGluZnJhLXdzLWtleQ==", f"https://{N8N_HOST}/rest/push?pushRef=testinfra"],
         capture_output=True, text=True, timeout=60, check=False,

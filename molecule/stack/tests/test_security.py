@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
-from conftest import PROJECT, PUBLIC_IP
+from conftest import DERIVED, PROJECT, lab_master, public_ip
 
 sys.path.insert(0, str(PROJECT / "collections"))
 from ansible_collections.borgstack.stack.plugins.filter.secrets import stack_secret  # noqa: E402
@@ -34,16 +34,12 @@ N8N_HOST = f"n8n.{DOMAIN}"
 NETWORK = "borgstack_internal"
 SEAWEEDFS = "borgstack-seaweedfs"
 SEAWEEDFS_TLS = "/opt/borgstack/services/seaweedfs/tls"
-ROOT_CERT = "/opt/borgstack/services/caddy/root.crt"
 
 # Ports of `weed server` that must not answer on the internal network: master, volume server and filer, HTTP and gRPC.
 CLOSED_PORTS = {9333: "master HTTP", 19333: "master gRPC", 8080: "volume HTTP", 18080: "volume gRPC",
                 8888: "filer HTTP", 18888: "filer gRPC"}
 S3_PORT, S3_GRPC_PORT = 8333, 18333
 
-# Derived secrets (purpose -> length), as the stack's wiring derives them (playbooks/group_vars/all).
-PURPOSES = {"postgresql_superuser": 40, "postgresql_n8n": 40, "redis_password": 40, "n8n_encryption_key": 40,
-            "seaweedfs_s3_secret_key": 40}
 # Secrets a container may still hold in its environment, and why.
 ENV_EXCEPTIONS = {
     # n8n workers do not read N8N_ENCRYPTION_KEY_FILE in this release line (n8n issue #20175): main and workers
@@ -53,19 +49,9 @@ ENV_EXCEPTIONS = {
 
 
 # --- helpers --------------------------------------------------------------------------------------------------------
-def _public_ip(host) -> str:
-    if os.environ.get("BORGSTACK_PUBLIC_IP"):
-        return os.environ["BORGSTACK_PUBLIC_IP"]
-    try:
-        return str(host.ansible.get_variables().get("lab_public_ip") or PUBLIC_IP)
-    except (AttributeError, RuntimeError):
-        return PUBLIC_IP
-
-
 def _secrets() -> Dict[str, str]:
-    master = subprocess.run([str(PROJECT / "lab" / "lab.sh"), "secret"], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    found = {purpose: stack_secret(purpose, master, {}, length) for purpose, length in PURPOSES.items()}
+    master = lab_master()
+    found = {purpose: stack_secret(purpose, master, {}, length) for purpose, length in DERIVED.items()}
     found["master"] = master
     return found
 
@@ -85,20 +71,11 @@ def _tcp_states(host, ports: List[int]) -> Dict[int, str]:
     return {int(p): state for p, state in (line.split() for line in _prober(host, script).splitlines())}
 
 
-@pytest.fixture(scope="module")
-def root_cert(host, tmp_path_factory) -> Path:
-    cert = host.file(ROOT_CERT)
-    assert cert.exists, f"{ROOT_CERT} is missing"
-    path = tmp_path_factory.mktemp("caddy") / "root.crt"
-    path.write_text(cert.content_string)
-    return path
-
-
 def _curl(host, root_cert: Path, url: str, port: int, *extra: str) -> Tuple[int, Dict[str, str]]:
     """(curl exit code, response headers) of one request from the controller to the host's public address."""
     head = root_cert.parent / f"headers-{port}.txt"
     head.unlink(missing_ok=True)
-    cmd = ["curl", "--silent", "--max-time", "20", "--resolve", f"{N8N_HOST}:{port}:{_public_ip(host)}",
+    cmd = ["curl", "--silent", "--max-time", "20", "--resolve", f"{N8N_HOST}:{port}:{public_ip(host)}",
            "--cacert", str(root_cert), "--dump-header", str(head), "--output", "/dev/null", *extra, url]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     headers: Dict[str, str] = {}
@@ -177,7 +154,7 @@ def test_caddy_sends_no_server_or_via_header(host, root_cert, scheme, port):
 
 def test_caddy_gives_unknown_hosts_no_answer(host, root_cert):
     """A request for a host name Caddy does not serve gets no HTTP response (so no banner either)."""
-    ip = _public_ip(host)
+    ip = public_ip(host)
     rc, headers = _curl(host, root_cert, f"http://{ip}/", 80)
     assert rc != 0 and not headers, headers
     rc, headers = _curl(host, root_cert, f"https://{N8N_HOST}/", 443, "--header", "Host: other.example")
