@@ -13,7 +13,7 @@ import re
 import shlex
 import subprocess
 
-from conftest import PUBLIC_IP, assert_no_leak, changed_tasks, inspect, run_site
+from conftest import assert_no_leak, changed_tasks, inspect, public_ip, run_site
 from test_data_redis_seaweedfs import (  # noqa: F401  pylint: disable=unused-import
     INTERNAL_NETWORK, S3_CLIENT, SEAWEEDFS, _redis_cli, redis_password)
 
@@ -95,7 +95,7 @@ def _https_status(host) -> str:
         f.write(ca)
     out = subprocess.run(
         ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20",
-         "--resolve", f"n8n.lab.borgstack.test:443:{PUBLIC_IP}", "--cacert", "/tmp/borgstack-mol-stack-root.crt",
+         "--resolve", f"n8n.lab.borgstack.test:443:{public_ip(host)}", "--cacert", "/tmp/borgstack-mol-stack-root.crt",
          "https://n8n.lab.borgstack.test/healthz/readiness"],
         capture_output=True, text=True, check=False)
     return out.stdout.strip()
