@@ -2,7 +2,8 @@
 // Creates n8n's owner account while the instance still offers its first-run setup, from inside the n8n container
 // (node is always there; no port is published). Reads one JSON object on stdin:
 //   {"port": 5678, "check": false, "wait": 300, "owner": {"email", "firstName", "lastName", "password"}}
-// n8n may have just been (re)started by the play: it waits up to "wait" seconds for /healthz/readiness first.
+// n8n may have just been (re)started by the play: it waits up to "wait" seconds for its REST API (/rest/settings
+// answers 200; /healthz/readiness turns ready before the REST routes are mounted, and they answer 404 until then).
 // Prints one JSON line: {"state": "present" | "created" | "would_create"}; exits 1 with a reason otherwise.
 // The password is sent to n8n only; it is never printed.
 'use strict';
@@ -26,14 +27,14 @@ function request(port, method, path, body) {
   });
 }
 
-async function ready(port, seconds) {
+async function settings(port, seconds) {
   const deadline = Date.now() + seconds * 1000;
   let last = '';
   for (;;) {
     try {
-      const answer = await request(port, 'GET', '/healthz/readiness');
-      if (answer.status === 200) return;
-      last = `answered ${answer.status}`;
+      const answer = await request(port, 'GET', '/rest/settings');
+      if (answer.status === 200) return answer;
+      last = `GET /rest/settings answered ${answer.status}`;
     } catch (error) {
       last = error.message;
     }
@@ -44,10 +45,8 @@ async function ready(port, seconds) {
 
 async function main() {
   const input = JSON.parse(require('fs').readFileSync(0, 'utf8'));
-  await ready(input.port, input.wait);
-  const settings = await request(input.port, 'GET', '/rest/settings');
-  if (settings.status !== 200) throw new Error(`GET /rest/settings answered ${settings.status}`);
-  const pending = JSON.parse(settings.body).data.userManagement.showSetupOnFirstLoad === true;
+  const answer = await settings(input.port, input.wait);
+  const pending = JSON.parse(answer.body).data.userManagement.showSetupOnFirstLoad === true;
   if (!pending) return { state: 'present' };
   if (input.check) return { state: 'would_create' };
   const setup = await request(input.port, 'POST', '/rest/owner/setup', input.owner);
