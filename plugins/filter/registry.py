@@ -8,16 +8,29 @@ problems instead, so a validation task can show all of them at once.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.borgstack.stack.plugins.filter.secrets import stack_secret
 
 _KEYS = frozenset(
-    ("enabled", "layer", "image", "public", "hostname", "port", "health", "requires", "postgres", "redis_db",
-     "s3_bucket", "memory_mb", "login")
+    ("enabled", "layer", "image", "requires", "containers", "site", "postgres", "redis_db", "s3_bucket", "mongodb",
+     "login")
 )
+_CONTAINER_KEYS = frozenset(("kind", "port", "health", "replicas", "memory"))
+_KINDS = ("web", "worker", "job")
+_MEMORY_KEYS = frozenset(("weight", "min_mb", "max_mb"))
+_SITE_KEYS = frozenset(("hostname", "container", "websockets", "max_body_mb", "csp", "headers"))
+# CSP directives an app may loosen (fetch directives and the few navigation ones that take sources).
+_CSP_DIRECTIVES = frozenset((
+    "default-src", "script-src", "script-src-elem", "script-src-attr", "style-src", "style-src-elem",
+    "style-src-attr", "img-src", "font-src", "connect-src", "media-src", "object-src", "frame-src", "child-src",
+    "worker-src", "manifest-src", "form-action", "frame-ancestors", "base-uri",
+))
+_CSP_SOURCES_RE = re.compile(r"^[^;,\"\r\n]+$")
+_HEADER_RE = re.compile(r"^[A-Za-z0-9-]+$")
+_CONTAINER_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 _LAYERS = ("data", "apps", "proxy")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -68,9 +81,20 @@ def _mapping(name: str, value: Any, what: str) -> Mapping:
     return value
 
 
+def _merge(base: Mapping[str, Any], change: Mapping[str, Any]) -> Dict[str, Any]:
+    """``change`` over ``base``, dicts merged recursively, anything else (lists included) replaced."""
+    out = dict(base)
+    for key, value in change.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def service_registry(defaults: Any, overrides: Any) -> Dict[str, Dict[str, Any]]:
-    """Merge ``overrides`` (borgstack_services) over ``defaults`` (borgstack_service_defaults), one level deep per
-    service and two for the ``postgres`` dict. Unknown service names are refused, naming the variable."""
+    """Merge ``overrides`` (borgstack_services) over ``defaults`` (borgstack_service_defaults), dicts recursively
+    and lists replaced. Unknown service names are refused, naming the variable."""
     defaults = _mapping("service_registry", defaults, "the defaults")
     overrides = _mapping("service_registry", overrides, "borgstack_services")
     unknown = sorted(str(k) for k in overrides if k not in defaults)
@@ -80,14 +104,9 @@ def service_registry(defaults: Any, overrides: Any) -> Dict[str, Dict[str, Any]]
         )
     merged: Dict[str, Dict[str, Any]] = {}
     for name, base in defaults.items():
-        entry = dict(_mapping("service_registry", base, f"the defaults of {name}"))
+        entry = _mapping("service_registry", base, f"the defaults of {name}")
         change = _mapping("service_registry", overrides.get(name), f"borgstack_services.{name}")
-        for key, value in change.items():
-            if key == "postgres" and isinstance(value, Mapping) and isinstance(entry.get(key), Mapping):
-                entry[key] = {**entry[key], **value}
-            else:
-                entry[key] = value
-        merged[name] = entry
+        merged[name] = _merge(entry, change)
     return merged
 
 
@@ -95,22 +114,166 @@ def _enabled(registry: Mapping[str, Mapping[str, Any]]) -> List[str]:
     return [name for name, svc in registry.items() if svc.get("enabled") is True]
 
 
+def _containers(svc: Mapping[str, Any]) -> Dict[str, Mapping[str, Any]]:
+    containers = svc.get("containers")
+    if not isinstance(containers, Mapping):
+        return {}
+    return {str(k): (v if isinstance(v, Mapping) else {}) for k, v in containers.items()}
+
+
+def _replicas(spec: Mapping[str, Any]) -> int:
+    if spec.get("kind") == "worker":
+        replicas = spec.get("replicas", 1)
+        return replicas if isinstance(replicas, int) and not isinstance(replicas, bool) and replicas >= 0 else 0
+    return 1
+
+
+def _site_container(svc: Mapping[str, Any]) -> str:
+    """The container that answers the service's site (and its internal checks): ``site.container`` or the first
+    container with a port."""
+    site = svc.get("site") if isinstance(svc.get("site"), Mapping) else {}
+    if site.get("container"):
+        return str(site["container"])
+    for key, spec in _containers(svc).items():
+        if spec.get("port") is not None:
+            return key
+    return next(iter(_containers(svc)), "")
+
+
+def _container_names(project: str, key: str, spec: Mapping[str, Any]) -> List[str]:
+    if spec.get("kind") == "worker":
+        return [f"{project}-{key}-{i}" for i in range(1, _replicas(spec) + 1)]
+    return [f"{project}-{key}"]
+
+
 def service_hostname(name: str, registry: Any, domain: Any) -> str:
-    """Public host name of one service: its ``hostname`` or ``<name>.<domain>``."""
+    """Public host name of one service: its ``site.hostname`` or ``<name>.<domain>``."""
     registry = _mapping("service_hostname", registry, "the registry")
     if name not in registry:
         raise AnsibleFilterError(f"service_hostname: unknown service {name!r}")
-    return str(registry[name].get("hostname") or f"{name}.{domain}")
+    site = registry[name].get("site")
+    hostname = site.get("hostname") if isinstance(site, Mapping) else None
+    return str(hostname or f"{name}.{domain}")
 
 
 def service_hostnames(registry: Any, domain: Any) -> Dict[str, str]:
-    """{service: public host name} for every enabled public service."""
+    """{service: public host name} for every enabled service with a ``site``."""
     registry = _mapping("service_hostnames", registry, "the registry")
     return {
         name: service_hostname(name, registry, domain)
         for name in _enabled(registry)
-        if registry[name].get("public") is True
+        if isinstance(registry[name].get("site"), Mapping)
     }
+
+
+def _is_int(value: Any, low: int, high: Optional[int] = None) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool) and value >= low
+            and (high is None or value <= high))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _container_errors(where: str, name: str, containers: Any) -> List[str]:
+    if not isinstance(containers, Mapping) or not containers:
+        return [f"{where}.containers must be a dict of the service's containers, {{<name>: {{kind, port, memory}}}}, "
+                f"found {containers!r}"]
+    errors: List[str] = []
+    ports: Dict[int, str] = {}
+    for key, spec in containers.items():
+        cwhere = f"{where}.containers.{key}"
+        if not isinstance(key, str) or not _CONTAINER_RE.match(key) or not (key == name or key.startswith(name + "-")):
+            errors.append(f"{cwhere}: a container's name is {name!r} or starts with '{name}-' (lower case, digits, "
+                          f"dashes), so that it is unique in the stack")
+            continue
+        if not isinstance(spec, Mapping):
+            errors.append(f"{cwhere} must be a dict (kind, port, health, replicas, memory), found {spec!r}")
+            continue
+        extra = sorted(set(spec) - _CONTAINER_KEYS)
+        if extra:
+            errors.append(f"{cwhere}: unknown key(s) {', '.join(map(str, extra))} "
+                          f"(known: {', '.join(sorted(_CONTAINER_KEYS))})")
+        kind = spec.get("kind")
+        if kind not in _KINDS:
+            errors.append(f"{cwhere}.kind must be one of {', '.join(_KINDS)}, found {kind!r}")
+        port = spec.get("port")
+        if port is not None:
+            if not _is_int(port, 1, 65535):
+                errors.append(f"{cwhere}.port must be an integer between 1 and 65535, found {port!r}")
+            elif port in ports:
+                errors.append(f"{where}.containers.{ports[port]}.port and {cwhere}.port are both {port}: each "
+                              f"container of a service needs its own port")
+            else:
+                ports[port] = key
+        health = spec.get("health")
+        if health is not None and (not isinstance(health, str) or not health.startswith("/") or port is None):
+            errors.append(f"{cwhere}.health must be an HTTP path (/...) of a container with a port, found {health!r}")
+        if "replicas" in spec and (kind != "worker" or not _is_int(spec["replicas"], 0, 32)):
+            errors.append(f"{cwhere}.replicas is for workers only, an integer from 0 to 32, found "
+                          f"{spec['replicas']!r} (kind {kind})")
+        memory = spec.get("memory")
+        if not isinstance(memory, Mapping):
+            errors.append(f"{cwhere}.memory must be {{weight, min_mb[, max_mb]}} (its share of the RAM plan), "
+                          f"found {memory!r}")
+            continue
+        extra = sorted(set(memory) - _MEMORY_KEYS)
+        if extra:
+            errors.append(f"{cwhere}.memory: unknown key(s) {', '.join(map(str, extra))} (known: max_mb, min_mb, "
+                          f"weight)")
+        if not _is_number(memory.get("weight")):
+            errors.append(f"{cwhere}.memory.weight must be a positive number, found {memory.get('weight')!r}")
+        if not _is_int(memory.get("min_mb"), 16):
+            errors.append(f"{cwhere}.memory.min_mb must be an integer of at least 16 (MiB), found "
+                          f"{memory.get('min_mb')!r}")
+        max_mb = memory.get("max_mb")
+        if max_mb is not None and (not _is_int(max_mb, 16) or (
+                _is_int(memory.get("min_mb"), 16) and max_mb < memory["min_mb"])):
+            errors.append(f"{cwhere}.memory.max_mb must be an integer not below min_mb, found {max_mb!r}")
+    return errors
+
+
+def _site_errors(where: str, site: Any, containers: Any) -> List[str]:
+    if not isinstance(site, Mapping):
+        return [f"{where}.site must be a dict (hostname, container, websockets, max_body_mb, csp, headers), "
+                f"found {site!r}"]
+    errors: List[str] = []
+    extra = sorted(set(site) - _SITE_KEYS)
+    if extra:
+        errors.append(f"{where}.site: unknown key(s) {', '.join(map(str, extra))} (known: {', '.join(sorted(_SITE_KEYS))})")
+    hostname = site.get("hostname")
+    if hostname not in (None, "") and (not isinstance(hostname, str) or not _HOST_RE.match(hostname)):
+        errors.append(f"{where}.site.hostname {hostname!r} is not a valid DNS host name (lower case, no scheme)")
+    container = site.get("container")
+    if container is not None:
+        spec = containers.get(container) if isinstance(containers, Mapping) else None
+        if not isinstance(spec, Mapping) or spec.get("port") is None:
+            errors.append(f"{where}.site.container {container!r} must name one of the service's containers that "
+                          f"has a port")
+    if "websockets" in site and not isinstance(site["websockets"], bool):
+        errors.append(f"{where}.site.websockets must be true or false, found {site['websockets']!r}")
+    if "max_body_mb" in site and not _is_int(site["max_body_mb"], 1, 102400):
+        errors.append(f"{where}.site.max_body_mb must be an integer from 1 to 102400 (MiB), found "
+                      f"{site['max_body_mb']!r}")
+    csp = site.get("csp", {})
+    if not isinstance(csp, Mapping):
+        errors.append(f"{where}.site.csp must be a dict {{<directive>: \"<sources>\"}} added to the default policy, "
+                      f"found {csp!r}")
+    else:
+        for directive, sources in csp.items():
+            if directive not in _CSP_DIRECTIVES:
+                errors.append(f"{where}.site.csp.{directive}: not a CSP directive that takes sources (known: "
+                              f"{', '.join(sorted(_CSP_DIRECTIVES))})")
+            elif not isinstance(sources, str) or not _CSP_SOURCES_RE.match(sources):
+                errors.append(f"{where}.site.csp.{directive} must be a string of sources separated by spaces "
+                              f"(no ; , or quotes \"), found {sources!r}")
+    headers = site.get("headers", {})
+    if not isinstance(headers, Mapping) or not all(
+            isinstance(k, str) and _HEADER_RE.match(k) and isinstance(v, str) and _CSP_SOURCES_RE.match(v.replace(",", ""))
+            for k, v in headers.items()):
+        errors.append(f"{where}.site.headers must be a dict {{<Header-Name>: \"<value>\"}} of strings without "
+                      f"quotes or line breaks, found {headers!r}")
+    return errors
 
 
 def registry_errors(registry: Any, domain: Any) -> List[str]:
@@ -121,9 +284,12 @@ def registry_errors(registry: Any, domain: Any) -> List[str]:
     enabled = _enabled(registry)
     for name, svc in registry.items():
         where = f"{var}.{name}"
+        if not isinstance(svc, Mapping):
+            errors.append(f"{where} must be a dict, found {svc!r}")
+            continue
         extra = sorted(set(svc) - _KEYS)
         if extra:
-            errors.append(f"{where}: unknown key(s) {', '.join(extra)} (known: {', '.join(sorted(_KEYS))})")
+            errors.append(f"{where}: unknown key(s) {', '.join(map(str, extra))} (known: {', '.join(sorted(_KEYS))})")
         if not isinstance(svc.get("enabled"), bool):
             errors.append(f"{where}.enabled must be true or false, found {svc.get('enabled')!r}")
         if svc.get("layer") not in _LAYERS:
@@ -131,9 +297,9 @@ def registry_errors(registry: Any, domain: Any) -> List[str]:
         image_error = _image_error(where, svc.get("image"))
         if image_error:
             errors.append(image_error)
-        port = svc.get("port")
-        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-            errors.append(f"{where}.port must be an integer between 1 and 65535, found {port!r}")
+        errors.extend(_container_errors(where, name, svc.get("containers")))
+        if svc.get("site") is not None:
+            errors.extend(_site_errors(where, svc["site"], svc.get("containers")))
         requires = svc.get("requires", [])
         if not isinstance(requires, list):
             errors.append(f"{where}.requires must be a list of services")
@@ -144,9 +310,6 @@ def registry_errors(registry: Any, domain: Any) -> List[str]:
                     errors.append(f"{where}.requires names an unknown service {dep!r}")
                 elif dep not in enabled:
                     errors.append(f"{name} needs {dep}: enable {var}.{dep} or disable {where}")
-        hostname = svc.get("hostname")
-        if hostname not in (None, "") and (not isinstance(hostname, str) or not _HOST_RE.match(hostname)):
-            errors.append(f"{where}.hostname {hostname!r} is not a valid DNS host name (lower case, no scheme)")
         pg = svc.get("postgres")
         if pg is not None:
             if not isinstance(pg, Mapping) or not _IDENT_RE.match(str(pg.get("database", ""))):
@@ -156,6 +319,15 @@ def registry_errors(registry: Any, domain: Any) -> List[str]:
                 errors.append(f"{where}.postgres.extensions must be a list")
             if name in enabled and "postgresql" not in enabled:
                 errors.append(f"{name} has a PostgreSQL tenant: enable {var}.postgresql or disable {where}")
+        mongo = svc.get("mongodb")
+        if mongo is not None:
+            if (not isinstance(mongo, Mapping) or set(mongo) - {"database", "roles"}
+                    or not re.match(r"^[a-z][a-z0-9_]{0,62}$", str(mongo.get("database", "")))
+                    or not isinstance(mongo.get("roles", ["readWrite"]), list)):
+                errors.append(f"{where}.mongodb must be {{database: <name>, roles: [readWrite]}}, found {mongo!r}")
+            if name in enabled and "mongodb" not in enabled:
+                errors.append(f"{name} needs a MongoDB user: enable {var}.mongodb (it is off unless an app needs it) "
+                              f"or disable {where}")
         bucket = svc.get("s3_bucket")
         if bucket is not None and (not isinstance(bucket, str) or not _BUCKET_RE.match(bucket) or ".." in bucket):
             errors.append(f"{where}.s3_bucket {bucket!r} is not a valid S3 bucket name (3-63 of a-z 0-9 . -)")
@@ -166,7 +338,7 @@ def registry_errors(registry: Any, domain: Any) -> List[str]:
             errors.append(f"{where}.login must be {{path: /<login page>, password_file: <file name under "
                           f"services/{name}/>}}, found {login!r}")
         db = svc.get("redis_db")
-        if db is not None and (not isinstance(db, int) or isinstance(db, bool) or not 0 <= db <= 15):
+        if db is not None and not _is_int(db, 0, 15):
             errors.append(f"{where}.redis_db must be an integer between 0 and 15, found {db!r}")
 
     def _dupes(key: str, values: Dict[str, Any], what: str) -> None:
@@ -177,8 +349,7 @@ def registry_errors(registry: Any, domain: Any) -> List[str]:
             else:
                 seen[value] = name
 
-    on = {n: registry[n] for n in enabled}
-    _dupes("port", {n: s.get("port") for n, s in on.items()}, "each service needs its own port")
+    on = {n: registry[n] for n in enabled if isinstance(registry[n], Mapping)}
     _dupes("redis_db", {n: s["redis_db"] for n, s in on.items() if s.get("redis_db") is not None},
            "each service needs its own Redis database")
     _dupes("s3_bucket", {n: s["s3_bucket"] for n, s in on.items() if s.get("s3_bucket") is not None},
@@ -186,15 +357,129 @@ def registry_errors(registry: Any, domain: Any) -> List[str]:
     _dupes("postgres.database",
            {n: s["postgres"].get("database") for n, s in on.items() if isinstance(s.get("postgres"), Mapping)},
            "each service needs its own database")
+    _dupes("mongodb.database",
+           {n: s["mongodb"].get("database") for n, s in on.items() if isinstance(s.get("mongodb"), Mapping)},
+           "each service needs its own MongoDB database")
     if isinstance(domain, str) and _HOST_RE.match(domain):
-        _dupes("hostname", service_hostnames(registry, domain), "two services cannot share one host name")
+        _dupes("site.hostname", service_hostnames(on, domain), "two services cannot share one host name")
     return errors
+
+
+def service_roles(registry: Any) -> Dict[str, List[str]]:
+    """{layer: [service, ...]} in registry order: the role of a service has the service's name, and it runs in the
+    play of its layer (every service, enabled or not: a disabled one is removed by its role)."""
+    registry = _mapping("service_roles", registry, "the registry")
+    layers: Dict[str, List[str]] = {layer: [] for layer in _LAYERS}
+    for name, svc in registry.items():
+        layer = svc.get("layer") if isinstance(svc, Mapping) else None
+        if layer not in layers:
+            raise AnsibleFilterError(f"borgstack_services.{name}.layer must be one of {', '.join(_LAYERS)}, "
+                                     f"found {layer!r}")
+        layers[layer].append(name)
+    return layers
+
+
+def service_endpoints(registry: Any, project: Any, network: Any) -> Dict[str, Dict[str, Any]]:
+    """Where each service is reached: {service: {host, port, network, container, containers}}.
+
+    ``container``/``host`` is the service's main container (its site's, else the first with a port), ``port`` its
+    port; ``containers`` maps each registry container to its container names (``<project>-<name>``; workers
+    ``<project>-<name>-<n>`` per replica). The one place that names containers.
+    """
+    registry = _mapping("service_endpoints", registry, "the registry")
+    if not isinstance(project, str) or not project:
+        raise AnsibleFilterError("service_endpoints: project must be the Compose project name")
+    out: Dict[str, Dict[str, Any]] = {}
+    for name, svc in registry.items():
+        containers = _containers(svc)
+        main = _site_container(svc)
+        out[name] = {
+            "host": f"{project}-{main}",
+            "container": f"{project}-{main}",
+            "port": containers.get(main, {}).get("port"),
+            "network": network,
+            "containers": {key: _container_names(project, key, spec) for key, spec in containers.items()},
+        }
+    return out
+
+
+def memory_specs(registry: Any) -> Dict[str, Dict[str, Any]]:
+    """The RAM plan's input from the registry: {container: {weight, min_mb, max_mb, count}} for every container of
+    every enabled service (workers counted per replica; none when their replicas are 0)."""
+    registry = _mapping("memory_specs", registry, "the registry")
+    specs: Dict[str, Dict[str, Any]] = {}
+    for name in _enabled(registry):
+        for key, spec in _containers(registry[name]).items():
+            count = _replicas(spec)
+            memory = spec.get("memory")
+            if count == 0 or not isinstance(memory, Mapping):
+                continue
+            specs[key] = {"weight": memory.get("weight"), "min_mb": memory.get("min_mb"),
+                          "max_mb": memory.get("max_mb"), "count": count}
+    return specs
+
+
+def s3_buckets(registry: Any, shared: Any = None) -> List[str]:
+    """The buckets SeaweedFS creates: ``shared`` ones plus each enabled service's ``s3_bucket``."""
+    registry = _mapping("s3_buckets", registry, "the registry")
+    buckets = list(shared or [])
+    for name in _enabled(registry):
+        bucket = registry[name].get("s3_bucket")
+        if bucket and bucket not in buckets:
+            buckets.append(bucket)
+    return buckets
+
+
+def mongodb_users(registry: Any, master: Any, overrides: Any = None) -> List[Dict[str, Any]]:
+    """MongoDB users of the enabled services: [{name, database, roles, password}] (purpose ``mongodb_<service>``)."""
+    registry = _mapping("mongodb_users", registry, "the registry")
+    users = []
+    for name in _enabled(registry):
+        mongo = registry[name].get("mongodb")
+        if not isinstance(mongo, Mapping):
+            continue
+        users.append({
+            "name": name,
+            "database": mongo.get("database", name),
+            "roles": list(mongo.get("roles", ["readWrite"])),
+            "password": stack_secret(f"mongodb_{name}", master, overrides or {}),
+        })
+    return users
+
+
+def caddy_sites(registry: Any, domain: Any, endpoints: Any) -> List[Dict[str, Any]]:
+    """Caddy's sites: one per enabled service with a ``site``, sorted by host name -
+    [{hostname, upstream, max_body_mb, csp_extra: {directive: sources}, headers}]. The proxy itself is skipped."""
+    registry = _mapping("caddy_sites", registry, "the registry")
+    endpoints = _mapping("caddy_sites", endpoints, "the endpoints")
+    sites = []
+    for name, hostname in service_hostnames(registry, domain).items():
+        svc = registry[name]
+        site = svc["site"]
+        main = _site_container(svc)
+        port = _containers(svc).get(main, {}).get("port")
+        if port is None or name not in endpoints:
+            continue
+        csp = {str(k): str(v) for k, v in (site.get("csp") or {}).items()}
+        if site.get("websockets") is True:
+            csp["connect-src"] = " ".join(filter(None, (csp.get("connect-src", ""), f"wss://{hostname}")))
+        entry: Dict[str, Any] = {
+            "hostname": hostname,
+            "upstream": f"{endpoints[name]['containers'][main][0]}:{port}",
+            "csp_extra": csp,
+            "headers_extra": dict(site.get("headers") or {}),
+        }
+        if site.get("max_body_mb") is not None:
+            entry["max_body_mb"] = site["max_body_mb"]
+        sites.append(entry)
+    return sorted(sites, key=lambda s: s["hostname"])
 
 
 def postgres_tenants(registry: Any, master: Any, overrides: Any = None) -> List[Dict[str, Any]]:
     """PostgreSQL tenants of the enabled services: [{name, database, extensions, password}].
 
-    The password is the secret of purpose ``postgresql_<service>`` (see stack_secret), the same the app reads.
+    The password is the secret of purpose ``postgresql_<service>`` (see stack_secret); the app's wiring reads it
+    from this list (borgstack_postgres_tenants), so it is derived in this one place.
     """
     registry = _mapping("postgres_tenants", registry, "the registry")
     tenants = []
@@ -211,43 +496,55 @@ def postgres_tenants(registry: Any, master: Any, overrides: Any = None) -> List[
     return tenants
 
 
-def health_checks(registry: Any, domain: Any, project: Any, master: Any, overrides: Any = None) -> List[Dict[str, Any]]:
+def health_checks(registry: Any, domain: Any, endpoints: Any, tenants: Any, redis_password: Any = "") -> List[Dict[str, Any]]:
     """The stack_health module's ``services`` list for the enabled services.
 
-    Container names follow the roles' convention ``<project>-<service>``. Services with a ``health`` path get an
-    internal HTTP check on their port, public ones a check of ``https://<hostname>/<health>`` through the proxy,
-    those with a PostgreSQL tenant a real login with the tenant's password, and Redis a password-checked PING.
+    Every long-running container of a service is checked (workers per replica); the main container answers an HTTP
+    check on its ``health`` path (else a TCP check on its port); services with a site get a check of
+    ``https://<hostname><health>`` through the proxy, those with a PostgreSQL tenant a real login with the tenant's
+    password (``tenants``: postgres_tenants' list), and Redis a password-checked PING.
     """
     registry = _mapping("health_checks", registry, "the registry")
+    endpoints = _mapping("health_checks", endpoints, "the endpoints")
+    by_name = {t["name"]: t for t in (tenants or [])}
     enabled = _enabled(registry)
-    overrides = overrides or {}
+    hostnames = service_hostnames(registry, domain)
     checks: List[Dict[str, Any]] = []
     for name in enabled:
         svc = registry[name]
-        check: Dict[str, Any] = {"name": name, "container": f"{project}-{name}"}
-        health = svc.get("health")
-        if health:
-            check["internal_check"] = {"type": "http", "port": svc["port"], "path": health}
+        ends = endpoints[name]
+        containers = _containers(svc)
+        main = _site_container(svc)
+        names = [c for key, spec in containers.items() if spec.get("kind") != "job"
+                 for c in ends["containers"][key]]
+        check: Dict[str, Any] = {"name": name}
+        if len(names) == 1:
+            check["container"] = names[0]
         else:
-            check["internal_check"] = {"type": "tcp", "port": svc["port"]}
-        if svc.get("public") is True:
-            check["public_url"] = f"https://{service_hostname(name, registry, domain)}{health or '/'}"
-        pg = svc.get("postgres")
-        if isinstance(pg, Mapping) and "postgresql" in enabled:
+            check["containers"] = names
+        spec = containers.get(main, {})
+        if spec.get("health"):
+            check["internal_check"] = {"type": "http", "port": spec["port"], "path": spec["health"]}
+        elif spec.get("port") is not None:
+            check["internal_check"] = {"type": "tcp", "port": spec["port"]}
+        if name in hostnames:
+            check["public_url"] = f"https://{hostnames[name]}{spec.get('health') or '/'}"
+        if name in by_name and "postgresql" in enabled:
+            tenant = by_name[name]
             check["database"] = {
                 "type": "postgresql",
-                "container": f"{project}-postgresql",
-                "port": registry["postgresql"]["port"],
-                "dbname": pg.get("database", name),
+                "container": endpoints["postgresql"]["container"],
+                "port": endpoints["postgresql"]["port"],
+                "dbname": tenant["database"],
                 "user": name,
-                "password": stack_secret(f"postgresql_{name}", master, overrides),
+                "password": tenant["password"],
             }
-        elif name == "redis":
+        elif name == "redis" and redis_password:
             check["database"] = {
                 "type": "redis",
-                "container": f"{project}-redis",
-                "port": svc["port"],
-                "password": stack_secret("redis_password", master, overrides),
+                "container": ends["container"],
+                "port": ends["port"],
+                "password": redis_password,
             }
         checks.append(check)
     return checks
@@ -258,12 +555,12 @@ def login_report(registry: Any, domain: Any, project_dir: Any, admin_email: Any)
     the first password (never the password itself)."""
     registry = _mapping("login_report", registry, "the registry")
     lines = []
+    hostnames = service_hostnames(registry, domain)
     for name in _enabled(registry):
-        svc = registry[name]
-        login = svc.get("login")
-        if svc.get("public") is not True or not isinstance(login, Mapping):
+        login = registry[name].get("login")
+        if name not in hostnames or not isinstance(login, Mapping):
             continue
-        lines.append(f"{name}: https://{service_hostname(name, registry, domain)}{login['path']} - user "
+        lines.append(f"{name}: https://{hostnames[name]}{login['path']} - user "
                      f"{admin_email}; first password: sudo cat {project_dir}/services/{name}/{login['password_file']}")
     return lines
 
@@ -276,8 +573,14 @@ class FilterModule:
             "service_registry": service_registry,
             "service_hostname": service_hostname,
             "service_hostnames": service_hostnames,
+            "service_endpoints": service_endpoints,
+            "service_roles": service_roles,
             "registry_errors": registry_errors,
+            "memory_specs": memory_specs,
             "postgres_tenants": postgres_tenants,
+            "mongodb_users": mongodb_users,
+            "s3_buckets": s3_buckets,
+            "caddy_sites": caddy_sites,
             "health_checks": health_checks,
             "login_report": login_report,
         }

@@ -354,87 +354,52 @@ def pgtune(
 # ram_budget
 # ---------------------------------------------------------------------------------------------------------------
 
-#: Built-in sizing of the 13 components: weight (share of what is left above the minimums), min_mb (the limit
-#: below which the service does not start or thrashes), max_mb (None = no ceiling).
-DEFAULT_SERVICES: Dict[str, Dict[str, Any]] = {
-    "postgresql": {"weight": 30, "min_mb": 1024, "max_mb": None},
-    "mongodb": {"weight": 6, "min_mb": 1024, "max_mb": None},
-    "redis": {"weight": 4, "min_mb": 256, "max_mb": None},
-    "seaweedfs": {"weight": 4, "min_mb": 512, "max_mb": None},
-    "caddy": {"weight": 1, "min_mb": 128, "max_mb": 1024},
-    "n8n": {"weight": 10, "min_mb": 1024, "max_mb": None},
-    "evolution": {"weight": 5, "min_mb": 512, "max_mb": None},
-    "chatwoot": {"weight": 6, "min_mb": 1024, "max_mb": None},
-    "chatwoot_worker": {"weight": 5, "min_mb": 768, "max_mb": None},
-    "lowcoder": {"weight": 6, "min_mb": 1536, "max_mb": None},
-    "directus": {"weight": 4, "min_mb": 512, "max_mb": None},
-    "fileflows": {"weight": 4, "min_mb": 512, "max_mb": None},
-    "duplicati": {"weight": 2, "min_mb": 512, "max_mb": 4096},
-}
-
 _POSTGRESQL_SHARE = 0.75  # of the container limit, handed to pgtune (the rest: backends, extensions, page tables)
 _REDIS_SHARE = 0.75  # maxmemory of the container limit (headroom for fork copy-on-write and fragmentation)
 _MONGODB_MIN_CACHE_GB = 0.25
 
 
 def _service_specs(filter_name: str, services: Any) -> Dict[str, Dict[str, Any]]:
-    """Normalise ``services`` into {name: {weight, min_mb, max_mb}} for the enabled services, in input order."""
-    if isinstance(services, (list, tuple)):
-        items: List[Tuple[Any, Any]] = [(svc, {}) for svc in services]
-    elif isinstance(services, Mapping):
-        items = list(services.items())
-    else:
+    """Normalise ``services`` ({container: {weight, min_mb[, max_mb][, count]}}, from the registry's memory_specs
+    filter) into {name: {weight, min_mb, max_mb, count}}, in input order."""
+    if not isinstance(services, Mapping):
         raise AnsibleFilterError(
-            f"{filter_name}: services must be a list of service names or a dict name -> settings, "
-            f"got {type(services).__name__}"
+            f"{filter_name}: services must be a dict container -> {{weight, min_mb, max_mb, count}} (the registry's "
+            f"borgstack.stack.memory_specs), got {type(services).__name__}"
         )
-
-    unknown = [str(svc) for svc, _settings in items if not isinstance(svc, str) or svc not in DEFAULT_SERVICES]
-    if unknown:
-        raise AnsibleFilterError(
-            f"{filter_name}: unknown service(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(DEFAULT_SERVICES)}"
-        )
-    seen = set()
     specs: Dict[str, Dict[str, Any]] = {}
-    for svc, settings in items:
-        if svc in seen:
-            raise AnsibleFilterError(f"{filter_name}: service {svc} is listed more than once")
-        seen.add(svc)
-        if settings is None:
-            settings = {}
-        elif isinstance(settings, bool):
-            settings = {"enabled": settings}
-        elif not isinstance(settings, Mapping):
+    for svc, settings in services.items():
+        if not isinstance(settings, Mapping):
             raise AnsibleFilterError(
-                f"{filter_name}: services.{svc} must be a dict (enabled, weight, min_mb, max_mb) or a bool, "
+                f"{filter_name}: services.{svc} must be a dict (weight, min_mb, max_mb, count), "
                 f"got {type(settings).__name__}"
             )
-        extra = sorted(set(settings) - {"enabled", "weight", "min_mb", "max_mb"})
+        extra = sorted(set(settings) - {"weight", "min_mb", "max_mb", "count"})
         if extra:
             raise AnsibleFilterError(f"{filter_name}: services.{svc} has unknown key(s) {', '.join(map(str, extra))}")
-        enabled = settings.get("enabled", True)
-        if not isinstance(enabled, bool):
-            raise AnsibleFilterError(f"{filter_name}: services.{svc}.enabled must be a bool, got {enabled!r}")
-        if not enabled:
-            continue
-        default = DEFAULT_SERVICES[svc]
-        weight = _number_arg(filter_name, f"services.{svc}.weight", settings.get("weight", default["weight"]))
+        for key in ("weight", "min_mb"):
+            if key not in settings:
+                raise AnsibleFilterError(f"{filter_name}: services.{svc}.{key} is required")
+        weight = _number_arg(filter_name, f"services.{svc}.weight", settings["weight"])
         if weight <= 0:
             raise AnsibleFilterError(f"{filter_name}: services.{svc}.weight must be positive, got {weight:g}")
-        min_mb = _int_arg(filter_name, f"services.{svc}.min_mb", settings.get("min_mb", default["min_mb"]), 1)
-        max_mb = settings.get("max_mb", default["max_mb"])
+        min_mb = _int_arg(filter_name, f"services.{svc}.min_mb", settings["min_mb"], 1)
+        max_mb = settings.get("max_mb")
         if max_mb is not None:
             max_mb = _int_arg(filter_name, f"services.{svc}.max_mb", max_mb, 1)
             if max_mb < min_mb:
                 raise AnsibleFilterError(
                     f"{filter_name}: services.{svc}.max_mb ({max_mb}) is below its min_mb ({min_mb})"
                 )
-        specs[svc] = {"weight": weight, "min_mb": min_mb, "max_mb": max_mb}
+        count = _int_arg(filter_name, f"services.{svc}.count", settings.get("count", 1), 0)
+        if count == 0:
+            continue
+        specs[str(svc)] = {"weight": weight, "min_mb": min_mb, "max_mb": max_mb, "count": count}
     return specs
 
 
 def _allocated(specs: Mapping[str, Mapping[str, Any]], scale: float) -> Dict[str, float]:
+    """Per-container limit at ``scale`` (one replica's)."""
     out = {}
     for svc, spec in specs.items():
         value = max(float(spec["min_mb"]), spec["weight"] * scale)
@@ -444,25 +409,29 @@ def _allocated(specs: Mapping[str, Mapping[str, Any]], scale: float) -> Dict[str
     return out
 
 
+def _total(specs: Mapping[str, Mapping[str, Any]], limits: Mapping[str, float]) -> float:
+    return sum(limits[svc] * specs[svc]["count"] for svc in specs)
+
+
 def _distribute(specs: Mapping[str, Mapping[str, Any]], budget_mb: int) -> Dict[str, int]:
     """Weighted water-filling: limit = clamp(weight * scale, min, max) with the largest scale whose total fits."""
     if not specs:
         return {}
     # Upper bound for the scale: every service at max (or at budget when uncapped) is reached by then.
     high = max(max(budget_mb, spec["max_mb"] or 0) / spec["weight"] for spec in specs.values())
-    if sum(_allocated(specs, high).values()) <= budget_mb:
+    if _total(specs, _allocated(specs, high)) <= budget_mb:
         scale = high
     else:
         low = 0.0  # at scale 0 every service sits at its minimum, which the caller checked fits
         for _step in range(200):
             mid = (low + high) / 2
-            if sum(_allocated(specs, mid).values()) <= budget_mb:
+            if _total(specs, _allocated(specs, mid)) <= budget_mb:
                 low = mid
             else:
                 high = mid
         scale = low
     # The bisection stops a hair below an exact result (1663.9999... for 1664): the epsilon keeps such values
-    # whole. The sum of floor(v + eps) stays <= floor(sum(v) + n * eps) = budget_mb because n * eps < 1.
+    # whole. The sum of count * floor(v + eps) stays <= floor(sum(count * v) + n * eps) = budget_mb as n * eps < 1.
     return {svc: int(math.floor(value + 1e-6)) for svc, value in _allocated(specs, scale).items()}
 
 
@@ -472,7 +441,10 @@ def ram_budget(
     reserve_mb: Any = None,
     cap_ratio: Any = 0.85,
 ) -> Dict[str, Any]:
-    """Split the host's RAM into container memory limits for the enabled services.
+    """Split the host's RAM into container memory limits for the enabled services' containers.
+
+    ``services`` is the registry's memory catalogue (filter ``memory_specs``): {container: {weight, min_mb,
+    max_mb, count}}; a worker with ``count`` replicas gets one limit per replica, all counted in the sum.
 
     The OS keeps ``reserve_mb`` (default max(1024, 10 % of RAM)); the sum of container limits never exceeds
     ``cap_ratio * total_mb`` nor ``total_mb - reserve_mb``. Each enabled service gets at least its ``min_mb``;
@@ -497,9 +469,10 @@ def ram_budget(
     specs = _service_specs(name, services)
 
     budget = min(int(math.floor(total_mb * cap)), total_mb - reserve)
-    minimum_total = sum(spec["min_mb"] for spec in specs.values())
+    minimum_total = sum(spec["min_mb"] * spec["count"] for spec in specs.values())
     if minimum_total > budget:
-        detail = ", ".join(f"{svc}={spec['min_mb']}" for svc, spec in specs.items())
+        detail = ", ".join(f"{svc}={spec['min_mb']}" + (f"x{spec['count']}" if spec["count"] > 1 else "")
+                           for svc, spec in specs.items())
         raise AnsibleFilterError(
             f"{name}: the minimums of the enabled services ({detail}; sum {minimum_total} MiB) do not fit the "
             f"budget of {budget} MiB (total_mb {total_mb}, reserve_mb {reserve}, cap_ratio {cap:g}); "
@@ -511,8 +484,8 @@ def ram_budget(
         "total_mb": total_mb,
         "reserve_mb": reserve,
         "budget_mb": budget,
-        "allocated_mb": sum(limits.values()),
-        "services": {svc: {"limit_mb": limit} for svc, limit in limits.items()},
+        "allocated_mb": sum(limit * specs[svc]["count"] for svc, limit in limits.items()),
+        "services": {svc: {"limit_mb": limit, "count": specs[svc]["count"]} for svc, limit in limits.items()},
     }
     if "postgresql" in limits:
         # Rounded down to 16 MiB so that pgtune's sizes come out in whole MB.

@@ -15,12 +15,15 @@ import secrets
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 from conftest import HOST, PROJECT, inspect, run_site
 
 sys.path.insert(0, str(PROJECT / "collections"))
 # pylint: disable=wrong-import-position
+from ansible_collections.borgstack.stack.plugins.filter.registry import memory_specs, service_registry  # noqa: E402
 from ansible_collections.borgstack.stack.plugins.filter.sizing import pgtune, ram_budget  # noqa: E402
 from playbook_runner import inventory  # noqa: E402
 
@@ -29,7 +32,10 @@ INTERNAL_NETWORK = "borgstack_internal"
 CLIENT_IMAGE = "borgstack-lab/postgresql:17"
 PG_CONF = "/opt/borgstack/services/postgresql/postgresql.conf"
 # The services the lab enables (inventories/lab): the RAM plan is split among them.
-ENABLED = ["postgresql", "redis", "seaweedfs", "n8n", "caddy"]
+# The shipped registry with the lab's images (the images do not change the memory catalogue).
+REGISTRY = service_registry(
+    yaml.safe_load((Path(__file__).resolve().parents[3] / "playbooks/group_vars/all/services.yml").read_text())[
+        "borgstack_service_defaults"], {})
 _UNITS = {"B": 1, "kB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
 
 
@@ -67,7 +73,7 @@ def _live_settings(host, names) -> dict[str, tuple[str, str]]:
 @pytest.fixture(scope="module")
 def plan(host) -> dict[str, str]:
     facts = host.ansible("setup", "gather_subset=!all,hardware", check=False)["ansible_facts"]
-    budget = ram_budget(int(facts["ansible_memtotal_mb"]), ENABLED)
+    budget = ram_budget(int(facts["ansible_memtotal_mb"]), memory_specs(REGISTRY))
     return pgtune(budget["postgresql"]["ram_mb"], int(facts["ansible_processor_vcpus"]), 200, "ssd", "mixed", 17)
 
 

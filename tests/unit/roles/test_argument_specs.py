@@ -65,7 +65,8 @@ def test_validation_play_runs_the_validate_entry_point():
             f"tasks_from: {include.get('tasks_from')!r} selects no argument spec; use tasks_from: validate"
         )
     stack = yaml.safe_load((ROLES.parent / "playbooks" / "group_vars" / "all" / "stack.yml").read_text())
-    for name in (role for layer in stack["borgstack_roles"].values() for role in layer):
+    services = yaml.safe_load((ROLES.parent / "playbooks" / "group_vars" / "all" / "services.yml").read_text())
+    for name in [*stack["borgstack_host_roles"], "stack", *services["borgstack_service_defaults"]]:
         specs = _load(ROLES / name)[0]
         assert "validate" in specs, f"{name} is validated up front but has no 'validate' entry point"
 

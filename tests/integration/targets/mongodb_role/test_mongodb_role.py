@@ -263,6 +263,7 @@ def test_no_memory_limit_when_the_plan_gives_none(tmp_path):
 @pytest.mark.parametrize("ram_mb", [8192, 36864])
 def test_wiring_feeds_the_ram_plan_into_limit_and_cache(tmp_path, ram_mb):
     """playbooks/group_vars/all + a registry with mongodb enabled: limit and cache come from ram_budget."""
+    from ansible_collections.borgstack.stack.plugins.filter.registry import memory_specs, service_registry
     from ansible_collections.borgstack.stack.plugins.filter.sizing import ram_budget
 
     inventory_dir = tmp_path / "inventory"
@@ -297,9 +298,8 @@ def test_wiring_feeds_the_ram_plan_into_limit_and_cache(tmp_path, ram_mb):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     registry = yaml.safe_load((REPO_ROOT / "playbooks" / "group_vars" / "all" / "services.yml").read_text())
-    enabled = [name for name, svc in registry["borgstack_service_defaults"].items()
-               if svc["enabled"] or name == "mongodb"]
-    plan = ram_budget(ram_mb, enabled)
+    merged = service_registry(registry["borgstack_service_defaults"], {"mongodb": {"enabled": True}})
+    plan = ram_budget(ram_mb, memory_specs(merged))
     secrets = json.loads((out / "secrets.json").read_text())
     svc = compose_config(out / "compose.yaml", tmp_path / "project")["services"]["mongodb"]
     conf = yaml.safe_load((out / "mongod.conf").read_text())

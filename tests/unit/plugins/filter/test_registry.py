@@ -9,11 +9,18 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.borgstack.stack.plugins.filter.registry import (
+    caddy_sites,
+    health_checks,
+    memory_specs,
+    mongodb_users,
     postgres_tenants,
     registry_errors,
+    s3_buckets,
+    service_endpoints,
     service_hostnames,
     service_registry,
 )
+from ansible_collections.borgstack.stack.plugins.filter.sizing import ram_budget
 
 ROOT = Path(__file__).resolve().parents[4]
 DEFAULTS = yaml.safe_load((ROOT / "playbooks/group_vars/all/services.yml").read_text())["borgstack_service_defaults"]
@@ -34,22 +41,53 @@ def test_unknown_service_is_refused_naming_the_variable():
         service_registry(DEFAULTS, {"wordpress": {"enabled": True}})
 
 
-def test_merge_keeps_defaults_and_merges_postgres_dict():
-    reg = merged(n8n={"hostname": "fluxos.example.com.br", "postgres": {"extensions": []}})
+def test_merge_is_recursive_for_dicts_and_replaces_lists():
+    reg = merged(n8n={"site": {"hostname": "fluxos.example.com.br"}, "postgres": {"extensions": []},
+                      "containers": {"n8n-worker": {"replicas": 2}}})
     assert reg["n8n"]["image"] == DEFAULTS["n8n"]["image"]
     assert reg["n8n"]["postgres"] == {"database": "n8n", "extensions": []}
+    assert reg["n8n"]["site"]["hostname"] == "fluxos.example.com.br"
+    assert reg["n8n"]["site"]["csp"] == DEFAULTS["n8n"]["site"]["csp"]
+    assert reg["n8n"]["containers"]["n8n-worker"] == {**DEFAULTS["n8n"]["containers"]["n8n-worker"], "replicas": 2}
     assert DEFAULTS["n8n"]["postgres"]["extensions"] == ["vector"], "defaults must not be mutated"
+    assert DEFAULTS["n8n"]["containers"]["n8n-worker"]["replicas"] == 0, "defaults must not be mutated"
 
 
 @pytest.mark.parametrize(
     "changes,expected",
     [
-        ({"n8n": {"hostname": "https://n8n.example.com.br"}}, "borgstack_services.n8n.hostname"),
-        ({"n8n": {"hostname": "N8N.Example.com"}}, "borgstack_services.n8n.hostname"),
-        ({"caddy": {"hostname": "x.example.com.br"}, "n8n": {"hostname": "x.example.com.br"}}, None),
-        ({"n8n": {"port": 5432}}, "borgstack_services.postgresql.port and borgstack_services.n8n.port"),
-        ({"n8n": {"port": 70000}}, "borgstack_services.n8n.port must be an integer"),
-        ({"n8n": {"port": "5678"}}, "borgstack_services.n8n.port must be an integer"),
+        ({"n8n": {"site": {"hostname": "https://n8n.example.com.br"}}}, "borgstack_services.n8n.site.hostname"),
+        ({"n8n": {"site": {"hostname": "N8N.Example.com"}}}, "borgstack_services.n8n.site.hostname"),
+        ({"n8n": {"site": {"hostnmae": "x.example.com.br"}}}, "borgstack_services.n8n.site: unknown key(s) hostnmae"),
+        ({"n8n": {"site": {"csp": {"script-src": ["'unsafe-eval'"]}}}},
+         "borgstack_services.n8n.site.csp.script-src must be a string"),
+        ({"n8n": {"site": {"csp": "script-src 'self'"}}}, "borgstack_services.n8n.site.csp must be a dict"),
+        ({"n8n": {"site": {"csp": {"script-src": "'self'; object-src *"}}}},
+         "borgstack_services.n8n.site.csp.script-src must be a string"),
+        ({"n8n": {"site": {"csp": {"scirpt-src": "'self'"}}}}, "borgstack_services.n8n.site.csp.scirpt-src: not a"),
+        ({"n8n": {"site": {"max_body_mb": 0}}}, "borgstack_services.n8n.site.max_body_mb"),
+        ({"n8n": {"site": {"container": "n8n-worker"}}}, "borgstack_services.n8n.site.container 'n8n-worker'"),
+        ({"n8n": {"site": {"websockets": "yes"}}}, "borgstack_services.n8n.site.websockets"),
+        ({"n8n": {"containers": {"n8n-worker": {"port": 5678}}}},
+         "borgstack_services.n8n.containers.n8n.port and borgstack_services.n8n.containers.n8n-worker.port are both"),
+        ({"n8n": {"containers": {"n8n": {"port": 70000}}}}, "borgstack_services.n8n.containers.n8n.port must be"),
+        ({"n8n": {"containers": {"n8n": {"port": "5678"}}}}, "borgstack_services.n8n.containers.n8n.port must be"),
+        ({"n8n": {"containers": {"n8n": {"kind": "daemon"}}}}, "borgstack_services.n8n.containers.n8n.kind"),
+        ({"n8n": {"containers": {"n8n": {"replicas": 2}}}}, "borgstack_services.n8n.containers.n8n.replicas"),
+        ({"n8n": {"containers": {"n8n-worker": {"replicas": -1}}}},
+         "borgstack_services.n8n.containers.n8n-worker.replicas"),
+        ({"n8n": {"containers": {"redis-cache": {"kind": "web", "memory": {"weight": 1, "min_mb": 64}}}}},
+         "borgstack_services.n8n.containers.redis-cache: a container's name is 'n8n'"),
+        ({"n8n": {"containers": {"n8n": {"memory": {"weight": 0}}}}},
+         "borgstack_services.n8n.containers.n8n.memory.weight"),
+        ({"n8n": {"containers": {"n8n": {"memory": {"min_mb": "1g"}}}}},
+         "borgstack_services.n8n.containers.n8n.memory.min_mb"),
+        ({"n8n": {"containers": {"n8n": {"memory": {"max_mb": 512}}}}},
+         "borgstack_services.n8n.containers.n8n.memory.max_mb"),
+        ({"n8n": {"containers": {"n8n": {"memroy": {}}}}}, "borgstack_services.n8n.containers.n8n: unknown key(s)"),
+        ({"n8n": {"containers": {"n8n": {"health": "healthz"}}}}, "borgstack_services.n8n.containers.n8n.health"),
+        ({"n8n": {"containers": None}}, "borgstack_services.n8n.containers must be"),
+        ({"n8n": {"containers": ["n8n"]}}, "borgstack_services.n8n.containers must be"),
         ({"postgresql": {"enabled": False}}, "n8n needs postgresql"),
         ({"n8n": {"image": "n8nio/n8n"}}, "borgstack_services.n8n.image"),
         ({"n8n": {"image": "n8nio/n8n:latest"}}, "borgstack_services.n8n.image 'n8nio/n8n:latest': the tag"),
@@ -57,35 +95,45 @@ def test_merge_keeps_defaults_and_merges_postgres_dict():
         ({"n8n": {"s3_bucket": "N8N_Bucket"}}, "borgstack_services.n8n.s3_bucket"),
         ({"n8n": {"redis_db": 16}}, "borgstack_services.n8n.redis_db"),
         ({"n8n": {"postgres": {"database": "n8n-db"}}}, "borgstack_services.n8n.postgres.database"),
-        ({"n8n": {"colour": "blue"}}, "borgstack_services.n8n: unknown key(s) colour"),
+        ({"n8n": {"mongodb": {"database": "n8n"}}}, "n8n needs a MongoDB user: enable borgstack_services.mongodb"),
+        ({"n8n": {"mongodb": {"db": "n8n"}}}, "borgstack_services.n8n.mongodb must be"),
+        ({"n8n": {"hostnmae": "x.example.com.br"}}, "borgstack_services.n8n: unknown key(s) hostnmae"),
         ({"n8n": {"layer": "frontend"}}, "borgstack_services.n8n.layer"),
     ],
 )
 def test_bad_registry_changes_are_reported(changes, expected):
     errors = registry_errors(merged(**changes), DOMAIN)
-    if expected is None:  # a caddy hostname is ignored (not public), so no clash
-        assert errors == []
-    else:
-        assert any(expected in e for e in errors), errors
+    assert any(expected in e for e in errors), errors
+
+
+def test_ports_are_unique_per_service_not_across_the_stack():
+    # Chatwoot and Lowcoder both listen on 3000: two services may share a port number, one service may not.
+    assert registry_errors(merged(n8n={"containers": {"n8n": {"port": 5432}}}), DOMAIN) == []
+
+
+def _second_app(reg, **site):
+    reg["app"] = copy.deepcopy(reg["n8n"])
+    reg["app"].update(redis_db=1, s3_bucket="app", postgres={"database": "app", "extensions": []},
+                      containers={"app": {"kind": "web", "port": 3000, "memory": {"weight": 1, "min_mb": 64}}},
+                      site={"hostname": "", **site})
+    return reg
 
 
 def test_two_public_services_on_one_hostname():
-    reg = merged()
-    reg["fake"] = copy.deepcopy(reg["n8n"])
-    reg["fake"].update(port=9999, redis_db=1, s3_bucket="fake", postgres={"database": "fake", "extensions": []},
-                       hostname="n8n.example.com.br")
+    reg = _second_app(merged(), hostname="n8n.example.com.br")
     errors = registry_errors(reg, DOMAIN)
     assert any("both 'n8n.example.com.br'" in e and "cannot share one host name" in e for e in errors), errors
+    assert registry_errors(_second_app(merged()), DOMAIN) == []
 
 
 def test_disabled_services_do_not_collide():
-    reg = merged(n8n={"enabled": False, "port": 5432})
+    reg = _second_app(merged(n8n={"enabled": False}), hostname="n8n.example.com.br")
     assert registry_errors(reg, DOMAIN) == []
 
 
 def test_hostnames_default_to_service_dot_domain():
     assert service_hostnames(merged(), DOMAIN) == {"n8n": "n8n.example.com.br"}
-    assert service_hostnames(merged(n8n={"hostname": "fluxos.example.com.br"}), DOMAIN) == {
+    assert service_hostnames(merged(n8n={"site": {"hostname": "fluxos.example.com.br"}}), DOMAIN) == {
         "n8n": "fluxos.example.com.br"}
     assert service_hostnames(merged(n8n={"enabled": False}), DOMAIN) == {}
 
@@ -101,21 +149,73 @@ def test_postgres_tenants_with_stable_distinct_passwords():
     assert postgres_tenants(merged(n8n={"enabled": False}), MASTER, {}) == []
 
 
-def test_health_checks_follow_the_registry():
-    from ansible_collections.borgstack.stack.plugins.filter.registry import health_checks
+def test_endpoints_name_every_container_once():
+    ends = service_endpoints(merged(n8n={"containers": {"n8n-worker": {"replicas": 2}}}), "bs", "bs_int")
+    assert ends["postgresql"] == {"host": "bs-postgresql", "container": "bs-postgresql", "port": 5432,
+                                  "network": "bs_int", "containers": {"postgresql": ["bs-postgresql"]}}
+    assert ends["n8n"]["containers"] == {"n8n": ["bs-n8n"], "n8n-worker": ["bs-n8n-worker-1", "bs-n8n-worker-2"]}
+    assert ends["n8n"]["host"] == "bs-n8n" and ends["n8n"]["port"] == 5678
+    assert service_endpoints(merged(), "bs", "x")["n8n"]["containers"]["n8n-worker"] == []
 
-    checks = {c["name"]: c for c in health_checks(merged(), DOMAIN, "borgstack", MASTER, {})}
+
+def test_mongodb_users_and_buckets_come_from_the_registry():
+    assert mongodb_users(merged(), MASTER) == []
+    reg = merged(mongodb={"enabled": True}, n8n={"mongodb": {"database": "flows"}})
+    users = mongodb_users(reg, MASTER, {})
+    assert [(u["name"], u["database"], u["roles"]) for u in users] == [("n8n", "flows", ["readWrite"])]
+    assert users[0]["password"] == mongodb_users(reg, MASTER, None)[0]["password"]
+    assert s3_buckets(merged(), ["borgstack"]) == ["borgstack", "n8n"]
+    assert s3_buckets(merged(n8n={"enabled": False}), ["borgstack"]) == ["borgstack"]
+
+
+def test_caddy_sites_carry_what_each_app_loosens():
+    reg = merged()
+    sites = caddy_sites(reg, DOMAIN, service_endpoints(reg, "borgstack", "i"))
+    assert len(sites) == 1
+    site = sites[0]
+    assert site["hostname"] == "n8n.example.com.br" and site["upstream"] == "borgstack-n8n:5678"
+    assert site["max_body_mb"] == 16
+    assert "'unsafe-eval'" in site["csp_extra"]["script-src"]
+    assert site["csp_extra"]["connect-src"] == "wss://n8n.example.com.br"  # websockets: true
+    reg = merged(n8n={"site": {"websockets": False, "csp": {}}})
+    assert caddy_sites(reg, DOMAIN, service_endpoints(reg, "b", "i"))[0]["csp_extra"] == {
+        k: v for k, v in DEFAULTS["n8n"]["site"]["csp"].items()}
+    assert caddy_sites(merged(n8n={"enabled": False}), DOMAIN, service_endpoints(merged(), "b", "i")) == []
+
+
+def test_every_container_and_worker_fits_85_percent_of_16_gb():
+    """Every service and worker of the registry enabled (MongoDB too, n8n with 4 workers): the sum of the limits,
+    workers counted per replica, stays within 85 % of a 16 GB host."""
+    reg = merged(mongodb={"enabled": True}, n8n={"containers": {"n8n-worker": {"replicas": 4}}})
+    specs = memory_specs(reg)
+    assert specs["n8n-worker"]["count"] == 4
+    assert set(specs) == {c for s in reg.values() for c in s["containers"]}
+    plan = ram_budget(16384, specs)
+    total = sum(e["limit_mb"] * e["count"] for e in plan["services"].values())
+    assert total == plan["allocated_mb"] <= 0.85 * 16384
+    assert plan["services"]["n8n-worker"]["limit_mb"] < plan["services"]["n8n"]["limit_mb"]
+    assert "n8n-worker" not in memory_specs(merged())  # no replicas, no limit
+
+
+def test_health_checks_follow_the_registry():
+    reg = merged(n8n={"containers": {"n8n-worker": {"replicas": 2}}})
+    ends = service_endpoints(reg, "borgstack", "borgstack_internal")
+    tenants = postgres_tenants(reg, MASTER, {})
+    checks = {c["name"]: c for c in health_checks(reg, DOMAIN, ends, tenants, "redis-secret")}
     assert set(checks) == {"postgresql", "redis", "seaweedfs", "n8n", "caddy"}
     n8n = checks["n8n"]
-    assert n8n["container"] == "borgstack-n8n"
+    assert n8n["containers"] == ["borgstack-n8n", "borgstack-n8n-worker-1", "borgstack-n8n-worker-2"]
     assert n8n["internal_check"] == {"type": "http", "port": 5678, "path": "/healthz/readiness"}
     assert n8n["public_url"] == "https://n8n.example.com.br/healthz/readiness"
-    tenant = postgres_tenants(merged(), MASTER, {})[0]
-    assert n8n["database"]["password"] == tenant["password"] and n8n["database"]["dbname"] == "n8n"
+    assert n8n["database"]["password"] == tenants[0]["password"] and n8n["database"]["dbname"] == "n8n"
+    assert n8n["database"]["container"] == "borgstack-postgresql"
+    assert checks["postgresql"]["container"] == "borgstack-postgresql"
     assert checks["postgresql"]["internal_check"] == {"type": "tcp", "port": 5432}
-    assert checks["redis"]["database"]["type"] == "redis"
+    assert checks["redis"]["database"] == {"type": "redis", "container": "borgstack-redis", "port": 6379,
+                                           "password": "redis-secret"}
     assert "public_url" not in checks["redis"]
-    disabled = {c["name"] for c in health_checks(merged(n8n={"enabled": False}), DOMAIN, "borgstack", MASTER)}
+    reg = merged(n8n={"enabled": False})
+    disabled = {c["name"] for c in health_checks(reg, DOMAIN, service_endpoints(reg, "b", "i"), [], "")}
     assert "n8n" not in disabled
 
 

@@ -15,7 +15,6 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.borgstack.stack.plugins.filter import sizing
 from ansible_collections.borgstack.stack.plugins.filter.sizing import (
-    DEFAULT_SERVICES,
     FilterModule,
     kernel_sysctl,
     pgtune,
@@ -24,10 +23,29 @@ from ansible_collections.borgstack.stack.plugins.filter.sizing import (
     sysctl_scope,
 )
 
-ALL_SERVICES = [
-    "postgresql", "mongodb", "redis", "seaweedfs", "caddy", "n8n", "evolution", "chatwoot",
-    "chatwoot_worker", "lowcoder", "directus", "fileflows", "duplicati",
-]
+# The architecture's 13 components as memory specs (test data: the registry carries the shipped ones; see
+# tests/unit/plugins/filter/test_registry.py for the plan of the registry itself).
+CATALOGUE = {
+    "postgresql": {"weight": 30, "min_mb": 1024, "max_mb": None},
+    "mongodb": {"weight": 6, "min_mb": 1024, "max_mb": None},
+    "redis": {"weight": 4, "min_mb": 256, "max_mb": None},
+    "seaweedfs": {"weight": 4, "min_mb": 512, "max_mb": None},
+    "caddy": {"weight": 1, "min_mb": 128, "max_mb": 1024},
+    "n8n": {"weight": 10, "min_mb": 1024, "max_mb": None},
+    "evolution": {"weight": 5, "min_mb": 512, "max_mb": None},
+    "chatwoot": {"weight": 6, "min_mb": 1024, "max_mb": None},
+    "chatwoot-worker": {"weight": 5, "min_mb": 768, "max_mb": None},
+    "lowcoder": {"weight": 6, "min_mb": 1536, "max_mb": None},
+    "directus": {"weight": 4, "min_mb": 512, "max_mb": None},
+    "fileflows": {"weight": 4, "min_mb": 512, "max_mb": None},
+    "duplicati": {"weight": 2, "min_mb": 512, "max_mb": 4096},
+}
+ALL_SERVICES = list(CATALOGUE)
+
+
+def S(names):
+    """The memory specs of ``names`` from the catalogue."""
+    return {name: dict(CATALOGUE[name]) for name in names}
 
 # ---------------------------------------------------------------------------------------------------------------
 # kernel_sysctl
@@ -224,10 +242,10 @@ def test_pgtune_host_table(ram_mb, cpus):
 
 def test_pgtune_table_uses_the_postgresql_share_of_the_documented_plans():
     plans = {
-        (1248, 2): ram_budget(4096, ["postgresql", "redis", "caddy", "n8n"]),
-        (3280, 4): ram_budget(16384, ALL_SERVICES),
-        (8096, 8): ram_budget(36864, ALL_SERVICES),
-        (28880, 8): ram_budget(131072, ALL_SERVICES),
+        (1248, 2): ram_budget(4096, S(["postgresql", "redis", "caddy", "n8n"])),
+        (3280, 4): ram_budget(16384, S(ALL_SERVICES)),
+        (8096, 8): ram_budget(36864, S(ALL_SERVICES)),
+        (28880, 8): ram_budget(131072, S(ALL_SERVICES)),
     }
     for (ram_mb, _cpus), plan in plans.items():
         assert plan["postgresql"]["ram_mb"] == ram_mb
@@ -367,7 +385,7 @@ BUDGET_HOSTS = {
 @pytest.mark.parametrize("total_mb", sorted(BUDGET_HOSTS))
 def test_ram_budget_invariants(total_mb):
     names = BUDGET_HOSTS[total_mb]
-    plan = ram_budget(total_mb, names)
+    plan = ram_budget(total_mb, S(names))
     limits = {svc: entry["limit_mb"] for svc, entry in plan["services"].items()}
 
     assert set(limits) == set(names)
@@ -380,15 +398,15 @@ def test_ram_budget_invariants(total_mb):
     assert plan["allocated_mb"] >= plan["budget_mb"] - len(names)
     for svc, limit in limits.items():
         assert isinstance(limit, int)
-        assert limit >= DEFAULT_SERVICES[svc]["min_mb"], svc
-        if DEFAULT_SERVICES[svc]["max_mb"] is not None:
-            assert limit <= DEFAULT_SERVICES[svc]["max_mb"], svc
+        assert limit >= CATALOGUE[svc]["min_mb"], svc
+        if CATALOGUE[svc]["max_mb"] is not None:
+            assert limit <= CATALOGUE[svc]["max_mb"], svc
     # services between their min and max get the same MiB per unit of weight (within rounding)
     free = [
         svc for svc, limit in limits.items()
-        if limit > DEFAULT_SERVICES[svc]["min_mb"] and limit != DEFAULT_SERVICES[svc]["max_mb"]
+        if limit > CATALOGUE[svc]["min_mb"] and limit != CATALOGUE[svc]["max_mb"]
     ]
-    per_weight = [limits[svc] / DEFAULT_SERVICES[svc]["weight"] for svc in free]
+    per_weight = [limits[svc] / CATALOGUE[svc]["weight"] for svc in free]
     assert max(per_weight) - min(per_weight) <= 1.0
 
     pg = limits["postgresql"]
@@ -408,10 +426,10 @@ def test_ram_budget_invariants(total_mb):
 
 def test_ram_budget_36gb_is_proportional_to_weights():
     # At 36 GB every service is above its minimum and caddy below its 1024 cap: limit = weight * budget / 87.
-    plan = ram_budget(36864, ALL_SERVICES)
+    plan = ram_budget(36864, S(ALL_SERVICES))
     assert plan["budget_mb"] == 31334  # floor(36864 * 0.85); total - reserve = 33178 is larger
     weights = {"postgresql": 30, "mongodb": 6, "redis": 4, "seaweedfs": 4, "caddy": 1, "n8n": 10,
-               "evolution": 5, "chatwoot": 6, "chatwoot_worker": 5, "lowcoder": 6, "directus": 4,
+               "evolution": 5, "chatwoot": 6, "chatwoot-worker": 5, "lowcoder": 6, "directus": 4,
                "fileflows": 4, "duplicati": 2}
     for svc, weight in weights.items():
         assert abs(plan["services"][svc]["limit_mb"] - weight * 31334 / 87) < 1, svc
@@ -420,7 +438,7 @@ def test_ram_budget_36gb_is_proportional_to_weights():
 def test_ram_budget_4gb_small_set_by_hand():
     # budget min(3481, 4096 - 1024) = 3072; redis, caddy and n8n stay at their minimums (256 + 128 + 1024),
     # postgresql takes the rest: 1664; pgtune share 0.75 * 1664 = 1248, redis maxmemory 0.75 * 256 = 192.
-    plan = ram_budget(4096, ["postgresql", "redis", "caddy", "n8n"])
+    plan = ram_budget(4096, S(["postgresql", "redis", "caddy", "n8n"]))
     assert plan["budget_mb"] == 3072
     assert {svc: e["limit_mb"] for svc, e in plan["services"].items()} == {
         "postgresql": 1664, "redis": 256, "caddy": 128, "n8n": 1024,
@@ -434,17 +452,18 @@ def test_ram_budget_4gb_small_set_by_hand():
     "total_mb, services, kwargs, expected",
     [
         # 13926 split 30:4 -> 12287.6 and 1638.4
-        (16384, ["postgresql", "redis"], {}, {"postgresql": 12287, "redis": 1638}),
+        (16384, S(["postgresql", "redis"]), {}, {"postgresql": 12287, "redis": 1638}),
         # caddy alone stops at its 1024 cap
-        (16384, ["caddy"], {}, {"caddy": 1024}),
+        (16384, S(["caddy"]), {}, {"caddy": 1024}),
         # the reserve is the tighter bound: 16384 - 8192
-        (16384, ["postgresql"], {"reserve_mb": 8192}, {"postgresql": 8192}),
-        (16384, ["postgresql"], {"cap_ratio": 0.5}, {"postgresql": 8192}),
+        (16384, S(["postgresql"]), {"reserve_mb": 8192}, {"postgresql": 8192}),
+        (16384, S(["postgresql"]), {"cap_ratio": 0.5}, {"postgresql": 8192}),
         # budget min(6963, 7168); redis capped at 512, postgresql the rest, n8n switched off
-        (8192, {"postgresql": {"weight": 1, "min_mb": 2048}, "redis": {"weight": 1, "max_mb": 512},
-                "n8n": {"enabled": False}}, {}, {"postgresql": 6451, "redis": 512}),
-        # bool shorthand
-        (16384, {"postgresql": True, "redis": False}, {}, {"postgresql": 13926}),
+        (8192, {"postgresql": {"weight": 1, "min_mb": 2048}, "redis": {"weight": 1, "min_mb": 256, "max_mb": 512},
+                "n8n": {"weight": 10, "min_mb": 1024, "count": 0}}, {}, {"postgresql": 6451, "redis": 512}),
+        # three workers of weight 1 and one web of weight 1: each gets a quarter (13926 / 4 = 3481.5)
+        (16384, {"web": {"weight": 1, "min_mb": 64}, "worker": {"weight": 1, "min_mb": 64, "count": 3}}, {},
+         {"web": 3481, "worker": 3481}),
     ],
 )
 def test_ram_budget_cases(total_mb, services, kwargs, expected):
@@ -454,27 +473,27 @@ def test_ram_budget_cases(total_mb, services, kwargs, expected):
 
 def test_ram_budget_postgresql_share_is_rounded_down_to_16_mib():
     # limit 12287 (see the cases above): 0.75 * 12287 = 9215.25 -> 9215 -> 9200
-    plan = ram_budget(16384, ["postgresql", "redis"])
+    plan = ram_budget(16384, S(["postgresql", "redis"]))
     assert plan["postgresql"] == {"ram_mb": 9200}
     assert plan["redis"] == {"maxmemory_mb": 1228}  # 0.75 * 1638 = 1228.5
 
 
 def test_ram_budget_mongodb_cache_rounds_down():
     # mongodb alone on 16 GB: limit 13926; (13926 - 1024) / 2048 = 6.2998 -> 6.29 (not 6.30)
-    plan = ram_budget(16384, ["mongodb"])
+    plan = ram_budget(16384, S(["mongodb"]))
     assert plan["mongodb"] == {"wiredtiger_cache_gb": 6.29}
     # at its 1024 minimum the rule gives 0: the floor is 0.25
-    assert ram_budget(4096, ["mongodb", "n8n"], reserve_mb=2048)["mongodb"] == {"wiredtiger_cache_gb": 0.25}
+    assert ram_budget(4096, S(["mongodb", "n8n"]), reserve_mb=2048)["mongodb"] == {"wiredtiger_cache_gb": 0.25}
 
 
 def test_ram_budget_only_enabled_services_get_derived_settings():
-    plan = ram_budget(16384, ["n8n"])
+    plan = ram_budget(16384, S(["n8n"]))
     assert set(plan) == {"total_mb", "reserve_mb", "budget_mb", "allocated_mb", "services"}
 
 
 def test_ram_budget_all_services_do_not_fit_on_4gb():
     with pytest.raises(AnsibleFilterError) as err:
-        ram_budget(4096, ALL_SERVICES)
+        ram_budget(4096, S(ALL_SERVICES))
     message = str(err.value)
     for svc in ALL_SERVICES:
         assert svc in message
@@ -484,23 +503,24 @@ def test_ram_budget_all_services_do_not_fit_on_4gb():
 @pytest.mark.parametrize(
     "args, kwargs, words",
     [
-        ((16384, ["postgresql", "nginx"]), {}, "unknown service.*nginx"),
-        ((16384, {"mysql": {}}), {}, "unknown service.*mysql"),
+        ((16384, ["postgresql", "redis"]), {}, "memory_specs"),
+        ((16384, {"mysql": {}}), {}, "services.mysql.weight is required"),
+        ((16384, {"mysql": {"weight": 1}}), {}, "services.mysql.min_mb is required"),
         ((16384, "postgresql"), {}, "services"),
-        ((16384, ["redis", "redis"]), {}, "redis"),
+        ((16384, {"redis": {"weight": 1, "min_mb": 64, "count": -1}}), {}, "services.redis.count"),
+        ((4096, {"w": {"weight": 1, "min_mb": 1024, "count": 4}}), {}, "w=1024x4"),
         ((-16384, ["redis"]), {}, "total_mb"),
         (("16384", ["redis"]), {}, "total_mb"),
         ((16384, ["redis"]), {"cap_ratio": 0}, "cap_ratio"),
         ((16384, ["redis"]), {"cap_ratio": 1.5}, "cap_ratio"),
         ((16384, ["redis"]), {"reserve_mb": -1}, "reserve_mb"),
         ((16384, ["redis"]), {"reserve_mb": 16384}, "reserve_mb"),
-        ((16384, {"redis": {"weight": 0}}), {}, "services.redis.weight"),
-        ((16384, {"redis": {"min_mb": -5}}), {}, "services.redis.min_mb"),
-        ((16384, {"redis": {"min_mb": 512, "max_mb": 256}}), {}, "services.redis.max_mb"),
-        ((16384, {"redis": {"enabled": "yes"}}), {}, "services.redis.enabled"),
-        ((16384, {"redis": {"limit": 5}}), {}, "services.redis"),
+        ((16384, {"redis": {"weight": 0, "min_mb": 64}}), {}, "services.redis.weight"),
+        ((16384, {"redis": {"weight": 1, "min_mb": -5}}), {}, "services.redis.min_mb"),
+        ((16384, {"redis": {"weight": 1, "min_mb": 512, "max_mb": 256}}), {}, "services.redis.max_mb"),
+        ((16384, {"redis": {"weight": 1, "min_mb": 64, "limit": 5}}), {}, "services.redis"),
         ((16384, {"redis": "big"}), {}, "services.redis"),
-        ((2048, {"postgresql": {"min_mb": 4096}}), {}, "postgresql=4096"),
+        ((2048, {"postgresql": {"weight": 1, "min_mb": 4096}}), {}, "postgresql=4096"),
     ],
 )
 def test_ram_budget_bad_input(args, kwargs, words):
