@@ -94,7 +94,10 @@ def _merge(base: Mapping[str, Any], change: Mapping[str, Any]) -> Dict[str, Any]
 
 def service_registry(defaults: Any, overrides: Any) -> Dict[str, Dict[str, Any]]:
     """Merge ``overrides`` (borgstack_services) over ``defaults`` (borgstack_service_defaults), dicts recursively
-    and lists replaced. Unknown service names are refused, naming the variable."""
+    and lists replaced. Unknown service names are refused, naming the variable.
+
+    ``enabled: auto`` (a data service only some apps need, such as MongoDB) becomes true when an enabled service
+    ``requires`` it and false otherwise; an explicit true or false is kept as the operator wrote it."""
     defaults = _mapping("service_registry", defaults, "the defaults")
     overrides = _mapping("service_registry", overrides, "borgstack_services")
     unknown = sorted(str(k) for k in overrides if k not in defaults)
@@ -107,6 +110,16 @@ def service_registry(defaults: Any, overrides: Any) -> Dict[str, Dict[str, Any]]
         entry = _mapping("service_registry", base, f"the defaults of {name}")
         change = _mapping("service_registry", overrides.get(name), f"borgstack_services.{name}")
         merged[name] = _merge(entry, change)
+    auto = {name for name, svc in merged.items() if svc.get("enabled") == "auto"}
+    on = {name for name, svc in merged.items() if svc.get("enabled") is True}
+    grew = True
+    while grew:  # an auto service that is needed may need another auto service
+        needed = {dep for name in on for dep in (merged[name].get("requires") or [])
+                  if isinstance(merged[name].get("requires"), list)}
+        grew = bool((needed & auto) - on)
+        on |= needed & auto
+    for name in auto:
+        merged[name] = {**merged[name], "enabled": name in on}
     return merged
 
 
@@ -291,7 +304,7 @@ def registry_errors(registry: Any, domain: Any) -> List[str]:
         if extra:
             errors.append(f"{where}: unknown key(s) {', '.join(map(str, extra))} (known: {', '.join(sorted(_KEYS))})")
         if not isinstance(svc.get("enabled"), bool):
-            errors.append(f"{where}.enabled must be true or false, found {svc.get('enabled')!r}")
+            errors.append(f"{where}.enabled must be true, false or auto, found {svc.get('enabled')!r}")
         if svc.get("layer") not in _LAYERS:
             errors.append(f"{where}.layer must be one of {', '.join(_LAYERS)}, found {svc.get('layer')!r}")
         image_error = _image_error(where, svc.get("image"))

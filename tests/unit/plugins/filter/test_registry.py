@@ -91,11 +91,12 @@ def test_merge_is_recursive_for_dicts_and_replaces_lists():
         ({"postgresql": {"enabled": False}}, "n8n needs postgresql"),
         ({"n8n": {"image": "n8nio/n8n"}}, "borgstack_services.n8n.image"),
         ({"n8n": {"image": "n8nio/n8n:latest"}}, "borgstack_services.n8n.image 'n8nio/n8n:latest': the tag"),
-        ({"n8n": {"enabled": "yes"}}, "borgstack_services.n8n.enabled must be true or false"),
+        ({"n8n": {"enabled": "yes"}}, "borgstack_services.n8n.enabled must be true, false or auto"),
         ({"n8n": {"s3_bucket": "N8N_Bucket"}}, "borgstack_services.n8n.s3_bucket"),
         ({"n8n": {"redis_db": 16}}, "borgstack_services.n8n.redis_db"),
         ({"n8n": {"postgres": {"database": "n8n-db"}}}, "borgstack_services.n8n.postgres.database"),
-        ({"n8n": {"mongodb": {"database": "n8n"}}}, "n8n needs a MongoDB user: enable borgstack_services.mongodb"),
+        ({"n8n": {"mongodb": {"database": "n8n"}}, "mongodb": {"enabled": False}},
+         "n8n needs a MongoDB user: enable borgstack_services.mongodb"),
         ({"n8n": {"mongodb": {"db": "n8n"}}}, "borgstack_services.n8n.mongodb must be"),
         ({"n8n": {"hostnmae": "x.example.com.br"}}, "borgstack_services.n8n: unknown key(s) hostnmae"),
         ({"n8n": {"layer": "frontend"}}, "borgstack_services.n8n.layer"),
@@ -293,3 +294,15 @@ def test_unpinned_or_malformed_images_are_refused(image, problem):
     assert errors[0].startswith("borgstack_services.n8n.image"), errors
     assert problem in errors[0], errors
     assert "repo@sha256:<64 hex>" in errors[0], errors              # the fix
+
+
+def test_auto_enables_a_data_service_only_when_an_app_requires_it():
+    assert merged()["mongodb"]["enabled"] is False  # nothing needs MongoDB
+    needs = merged(n8n={"requires": ["postgresql", "redis", "mongodb"]})
+    assert needs["mongodb"]["enabled"] is True
+    off = merged(n8n={"requires": ["postgresql", "redis", "mongodb"]}, mongodb={"enabled": False})
+    assert off["mongodb"]["enabled"] is False
+    assert "n8n needs mongodb: enable borgstack_services.mongodb or disable borgstack_services.n8n" in \
+        registry_errors(off, DOMAIN)
+    assert merged(mongodb={"enabled": True})["mongodb"]["enabled"] is True  # asked for by name
+    assert merged(n8n={"enabled": False, "requires": ["mongodb"]})["mongodb"]["enabled"] is False
