@@ -17,7 +17,7 @@ from conftest import assert_no_leak, changed_tasks, inspect, public_ip, run_site
 from test_data_redis_seaweedfs import (  # noqa: F401  pylint: disable=unused-import
     INTERNAL_NETWORK, S3_CLIENT, SEAWEEDFS, _redis_cli, redis_password)
 
-SERVICES = ("postgresql", "redis", "seaweedfs", "n8n", "caddy")
+SERVICES = ("postgresql", "redis", "seaweedfs", "n8n", "directus", "caddy")
 
 HAND_PASSWORD = "changed-by-hand-0123456789"
 PG_CONF = "/opt/borgstack/services/postgresql/postgresql.conf"

@@ -114,7 +114,7 @@ def test_ports_are_unique_per_service_not_across_the_stack():
 
 def _second_app(reg, **site):
     reg["app"] = copy.deepcopy(reg["n8n"])
-    reg["app"].update(redis_db=1, s3_bucket="app", postgres={"database": "app", "extensions": []},
+    reg["app"].update(redis_db=7, s3_bucket="app", postgres={"database": "app", "extensions": []},
                       containers={"app": {"kind": "web", "port": 3000, "memory": {"weight": 1, "min_mb": 64}}},
                       site={"hostname": "", **site})
     return reg
@@ -133,21 +133,23 @@ def test_disabled_services_do_not_collide():
 
 
 def test_hostnames_default_to_service_dot_domain():
-    assert service_hostnames(merged(), DOMAIN) == {"n8n": "n8n.example.com.br"}
-    assert service_hostnames(merged(n8n={"site": {"hostname": "fluxos.example.com.br"}}), DOMAIN) == {
-        "n8n": "fluxos.example.com.br"}
-    assert service_hostnames(merged(n8n={"enabled": False}), DOMAIN) == {}
+    assert service_hostnames(merged(), DOMAIN) == {"n8n": "n8n.example.com.br",
+                                                   "directus": "directus.example.com.br"}
+    assert service_hostnames(merged(n8n={"site": {"hostname": "fluxos.example.com.br"}}), DOMAIN)["n8n"] == \
+        "fluxos.example.com.br"
+    assert "n8n" not in service_hostnames(merged(n8n={"enabled": False}), DOMAIN)
 
 
 def test_postgres_tenants_with_stable_distinct_passwords():
     tenants = postgres_tenants(merged(), MASTER, {})
-    assert [t["name"] for t in tenants] == ["n8n"]
+    assert [t["name"] for t in tenants] == ["n8n", "directus"]
+    assert tenants[0]["password"] != tenants[1]["password"]
     assert tenants[0]["database"] == "n8n" and tenants[0]["extensions"] == ["vector"]
     again = postgres_tenants(merged(), MASTER, None)
     assert tenants[0]["password"] == again[0]["password"] and len(tenants[0]["password"]) == 40
     override = postgres_tenants(merged(), MASTER, {"postgresql_n8n": "a-long-enough-override"})
     assert override[0]["password"] == "a-long-enough-override"
-    assert postgres_tenants(merged(n8n={"enabled": False}), MASTER, {}) == []
+    assert [t["name"] for t in postgres_tenants(merged(n8n={"enabled": False}), MASTER, {})] == ["directus"]
 
 
 def test_endpoints_name_every_container_once():
@@ -165,23 +167,24 @@ def test_mongodb_users_and_buckets_come_from_the_registry():
     users = mongodb_users(reg, MASTER, {})
     assert [(u["name"], u["database"], u["roles"]) for u in users] == [("n8n", "flows", ["readWrite"])]
     assert users[0]["password"] == mongodb_users(reg, MASTER, None)[0]["password"]
-    assert s3_buckets(merged(), ["borgstack"]) == ["borgstack", "n8n"]
-    assert s3_buckets(merged(n8n={"enabled": False}), ["borgstack"]) == ["borgstack"]
+    assert s3_buckets(merged(), ["borgstack"]) == ["borgstack", "n8n", "directus"]
+    assert s3_buckets(merged(n8n={"enabled": False}), ["borgstack"]) == ["borgstack", "directus"]
 
 
 def test_caddy_sites_carry_what_each_app_loosens():
     reg = merged()
     sites = caddy_sites(reg, DOMAIN, service_endpoints(reg, "borgstack", "i"))
-    assert len(sites) == 1
-    site = sites[0]
+    assert [s["hostname"] for s in sites] == ["directus.example.com.br", "n8n.example.com.br"]  # sorted
+    site = sites[1]
     assert site["hostname"] == "n8n.example.com.br" and site["upstream"] == "borgstack-n8n:5678"
     assert site["max_body_mb"] == 16
     assert "'unsafe-eval'" in site["csp_extra"]["script-src"]
     assert site["csp_extra"]["connect-src"] == "wss://n8n.example.com.br"  # websockets: true
     reg = merged(n8n={"site": {"websockets": False, "csp": {}}})
-    assert caddy_sites(reg, DOMAIN, service_endpoints(reg, "b", "i"))[0]["csp_extra"] == {
+    assert caddy_sites(reg, DOMAIN, service_endpoints(reg, "b", "i"))[1]["csp_extra"] == {
         k: v for k, v in DEFAULTS["n8n"]["site"]["csp"].items()}
-    assert caddy_sites(merged(n8n={"enabled": False}), DOMAIN, service_endpoints(merged(), "b", "i")) == []
+    assert [s["hostname"] for s in caddy_sites(merged(n8n={"enabled": False}), DOMAIN,
+                                                service_endpoints(merged(), "b", "i"))] == ["directus.example.com.br"]
 
 
 def test_every_container_and_worker_fits_85_percent_of_16_gb():
@@ -203,7 +206,7 @@ def test_health_checks_follow_the_registry():
     ends = service_endpoints(reg, "borgstack", "borgstack_internal")
     tenants = postgres_tenants(reg, MASTER, {})
     checks = {c["name"]: c for c in health_checks(reg, DOMAIN, ends, tenants, "redis-secret")}
-    assert set(checks) == {"postgresql", "redis", "seaweedfs", "n8n", "caddy"}
+    assert set(checks) == {"postgresql", "redis", "seaweedfs", "n8n", "directus", "caddy"}
     n8n = checks["n8n"]
     assert n8n["containers"] == ["borgstack-n8n", "borgstack-n8n-worker-1", "borgstack-n8n-worker-2"]
     assert n8n["internal_check"] == {"type": "http", "port": 5678, "path": "/healthz/readiness"}
@@ -225,8 +228,11 @@ def test_login_report_names_the_page_the_user_and_the_command_never_a_password()
 
     lines = login_report(merged(), DOMAIN, "/opt/borgstack", "ti@example.com.br")
     assert lines == ["n8n: https://n8n.example.com.br/signin - user ti@example.com.br; first password: "
-                     "sudo cat /opt/borgstack/services/n8n/owner-password"]
-    assert login_report(merged(n8n={"enabled": False}), DOMAIN, "/opt/borgstack", "x@y.zz") == []
+                     "sudo cat /opt/borgstack/services/n8n/owner-password",
+                     "directus: https://directus.example.com.br/admin/login - user ti@example.com.br; first "
+                     "password: sudo cat /opt/borgstack/services/directus/admin-password"]
+    assert login_report(merged(n8n={"enabled": False}, directus={"enabled": False}), DOMAIN, "/opt/borgstack",
+                        "x@y.zz") == []
 
 
 @pytest.mark.parametrize("login", [
