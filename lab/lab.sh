@@ -230,6 +230,10 @@ cmd_create() {
     container_exists "$name" && die "'$name' already exists (lab/lab.sh reset $name to start afresh)"
     start=$(date +%s)
 
+    # Lab hosts may be created side by side (the test suite runs its scenarios in parallel): one at a time makes the
+    # shared public network and picks an address.
+    exec 9>/tmp/borgstack-lab.lock
+    flock 9
     ensure_public_network
     ip=$(pick_ip "$ip_arg")
 
@@ -249,6 +253,7 @@ cmd_create() {
         --network bridge \
         "$image" >/dev/null
     docker network connect --ip "$ip" "$PUBLIC_NET" "$name"
+    flock --unlock 9
 
     state=""
     for ((i = 0; i < BOOT_TIMEOUT; i++)); do

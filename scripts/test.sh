@@ -54,8 +54,18 @@ step_integration() {
   lab/lab.sh destroy "$host" >/dev/null
 }
 step_molecule() {
-  molecule test -s bootstrap
-  if [ -d molecule/stack ]; then molecule test -s stack; fi
+  # The two scenarios use their own lab hosts and molecule state: they run side by side (the stack scenario is the
+  # long one; the bootstrap one mostly waits on package downloads). Each writes its own log, printed when it ends.
+  local logs pid_stack rc_stack=0 rc_bootstrap=0
+  logs=$(mktemp -d)
+  molecule test -s stack >"$logs/stack.log" 2>&1 &
+  pid_stack=$!
+  molecule test -s bootstrap >"$logs/bootstrap.log" 2>&1 || rc_bootstrap=$?
+  printf '\n--- molecule bootstrap (exit %s) ---\n' "$rc_bootstrap"; cat "$logs/bootstrap.log"
+  wait "$pid_stack" || rc_stack=$?
+  printf '\n--- molecule stack (exit %s) ---\n' "$rc_stack"; cat "$logs/stack.log"
+  rm -rf "$logs"
+  [ "$rc_bootstrap" -eq 0 ] && [ "$rc_stack" -eq 0 ]
 }
 
 for s in "${steps[@]}"; do run_step "$s" "step_$s"; done
