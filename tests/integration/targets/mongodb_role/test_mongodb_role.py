@@ -508,8 +508,8 @@ def test_lab_missing_image_with_pull_never_fails_before_writing(tmp_path):
                      extra=["-vvv", "-e", "borgstack_pull=never"])
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output
-    assert "the image mongo:7.0 is not on" in output
-    assert "mongodb_pull is 'never'" in output
+    assert "the image(s) mongo:7.0 are not on this host" in output
+    assert "the pull policy is 'never'" in output
     assert _service_dir_modes() == {}  # nothing written, so no secret either
     assert USER_PASSWORD not in output and _lab_root_password() not in output
 
