@@ -264,7 +264,10 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
     "compose": {"type": "str"},
     "files": {"type": "list", "elements": "dict", "default": [], "options": _FILE_OPTIONS},
-    "secret_files": {"type": "list", "elements": "dict", "default": [], "options": _SECRET_FILE_OPTIONS},
+    # no_log on the content suboption only, deliberately not on the whole list: that would also mask every path,
+    # owner and mode written there ("root", "0400", "999") wherever those strings appear in any output.
+    "secret_files": {"type": "list", "elements": "dict", "default": [], "options": _SECRET_FILE_OPTIONS,
+                     "no_log": False},
     "env": {"type": "dict", "default": {}, "no_log": True},
     "dirs": {"type": "list", "elements": "dict", "default": [], "options": {
         "path": {"type": "str", "required": True},
@@ -463,7 +466,7 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
             return json.loads(out), True
         if pending and "env file" in (err + out):
             rc2, out2, _err2 = self._compose(compose_file, "config", "--no-interpolate", "--format", "json",
-                                            check=False)
+                                             check=False)
             if rc2 == 0:
                 return json.loads(out2), False
         raise DeployError(f"the Compose file of {self.name} is not valid (docker compose config): "

@@ -103,8 +103,9 @@ options:
         type: raw
   secret_files:
     description:
-      - Config files holding secrets; same keys as O(files), mode V("0600") unless given. Never shown in the output
-        or the diff.
+      - Config files holding secrets; same keys as O(files), mode V("0600") unless given.
+      - Their content is never shown in the output or the diff (the C(content) suboption is no_log); their paths,
+        owners and modes are.
     type: list
     elements: dict
     default: []
@@ -250,8 +251,8 @@ commands:
   type: list
   elements: str
 msg:
-  description: In check mode, what would happen (on a host without Docker, that the service would be deployed).
-  returned: when changed in check mode
+  description: In check mode, what would happen; on a host without Docker, that it is not installed yet.
+  returned: in check mode, when changed or when Docker is missing
   type: str
 """
 
@@ -274,9 +275,10 @@ def main() -> None:
         problem = deploy.docker_answers()
         if problem is not None:
             if module.check_mode:
-                module.exit_json(changed=True, msg=f"{module.params['name']}: Docker is not installed yet; the "
-                                 "service would be deployed.", files_changed=[], recreated=[], started=[],
-                                 removed=[], drift={}, commands=deploy.commands)
+                present = module.params["state"] == "present"
+                module.exit_json(changed=present, msg=f"{module.params['name']}: Docker is not installed yet; " + (
+                    "the service would be deployed." if present else "there is nothing to remove."),
+                    files_changed=[], recreated=[], started=[], removed=[], drift={}, commands=deploy.commands)
             module.fail_json(msg=f"{module.params['name']}: the Docker engine does not answer on "
                              f"{socket.gethostname()} ({problem}). Run the docker role first (--tags docker).")
         result = deploy.present() if module.params["state"] == "present" else deploy.absent()

@@ -473,8 +473,8 @@ def _lab_play(roles: list[str]) -> list[dict[str, Any]]:
 @lab
 def test_lab_check_mode_completes(tmp_path):
     _require("docker")
-    # A host where MongoDB was never deployed. (Where its Compose file exists already, check mode runs
-    # `docker compose up --dry-run`, which resolves the image: without it and without a registry that fails.)
+    # A host where MongoDB was never deployed: check mode validates the Compose file from a temp copy (its env_file
+    # not written yet) and writes nothing.
     _lab_exec("rm", "-rf", "/opt/borgstack/services/mongodb")
     # Pull policy missing: with the lab's 'never' and Docker installed, check mode would (rightly) stop at the
     # missing image, which test_lab_missing_image_with_pull_never_fails_before_writing covers.
