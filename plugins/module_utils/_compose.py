@@ -489,8 +489,9 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
         try:
             evaluated = staged or self.compose_file
             # 1. The declared services (this also validates a new Compose file), and the images pull=never needs,
-            #    before anything is written.
-            config, interpolated = self._config(evaluated, pending=compose_changed)
+            #    before anything is written. An env_file this run writes may be missing (a new service, or
+            #    secrets.env deleted by hand): then read without interpolation, and again once it is written.
+            config, interpolated = self._config(evaluated, pending=True)
             declared = declared_services(config)
             image_ids = self._image_ids(declared)
             if params["pull"] == "never":

@@ -207,6 +207,14 @@ def test_deploy_recreate_drift_and_stale(project: Project) -> None:  # pylint: d
     assert started.changed and started.result["started"] == [container]
     assert inspect(container, "{{.State.Health.Status}}") == "healthy"
 
+    # secrets.env deleted by hand (the Compose file reads it as env_file): written again, the container recreated.
+    (service / "secrets.env").unlink()
+    rewritten = ok(project.run(project.args(maxmemory="10mb")))
+    assert rewritten.changed and rewritten.result["recreated"] == [container]
+    assert (service / "secrets.env").stat().st_mode & 0o7777 == 0o600
+    assert f"APP_TOKEN={SECRET_ENV}" in inspect(container, "{{json .Config.Env}}")
+    assert not ok(project.run(project.args(maxmemory="10mb"))).changed
+
     # A service dropped from the file: its container goes, the other stays.
     ok(project.run(project.args(maxmemory="10mb", extra=True)))
     assert inspect(project.container("extra"), "{{.State.Running}}") == "true"
