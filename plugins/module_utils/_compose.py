@@ -1,19 +1,43 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Runtime drift of a Compose service: what runs compared with what its Compose file declares.
+"""Deploying one Compose service of the BorgStack project: its files, its containers and their runtime drift.
 
-Compose recreates a container when its configuration hash or its image changes, but it does not see what was changed
-on a running container by hand with ``docker`` (a network disconnected, ``docker update --memory``, a restart policy)
-nor a data volume whose owner or mode was changed. These pure functions compare the declared state (``docker compose
-config --format json``) with ``docker inspect`` and a volume's ``stat``; the compose_runtime module acts on them.
+The compose_deploy module runs everything here in one process on the target host. The pure functions compare:
+
+- a wanted file (content, owner, group, mode) with what is on disk (``file_changes``), and the secret environment
+  file's exact text (``env_file_text``);
+- the declared services (``docker compose config --format json`` and ``config --hash``) with ``docker inspect`` of
+  their containers: missing, stopped, another configuration hash (Compose recreates), or changed by hand with
+  ``docker`` where Compose does not look (a network disconnected, ``docker update --memory``, a restart policy,
+  another image) - ``plan_services``;
+- the project's containers created from this service's file whose service the file no longer declares
+  (``stale_containers``), and a data volume's owner or mode (``volume_drift``).
+
+``ComposeDeploy`` reads the current state, computes the difference with them and applies only what differs.
 """
 from __future__ import annotations
 
+import grp
+import json
+import os
+import pwd
 import re
-from typing import Any, Dict, List, Mapping, Optional
+import shutil
+import tempfile
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-# Label of one-off job containers (migrations, setup): they exit when done and are left out of the comparison.
+# Label of one-off job containers (migrations, setup): they run to completion, and one that exited 0 with the
+# declared configuration is done - never compared as a running service, never rerun.
 JOB_LABEL = "org.borgstack.job"
+# Labels Compose puts on the containers it creates.
+HASH_LABEL = "com.docker.compose.config-hash"
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
+# First line of services/<name>/secrets.env (the format the compose_service role wrote with ansible.builtin.copy).
+ENV_FILE_HEADER = "# Managed by BorgStack. Secrets: root-only.\n"
+SECRET_CHANGED = "(secret content changed)\n"
+LOG_LINES = 30
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024 ** 2, "mb": 1024 ** 2, "g": 1024 ** 3, "gb": 1024 ** 3}
 
 
@@ -83,3 +107,548 @@ def volume_drift(wanted: Mapping[str, Any], uid: int, gid: int, mode: int) -> Li
     if wanted.get("mode") is not None and int(str(wanted["mode"]), 8) != mode & 0o7777:
         drift.append(f"mode {mode & 0o7777:04o} instead of {int(str(wanted['mode']), 8):04o}")
     return drift
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------------------------------------------
+def env_file_text(env: Mapping[str, Any]) -> str:
+    """services/<name>/secrets.env: the header, then ``KEY="json string"`` lines sorted by key.
+
+    Byte for byte what the role's template wrote (``{{ key }}={{ value | string | to_json }}``), so a host deployed
+    before sees no change.
+    """
+    return ENV_FILE_HEADER + "".join(f"{key}={json.dumps(str(env[key]))}\n" for key in sorted(env))
+
+
+def file_changes(wanted: Mapping[str, Any], current: Optional[Mapping[str, Any]]) -> List[str]:
+    """What differs between a wanted file and the one on disk; each dict has content (bytes, None for a directory),
+    uid, gid and mode (permission bits). ``current`` is None when nothing is there."""
+    if current is None:
+        return ["created"]
+    changes = []
+    if wanted.get("content") is not None and current.get("content") != wanted["content"]:
+        changes.append("content")
+    if current["uid"] != wanted["uid"]:
+        changes.append(f"owner {current['uid']} instead of {wanted['uid']}")
+    if current["gid"] != wanted["gid"]:
+        changes.append(f"group {current['gid']} instead of {wanted['gid']}")
+    if current["mode"] & 0o7777 != wanted["mode"]:
+        changes.append(f"mode {current['mode'] & 0o7777:04o} instead of {wanted['mode']:04o}")
+    return changes
+
+
+def resolve_id(value: Any, kind: str) -> int:
+    """A uid/gid from a number or a name (``root``, ``1000``, 999)."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a {kind}: {value!r}")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        return pwd.getpwnam(text).pw_uid if kind == "owner" else grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise ValueError(f"unknown {'user' if kind == 'owner' else 'group'} {text!r}") from None
+
+
+def parse_mode(value: Any, default: int) -> int:
+    """Permission bits from an octal string ("0640") or an int already holding them; default when unset."""
+    if value in (None, ""):
+        return default
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if not re.fullmatch(r"0?[0-7]{3,4}", text):
+        raise ValueError(f"not an octal mode: {value!r}")
+    return int(text, 8)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Containers
+# ----------------------------------------------------------------------------------------------------------------
+def plan_services(declared: Mapping[str, Mapping[str, Any]], hashes: Optional[Mapping[str, str]],
+                  inspected: Mapping[str, Mapping[str, Any]], image_ids: Mapping[str, Optional[str]]
+                  ) -> Dict[str, Any]:
+    """What each declared service needs, from ``docker inspect`` of the containers (by name).
+
+    Returns ``up`` (service -> reasons Compose acts on by itself: container missing or not running, another config
+    hash - or ``hashes`` None, unknown), ``force`` (service -> runtime drift Compose does not see: only a forced
+    recreate heals it) and ``waiting`` (services running as declared whose healthcheck does not say healthy yet).
+    A one-off job is never compared as a running service: done when it exited 0 with the declared hash.
+    """
+    up: Dict[str, List[str]] = {}
+    force: Dict[str, List[str]] = {}
+    waiting: List[str] = []
+    for service, spec in sorted(declared.items()):
+        name = spec["container"]
+        container = inspected.get(name)
+        if container is None:
+            up[service] = [f"container {name} is missing"]
+            continue
+        labels = (container.get("Config") or {}).get("Labels") or {}
+        state = container.get("State") or {}
+        wanted_hash = None if hashes is None else hashes.get(service)
+        hash_reason = ([] if wanted_hash is not None and labels.get(HASH_LABEL) == wanted_hash
+                       else ["configuration changed (Compose config hash)"])
+        if spec["job"]:
+            if hash_reason:
+                up[service] = hash_reason
+            elif not state.get("Running") and state.get("ExitCode", 0) != 0:
+                up[service] = [f"job exited with code {state.get('ExitCode')}"]
+            continue
+        if hash_reason:
+            up[service] = hash_reason
+        elif not state.get("Running"):
+            up[service] = [f"container {name} is {state.get('Status') or 'not running'}"]
+        drift = container_drift(spec, container, image_ids.get(spec["image"]))
+        if drift:
+            force[service] = drift
+        elif service not in up and ((state.get("Health") or {}).get("Status") or "healthy") != "healthy":
+            waiting.append(service)
+    return {"up": up, "force": force, "waiting": waiting}
+
+
+def stale_containers(rows: Sequence[Mapping[str, str]], config_file: str, declared: Sequence[str]) -> List[str]:
+    """Containers created from ``config_file`` (Compose's config_files label) for a service it no longer declares.
+
+    ``rows``: ``docker ps --all`` of the project, each with name, service and config_files.
+    """
+    return sorted(row["name"] for row in rows
+                  if row.get("config_files") == config_file and row.get("service") not in declared)
+
+
+def parse_ps(output: str) -> List[Dict[str, str]]:
+    """Rows of ``docker ps --format`` with PS_FORMAT (tab separated)."""
+    rows = []
+    for line in output.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3:
+            rows.append({"name": parts[0], "service": parts[1], "config_files": parts[2]})
+    return rows
+
+
+PS_FORMAT = "{{.Names}}\t{{.Label \"%s\"}}\t{{.Label \"%s\"}}" % (SERVICE_LABEL, CONFIG_FILES_LABEL)
+
+
+def parse_hashes(output: str) -> Dict[str, str]:
+    """``docker compose config --hash '*'``: one ``service hash`` per line."""
+    return dict(line.split(None, 1) for line in output.splitlines() if len(line.split(None, 1)) == 2)
+
+
+def not_ready(container: Optional[Mapping[str, Any]]) -> bool:
+    """True for a container that is not running, or whose healthcheck does not say healthy."""
+    if container is None:
+        return True
+    state = container.get("State") or {}
+    return not state.get("Running") or ((state.get("Health") or {}).get("Status") or "healthy") != "healthy"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The module's core
+# ----------------------------------------------------------------------------------------------------------------
+_FILE_OPTIONS = {
+    "path": {"type": "str", "required": True},
+    "content": {"type": "str", "required": True},
+    "owner": {"type": "raw"},
+    "group": {"type": "raw"},
+    "mode": {"type": "raw"},
+}
+# A secret file's content is masked; its path, owner and mode stay readable in the output.
+_SECRET_FILE_OPTIONS = dict(_FILE_OPTIONS, content={"type": "str", "required": True, "no_log": True})
+ARGUMENT_SPEC: Dict[str, Any] = {
+    "name": {"type": "str", "required": True},
+    "project": {"type": "str", "default": "borgstack"},
+    "project_dir": {"type": "path", "default": "/opt/borgstack"},
+    "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+    "compose": {"type": "str"},
+    "files": {"type": "list", "elements": "dict", "default": [], "options": _FILE_OPTIONS},
+    # no_log on the content suboption only, deliberately not on the whole list: that would also mask every path,
+    # owner and mode written there ("root", "0400", "999") wherever those strings appear in any output.
+    "secret_files": {"type": "list", "elements": "dict", "default": [], "options": _SECRET_FILE_OPTIONS,
+                     "no_log": False},
+    "env": {"type": "dict", "default": {}, "no_log": True},
+    "dirs": {"type": "list", "elements": "dict", "default": [], "options": {
+        "path": {"type": "str", "required": True},
+        "owner": {"type": "raw"},
+        "group": {"type": "raw"},
+        "mode": {"type": "raw"},
+    }},
+    "volumes": {"type": "list", "elements": "dict", "default": [], "options": {
+        "name": {"type": "str", "required": True},
+        "owner": {"type": "int"},
+        "group": {"type": "int"},
+        "mode": {"type": "str"},
+    }},
+    "pull": {"type": "str", "default": "missing", "choices": ["missing", "always", "never"]},
+    "wait_timeout": {"type": "int", "default": 600},
+    "purge": {"type": "bool", "default": False},
+}
+# Options that carry secrets, all masked by no_log above (env whole, secret_files' content); the unit tests check
+# the spec against this list, and tests/unit/roles/test_no_log.py relies on it.
+SECRET_OPTIONS = frozenset({"env", "secret_files"})
+
+
+class DeployError(Exception):
+    """A failure the module reports with fail_json."""
+
+
+class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
+    """Deploys (or removes) one service: reads what is there, compares, applies only what differs.
+
+    ``module`` is an AnsibleModule (run_command, check_mode, _diff, get_bin_path); errors raise DeployError.
+    """
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.params = module.params
+        self.check = bool(module.check_mode)
+        self.name = self.params["name"]
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name or ""):
+            raise DeployError(f"name {self.name!r} is not a plain directory name")
+        self.service_dir = os.path.join(self.params["project_dir"], "services", self.name)
+        self.compose_file = os.path.join(self.service_dir, "compose.yaml")
+        self.docker = module.get_bin_path("docker") or ""
+        self.commands: List[str] = []
+        self.files_changed: List[str] = []
+        self.content_changed = False
+        self.diffs: List[Dict[str, str]] = []
+        self.scratch: Optional[str] = None
+
+    # -- docker -----------------------------------------------------------------------------------------------
+    def _docker(self, *args: str, check: bool = True, data: Optional[str] = None) -> Tuple[int, str, str]:
+        shown = ["compose", *args[7:]] if args[:1] == ("compose",) else list(args)  # without project and file
+        self.commands.append(" ".join(["docker", *shown]))
+        rc, out, err = self.module.run_command([self.docker, *args], cwd=self.params["project_dir"]
+                                               if os.path.isdir(self.params["project_dir"]) else None,
+                                               environ_update={"COMPOSE_IGNORE_ORPHANS": "true"}, data=data)
+        if check and rc != 0:
+            raise DeployError(f"docker {' '.join(args[:5])} failed: {(err.strip() or out.strip())}")
+        return rc, out, err
+
+    def _compose(self, compose_file: str, *args: str, check: bool = True,
+                 data: Optional[str] = None) -> Tuple[int, str, str]:
+        return self._docker("compose", "--project-name", self.params["project"], "--project-directory",
+                            self.params["project_dir"], "--file", compose_file, *args, check=check, data=data)
+
+    def _hashes(self, config: Mapping[str, Any]) -> Dict[str, str]:
+        """Compose's configuration hash of each service, as ``up`` puts it in the config-hash label.
+
+        Computed from the normalised config (``config --format json``) given back on stdin: ``config --hash`` of the
+        file itself differs from the label for a service with an env_file (Compose 2.26 hashes it before the file is
+        read into ``environment``). Through stdin, the resolved environment never touches the disk.
+        """
+        return parse_hashes(self._compose("-", "config", "--hash", "*", data=json.dumps(config))[1])
+
+    def _inspect_containers(self, names: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+        if not names:
+            return {}
+        _rc, out, _err = self._docker("container", "inspect", *sorted(set(names)), check=False)
+        found = json.loads(out) if out.strip().startswith("[") else []
+        return {item["Name"].lstrip("/"): item for item in found}
+
+    def docker_answers(self) -> Optional[str]:
+        """None when the engine answers, else why not."""
+        if not self.docker:
+            return "the docker CLI is not installed"
+        rc, out, err = self._docker("version", "--format", "{{.Server.Version}}", check=False)
+        return None if rc == 0 else (err.strip() or out.strip() or f"docker version exited {rc}")
+
+    # -- files ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _current(path: str, read: bool) -> Optional[Dict[str, Any]]:
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        content = None
+        if read:
+            with open(path, "rb") as handle:
+                content = handle.read()
+        return {"content": content, "uid": info.st_uid, "gid": info.st_gid, "mode": info.st_mode}
+
+    def _wanted(self, spec: Mapping[str, Any], default_mode: int, content: Optional[str]) -> Dict[str, Any]:
+        try:
+            return {"content": None if content is None else content.encode("utf-8"),
+                    "uid": resolve_id(spec.get("owner") if spec.get("owner") is not None else "root", "owner"),
+                    "gid": resolve_id(spec.get("group") if spec.get("group") is not None else "root", "group"),
+                    "mode": parse_mode(spec.get("mode"), default_mode)}
+        except ValueError as exc:
+            raise DeployError(f"{spec.get('path', self.name)}: {exc}") from None
+
+    def _relative(self, relative: str) -> str:
+        path = os.path.normpath(os.path.join(self.service_dir, relative))
+        if relative.startswith("/") or not path.startswith(self.service_dir + os.sep):
+            raise DeployError(f"{relative!r} is not a path inside services/{self.name}/")
+        return path
+
+    def ensure_dir(self, path: str, spec: Mapping[str, Any]) -> None:
+        wanted = self._wanted(spec, 0o750, None)
+        changes = file_changes(wanted, self._current(path, read=False))
+        if not changes:
+            return
+        self.files_changed.append(path)
+        self.diffs.append({"before_header": path, "after_header": path,
+                           "before": "" if changes == ["created"] else "".join(f"{c}\n" for c in changes),
+                           "after": f"directory {wanted['uid']}:{wanted['gid']} {wanted['mode']:04o}\n"})
+        if not self.check:
+            os.makedirs(path, exist_ok=True)
+            os.chown(path, wanted["uid"], wanted["gid"])
+            os.chmod(path, wanted["mode"])
+
+    def ensure_file(self, path: str, spec: Mapping[str, Any], content: str, default_mode: int, secret: bool,
+                    staged: Optional[str] = None) -> bool:
+        """Converge one file; True when its content changed. ``staged``: a temp file in the same directory that
+        already holds the content (the validated Compose file), renamed over the live one."""
+        wanted = self._wanted(spec, default_mode, content)
+        current = self._current(path, read=True)
+        changes = file_changes(wanted, current)
+        if not changes:
+            return False
+        content_changed = "content" in changes or changes == ["created"]
+        self.files_changed.append(path)
+        attributes = [c for c in changes if c not in ("content", "created")]
+        if secret:
+            before = "".join(f"{c}\n" for c in attributes) if current is not None else ""
+            after = SECRET_CHANGED if content_changed else "".join(f"{c.split()[0]} as declared\n"
+                                                                   for c in attributes)
+        else:
+            before = (current or {}).get("content") or b""
+            before = before.decode("utf-8", "replace") + "".join(f"# {c}\n" for c in attributes)
+            after = content + ("".join(f"# {c.split()[0]} as declared\n" for c in attributes) if attributes else "")
+        self.diffs.append({"before_header": path, "after_header": path, "before": before, "after": after})
+        if self.check:
+            return content_changed
+        if content_changed:
+            if staged is None:
+                fd, staged = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.")
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(wanted["content"])
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.chown(staged, wanted["uid"], wanted["gid"])
+            os.chmod(staged, wanted["mode"])
+            os.rename(staged, path)
+        else:
+            os.chown(path, wanted["uid"], wanted["gid"])
+            os.chmod(path, wanted["mode"])
+        return content_changed
+
+    def _stage_compose(self) -> str:
+        """The new Compose text in a temp file: in the service's directory (renamed over the live file later), or,
+        in check mode or before that directory exists, in a scratch directory removed at the end."""
+        directory = self.service_dir
+        if self.check or not os.path.isdir(directory):
+            self.scratch = tempfile.mkdtemp(prefix="compose_deploy.")
+            directory = self.scratch
+        fd, staged = tempfile.mkstemp(dir=directory, prefix=".compose.yaml.")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(self.params["compose"])
+        os.chmod(staged, 0o644)
+        return staged
+
+    def _cleanup(self, *paths: Optional[str]) -> None:
+        for path in paths:
+            if path and os.path.exists(path):
+                os.unlink(path)
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
+
+    # -- present ----------------------------------------------------------------------------------------------
+    def _config(self, compose_file: str, pending: bool) -> Tuple[Dict[str, Any], bool]:
+        """(``config --format json``, whether interpolated). ``pending``: files this run writes are not there yet
+        (check mode, or before they are written), so a failure that names one is retried without interpolation
+        (which does not read env_file)."""
+        rc, out, err = self._compose(compose_file, "config", "--format", "json", check=False)
+        if rc == 0:
+            return json.loads(out), True
+        if pending and "env file" in (err + out):
+            rc2, out2, _err2 = self._compose(compose_file, "config", "--no-interpolate", "--format", "json",
+                                             check=False)
+            if rc2 == 0:
+                return json.loads(out2), False
+        raise DeployError(f"the Compose file of {self.name} is not valid (docker compose config): "
+                          f"{err.strip() or out.strip()}")
+
+    def _image_ids(self, declared: Mapping[str, Mapping[str, Any]]) -> Dict[str, Optional[str]]:
+        ids: Dict[str, Optional[str]] = {}
+        for image in sorted({spec["image"] for spec in declared.values() if spec["image"]}):
+            rc, out, _err = self._docker("image", "inspect", "--format", "{{.Id}}", image, check=False)
+            ids[image] = out.strip() if rc == 0 and out.strip() else None
+        return ids
+
+    def present(self) -> Dict[str, Any]:  # pylint: disable=too-many-locals,too-many-branches,too-many-statements
+        params = self.params
+        if params["compose"] is None:
+            raise DeployError("compose is required with state=present")
+        live = self._current(self.compose_file, read=True)
+        compose_changed = live is None or live["content"] != params["compose"].encode("utf-8")
+        staged = self._stage_compose() if compose_changed else None
+        try:
+            evaluated = staged or self.compose_file
+            # 1. The declared services (this also validates a new Compose file), and the images pull=never needs,
+            #    before anything is written. An env_file this run writes may be missing (a new service, or
+            #    secrets.env deleted by hand): then read without interpolation, and again once it is written.
+            config, interpolated = self._config(evaluated, pending=True)
+            declared = declared_services(config)
+            image_ids = self._image_ids(declared)
+            if params["pull"] == "never":
+                missing = sorted(image for image, image_id in image_ids.items() if image_id is None)
+                if missing:
+                    raise DeployError(
+                        f"{self.name}: the image(s) {', '.join(missing)} are not on this host and the pull policy is "
+                        "'never'. Load them first (the images role, or docker load) or set the pull policy to "
+                        "'missing' (borgstack_pull).")
+            # 2. Directories and files.
+            self.ensure_dir(self.service_dir, {"owner": "root", "group": "root", "mode": "0750"})
+            for spec in params["dirs"]:
+                self.ensure_dir(self._relative(spec["path"]), spec)
+            for spec in params["files"]:
+                self.content_changed |= self.ensure_file(self._relative(spec["path"]), spec, spec["content"],
+                                                         0o644, secret=False)
+            for spec in params["secret_files"]:
+                self.content_changed |= self.ensure_file(self._relative(spec["path"]), spec, spec["content"],
+                                                         0o600, secret=True)
+            self.content_changed |= self.ensure_file(os.path.join(self.service_dir, "secrets.env"), {},
+                                                     env_file_text(params["env"]), 0o600, secret=True)
+            if compose_changed and not self.check:
+                if staged and self.scratch:  # staged before the directory existed: stage again inside it
+                    self._cleanup(staged)
+                    staged = self._stage_compose()
+                # Validated with everything it reads in place, before it replaces the live file.
+                self._compose(staged, "config", "--quiet")
+            self.ensure_file(self.compose_file, {}, params["compose"], 0o644, secret=False, staged=staged)
+            if not self.check:
+                evaluated = self.compose_file
+                if compose_changed or not interpolated:
+                    config, interpolated = self._config(evaluated, pending=False)
+                    declared = declared_services(config)
+            hashes = self._hashes(config) if interpolated else None
+        finally:
+            self._cleanup(staged)  # a staged file not renamed over the live one (check mode, a failure)
+        # 3. The containers: what runs compared with what is declared.
+        _rc, out, _err = self._docker("ps", "--all", "--filter", f"label={PROJECT_LABEL}={params['project']}",
+                                      "--format", PS_FORMAT)
+        rows = parse_ps(out)
+        inspected = self._inspect_containers([spec["container"] for spec in declared.values()]
+                                             + [row["name"] for row in rows])
+        plan = plan_services(declared, hashes, inspected, image_ids)
+        services = set(plan["up"]) | set(plan["force"])
+        if self.content_changed:  # the containers read these files when they start
+            services |= {service for service, spec in declared.items() if not spec["job"]}
+        # One `up` for all of them; --force-recreate (it applies to every service named) when Compose cannot see
+        # the reason itself: runtime drift, or a config file changed.
+        force = bool(plan["force"]) or (self.content_changed and bool(services))
+        drift: Dict[str, List[str]] = {}
+        recreated, started = [], []
+        for service in sorted(services):
+            reasons = plan["up"].get(service, []) + plan["force"].get(service, [])
+            container = declared[service]["container"]
+            drift[container] = reasons or ["config files changed"]
+            exists = container in inspected
+            by_hash = bool(reasons) and reasons[0].startswith("configuration")
+            (recreated if exists and (force or by_hash) else started).append(container)
+        if not self.check and (services or plan["waiting"]):
+            # Only waiting (healthchecks still starting): the same `up --wait`, which changes nothing.
+            self._up(sorted(services or plan["waiting"]), declared, force and bool(services))
+        # 4. Containers this file created for services it no longer declares.
+        removed = stale_containers(rows, self.compose_file, list(declared))
+        if removed and not self.check:
+            self._docker("rm", "--force", *removed)
+        # 5. Data volumes' owner, group and mode.
+        healed = self._volumes(drift)
+        changed = bool(self.files_changed or services or removed or healed)
+        result: Dict[str, Any] = {
+            "changed": changed,
+            "files_changed": self.files_changed,
+            "recreated": recreated,
+            "started": started,
+            "removed": removed,
+            "drift": drift,
+            "commands": self.commands,
+        }
+        if changed and self.check:
+            result["msg"] = f"{self.name} would be deployed"
+        if self.module._diff:  # pylint: disable=protected-access
+            diffs = list(self.diffs)
+            lines = [(name, line) for name, found in drift.items() for line in found]
+            lines += [(name, "stale: no longer declared") for name in removed]
+            if lines:
+                diffs.append({"before_header": "runtime", "after_header": "runtime",
+                              "before": "".join(f"{name}: {line}\n" for name, line in lines),
+                              "after": "".join(f"{name}: as declared\n" for name in
+                                               dict.fromkeys(name for name, _line in lines))})
+            result["diff"] = diffs
+        return result
+
+    def _up(self, services: Sequence[str], declared: Mapping[str, Mapping[str, Any]], force: bool) -> None:
+        args = ["up", "--detach", "--wait", "--wait-timeout", str(self.params["wait_timeout"]),
+                "--pull", self.params["pull"]]
+        if force:
+            args.append("--force-recreate")
+        rc, out, err = self._compose(self.compose_file, *args, *services, check=False)
+        if rc == 0:
+            return
+        names = [declared[s]["container"] for s in services]
+        inspected = self._inspect_containers(names)
+        logs = []
+        for name in names:
+            if not_ready(inspected.get(name)) and name in inspected:
+                _lrc, lout, lerr = self._docker("logs", "--tail", str(LOG_LINES), name, check=False)
+                logs.append(f"--- last {LOG_LINES} log lines of {name} ---\n{(lout + lerr).rstrip()}")
+        raise DeployError(f"{self.name}: docker compose up failed: {(err.strip() or out.strip())}"
+                          + ("\n" + "\n".join(logs) if logs else ""))
+
+    def _volumes(self, drift: Dict[str, List[str]]) -> List[str]:
+        healed = []
+        volumes = self.params["volumes"]
+        if not volumes:
+            return healed
+        _rc, out, _err = self._docker("volume", "inspect", *[v["name"] for v in volumes], check=False)
+        found = {item["Name"]: item for item in (json.loads(out) if out.strip().startswith("[") else [])}
+        for volume in volumes:
+            info = found.get(volume["name"])
+            if info is None:
+                continue  # not created yet: Compose creates it, the image sets it up
+            path = info["Mountpoint"]
+            stat = os.stat(path)
+            lines = volume_drift(volume, stat.st_uid, stat.st_gid, stat.st_mode)
+            if not lines:
+                continue
+            drift[f"volume {volume['name']}"] = lines
+            healed.append(volume["name"])
+            if not self.check:
+                os.chown(path, -1 if volume.get("owner") is None else volume["owner"],
+                         -1 if volume.get("group") is None else volume["group"])
+                if volume.get("mode") is not None:
+                    os.chmod(path, int(str(volume["mode"]), 8))
+        return healed
+
+    # -- absent -----------------------------------------------------------------------------------------------
+    def absent(self) -> Dict[str, Any]:
+        result: Dict[str, Any] = {"changed": False, "files_changed": [], "recreated": [], "started": [],
+                                  "removed": [], "drift": {}, "commands": self.commands}
+        if not os.path.exists(self.compose_file):
+            return result
+        config, _interpolated = self._config(self.compose_file, pending=True)
+        declared = declared_services(config)
+        _rc, out, _err = self._docker("ps", "--all", "--filter", f"label={PROJECT_LABEL}={self.params['project']}",
+                                      "--format", PS_FORMAT)
+        containers = sorted(row["name"] for row in parse_ps(out) if row["config_files"] == self.compose_file
+                            or row["name"] in {spec["container"] for spec in declared.values()})
+        volumes: List[str] = []
+        if self.params["purge"]:
+            wanted = [(spec or {}).get("name", f"{config.get('name')}_{key}")
+                      for key, spec in (config.get("volumes") or {}).items() if not (spec or {}).get("external")]
+            if wanted:
+                _rc, vout, _verr = self._docker("volume", "inspect", *wanted, check=False)
+                volumes = sorted(item["Name"] for item in (json.loads(vout) if vout.strip().startswith("[") else []))
+        result["removed"] = containers + [f"volume {name}" for name in volumes]
+        result["changed"] = bool(result["removed"])
+        if result["changed"] and not self.check:
+            self._compose(self.compose_file, "down", *(["--volumes"] if self.params["purge"] else []))
+        if self.module._diff and result["changed"]:  # pylint: disable=protected-access
+            result["diff"] = {"before": "".join(f"{name}\n" for name in result["removed"]), "after": ""}
+        return result

@@ -20,6 +20,13 @@ A task handles secret material when one of these holds (the first that matches i
    showing its value); a value piped into ``length`` (prints a number); and the fields of a registered result
    that hold no output (SAFE_RESULT_FIELDS: ``__x.rc``, ``__x.stat``).
 
+Not printed either: the options of a collection module that its argument spec declares ``no_log`` (MASKED_OPTIONS,
+read from the module's own spec: compose_deploy's ``env`` and ``secret_files``). Ansible masks their values wherever
+they would appear - the task's arguments at -vvv, its result, its diff - so the task that passes
+compose_service_env to compose_deploy needs no no_log, and keeping it off leaves the deploy's errors readable.
+tests/integration/targets/compose_deploy proves it: the role at -vvv with --diff and a secret prints no trace of it.
+Any other option of such a module is checked as usual.
+
 include_role/import_role/include_tasks/import_tasks are not checked themselves: they print no arguments; the
 tasks they run are checked where they are written (compose_service's tasks, for compose_service_env).
 
@@ -35,6 +42,9 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
+from ansible_collections.borgstack.stack.plugins.module_utils._compose import ARGUMENT_SPEC as COMPOSE_DEPLOY_SPEC
+from ansible_collections.borgstack.stack.plugins.module_utils._compose import SECRET_OPTIONS as COMPOSE_DEPLOY_SECRETS
+
 ROOT = Path(__file__).resolve().parents[3]
 # Names that say "secret": the words below anywhere, or a name ending in _key (luks_key, n8n_encryption_key,
 # seaweedfs_s3_access_key; the convention test_argument_specs.py also relies on for no_log options).
@@ -48,6 +58,10 @@ SECRET_VARIABLES = frozenset({"compose_service_env", "compose_service_secret_fil
 SECRET_FILE_RE = re.compile(r"secrets\.env|\.key\b|\.pem\b|password|secret|token|passphrase", re.IGNORECASE)
 PASSWORD_MODULES = frozenset({"postgresql_tenant", "mongodb_user", "stack_health"})
 FILE_WRITERS = frozenset({"copy", "template"})
+# Collection modules whose secret options are no_log in their argument spec: {module: (options, argument spec)}.
+MASKED_OPTIONS: dict[str, tuple[frozenset[str], dict[str, Any]]] = {
+    "compose_deploy": (COMPOSE_DEPLOY_SECRETS, COMPOSE_DEPLOY_SPEC),
+}
 SLURP = "slurp"
 INCLUDES = frozenset({"include_role", "import_role", "include_tasks", "import_tasks"})
 # (file relative to the repository, task name) -> why no no_log is needed.
@@ -142,6 +156,7 @@ def printed_expressions(task: dict[str, Any]) -> Iterator[str]:
     yield from expressions(task.get("name", ""))
     if isinstance(args, dict):
         args = {k: v for k, v in args.items() if not (module in ("assert", "fail") and k == "that")}
+        args = {k: v for k, v in args.items() if k not in MASKED_OPTIONS.get(module, (frozenset(), {}))[0]}
     yield from expressions(args)
     yield from expressions(task.get("args"))
     for key in ("vars", "environment"):
@@ -218,7 +233,7 @@ FILES = task_files()
 
 def test_the_walk_finds_the_files_and_tasks_it_should():
     names = {str(p.relative_to(ROOT)) for p in FILES}
-    assert {"roles/n8n/tasks/encryption_key.yml", "roles/compose_service/tasks/deploy.yml",
+    assert {"roles/n8n/tasks/encryption_key.yml", "roles/compose_service/tasks/main.yml",
             "playbooks/site.yml"} <= names
     n8n = yaml.safe_load((ROOT / "roles/n8n/tasks/encryption_key.yml").read_text())
     walked = [task["name"] for tasks in task_lists(n8n) for task, _no_log in walk(tasks)]
@@ -228,6 +243,29 @@ def test_the_walk_finds_the_files_and_tasks_it_should():
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_secret_tasks_have_no_log(path):
     assert audit(path, yaml.safe_load(path.read_text())) == []
+
+
+def masks(spec: dict[str, Any]) -> bool:
+    """The option is no_log, or (a list of dicts) every suboption that carries text of the secret is."""
+    if spec.get("no_log") is True:
+        return True
+    options = spec.get("options") or {}
+    return bool(options) and all(sub.get("no_log") is True for name, sub in options.items()
+                                 if name not in ("path", "name", "owner", "group", "mode"))
+
+
+@pytest.mark.parametrize("module", sorted(MASKED_OPTIONS))
+def test_masked_options_are_no_log_in_the_module_argument_spec(module):
+    options, spec = MASKED_OPTIONS[module]
+    assert options, module
+    assert [name for name in sorted(options) if not masks(spec[name])] == []
+    assert (ROOT / "plugins" / "modules" / f"{module}.py").exists()
+
+
+def test_a_masked_option_that_loses_no_log_is_caught():
+    assert not masks({"type": "dict"})
+    assert not masks({"type": "list", "options": {"path": {}, "content": {"type": "str"}}})
+    assert masks({"type": "list", "options": {"path": {}, "content": {"no_log": True}}})
 
 
 def test_every_exception_is_still_needed():
@@ -267,6 +305,7 @@ def audit_sample(text: str) -> list[str]:
     pytest.param("ansible.builtin.copy: {dest: '/x/{{ item.path }}', content: x}\n  loop: compose_service_secret_files",
                  id="bare-loop"),
     pytest.param("ansible.builtin.debug: {msg: x}\n  environment: {TOKEN: '{{ api_token }}'}", id="environment"),
+    pytest.param("borgstack.stack.compose_deploy: {name: x, compose: '{{ app_password }}'}", id="unmasked-option"),
 ])
 def test_a_secret_task_without_no_log_is_reported(task):
     text = f"- name: Sample\n  {task}\n"
@@ -311,6 +350,8 @@ def test_no_log_on_a_block_covers_its_tasks():
     pytest.param("ansible.builtin.debug: {msg: \"{{ 'set app_password' if x else 'ok' }}\"}", id="string-literal"),
     pytest.param("ansible.builtin.debug: {msg: '{{ app_password | length }} characters'}", id="measured"),
     pytest.param("ansible.builtin.include_role: {name: x}\n  vars: {compose_service_env: {A: b}}", id="include"),
+    pytest.param("borgstack.stack.compose_deploy: {name: x, env: '{{ compose_service_env }}', "
+                 "secret_files: '{{ app_password_files }}'}", id="masked-options"),
 ])
 def test_a_task_without_secrets_is_not_reported(task):
     assert audit_sample(f"- name: Sample\n  {task}\n") == []

@@ -473,8 +473,8 @@ def _lab_play(roles: list[str]) -> list[dict[str, Any]]:
 @lab
 def test_lab_check_mode_completes(tmp_path):
     _require("docker")
-    # A host where MongoDB was never deployed. (Where its Compose file exists already, check mode runs
-    # `docker compose up --dry-run`, which resolves the image: without it and without a registry that fails.)
+    # A host where MongoDB was never deployed: check mode validates the Compose file from a temp copy (its env_file
+    # not written yet) and writes nothing.
     _lab_exec("rm", "-rf", "/opt/borgstack/services/mongodb")
     # Pull policy missing: with the lab's 'never' and Docker installed, check mode would (rightly) stop at the
     # missing image, which test_lab_missing_image_with_pull_never_fails_before_writing covers.
@@ -508,8 +508,8 @@ def test_lab_missing_image_with_pull_never_fails_before_writing(tmp_path):
                      extra=["-vvv", "-e", "borgstack_pull=never"])
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output
-    assert "the image mongo:7.0 is not on" in output
-    assert "mongodb_pull is 'never'" in output
+    assert "the image(s) mongo:7.0 are not on this host" in output
+    assert "the pull policy is 'never'" in output
     assert _service_dir_modes() == {}  # nothing written, so no secret either
     assert USER_PASSWORD not in output and _lab_root_password() not in output
 

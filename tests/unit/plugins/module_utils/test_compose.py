@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Runtime drift of a Compose service (plugins/module_utils/_compose.py): declared state vs docker inspect."""
+"""The pure functions of compose_deploy (plugins/module_utils/_compose.py): files, what needs `up`, jobs, stale
+containers, runtime drift (declared state vs docker inspect), volume modes."""
 from __future__ import annotations
 
 import copy
@@ -7,9 +8,21 @@ import copy
 import pytest
 
 from ansible_collections.borgstack.stack.plugins.module_utils._compose import (
+    ARGUMENT_SPEC,
+    HASH_LABEL,
+    SECRET_OPTIONS,
     container_drift,
     declared_services,
+    env_file_text,
+    file_changes,
+    not_ready,
+    parse_hashes,
+    parse_mode,
+    parse_ps,
     parse_size,
+    plan_services,
+    resolve_id,
+    stale_containers,
     volume_drift,
 )
 
@@ -93,3 +106,170 @@ def test_volume_owner_group_and_mode(uid, gid, mode, expected):
 
 def test_a_volume_setting_left_out_is_not_compared():
     assert volume_drift({"name": "v", "mode": "0750"}, 0, 0, 0o40750) == []
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------------------------------------------
+def test_the_env_file_keeps_the_format_the_role_wrote():
+    # The role's template: header, then {{ key }}={{ value | string | to_json }} sorted by key (to_json escapes
+    # non-ASCII, as json.dumps does by default).
+    assert env_file_text({"B": 5, "A": 'p"w\\n', "C": "ção", "D": True}) == (
+        "# Managed by BorgStack. Secrets: root-only.\n"
+        'A="p\\"w\\\\n"\nB="5"\nC="\\u00e7\\u00e3o"\nD="True"\n')
+    assert env_file_text({}) == "# Managed by BorgStack. Secrets: root-only.\n"
+
+
+WANTED = {"content": b"x\n", "uid": 0, "gid": 0, "mode": 0o644}
+
+
+@pytest.mark.parametrize("current,expected", [
+    (None, ["created"]),
+    ({"content": b"x\n", "uid": 0, "gid": 0, "mode": 0o100644}, []),
+    ({"content": b"y\n", "uid": 0, "gid": 0, "mode": 0o100644}, ["content"]),
+    ({"content": b"x\n", "uid": 999, "gid": 0, "mode": 0o100644}, ["owner 999 instead of 0"]),
+    ({"content": b"x\n", "uid": 0, "gid": 999, "mode": 0o100644}, ["group 999 instead of 0"]),
+    ({"content": b"x\n", "uid": 0, "gid": 0, "mode": 0o100600}, ["mode 0600 instead of 0644"]),
+    ({"content": b"", "uid": 1, "gid": 1, "mode": 0o100777},
+     ["content", "owner 1 instead of 0", "group 1 instead of 0", "mode 0777 instead of 0644"]),
+])
+def test_file_changes(current, expected):
+    assert file_changes(WANTED, current) == expected
+
+
+def test_a_directory_is_compared_without_content():
+    assert file_changes(dict(WANTED, content=None, mode=0o750), {"content": None, "uid": 0, "gid": 0,
+                                                                 "mode": 0o40750}) == []
+
+
+@pytest.mark.parametrize("value,expected", [(None, 0o640), ("", 0o640), ("0400", 0o400), ("750", 0o750),
+                                            (0o600, 0o600), ("02750", 0o2750)])
+def test_modes(value, expected):
+    assert parse_mode(value, 0o640) == expected
+
+
+@pytest.mark.parametrize("value", ["rw", "0999", "8", True])
+def test_a_mode_that_is_none_is_refused(value):
+    with pytest.raises(ValueError):
+        parse_mode(value, 0o644)
+
+
+def test_owners_by_name_or_number():
+    assert resolve_id("root", "owner") == 0 and resolve_id("root", "group") == 0
+    assert resolve_id(999, "owner") == 999 and resolve_id("1000", "group") == 1000
+    with pytest.raises(ValueError, match="unknown user"):
+        resolve_id("no-such-user-bstest", "owner")
+
+
+def test_the_argument_spec_masks_every_secret_option():
+    """env whole; secret_files' content (its path, owner and mode stay readable)."""
+    assert SECRET_OPTIONS == {"env", "secret_files"}
+    assert ARGUMENT_SPEC["env"]["no_log"] is True
+    assert ARGUMENT_SPEC["secret_files"]["options"]["content"]["no_log"] is True
+    assert not ARGUMENT_SPEC["files"]["options"]["content"].get("no_log")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What needs `up`
+# ----------------------------------------------------------------------------------------------------------------
+HASHES = {"redis": "h-redis", "migrate": "h-migrate", "worker": "h-worker"}
+IMAGES = {"redis:8.2-alpine": RUNNING["Image"], "app:1.0": RUNNING["Image"]}
+
+
+def container(service, running=True, health=None, exit_code=0, config_hash=None, **changes):
+    spec = declared_services(CONFIG)[service]
+    found = copy.deepcopy(RUNNING)
+    found["NetworkSettings"]["Networks"] = {name: {} for name in spec["networks"]}
+    found["HostConfig"] = {"Memory": spec["memory"], "RestartPolicy": {"Name": spec["restart"]}}
+    found["Config"] = {"Labels": {HASH_LABEL: config_hash or HASHES[service]}}
+    found["State"] = {"Running": running, "Status": "running" if running else "exited", "ExitCode": exit_code}
+    if health:
+        found["State"]["Health"] = {"Status": health}
+    found.update(changes)
+    return found
+
+
+def all_fine(**overrides):
+    inspected = {"borgstack-redis": container("redis", health="healthy"),
+                 "borgstack-migrate-1": container("migrate", running=False),
+                 "borgstack-worker-1": container("worker")}
+    inspected.update(overrides)
+    return {name: value for name, value in inspected.items() if value is not None}
+
+
+def plan(inspected, hashes=None, unknown_hashes=False):
+    return plan_services(declared_services(CONFIG), None if unknown_hashes else hashes or HASHES, inspected, IMAGES)
+
+
+def test_nothing_to_do_when_everything_runs_as_declared():
+    assert plan(all_fine()) == {"up": {}, "force": {}, "waiting": []}
+
+
+@pytest.mark.parametrize("name,found,expected", [
+    ("borgstack-redis", None, "container borgstack-redis is missing"),
+    ("borgstack-redis", container("redis", running=False), "container borgstack-redis is exited"),
+    ("borgstack-worker-1", container("worker", config_hash="old"), "configuration changed"),
+])
+def test_compose_brings_up_a_missing_stopped_or_changed_container(name, found, expected):
+    result = plan(all_fine(**{name: found}))
+    service = name.split("-")[1]
+    assert list(result["up"]) == [service] and result["up"][service][0].startswith(expected)
+    assert result["force"] == {}
+
+
+def test_unknown_hashes_mean_every_existing_container_may_change():
+    """Check mode on a Compose file that cannot be fully resolved yet (its env_file not written)."""
+    assert set(plan(all_fine(), unknown_hashes=True)["up"]) == {"redis", "migrate", "worker"}
+
+
+def test_runtime_drift_needs_a_forced_recreate():
+    drifted = container("redis", health="healthy")
+    drifted["HostConfig"]["Memory"] = 1
+    result = plan(all_fine(**{"borgstack-redis": drifted}))
+    assert result["up"] == {} and result["force"]["redis"][0].startswith("memory limit 1 bytes")
+
+
+def test_another_image_behind_the_tag_needs_a_forced_recreate():
+    result = plan_services(declared_services(CONFIG), HASHES, all_fine(), dict(IMAGES, **{"app:1.0": "sha256:new"}))
+    assert list(result["force"]) == ["worker"]  # the job is not compared as a running service
+
+
+def test_a_starting_container_is_only_waited_for():
+    result = plan(all_fine(**{"borgstack-redis": container("redis", health="starting")}))
+    assert result == {"up": {}, "force": {}, "waiting": ["redis"]}
+    assert plan(all_fine(**{"borgstack-redis": container("redis", health="unhealthy")}))["waiting"] == ["redis"]
+
+
+@pytest.mark.parametrize("found,expected", [
+    (container("migrate", running=False, exit_code=0), {}),
+    (container("migrate", running=True), {}),  # still running: left alone
+    (container("migrate", running=False, exit_code=3), {"migrate": ["job exited with code 3"]}),
+    (container("migrate", running=False, config_hash="old"),
+     {"migrate": ["configuration changed (Compose config hash)"]}),
+    (None, {"migrate": ["container borgstack-migrate-1 is missing"]}),
+])
+def test_a_job_that_exited_0_with_the_declared_config_is_done(found, expected):
+    found_drift = copy.deepcopy(found)
+    if found_drift is not None:
+        found_drift["NetworkSettings"]["Networks"] = {}  # a job is never compared for runtime drift
+    result = plan(all_fine(**{"borgstack-migrate-1": found_drift}))
+    assert result["up"] == expected and result["force"] == {} and result["waiting"] == []
+
+
+def test_stale_containers_are_those_of_this_file_whose_service_is_gone():
+    rows = parse_ps("borgstack-redis\tredis\t/opt/s/redis/compose.yaml\n"
+                    "borgstack-worker-2\tworker2\t/opt/s/redis/compose.yaml\n"
+                    "borgstack-n8n\tn8n\t/opt/s/n8n/compose.yaml\n"
+                    "garbage line\n")
+    assert len(rows) == 3
+    assert stale_containers(rows, "/opt/s/redis/compose.yaml", ["redis"]) == ["borgstack-worker-2"]
+    assert stale_containers(rows, "/opt/s/redis/compose.yaml", ["redis", "worker2"]) == []
+    assert stale_containers(rows, "/opt/s/n8n/compose.yaml", []) == ["borgstack-n8n"]
+
+
+def test_hashes_and_readiness():
+    assert parse_hashes("redis abc\nworker def\n\n") == {"redis": "abc", "worker": "def"}
+    assert not_ready(None) and not_ready({"State": {"Running": False}})
+    assert not_ready({"State": {"Running": True, "Health": {"Status": "starting"}}})
+    assert not not_ready({"State": {"Running": True}})
+    assert not not_ready({"State": {"Running": True, "Health": {"Status": "healthy"}}})
