@@ -443,11 +443,12 @@ def s3_buckets(registry: Any, shared: Any = None) -> List[str]:
     return buckets
 
 
-def mongodb_users(registry: Any, master: Any, overrides: Any = None) -> List[Dict[str, Any]]:
-    """MongoDB users of the enabled services: [{name, database, roles, password}] (purpose ``mongodb_<service>``)."""
+def mongodb_users(registry: Any, master: Any, overrides: Any = None, every: bool = False) -> List[Dict[str, Any]]:
+    """MongoDB users of the enabled services (``every``: of every service): [{name, database, roles, password}]
+    (purpose ``mongodb_<service>``)."""
     registry = _mapping("mongodb_users", registry, "the registry")
     users = []
-    for name in _enabled(registry):
+    for name in (list(registry) if every else _enabled(registry)):
         mongo = registry[name].get("mongodb")
         if not isinstance(mongo, Mapping):
             continue
@@ -488,15 +489,16 @@ def caddy_sites(registry: Any, domain: Any, endpoints: Any) -> List[Dict[str, An
     return sorted(sites, key=lambda s: s["hostname"])
 
 
-def postgres_tenants(registry: Any, master: Any, overrides: Any = None) -> List[Dict[str, Any]]:
-    """PostgreSQL tenants of the enabled services: [{name, database, extensions, password}].
+def postgres_tenants(registry: Any, master: Any, overrides: Any = None, every: bool = False) -> List[Dict[str, Any]]:
+    """PostgreSQL tenants of the enabled services (``every``: of every service, enabled or not - a disabled app's
+    role still renders its settings to remove it): [{name, database, extensions, password}].
 
-    The password is the secret of purpose ``postgresql_<service>`` (see stack_secret); the app's wiring reads it
-    from this list (borgstack_postgres_tenants), so it is derived in this one place.
+    The password is the secret of purpose ``postgresql_<service>`` (see stack_secret); the apps' wiring reads it
+    from these lists (borgstack_postgres_tenants, borgstack_postgres_logins), so it is derived in this one place.
     """
     registry = _mapping("postgres_tenants", registry, "the registry")
     tenants = []
-    for name in _enabled(registry):
+    for name in (list(registry) if every else _enabled(registry)):
         pg = registry[name].get("postgres")
         if not isinstance(pg, Mapping):
             continue
