@@ -312,3 +312,14 @@ def test_auto_enables_a_data_service_only_when_an_app_requires_it():
         registry_errors(off, DOMAIN)
     assert merged(mongodb={"enabled": True})["mongodb"]["enabled"] is True  # asked for by name
     assert merged(n8n={"enabled": False, "requires": ["mongodb"]})["mongodb"]["enabled"] is False
+
+
+def test_every_tenant_and_user_is_derived_for_the_wiring_even_when_disabled():
+    """A disabled app's role still renders its settings (to remove its containers): its tenant must be found."""
+    reg = merged(n8n={"enabled": False}, directus={"mongodb": {"database": "dx"}})
+    every = {t["name"]: t for t in postgres_tenants(reg, MASTER, {}, True)}
+    assert set(every) == {"n8n", "directus"}
+    assert every["n8n"] == postgres_tenants(merged(), MASTER, {})[0]  # the same derivation, same password
+    assert [u["name"] for u in mongodb_users(reg, MASTER, {}, True)] == ["directus"]
+    # MongoDB itself stays off (auto: nothing requires it), which the validation refuses for an app that has a user.
+    assert any(e.startswith("directus needs a MongoDB user") for e in registry_errors(reg, DOMAIN))
