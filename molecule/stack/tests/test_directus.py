@@ -21,7 +21,7 @@ from test_data_redis_seaweedfs import S3_CLIENT, s3  # noqa: F401  pylint: disab
 HOST_NAME = "directus.lab.borgstack.test"
 CONTAINER = "borgstack-directus"
 PASSWORD_FILE = "/opt/borgstack/services/directus/admin-password"
-ADMIN = "admin@lab.borgstack.test"
+ADMIN = "admin@example.com"
 BUCKET = "directus"
 
 

@@ -217,7 +217,7 @@ def test_tags_touch_only_their_service(host, redis_password):
     assert again.rc == 0 and again.changed == 0, changed_tasks(again.output)
     # The final report: where to log in and how to read the first password, never the password.
     # (the yaml callback folds long lines: compare with whitespace runs made single spaces)
-    assert ("n8n: https://n8n.lab.borgstack.test/signin - user admin@lab.borgstack.test; first password: "
+    assert ("n8n: https://n8n.lab.borgstack.test/signin - user admin@example.com; first password: "
             "sudo cat /opt/borgstack/services/n8n/owner-password") in " ".join(again.output.split()), \
         again.output[-3000:]
     assert host.file("/opt/borgstack/services/n8n/owner-password").content_string.strip() not in again.output

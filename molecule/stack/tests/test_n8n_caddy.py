@@ -27,7 +27,7 @@ CADDY = "borgstack-caddy"
 N8N = "borgstack-n8n"
 CADDYFILE = "/opt/borgstack/services/caddy/config/Caddyfile"
 # borgstack_admin_email of the lab (its caddy_acme_email, inventories/lab).
-OWNER_EMAIL = "admin@lab.borgstack.test"
+OWNER_EMAIL = "admin@example.com"
 
 
 # --- helpers --------------------------------------------------------------------------------------------------------
