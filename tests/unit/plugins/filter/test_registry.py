@@ -28,12 +28,17 @@ DOMAIN = "example.com.br"
 MASTER = "m" * 16 + "A1b2C3d4E5f6G7h8I9j0"
 
 
+# Most tests below look at a registry whose only app is n8n: the other apps are switched off unless a test names them.
+ONLY_N8N = {name: {"enabled": False} for name, svc in DEFAULTS.items() if svc["layer"] == "apps" and name != "n8n"}
+
+
 def merged(**changes):
-    return service_registry(DEFAULTS, changes)
+    return service_registry(DEFAULTS, {**ONLY_N8N, **changes})
 
 
 def test_shipped_defaults_are_sound():
     assert registry_errors(merged(), DOMAIN) == []
+    assert registry_errors(service_registry(DEFAULTS, {}), DOMAIN) == []
 
 
 def test_unknown_service_is_refused_naming_the_variable():
@@ -187,7 +192,9 @@ def test_caddy_sites_carry_what_each_app_loosens():
 def test_every_container_and_worker_fits_85_percent_of_16_gb():
     """Every service and worker of the registry enabled (MongoDB too, n8n with 4 workers): the sum of the limits,
     workers counted per replica, stays within 85 % of a 16 GB host."""
-    reg = merged(mongodb={"enabled": True}, n8n={"containers": {"n8n-worker": {"replicas": 4}}})
+    reg = service_registry(DEFAULTS, {"mongodb": {"enabled": True},
+                                      "n8n": {"containers": {"n8n-worker": {"replicas": 4}}}})
+    assert all(svc["enabled"] for svc in reg.values())
     specs = memory_specs(reg)
     assert specs["n8n-worker"]["count"] == 4
     assert set(specs) == {c for s in reg.values() for c in s["containers"]}
