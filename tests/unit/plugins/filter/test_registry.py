@@ -313,3 +313,76 @@ def test_auto_enables_a_data_service_only_when_an_app_requires_it():
         registry_errors(off, DOMAIN)
     assert merged(mongodb={"enabled": True})["mongodb"]["enabled"] is True  # asked for by name
     assert merged(n8n={"enabled": False, "requires": ["mongodb"]})["mongodb"]["enabled"] is False
+
+
+def test_lowcoder_with_mongodb_switched_off_is_refused_naming_both():
+    """Issue 8's bad input: Lowcoder enabled, MongoDB explicitly disabled (auto would have turned it on)."""
+    assert service_registry(DEFAULTS, {})["mongodb"]["enabled"] is True  # Lowcoder is on by default: auto -> on
+    reg = service_registry(DEFAULTS, {"mongodb": {"enabled": False}})
+    errors = registry_errors(reg, DOMAIN)
+    assert "lowcoder needs mongodb: enable borgstack_services.mongodb or disable borgstack_services.lowcoder" in errors
+    assert any(e.startswith("lowcoder needs a MongoDB user: enable borgstack_services.mongodb") for e in errors)
+    # Lowcoder off too: nothing to refuse.
+    assert registry_errors(service_registry(DEFAULTS, {"mongodb": {"enabled": False},
+                                                       "lowcoder": {"enabled": False}}), DOMAIN) == []
+
+
+def test_lowcoder_gets_its_mongodb_user_and_its_own_redis_index():
+    reg = service_registry(DEFAULTS, {})
+    users = mongodb_users(reg, MASTER, {})
+    assert [(u["name"], u["database"], u["roles"]) for u in users] == [("lowcoder", "lowcoder", ["readWrite"])]
+    indexes = [svc["redis_db"] for svc in reg.values() if svc.get("enabled") and "redis_db" in svc]
+    assert len(indexes) == len(set(indexes))
+
+
+@pytest.mark.parametrize("value", ["yes", 1, {"user": "x"}])
+def test_basic_auth_must_be_a_boolean(value):
+    errors = registry_errors(merged(n8n={"site": {"basic_auth": value}}), DOMAIN)
+    assert errors == [f"borgstack_services.n8n.site.basic_auth must be true or false (Caddy asks for a password "
+                      f"before the app), found {value!r}"]
+
+
+def test_basic_auth_users_are_derived_and_hashed_for_caddy():
+    import bcrypt
+
+    from ansible_collections.borgstack.stack.plugins.filter.registry import basic_auth_users
+
+    reg = service_registry(DEFAULTS, {})
+    creds = basic_auth_users(reg, MASTER, {}, "ti@example.com.br")
+    assert list(creds) == ["fileflows"]  # the only app without a login of its own
+    cred = creds["fileflows"]
+    assert cred["user"] == "ti@example.com.br" and len(cred["password"]) == 40
+    assert cred["hash"].startswith("$2b$12$") and len(cred["hash"]) == 60
+    assert bcrypt.checkpw(cred["password"].encode(), cred["hash"].encode())
+    assert not bcrypt.checkpw(b"wrong-password", cred["hash"].encode())
+    # Same input, same hash (the Caddyfile must not change on every run); another password, another salt.
+    assert basic_auth_users(reg, MASTER, None, "ti@example.com.br") == creds
+    other = basic_auth_users(reg, MASTER, {"basic_auth_fileflows": "another-long-password"}, "ti@example.com.br")
+    assert other["fileflows"]["hash"][:29] != cred["hash"][:29]
+    assert basic_auth_users(merged(), MASTER, {}, "ti@example.com.br") == {}  # FileFlows off
+    with pytest.raises(AnsibleFilterError, match="borgstack_admin_email"):
+        basic_auth_users(reg, MASTER, {}, "two words")
+
+
+def test_caddy_sites_and_health_checks_of_a_basic_auth_site():
+    from ansible_collections.borgstack.stack.plugins.filter.registry import basic_auth_users
+
+    reg = service_registry(DEFAULTS, {})
+    ends = service_endpoints(reg, "borgstack", "i")
+    creds = basic_auth_users(reg, MASTER, {}, "ti@example.com.br")
+    sites = {s["hostname"]: s for s in caddy_sites(reg, DOMAIN, ends, creds)}
+    fileflows = sites["fileflows.example.com.br"]
+    assert fileflows["basic_auth"] == {"user": "ti@example.com.br", "hash": creds["fileflows"]["hash"]}
+    assert creds["fileflows"]["password"] not in str(sites)
+    assert fileflows["upstream"] == "borgstack-fileflows:5000"
+    assert fileflows["csp_extra"]["connect-src"] == "wss://fileflows.example.com.br"
+    assert "basic_auth" not in sites["lowcoder.example.com.br"]
+    assert sites["lowcoder.example.com.br"]["max_body_mb"] == 50
+    with pytest.raises(AnsibleFilterError, match=r"borgstack_services.fileflows.site.basic_auth is true"):
+        caddy_sites(reg, DOMAIN, ends)
+    checks = {c["name"]: c for c in health_checks(reg, DOMAIN, ends, [], "")}
+    assert checks["fileflows"]["public_url"] == "https://fileflows.example.com.br/"
+    assert checks["fileflows"]["public_expect_status"] == [401]
+    assert checks["fileflows"]["internal_check"] == {"type": "tcp", "port": 5000}
+    assert checks["lowcoder"]["internal_check"] == {"type": "http", "port": 3000, "path": "/api/status/health"}
+    assert "public_expect_status" not in checks["lowcoder"]
