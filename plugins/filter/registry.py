@@ -7,6 +7,10 @@ problems instead, so a validation task can show all of them at once.
 """
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
+import hmac
 import re
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -21,7 +25,7 @@ _KEYS = frozenset(
 _CONTAINER_KEYS = frozenset(("kind", "port", "health", "replicas", "memory"))
 _KINDS = ("web", "worker", "job")
 _MEMORY_KEYS = frozenset(("weight", "min_mb", "max_mb"))
-_SITE_KEYS = frozenset(("hostname", "container", "websockets", "max_body_mb", "csp", "headers"))
+_SITE_KEYS = frozenset(("hostname", "container", "websockets", "max_body_mb", "csp", "headers", "basic_auth"))
 # CSP directives an app may loosen (fetch directives and the few navigation ones that take sources).
 _CSP_DIRECTIVES = frozenset((
     "default-src", "script-src", "script-src-elem", "script-src-attr", "style-src", "style-src-elem",
@@ -248,8 +252,8 @@ def _container_errors(where: str, name: str, containers: Any) -> List[str]:
 
 def _site_errors(where: str, site: Any, containers: Any) -> List[str]:
     if not isinstance(site, Mapping):
-        return [f"{where}.site must be a dict (hostname, container, websockets, max_body_mb, csp, headers), "
-                f"found {site!r}"]
+        return [f"{where}.site must be a dict (hostname, container, websockets, max_body_mb, csp, headers, "
+                f"basic_auth), found {site!r}"]
     errors: List[str] = []
     extra = sorted(set(site) - _SITE_KEYS)
     if extra:
@@ -265,6 +269,9 @@ def _site_errors(where: str, site: Any, containers: Any) -> List[str]:
                           f"has a port")
     if "websockets" in site and not isinstance(site["websockets"], bool):
         errors.append(f"{where}.site.websockets must be true or false, found {site['websockets']!r}")
+    if "basic_auth" in site and not isinstance(site["basic_auth"], bool):
+        errors.append(f"{where}.site.basic_auth must be true or false (Caddy asks for a password before the app), "
+                      f"found {site['basic_auth']!r}")
     if "max_body_mb" in site and not _is_int(site["max_body_mb"], 1, 102400):
         errors.append(f"{where}.site.max_body_mb must be an integer from 1 to 102400 (MiB), found "
                       f"{site['max_body_mb']!r}")
@@ -461,11 +468,16 @@ def mongodb_users(registry: Any, master: Any, overrides: Any = None, every: bool
     return users
 
 
-def caddy_sites(registry: Any, domain: Any, endpoints: Any) -> List[Dict[str, Any]]:
+def caddy_sites(registry: Any, domain: Any, endpoints: Any, credentials: Any = None) -> List[Dict[str, Any]]:
     """Caddy's sites: one per enabled service with a ``site``, sorted by host name -
-    [{hostname, upstream, max_body_mb, csp_extra: {directive: sources}, headers}]. The proxy itself is skipped."""
+    [{hostname, upstream, max_body_mb, csp_extra: {directive: sources}, headers_extra, basic_auth}]. The proxy
+    itself is skipped.
+
+    ``credentials`` is basic_auth_users' answer ({service: {user, password, hash}}): a site with ``basic_auth:
+    true`` gets ``basic_auth: {user, hash}`` (never the password); one without its credentials is refused."""
     registry = _mapping("caddy_sites", registry, "the registry")
     endpoints = _mapping("caddy_sites", endpoints, "the endpoints")
+    credentials = _mapping("caddy_sites", credentials, "the basic_auth credentials")
     sites = []
     for name, hostname in service_hostnames(registry, domain).items():
         svc = registry[name]
@@ -485,8 +497,55 @@ def caddy_sites(registry: Any, domain: Any, endpoints: Any) -> List[Dict[str, An
         }
         if site.get("max_body_mb") is not None:
             entry["max_body_mb"] = site["max_body_mb"]
+        if site.get("basic_auth") is True:
+            cred = credentials.get(name)
+            if not isinstance(cred, Mapping) or not cred.get("user") or not cred.get("hash"):
+                raise AnsibleFilterError(f"caddy_sites: borgstack_services.{name}.site.basic_auth is true but no "
+                                         f"credentials were given for {name} (basic_auth_users)")
+            entry["basic_auth"] = {"user": str(cred["user"]), "hash": str(cred["hash"])}
         sites.append(entry)
     return sorted(sites, key=lambda s: s["hostname"])
+
+
+# bcrypt's own base64 alphabet (salts and hashes), in the order of the standard one.
+_BCRYPT_B64 = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+    b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _bcrypt_hash(password: str, context: str, cost: int = 12) -> str:
+    """bcrypt hash (``$2b$``) of ``password`` with a salt derived from the password and ``context``: the same input
+    gives the same hash, so the Caddyfile does not change on every run (a random salt would rewrite it each time).
+    The salt stays as unguessable as the password it is derived from."""
+    try:
+        import bcrypt  # pylint: disable=import-outside-toplevel
+    except ImportError as exc:
+        raise AnsibleFilterError(
+            "basic_auth_users: the Python library bcrypt is needed on the controller (pip install -r "
+            "requirements.txt)") from exc
+    raw = hmac.new(password.encode(), f"borgstack-basic-auth-salt:{context}".encode(), hashlib.sha256).digest()[:16]
+    salt = base64.b64encode(raw).translate(_BCRYPT_B64)[:22]
+    return bcrypt.hashpw(password.encode(), b"$2b$%02d$" % cost + salt).decode()
+
+
+def basic_auth_users(registry: Any, master: Any, overrides: Any = None, user: Any = "") -> Dict[str, Dict[str, str]]:
+    """The password Caddy asks for in front of each enabled service whose ``site.basic_auth`` is true:
+    {service: {user, password, hash}} - purpose ``basic_auth_<service>`` (see stack_secret), ``user`` the stack's
+    admin e-mail, ``hash`` the bcrypt hash Caddy's basic_auth directive reads."""
+    registry = _mapping("basic_auth_users", registry, "the registry")
+    if not isinstance(user, str) or not re.match(r"^[^\s:]{1,254}$", user):
+        raise AnsibleFilterError(f"basic_auth_users: the user (borgstack_admin_email) must be a name without spaces "
+                                 f"or ':', found {user!r}")
+    out: Dict[str, Dict[str, str]] = {}
+    for name in _enabled(registry):
+        site = registry[name].get("site")
+        if not isinstance(site, Mapping) or site.get("basic_auth") is not True:
+            continue
+        password = stack_secret(f"basic_auth_{name}", master, overrides or {})
+        out[name] = {"user": user, "password": password, "hash": _bcrypt_hash(password, name)}
+    return out
 
 
 def postgres_tenants(registry: Any, master: Any, overrides: Any = None, every: bool = False) -> List[Dict[str, Any]]:
@@ -544,6 +603,9 @@ def health_checks(registry: Any, domain: Any, endpoints: Any, tenants: Any, redi
             check["internal_check"] = {"type": "tcp", "port": spec["port"]}
         if name in hostnames:
             check["public_url"] = f"https://{hostnames[name]}{spec.get('health') or '/'}"
+            if (svc.get("site") or {}).get("basic_auth") is True:
+                # Caddy asks for the password before the app: the right public answer without it is 401.
+                check["public_expect_status"] = [401]
         if name in by_name and "postgresql" in enabled:
             tenant = by_name[name]
             check["database"] = {
@@ -594,6 +656,7 @@ class FilterModule:
             "memory_specs": memory_specs,
             "postgres_tenants": postgres_tenants,
             "mongodb_users": mongodb_users,
+            "basic_auth_users": basic_auth_users,
             "s3_buckets": s3_buckets,
             "caddy_sites": caddy_sites,
             "health_checks": health_checks,

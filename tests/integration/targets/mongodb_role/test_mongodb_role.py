@@ -307,13 +307,16 @@ def test_wiring_feeds_the_ram_plan_into_limit_and_cache(tmp_path, ram_mb):
         "mem_limit MiB": int(svc["mem_limit"]) // (1024 * 1024),
         "cacheSizeGB": conf["storage"]["wiredTiger"]["engineConfig"]["cacheSizeGB"],
         "root password length": len(secrets["root"]),
-        "users (no lowcoder in the registry)": secrets["users"],
+        # Lowcoder (enabled by default) is the app that declares a MongoDB user.
+        "users": [{k: v for k, v in u.items() if k != "password"} for u in secrets["users"]],
+        "user password length": [len(u["password"]) for u in secrets["users"]],
     }
     assert observed == {
         "mem_limit MiB": plan["services"]["mongodb"]["limit_mb"],
         "cacheSizeGB": plan["mongodb"]["wiredtiger_cache_gb"],
         "root password length": 40,
-        "users (no lowcoder in the registry)": [],
+        "users": [{"name": "lowcoder", "database": "lowcoder", "roles": ["readWrite"]}],
+        "user password length": [40],
     }
 
 

@@ -28,12 +28,17 @@ DOMAIN = "example.com.br"
 MASTER = "m" * 16 + "A1b2C3d4E5f6G7h8I9j0"
 
 
+# Most tests below look at a registry whose only app is n8n: the other apps are switched off unless a test names them.
+ONLY_N8N = {name: {"enabled": False} for name, svc in DEFAULTS.items() if svc["layer"] == "apps" and name != "n8n"}
+
+
 def merged(**changes):
-    return service_registry(DEFAULTS, changes)
+    return service_registry(DEFAULTS, {**ONLY_N8N, **changes})
 
 
 def test_shipped_defaults_are_sound():
     assert registry_errors(merged(), DOMAIN) == []
+    assert registry_errors(service_registry(DEFAULTS, {}), DOMAIN) == []
 
 
 def test_unknown_service_is_refused_naming_the_variable():
@@ -133,23 +138,23 @@ def test_disabled_services_do_not_collide():
 
 
 def test_hostnames_default_to_service_dot_domain():
-    assert service_hostnames(merged(), DOMAIN) == {"n8n": "n8n.example.com.br",
+    assert service_hostnames(merged(directus={"enabled": True}), DOMAIN) == {"n8n": "n8n.example.com.br",
                                                    "directus": "directus.example.com.br"}
-    assert service_hostnames(merged(n8n={"site": {"hostname": "fluxos.example.com.br"}}), DOMAIN)["n8n"] == \
+    assert service_hostnames(merged(directus={"enabled": True}, n8n={"site": {"hostname": "fluxos.example.com.br"}}), DOMAIN)["n8n"] == \
         "fluxos.example.com.br"
-    assert "n8n" not in service_hostnames(merged(n8n={"enabled": False}), DOMAIN)
+    assert "n8n" not in service_hostnames(merged(directus={"enabled": True}, n8n={"enabled": False}), DOMAIN)
 
 
 def test_postgres_tenants_with_stable_distinct_passwords():
-    tenants = postgres_tenants(merged(), MASTER, {})
+    tenants = postgres_tenants(merged(directus={"enabled": True}), MASTER, {})
     assert [t["name"] for t in tenants] == ["n8n", "directus"]
     assert tenants[0]["password"] != tenants[1]["password"]
     assert tenants[0]["database"] == "n8n" and tenants[0]["extensions"] == ["vector"]
-    again = postgres_tenants(merged(), MASTER, None)
+    again = postgres_tenants(merged(directus={"enabled": True}), MASTER, None)
     assert tenants[0]["password"] == again[0]["password"] and len(tenants[0]["password"]) == 40
-    override = postgres_tenants(merged(), MASTER, {"postgresql_n8n": "a-long-enough-override"})
+    override = postgres_tenants(merged(directus={"enabled": True}), MASTER, {"postgresql_n8n": "a-long-enough-override"})
     assert override[0]["password"] == "a-long-enough-override"
-    assert [t["name"] for t in postgres_tenants(merged(n8n={"enabled": False}), MASTER, {})] == ["directus"]
+    assert [t["name"] for t in postgres_tenants(merged(directus={"enabled": True}, n8n={"enabled": False}), MASTER, {})] == ["directus"]
 
 
 def test_endpoints_name_every_container_once():
@@ -162,17 +167,17 @@ def test_endpoints_name_every_container_once():
 
 
 def test_mongodb_users_and_buckets_come_from_the_registry():
-    assert mongodb_users(merged(), MASTER) == []
-    reg = merged(mongodb={"enabled": True}, n8n={"mongodb": {"database": "flows"}})
+    assert mongodb_users(merged(directus={"enabled": True}), MASTER) == []
+    reg = merged(directus={"enabled": True}, mongodb={"enabled": True}, n8n={"mongodb": {"database": "flows"}})
     users = mongodb_users(reg, MASTER, {})
     assert [(u["name"], u["database"], u["roles"]) for u in users] == [("n8n", "flows", ["readWrite"])]
     assert users[0]["password"] == mongodb_users(reg, MASTER, None)[0]["password"]
-    assert s3_buckets(merged(), ["borgstack"]) == ["borgstack", "n8n", "directus"]
-    assert s3_buckets(merged(n8n={"enabled": False}), ["borgstack"]) == ["borgstack", "directus"]
+    assert s3_buckets(merged(directus={"enabled": True}), ["borgstack"]) == ["borgstack", "n8n", "directus"]
+    assert s3_buckets(merged(directus={"enabled": True}, n8n={"enabled": False}), ["borgstack"]) == ["borgstack", "directus"]
 
 
 def test_caddy_sites_carry_what_each_app_loosens():
-    reg = merged()
+    reg = merged(directus={"enabled": True})
     sites = caddy_sites(reg, DOMAIN, service_endpoints(reg, "borgstack", "i"))
     assert [s["hostname"] for s in sites] == ["directus.example.com.br", "n8n.example.com.br"]  # sorted
     site = sites[1]
@@ -180,17 +185,19 @@ def test_caddy_sites_carry_what_each_app_loosens():
     assert site["max_body_mb"] == 16
     assert "'unsafe-eval'" in site["csp_extra"]["script-src"]
     assert site["csp_extra"]["connect-src"] == "wss://n8n.example.com.br"  # websockets: true
-    reg = merged(n8n={"site": {"websockets": False, "csp": {}}})
+    reg = merged(directus={"enabled": True}, n8n={"site": {"websockets": False, "csp": {}}})
     assert caddy_sites(reg, DOMAIN, service_endpoints(reg, "b", "i"))[1]["csp_extra"] == {
         k: v for k, v in DEFAULTS["n8n"]["site"]["csp"].items()}
-    assert [s["hostname"] for s in caddy_sites(merged(n8n={"enabled": False}), DOMAIN,
-                                                service_endpoints(merged(), "b", "i"))] == ["directus.example.com.br"]
+    assert [s["hostname"] for s in caddy_sites(merged(directus={"enabled": True}, n8n={"enabled": False}), DOMAIN,
+                                                service_endpoints(merged(directus={"enabled": True}), "b", "i"))] == ["directus.example.com.br"]
 
 
 def test_every_container_and_worker_fits_85_percent_of_16_gb():
     """Every service and worker of the registry enabled (MongoDB too, n8n with 4 workers): the sum of the limits,
     workers counted per replica, stays within 85 % of a 16 GB host."""
-    reg = merged(mongodb={"enabled": True}, n8n={"containers": {"n8n-worker": {"replicas": 4}}})
+    reg = service_registry(DEFAULTS, {"mongodb": {"enabled": True},
+                                      "n8n": {"containers": {"n8n-worker": {"replicas": 4}}}})
+    assert all(svc["enabled"] for svc in reg.values())
     specs = memory_specs(reg)
     assert specs["n8n-worker"]["count"] == 4
     assert set(specs) == {c for s in reg.values() for c in s["containers"]}
@@ -202,7 +209,7 @@ def test_every_container_and_worker_fits_85_percent_of_16_gb():
 
 
 def test_health_checks_follow_the_registry():
-    reg = merged(n8n={"containers": {"n8n-worker": {"replicas": 2}}})
+    reg = merged(directus={"enabled": True}, n8n={"containers": {"n8n-worker": {"replicas": 2}}})
     ends = service_endpoints(reg, "borgstack", "borgstack_internal")
     tenants = postgres_tenants(reg, MASTER, {})
     checks = {c["name"]: c for c in health_checks(reg, DOMAIN, ends, tenants, "redis-secret")}
@@ -218,7 +225,7 @@ def test_health_checks_follow_the_registry():
     assert checks["redis"]["database"] == {"type": "redis", "container": "borgstack-redis", "port": 6379,
                                            "password": "redis-secret"}
     assert "public_url" not in checks["redis"]
-    reg = merged(n8n={"enabled": False})
+    reg = merged(directus={"enabled": True}, n8n={"enabled": False})
     disabled = {c["name"] for c in health_checks(reg, DOMAIN, service_endpoints(reg, "b", "i"), [], "")}
     assert "n8n" not in disabled
 
@@ -226,7 +233,7 @@ def test_health_checks_follow_the_registry():
 def test_login_report_names_the_page_the_user_and_the_command_never_a_password():
     from ansible_collections.borgstack.stack.plugins.filter.registry import login_report
 
-    lines = login_report(merged(), DOMAIN, "/opt/borgstack", "ti@example.com.br")
+    lines = login_report(merged(directus={"enabled": True}), DOMAIN, "/opt/borgstack", "ti@example.com.br")
     assert lines == ["n8n: https://n8n.example.com.br/signin - user ti@example.com.br; first password: "
                      "sudo cat /opt/borgstack/services/n8n/owner-password",
                      "directus: https://directus.example.com.br/admin/login - user ti@example.com.br; first "
@@ -316,10 +323,83 @@ def test_auto_enables_a_data_service_only_when_an_app_requires_it():
 
 def test_every_tenant_and_user_is_derived_for_the_wiring_even_when_disabled():
     """A disabled app's role still renders its settings (to remove its containers): its tenant must be found."""
-    reg = merged(n8n={"enabled": False}, directus={"mongodb": {"database": "dx"}})
+    reg = merged(n8n={"enabled": False}, lowcoder={"enabled": False}, directus={"mongodb": {"database": "dx"}})
     every = {t["name"]: t for t in postgres_tenants(reg, MASTER, {}, True)}
     assert set(every) == {"n8n", "directus"}
     assert every["n8n"] == postgres_tenants(merged(), MASTER, {})[0]  # the same derivation, same password
-    assert [u["name"] for u in mongodb_users(reg, MASTER, {}, True)] == ["directus"]
+    assert [u["name"] for u in mongodb_users(reg, MASTER, {}, True)] == ["directus", "lowcoder"]
     # MongoDB itself stays off (auto: nothing requires it), which the validation refuses for an app that has a user.
     assert any(e.startswith("directus needs a MongoDB user") for e in registry_errors(reg, DOMAIN))
+
+
+def test_lowcoder_with_mongodb_switched_off_is_refused_naming_both():
+    """Issue 8's bad input: Lowcoder enabled, MongoDB explicitly disabled (auto would have turned it on)."""
+    assert service_registry(DEFAULTS, {})["mongodb"]["enabled"] is True  # Lowcoder is on by default: auto -> on
+    reg = service_registry(DEFAULTS, {"mongodb": {"enabled": False}})
+    errors = registry_errors(reg, DOMAIN)
+    assert "lowcoder needs mongodb: enable borgstack_services.mongodb or disable borgstack_services.lowcoder" in errors
+    assert any(e.startswith("lowcoder needs a MongoDB user: enable borgstack_services.mongodb") for e in errors)
+    # Lowcoder off too: nothing to refuse.
+    assert registry_errors(service_registry(DEFAULTS, {"mongodb": {"enabled": False},
+                                                       "lowcoder": {"enabled": False}}), DOMAIN) == []
+
+
+def test_lowcoder_gets_its_mongodb_user_and_its_own_redis_index():
+    reg = service_registry(DEFAULTS, {})
+    users = mongodb_users(reg, MASTER, {})
+    assert [(u["name"], u["database"], u["roles"]) for u in users] == [("lowcoder", "lowcoder", ["readWrite"])]
+    indexes = [svc["redis_db"] for svc in reg.values() if svc.get("enabled") and "redis_db" in svc]
+    assert len(indexes) == len(set(indexes))
+
+
+@pytest.mark.parametrize("value", ["yes", 1, {"user": "x"}])
+def test_basic_auth_must_be_a_boolean(value):
+    errors = registry_errors(merged(n8n={"site": {"basic_auth": value}}), DOMAIN)
+    assert errors == [f"borgstack_services.n8n.site.basic_auth must be true or false (Caddy asks for a password "
+                      f"before the app), found {value!r}"]
+
+
+def test_basic_auth_users_are_derived_and_hashed_for_caddy():
+    import bcrypt
+
+    from ansible_collections.borgstack.stack.plugins.filter.registry import basic_auth_users
+
+    reg = service_registry(DEFAULTS, {})
+    creds = basic_auth_users(reg, MASTER, {}, "ti@example.com.br")
+    assert list(creds) == ["fileflows"]  # the only app without a login of its own
+    cred = creds["fileflows"]
+    assert cred["user"] == "ti@example.com.br" and len(cred["password"]) == 40
+    assert cred["hash"].startswith("$2b$12$") and len(cred["hash"]) == 60
+    assert bcrypt.checkpw(cred["password"].encode(), cred["hash"].encode())
+    assert not bcrypt.checkpw(b"wrong-password", cred["hash"].encode())
+    # Same input, same hash (the Caddyfile must not change on every run); another password, another salt.
+    assert basic_auth_users(reg, MASTER, None, "ti@example.com.br") == creds
+    other = basic_auth_users(reg, MASTER, {"basic_auth_fileflows": "another-long-password"}, "ti@example.com.br")
+    assert other["fileflows"]["hash"][:29] != cred["hash"][:29]
+    assert basic_auth_users(merged(), MASTER, {}, "ti@example.com.br") == {}  # FileFlows off
+    with pytest.raises(AnsibleFilterError, match="borgstack_admin_email"):
+        basic_auth_users(reg, MASTER, {}, "two words")
+
+
+def test_caddy_sites_and_health_checks_of_a_basic_auth_site():
+    from ansible_collections.borgstack.stack.plugins.filter.registry import basic_auth_users
+
+    reg = service_registry(DEFAULTS, {})
+    ends = service_endpoints(reg, "borgstack", "i")
+    creds = basic_auth_users(reg, MASTER, {}, "ti@example.com.br")
+    sites = {s["hostname"]: s for s in caddy_sites(reg, DOMAIN, ends, creds)}
+    fileflows = sites["fileflows.example.com.br"]
+    assert fileflows["basic_auth"] == {"user": "ti@example.com.br", "hash": creds["fileflows"]["hash"]}
+    assert creds["fileflows"]["password"] not in str(sites)
+    assert fileflows["upstream"] == "borgstack-fileflows:5000"
+    assert fileflows["csp_extra"]["connect-src"] == "wss://fileflows.example.com.br"
+    assert "basic_auth" not in sites["lowcoder.example.com.br"]
+    assert sites["lowcoder.example.com.br"]["max_body_mb"] == 50
+    with pytest.raises(AnsibleFilterError, match=r"borgstack_services.fileflows.site.basic_auth is true"):
+        caddy_sites(reg, DOMAIN, ends)
+    checks = {c["name"]: c for c in health_checks(reg, DOMAIN, ends, [], "")}
+    assert checks["fileflows"]["public_url"] == "https://fileflows.example.com.br/"
+    assert checks["fileflows"]["public_expect_status"] == [401]
+    assert checks["fileflows"]["internal_check"] == {"type": "tcp", "port": 5000}
+    assert checks["lowcoder"]["internal_check"] == {"type": "http", "port": 3000, "path": "/api/status/health"}
+    assert "public_expect_status" not in checks["lowcoder"]

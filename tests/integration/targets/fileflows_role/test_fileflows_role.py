@@ -1,0 +1,300 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The fileflows role and the Caddy basic_auth in front of it, validated WITHOUT a FileFlows container.
+
+No image ``revenz/fileflows:25.09`` can be obtained here (no container registry; FileFlows ships only as a binary
+image and its application source is no longer public). So NOTHING here starts FileFlows, and these are NOT
+exercised:
+
+- the entrypoint creating the PUID/PGID user and running the server as it, the bash health check answering, the
+  web console behind the registry's CSP (unverified: see services.yml), the SignalR websockets through Caddy;
+- that 25.09 still reads exactly the variables of fileflows-25.09-env.yml (taken from the newest public copies of
+  upstream's entrypoint, not from the 25.09 tag);
+- the Flow Runners value being applied (FileFlows keeps it in its database; the play only checks and prints it).
+
+What IS checked, through Ansible itself (``ansible-playbook -c local``) with the stack's real wiring
+(playbooks/group_vars/all linked into a throwaway inventory):
+
+- the Compose file rendered from the role's template; ``docker compose config`` accepts it; its environment holds only
+  variables the image reads and sets the ones whose default is wrong; volumes, the shared media directory, networks,
+  the memory limit from the RAM plan; no port published;
+- the Caddyfile the caddy role renders with the wiring: FileFlows' site has basic_auth with the admin e-mail and a
+  bcrypt hash of the derived password (never the password); ``caddy validate`` accepts it, and a real Caddy
+  (borgstack-lab/caddy:2.10.2, when built) answers 401 without the password or with a wrong one and lets the right
+  one through to the (absent) upstream (502);
+- the role's ``validate`` entry point refuses issue 8's bad input - a processing-node count of 0 or above the host's
+  cores - and other bad settings, naming the variable.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[3]
+ROLE = REPO_ROOT / "roles" / "fileflows"
+FACTS = yaml.safe_load((HERE / "fileflows-25.09-env.yml").read_text())
+MASTER = "m" * 24 + "FileFlows-Test-Master-0123456789"
+ADMIN = "ti@example.com.br"
+CADDY_IMAGE = os.environ.get("BORGSTACK_CADDY_IMAGE", "borgstack-lab/caddy:2.10.2")
+HOST = "fileflows.example.com.br"
+
+pytestmark = pytest.mark.integration
+
+
+def _ansible_bin(name: str) -> str:
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else name
+
+
+def _inventory(tmp: Path, settings: dict[str, Any]) -> Path:
+    inventory_dir = tmp / "inventory"
+    (inventory_dir / "group_vars" / "borgstack").mkdir(parents=True, exist_ok=True)
+    link = inventory_dir / "group_vars" / "all"
+    if not link.exists():
+        link.symlink_to(REPO_ROOT / "playbooks" / "group_vars" / "all")
+    (inventory_dir / "hosts.yml").write_text(yaml.safe_dump({"borgstack": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+    (inventory_dir / "group_vars" / "borgstack" / "test.yml").write_text(yaml.safe_dump({
+        "borgstack_master_secret": MASTER,
+        "borgstack_admin_email": ADMIN,
+        "caddy_acme_email": ADMIN,
+        "caddy_tls_internal": True,
+        "borgstack_domain": "example.com.br",
+        "borgstack_ram_mb": 16384,
+        "borgstack_data_dir": str(tmp / "data"),
+        "stack_project_dir": str(tmp / "project"),
+        **settings,
+    }))
+    return inventory_dir / "hosts.yml"
+
+
+def _playbook(tmp: Path, plays: list[dict[str, Any]], inventory: Path) -> subprocess.CompletedProcess[str]:
+    path = tmp / f"play-{len(list(tmp.glob('play-*.yml')))}.yml"
+    path.write_text(yaml.safe_dump(plays, sort_keys=False))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_STDOUT_CALLBACK="default")
+    return subprocess.run([_ansible_bin("ansible-playbook"), "-i", str(inventory), str(path)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, env=env, timeout=900, check=False)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if shutil.which("docker") is None:
+        pytest.fail("docker not found: `docker compose config` is part of this test")
+    tmp = tmp_path_factory.mktemp("fileflows")
+    out = tmp / "project" / "services" / "fileflows"
+    out.mkdir(parents=True)
+    plays = [{
+        "name": "Render the fileflows role's Compose file and Caddy's Caddyfile with the stack's wiring",
+        "hosts": "borgstack",
+        "gather_facts": True,
+        "gather_subset": ["min", "hardware"],
+        "tasks": [
+            {"name": "Validate and expose the fileflows role's defaults",
+             "ansible.builtin.include_role": {"name": "borgstack.stack.fileflows", "tasks_from": "validate",
+                                              "public": True}},
+            {"name": "Render the Compose file",
+             "ansible.builtin.copy": {"dest": str(out / "compose.yaml"), "mode": "0644",
+                                      "content": "{{ lookup('ansible.builtin.template', '%s') }}"
+                                                 % (ROLE / "templates" / "compose.yaml.j2")}},
+            {"name": "Validate and expose the caddy role's defaults",
+             "ansible.builtin.include_role": {"name": "borgstack.stack.caddy", "tasks_from": "validate",
+                                              "public": True}},
+            {"name": "Render the Caddyfile",
+             "ansible.builtin.copy": {"dest": str(tmp / "Caddyfile"), "mode": "0644",
+                                      "content": "{{ lookup('ansible.builtin.template', '%s') }}"
+                                                 % (REPO_ROOT / "roles" / "caddy" / "templates" / "Caddyfile.j2")}},
+            {"name": "Save what the wiring derived",
+             "ansible.builtin.copy": {"dest": str(tmp / "wiring.json"), "mode": "0600", "content": (
+                 "{{ {'password': fileflows_basic_auth_password, 'auth': borgstack_basic_auth,"
+                 " 'plan': borgstack_ram_plan.services.fileflows.limit_mb, 'runners': fileflows_runners | int,"
+                 " 'vcpus': fileflows_host_vcpus | int, 'media': fileflows_media_dir,"
+                 " 'health': borgstack_health_services, 'login': borgstack_registry | borgstack.stack.login_report("
+                 "borgstack_domain, stack_project_dir, borgstack_admin_email)} | to_json }}")}},
+        ],
+    }]
+    proc = _playbook(tmp, plays, _inventory(tmp, {}))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    base = ["docker", "compose", "--project-name", "borgstack", "--file", str(out / "compose.yaml"), "config"]
+    quiet = subprocess.run([*base, "--quiet"], capture_output=True, text=True, check=False, timeout=60)
+    assert quiet.returncode == 0, quiet.stderr
+    full = subprocess.run([*base, "--format", "json"], capture_output=True, text=True, check=False, timeout=60)
+    assert full.returncode == 0, full.stderr
+    return {"tmp": tmp, "out": out, "config": json.loads(full.stdout),
+            "wiring": json.loads((tmp / "wiring.json").read_text()), "output": proc.stdout + proc.stderr}
+
+
+def test_every_variable_we_set_is_read_by_the_image(rendered):
+    env = rendered["config"]["services"]["fileflows"]["environment"]
+    assert sorted(set(env) - set(FACTS["reads"])) == []
+    missing = sorted(k for k in FACTS["must_set"] if not env.get(k))
+    assert missing == [], f"left to the image's default: {missing}"
+    assert env["PUID"] != "0" and env["TZ"] == "America/Sao_Paulo"
+
+
+def test_container_volumes_media_networks_limit_and_healthcheck(rendered):
+    svc = rendered["config"]["services"]["fileflows"]
+    mounts = {m["target"]: (m["type"], m["source"]) for m in svc["volumes"]}
+    observed = {
+        "image": svc["image"],
+        "container_name": svc["container_name"],
+        "ports": svc.get("ports", []),
+        "networks": sorted(svc["networks"]),
+        "mounts": mounts,
+        "mem_limit MiB": int(svc["mem_limit"]) // (1024 * 1024),
+        "healthcheck": svc["healthcheck"]["test"][:3],
+    }
+    assert observed == {
+        "image": "revenz/fileflows:25.09",
+        "container_name": "borgstack-fileflows",
+        "ports": [],
+        "networks": ["borgstack_external", "borgstack_internal"],
+        "mounts": {"/app/Data": ("volume", "borgstack_fileflows_data"),
+                   "/app/Logs": ("volume", "borgstack_fileflows_logs"),
+                   "/temp": ("volume", "borgstack_fileflows_temp"),
+                   "/media": ("bind", rendered["wiring"]["media"])},
+        "mem_limit MiB": rendered["wiring"]["plan"],
+        "healthcheck": ["CMD", "bash", "-c"],
+    }
+    assert rendered["wiring"]["media"] == str(rendered["tmp"] / "data" / "media")
+    # The healthcheck script, as bash receives it ($$ is Compose's escape for $).
+    script = svc["healthcheck"]["test"][3]
+    assert "/dev/tcp/127.0.0.1/5000" in script and "$status" in script
+
+
+def test_runners_follow_the_hosts_cores(rendered):
+    wiring = rendered["wiring"]
+    assert wiring["vcpus"] == os.cpu_count() or wiring["vcpus"] >= 1
+    assert wiring["runners"] == max(1, wiring["vcpus"] // 4)
+
+
+def test_caddyfile_asks_for_the_password_and_never_holds_it(rendered):
+    import bcrypt
+
+    text = (rendered["tmp"] / "Caddyfile").read_text()
+    password = rendered["wiring"]["password"]
+    assert len(password) >= 40 and password not in text and password not in rendered["output"]
+    block = text[text.index(f"{HOST} {{"):]
+    block = block[:block.index("\n}\n")]
+    auth = block[block.index("basic_auth {"):]
+    user, hashed = auth.splitlines()[1].split()
+    assert user == ADMIN and bcrypt.checkpw(password.encode(), hashed.encode())
+    assert block.index("basic_auth {") < block.index("reverse_proxy borgstack-fileflows:5000")
+    assert "wss://fileflows.example.com.br" in block  # websockets: the console's SignalR connection
+    assert "max_size 4096MiB" in block
+    lowcoder = text[text.index("lowcoder.example.com.br {"):]
+    assert "basic_auth" not in lowcoder[:lowcoder.index("\n}\n")]
+
+
+def test_health_check_expects_401_and_the_login_line_names_the_password_file(rendered):
+    checks = {c["name"]: c for c in rendered["wiring"]["health"]}
+    assert checks["fileflows"]["public_url"] == f"https://{HOST}/"
+    assert checks["fileflows"]["public_expect_status"] == [401]
+    line = next(line for line in rendered["wiring"]["login"] if line.startswith("fileflows:"))
+    assert line == (f"fileflows: https://{HOST}/ - user {ADMIN}; first password: sudo cat "
+                    f"{rendered['tmp'] / 'project'}/services/fileflows/admin-password")
+
+
+def _caddy_image_present() -> bool:
+    return subprocess.run(["docker", "image", "inspect", CADDY_IMAGE], capture_output=True,
+                          check=False).returncode == 0
+
+
+def test_caddy_validates_the_caddyfile_and_enforces_the_password(rendered):
+    """A real Caddy with the rendered Caddyfile: 401 without or with a wrong password, the upstream (absent: 502)
+    with the right one."""
+    if not _caddy_image_present():
+        pytest.skip(f"{CADDY_IMAGE} is not on this machine (lab/build-images.sh builds it)")
+    caddyfile = rendered["tmp"] / "Caddyfile"
+    check = subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{caddyfile}:/etc/caddy/Caddyfile:ro",
+                            CADDY_IMAGE, "caddy", "validate", "--config", "/etc/caddy/Caddyfile", "--adapter",
+                            "caddyfile"], capture_output=True, text=True, check=False, timeout=120)
+    assert check.returncode == 0, check.stderr
+    run = subprocess.run(["docker", "run", "-d", "--rm", "-v", f"{caddyfile}:/etc/caddy/Caddyfile:ro", CADDY_IMAGE],
+                         capture_output=True, text=True, check=True, timeout=60)
+    container = run.stdout.strip()
+    try:
+        address = subprocess.run(["docker", "inspect", "--format", "{{.NetworkSettings.IPAddress}}", container],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+
+        def status(*auth: str) -> str:
+            return subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--resolve",
+                                   f"{HOST}:443:{address}", *auth, f"https://{HOST}/"],
+                                  capture_output=True, text=True, check=False, timeout=30).stdout
+
+        deadline = time.monotonic() + 60
+        while status() != "401" and time.monotonic() < deadline:
+            time.sleep(1)
+        observed = {"none": status(), "wrong": status("-u", f"{ADMIN}:wrong-password"),
+                    "right": status("-u", f"{ADMIN}:{rendered['wiring']['password']}")}
+        assert observed == {"none": "401", "wrong": "401", "right": "502"}
+    finally:
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+
+
+# --- The validate entry point with bad input ---------------------------------------------------------------------
+
+VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
+    "wiring": ({}, None),
+    "runners_zero": ({"fileflows_host_vcpus": 4, "fileflows_runners": 0}, "fileflows_runners (files processed at once, found '0')"),
+    "runners_above_cores": ({"fileflows_host_vcpus": 4, "fileflows_runners": 5},
+                            "fileflows_runners (files processed at once, found '5') must be a whole number from 1 to "
+                            "this host's 4 vCPUs"),
+    "runners_all_cores": ({"fileflows_host_vcpus": 4, "fileflows_runners": 4}, None),
+    "runners_not_a_number": ({"fileflows_runners": "many"}, "fileflows_runners"),
+    "root_puid": ({"fileflows_puid": 0}, "fileflows_puid / fileflows_pgid not 0"),
+    "media_dir_root": ({"fileflows_media_dir": "/"}, "fileflows_media_dir an absolute directory of its own"),
+    "bad_timezone": ({"fileflows_timezone": "Brasil/Recife"}, "fileflows_timezone"),
+    "disabled_ignores_bad_values": ({"fileflows_enabled": False, "fileflows_runners": 0}, None),
+}
+
+
+@pytest.fixture(scope="module")
+def validation_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("fileflows-validate")
+    results = tmp / "results"
+    results.mkdir()
+    plays = []
+    for case, (settings, _fragment) in VALIDATION_CASES.items():
+        plays.append({
+            "name": f"Case {case}",
+            "hosts": "borgstack",
+            "gather_facts": False,
+            "vars": settings,
+            "tasks": [{
+                "name": "Validate",
+                "block": [
+                    {"name": "Run the role's validate entry point",
+                     "ansible.builtin.include_role": {"name": "borgstack.stack.fileflows", "tasks_from": "validate"}},
+                    {"name": "Record success", "ansible.builtin.copy": {
+                        "dest": str(results / f"{case}.json"), "mode": "0600", "content": '{"failed": false}'}},
+                ],
+                "rescue": [
+                    {"name": "Record the failure", "ansible.builtin.copy": {
+                        "dest": str(results / f"{case}.json"), "mode": "0600",
+                        "content": "{{ {'failed': true, 'msg': ansible_failed_result.msg | default('')} | to_json }}"}},
+                ],
+            }],
+        })
+    proc = _playbook(tmp, plays, _inventory(tmp, {}))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {"outcomes": {p.stem: json.loads(p.read_text()) for p in results.glob("*.json")}}
+
+
+@pytest.mark.parametrize("case", list(VALIDATION_CASES))
+def test_validation(validation_outcomes, case):
+    fragment = VALIDATION_CASES[case][1]
+    outcome = validation_outcomes["outcomes"][case]
+    if fragment is None:
+        assert outcome == {"failed": False}
+    else:
+        assert outcome["failed"] is True, outcome
+        assert fragment in str(outcome["msg"]), outcome["msg"]

@@ -1,0 +1,299 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The lowcoder role, validated WITHOUT a Lowcoder container.
+
+No image ``lowcoderorg/lowcoder-ce:2.7.4`` can be obtained here (no container registry, and the all-in-one image
+bundles Java, Node, nginx and MongoDB's apt repository: no local build from Debian packages). So NOTHING here starts
+Lowcoder, and these are NOT exercised:
+
+- the entrypoint really leaving the embedded MongoDB and Redis off, and the API service connecting to the stack's
+  MongoDB with the rendered URL (user ``lowcoder``, ``authSource=lowcoder``) and to Redis with the password and index;
+- the superuser being created from LOWCODER_SUPERUSER_USERNAME/_PASSWORD at start-up (read in upstream's
+  AddSuperAdminUserImpl at tag 2.7.4, not run), the login page, the curl health check answering;
+- the CSP of the registry entry against the real UI (only read from upstream's index.html and client source);
+- the mongodb role creating the user against a real server (tests/integration/targets/mongodb_role says why).
+
+What IS checked, through Ansible itself (``ansible-playbook -c local`` from the repository root) with the stack's
+real wiring (playbooks/group_vars/all linked into a throwaway inventory):
+
+- the Compose file and the secret environment the role would write, rendered from the role's templates;
+  ``docker compose config`` accepts them; the merged environment (env_file + environment) holds only variables the
+  image reads (lowcoder-2.7.4-env.yml, taken from upstream's source at the tag) and sets every variable whose upstream
+  default is public or wrong, each secret unique and never upstream's value; the MongoDB URL carries the user and
+  password of borgstack_mongodb_users with the right authSource, the Redis URL the Redis password and Lowcoder's
+  index; no secret is in the Compose file; memory limit from the RAM plan;
+- the role's ``validate`` entry point (argument specs + tasks/validate.yml) refuses issue 8's bad input - an API key
+  secret override shorter than 32 characters - and other bad settings, naming the variable, never printing a secret.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[3]
+ROLE = REPO_ROOT / "roles" / "lowcoder"
+FACTS = yaml.safe_load((HERE / "lowcoder-2.7.4-env.yml").read_text())
+MASTER = "m" * 24 + "Lowcoder-Test-Master-0123456789"
+ADMIN = "ti@example.com.br"
+
+pytestmark = pytest.mark.integration
+
+
+def _ansible_bin(name: str) -> str:
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else name
+
+
+def _inventory(tmp: Path, settings: dict[str, Any]) -> Path:
+    """A throwaway inventory: the stack's wiring (group_vars/all linked) and ``settings`` for the borgstack group."""
+    inventory_dir = tmp / "inventory"
+    (inventory_dir / "group_vars" / "borgstack").mkdir(parents=True, exist_ok=True)
+    link = inventory_dir / "group_vars" / "all"
+    if not link.exists():
+        link.symlink_to(REPO_ROOT / "playbooks" / "group_vars" / "all")
+    (inventory_dir / "hosts.yml").write_text(yaml.safe_dump({"borgstack": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+    (inventory_dir / "group_vars" / "borgstack" / "test.yml").write_text(yaml.safe_dump({
+        "borgstack_master_secret": MASTER,
+        "borgstack_admin_email": ADMIN,
+        "borgstack_domain": "example.com.br",
+        "borgstack_ram_mb": 16384,
+        "stack_project_dir": str(tmp / "project"),
+        **settings,
+    }))
+    return inventory_dir / "hosts.yml"
+
+
+def _playbook(tmp: Path, plays: list[dict[str, Any]], inventory: Path) -> subprocess.CompletedProcess[str]:
+    path = tmp / f"play-{len(list(tmp.glob('play-*.yml')))}.yml"
+    path.write_text(yaml.safe_dump(plays, sort_keys=False))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_STDOUT_CALLBACK="default")
+    return subprocess.run([_ansible_bin("ansible-playbook"), "-i", str(inventory), str(path)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, env=env, timeout=900, check=False)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Render compose.yaml and secrets.env as the role would (its validate entry point first), then
+    ``docker compose config``."""
+    if shutil.which("docker") is None:
+        pytest.fail("docker not found: `docker compose config` is part of this test")
+    tmp = tmp_path_factory.mktemp("lowcoder")
+    out = tmp / "project" / "services" / "lowcoder"
+    out.mkdir(parents=True)
+    plays = [{
+        "name": "Render the lowcoder role's files with the stack's wiring",
+        "hosts": "borgstack",
+        "gather_facts": False,
+        "tasks": [
+            {"name": "Validate and expose the role's defaults",
+             "ansible.builtin.include_role": {"name": "borgstack.stack.lowcoder", "tasks_from": "validate",
+                                              "public": True}},
+            {"name": "Render the Compose file",
+             "ansible.builtin.copy": {"dest": str(out / "compose.yaml"), "mode": "0644",
+                                      "content": "{{ lookup('ansible.builtin.template', '%s') }}"
+                                                 % (ROLE / "templates" / "compose.yaml.j2")}},
+            # What tasks/main.yml hands compose_service (compose_service_env), written the way compose_service's
+            # deploy.yml writes secrets.env.
+            {"name": "Render the secret environment",
+             "vars": {"__env": "{{ lookup('ansible.builtin.template', '%s') | from_yaml }}"
+                               % (ROLE / "templates" / "secrets.env.j2")},
+             "ansible.builtin.copy": {"dest": str(out / "secrets.env"), "mode": "0600",
+                                      "content": "{% for key, value in __env | dictsort %}"
+                                                 "{{ key }}={{ value | string | to_json }}\n{% endfor %}"}},
+            {"name": "Save what the wiring derived",
+             "ansible.builtin.copy": {"dest": str(tmp / "wiring.json"), "mode": "0600", "content": (
+                 "{{ {'mongodb_users': borgstack_mongodb_users, 'redis_password': redis_password,"
+                 " 'plan': borgstack_ram_plan.services.lowcoder.limit_mb,"
+                 " 'superuser_password': lowcoder_superuser_password,"
+                 " 'mongodb_endpoint': borgstack_endpoints.mongodb, 'redis_endpoint': borgstack_endpoints.redis,"
+                 " 'redis_db': borgstack_registry.lowcoder.redis_db} | to_json }}")}},
+        ],
+    }]
+    proc = _playbook(tmp, plays, _inventory(tmp, {}))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    base = ["docker", "compose", "--project-name", "borgstack", "--file", str(out / "compose.yaml"), "config"]
+    quiet = subprocess.run([*base, "--quiet"], capture_output=True, text=True, check=False, timeout=60)
+    assert quiet.returncode == 0, quiet.stderr
+    full = subprocess.run([*base, "--format", "json"], capture_output=True, text=True, check=False, timeout=60)
+    assert full.returncode == 0, full.stderr
+    return {"tmp": tmp, "out": out, "config": json.loads(full.stdout),
+            "wiring": json.loads((tmp / "wiring.json").read_text()),
+            "output": proc.stdout + proc.stderr}
+
+
+def _env(rendered: dict[str, Any]) -> dict[str, str]:
+    return rendered["config"]["services"]["lowcoder"]["environment"]
+
+
+def test_every_variable_we_set_is_read_by_the_image(rendered):
+    unknown = sorted(set(_env(rendered)) - set(FACTS["reads"]))
+    assert unknown == [], f"variables lowcoder-ce:2.7.4 does not read: {unknown}"
+
+
+def test_every_variable_with_a_public_default_is_set_by_us(rendered):
+    env = _env(rendered)
+    missing = sorted(set(FACTS["must_set"]) - {k for k, v in env.items() if v not in (None, "")})
+    assert missing == [], f"left to upstream's public default (an empty value counts as unset): {missing}"
+    kept_default = sorted(k for k in FACTS["must_set"] if env[k] == FACTS["reads"][k]
+                          and k not in ("LOWCODER_PGID", "LOWCODER_PUID"))
+    assert kept_default == [], f"set, but to upstream's public value: {kept_default}"
+
+
+def test_secrets_are_unique_long_and_only_in_the_root_only_env_file(rendered):
+    env = _env(rendered)
+    values = [env[k] for k in FACTS["secrets"]]
+    assert len(set(values)) == len(values), "two secrets share a value"
+    assert all(len(v) >= 12 for v in values)
+    assert len(env["LOWCODER_API_KEY_SECRET"]) >= 32
+    compose_text = (rendered["out"] / "compose.yaml").read_text()
+    leaked = [k for k in FACTS["secrets"] if env[k] in compose_text]
+    assert leaked == [] and rendered["wiring"]["redis_password"] not in compose_text
+    assert all(v not in rendered["output"] for v in values), "a secret was printed"
+
+
+def test_mongodb_and_redis_urls_use_the_stacks_services_and_credentials(rendered):
+    env, wiring = _env(rendered), rendered["wiring"]
+    user = next(u for u in wiring["mongodb_users"] if u["name"] == "lowcoder")
+    mongo = urlsplit(env["LOWCODER_MONGODB_URL"])
+    redis = urlsplit(env["LOWCODER_REDIS_URL"])
+    observed = {
+        "mongo": (mongo.scheme, unquote(mongo.username), unquote(mongo.password), mongo.hostname, mongo.port,
+                  mongo.path, parse_qs(mongo.query)),
+        "redis": (redis.scheme, unquote(redis.password), redis.hostname, redis.port, redis.path),
+        "SPRING_DATA_REDIS_DATABASE": env["SPRING_DATA_REDIS_DATABASE"],
+        "embedded": (env["LOWCODER_MONGODB_ENABLED"], env["LOWCODER_REDIS_ENABLED"]),
+    }
+    assert observed == {
+        "mongo": ("mongodb", "lowcoder", user["password"], wiring["mongodb_endpoint"]["host"], 27017, "/lowcoder",
+                  {"authSource": [user["database"]]}),
+        "redis": ("redis", wiring["redis_password"], wiring["redis_endpoint"]["host"], 6379,
+                  f"/{wiring['redis_db']}"),
+        "SPRING_DATA_REDIS_DATABASE": str(wiring["redis_db"]),
+        "embedded": ("false", "false"),
+    }
+    assert wiring["redis_db"] != 0  # n8n's index
+
+
+def test_public_address_sign_up_and_superuser(rendered):
+    env = _env(rendered)
+    observed = {k: env[k] for k in ("LOWCODER_PUBLIC_URL", "LOWCODER_CORS_DOMAINS", "LOWCODER_EMAIL_SIGNUP_ENABLED",
+                                    "LOWCODER_WORKSPACE_MODE", "LOWCODER_SUPERUSER_USERNAME", "LOWCODER_PUID",
+                                    "LOWCODER_PGID", "LOWCODER_MAX_REQUEST_SIZE")}
+    assert observed == {
+        "LOWCODER_PUBLIC_URL": "https://lowcoder.example.com.br/",
+        "LOWCODER_CORS_DOMAINS": "https://lowcoder.example.com.br",
+        "LOWCODER_EMAIL_SIGNUP_ENABLED": "false",
+        "LOWCODER_WORKSPACE_MODE": "ENTERPRISE",
+        "LOWCODER_SUPERUSER_USERNAME": ADMIN,
+        "LOWCODER_PUID": "9001",
+        "LOWCODER_PGID": "9001",
+        "LOWCODER_MAX_REQUEST_SIZE": "50m",  # the registry's site.max_body_mb, Caddy's limit
+    }
+    assert env["LOWCODER_SUPERUSER_PASSWORD"] == rendered["wiring"]["superuser_password"]
+
+
+def test_container_volumes_networks_limit_and_healthcheck(rendered):
+    config = rendered["config"]
+    svc = config["services"]["lowcoder"]
+    mounts = {m["target"]: (m["type"], m["source"]) for m in svc["volumes"]}
+    observed = {
+        "image": svc["image"],
+        "container_name": svc["container_name"],
+        "ports": svc.get("ports", []),
+        "networks": sorted(svc["networks"]),
+        "mounts": mounts,
+        "mem_limit MiB": int(svc["mem_limit"]) // (1024 * 1024),
+        "healthcheck": svc["healthcheck"]["test"][:2] + svc["healthcheck"]["test"][-1:],
+        "env_file": yaml.safe_load((rendered["out"] / "compose.yaml").read_text())["services"]["lowcoder"]["env_file"],
+    }
+    assert observed == {
+        "image": "lowcoderorg/lowcoder-ce:2.7.4",
+        "container_name": "borgstack-lowcoder",
+        "ports": [],
+        "networks": ["borgstack_external", "borgstack_internal"],
+        "mounts": {"/lowcoder-stacks": ("volume", "borgstack_lowcoder_stacks"),
+                   "/lowcoder/assets": ("volume", "borgstack_lowcoder_assets")},
+        "mem_limit MiB": rendered["wiring"]["plan"],
+        "healthcheck": ["CMD", "curl", "http://127.0.0.1:3000/api/status/health"],
+        "env_file": [str(rendered["out"] / "secrets.env")],
+    }
+
+
+# --- The validate entry point with bad input ---------------------------------------------------------------------
+
+SHORT_KEY = "short-api-key-0123456789"  # 24 characters: accepted by stack_secret (>= 12), refused by the role
+VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
+    # case: (play vars over the wiring, None when accepted or a fragment of the failure message)
+    "wiring": ({}, None),
+    "api_key_override_too_short": ({"borgstack_secret_overrides": {"lowcoder_api_key_secret": SHORT_KEY}},
+                                   "lowcoder_api_key_secret: too short"),
+    "superuser_password_too_short": ({"lowcoder_superuser_password": "tiny"}, "lowcoder_superuser_password: too short"),
+    "cors_star": ({"lowcoder_cors_domains": ["*"]}, "lowcoder_cors_domains a list of origins without '*'"),
+    "workspace_mode": ({"lowcoder_workspace_mode": "TEAM"}, "lowcoder_workspace_mode"),
+    "root_puid": ({"lowcoder_puid": 0}, "lowcoder_puid / lowcoder_pgid not 0"),
+    "bad_email": ({"lowcoder_superuser_email": "admin"}, "lowcoder_superuser_email must be"),
+    "small_memory": ({"lowcoder_memory_limit_mb": 512}, "lowcoder_memory_limit_mb 0 or at least 1024"),
+    "disabled_ignores_bad_values": ({"lowcoder_enabled": False, "lowcoder_api_key_secret": "x"}, None),
+}
+
+
+@pytest.fixture(scope="module")
+def validation_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Every case in one ansible-playbook run: a play per case running the role's validate entry point (argument
+    specs, then tasks/validate.yml) with the wiring, its failure rescued and recorded."""
+    tmp = tmp_path_factory.mktemp("lowcoder-validate")
+    results = tmp / "results"
+    results.mkdir()
+    plays = []
+    for case, (settings, _fragment) in VALIDATION_CASES.items():
+        plays.append({
+            "name": f"Case {case}",
+            "hosts": "borgstack",
+            "gather_facts": False,
+            "vars": settings,
+            "tasks": [{
+                "name": "Validate",
+                "block": [
+                    {"name": "Run the role's validate entry point",
+                     "ansible.builtin.include_role": {"name": "borgstack.stack.lowcoder", "tasks_from": "validate"}},
+                    {"name": "Record success", "ansible.builtin.copy": {
+                        "dest": str(results / f"{case}.json"), "mode": "0600", "content": '{"failed": false}'}},
+                ],
+                "rescue": [
+                    {"name": "Record the failure", "ansible.builtin.copy": {
+                        "dest": str(results / f"{case}.json"), "mode": "0600",
+                        "content": "{{ {'failed': true, 'msg': ansible_failed_result.msg | default('')} | to_json }}"}},
+                ],
+            }],
+        })
+    proc = _playbook(tmp, plays, _inventory(tmp, {}))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {"outcomes": {p.stem: json.loads(p.read_text()) for p in results.glob("*.json")},
+            "output": proc.stdout + proc.stderr}
+
+
+@pytest.mark.parametrize("case", list(VALIDATION_CASES))
+def test_validation(validation_outcomes, case):
+    fragment = VALIDATION_CASES[case][1]
+    outcome = validation_outcomes["outcomes"][case]
+    if fragment is None:
+        assert outcome == {"failed": False}
+    else:
+        assert outcome["failed"] is True, outcome
+        assert fragment in outcome["msg"], outcome["msg"]
+
+
+def test_validation_names_the_override_and_never_prints_it(validation_outcomes):
+    msg = validation_outcomes["outcomes"]["api_key_override_too_short"]["msg"]
+    assert "borgstack_secret_overrides.lowcoder_api_key_secret" in msg and "at least 32" in msg
+    assert SHORT_KEY not in validation_outcomes["output"] + json.dumps(validation_outcomes["outcomes"])
