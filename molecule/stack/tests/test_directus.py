@@ -90,8 +90,8 @@ def test_upload_lands_in_its_bucket_and_comes_back_identical(host, root_cert, to
 def test_a_session_survives_a_restart(host, root_cert, token):
     """SECRET is stable (derived, from a file): tokens signed before a restart are still valid after it."""
     host.check_output(f"docker restart {CONTAINER}")
-    waited = host.run("timeout 300 sh -c 'until [ \"$(docker inspect --format {{{{.State.Health.Status}}}} "
+    waited = host.run("timeout 300 sh -c 'until [ \"$(docker inspect --format {{.State.Health.Status}} "
                       f"{CONTAINER})\" = healthy ]; do sleep 2; done'")
-    assert waited.rc == 0, "Directus did not come back healthy"
+    assert waited.rc == 0, f"Directus did not come back healthy: {waited.stderr}"
     status, me = _json(host, root_cert, "/users/me", "-H", f"Authorization: Bearer {token}")
     assert status == 200 and me["data"]["email"] == ADMIN, me
