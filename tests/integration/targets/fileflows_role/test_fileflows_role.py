@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from role_validation import outcomes, validation_plays
 import yaml
 
 HERE = Path(__file__).resolve().parent
@@ -262,31 +263,10 @@ def validation_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     tmp = tmp_path_factory.mktemp("fileflows-validate")
     results = tmp / "results"
     results.mkdir()
-    plays = []
-    for case, (settings, _fragment) in VALIDATION_CASES.items():
-        plays.append({
-            "name": f"Case {case}",
-            "hosts": "borgstack",
-            "gather_facts": False,
-            "vars": settings,
-            "tasks": [{
-                "name": "Validate",
-                "block": [
-                    {"name": "Run the role's validate entry point",
-                     "ansible.builtin.include_role": {"name": "borgstack.stack.fileflows", "tasks_from": "validate"}},
-                    {"name": "Record success", "ansible.builtin.copy": {
-                        "dest": str(results / f"{case}.json"), "mode": "0600", "content": '{"failed": false}'}},
-                ],
-                "rescue": [
-                    {"name": "Record the failure", "ansible.builtin.copy": {
-                        "dest": str(results / f"{case}.json"), "mode": "0600",
-                        "content": "{{ {'failed': true, 'msg': ansible_failed_result.msg | default('')} | to_json }}"}},
-                ],
-            }],
-        })
+    plays = validation_plays("fileflows", VALIDATION_CASES, results)
     proc = _playbook(tmp, plays, _inventory(tmp, {}))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"outcomes": {p.stem: json.loads(p.read_text()) for p in results.glob("*.json")}}
+    return {"outcomes": outcomes(results)}
 
 
 @pytest.mark.parametrize("case", list(VALIDATION_CASES))

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from role_validation import outcomes, validation_plays
 from lab_prerequisites import require_env, unavailable
 import yaml
 
@@ -354,31 +355,11 @@ def validation_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     tmp = tmp_path_factory.mktemp("mongodb-validate")
     results = tmp / "results"
     results.mkdir()
-    plays = []
-    for case, (settings, *_ignored) in VALIDATION_CASES.items():
-        plays.append({
-            "name": f"Case {case}",
-            "hosts": "localhost",
-            "gather_facts": False,
-            "vars": dict(SAMPLE, **settings),
-            "tasks": [{
-                "name": "Validate",
-                "block": [
-                    {"name": "Run the role's validation",
-                     "ansible.builtin.include_role": {"name": "borgstack.stack.mongodb", "tasks_from": "validate.yml"}},
-                    {"name": "Record success", "ansible.builtin.copy": {
-                        "dest": str(results / f"{case}.json"), "mode": "0600", "content": '{"failed": false}'}},
-                ],
-                "rescue": [
-                    {"name": "Record the failure", "ansible.builtin.copy": {
-                        "dest": str(results / f"{case}.json"), "mode": "0600",
-                        "content": "{{ {'failed': true, 'msg': ansible_failed_result.msg | default('')} | to_json }}"}},
-                ],
-            }],
-        })
+    plays = validation_plays("mongodb", VALIDATION_CASES, results, hosts="localhost", base_vars=SAMPLE,
+                             tasks_from="validate.yml")
     proc = _playbook(tmp, plays)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"outcomes": {p.stem: json.loads(p.read_text()) for p in results.glob("*.json")},
+    return {"outcomes": outcomes(results),
             "output": proc.stdout + proc.stderr}
 
 
