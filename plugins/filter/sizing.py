@@ -11,7 +11,7 @@ The user-facing documentation of each filter lives in the sidecar files ``<filte
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ansible.errors import AnsibleFilterError
 

@@ -27,16 +27,14 @@ real wiring (playbooks/group_vars/all linked into a throwaway inventory):
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from role_validation import outcomes, validation_plays
+from role_harness import outcomes, run_playbook, validation_plays, wiring_inventory
 import yaml
 
 HERE = Path(__file__).resolve().parent
@@ -49,37 +47,16 @@ ADMIN = "ti@example.com.br"
 pytestmark = pytest.mark.integration
 
 
-def _ansible_bin(name: str) -> str:
-    candidate = Path(sys.executable).with_name(name)
-    return str(candidate) if candidate.exists() else name
-
-
 def _inventory(tmp: Path, settings: dict[str, Any]) -> Path:
     """A throwaway inventory: the stack's wiring (group_vars/all linked) and ``settings`` for the borgstack group."""
-    inventory_dir = tmp / "inventory"
-    (inventory_dir / "group_vars" / "borgstack").mkdir(parents=True, exist_ok=True)
-    link = inventory_dir / "group_vars" / "all"
-    if not link.exists():
-        link.symlink_to(REPO_ROOT / "playbooks" / "group_vars" / "all")
-    (inventory_dir / "hosts.yml").write_text(yaml.safe_dump({"borgstack": {"hosts": {"localhost": {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
-    (inventory_dir / "group_vars" / "borgstack" / "test.yml").write_text(yaml.safe_dump({
+    return wiring_inventory(tmp, {
         "borgstack_master_secret": MASTER,
         "borgstack_admin_email": ADMIN,
         "borgstack_domain": "example.com.br",
         "borgstack_ram_mb": 16384,
         "stack_project_dir": str(tmp / "project"),
         **settings,
-    }))
-    return inventory_dir / "hosts.yml"
-
-
-def _playbook(tmp: Path, plays: list[dict[str, Any]], inventory: Path) -> subprocess.CompletedProcess[str]:
-    path = tmp / f"play-{len(list(tmp.glob('play-*.yml')))}.yml"
-    path.write_text(yaml.safe_dump(plays, sort_keys=False))
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_STDOUT_CALLBACK="default")
-    return subprocess.run([_ansible_bin("ansible-playbook"), "-i", str(inventory), str(path)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, env=env, timeout=900, check=False)
+    })
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +97,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                  " 'redis_db': borgstack_registry.lowcoder.redis_db} | to_json }}")}},
         ],
     }]
-    proc = _playbook(tmp, plays, _inventory(tmp, {}))
+    proc = run_playbook(tmp, plays, _inventory(tmp, {}))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     base = ["docker", "compose", "--project-name", "borgstack", "--file", str(out / "compose.yaml"), "config"]
     quiet = subprocess.run([*base, "--quiet"], capture_output=True, text=True, check=False, timeout=60)
@@ -256,7 +233,7 @@ def validation_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     results = tmp / "results"
     results.mkdir()
     plays = validation_plays("lowcoder", VALIDATION_CASES, results)
-    proc = _playbook(tmp, plays, _inventory(tmp, {}))
+    proc = run_playbook(tmp, plays, _inventory(tmp, {}))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return {"outcomes": outcomes(results),
             "output": proc.stdout + proc.stderr}

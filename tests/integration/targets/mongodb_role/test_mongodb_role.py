@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from role_validation import outcomes, validation_plays
+from role_harness import outcomes, validation_plays
 from lab_prerequisites import require_env, unavailable
 import yaml
 
@@ -261,7 +261,7 @@ def test_no_memory_limit_when_the_plan_gives_none(tmp_path):
 # --- Rendered with the stack's real wiring -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ram_mb", [8192, 36864])
+@pytest.mark.parametrize("ram_mb", [16384, 36864])  # 16 GB: the smallest host the whole stack fits
 def test_wiring_feeds_the_ram_plan_into_limit_and_cache(tmp_path, ram_mb):
     """playbooks/group_vars/all + a registry with mongodb enabled: limit and cache come from ram_budget."""
     from ansible_collections.borgstack.stack.plugins.filter.registry import memory_specs, service_registry

@@ -138,10 +138,11 @@ def test_disabled_services_do_not_collide():
 
 
 def test_hostnames_default_to_service_dot_domain():
-    assert service_hostnames(merged(directus={"enabled": True}), DOMAIN) == {"n8n": "n8n.example.com.br",
-                                                   "directus": "directus.example.com.br"}
-    assert service_hostnames(merged(directus={"enabled": True}, n8n={"site": {"hostname": "fluxos.example.com.br"}}), DOMAIN)["n8n"] == \
-        "fluxos.example.com.br"
+    with_directus = merged(directus={"enabled": True})
+    assert service_hostnames(with_directus, DOMAIN) == {"n8n": "n8n.example.com.br",
+                                                        "directus": "directus.example.com.br"}
+    renamed = merged(directus={"enabled": True}, n8n={"site": {"hostname": "fluxos.example.com.br"}})
+    assert service_hostnames(renamed, DOMAIN)["n8n"] == "fluxos.example.com.br"
     assert "n8n" not in service_hostnames(merged(directus={"enabled": True}, n8n={"enabled": False}), DOMAIN)
 
 
@@ -186,10 +187,11 @@ def test_caddy_sites_carry_what_each_app_loosens():
     assert "'unsafe-eval'" in site["csp_extra"]["script-src"]
     assert site["csp_extra"]["connect-src"] == "wss://n8n.example.com.br"  # websockets: true
     reg = merged(directus={"enabled": True}, n8n={"site": {"websockets": False, "csp": {}}})
-    assert caddy_sites(reg, DOMAIN, service_endpoints(reg, "b", "i"))[1]["csp_extra"] == {
-        k: v for k, v in DEFAULTS["n8n"]["site"]["csp"].items()}
-    assert [s["hostname"] for s in caddy_sites(merged(directus={"enabled": True}, n8n={"enabled": False}), DOMAIN,
-                                                service_endpoints(merged(directus={"enabled": True}), "b", "i"))] == ["directus.example.com.br"]
+    assert caddy_sites(reg, DOMAIN, service_endpoints(reg, "b", "i"))[1]["csp_extra"] == dict(
+        DEFAULTS["n8n"]["site"]["csp"])
+    without_n8n = merged(directus={"enabled": True}, n8n={"enabled": False})
+    ends = service_endpoints(merged(directus={"enabled": True}), "b", "i")
+    assert [s["hostname"] for s in caddy_sites(without_n8n, DOMAIN, ends)] == ["directus.example.com.br"]
 
 
 def test_every_container_and_worker_fits_85_percent_of_16_gb():
