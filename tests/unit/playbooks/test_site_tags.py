@@ -141,3 +141,11 @@ def test_known_tags_are_the_tags_of_site_yml():
         f"borgstack_known_tags names tags playbooks/site.yml never uses: {sorted(known - ANSIBLE_TAGS - used)}"
     )
     assert set(registry) <= known
+
+
+def test_the_host_layer_scenario_switches_every_service_off():
+    """molecule/bootstrap covers the host layer only: a service added to the registry and not switched off there
+    would be validated (and refused: its dependencies are off) in that scenario."""
+    scenario = yaml.safe_load((ROOT / "molecule" / "bootstrap" / "molecule.yml").read_text())
+    services = scenario["provisioner"]["inventory"]["group_vars"]["borgstack"]["borgstack_services"]
+    assert services == {name: {"enabled": False} for name in DEFAULTS}
