@@ -535,14 +535,15 @@ def basic_auth_users(registry: Any, master: Any, overrides: Any = None, user: An
     {service: {user, password, hash}} - purpose ``basic_auth_<service>`` (see stack_secret), ``user`` the stack's
     admin e-mail, ``hash`` the bcrypt hash Caddy's basic_auth directive reads."""
     registry = _mapping("basic_auth_users", registry, "the registry")
-    if not isinstance(user, str) or not re.match(r"^[^\s:]{1,254}$", user):
-        raise AnsibleFilterError(f"basic_auth_users: the user (borgstack_admin_email) must be a name without spaces "
-                                 f"or ':', found {user!r}")
     out: Dict[str, Dict[str, str]] = {}
     for name in _enabled(registry):
         site = registry[name].get("site")
         if not isinstance(site, Mapping) or site.get("basic_auth") is not True:
             continue
+        # Checked only when a site needs it: a host-only run (every app off) has no admin e-mail to give.
+        if not isinstance(user, str) or not re.match(r"^[^\s:]{1,254}$", user):
+            raise AnsibleFilterError(f"basic_auth_users: the user (borgstack_admin_email) must be a name without "
+                                     f"spaces or ':', found {user!r}")
         password = stack_secret(f"basic_auth_{name}", master, overrides or {})
         out[name] = {"user": user, "password": password, "hash": _bcrypt_hash(password, name)}
     return out

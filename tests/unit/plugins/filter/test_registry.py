@@ -381,6 +381,8 @@ def test_basic_auth_users_are_derived_and_hashed_for_caddy():
     assert basic_auth_users(merged(), MASTER, {}, "ti@example.com.br") == {}  # FileFlows off
     with pytest.raises(AnsibleFilterError, match="borgstack_admin_email"):
         basic_auth_users(reg, MASTER, {}, "two words")
+    # No site asks for it (FileFlows off): no user needed, none checked.
+    assert basic_auth_users(merged(), MASTER, {}, "") == {}
 
 
 def test_caddy_sites_and_health_checks_of_a_basic_auth_site():
