@@ -32,10 +32,12 @@ INTERNAL_NETWORK = "borgstack_internal"
 CLIENT_IMAGE = "borgstack-lab/postgresql:17"
 PG_CONF = "/opt/borgstack/services/postgresql/postgresql.conf"
 # The services the lab enables (inventories/lab): the RAM plan is split among them.
-# The shipped registry with the lab's images (the images do not change the memory catalogue).
+# The registry as the lab has it: the shipped defaults with the lab inventory's changes (its images, and the apps
+# the lab cannot run switched off), so the memory plan is the one the host got.
+_ROOT = Path(__file__).resolve().parents[3]
 REGISTRY = service_registry(
-    yaml.safe_load((Path(__file__).resolve().parents[3] / "playbooks/group_vars/all/services.yml").read_text())[
-        "borgstack_service_defaults"], {})
+    yaml.safe_load((_ROOT / "playbooks/group_vars/all/services.yml").read_text())["borgstack_service_defaults"],
+    yaml.safe_load((_ROOT / "inventories/lab/group_vars/borgstack/main.yml").read_text())["borgstack_services"])
 _UNITS = {"B": 1, "kB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
 
 
