@@ -75,3 +75,36 @@ def validation_plays(role: str, cases: Mapping[str, Tuple[Any, ...]], results: P
 def outcomes(results: Path) -> Dict[str, Dict[str, Any]]:
     """{case: outcome} read back from the files the plays wrote."""
     return {path.stem: json.loads(path.read_text()) for path in results.glob("*.json")}
+
+
+def expose_role(role: str, tasks_from: str = "validate") -> Dict[str, Any]:
+    """A task that runs a role's validation with the wiring and keeps its defaults for the tasks after it."""
+    return {"name": f"Validate and expose the {role} role's defaults",
+            "ansible.builtin.include_role": {"name": f"borgstack.stack.{role}", "tasks_from": tasks_from,
+                                             "public": True}}
+
+
+def render_task(name: str, template: Path, dest: Path, mode: str = "0644") -> Dict[str, Any]:
+    """A task that renders one of the collection's templates with everything the play has exposed."""
+    return {"name": name,
+            "ansible.builtin.copy": {"dest": str(dest), "mode": mode,
+                                     "content": "{{ lookup('ansible.builtin.template', '%s') }}" % template}}
+
+
+def assert_outcome(outcome: Mapping[str, Any], fragment: str | None) -> None:
+    """A case without a fragment passed validation; one with a fragment failed with it in the message."""
+    if fragment is None:
+        assert outcome == {"failed": False}
+    else:
+        assert outcome["failed"] is True, outcome
+        assert fragment in str(outcome["msg"]), outcome["msg"]
+
+
+def docker_compose_config(compose_file: Path) -> Dict[str, Any]:
+    """``docker compose config`` of a rendered file: --quiet must accept it; the normalised JSON is returned."""
+    base = ["docker", "compose", "--project-name", "borgstack", "--file", str(compose_file), "config"]
+    quiet = subprocess.run([*base, "--quiet"], capture_output=True, text=True, check=False, timeout=60)
+    assert quiet.returncode == 0, quiet.stderr
+    full = subprocess.run([*base, "--format", "json"], capture_output=True, text=True, check=False, timeout=60)
+    assert full.returncode == 0, full.stderr
+    return json.loads(full.stdout)

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from role_harness import outcomes, run_playbook, validation_plays, wiring_inventory
+from role_harness import (assert_outcome, docker_compose_config, expose_role, outcomes, render_task, run_playbook,
+                          validation_plays, wiring_inventory)
 import yaml
 
 HERE = Path(__file__).resolve().parent
@@ -78,20 +79,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "gather_facts": True,
         "gather_subset": ["min", "hardware"],
         "tasks": [
-            {"name": "Validate and expose the fileflows role's defaults",
-             "ansible.builtin.include_role": {"name": "borgstack.stack.fileflows", "tasks_from": "validate",
-                                              "public": True}},
-            {"name": "Render the Compose file",
-             "ansible.builtin.copy": {"dest": str(out / "compose.yaml"), "mode": "0644",
-                                      "content": "{{ lookup('ansible.builtin.template', '%s') }}"
-                                                 % (ROLE / "templates" / "compose.yaml.j2")}},
-            {"name": "Validate and expose the caddy role's defaults",
-             "ansible.builtin.include_role": {"name": "borgstack.stack.caddy", "tasks_from": "validate",
-                                              "public": True}},
-            {"name": "Render the Caddyfile",
-             "ansible.builtin.copy": {"dest": str(tmp / "Caddyfile"), "mode": "0644",
-                                      "content": "{{ lookup('ansible.builtin.template', '%s') }}"
-                                                 % (REPO_ROOT / "roles" / "caddy" / "templates" / "Caddyfile.j2")}},
+            expose_role("fileflows"),
+            render_task("Render the Compose file", ROLE / "templates" / "compose.yaml.j2", out / "compose.yaml"),
+            expose_role("caddy"),
+            render_task("Render the Caddyfile", REPO_ROOT / "roles" / "caddy" / "templates" / "Caddyfile.j2",
+                        tmp / "Caddyfile"),
             {"name": "Save what the wiring derived",
              "ansible.builtin.copy": {"dest": str(tmp / "wiring.json"), "mode": "0600", "content": (
                  "{{ {'password': fileflows_basic_auth_password, 'auth': borgstack_basic_auth,"
@@ -103,12 +95,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     }]
     proc = run_playbook(tmp, plays, _inventory(tmp, {}))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    base = ["docker", "compose", "--project-name", "borgstack", "--file", str(out / "compose.yaml"), "config"]
-    quiet = subprocess.run([*base, "--quiet"], capture_output=True, text=True, check=False, timeout=60)
-    assert quiet.returncode == 0, quiet.stderr
-    full = subprocess.run([*base, "--format", "json"], capture_output=True, text=True, check=False, timeout=60)
-    assert full.returncode == 0, full.stderr
-    return {"tmp": tmp, "out": out, "config": json.loads(full.stdout),
+    return {"tmp": tmp, "out": out, "config": docker_compose_config(out / "compose.yaml"),
             "wiring": json.loads((tmp / "wiring.json").read_text()), "output": proc.stdout + proc.stderr}
 
 
@@ -250,10 +237,4 @@ def validation_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
 
 @pytest.mark.parametrize("case", list(VALIDATION_CASES))
 def test_validation(validation_outcomes, case):
-    fragment = VALIDATION_CASES[case][1]
-    outcome = validation_outcomes["outcomes"][case]
-    if fragment is None:
-        assert outcome == {"failed": False}
-    else:
-        assert outcome["failed"] is True, outcome
-        assert fragment in str(outcome["msg"]), outcome["msg"]
+    assert_outcome(validation_outcomes["outcomes"][case], VALIDATION_CASES[case][1])

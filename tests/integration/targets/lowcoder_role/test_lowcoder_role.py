@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from role_harness import outcomes, run_playbook, validation_plays, wiring_inventory
+from role_harness import (assert_outcome, docker_compose_config, expose_role, outcomes, render_task, run_playbook,
+                          validation_plays, wiring_inventory)
 import yaml
 
 HERE = Path(__file__).resolve().parent
@@ -73,13 +73,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "hosts": "borgstack",
         "gather_facts": False,
         "tasks": [
-            {"name": "Validate and expose the role's defaults",
-             "ansible.builtin.include_role": {"name": "borgstack.stack.lowcoder", "tasks_from": "validate",
-                                              "public": True}},
-            {"name": "Render the Compose file",
-             "ansible.builtin.copy": {"dest": str(out / "compose.yaml"), "mode": "0644",
-                                      "content": "{{ lookup('ansible.builtin.template', '%s') }}"
-                                                 % (ROLE / "templates" / "compose.yaml.j2")}},
+            expose_role("lowcoder"),
+            render_task("Render the Compose file", ROLE / "templates" / "compose.yaml.j2", out / "compose.yaml"),
             # What tasks/main.yml hands compose_service (compose_service_env), written the way compose_service's
             # deploy.yml writes secrets.env.
             {"name": "Render the secret environment",
@@ -99,12 +94,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     }]
     proc = run_playbook(tmp, plays, _inventory(tmp, {}))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    base = ["docker", "compose", "--project-name", "borgstack", "--file", str(out / "compose.yaml"), "config"]
-    quiet = subprocess.run([*base, "--quiet"], capture_output=True, text=True, check=False, timeout=60)
-    assert quiet.returncode == 0, quiet.stderr
-    full = subprocess.run([*base, "--format", "json"], capture_output=True, text=True, check=False, timeout=60)
-    assert full.returncode == 0, full.stderr
-    return {"tmp": tmp, "out": out, "config": json.loads(full.stdout),
+    return {"tmp": tmp, "out": out, "config": docker_compose_config(out / "compose.yaml"),
             "wiring": json.loads((tmp / "wiring.json").read_text()),
             "output": proc.stdout + proc.stderr}
 
@@ -241,13 +231,7 @@ def validation_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
 
 @pytest.mark.parametrize("case", list(VALIDATION_CASES))
 def test_validation(validation_outcomes, case):
-    fragment = VALIDATION_CASES[case][1]
-    outcome = validation_outcomes["outcomes"][case]
-    if fragment is None:
-        assert outcome == {"failed": False}
-    else:
-        assert outcome["failed"] is True, outcome
-        assert fragment in outcome["msg"], outcome["msg"]
+    assert_outcome(validation_outcomes["outcomes"][case], VALIDATION_CASES[case][1])
 
 
 def test_validation_names_the_override_and_never_prints_it(validation_outcomes):

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from role_harness import outcomes, validation_plays
+from role_harness import assert_outcome, docker_compose_config, expose_role, outcomes, render_task, validation_plays
 from lab_prerequisites import require_env, unavailable
 import yaml
 
@@ -94,17 +94,8 @@ def _playbook(tmp: Path, plays: list[dict[str, Any]], inventory: Path | None = N
 
 
 def _render_tasks(out: Path) -> list[dict[str, Any]]:
-    tasks = []
-    for template, name in (("compose.yaml.j2", "compose.yaml"), ("mongod.conf.j2", "mongod.conf")):
-        tasks.append({
-            "name": f"Render {name}",
-            "ansible.builtin.copy": {
-                "dest": str(out / name),
-                "mode": "0644",
-                "content": "{{ lookup('ansible.builtin.template', '%s') }}" % (ROLE / "templates" / template),
-            },
-        })
-    return tasks
+    return [render_task(f"Render {name}", ROLE / "templates" / template, out / name)
+            for template, name in (("compose.yaml.j2", "compose.yaml"), ("mongod.conf.j2", "mongod.conf"))]
 
 
 def render_with_defaults(tmp: Path, settings: dict[str, Any]) -> tuple[Path, Path]:
@@ -138,12 +129,7 @@ def compose_config(compose_file: Path, project_dir: Path) -> dict[str, Any]:
     """``docker compose config``: --quiet must accept the file; the normalised JSON is returned."""
     _require("docker")
     _dummy_env(project_dir)
-    base = ["docker", "compose", "--project-name", "borgstack", "--file", str(compose_file), "config"]
-    quiet = subprocess.run([*base, "--quiet"], capture_output=True, text=True, check=False, timeout=60)
-    assert quiet.returncode == 0, quiet.stderr
-    full = subprocess.run([*base, "--format", "json"], capture_output=True, text=True, check=False, timeout=60)
-    assert full.returncode == 0, full.stderr
-    return json.loads(full.stdout)
+    return docker_compose_config(compose_file)
 
 
 # --- Rendered with the role's defaults and sample settings ------------------------------------------------------
@@ -285,9 +271,7 @@ def test_wiring_feeds_the_ram_plan_into_limit_and_cache(tmp_path, ram_mb):
         "hosts": "borgstack",
         "gather_facts": False,
         "tasks": [
-            {"name": "Validate and expose the role's defaults",
-             "ansible.builtin.include_role": {"name": "borgstack.stack.mongodb", "tasks_from": "validate.yml",
-                                              "public": True}},
+            expose_role("mongodb", tasks_from="validate.yml"),
             {"name": "Save the secrets the wiring derived",
              "ansible.builtin.copy": {"dest": str(out / "secrets.json"), "mode": "0600",
                                       "content": "{{ {'root': mongodb_root_password, 'users': mongodb_users} "
@@ -365,13 +349,7 @@ def validation_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
 
 @pytest.mark.parametrize("case", list(VALIDATION_CASES))
 def test_validation(validation_outcomes, case):
-    fragment = VALIDATION_CASES[case][1]
-    outcome = validation_outcomes["outcomes"][case]
-    if fragment is None:
-        assert outcome == {"failed": False}
-    else:
-        assert outcome["failed"] is True
-        assert fragment in outcome["msg"]
+    assert_outcome(validation_outcomes["outcomes"][case], VALIDATION_CASES[case][1])
 
 
 def test_validation_never_prints_passwords(validation_outcomes):
