@@ -163,14 +163,20 @@ def _container_names(project: str, key: str, spec: Mapping[str, Any]) -> List[st
     return [f"{project}-{key}"]
 
 
+def dns_label(name: str) -> str:
+    """A service's name as a DNS label and container-name prefix (``evolution_api`` -> ``evolution-api``): role and
+    variable names use underscores, host names cannot."""
+    return name.replace("_", "-")
+
+
 def service_hostname(name: str, registry: Any, domain: Any) -> str:
-    """Public host name of one service: its ``site.hostname`` or ``<name>.<domain>``."""
+    """Public host name of one service: its ``site.hostname`` or ``<name>.<domain>`` (underscores as dashes)."""
     registry = _mapping("service_hostname", registry, "the registry")
     if name not in registry:
         raise AnsibleFilterError(f"service_hostname: unknown service {name!r}")
     site = registry[name].get("site")
     hostname = site.get("hostname") if isinstance(site, Mapping) else None
-    return str(hostname or f"{name}.{domain}")
+    return str(hostname or f"{dns_label(name)}.{domain}")
 
 
 def service_hostnames(registry: Any, domain: Any) -> Dict[str, str]:
@@ -198,10 +204,11 @@ def _container_errors(where: str, name: str, containers: Any) -> List[str]:
                 f"found {containers!r}"]
     errors: List[str] = []
     ports: Dict[int, str] = {}
+    prefix = dns_label(name)
     for key, spec in containers.items():
         cwhere = f"{where}.containers.{key}"
-        if not isinstance(key, str) or not _CONTAINER_RE.match(key) or not (key == name or key.startswith(name + "-")):
-            errors.append(f"{cwhere}: a container's name is {name!r} or starts with '{name}-' (lower case, digits, "
+        if not isinstance(key, str) or not _CONTAINER_RE.match(key) or not (key == prefix or key.startswith(prefix + "-")):
+            errors.append(f"{cwhere}: a container's name is {prefix!r} or starts with '{prefix}-' (lower case, digits, "
                           f"dashes), so that it is unique in the stack")
             continue
         if not isinstance(spec, Mapping):

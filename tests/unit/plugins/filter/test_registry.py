@@ -327,7 +327,7 @@ def test_every_tenant_and_user_is_derived_for_the_wiring_even_when_disabled():
     """A disabled app's role still renders its settings (to remove its containers): its tenant must be found."""
     reg = merged(n8n={"enabled": False}, lowcoder={"enabled": False}, directus={"mongodb": {"database": "dx"}})
     every = {t["name"]: t for t in postgres_tenants(reg, MASTER, {}, True)}
-    assert set(every) == {"n8n", "directus"}
+    assert set(every) == {"n8n", "directus", "evolution_api", "chatwoot"}
     assert every["n8n"] == postgres_tenants(merged(), MASTER, {})[0]  # the same derivation, same password
     assert [u["name"] for u in mongodb_users(reg, MASTER, {}, True)] == ["directus", "lowcoder"]
     # MongoDB itself stays off (auto: nothing requires it), which the validation refuses for an app that has a user.
