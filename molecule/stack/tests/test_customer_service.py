@@ -1,0 +1,302 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The customer-service workflows (WhatsApp through Evolution API <-> Chatwoot), run by the real n8n of the lab.
+
+site.yml installed the shipped workflows (roles/n8n/files/workflows/) and their credentials with the lab's derived
+secrets (the lab inventory sets n8n_customer_service_workflows: true). Each test starts from a clean contract
+server and sends the architecture document's example payloads (Workflow 1: messages.upsert, message_created,
+messages.update) to n8n's production webhooks from inside the internal network, then asserts what n8n called.
+
+What did not run: there is no Evolution API nor Chatwoot image in the lab. Both are played by the contract server
+(lab/contract, molecule/stack/tests/contract.py) under their stack host names (borgstack-evolution-api:8080,
+borgstack-chatwoot:3000): it accepts only the paths, headers and bodies the upstream APIs document and keeps
+Chatwoot's contacts, conversations and messages, but it is not the apps - no WhatsApp session, no Chatwoot UI,
+Evolution's webhook is posted by the test, not by Evolution. n8n, PostgreSQL (error/status tables) and Redis
+(the per-number lock) are the real ones.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+import urllib.parse
+from typing import Any, Callable
+
+import pytest
+from conftest import changed_tasks, lab_master, public_ip, run_site, stack_secret
+
+import contract
+
+EVOLUTION_HOOK = "/webhook/borgstack/evolution"
+CHATWOOT_HOOK = "/webhook/borgstack/chatwoot"
+REPLAY_HOOK = "/webhook/borgstack/replay"
+INSTALL_TASK = "Install the customer-service workflows and their credentials"
+# The lab's wiring (playbooks/group_vars/all/customer_service.yml).
+INSTANCE = "principal"
+ACCOUNT = 1
+INBOX = 1
+
+
+# --- payloads: the architecture document's examples ------------------------------------------------------------------
+def incoming(number: str, text: str, message_id: str, from_me: bool = False) -> dict:
+    """Evolution API -> n8n, messages.upsert (architecture document, Workflow 1 example 1)."""
+    return {
+        "event": "messages.upsert",
+        "instance": INSTANCE,
+        "data": {
+            "key": {"remoteJid": f"{number}@s.whatsapp.net", "fromMe": from_me, "id": message_id},
+            "message": {"conversation": text},
+            "messageTimestamp": 1735632000,
+            "pushName": "João Silva",
+            "messageType": "conversation",
+            "owner": "5511999887766@s.whatsapp.net",
+        },
+        "destination": "http://borgstack-n8n:5678/webhook/borgstack/evolution",
+        "date_time": "2025-01-01T12:00:00.000Z",
+        "server_url": "http://borgstack-evolution-api:8080",
+    }
+
+
+def agent_reply(number: str, text: str, private: bool = False, message_type: str = "outgoing") -> dict:
+    """Chatwoot -> n8n, message_created (architecture document, Workflow 1 example 5)."""
+    return {
+        "event": "message_created",
+        "id": 98235,
+        "content": text,
+        "created_at": "2025-01-01T12:02:00.000Z",
+        "message_type": message_type,
+        "content_type": "text",
+        "private": private,
+        "conversation": {"id": 1523, "inbox_id": INBOX, "status": "open"},
+        "sender": {"id": 5, "name": "Maria Atendente", "type": "agent"},
+        "contact": {"id": 42, "name": "João Silva", "phone_number": f"+{number}"},
+        "account": {"id": ACCOUNT, "name": "BorgStack Support"},
+    }
+
+
+def status_update(number: str, message_id: str, status: str) -> dict:
+    """Evolution API -> n8n, messages.update (architecture document, Workflow 1 example 7)."""
+    return {
+        "event": "messages.update",
+        "instance": INSTANCE,
+        "data": {"key": {"remoteJid": f"{number}@s.whatsapp.net", "fromMe": True, "id": message_id},
+                 "status": status, "messageTimestamp": 1735632150},
+    }
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------------
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60, every: float = 0.5) -> Any:
+    """Poll until probe() returns something truthy; fail naming what did not happen."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    pytest.fail(f"{what} did not happen within {timeout} s (last: {last!r})")
+
+
+def items(value: Any) -> list:
+    return list(value.values()) if isinstance(value, dict) else list(value or [])
+
+
+def chatwoot(server, kind: str) -> list:
+    return items(server.state()["chatwoot"][kind])
+
+
+def sent(server) -> list:
+    return items(server.state()["evolution"]["sent"])
+
+
+def calls_to(server, service: str, method: str | None = None, path_part: str = "") -> list:
+    return [c for c in server.calls() if c["service"] == service and (method is None or c["method"] == method)
+            and path_part in c["path"]]
+
+
+def contacts_with(server, number: str) -> list:
+    return [c for c in chatwoot(server, "contacts") if c.get("identifier") == f"whatsapp:{number}"]
+
+
+def post(server, path: str, payload: dict) -> None:
+    status, body = server.post_to_n8n(path, payload)
+    assert status == 200, f"n8n answered {status} to POST {path}: {body}"
+
+
+def sql(host, query: str) -> list[list[str]]:
+    """Rows of a query on n8n's database (the error and status tables live there)."""
+    out = host.check_output(f"docker exec borgstack-postgresql psql -U postgres -d n8n -tA -F '|' -c {json.dumps(query)}")
+    return [line.split("|") for line in out.splitlines() if line]
+
+
+def error_rows(host, number: str) -> list[list[str]]:
+    return sql(host, "SELECT id, step, status, replayed_at IS NOT NULL FROM borgstack_cs_errors "
+                     f"WHERE payload->'data'->'key'->>'remoteJid' = '{number}@s.whatsapp.net' ORDER BY id")
+
+
+def assert_nothing_rejected(server) -> None:
+    rejected = [c for c in server.calls() if c.get("rejected_reason")]
+    assert not rejected, f"the contract server refused calls n8n made: {rejected}"
+
+
+# --- fixture ---------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server(host):
+    master = lab_master()
+    lab = host.ansible.get_variables().get("ansible_host") or host.backend.host
+    started = contract.start(
+        lab, "borgstack_internal", ["borgstack-evolution-api", "borgstack-chatwoot"],
+        {"EVOLUTION_API_KEY": stack_secret("evolution_api_key", master, {}, 48),
+         "CHATWOOT_API_TOKEN": stack_secret("chatwoot_api_token", master, {}, 40),
+         "CHATWOOT_ACCOUNT_ID": str(ACCOUNT), "CHATWOOT_INBOX_ID": str(INBOX), "EVOLUTION_INSTANCE": INSTANCE})
+    yield started
+    started.stop()
+
+
+@pytest.fixture()
+def clean(server):
+    server.clear_faults()
+    server.reset()
+    yield server
+    server.clear_faults()
+
+
+# --- WhatsApp -> Chatwoot --------------------------------------------------------------------------------------------
+def test_incoming_message_makes_one_contact_conversation_and_message(clean):
+    number, text = "5511987654321", "Olá, preciso de ajuda com meu pedido #12345"
+    post(clean, EVOLUTION_HOOK, incoming(number, text, "3EB0C8F3E7E3A7D8C0F1"))
+    messages = wait_for("the message in Chatwoot", lambda: chatwoot(clean, "messages"))
+    time.sleep(2)   # anything extra n8n might still send
+    contacts = contacts_with(clean, number)
+    assert len(contacts) == 1, f"expected one contact whatsapp:{number}, found {contacts}"
+    assert contacts[0].get("phone_number") == f"+{number}"
+    conversations = chatwoot(clean, "conversations")
+    assert len(conversations) == 1, conversations
+    messages = chatwoot(clean, "messages")
+    assert len(messages) == 1, messages
+    assert messages[0]["content"] == text
+    assert messages[0].get("message_type") in ("incoming", 0), messages[0]
+    assert_nothing_rejected(clean)
+
+    # A second message of the same customer goes into the same (open) conversation.
+    post(clean, EVOLUTION_HOOK, incoming(number, "Alguém aí?", "3EB0C8F3E7E3A7D8C0F2"))
+    wait_for("the second message", lambda: len(chatwoot(clean, "messages")) == 2)
+    assert len(contacts_with(clean, number)) == 1
+    assert len(chatwoot(clean, "conversations")) == 1
+    assert_nothing_rejected(clean)
+
+
+def test_two_messages_at_once_from_a_new_number_make_one_contact(clean):
+    number = "5521912345678"
+    threads = [threading.Thread(target=post, args=(clean, EVOLUTION_HOOK, incoming(number, f"mensagem {n}", f"ID{n}")))
+               for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wait_for("both messages in Chatwoot", lambda: len(chatwoot(clean, "messages")) == 2)
+    time.sleep(2)
+    assert len(contacts_with(clean, number)) == 1, chatwoot(clean, "contacts")
+    assert len(chatwoot(clean, "conversations")) == 1, chatwoot(clean, "conversations")
+    assert sorted(m["content"] for m in chatwoot(clean, "messages")) == ["mensagem 1", "mensagem 2"]
+
+
+def test_from_me_messages_are_not_sent_to_chatwoot(clean):
+    post(clean, EVOLUTION_HOOK, incoming("5511987654321", "enviada pelo próprio número", "FROMME1", from_me=True))
+    # A message sent right after it is delivered: once it is there, the fromMe one had its chance too.
+    post(clean, EVOLUTION_HOOK, incoming("5531988887777", "depois", "AFTER1"))
+    wait_for("the later message", lambda: chatwoot(clean, "messages"))
+    time.sleep(2)
+    assert [m["content"] for m in chatwoot(clean, "messages")] == ["depois"]
+    assert not contacts_with(clean, "5511987654321")
+
+
+def test_chatwoot_failing_is_retried_1_2_4_s_then_stored_and_replayed(host, clean):
+    number = "5541955554444"
+    sql(host, "CREATE TABLE IF NOT EXISTS borgstack_cs_errors (id bigserial)")   # so that the cleanup never fails
+    before = error_rows(host, number) if sql(host, "SELECT 1 FROM information_schema.columns WHERE "
+                                                   "table_name = 'borgstack_cs_errors' AND column_name = 'payload'") else []
+    assert not before, f"leftover error rows for {number}: {before}"
+    clean.fault(service="chatwoot", method=".*", path_regex=".*", status=500, times=-1)
+    post(clean, EVOLUTION_HOOK, incoming(number, "vai falhar", "FAIL1"))
+    rows = wait_for("the error-table row", lambda: error_rows(host, number), timeout=40)
+    tries = calls_to(clean, "chatwoot")
+    assert len(tries) == 4, f"expected the first call and 3 retries, got {[(c['method'], c['path']) for c in tries]}"
+    gaps = [round(b["at"] - a["at"], 2) for a, b in zip(tries, tries[1:])]
+    for gap, wanted in zip(gaps, (1, 2, 4)):
+        assert wanted - 0.1 <= gap <= wanted + 1.5, f"retry gaps {gaps}, wanted about 1, 2 and 4 s"
+    assert len(rows) == 1 and rows[0][2] == "500" and rows[0][3] == "f", rows
+    assert not chatwoot(clean, "messages")
+
+    # Chatwoot is back: the next message goes through, and the replay delivers the stored one (once).
+    clean.clear_faults()
+    post(clean, EVOLUTION_HOOK, incoming("5541933332222", "já funciona", "NEXT1"))
+    wait_for("the next message", lambda: [m for m in chatwoot(clean, "messages") if m["content"] == "já funciona"])
+    post(clean, REPLAY_HOOK, {})
+    wait_for("the replayed message", lambda: [m for m in chatwoot(clean, "messages") if m["content"] == "vai falhar"])
+    wait_for("the row marked replayed", lambda: error_rows(host, number)[0][3] == "t")
+    post(clean, REPLAY_HOOK, {})
+    time.sleep(3)
+    assert len([m for m in chatwoot(clean, "messages") if m["content"] == "vai falhar"]) == 1
+    assert len(contacts_with(clean, number)) == 1
+
+
+def test_calls_through_caddy_are_dropped(host, clean, root_cert):
+    """From the internet the webhooks answer (n8n's webhook answers before the workflow runs) but the workflows
+    drop what came through Caddy (X-Forwarded-For): nobody outside can inject messages, replies or replays."""
+    payload = json.dumps(incoming("5511911112222", "de fora", "XFF1"))
+    domain = "lab.borgstack.test"
+    for path in (EVOLUTION_HOOK, REPLAY_HOOK):
+        run = subprocess.run(
+            ["curl", "--silent", "--max-time", "20", "--resolve", f"n8n.{domain}:443:{public_ip(host)}",
+             "--cacert", str(root_cert), "-H", "Content-Type: application/json", "--data", payload,
+             "--output", "/dev/null", "--write-out", "%{http_code}", f"https://n8n.{domain}{path}"],
+            capture_output=True, text=True, timeout=60, check=False)
+        assert run.returncode == 0 and run.stdout == "200", f"POST {path} through Caddy: {run.stdout} {run.stderr}"
+    time.sleep(4)
+    assert not calls_to(clean, "chatwoot"), "a webhook call from the internet reached Chatwoot"
+
+
+def test_status_updates_are_recorded(host, clean):
+    post(clean, EVOLUTION_HOOK, status_update("5511987654321", "BAE5F8D3C2A1B0E9F7D6", "READ"))
+    rows = wait_for("the status row", lambda: sql(
+        host, "SELECT status, from_me FROM borgstack_cs_message_status WHERE message_id = 'BAE5F8D3C2A1B0E9F7D6' "
+              "ORDER BY id DESC LIMIT 1") if sql(host, "SELECT to_regclass('borgstack_cs_message_status')")[0][0]
+        else None)
+    assert rows[0] == ["READ", "t"]
+    assert not calls_to(clean, "chatwoot"), "a status update must not reach Chatwoot"
+
+
+# --- Chatwoot -> WhatsApp --------------------------------------------------------------------------------------------
+def test_agent_reply_is_sent_once_and_private_notes_are_not(clean):
+    number, text = "5511987654321", "Olá João! Vou verificar o status do pedido #12345 para você."
+    post(clean, CHATWOOT_HOOK, agent_reply(number, "nota interna", private=True))
+    post(clean, CHATWOOT_HOOK, agent_reply(number, "mensagem do cliente", message_type="incoming"))
+    post(clean, CHATWOOT_HOOK, agent_reply(number, text))
+    wait_for("the reply sent through Evolution API", lambda: calls_to(clean, "evolution", "POST", "/message/sendText/"))
+    time.sleep(3)
+    calls = calls_to(clean, "evolution", "POST", "/message/sendText/")
+    assert len(calls) == 1, calls
+    assert calls[0]["path"] == f"/message/sendText/{urllib.parse.quote(INSTANCE)}"
+    assert calls[0]["body"]["number"] == number and calls[0]["body"]["text"] == text, calls[0]["body"]
+    assert calls[0]["status"] in (200, 201), calls[0]
+    assert_nothing_rejected(clean)
+
+
+def test_a_429_waits_for_retry_after(clean):
+    clean.fault(service="evolution", method="POST", path_regex="/message/sendText/.*", status=429, times=1,
+                retry_after=3)
+    post(clean, CHATWOOT_HOOK, agent_reply("5511987654321", "depois do 429"))
+    wait_for("the reply after the 429", lambda: len(calls_to(clean, "evolution", "POST", "/message/sendText/")) == 2)
+    first, second = calls_to(clean, "evolution", "POST", "/message/sendText/")
+    assert first["status"] == 429 and second["status"] in (200, 201), (first, second)
+    assert 3 - 0.1 <= second["at"] - first["at"] <= 3 + 1.5, f"waited {second['at'] - first['at']:.2f} s, not 3"
+
+
+# --- the role ------------------------------------------------------------------------------------------------------
+def test_rerun_changes_no_workflow(host):
+    """A second run of the n8n role finds every workflow and credential as shipped: nothing to import."""
+    run = run_site("--tags", "n8n")
+    assert run.rc == 0, run.output[-3000:]
+    assert INSTALL_TASK not in changed_tasks(run.output), run.output[-3000:]
+    assert run.changed == 0, changed_tasks(run.output)
