@@ -144,7 +144,7 @@ async function setActive(port, cookie, id, active) {
     try {
       return await setActiveOnce(port, cookie, id, active);
     } catch (error) {
-      if (attempt >= 3 || !/socket hang up|ECONNRESET|no answer/.test(error.message)) throw error;
+      if (attempt >= 3 || !/socket hang up|ECONNRESET|EPIPE|no answer/.test(error.message)) throw error;
       await new Promise((resolve) => { setTimeout(resolve, 2000 * attempt); });
     }
   }
