@@ -22,7 +22,8 @@ Listeners (one process): 8080 Evolution API, 3000 Chatwoot, 9000 control API (JS
   n8n on the internal network) and answer ``{status, headers, body}``;
 - ``GET /_health``.
 
-Environment: EVOLUTION_API_KEY, CHATWOOT_API_TOKEN (required), CHATWOOT_ACCOUNT_ID (1), CHATWOOT_INBOX_ID (1),
+Environment: EVOLUTION_API_KEY, CHATWOOT_API_TOKEN (required; or EVOLUTION_API_KEY_FILE, CHATWOOT_API_TOKEN_FILE: a
+file holding it, so the secret stays out of ``docker inspect``), CHATWOOT_ACCOUNT_ID (1), CHATWOOT_INBOX_ID (1),
 EVOLUTION_INSTANCE (principal), CHATWOOT_WEBHOOK_URL (optional: where message_created goes), CONTRACT_SCHEMA_DIR
 (default: this file's directory), EVOLUTION_PORT/CHATWOOT_PORT/CONTROL_PORT (8080/3000/9000), CONTRACT_BIND
 (0.0.0.0).
@@ -310,6 +311,11 @@ class Contract:
     """All state, behind one lock (the HTTP servers are threaded)."""
 
     def __init__(self, env: dict[str, str]) -> None:
+        env = dict(env)
+        for name in ("EVOLUTION_API_KEY", "CHATWOOT_API_TOKEN"):
+            if env.get(f"{name}_FILE") and not env.get(name):
+                with open(env[f"{name}_FILE"], encoding="utf-8") as handle:
+                    env[name] = handle.read().strip()
         missing = [name for name in ("EVOLUTION_API_KEY", "CHATWOOT_API_TOKEN") if not env.get(name)]
         if missing:
             raise SystemExit(f"contract_server: set {', '.join(missing)}")
