@@ -16,6 +16,7 @@ Evolution's webhook is posted by the test, not by Evolution. n8n, PostgreSQL (er
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import threading
 import time
@@ -148,9 +149,10 @@ def server(host):
         lab, "borgstack_internal", ["borgstack-evolution-api", "borgstack-chatwoot"],
         {"EVOLUTION_API_KEY": stack_secret("evolution_api_key", master, {}, 48),
          "CHATWOOT_API_TOKEN": stack_secret("chatwoot_api_token", master, {}, 40),
+         "CHATWOOT_WEBHOOK_URL": "http://borgstack-n8n:5678" + CHATWOOT_HOOK,
          "CHATWOOT_ACCOUNT_ID": str(ACCOUNT), "CHATWOOT_INBOX_ID": str(INBOX), "EVOLUTION_INSTANCE": INSTANCE})
     yield started
-    started.stop()
+    contract.stop(lab)
 
 
 @pytest.fixture()
@@ -217,7 +219,7 @@ def test_chatwoot_failing_is_retried_1_2_4_s_then_stored_and_replayed(host, clea
     before = error_rows(host, number) if sql(host, "SELECT 1 FROM information_schema.columns WHERE "
                                                    "table_name = 'borgstack_cs_errors' AND column_name = 'payload'") else []
     assert not before, f"leftover error rows for {number}: {before}"
-    clean.fault(service="chatwoot", method=".*", path_regex=".*", status=500, times=-1)
+    clean.fault(service="chatwoot", method="*", path_regex=".*", status=500, times=-1)
     post(clean, EVOLUTION_HOOK, incoming(number, "vai falhar", "FAIL1"))
     rows = wait_for("the error-table row", lambda: error_rows(host, number), timeout=40)
     tries = calls_to(clean, "chatwoot")
@@ -283,6 +285,21 @@ def test_agent_reply_is_sent_once_and_private_notes_are_not(clean):
     assert_nothing_rejected(clean)
 
 
+def test_reply_written_in_the_chatwoot_contract_reaches_whatsapp(clean):
+    """The same through the contract server's own message_created webhook (Chatwoot's real payload shape: the
+    contact under conversation.meta.sender), after a customer's first message made the conversation."""
+    number = "5511976543210"
+    post(clean, EVOLUTION_HOOK, incoming(number, "oi", "FIRST1"))
+    conversation = wait_for("the conversation", lambda: chatwoot(clean, "conversations"))[0]
+    clean.agent_message(conversation.get("display_id", conversation["id"]), "Olá, em que posso ajudar?")
+    clean.agent_message(conversation.get("display_id", conversation["id"]), "só para a equipe", private=True)
+    wait_for("the reply sent", lambda: calls_to(clean, "evolution", "POST", "/message/sendText/"))
+    time.sleep(3)
+    calls = calls_to(clean, "evolution", "POST", "/message/sendText/")
+    assert [(c["body"]["number"], c["body"]["text"]) for c in calls] == [(number, "Olá, em que posso ajudar?")]
+    assert_nothing_rejected(clean)
+
+
 def test_a_429_waits_for_retry_after(clean):
     clean.fault(service="evolution", method="POST", path_regex="/message/sendText/.*", status=429, times=1,
                 retry_after=3)
@@ -294,9 +311,78 @@ def test_a_429_waits_for_retry_after(clean):
 
 
 # --- the role ------------------------------------------------------------------------------------------------------
+_REST = r"""
+const http = require('http');
+const input = JSON.parse(require('fs').readFileSync(0, 'utf8'));
+function rq(method, path, body, cookie) {
+  return new Promise((resolve, reject) => {
+    const data = body ? Buffer.from(JSON.stringify(body)) : null;
+    const headers = data ? { 'content-type': 'application/json', 'content-length': data.length } : {};
+    if (cookie) headers.cookie = cookie;
+    const req = http.request({ host: '127.0.0.1', port: 5678, method, path, headers }, (res) => {
+      let text = ''; res.on('data', (c) => { text += c; });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: text }));
+    });
+    req.on('error', reject); if (data) req.write(data); req.end();
+  });
+}
+(async () => {
+  const login = await rq('POST', '/rest/login', { emailOrLdapLoginId: input.email, password: input.password });
+  const cookie = login.headers['set-cookie'][0].split(';')[0];
+  const out = [];
+  for (const [method, path, body] of input.requests) {
+    let payload = body;
+    if (method === 'PATCH') {
+      const current = JSON.parse((await rq('GET', path, null, cookie)).body).data;
+      payload = { ...body, versionId: current.versionId };
+    }
+    const answer = await rq(method, path, payload, cookie);
+    out.push({ status: answer.status, data: answer.status === 200 ? JSON.parse(answer.body).data : answer.body });
+  }
+  process.stdout.write(JSON.stringify(out));
+})().catch((e) => { process.stderr.write(String(e)); process.exit(1); });
+"""
+
+
+def n8n_rest(host, *requests: tuple) -> list[dict]:
+    """Requests to n8n's internal REST API as the owner (the editor's API), from inside the n8n container."""
+    password = host.file("/opt/borgstack/services/n8n/owner-password").content_string.strip()
+    spec = json.dumps({"email": "admin@example.com", "password": password, "requests": [list(r) for r in requests]})
+    result = host.run(f"docker exec -i borgstack-n8n node --eval {shlex.quote(_REST)} <<'EOF'\n{spec}\nEOF")
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_edited_workflow_is_replaced_unless_kept_and_own_workflows_are_never_touched(host):
+    """An edit in the editor of a shipped workflow is undone by the next run - unless its id is in
+    n8n_workflows_keep; a workflow the operator made is never touched; then a rerun changes nothing."""
+    shipped = "BorgStackCsCwt01"
+    own, edited = n8n_rest(
+        host,
+        ("POST", "/rest/workflows", {"name": "Meu fluxo", "nodes": [], "connections": {}, "settings": {}}),
+        ("PATCH", f"/rest/workflows/{shipped}", {"name": "Editado no editor"}))
+    assert own["status"] == 200 and edited["status"] == 200, (own, edited)
+    own_id, own_version = own["data"]["id"], own["data"]["versionId"]
+
+    kept = run_site("--tags", "n8n", "-e", json.dumps({"n8n_workflows_keep": [shipped]}))
+    assert kept.rc == 0, kept.output[-3000:]
+    assert INSTALL_TASK not in changed_tasks(kept.output), "a kept workflow was replaced"
+    assert n8n_rest(host, ("GET", f"/rest/workflows/{shipped}", None))[0]["data"]["name"] == "Editado no editor"
+
+    replaced = run_site("--tags", "n8n")
+    assert replaced.rc == 0, replaced.output[-3000:]
+    assert INSTALL_TASK in changed_tasks(replaced.output)
+    back, mine = n8n_rest(host, ("GET", f"/rest/workflows/{shipped}", None), ("GET", f"/rest/workflows/{own_id}", None))
+    assert back["data"]["name"] == "BorgStack: Chatwoot -> WhatsApp" and back["data"]["active"] is True, back
+    assert mine["data"]["versionId"] == own_version and mine["data"]["name"] == "Meu fluxo", mine
+    n8n_rest(host, ("DELETE", f"/rest/workflows/{own_id}", None))
+
+
 def test_rerun_changes_no_workflow(host):
-    """A second run of the n8n role finds every workflow and credential as shipped: nothing to import."""
-    run = run_site("--tags", "n8n")
-    assert run.rc == 0, run.output[-3000:]
-    assert INSTALL_TASK not in changed_tasks(run.output), run.output[-3000:]
-    assert run.changed == 0, changed_tasks(run.output)
+    """A second run of the n8n role finds every workflow and credential as shipped: nothing to import. A check run
+    reads only and finds nothing to do either."""
+    for args in (("--tags", "n8n"), ("--tags", "n8n", "--check")):
+        run = run_site(*args)
+        assert run.rc == 0, run.output[-3000:]
+        assert INSTALL_TASK not in changed_tasks(run.output), run.output[-3000:]
+        assert run.changed == 0, changed_tasks(run.output)
