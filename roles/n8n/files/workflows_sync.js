@@ -92,7 +92,7 @@ function canonical(value) {
 // The shipped files hold @@name@@ for the site's settings (addresses, account and inbox ids): filled in here.
 function substitute(value, settings) {
   if (typeof value === 'string') {
-    return value.replace(/@@([a-z_]+)@@/g, (whole, name) => {
+    return value.replace(/@@([a-z0-9_]+)@@/g, (whole, name) => {
       if (!(name in settings)) throw new Error(`shipped workflow uses @@${name}@@, which the role does not set`);
       return String(settings[name]);
     });
