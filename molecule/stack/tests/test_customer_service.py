@@ -126,7 +126,8 @@ def post(server, path: str, payload: dict) -> None:
 
 def sql(host, query: str) -> list[list[str]]:
     """Rows of a query on n8n's database (the error and status tables live there)."""
-    out = host.check_output(f"docker exec borgstack-postgresql psql -U postgres -d n8n -tA -F '|' -c {json.dumps(query)}")
+    out = host.check_output(
+        f"docker exec borgstack-postgresql psql -U postgres -d n8n -tA -F '|' -c {json.dumps(query)}")
     return [line.split("|") for line in out.splitlines() if line]
 
 

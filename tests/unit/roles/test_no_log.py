@@ -78,6 +78,12 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("roles/n8n/tasks/owner.yml", "Fail when the owner account could not be created"): (
         "reads only rc and stderr of the setup script, which writes the failing step and n8n's answer and never "
         "the password (roles/n8n/files/owner_setup.js); no_log would hide why the setup failed"),
+    ("roles/n8n/tasks/workflows.yml", "Fail when the workflows could not be installed"): (
+        "reads only rc and stderr of the install script, which writes the failing step and n8n's answer and never "
+        "credential data (roles/n8n/files/workflows_sync.js); no_log would hide why the install failed"),
+    ("roles/n8n/tasks/workflows.yml", "Show what changed in the workflows"): (
+        "shows the install script's list of actions, which holds credential and workflow ids and names only "
+        "(roles/n8n/files/workflows_sync.js); the operator needs it to see which workflow was replaced"),
 }
 
 TASK_KEYWORDS = frozenset({
