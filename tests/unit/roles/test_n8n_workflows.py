@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,10 @@ def test_every_outbound_call_goes_through_the_retry_loop():
             assert call["parameters"]["options"]["response"]["response"]["neverError"] is True
         if calls:
             assert [t["node"] for t in workflow["connections"]["Back off"]["main"][0]] == ["Plan"]
+
+
+def test_files_are_built_from_the_script():
+    """The JSON files are what scripts/n8n-workflows.py writes (the readable source of the Code nodes)."""
+    run = subprocess.run([sys.executable, str(ROOT / "scripts/n8n-workflows.py"), "--check"], capture_output=True,
+                         text=True, check=False)
+    assert run.returncode == 0, run.stderr

@@ -1,0 +1,457 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Write the shipped customer-service workflows (roles/n8n/files/workflows/*.json, n8n 1.113 format) from the
+readable JavaScript and wiring below: edit here, run this script, commit both. `--check` fails when the files are
+out of date (tests/unit/roles/test_n8n_workflows.py runs it). Bump VERSION when a workflow changes: the n8n role
+replaces the installed copy whenever the content differs, the version is the marker operators see.
+WF_DEBUG=1 adds saveExecutionProgress (every node's output kept while an execution runs) for debugging only.
+"""
+import json
+import os
+import pathlib
+import sys
+import uuid
+
+OUT = pathlib.Path(__file__).resolve().parents[1] / "roles" / "n8n" / "files" / "workflows"
+VERSION = 1
+DEBUG = bool(os.environ.get("WF_DEBUG"))
+NS = uuid.UUID("6f1d3c1e-5b7a-4c1e-9a43-b0a6b0a6b0a6")
+CRED = {
+    "evolution": {"id": "BorgStackCrEvo01", "name": "BorgStack Evolution API"},
+    "chatwoot": {"id": "BorgStackCrCwt01", "name": "BorgStack Chatwoot API"},
+    "postgres": {"id": "BorgStackCrPg001", "name": "BorgStack n8n database"},
+    "redis": {"id": "BorgStackCrRed01", "name": "BorgStack Redis"},
+}
+
+def node(wf, name, type_, version, params, pos, **extra):
+    n = {"id": str(uuid.uuid5(NS, wf + "/" + name)), "name": name, "type": type_, "typeVersion": version,
+         "position": list(pos), "parameters": params}
+    n.update(extra)
+    return n
+
+def code(wf, name, js, pos):
+    js = js.replace("$json", "$input.first().json")
+    return node(wf, name, "n8n-nodes-base.code", 2, {"jsCode": js.strip() + "\n"}, pos)
+
+def webhook(wf, name, path, pos):
+    return node(wf, name, "n8n-nodes-base.webhook", 2, {"httpMethod": "POST", "path": path,
+                "responseMode": "onReceived", "options": {}}, pos,
+                webhookId=str(uuid.uuid5(NS, wf + "/webhook/" + path)))
+
+def switch(wf, name, n, expr, pos):
+    return node(wf, name, "n8n-nodes-base.switch", 3.2, {"mode": "expression", "numberOutputs": n,
+                "output": "={{ " + expr + " }}"}, pos)
+
+def wait(wf, name, expr, pos):
+    return node(wf, name, "n8n-nodes-base.wait", 1.1, {"amount": "={{ " + expr + " }}", "unit": "seconds"},
+                pos, webhookId=str(uuid.uuid5(NS, wf + "/wait/" + name)))
+
+def http(wf, name, cred, pos):
+    return node(wf, name, "n8n-nodes-base.httpRequest", 4.2, {
+        "method": "={{ $json.request.method }}", "url": "={{ $json.request.url }}",
+        "authentication": "genericCredentialType", "genericAuthType": "httpHeaderAuth",
+        "sendBody": "={{ $json.request.body !== undefined }}",
+        "specifyBody": "json", "jsonBody": "={{ JSON.stringify($json.request.body ?? {}) }}",
+        "options": {"response": {"response": {"fullResponse": True, "neverError": True}}, "timeout": 15000}},
+        pos, credentials={"httpHeaderAuth": CRED[cred]}, onError="continueRegularOutput")
+
+def pg(wf, name, sql, param_expr, pos):
+    params = {"operation": "executeQuery", "query": sql.strip()}
+    if param_expr:
+        params["options"] = {"queryReplacement": "={{ " + param_expr + " }}"}
+    else:
+        params["options"] = {}
+    return node(wf, name, "n8n-nodes-base.postgres", 2.6, params, pos, credentials={"postgres": CRED["postgres"]})
+
+def redis(wf, name, op, key_expr, pos, ttl=None):
+    params = {"operation": op, "key": "={{ " + key_expr + " }}"}
+    if ttl:
+        params.update({"expire": True, "ttl": ttl})
+    return node(wf, name, "n8n-nodes-base.redis", 1, params, pos, credentials={"redis": CRED["redis"]})
+
+ERROR_TABLE = """
+CREATE TABLE IF NOT EXISTS borgstack_cs_errors (
+  id bigserial PRIMARY KEY,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  workflow text NOT NULL,
+  webhook_path text NOT NULL,
+  step text NOT NULL,
+  status integer,
+  error text NOT NULL,
+  payload jsonb NOT NULL,
+  replayed_at timestamptz
+);
+"""
+STATUS_TABLE = """
+CREATE TABLE IF NOT EXISTS borgstack_cs_message_status (
+  id bigserial PRIMARY KEY,
+  received_at timestamptz NOT NULL DEFAULT now(),
+  instance text,
+  message_id text NOT NULL,
+  remote_jid text,
+  from_me boolean,
+  status text NOT NULL
+);
+"""
+INSERT_ERROR = """
+INSERT INTO borgstack_cs_errors (workflow, webhook_path, step, status, error, payload)
+SELECT r->>'workflow', r->>'webhook_path', r->>'step', (r->>'status')::integer, r->>'error', r->'payload'
+FROM (SELECT $1::jsonb AS r) AS input
+RETURNING id;
+"""
+INSERT_STATUS = """
+INSERT INTO borgstack_cs_message_status (instance, message_id, remote_jid, from_me, status)
+SELECT r->>'instance', r->>'message_id', r->>'remote_jid', (r->>'from_me')::boolean, r->>'status'
+FROM (SELECT $1::jsonb AS r) AS input
+RETURNING id;
+"""
+
+# Shared by both delivery loops: judge the answer of the last call (the "Plan" node's request) and decide.
+JUDGE = r"""
+// Judges the answer to the request the Plan node sent: success goes on to the next step (advance(), defined per
+// workflow in Plan's output as `step`), 429 waits Retry-After, 5xx / no answer is retried after 1, 2 and 4 s
+// (three retries), anything else - or a fourth failure - is stored in the error table.
+const sent = $('Plan').last().json;
+const answer = $json;
+const status = Number(answer.statusCode ?? answer.error?.httpCode ?? 0) || 0;
+const body = answer.body ?? null;
+const out = { ...sent, last: { status, body } };
+if (status >= 200 && status < 300) return [{ json: { ...out, next: 'ok', attempt: 0 } }];
+if (sent.request.acceptStatus && sent.request.acceptStatus.includes(status)) {
+  return [{ json: { ...out, next: 'ok', attempt: 0 } }];
+}
+const retriable = status === 0 || status === 429 || status >= 500;
+if (retriable && sent.attempt < 3) {
+  let seconds = 2 ** sent.attempt;                       // 1, 2, 4
+  if (status === 429) {
+    const header = answer.headers?.['retry-after'];
+    const asNumber = Number(header);
+    if (header !== undefined && Number.isFinite(asNumber)) seconds = asNumber;
+    else if (header) seconds = Math.max(0, (Date.parse(header) - Date.now()) / 1000);
+    seconds = Math.min(Math.max(seconds, 0), 60);
+  }
+  return [{ json: { ...out, next: 'retry', attempt: sent.attempt + 1, waitSeconds: seconds } }];
+}
+const detail = answer.error?.message ?? (typeof body === 'string' ? body : JSON.stringify(body));
+const error = `${sent.request.method} ${sent.request.path} answered ${status || 'nothing'}: ${String(detail).slice(0, 500)}`;
+return [{ json: { ...out, next: 'failed', error } }];
+"""
+
+# ---------------------------------------------------------------- WhatsApp (Evolution API) -> Chatwoot
+WF1 = "BorgStackCsEvo01"
+ROUTE_EVOLUTION = r"""
+// Evolution API's global webhook (every event of every instance). Only calls from inside the stack are taken:
+// Caddy adds X-Forwarded-For to whatever comes from the internet.
+const input = $json;
+if (input.headers?.['x-forwarded-for']) return [];
+const body = input.body ?? {};
+const event = String(body.event ?? '').toLowerCase().replace(/_/g, '.');
+const data = Array.isArray(body.data) ? body.data[0] : (body.data ?? {});
+const base = { instance: body.instance ?? null, payload: body };
+if (event === 'messages.update') {
+  const messageId = data.keyId ?? data.key?.id ?? data.messageId;
+  if (!messageId || !data.status) return [];
+  return [{ json: { ...base, kind: 'status', status: {
+    instance: body.instance ?? null, message_id: String(messageId), remote_jid: data.remoteJid ?? data.key?.remoteJid ?? null,
+    from_me: Boolean(data.fromMe ?? data.key?.fromMe), status: String(data.status) } } }];
+}
+if (event !== 'messages.upsert') return [];
+const key = data.key ?? {};
+if (key.fromMe === true) return [];
+const jid = String(key.remoteJid ?? '');
+// Private chats only: groups (@g.us), broadcast lists and status updates are not customer conversations.
+if (!jid.endsWith('@s.whatsapp.net')) return [];
+const number = jid.split('@')[0].replace(/\D/g, '');
+if (!number) return [];
+const message = data.message ?? {};
+const media = ['imageMessage', 'videoMessage', 'audioMessage', 'documentMessage', 'stickerMessage']
+  .map((type) => message[type]).find(Boolean);
+let text = message.conversation ?? message.extendedTextMessage?.text ?? '';
+if (media) {
+  // Evolution stores media in the S3 bucket and adds its address (mediaUrl) when S3 is on: a link, not a copy.
+  const link = message.mediaUrl ?? data.mediaUrl ?? media.url ?? '';
+  text = [media.caption ?? media.fileName ?? '', link].filter(Boolean).join('\n');
+}
+if (!text) text = `[${data.messageType ?? 'mensagem'}]`;
+return [{ json: { ...base, kind: 'message', message: {
+  number, name: data.pushName || number, text, id: String(key.id ?? ''), type: data.messageType ?? 'conversation',
+  receivedAt: data.messageTimestamp ? new Date(Number(data.messageTimestamp) * 1000).toISOString() : new Date().toISOString(),
+} } }];
+"""
+LOCK_TAKEN = r"""
+// The Redis node answers {<key>: <value after INCR>}: 1 = this execution holds the lock (INCR + EXPIRE 5 s stands in
+// for SET NX EX 5, which n8n's Redis node does not offer). Others wait 0.5 s and try again, at most 20 times.
+const value = Number(Object.values($json)[0]);
+const tries = $runIndex + 1;
+return [{ json: { locked: value === 1, next: value === 1 ? 'go' : (tries >= 20 ? 'go' : 'wait') } }];
+"""
+PLAN_CHATWOOT = r"""
+// One step of the delivery to Chatwoot, built from the event (Route event) and what earlier steps found.
+const event = $('Route event').first().json;
+const m = event.message;
+const cfg = { account: '@@chatwoot_account_id@@', inbox: Number('@@chatwoot_inbox_id@@'), url: '@@chatwoot_url@@' };
+const prev = $json.state ? $json : { state: {}, step: 'search', attempt: 0 };
+const state = { ...prev.state };
+let step = prev.step;
+const attempt = $json.next === 'retry' ? $json.attempt : 0;
+const identifier = `whatsapp:${m.number}`;
+const api = `/api/v1/accounts/${cfg.account}`;
+let request;
+if (step === 'search' || step === 'search_again') {
+  request = { method: 'GET', path: `${api}/contacts/search?q=${encodeURIComponent(m.number)}` };
+} else if (step === 'create_contact') {
+  request = { method: 'POST', path: `${api}/contacts`, acceptStatus: [422], body: {
+    inbox_id: cfg.inbox, name: m.name, phone_number: `+${m.number}`, identifier,
+    custom_attributes: { whatsapp_id: `${m.number}@s.whatsapp.net`, evolution_instance: event.instance, source: 'whatsapp_evolution_api' },
+  } };
+} else if (step === 'conversations') {
+  request = { method: 'GET', path: `${api}/contacts/${state.contactId}/conversations` };
+} else if (step === 'create_conversation') {
+  request = { method: 'POST', path: `${api}/conversations`, body: {
+    inbox_id: cfg.inbox, contact_id: state.contactId, status: 'open',
+  } };
+  // The contact's link to the inbox, when Chatwoot told us (else Chatwoot makes one from contact_id + inbox_id).
+  if (state.sourceId) request.body.source_id = state.sourceId;
+} else if (step === 'message') {
+  request = { method: 'POST', path: `${api}/conversations/${state.conversationId}/messages`, body: {
+    content: m.text, message_type: 'incoming', private: false,
+    content_attributes: { whatsapp_message_id: m.id, whatsapp_message_type: m.type, received_at: m.receivedAt },
+  } };
+} else {
+  throw new Error(`unknown step ${step}`);
+}
+request.url = cfg.url + request.path;
+return [{ json: { step, state, attempt, request } }];
+"""
+ADVANCE_CHATWOOT = r"""
+// After a successful answer: take what it says and pick the next step (or finish).
+const event = $('Route event').first().json;
+const m = event.message;
+const inbox = Number('@@chatwoot_inbox_id@@');
+const { step, last } = $json;
+const state = { ...$json.state };
+const body = last.body ?? {};
+const identifier = `whatsapp:${m.number}`;
+const unwrap = (value) => value?.payload?.contact ?? value?.payload ?? value?.contact ?? value;
+let next;
+if (step === 'search' || step === 'search_again') {
+  const list = Array.isArray(body.payload) ? body.payload : [];
+  const found = list.find((c) => c.identifier === identifier) ?? list.find((c) => c.phone_number === `+${m.number}`);
+  if (found) {
+    state.contactId = found.id;
+    const inboxLink = (found.contact_inboxes ?? []).find((ci) => Number(ci.inbox?.id) === inbox);
+    if (inboxLink?.source_id) state.sourceId = inboxLink.source_id;
+    next = 'conversations';
+  } else if (step === 'search') {
+    next = 'create_contact';
+  } else {
+    return [{ json: { ...$json, next: 'failed', error: `Chatwoot refused ${identifier} as a duplicate but no contact has it` } }];
+  }
+} else if (step === 'create_contact') {
+  if (last.status === 422) {
+    next = 'search_again';      // created meanwhile by another execution: read it back
+  } else {
+    state.contactId = unwrap(body).id;
+    const sourceId = body.payload?.contact_inbox?.source_id;
+    if (sourceId) state.sourceId = sourceId;
+    next = 'conversations';
+  }
+} else if (step === 'conversations') {
+  const list = Array.isArray(body.payload) ? body.payload : (Array.isArray(body) ? body : []);
+  const open = list.find((c) => c.status === 'open' && (c.inbox_id === undefined || Number(c.inbox_id) === inbox));
+  if (open) { state.conversationId = open.id; next = 'message'; } else { next = 'create_conversation'; }
+} else if (step === 'create_conversation') {
+  state.conversationId = body.id ?? body.payload?.id;
+  next = 'message';
+} else if (step === 'message') {
+  return [{ json: { ...$json, state, next: 'done' } }];
+}
+return [{ json: { step: next, state, next: 'call', attempt: 0 } }];
+"""
+ERROR_ROW = r"""
+// What still failed after the retries: one row in borgstack_cs_errors with the original webhook payload, so that
+// POST /webhook/borgstack/replay can deliver it again.
+const event = $('@@route@@').first().json;
+return [{ json: { row: JSON.stringify({
+  workflow: $workflow.name, webhook_path: '@@path@@', step: $json.step ?? $json.request?.path ?? 'unknown',
+  status: $json.last?.status || null, error: $json.error ?? 'unknown error', payload: event.payload,
+}) } }];
+"""
+
+def delivery_loop(wf, x, y, http_cred, route_node, path):
+    """Plan -> HTTP -> Judge -> Switch(ok/retry/failed) ; retry -> Wait -> Plan. Returns nodes and connections."""
+    nodes = [
+        code(wf, "Judge", JUDGE, (x + 440, y)),
+        switch(wf, "Outcome", 3, "({ok: 0, retry: 1, failed: 2})[$json.next]", (x + 660, y)),
+        wait(wf, "Back off", "$json.waitSeconds", (x + 880, y + 200)),
+        code(wf, "Error row", ERROR_ROW.replace("@@route@@", route_node).replace("@@path@@", path), (x + 880, y + 400)),
+        pg(wf, "Ensure error table", ERROR_TABLE, None, (x + 1100, y + 400)),
+        pg(wf, "Store error", INSERT_ERROR, "$('Error row').first().json.row", (x + 1320, y + 400)),
+    ]
+    nodes.append(http(wf, "Call", http_cred, (x + 220, y)))
+    nodes.append(code(wf, "Plan", "", (x, y)))   # filled by caller
+    conns = {
+        "Plan": [["Call"]],
+        "Call": [["Judge"]],
+        "Judge": [["Outcome"]],
+        "Outcome": [[], ["Back off"], ["Error row"]],
+        "Back off": [["Plan"]],
+        "Error row": [["Ensure error table"]],
+        "Ensure error table": [["Store error"]],
+    }
+    return nodes, conns
+
+def connections(simple):
+    out = {}
+    for src, outputs in simple.items():
+        out[src] = {"main": [[{"node": dst, "type": "main", "index": 0} for dst in branch] for branch in outputs]}
+    return out
+
+def workflow(wf, name, nodes, conns, description):
+    return {
+        "id": wf, "name": name, "active": False,
+        "nodes": nodes, "connections": connections(conns),
+        "settings": {"executionOrder": "v1", "saveDataErrorExecution": "all", "saveDataSuccessExecution": "all",
+                     "callerPolicy": "workflowsFromSameOwner", **({"saveExecutionProgress": True} if DEBUG else {})},
+        "meta": {"borgstack": {"version": VERSION, "managed": True, "description": description}},
+        "pinData": {},
+        "tags": [],
+    }
+
+# ---- workflow 1
+nodes, conns = delivery_loop(WF1, 1560, 0, "chatwoot", "Route event", "borgstack/evolution")
+for n in nodes:
+    if n["name"] == "Plan":
+        n["parameters"]["jsCode"] = PLAN_CHATWOOT.replace("$json", "$input.first().json").strip() + "\n"
+nodes += [
+    webhook(WF1, "Evolution webhook", "borgstack/evolution", (0, 0)),
+    code(WF1, "Route event", ROUTE_EVOLUTION, (220, 0)),
+    switch(WF1, "Event kind", 2, "$json.kind === 'status' ? 1 : 0", (440, 0)),
+    redis(WF1, "Take lock", "incr", "'borgstack:cs:lock:' + $('Route event').first().json.message.number", (660, 0), ttl=5),
+    code(WF1, "Lock taken", LOCK_TAKEN, (880, 0)),
+    switch(WF1, "Lock", 2, "$json.next === 'go' ? 0 : 1", (1100, 0)),
+    wait(WF1, "Lock wait", "0.5", (1100, 200)),
+    code(WF1, "Start", "return [{ json: { state: {}, step: 'search', attempt: 0 } }];", (1320, 0)),
+    code(WF1, "Advance", ADVANCE_CHATWOOT, (2440, -200)),
+    switch(WF1, "Next", 3, "({call: 0, done: 1, failed: 2})[$json.next]", (2660, -200)),
+    redis(WF1, "Release lock", "delete", "'borgstack:cs:lock:' + $('Route event').first().json.message.number", (2880, -200)),
+    redis(WF1, "Release lock after error", "delete", "'borgstack:cs:lock:' + $('Route event').first().json.message.number", (3100, 400)),
+    code(WF1, "Status row", "return [{ json: { row: JSON.stringify($json.status) } }];", (660, 300)),
+    pg(WF1, "Ensure status table", STATUS_TABLE, None, (880, 300)),
+    pg(WF1, "Store status", INSERT_STATUS, "$('Status row').first().json.row", (1100, 300)),
+]
+conns.update({
+    "Evolution webhook": [["Route event"]],
+    "Route event": [["Event kind"]],
+    "Event kind": [["Take lock"], ["Status row"]],
+    "Take lock": [["Lock taken"]],
+    "Lock taken": [["Lock"]],
+    "Lock": [["Start"], ["Lock wait"]],
+    "Lock wait": [["Take lock"]],
+    "Start": [["Plan"]],
+    "Advance": [["Next"]],
+    "Next": [["Plan"], ["Release lock"], ["Error row"]],
+    "Store error": [["Release lock after error"]],
+    "Status row": [["Ensure status table"]],
+    "Ensure status table": [["Store status"]],
+})
+conns["Outcome"] = [["Advance"], ["Back off"], ["Error row"]]
+# "Next: failed" (a duplicate that cannot be read back) goes to the error row as well.
+WF1_JSON = workflow(WF1, "BorgStack: WhatsApp -> Chatwoot", nodes, conns,
+                    "Evolution API events: messages.upsert to Chatwoot (contact, conversation, message); "
+                    "messages.update into borgstack_cs_message_status.")
+
+# ---------------------------------------------------------------- Chatwoot -> WhatsApp
+WF2 = "BorgStackCsCwt01"
+ROUTE_CHATWOOT = r"""
+// Chatwoot's account webhook (message_created). Only an agent's public reply in the WhatsApp inbox goes out;
+// private notes, incoming messages and calls from the internet (X-Forwarded-For, added by Caddy) are dropped.
+const input = $json;
+if (input.headers?.['x-forwarded-for']) return [];
+const body = input.body ?? {};
+if (body.event !== 'message_created') return [];
+const type = body.message_type;
+if (!(type === 'outgoing' || type === 1)) return [];
+if (body.private === true || body.private === 'true') return [];
+const inbox = Number('@@chatwoot_inbox_id@@');
+const inboxId = body.conversation?.inbox_id ?? body.inbox?.id;
+if (inboxId !== undefined && Number(inboxId) !== inbox) return [];
+const contact = body.contact ?? body.conversation?.meta?.sender ?? {};
+let number = String(contact.phone_number ?? '').replace(/\D/g, '');
+if (!number && String(contact.identifier ?? '').startsWith('whatsapp:')) number = contact.identifier.slice(9).replace(/\D/g, '');
+const text = String(body.content ?? '');
+if (!number || !text) return [];
+return [{ json: { payload: body, reply: { number, text } } }];
+"""
+PLAN_EVOLUTION = r"""
+// Evolution API's sendText for the agent's reply (the same request again on a retry).
+const reply = $('Route reply').first().json.reply;
+const attempt = $json.next === 'retry' ? $json.attempt : 0;
+const path = `/message/sendText/${encodeURIComponent('@@evolution_instance@@')}`;
+return [{ json: { step: 'send_text', state: {}, attempt, request: {
+  method: 'POST', path, url: '@@evolution_url@@' + path, body: { number: reply.number, text: reply.text },
+} } }];
+"""
+nodes2, conns2 = delivery_loop(WF2, 660, 0, "evolution", "Route reply", "borgstack/chatwoot")
+for n in nodes2:
+    if n["name"] == "Plan":
+        n["parameters"]["jsCode"] = PLAN_EVOLUTION.replace("$json", "$input.first().json").strip() + "\n"
+nodes2 += [
+    webhook(WF2, "Chatwoot webhook", "borgstack/chatwoot", (0, 0)),
+    code(WF2, "Route reply", ROUTE_CHATWOOT, (220, 0)),
+]
+conns2.update({"Chatwoot webhook": [["Route reply"]], "Route reply": [["Plan"]]})
+WF2_JSON = workflow(WF2, "BorgStack: Chatwoot -> WhatsApp", nodes2, conns2,
+                    "Chatwoot message_created (agent's public reply) to Evolution API sendText.")
+
+# ---------------------------------------------------------------- Replay
+WF3 = "BorgStackCsRpl01"
+ROUTE_REPLAY = r"""
+// POST /webhook/borgstack/replay from inside the stack only (X-Forwarded-For = came through Caddy).
+// Body: {} replays every error not replayed yet; {"id": N} one row.
+if ($json.headers?.['x-forwarded-for']) return [];
+const id = Number($json.body?.id ?? 0);
+return [{ json: { filter: JSON.stringify({ id: Number.isInteger(id) && id > 0 ? id : null }) } }];
+"""
+SELECT_ERRORS = """
+SELECT e.id, e.webhook_path, e.payload::text AS payload
+FROM borgstack_cs_errors AS e, (SELECT ($1::jsonb->>'id')::bigint AS id) AS f
+WHERE e.replayed_at IS NULL AND (f.id IS NULL OR e.id = f.id)
+ORDER BY e.id;
+"""
+MARK_REPLAYED = """
+UPDATE borgstack_cs_errors SET replayed_at = now() WHERE id = ($1::jsonb->>'id')::bigint RETURNING id;
+"""
+nodes3 = [
+    webhook(WF3, "Replay webhook", "borgstack/replay", (0, 0)),
+    code(WF3, "Route replay", ROUTE_REPLAY, (220, 0)),
+    pg(WF3, "Ensure error table", ERROR_TABLE, None, (440, 0)),
+    pg(WF3, "Failed events", SELECT_ERRORS, "$('Route replay').first().json.filter", (660, 0)),
+    node(WF3, "Deliver again", "n8n-nodes-base.httpRequest", 4.2, {
+        "method": "POST", "url": "=http://127.0.0.1:@@n8n_port@@/webhook/{{ $json.webhook_path }}",
+        "sendBody": True, "specifyBody": "json", "jsonBody": "={{ $json.payload }}",
+        "options": {"timeout": 15000}}, (880, 0)),
+    code(WF3, "Replayed row", "return $('Failed events').all().map((item) => ({ json: { row: JSON.stringify({ id: item.json.id }) } }));", (1100, 0)),
+    pg(WF3, "Mark replayed", MARK_REPLAYED, "$json.row", (1320, 0)),
+]
+conns3 = {
+    "Replay webhook": [["Route replay"]],
+    "Route replay": [["Ensure error table"]],
+    "Ensure error table": [["Failed events"]],
+    "Failed events": [["Deliver again"]],
+    "Deliver again": [["Replayed row"]],
+    "Replayed row": [["Mark replayed"]],
+}
+WF3_JSON = workflow(WF3, "BorgStack: replay failed customer-service events", nodes3, conns3,
+                    "Delivers the events stored in borgstack_cs_errors again through their original webhook.")
+
+STALE = []
+for wf_id, doc in ((WF1, WF1_JSON), (WF2, WF2_JSON), (WF3, WF3_JSON)):
+    name = {WF1: "whatsapp-to-chatwoot", WF2: "chatwoot-to-whatsapp", WF3: "replay-failed"}[wf_id]
+    target, text = OUT / f"{name}.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    if "--check" in sys.argv[1:]:
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            STALE.append(target.name)
+    else:
+        target.write_text(text, encoding="utf-8")
+if STALE:
+    sys.exit(f"out of date: {', '.join(STALE)} - run scripts/n8n-workflows.py")
