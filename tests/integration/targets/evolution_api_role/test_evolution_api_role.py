@@ -173,9 +173,9 @@ def _urls(env: dict[str, str]) -> dict[str, Any]:
 
 def test_database_and_redis_urls_use_the_tenant_and_the_stacks_redis(rendered):
     env, wiring = _env(rendered), rendered["wiring"]
-    observed = {**_urls(env), **{k: env[k] for k in ("DATABASE_PROVIDER", "CACHE_REDIS_ENABLED",
-                                                       "CACHE_REDIS_PREFIX_KEY", "CACHE_LOCAL_ENABLED",
-                                                       "CACHE_REDIS_SAVE_INSTANCES", "DATABASE_SAVE_DATA_INSTANCE")}}
+    keys = ("DATABASE_PROVIDER", "CACHE_REDIS_ENABLED", "CACHE_REDIS_PREFIX_KEY", "CACHE_LOCAL_ENABLED",
+            "CACHE_REDIS_SAVE_INSTANCES", "DATABASE_SAVE_DATA_INSTANCE")
+    observed = {**_urls(env), **{k: env[k] for k in keys}}
     assert observed == {
         "db": ("postgresql", "evolution_api", wiring["login"]["password"], wiring["postgresql"]["host"], 5432,
                "/evolution", {"schema": ["public"]}),
