@@ -101,7 +101,8 @@ def _render(tmp: Path, settings: dict[str, Any]) -> dict[str, Any]:
                  " 'evolution_api_key': evolution_api_key, 'evolution_api_instance': evolution_api_instance,"
                  " 'postgresql': borgstack_endpoints.postgresql, 'redis': borgstack_endpoints.redis,"
                  " 'n8n': borgstack_endpoints.n8n, 'redis_db': borgstack_registry.evolution_api.redis_db,"
-                 " 'hostname': borgstack_hostnames.evolution_api} | to_json }}")}},
+                 " 'hostname': borgstack_hostnames.evolution_api,"
+                 " 's3_keys': [seaweedfs_s3_access_key, seaweedfs_s3_secret_key]} | to_json }}")}},
         ],
     }]
     proc = run_playbook(tmp, plays, _inventory(tmp, settings))
@@ -117,9 +118,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def rendered_odd(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The same with database and Redis passwords full of URL delimiters (operator overrides)."""
-    return _render(tmp_path_factory.mktemp("evolution-odd"), {"borgstack_secret_overrides": {
-        "postgresql_evolution_api": ODD_DB_PASSWORD, "redis_password": ODD_REDIS_PASSWORD}})
+    """The same with database and Redis passwords full of URL delimiters (operator overrides) and media on S3."""
+    return _render(tmp_path_factory.mktemp("evolution-odd"), {"evolution_api_s3_enabled": True,
+                                                              "borgstack_secret_overrides": {
+                                                                  "postgresql_evolution_api": ODD_DB_PASSWORD,
+                                                                  "redis_password": ODD_REDIS_PASSWORD}})
 
 
 def _env(rendered: dict[str, Any]) -> dict[str, str]:
@@ -194,6 +197,17 @@ def test_passwords_with_url_delimiters_are_percent_encoded(rendered_odd):
     urls = _urls(_env(rendered_odd))
     assert urls["db"][2] == ODD_DB_PASSWORD and urls["db"][3:5] == ("borgstack-postgresql", 5432)
     assert urls["redis"][2] == ODD_REDIS_PASSWORD and urls["redis"][3:] == ("borgstack-redis", 6379, "/3")
+
+
+def test_media_on_seaweedfs_when_switched_on(rendered_odd):
+    env, keys = _env(rendered_odd), rendered_odd["wiring"]["s3_keys"]
+    observed = {k: env[k] for k in ("S3_ENABLED", "S3_ENDPOINT", "S3_PORT", "S3_USE_SSL", "S3_BUCKET", "S3_REGION",
+                                    "S3_ACCESS_KEY", "S3_SECRET_KEY")}
+    assert observed == {"S3_ENABLED": "true", "S3_ENDPOINT": "borgstack-seaweedfs", "S3_PORT": "8333",
+                        "S3_USE_SSL": "false", "S3_BUCKET": "evolution", "S3_REGION": "us-east-1",
+                        "S3_ACCESS_KEY": keys[0], "S3_SECRET_KEY": keys[1]}
+    compose_text = (rendered_odd["out"] / "compose.yaml").read_text()
+    assert keys[0] not in compose_text and keys[1] not in compose_text and keys[1] not in rendered_odd["output"]
 
 
 def test_global_webhook_to_n8n_over_the_internal_network(rendered):
