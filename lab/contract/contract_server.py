@@ -633,7 +633,7 @@ class Chatwoot:
             if problems:
                 raise Reply(422, {"message": ", ".join(f"{p.replace('_', ' ').capitalize()} {q}"
                                                        for p, q in problems),
-                                  "attributes": [p for p, _ in problems]},
+                                  "attributes": [problem[0] for problem in problems]},
                             "validation: " + "; ".join(f"{p}: {q}" for p, q in problems))
         fault = self.c.take_fault(self.name, op["method"], op["_path"])
         if fault:
@@ -644,8 +644,8 @@ class Chatwoot:
     def record_invalid(self, errors: list[tuple[str, str]]) -> Reply:
         # RequestExceptionHandler#render_record_invalid
         return Reply(422, {"message": ", ".join(f"{a.replace('_', ' ').capitalize()} {m}" for a, m in errors),
-                           "attributes": [a for a, _ in errors]},
-                     "record invalid: " + ", ".join(a for a, _ in errors), rejected=False)
+                           "attributes": [error[0] for error in errors]},
+                     "record invalid: " + ", ".join(error[0] for error in errors), rejected=False)
 
     @staticmethod
     def resource_not_found() -> Reply:
