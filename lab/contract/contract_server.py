@@ -452,8 +452,7 @@ class Contract:
         return {"id": msg["id"], "content": msg["content"], "inbox_id": msg["inbox_id"], "echo_id": None,
                 "conversation_id": msg["conversation_display_id"], "message_type": msg["message_type_raw"],
                 "content_type": msg["content_type"], "content_attributes": msg.get("content_attributes", {}),
-                "created_at": msg["created_at"], "private": msg["private"], "source_id": msg.get("source_id"),
-                "sender": push["sender"]}
+                "created_at": msg["created_at"], "private": msg["private"], "sender": push["sender"]}
 
     def create_message(self, conv: dict[str, Any], body: dict[str, Any], *, from_ui: bool = False
                        ) -> dict[str, Any]:
