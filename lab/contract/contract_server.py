@@ -117,13 +117,18 @@ def body_errors(spec: dict[str, Any], body: Any) -> list[tuple[str, str]]:
 
 # ---- Payload builders (webhooks the real applications send) ------------------------------------------------
 
+# Evolution's envelope names `<global url>/<event-name>` as destination even when WEBHOOK_BY_EVENTS is false (the
+# POST itself then goes to the global URL): webhook.controller.ts.
+N8N_EVOLUTION_WEBHOOK = "http://borgstack-n8n:5678/webhook/borgstack/evolution"
+
 
 def evolution_messages_upsert(number: str, text: str, *, instance: str = "principal", push_name: str = "João Silva",
                               message_id: str | None = None, from_me: bool = False, timestamp: int | None = None,
                               server_url: str = "http://borgstack-evolution-api:8080", apikey: str = "",
                               sender: str = "5511999887766@s.whatsapp.net",
                               message: dict[str, Any] | None = None, message_type: str = "conversation",
-                              instance_id: str = "00000000-0000-4000-8000-000000000001") -> dict[str, Any]:
+                              instance_id: str = "00000000-0000-4000-8000-000000000001",
+                              destination: str = f"{N8N_EVOLUTION_WEBHOOK}/messages-upsert") -> dict[str, Any]:
     """The body Evolution API 2.2.3 POSTs to its global webhook for an incoming (or own) text message.
 
     Shape: webhook.controller.ts ``webhookData`` around ``prepareMessage`` of whatsapp.baileys.service.ts (see
@@ -143,7 +148,7 @@ def evolution_messages_upsert(number: str, text: str, *, instance: str = "princi
             "instanceId": instance_id,
             "source": "android",
         },
-        "destination": "",
+        "destination": destination,
         "date_time": iso_now(),
         "sender": sender,
         "server_url": server_url,
@@ -154,7 +159,8 @@ def evolution_messages_upsert(number: str, text: str, *, instance: str = "princi
 def evolution_messages_update(number: str, message_id: str, status: str = "READ", *, instance: str = "principal",
                               from_me: bool = True, server_url: str = "http://borgstack-evolution-api:8080",
                               apikey: str = "", sender: str = "5511999887766@s.whatsapp.net",
-                              instance_id: str = "00000000-0000-4000-8000-000000000001") -> dict[str, Any]:
+                              instance_id: str = "00000000-0000-4000-8000-000000000001",
+                              destination: str = f"{N8N_EVOLUTION_WEBHOOK}/messages-update") -> dict[str, Any]:
     """The body Evolution API 2.2.3 POSTs for a delivery/read receipt (``messages.update``): NOT a ``key`` object
     (as the architecture document shows) but flat ``keyId``/``remoteJid``/``fromMe``/``status``."""
     if status not in ("ERROR", "PENDING", "SERVER_ACK", "DELIVERY_ACK", "READ", "PLAYED", "DELETED"):
@@ -171,7 +177,7 @@ def evolution_messages_update(number: str, message_id: str, status: str = "READ"
             "status": status,
             "instanceId": instance_id,
         },
-        "destination": "",
+        "destination": destination,
         "date_time": iso_now(),
         "sender": sender,
         "server_url": server_url,
