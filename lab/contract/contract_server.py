@@ -1,0 +1,1020 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Contract servers standing in for Evolution API v2.2.3 and Chatwoot v4.6.0 in the lab (Python 3 stdlib only).
+
+No image of either application can be built on the lab machine, so the lab's n8n talks to these instead. They are
+NOT the applications: they accept only the paths, methods, auth headers and request bodies written down in
+``evolution.json`` and ``chatwoot.json`` (facts read from the upstream source and API documentation, with the
+reference next to each entry), answer with the documented response shapes and error bodies, keep just enough state
+(Chatwoot contacts, conversations, messages; messages "sent" by Evolution), record every call, and can be told to
+fail. Anything not in the schema answers 404 and is recorded as rejected.
+
+Listeners (one process): 8080 Evolution API, 3000 Chatwoot, 9000 control API (JSON, no auth, never published):
+
+- ``GET /_calls`` every call received: ``{seq, at, service, method, path, query, body, status, rejected_reason,
+  fault}``; ``GET /_state``; ``POST /_reset`` (calls, state, faults, webhooks sent);
+- ``POST /_fault`` ``{service, method, path_regex, status, times, retry_after}`` (``times`` -1: always),
+  ``DELETE /_fault`` (all), ``GET /_fault``;
+- ``POST /_chatwoot/agent_message`` ``{conversation_id, content, private, message_type}``: an agent writes in the
+  Chatwoot UI: the message is stored and Chatwoot's ``message_created`` webhook is sent (needs
+  CHATWOOT_WEBHOOK_URL);
+- ``GET /_webhooks`` the webhooks the fake Chatwoot sent (url, payload, status, error);
+- ``POST /_http`` ``{method, url, headers, body}``: make an HTTP request from this container (tests use it to reach
+  n8n on the internal network) and answer ``{status, headers, body}``;
+- ``GET /_health``.
+
+Environment: EVOLUTION_API_KEY, CHATWOOT_API_TOKEN (required; or EVOLUTION_API_KEY_FILE, CHATWOOT_API_TOKEN_FILE: a
+file holding it, so the secret stays out of ``docker inspect``), CHATWOOT_ACCOUNT_ID (1), CHATWOOT_INBOX_ID (1),
+EVOLUTION_INSTANCE (principal), CHATWOOT_WEBHOOK_URL (optional: where message_created goes), CONTRACT_SCHEMA_DIR
+(default: this file's directory), EVOLUTION_PORT/CHATWOOT_PORT/CONTROL_PORT (8080/3000/9000), CONTRACT_BIND
+(0.0.0.0).
+
+The module also holds builders of the webhook payloads the real applications send (``evolution_messages_upsert``,
+``evolution_messages_update``, ``chatwoot_message_created``), from the same facts, for tests to drive n8n with.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+SCHEMA_DIR = Path(os.environ.get("CONTRACT_SCHEMA_DIR") or Path(__file__).resolve().parent)
+JSON_TYPES = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+    "null": (type(None),),
+}
+
+
+def iso_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def load_schema(service: str) -> dict[str, Any]:
+    with open(SCHEMA_DIR / f"{service}.json", encoding="utf-8") as handle:
+        schema = json.load(handle)
+    for op in schema["operations"]:
+        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", op["path"])
+        op["_regex"] = re.compile(f"^{pattern}$")
+    return schema
+
+
+def type_ok(value: Any, types: str | list[str]) -> bool:
+    names = [types] if isinstance(types, str) else types
+    for name in names:
+        if name in ("integer", "number") and isinstance(value, bool):
+            continue
+        if isinstance(value, JSON_TYPES[name]):
+            return True
+    return False
+
+
+def body_errors(spec: dict[str, Any], body: Any) -> list[tuple[str, str]]:
+    """(property, problem) for each way ``body`` breaks the operation's documented body ``spec``."""
+    if not isinstance(body, dict):
+        return [("", "the body is not a JSON object")]
+    problems = []
+    props = spec.get("properties", {})
+    for name in spec.get("required", []):
+        if name not in body or body[name] is None:
+            problems.append((name, "required"))
+    alternatives = spec.get("required_any")
+    if alternatives and not any(all(body.get(n) is not None for n in names) for names in alternatives):
+        problems.append(("/".join(" + ".join(names) for names in alternatives), "required (one of)"))
+    for name, value in body.items():
+        prop = props.get(name)
+        if prop is None:
+            if spec.get("additional_properties") is False:
+                problems.append((name, "unknown property"))
+            continue
+        if value is None and prop.get("nullable"):
+            continue
+        if not type_ok(value, prop["type"]):
+            problems.append((name, f"type: expected {prop['type']}"))
+        elif "enum" in prop and value not in prop["enum"]:
+            problems.append((name, f"enum: one of {prop['enum']}"))
+        elif "pattern" in prop and isinstance(value, str) and not re.search(prop["pattern"], value):
+            problems.append((name, f"pattern {prop['pattern']}"))
+        elif prop.get("min_length") and isinstance(value, str) and len(value.strip()) < prop["min_length"]:
+            problems.append((name, "empty"))
+    return problems
+
+
+# ---- Payload builders (webhooks the real applications send) ------------------------------------------------
+
+# Evolution's envelope names `<global url>/<event-name>` as destination even when WEBHOOK_BY_EVENTS is false (the
+# POST itself then goes to the global URL): webhook.controller.ts.
+N8N_EVOLUTION_WEBHOOK = "http://borgstack-n8n:5678/webhook/borgstack/evolution"
+
+
+def evolution_messages_upsert(number: str, text: str, *, instance: str = "principal", push_name: str = "João Silva",
+                              message_id: str | None = None, from_me: bool = False, timestamp: int | None = None,
+                              server_url: str = "http://borgstack-evolution-api:8080", apikey: str = "",
+                              sender: str = "5511999887766@s.whatsapp.net",
+                              message: dict[str, Any] | None = None, message_type: str = "conversation",
+                              instance_id: str = "00000000-0000-4000-8000-000000000001",
+                              destination: str = f"{N8N_EVOLUTION_WEBHOOK}/messages-upsert") -> dict[str, Any]:
+    """The body Evolution API 2.2.3 POSTs to its global webhook for an incoming (or own) text message.
+
+    Shape: webhook.controller.ts ``webhookData`` around ``prepareMessage`` of whatsapp.baileys.service.ts (see
+    evolution.json ``webhooks.messages.upsert``). ``message`` replaces ``{"conversation": text}`` (media etc.).
+    """
+    return {
+        "event": "messages.upsert",
+        "instance": instance,
+        "data": {
+            "key": {"remoteJid": f"{number}@s.whatsapp.net", "fromMe": from_me,
+                    "id": message_id or uuid.uuid4().hex[:20].upper()},
+            "pushName": push_name,
+            "status": "SERVER_ACK" if from_me else "DELIVERY_ACK",
+            "message": message if message is not None else {"conversation": text},
+            "messageType": message_type,
+            "messageTimestamp": timestamp if timestamp is not None else int(time.time()),
+            "instanceId": instance_id,
+            "source": "android",
+        },
+        "destination": destination,
+        "date_time": iso_now(),
+        "sender": sender,
+        "server_url": server_url,
+        "apikey": apikey,
+    }
+
+
+def evolution_messages_update(number: str, message_id: str, status: str = "READ", *, instance: str = "principal",
+                              from_me: bool = True, server_url: str = "http://borgstack-evolution-api:8080",
+                              apikey: str = "", sender: str = "5511999887766@s.whatsapp.net",
+                              instance_id: str = "00000000-0000-4000-8000-000000000001",
+                              destination: str = f"{N8N_EVOLUTION_WEBHOOK}/messages-update") -> dict[str, Any]:
+    """The body Evolution API 2.2.3 POSTs for a delivery/read receipt (``messages.update``): NOT a ``key`` object
+    (as the architecture document shows) but flat ``keyId``/``remoteJid``/``fromMe``/``status``."""
+    if status not in ("ERROR", "PENDING", "SERVER_ACK", "DELIVERY_ACK", "READ", "PLAYED", "DELETED"):
+        raise ValueError(f"status {status!r} is not one Evolution API sends")
+    return {
+        "event": "messages.update",
+        "instance": instance,
+        "data": {
+            "messageId": uuid.uuid4().hex[:25],
+            "keyId": message_id,
+            "remoteJid": f"{number}@s.whatsapp.net",
+            "fromMe": from_me,
+            "participant": f"{number}@s.whatsapp.net",
+            "status": status,
+            "instanceId": instance_id,
+        },
+        "destination": destination,
+        "date_time": iso_now(),
+        "sender": sender,
+        "server_url": server_url,
+        "apikey": apikey,
+    }
+
+
+def _contact_push(contact: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "additional_attributes": contact.get("additional_attributes", {}),
+        "custom_attributes": contact.get("custom_attributes", {}),
+        "email": contact.get("email"),
+        "id": contact["id"],
+        "identifier": contact.get("identifier"),
+        "name": contact.get("name"),
+        "phone_number": contact.get("phone_number"),
+        "thumbnail": "",
+        "blocked": False,
+        "type": "contact",
+    }
+
+
+def _contact_webhook(contact: dict[str, Any], account: dict[str, Any]) -> dict[str, Any]:
+    data = _contact_push(contact)
+    data.pop("blocked")
+    data["avatar"] = ""
+    data["account"] = account
+    return data
+
+
+AGENT = {"id": 1, "name": "Administrador BorgStack", "email": "admin@example.com.br"}
+
+
+def _user_webhook(user: dict[str, Any]) -> dict[str, Any]:
+    return {"id": user["id"], "name": user["name"], "avatar_url": "", "type": "user",
+            "availability_status": "online", "email": user["email"]}
+
+
+def _conversation_webhook(conv: dict[str, Any], contact: dict[str, Any], messages: list[dict[str, Any]],
+                          account: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "additional_attributes": conv.get("additional_attributes", {}),
+        "can_reply": True,
+        "channel": "Channel::Api",
+        "contact_inbox": {"id": conv["contact_inbox_id"], "contact_id": contact["id"], "inbox_id": conv["inbox_id"],
+                          "source_id": conv["source_id"], "created_at": conv["created_at_iso"],
+                          "updated_at": conv["created_at_iso"], "hmac_verified": False, "pubsub_token": None},
+        "id": conv["display_id"],
+        "inbox_id": conv["inbox_id"],
+        "messages": [_message_push(m, contact, account) for m in messages[-1:]],
+        "labels": [],
+        "meta": {"sender": _contact_push(contact), "assignee": None, "team": None, "hmac_verified": False},
+        "status": conv["status"],
+        "custom_attributes": conv.get("custom_attributes", {}),
+        "snoozed_until": None,
+        "unread_count": 0,
+        "first_reply_created_at": None,
+        "priority": None,
+        "waiting_since": conv["created_at"],
+        "agent_last_seen_at": 0,
+        "contact_last_seen_at": 0,
+        "last_activity_at": conv["created_at"],
+        "timestamp": conv["created_at"],
+        "created_at": conv["created_at"],
+        "updated_at": float(conv["created_at"]),
+    }
+
+
+MESSAGE_TYPES = {"incoming": 0, "outgoing": 1, "activity": 2, "template": 3}
+
+
+def _message_push(msg: dict[str, Any], contact: dict[str, Any], account: dict[str, Any]) -> dict[str, Any]:
+    sender = _contact_push(contact) if msg["message_type"] == "incoming" else {
+        "id": AGENT["id"], "name": AGENT["name"], "available_name": AGENT["name"], "avatar_url": "",
+        "type": "user", "availability_status": "online", "thumbnail": ""}
+    return {
+        "id": msg["id"], "content": msg["content"], "account_id": account["id"], "inbox_id": msg["inbox_id"],
+        "conversation_id": msg["conversation_display_id"], "message_type": MESSAGE_TYPES[msg["message_type"]],
+        "created_at": msg["created_at"], "updated_at": msg["created_at_iso"], "private": msg["private"],
+        "status": "sent", "source_id": msg.get("source_id"), "content_type": msg["content_type"],
+        "content_attributes": msg.get("content_attributes", {}), "sender_type": "Contact"
+        if msg["message_type"] == "incoming" else "User", "sender_id": sender["id"], "external_source_ids": {},
+        "additional_attributes": {}, "processed_message_content": msg["content"], "sentiment": {},
+        "conversation": {"assignee_id": None, "unread_count": 0, "last_activity_at": msg["created_at"],
+                         "contact_inbox": {"source_id": msg.get("conversation_source_id")}},
+        "sender": sender,
+    }
+
+
+def chatwoot_message_created(content: str, *, message_type: str = "outgoing", private: bool = False,
+                             message_id: int = 1, conversation_id: int = 1, inbox_id: int = 1, account_id: int = 1,
+                             account_name: str = "BorgStack", contact: dict[str, Any] | None = None,
+                             conversation_status: str = "open", source_id: str | None = None,
+                             sender: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The body Chatwoot 4.6 POSTs to an account webhook subscribed to ``message_created``.
+
+    Message#webhook_data merged with ``event`` (WebhookListener#message_created); see chatwoot.json
+    ``webhooks.message_created``. ``contact`` (id, name, phone_number, identifier) is the conversation's contact: it
+    appears under ``conversation.meta.sender`` (there is no top-level ``contact`` key, unlike the architecture
+    document's example); ``sender`` is the agent (type ``user``) for outgoing messages, the contact for incoming.
+    """
+    contact = {"id": 1, "name": "João Silva", "phone_number": "+5511987654321",
+               "identifier": "whatsapp:5511987654321", **(contact or {})}
+    account = {"id": account_id, "name": account_name}
+    created = int(time.time())
+    conv = {"display_id": conversation_id, "inbox_id": inbox_id, "contact_inbox_id": 1,
+            "source_id": f"{uuid.uuid4()}", "created_at_iso": iso_now(), "status": conversation_status,
+            "created_at": created}
+    msg = {"id": message_id, "content": content, "inbox_id": inbox_id, "conversation_display_id": conversation_id,
+           "message_type": message_type, "created_at": created, "created_at_iso": iso_now(), "private": private,
+           "content_type": "text", "content_attributes": {}, "source_id": source_id,
+           "conversation_source_id": conv["source_id"]}
+    if sender is None:
+        sender = _contact_webhook(contact, account) if message_type == "incoming" else _user_webhook(AGENT)
+    return {
+        "account": account,
+        "additional_attributes": {},
+        "content_attributes": {},
+        "content_type": "text",
+        "content": content,
+        "conversation": _conversation_webhook(conv, contact, [msg], account),
+        "created_at": iso_now(),
+        "id": message_id,
+        "inbox": {"id": inbox_id, "name": "WhatsApp"},
+        "message_type": message_type,
+        "private": private,
+        "sender": sender,
+        "source_id": source_id,
+        "event": "message_created",
+    }
+
+
+# ---- State --------------------------------------------------------------------------------------------------
+
+
+class Contract:
+    """All state, behind one lock (the HTTP servers are threaded)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        env = dict(env)
+        for name in ("EVOLUTION_API_KEY", "CHATWOOT_API_TOKEN"):
+            if env.get(f"{name}_FILE") and not env.get(name):
+                with open(env[f"{name}_FILE"], encoding="utf-8") as handle:
+                    env[name] = handle.read().strip()
+        missing = [name for name in ("EVOLUTION_API_KEY", "CHATWOOT_API_TOKEN") if not env.get(name)]
+        if missing:
+            raise SystemExit(f"contract_server: set {', '.join(missing)}")
+        self.evolution_key = env["EVOLUTION_API_KEY"]
+        self.chatwoot_token = env["CHATWOOT_API_TOKEN"]
+        self.account_id = int(env.get("CHATWOOT_ACCOUNT_ID") or 1)
+        self.inbox_id = int(env.get("CHATWOOT_INBOX_ID") or 1)
+        self.instance = env.get("EVOLUTION_INSTANCE") or "principal"
+        self.webhook_url = env.get("CHATWOOT_WEBHOOK_URL") or ""
+        self.schemas = {"evolution": load_schema("evolution"), "chatwoot": load_schema("chatwoot")}
+        self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.calls: list[dict[str, Any]] = []
+            self.faults: list[dict[str, Any]] = []
+            self.webhooks: list[dict[str, Any]] = []
+            self.contacts: list[dict[str, Any]] = []
+            self.conversations: list[dict[str, Any]] = []
+            self.messages: list[dict[str, Any]] = []
+            self.sent: list[dict[str, Any]] = []
+            self.next_id = {"contact": 1, "contact_inbox": 1, "conversation": 1, "message": 1}
+
+    def new_id(self, kind: str) -> int:
+        value = self.next_id[kind]
+        self.next_id[kind] += 1
+        return value
+
+    @property
+    def account(self) -> dict[str, Any]:
+        return {"id": self.account_id, "name": "BorgStack"}
+
+    def state(self) -> dict[str, Any]:
+        with self.lock:
+            return {"chatwoot": {"contacts": self.contacts, "conversations": self.conversations,
+                                 "messages": self.messages},
+                    "evolution": {"sent": self.sent}}
+
+    def record(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            entry["seq"] = len(self.calls) + 1
+            self.calls.append(entry)
+
+    def take_fault(self, service: str, method: str, path: str) -> dict[str, Any] | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault["service"] != service or fault["method"] not in (method, "*"):
+                    continue
+                if not re.search(fault["path_regex"], path) or fault["times"] == 0:
+                    continue
+                if fault["times"] > 0:
+                    fault["times"] -= 1
+                fault["hits"] += 1
+                return dict(fault)
+        return None
+
+    def add_fault(self, spec: Any) -> dict[str, Any]:
+        if not isinstance(spec, dict):
+            raise ValueError("the body must be a JSON object")
+        unknown = set(spec) - {"service", "method", "path_regex", "status", "times", "retry_after", "body"}
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)}")
+        if spec.get("service") not in ("evolution", "chatwoot"):
+            raise ValueError("service must be evolution or chatwoot")
+        if spec.get("status") not in (500, 422, 429, 502, 503, 400, 404):
+            raise ValueError("status must be 500, 422 or 429 (or 400, 404, 502, 503)")
+        times = spec.get("times", -1)
+        if not isinstance(times, int) or times == 0 or times < -1:
+            raise ValueError("times must be a positive integer or -1 (always)")
+        re.compile(spec.get("path_regex", ".*"))
+        fault = {"service": spec["service"], "method": (spec.get("method") or "*").upper(),
+                 "path_regex": spec.get("path_regex", ".*"), "status": spec["status"], "times": times,
+                 "retry_after": spec.get("retry_after"), "body": spec.get("body"), "hits": 0}
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    # ---- Chatwoot resources ----
+
+    def find_contact(self, contact_id: int) -> dict[str, Any] | None:
+        return next((c for c in self.contacts if c["id"] == contact_id), None)
+
+    def find_conversation(self, display_id: int) -> dict[str, Any] | None:
+        return next((c for c in self.conversations if c["display_id"] == display_id), None)
+
+    def inbox(self) -> dict[str, Any]:
+        return {"id": self.inbox_id, "avatar_url": "", "channel_id": 1, "name": "WhatsApp",
+                "channel_type": "Channel::Api", "greeting_enabled": False, "greeting_message": None,
+                "working_hours_enabled": False, "enable_email_collect": True, "csat_survey_enabled": False,
+                "enable_auto_assignment": True, "out_of_office_message": None, "working_hours": [],
+                "timezone": "UTC", "callback_webhook_url": None, "allow_messages_after_resolved": True,
+                "lock_to_single_conversation": False, "sender_name_type": "friendly", "business_name": None,
+                "webhook_url": "", "inbox_identifier": "borgstack-lab-inbox", "additional_attributes": {},
+                "provider": None}
+
+    def contact_view(self, contact: dict[str, Any]) -> dict[str, Any]:
+        """api/v1/models/_contact.json.jbuilder with contact inboxes (the /contacts endpoints)."""
+        inboxes = [{"source_id": ci["source_id"], "inbox": self.inbox()} for ci in contact["contact_inboxes"]]
+        return {
+            "additional_attributes": contact.get("additional_attributes", {}),
+            "availability_status": "offline",
+            "email": contact.get("email"),
+            "id": contact["id"],
+            "name": contact.get("name"),
+            "phone_number": contact.get("phone_number"),
+            "blocked": contact.get("blocked", False),
+            "identifier": contact.get("identifier"),
+            "thumbnail": "",
+            "custom_attributes": contact.get("custom_attributes", {}),
+            "last_activity_at": contact["last_activity_at"],
+            "created_at": contact["created_at"],
+            "contact_inboxes": inboxes,
+        }
+
+    def conversation_view(self, conv: dict[str, Any]) -> dict[str, Any]:
+        """api/v1/conversations/partials/_conversation.json.jbuilder (meta, id = display_id, messages...)."""
+        contact = self.find_contact(conv["contact_id"])
+        msgs = [m for m in self.messages if m["conversation_display_id"] == conv["display_id"]]
+        view = _conversation_webhook(conv, contact, msgs, self.account)
+        view.pop("contact_inbox")
+        view.pop("channel")
+        view["meta"]["channel"] = "Channel::Api"
+        view["account_id"] = self.account_id
+        view["uuid"] = conv["uuid"]
+        view["last_non_activity_message"] = view["messages"][0] if view["messages"] else None
+        return view
+
+    def message_view(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """api/v1/accounts/conversations/messages/create.json.jbuilder."""
+        conv = self.find_conversation(msg["conversation_display_id"])
+        contact = self.find_contact(conv["contact_id"])
+        push = _message_push(msg, contact, self.account)
+        return {"id": msg["id"], "content": msg["content"], "inbox_id": msg["inbox_id"], "echo_id": None,
+                "conversation_id": msg["conversation_display_id"], "message_type": msg["message_type_raw"],
+                "content_type": msg["content_type"], "content_attributes": msg.get("content_attributes", {}),
+                "created_at": msg["created_at"], "private": msg["private"], "sender": push["sender"]}
+
+    def create_message(self, conv: dict[str, Any], body: dict[str, Any], *, from_ui: bool = False
+                       ) -> dict[str, Any]:
+        now = time.time()
+        raw_type = body.get("message_type", "outgoing")
+        msg = {"id": self.new_id("message"), "content": body.get("content"), "inbox_id": conv["inbox_id"],
+               "conversation_display_id": conv["display_id"], "message_type": raw_type,
+               "message_type_raw": raw_type, "private": bool(body.get("private", False)),
+               "content_type": body.get("content_type", "text"),
+               "content_attributes": body.get("content_attributes") or {}, "source_id": body.get("source_id"),
+               "created_at": int(now), "created_at_iso": iso_now(), "conversation_source_id": conv["source_id"],
+               "created_by": "ui" if from_ui else "api"}
+        self.messages.append(msg)
+        self.emit_message_created(conv, msg)
+        return msg
+
+    def emit_message_created(self, conv: dict[str, Any], msg: dict[str, Any]) -> None:
+        """Chatwoot fires message_created for every message (incoming ones created by the API included)."""
+        if not self.webhook_url:
+            return
+        contact = self.find_contact(conv["contact_id"])
+        payload = chatwoot_message_created(
+            msg["content"], message_type=msg["message_type"], private=msg["private"], message_id=msg["id"],
+            conversation_id=conv["display_id"], inbox_id=conv["inbox_id"], account_id=self.account_id,
+            contact=contact, conversation_status=conv["status"], source_id=msg.get("source_id"),
+            sender=_contact_webhook(contact, self.account) if msg["message_type"] == "incoming"
+            else _user_webhook(AGENT))
+        payload["conversation"] = _conversation_webhook(
+            conv, contact, [m for m in self.messages if m["conversation_display_id"] == conv["display_id"]],
+            self.account)
+        entry = {"at": time.time(), "url": self.webhook_url, "event": "message_created", "payload": payload,
+                 "status": None, "error": None}
+        self.webhooks.append(entry)
+        threading.Thread(target=self._deliver, args=(entry,), daemon=True).start()
+
+    def _deliver(self, entry: dict[str, Any]) -> None:
+        # Chatwoot's WebhookJob posts JSON once (no retry on a non-2xx answer in 4.x's Webhooks::Trigger).
+        request = urllib.request.Request(entry["url"], data=json.dumps(entry["payload"]).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                entry["status"] = response.status
+        except urllib.error.HTTPError as exc:
+            entry["status"] = exc.code
+        except (urllib.error.URLError, OSError) as exc:
+            entry["error"] = str(exc)
+
+
+# ---- Request handling ---------------------------------------------------------------------------------------
+
+
+class Reply(Exception):
+    """An HTTP answer, raised from anywhere in a handler."""
+
+    def __init__(self, status: int, body: Any, reason: str | None = None, headers: dict[str, str] | None = None,
+                 content_type: str = "application/json; charset=utf-8", rejected: bool = True) -> None:
+        super().__init__(reason or str(status))
+        self.status, self.body, self.reason, self.headers = status, body, reason, headers or {}
+        self.content_type = content_type
+        # rejected: the request broke the documented contract (path, auth, body). An answer the application gives
+        # to a valid request (duplicate contact, unknown record, injected fault) is not a rejection.
+        self.rejected = rejected
+
+
+def parse_json(raw: bytes) -> Any:
+    if not raw:
+        return None
+    return json.loads(raw.decode("utf-8"))
+
+
+class Evolution:
+    """Evolution API 2.2.3 (src/api/routes/index.router.ts: guards instanceExists, instanceLogged, apikey)."""
+
+    name = "evolution"
+
+    def __init__(self, contract: Contract) -> None:
+        self.c = contract
+        self.schema = contract.schemas["evolution"]
+
+    def not_found(self, method: str, path: str) -> Reply:
+        return Reply(404, {"status": 404, "error": "Not Found", "response": {"message": [f"Cannot {method} {path}"]}},
+                     "unknown path")
+
+    def error(self, status: int, error: str, message: Any, reason: str) -> Reply:
+        return Reply(status, {"status": status, "error": error, "response": {"message": message}}, reason)
+
+    def handle(self, op: dict[str, Any], params: dict[str, str], headers: Any, body: Any, query: dict[str, Any]
+               ) -> tuple[int, Any]:
+        if "instance" in params and params["instance"] != self.c.instance:
+            raise self.error(404, "Not Found", [f'The "{params["instance"]}" instance does not exist'],
+                             "unknown instance")
+        if op.get("auth", True):
+            key = headers.get("apikey")
+            if not key or not secrets.compare_digest(key, self.c.evolution_key):
+                raise self.error(401, "Unauthorized", "Unauthorized", "auth: apikey missing or wrong")
+        if "body" in op:
+            problems = body_errors(op["body"], body if body is not None else {})
+            if problems:
+                # jsonschema's error text, or the property's description when it has one (abstract.router.ts)
+                messages = []
+                for prop, problem in problems:
+                    desc = op["body"].get("properties", {}).get(prop, {}).get("description")
+                    if problem == "required":
+                        messages.append(f'instance requires property "{prop}"')
+                    elif desc:
+                        messages.append(desc)
+                    else:
+                        messages.append(f"{prop} {problem}")
+                raise self.error(400, "Bad Request", messages, "validation: " + "; ".join(
+                    f"{p}: {q}" for p, q in problems))
+        fault = self.c.take_fault(self.name, op["method"], op["_path"])
+        if fault:
+            raise fault_reply(self.name, fault)
+        return getattr(self, op["id"])(params, body, query)
+
+    def root(self, params, body, query):
+        return 200, {"status": 200, "message": "Welcome to the Evolution API, it is working!", "version": "2.2.3",
+                     "clientName": "evolution_exchange", "manager": "http://borgstack-evolution-api:8080/manager",
+                     "documentation": "https://doc.evolution-api.com"}
+
+    def connection_state(self, params, body, query):
+        return 200, {"instance": {"instanceName": self.c.instance, "state": "open"}}
+
+    def send_text(self, params, body, query):
+        if not body["text"].strip():
+            raise self.error(400, "Bad Request", ["Text is required"], "validation: text is empty")
+        number = body["number"]
+        digits = re.sub(r"\D", "", number.split("@")[0])
+        if not digits:
+            # whatsappNumber() answers exists=false; sendMessageWithTyping throws BadRequest(isWA)
+            raise self.error(400, "Bad Request", [{"exists": False, "jid": number, "number": number}],
+                             "number is not on WhatsApp")
+        now = int(time.time())
+        sent = {
+            "key": {"remoteJid": f"{digits}@s.whatsapp.net", "fromMe": True, "id": uuid.uuid4().hex[:16].upper()},
+            "pushName": "",
+            "status": "PENDING",
+            "message": {"conversation": body["text"]},
+            "contextInfo": None,
+            "messageType": "conversation",
+            "messageTimestamp": now,
+            "instanceId": "00000000-0000-4000-8000-000000000001",
+            "source": "unknown",
+        }
+        with self.c.lock:
+            self.c.sent.append({"number": number, "text": body["text"], "delay": body.get("delay"),
+                                "at": time.time(), "response": sent})
+        return 201, sent
+
+
+class Chatwoot:
+    """Chatwoot 4.6 application API (api/v1), authenticated by the ``api_access_token`` header."""
+
+    name = "chatwoot"
+
+    def __init__(self, contract: Contract) -> None:
+        self.c = contract
+        self.schema = contract.schemas["chatwoot"]
+
+    def not_found(self, method: str, path: str) -> Reply:
+        # Rails in production renders public/404.html for a route that does not exist.
+        return Reply(404, "<html><body><h1>The page you were looking for doesn't exist.</h1></body></html>",
+                     "unknown path", content_type="text/html; charset=utf-8")
+
+    def handle(self, op, params, headers, body, query):
+        if op.get("auth", True):
+            token = headers.get("api_access_token")
+            if not token:
+                raise Reply(401, {"errors": ["You need to sign in or sign up before continuing."]},
+                            "auth: api_access_token missing")
+            if not secrets.compare_digest(token, self.c.chatwoot_token):
+                raise Reply(401, {"error": "Invalid Access Token"}, "auth: api_access_token wrong")
+        if "account_id" in params and params["account_id"] != str(self.c.account_id):
+            raise Reply(401, {"error": "You are not authorized to access this account"}, "auth: foreign account")
+        if "body" in op:
+            problems = body_errors(op["body"], body if body is not None else {})
+            if problems:
+                raise Reply(422, {"message": ", ".join(f"{p.replace('_', ' ').capitalize()} {q}"
+                                                       for p, q in problems),
+                                  "attributes": [problem[0] for problem in problems]},
+                            "validation: " + "; ".join(f"{p}: {q}" for p, q in problems))
+        fault = self.c.take_fault(self.name, op["method"], op["_path"])
+        if fault:
+            raise fault_reply(self.name, fault)
+        with self.c.lock:
+            return getattr(self, op["id"])(params, body, query)
+
+    def record_invalid(self, errors: list[tuple[str, str]]) -> Reply:
+        # RequestExceptionHandler#render_record_invalid
+        return Reply(422, {"message": ", ".join(f"{a.replace('_', ' ').capitalize()} {m}" for a, m in errors),
+                           "attributes": [error[0] for error in errors]},
+                     "record invalid: " + ", ".join(error[0] for error in errors), rejected=False)
+
+    @staticmethod
+    def resource_not_found() -> Reply:
+        return Reply(404, {"error": "Resource could not be found"}, "record not found", rejected=False)
+
+    def profile(self, params, body, query):
+        return 200, {"id": AGENT["id"], "provider": "email", "uid": AGENT["email"], "name": AGENT["name"],
+                     "display_name": None, "email": AGENT["email"], "account_id": self.c.account_id,
+                     "pubsub_token": "lab", "custom_attributes": {}, "role": "administrator",
+                     "ui_settings": {}, "message_signature": None, "type": "SuperAdmin",
+                     "access_token": self.c.chatwoot_token, "avatar_url": "", "availability_status": "online",
+                     "accounts": [{"id": self.c.account_id, "name": "BorgStack", "status": "active",
+                                   "active_at": None, "role": "administrator", "permissions": ["administrator"],
+                                   "availability": "online", "availability_status": "online",
+                                   "auto_offline": True, "custom_role_id": None, "custom_role": None}]}
+
+    def inboxes(self, params, body, query):
+        return 200, {"payload": [self.c.inbox()]}
+
+    def contact_create(self, params, body, query):
+        errors = []
+        phone = body.get("phone_number")
+        if phone and not re.fullmatch(r"\+[1-9]\d{1,14}", phone):
+            errors.append(("phone_number", "should be in e164 format"))
+        email = body.get("email")
+        for attr in ("email", "phone_number", "identifier"):
+            value = body.get(attr)
+            if value and any(c.get(attr) and (c[attr].lower() == value.lower() if attr == "email"
+                                              else c[attr] == value) for c in self.c.contacts):
+                errors.append((attr, "has already been taken"))
+        if email and not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
+            errors.append(("email", "is invalid"))
+        if errors:
+            raise self.record_invalid(errors)
+        if int(body["inbox_id"]) != self.c.inbox_id:
+            raise self.resource_not_found()
+        now = int(time.time())
+        contact = {"id": self.c.new_id("contact"), "name": body.get("name") or "", "email": email,
+                   "phone_number": phone, "identifier": body.get("identifier"),
+                   "additional_attributes": body.get("additional_attributes") or {},
+                   "custom_attributes": body.get("custom_attributes") or {}, "blocked": bool(body.get("blocked")),
+                   "created_at": now, "last_activity_at": None, "contact_inboxes": []}
+        contact_inbox = {"id": self.c.new_id("contact_inbox"), "inbox_id": self.c.inbox_id,
+                         "source_id": body.get("source_id") or str(uuid.uuid4())}
+        contact["contact_inboxes"].append(contact_inbox)
+        self.c.contacts.append(contact)
+        return 200, {"payload": {"contact": self.c.contact_view(contact),
+                                 "contact_inbox": {"inbox": self.c.inbox(), "source_id": contact_inbox["source_id"]}}}
+
+    def contact_search(self, params, body, query):
+        q = (query.get("q") or [""])[0].strip()
+        if not q:
+            raise Reply(422, {"error": "Specify search string with parameter q"}, "search without q")
+        needle = q.lower()
+        found = []
+        for contact in self.c.contacts:
+            fields = [contact.get("name"), contact.get("email"), contact.get("phone_number")]
+            hit = any(f and needle in f.lower() for f in fields)
+            hit = hit or bool(contact.get("identifier") and q in contact["identifier"])  # LIKE: case-sensitive
+            hit = hit or (q.isdigit() and contact["id"] == int(q))
+            if hit:
+                found.append(self.c.contact_view(contact))
+        page = int((query.get("page") or ["1"])[0])
+        items = found[(page - 1) * 15: page * 15]
+        return 200, {"meta": {"count": len(items), "current_page": page}, "payload": items}
+
+    def contact_show(self, params, body, query):
+        contact = self.c.find_contact(int(params["id"])) if params["id"].isdigit() else None
+        if not contact:
+            raise self.resource_not_found()
+        return 200, {"payload": self.c.contact_view(contact)}
+
+    def contact_conversations(self, params, body, query):
+        contact = self.c.find_contact(int(params["id"])) if params["id"].isdigit() else None
+        if not contact:
+            raise self.resource_not_found()
+        convs = [self.c.conversation_view(c) for c in self.c.conversations if c["contact_id"] == contact["id"]]
+        convs.sort(key=lambda c: c["last_activity_at"], reverse=True)
+        return 200, {"payload": convs}
+
+    def conversation_create(self, params, body, query):
+        contact_id, inbox_id = body.get("contact_id"), body.get("inbox_id")
+        if contact_id is not None and inbox_id is not None:
+            contact = self.c.find_contact(int(contact_id))
+            if not contact or int(inbox_id) != self.c.inbox_id:
+                raise self.resource_not_found()
+            source_id = body.get("source_id")
+            contact_inbox = next((ci for ci in contact["contact_inboxes"]
+                                  if source_id is None or ci["source_id"] == source_id), None)
+            if contact_inbox is None:
+                if any(ci["source_id"] == source_id for c in self.c.contacts for ci in c["contact_inboxes"]):
+                    raise Reply(422, {"error": "source_id should be unique"}, "source_id taken", rejected=False)
+                contact_inbox = {"id": self.c.new_id("contact_inbox"), "inbox_id": self.c.inbox_id,
+                                 "source_id": source_id}
+                contact["contact_inboxes"].append(contact_inbox)
+        else:
+            found = [(c, ci) for c in self.c.contacts for ci in c["contact_inboxes"]
+                     if ci["source_id"] == body.get("source_id")]
+            if not found:
+                raise self.resource_not_found()
+            contact, contact_inbox = found[0]
+        now = int(time.time())
+        display_id = self.c.new_id("conversation")
+        conv = {"id": display_id, "display_id": display_id, "uuid": str(uuid.uuid4()),
+                "account_id": self.c.account_id, "inbox_id": self.c.inbox_id, "contact_id": contact["id"],
+                "contact_inbox_id": contact_inbox["id"], "source_id": contact_inbox["source_id"],
+                "status": body.get("status") or "open",
+                "custom_attributes": body.get("custom_attributes") or {},
+                "additional_attributes": body.get("additional_attributes") or {}, "created_at": now,
+                "created_at_iso": iso_now()}
+        self.c.conversations.append(conv)
+        contact["last_activity_at"] = now
+        if isinstance(body.get("message"), dict) and body["message"].get("content"):
+            self.c.create_message(conv, {"content": body["message"]["content"], "message_type": "outgoing"})
+        return 200, self.c.conversation_view(conv)
+
+    def _conversation(self, params) -> dict[str, Any]:
+        conv = self.c.find_conversation(int(params["id"])) if params["id"].isdigit() else None
+        if not conv:
+            raise self.resource_not_found()
+        return conv
+
+    def conversation_show(self, params, body, query):
+        return 200, self.c.conversation_view(self._conversation(params))
+
+    def message_create(self, params, body, query):
+        conv = self._conversation(params)
+        msg = self.c.create_message(conv, body)
+        return 200, self.c.message_view(msg)
+
+    def message_index(self, params, body, query):
+        conv = self._conversation(params)
+        contact = self.c.find_contact(conv["contact_id"])
+        msgs = [_message_push(m, contact, self.c.account) for m in self.c.messages
+                if m["conversation_display_id"] == conv["display_id"]]
+        return 200, {"meta": {"labels": [], "additional_attributes": {}, "contact": _contact_push(contact),
+                              "assignee": None, "agent_last_seen_at": 0, "assignee_last_seen_at": 0},
+                     "payload": msgs}
+
+    def toggle_status(self, params, body, query):
+        conv = self._conversation(params)
+        conv["status"] = body.get("status") or ("resolved" if conv["status"] == "open" else "open")
+        return 200, {"meta": {}, "payload": {"success": True, "conversation_id": conv["display_id"],
+                                             "current_status": conv["status"], "snoozed_until": None}}
+
+
+def fault_reply(service: str, fault: dict[str, Any]) -> Reply:
+    status = fault["status"]
+    headers = {}
+    if status == 429 and fault.get("retry_after") is not None:
+        headers["Retry-After"] = str(fault["retry_after"])
+    body = fault.get("body")
+    if body is None:
+        text = {500: "Internal Server Error", 422: "Unprocessable Entity", 429: "Too Many Requests",
+                502: "Bad Gateway", 503: "Service Unavailable", 400: "Bad Request", 404: "Not Found"}[status]
+        if service == "evolution":
+            body = {"status": status, "error": text, "response": {"message": text}}
+        elif status == 422:
+            body = {"message": "Phone number has already been taken", "attributes": ["phone_number"]}
+        elif status == 429:
+            body = {"error": "Rate limit exceeded"}  # Rack::Attack's throttled response in Chatwoot
+        else:
+            body = {"status": status, "error": text}
+    return Reply(status, body, f"fault {status}", headers, rejected=False)
+
+
+def make_handler(contract: Contract, service: Any) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "borgstack-contract/1"
+
+        def log_message(self, fmt: str, *args: Any) -> None:  # one line per call on stderr
+            sys.stderr.write(f"{service.name} {self.command} {self.path} {args[1] if len(args) > 1 else ''}\n")
+
+        def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None,
+                    content_type: str = "application/json; charset=utf-8") -> None:
+            raw = body.encode() if isinstance(body, str) else json.dumps(body, ensure_ascii=False).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(raw)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def _dispatch(self) -> None:
+            url = urllib.parse.urlsplit(self.path)
+            path, query = url.path, urllib.parse.parse_qs(url.query, keep_blank_values=True)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            entry = {"at": time.time(), "service": service.name, "method": self.command, "path": path,
+                     "query": {k: v[0] if len(v) == 1 else v for k, v in query.items()}, "body": None,
+                     "status": None, "rejected_reason": None, "note": None, "fault": False}
+            status, body, headers, ctype = 500, {"error": "contract server bug"}, {}, "application/json"
+            try:
+                try:
+                    body_in = parse_json(raw)
+                except (ValueError, UnicodeDecodeError):
+                    entry["body"] = raw.decode("utf-8", "replace")
+                    raise Reply(400, {"error": "the body is not JSON"} if service.name == "chatwoot" else
+                                {"status": 400, "error": "Bad Request", "response": {"message": ["invalid JSON"]}},
+                                "body is not JSON")
+                entry["body"] = body_in
+                ctype_in = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+                if raw and ctype_in != "application/json":
+                    raise Reply(415 if service.name == "chatwoot" else 400,
+                                {"error": f"Content-Type {ctype_in or 'missing'}: the contract takes JSON only"},
+                                "content type")
+                op, params = None, {}
+                for candidate in service.schema["operations"]:
+                    match = candidate["_regex"].match(path)
+                    if match and candidate["method"] == self.command:
+                        op, params = candidate, match.groupdict()
+                        break
+                if op is None:
+                    raise service.not_found(self.command, path)
+                op = dict(op, _path=path)
+                status, body = service.handle(op, params, self.headers, body_in, query)
+            except Reply as reply:
+                status, body, headers, ctype = reply.status, reply.body, reply.headers, reply.content_type
+                entry["rejected_reason"] = reply.reason if reply.rejected else None
+                entry["note"] = None if reply.rejected else reply.reason
+                entry["fault"] = (reply.reason or "").startswith("fault")
+            except Exception as exc:  # noqa: BLE001 - a bug here must show in the call log, not kill the thread
+                status, body = 500, {"error": f"contract server error: {exc!r}"}
+                entry["rejected_reason"] = f"contract server error: {exc!r}"
+            entry["status"] = status
+            contract.record(entry)
+            self._answer(status, body, headers, ctype)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch  # noqa: N815
+
+    return Handler
+
+
+def make_control(contract: Contract) -> type[BaseHTTPRequestHandler]:
+    class Control(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt: str, *args: Any) -> None:
+            pass
+
+        def _answer(self, status: int, body: Any) -> None:
+            raw = json.dumps(body, ensure_ascii=False).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def _body(self) -> Any:
+            length = int(self.headers.get("Content-Length") or 0)
+            return parse_json(self.rfile.read(length)) if length else None
+
+        def do_GET(self) -> None:  # noqa: N802
+            path = urllib.parse.urlsplit(self.path).path
+            with contract.lock:
+                if path == "/_calls":
+                    return self._answer(200, contract.calls)
+                if path == "/_state":
+                    return self._answer(200, contract.state())
+                if path == "/_fault":
+                    return self._answer(200, contract.faults)
+                if path == "/_webhooks":
+                    return self._answer(200, contract.webhooks)
+                if path == "/_health":
+                    return self._answer(200, {"ok": True, "instance": contract.instance,
+                                              "account_id": contract.account_id, "inbox_id": contract.inbox_id})
+            return self._answer(404, {"error": f"no control path {path}"})
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            if urllib.parse.urlsplit(self.path).path == "/_fault":
+                with contract.lock:
+                    contract.faults.clear()
+                return self._answer(200, {"faults": []})
+            return self._answer(404, {"error": "no such control path"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            path = urllib.parse.urlsplit(self.path).path
+            try:
+                body = self._body()
+                if path == "/_reset":
+                    contract.reset()
+                    return self._answer(200, {"reset": True})
+                if path == "/_fault":
+                    return self._answer(200, contract.add_fault(body))
+                if path == "/_chatwoot/agent_message":
+                    return self._answer(200, self._agent_message(body))
+                if path == "/_http":
+                    return self._answer(200, http_request(body))
+            except (ValueError, KeyError, TypeError, re.error) as exc:
+                return self._answer(400, {"error": str(exc)})
+            return self._answer(404, {"error": f"no control path {path}"})
+
+        @staticmethod
+        def _agent_message(body: Any) -> dict[str, Any]:
+            if not isinstance(body, dict) or not isinstance(body.get("conversation_id"), int):
+                raise ValueError("give conversation_id (integer) and content")
+            with contract.lock:
+                conv = contract.find_conversation(body["conversation_id"])
+                if conv is None:
+                    raise ValueError(f"no conversation {body['conversation_id']}")
+                msg = contract.create_message(conv, {"content": body.get("content", ""),
+                                                     "message_type": body.get("message_type", "outgoing"),
+                                                     "private": bool(body.get("private", False))}, from_ui=True)
+                return {"message": msg, "webhook": contract.webhooks[-1] if contract.webhook_url else None}
+
+    return Control
+
+
+def http_request(spec: Any) -> dict[str, Any]:
+    """Make one HTTP request from this container (``{method, url, headers, body}``; a non-string body is JSON)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("url"), str):
+        raise ValueError("give url (and method, headers, body)")
+    body = spec.get("body")
+    headers = dict(spec.get("headers") or {})
+    data = None
+    if body is not None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    request = urllib.request.Request(spec["url"], data=data, headers=headers, method=spec.get("method", "POST"))
+    try:
+        with urllib.request.urlopen(request, timeout=float(spec.get("timeout", 30))) as response:
+            status, resp_headers, raw = response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        status, resp_headers, raw = exc.code, dict(exc.headers), exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        return {"status": None, "headers": {}, "body": None, "error": str(exc)}
+    text = raw.decode("utf-8", "replace")
+    try:
+        parsed: Any = json.loads(text)
+    except ValueError:
+        parsed = text
+    return {"status": status, "headers": resp_headers, "body": parsed, "error": None}
+
+
+def serve(env: dict[str, str] | None = None) -> list[ThreadingHTTPServer]:
+    """Start the three listeners in daemon threads; return the servers (tests call ``shutdown()`` on them)."""
+    env = dict(os.environ if env is None else env)
+    contract = Contract(env)
+    bind = env.get("CONTRACT_BIND", "0.0.0.0")
+    servers = []
+    for port_var, default, handler in (
+            ("EVOLUTION_PORT", 8080, make_handler(contract, Evolution(contract))),
+            ("CHATWOOT_PORT", 3000, make_handler(contract, Chatwoot(contract))),
+            ("CONTROL_PORT", 9000, make_control(contract))):
+        server = ThreadingHTTPServer((bind, int(env.get(port_var) or default)), handler)
+        server.daemon_threads = True
+        server.contract = contract  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    return servers
+
+
+def main() -> None:
+    servers = serve()
+    ports = ", ".join(str(s.server_address[1]) for s in servers)
+    sys.stderr.write(f"contract server listening on {ports} (evolution, chatwoot, control)\n")
+    sys.stderr.flush()
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
