@@ -305,7 +305,6 @@ def test_the_role_prints_no_secret_at_vvv_with_diff(project: Project, tmp_path: 
     assert inspect(project.container("viarole"), "{{.State.Health.Status}}") == "healthy"
 
 
-
 JOB_IMAGE = os.environ.get("BORGSTACK_JOB_IMAGE", "borgstack-lab/debian:bookworm")
 
 
