@@ -232,3 +232,38 @@ def test_destroyed_data_comes_back_with_restore(host, root_cert):
     # The tenant is as the postgresql role provisions it: owner n8n, CONNECT not granted to PUBLIC.
     assert _sql(host, "n8n", "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'n8n'") == "n8n"
     assert _sql(host, "n8n", "SELECT has_database_privilege('public', 'n8n', 'CONNECT')") == "f"
+
+
+@pytest.mark.parametrize("setting, variable", [
+    ({"backup_on_calendar": "*-*-* 25:00:00"}, "backup_on_calendar"),
+    ({"backup_timezone": "America/Sao_Paul"}, "backup_timezone"),
+    ({"backup_keep": 0}, "backup_keep"),
+])
+def test_bad_backup_settings_are_refused_before_a_run(host, setting, variable):
+    before = _sets(host)
+    run = _playbook("backup.yml", "-e", json.dumps(setting))
+    assert run.rc != 0 and variable in run.output, run.output[-2000:]
+    assert _sets(host) == before
+
+
+def test_a_failed_run_is_loud_and_leaves_no_partial_set(host):
+    """Exit status 1, the reason on stderr (the journal under systemd), the webhook called with a JSON POST, no set
+    and no half-written directory left. The webhook receiver is Python's http.server on the lab host (it answers
+    501 to POST, which is enough to see that the request came)."""
+    config = json.loads(host.file("/etc/borgstack/backup.json").content_string)
+    config.update(postgresql_container="borgstack-no-such-container",
+                  notify_webhook_url="http://127.0.0.1:8765/backup-failed")
+    host.run_test("install -m 0700 -d /root/backup-test")
+    host.run_test(f"cat > /root/backup-test/backup.json <<'EOF'\n{json.dumps(config)}\nEOF")
+    host.run_test("cd /root/backup-test && (python3 -m http.server 8765 --bind 127.0.0.1 > server.log 2>&1 & "
+                  "echo $! > server.pid) && sleep 1")
+    try:
+        before = _sets(host)
+        run = host.run("/usr/local/sbin/borgstack-backup --config /root/backup-test/backup.json")
+        assert run.rc == 1, (run.rc, run.stdout, run.stderr)
+        assert "FAILED" in run.stderr and "borgstack-no-such-container" in run.stderr, run.stderr
+        assert _sets(host) == before
+        assert host.run(f"ls -a {BACKUP_DIR} | grep -c partial").stdout.strip() == "0"
+        assert '"POST /backup-failed HTTP/1.1"' in host.file("/root/backup-test/server.log").content_string
+    finally:
+        host.run("kill $(cat /root/backup-test/server.pid); rm -rf /root/backup-test")
