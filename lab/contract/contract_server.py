@@ -117,13 +117,18 @@ def body_errors(spec: dict[str, Any], body: Any) -> list[tuple[str, str]]:
 
 # ---- Payload builders (webhooks the real applications send) ------------------------------------------------
 
+# Evolution's envelope names `<global url>/<event-name>` as destination even when WEBHOOK_BY_EVENTS is false (the
+# POST itself then goes to the global URL): webhook.controller.ts.
+N8N_EVOLUTION_WEBHOOK = "http://borgstack-n8n:5678/webhook/borgstack/evolution"
+
 
 def evolution_messages_upsert(number: str, text: str, *, instance: str = "principal", push_name: str = "João Silva",
                               message_id: str | None = None, from_me: bool = False, timestamp: int | None = None,
                               server_url: str = "http://borgstack-evolution-api:8080", apikey: str = "",
                               sender: str = "5511999887766@s.whatsapp.net",
                               message: dict[str, Any] | None = None, message_type: str = "conversation",
-                              instance_id: str = "00000000-0000-4000-8000-000000000001") -> dict[str, Any]:
+                              instance_id: str = "00000000-0000-4000-8000-000000000001",
+                              destination: str = f"{N8N_EVOLUTION_WEBHOOK}/messages-upsert") -> dict[str, Any]:
     """The body Evolution API 2.2.3 POSTs to its global webhook for an incoming (or own) text message.
 
     Shape: webhook.controller.ts ``webhookData`` around ``prepareMessage`` of whatsapp.baileys.service.ts (see
@@ -143,7 +148,7 @@ def evolution_messages_upsert(number: str, text: str, *, instance: str = "princi
             "instanceId": instance_id,
             "source": "android",
         },
-        "destination": "",
+        "destination": destination,
         "date_time": iso_now(),
         "sender": sender,
         "server_url": server_url,
@@ -154,7 +159,8 @@ def evolution_messages_upsert(number: str, text: str, *, instance: str = "princi
 def evolution_messages_update(number: str, message_id: str, status: str = "READ", *, instance: str = "principal",
                               from_me: bool = True, server_url: str = "http://borgstack-evolution-api:8080",
                               apikey: str = "", sender: str = "5511999887766@s.whatsapp.net",
-                              instance_id: str = "00000000-0000-4000-8000-000000000001") -> dict[str, Any]:
+                              instance_id: str = "00000000-0000-4000-8000-000000000001",
+                              destination: str = f"{N8N_EVOLUTION_WEBHOOK}/messages-update") -> dict[str, Any]:
     """The body Evolution API 2.2.3 POSTs for a delivery/read receipt (``messages.update``): NOT a ``key`` object
     (as the architecture document shows) but flat ``keyId``/``remoteJid``/``fromMe``/``status``."""
     if status not in ("ERROR", "PENDING", "SERVER_ACK", "DELIVERY_ACK", "READ", "PLAYED", "DELETED"):
@@ -171,7 +177,7 @@ def evolution_messages_update(number: str, message_id: str, status: str = "READ"
             "status": status,
             "instanceId": instance_id,
         },
-        "destination": "",
+        "destination": destination,
         "date_time": iso_now(),
         "sender": sender,
         "server_url": server_url,
@@ -452,8 +458,7 @@ class Contract:
         return {"id": msg["id"], "content": msg["content"], "inbox_id": msg["inbox_id"], "echo_id": None,
                 "conversation_id": msg["conversation_display_id"], "message_type": msg["message_type_raw"],
                 "content_type": msg["content_type"], "content_attributes": msg.get("content_attributes", {}),
-                "created_at": msg["created_at"], "private": msg["private"], "source_id": msg.get("source_id"),
-                "sender": push["sender"]}
+                "created_at": msg["created_at"], "private": msg["private"], "sender": push["sender"]}
 
     def create_message(self, conv: dict[str, Any], body: dict[str, Any], *, from_ui: bool = False
                        ) -> dict[str, Any]:
@@ -633,7 +638,7 @@ class Chatwoot:
             if problems:
                 raise Reply(422, {"message": ", ".join(f"{p.replace('_', ' ').capitalize()} {q}"
                                                        for p, q in problems),
-                                  "attributes": [p for p, _ in problems]},
+                                  "attributes": [problem[0] for problem in problems]},
                             "validation: " + "; ".join(f"{p}: {q}" for p, q in problems))
         fault = self.c.take_fault(self.name, op["method"], op["_path"])
         if fault:
@@ -644,8 +649,8 @@ class Chatwoot:
     def record_invalid(self, errors: list[tuple[str, str]]) -> Reply:
         # RequestExceptionHandler#render_record_invalid
         return Reply(422, {"message": ", ".join(f"{a.replace('_', ' ').capitalize()} {m}" for a, m in errors),
-                           "attributes": [a for a, _ in errors]},
-                     "record invalid: " + ", ".join(a for a, _ in errors), rejected=False)
+                           "attributes": [error[0] for error in errors]},
+                     "record invalid: " + ", ".join(error[0] for error in errors), rejected=False)
 
     @staticmethod
     def resource_not_found() -> Reply:

@@ -66,8 +66,11 @@ def inventory() -> str:
     return os.path.dirname(require_env(INVENTORY_FILE_VARIABLE, "run through molecule verify"))
 
 
-def run_site(host: str, *args: str, timeout: int = 1500, json_output: bool = False) -> Run:
+def run_site(host: str, *args: str, timeout: int = 1500, json_output: bool = False,
+             playbook: str = "site.yml") -> Run:
     """ansible-playbook site.yml --limit HOST ARGS... with the scenario's inventory; the recap must name HOST.
+
+    ``playbook``: another playbook of the project (e.g. playbooks/backup.yml), relative to the project root.
 
     ``json_output`` runs with the json stdout callback and fills ``Run.failures``.
     """
@@ -76,7 +79,7 @@ def run_site(host: str, *args: str, timeout: int = 1500, json_output: bool = Fal
     if json_output:
         env.update(ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
     proc = subprocess.run(
-        ["ansible-playbook", str(PROJECT / "site.yml"), "-i", inventory(), "--limit", host, *args],
+        ["ansible-playbook", str(PROJECT / playbook), "-i", inventory(), "--limit", host, *args],
         cwd=PROJECT, capture_output=True, text=True, timeout=timeout, env=env, check=False,
     )
     output = proc.stdout + proc.stderr

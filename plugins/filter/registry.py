@@ -22,7 +22,7 @@ _KEYS = frozenset(
     ("enabled", "layer", "image", "requires", "containers", "site", "postgres", "redis_db", "s3_bucket", "mongodb",
      "login")
 )
-_CONTAINER_KEYS = frozenset(("kind", "port", "health", "replicas", "memory"))
+_CONTAINER_KEYS = frozenset(("kind", "port", "health", "health_body", "replicas", "memory"))
 _KINDS = ("web", "worker", "job")
 _MEMORY_KEYS = frozenset(("weight", "min_mb", "max_mb"))
 _SITE_KEYS = frozenset(("hostname", "container", "websockets", "max_body_mb", "csp", "headers", "basic_auth"))
@@ -233,6 +233,15 @@ def _container_errors(where: str, name: str, containers: Any) -> List[str]:
         health = spec.get("health")
         if health is not None and (not isinstance(health, str) or not health.startswith("/") or port is None):
             errors.append(f"{cwhere}.health must be an HTTP path (/...) of a container with a port, found {health!r}")
+        body = spec.get("health_body")
+        if body is not None:
+            try:
+                valid = isinstance(body, str) and bool(body) and health is not None and re.compile(body) is not None
+            except re.error:
+                valid = False
+            if not valid:
+                errors.append(f"{cwhere}.health_body must be a regular expression the body of its health path must "
+                              f"match (with a health path), found {body!r}")
         if "replicas" in spec and (kind != "worker" or not _is_int(spec["replicas"], 0, 32)):
             errors.append(f"{cwhere}.replicas is for workers only, an integer from 0 to 32, found "
                           f"{spec['replicas']!r} (kind {kind})")
@@ -607,6 +616,9 @@ def health_checks(registry: Any, domain: Any, endpoints: Any, tenants: Any, redi
         spec = containers.get(main, {})
         if spec.get("health"):
             check["internal_check"] = {"type": "http", "port": spec["port"], "path": spec["health"]}
+            if spec.get("health_body"):
+                # An app whose health path answers 200 even when it is failing (Chatwoot's /api): read the body.
+                check["internal_check"]["expect_body"] = spec["health_body"]
         elif spec.get("port") is not None:
             check["internal_check"] = {"type": "tcp", "port": spec["port"]}
         if name in hostnames:

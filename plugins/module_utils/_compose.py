@@ -24,6 +24,7 @@ import pwd
 import re
 import shutil
 import tempfile
+import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 # Label of one-off job containers (migrations, setup): they run to completion, and one that exited 0 with the
@@ -72,6 +73,7 @@ def declared_services(config: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
             "restart": spec.get("restart") or "no",
             # One-off jobs (migrations) run to completion: not compared with a running container.
             "job": (spec.get("labels") or {}).get(JOB_LABEL) == "true",
+            "depends_on": sorted(spec.get("depends_on") or {}),
         }
     return declared
 
@@ -584,21 +586,56 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
         return result
 
     def _up(self, services: Sequence[str], declared: Mapping[str, Mapping[str, Any]], force: bool) -> None:
+        # `up --wait` fails on a named service whose container exits, even with 0: a one-off job no other named
+        # service depends on (a migration rerun after a failure, or recreated alone) is started on its own and
+        # waited for until it exits. A job another named service depends on goes with it: Compose runs it first and
+        # starts the dependant only when it completed successfully.
+        needed = {dep for s in services if not declared[s]["job"] for dep in declared[s].get("depends_on", [])}
+        alone = [s for s in services if declared[s]["job"] and s not in needed]
+        rest = [s for s in services if s not in alone]
+        if alone:
+            self._run_jobs(alone, declared, force)
+        if not rest:
+            return
         args = ["up", "--detach", "--wait", "--wait-timeout", str(self.params["wait_timeout"]),
                 "--pull", self.params["pull"]]
         if force:
             args.append("--force-recreate")
-        rc, out, err = self._compose(self.compose_file, *args, *services, check=False)
+        rc, out, err = self._compose(self.compose_file, *args, *rest, check=False)
         if rc == 0:
             return
+        self._up_failed(rest, declared, err.strip() or out.strip())
+
+    def _run_jobs(self, jobs: Sequence[str], declared: Mapping[str, Mapping[str, Any]], force: bool) -> None:
+        """Start one-off jobs and wait (up to wait_timeout) until each exited; one that exited non-zero fails."""
+        args = ["up", "--detach", "--pull", self.params["pull"]] + (["--force-recreate"] if force else [])
+        rc, out, err = self._compose(self.compose_file, *args, *jobs, check=False)
+        if rc != 0:
+            self._up_failed(jobs, declared, err.strip() or out.strip())
+        names = [declared[s]["container"] for s in jobs]
+        deadline = time.monotonic() + self.params["wait_timeout"]
+        while True:
+            states = {name: (c.get("State") or {}) for name, c in self._inspect_containers(names).items()}
+            if all(name in states and not states[name].get("Running") for name in names):
+                break
+            if time.monotonic() > deadline:
+                self._up_failed(jobs, declared, f"job(s) still running after {self.params['wait_timeout']} s")
+            time.sleep(1)
+        failed = [f"{name} exited with code {states[name].get('ExitCode')}" for name in names
+                  if states[name].get("ExitCode", 0) != 0]
+        if failed:
+            self._up_failed(jobs, declared, "; ".join(failed), every=True)
+
+    def _up_failed(self, services: Sequence[str], declared: Mapping[str, Mapping[str, Any]], reason: str,
+                   every: bool = False) -> None:
         names = [declared[s]["container"] for s in services]
         inspected = self._inspect_containers(names)
         logs = []
         for name in names:
-            if not_ready(inspected.get(name)) and name in inspected:
+            if (every or not_ready(inspected.get(name))) and name in inspected:
                 _lrc, lout, lerr = self._docker("logs", "--tail", str(LOG_LINES), name, check=False)
                 logs.append(f"--- last {LOG_LINES} log lines of {name} ---\n{(lout + lerr).rstrip()}")
-        raise DeployError(f"{self.name}: docker compose up failed: {(err.strip() or out.strip())}"
+        raise DeployError(f"{self.name}: docker compose up failed: {reason}"
                           + ("\n" + "\n".join(logs) if logs else ""))
 
     def _volumes(self, drift: Dict[str, List[str]]) -> List[str]:

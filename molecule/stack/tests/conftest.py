@@ -27,8 +27,8 @@ __all__ = ["PROJECT", "PUBLIC_IP", "HOST", "VALIDATION_PLAY", "Run", "run_site",
 VALIDATION_PLAY = "Validate every setting before anything changes"
 
 
-def run_site(*args: str, timeout: int = 1500, json_output: bool = False) -> Run:
-    return _run_site(HOST, *args, timeout=timeout, json_output=json_output)
+def run_site(*args: str, timeout: int = 1500, json_output: bool = False, playbook: str = "site.yml") -> Run:
+    return _run_site(HOST, *args, timeout=timeout, json_output=json_output, playbook=playbook)
 
 
 def changed_tasks(output: str) -> list[str]:

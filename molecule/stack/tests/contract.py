@@ -44,6 +44,9 @@ from contract_server import (  # noqa: E402,F401  (re-exported for the tests)
     evolution_messages_upsert,
 )
 
+__all__ = ["ALIASES", "IMAGE", "NAME", "NETWORK", "Contract", "ContractError", "chatwoot_message_created",
+           "evolution_messages_update", "evolution_messages_upsert", "load_image", "post_to_n8n", "stale_sources", "start",
+           "stop"]
 IMAGE = "borgstack-lab/contract:1"
 NAME = "borgstack-contract"
 NETWORK = "borgstack_internal"
@@ -100,11 +103,30 @@ def _in_lab(lab: str, *args: str, stdin: bytes | str | None = None, check: bool 
     return _run(["docker", "exec", *interactive, lab, *args], stdin=stdin, check=check, timeout=timeout)
 
 
+SOURCES = ("contract_server.py", "evolution.json", "chatwoot.json")
+
+
+def stale_sources(image: str = IMAGE) -> list[str]:
+    """The files of lab/contract/ whose copy in ``image`` differs from the checkout (empty: the image is current)."""
+    stale = []
+    for source in SOURCES:
+        inside = _run(["docker", "run", "--rm", "--entrypoint", "cat", image, f"/opt/contract/{source}"], check=False)
+        if inside.returncode != 0 or inside.stdout != (_LAB_CONTRACT / source).read_bytes():
+            stale.append(source)
+    return stale
+
+
 def load_image(lab: str, image: str = IMAGE) -> bool:
-    """Load ``image`` from this machine into the lab host's engine unless it has the same image ID; True if loaded."""
+    """Load ``image`` from this machine into the lab host's engine unless it has the same image ID; True if loaded.
+
+    Refuses an image built from other sources than the checkout's lab/contract/ (rebuild it first)."""
     local = _run(["docker", "image", "inspect", "--format", "{{.Id}}", image], check=False)
     if local.returncode != 0:
         raise ContractError(f"image {image} is missing on this machine: run lab/build-images.sh contract")
+    stale = stale_sources(image)
+    if stale:
+        raise ContractError(f"image {image} holds other {', '.join(stale)} than lab/contract/: run "
+                            "lab/build-images.sh contract")
     there = _in_lab(lab, "docker", "image", "inspect", "--format", "{{.Id}}", image, check=False)
     if there.returncode == 0 and there.stdout.strip() == local.stdout.strip():
         return False

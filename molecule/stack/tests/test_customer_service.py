@@ -152,7 +152,7 @@ def server(host):
     started = contract.start(
         lab, "borgstack_internal", ["borgstack-evolution-api", "borgstack-chatwoot"],
         {"EVOLUTION_API_KEY": stack_secret("evolution_api_key", master, {}, 48),
-         "CHATWOOT_API_TOKEN": stack_secret("chatwoot_api_token", master, {}, 40),
+         "CHATWOOT_API_TOKEN": stack_secret("chatwoot_api_token", master, {}, 32),
          "CHATWOOT_WEBHOOK_URL": "http://borgstack-n8n:5678" + CHATWOOT_HOOK,
          "CHATWOOT_ACCOUNT_ID": str(ACCOUNT), "CHATWOOT_INBOX_ID": str(INBOX), "EVOLUTION_INSTANCE": INSTANCE})
     yield started

@@ -31,7 +31,7 @@ include_role/import_role/include_tasks/import_tasks are not checked themselves: 
 tasks they run are checked where they are written (compose_service's tasks, for compose_service_env).
 
 SECRET_RE is deliberately broad (a false alarm costs one ``no_log: true``); EXCEPTIONS lists tasks that match and
-must not have no_log, each with its reason: two validation tasks whose error message is the point.
+must not have no_log, each with its reason: validation tasks whose error message is the point.
 """
 from __future__ import annotations
 
@@ -84,6 +84,9 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("roles/n8n/tasks/workflows.yml", "Show what changed in the workflows"): (
         "shows the install script's list of actions, which holds credential and workflow ids and names only "
         "(roles/n8n/files/workflows_sync.js); the operator needs it to see which workflow was replaced"),
+    ("roles/evolution_api/tasks/instance.yml", "Fail when the instance could not be created"): (
+        "reads only rc and stderr of the instance script, which writes the failing step and Evolution's answer and "
+        "never the API key (roles/evolution_api/files/instance.js); no_log would hide why the creation failed"),
 }
 
 TASK_KEYWORDS = frozenset({

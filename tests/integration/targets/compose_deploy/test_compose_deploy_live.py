@@ -303,3 +303,119 @@ def test_the_role_prints_no_secret_at_vvv_with_diff(project: Project, tmp_path: 
         assert "(secret content changed)" in output or "changed=0" in output
     assert "changed=0" in output  # the third run
     assert inspect(project.container("viarole"), "{{.State.Health.Status}}") == "healthy"
+
+
+JOB_IMAGE = os.environ.get("BORGSTACK_JOB_IMAGE", "borgstack-lab/debian:bookworm")
+
+
+def job_compose(project: Project, version: str, exit_code: int = 0) -> str:
+    """A web service that waits for a one-off job (a migration), as the chatwoot role renders them: the job logs
+    each start, does its work (one line in ``runs``) only when the marker on its volume does not hold ``version``
+    yet (the app's version: the job's configuration changes only with it), and writes the marker when done."""
+    work = f"echo $$APP_VERSION >> /log/runs; exit {exit_code}" if exit_code else "echo $$APP_VERSION >> /log/runs"
+    return f"""services:
+  web:
+    image: {IMAGE}
+    container_name: {project.container('web')}
+    restart: unless-stopped
+    env_file: [{project.service_dir('jobs')}/secrets.env]
+    volumes:
+      - {project.service_dir('jobs')}/web.conf:/etc/redis-test.conf:ro
+    command: ["redis-server", "/etc/redis-test.conf"]
+    depends_on:
+      migrate: {{condition: service_completed_successfully}}
+    healthcheck:
+      test: ["CMD", "redis-cli", "ping"]
+      interval: 1s
+      timeout: 3s
+      retries: 10
+  migrate:
+    image: {JOB_IMAGE}
+    container_name: {project.container('migrate')}
+    restart: "no"
+    labels: {{org.borgstack.job: "true"}}
+    environment: {{APP_VERSION: "{version}"}}
+    command:
+      - sh
+      - -c
+      - >-
+        echo start >> /log/starts;
+        [ "$$(cat /log/done 2>/dev/null)" = "$$APP_VERSION" ] && exit 0;
+        {work} && echo $$APP_VERSION > /log/done
+    volumes:
+      - joblog:/log
+volumes:
+  joblog:
+    name: {project.name}_joblog
+"""
+
+
+def job_log(project: Project, name: str) -> list[str]:
+    out = docker("run", "--rm", "-v", f"{project.name}_joblog:/log", JOB_IMAGE, "cat", f"/log/{name}", check=False)
+    return out.stdout.split()
+
+
+def test_a_one_off_job_runs_once_per_configuration(project: Project) -> None:  # pylint: disable=too-many-statements
+    """A completed job is neither drift nor a failure of `up --wait` nor recreated by a rerun; Compose recreates it
+    only when its own configuration changes (the app's version). Compose starts it again whenever it starts or
+    recreates a service that depends on it (measured here: ``starts``), so the work is guarded by a marker on the
+    job's volume (``runs`` counts the work done) - the pattern of the chatwoot role's migration job."""
+    require_docker_images(JOB_IMAGE)
+    web, job = project.container("web"), project.container("migrate")
+
+    def args(version: str = "1", maxmemory: str = "0", exit_code: int = 0) -> dict[str, Any]:
+        return {"name": "jobs", "project": project.name, "project_dir": str(project.dir),
+                "compose": job_compose(project, version, exit_code), "env": {"APP_TOKEN": SECRET_ENV},
+                "files": [{"path": "web.conf", "content": f"maxmemory {maxmemory}\n"}],
+                "pull": "never", "wait_timeout": 60}
+
+    try:
+        first = ok(project.run(args()))
+        assert first.changed and sorted(first.result["started"]) == [job, web], first.result
+        assert inspect(web, "{{.State.Health.Status}}") == "healthy"
+        assert inspect(job, "{{.State.Status}} {{.State.ExitCode}}") == "exited 0"
+        assert job_log(project, "runs") == ["1"]
+        job_id = inspect(job, "{{.Id}}")
+
+        # The completed job is done: no drift, nothing to do, not started again.
+        again = ok(project.run(args()))
+        assert not again.changed, again.result
+        assert again.result["drift"] == {} and job_log(project, "starts") == ["start"]
+
+        # The web's config file changes: the web is recreated; the job container stays (Compose starts it again as
+        # a dependency, the marker makes that a no-op).
+        edited = ok(project.run(args(maxmemory="10mb")))
+        assert edited.changed and edited.result["recreated"] == [web], edited.result
+        assert inspect(web, "{{.State.Health.Status}}") == "healthy"
+        assert inspect(job, "{{.Id}}") == job_id and job_log(project, "runs") == ["1"]
+        assert len(job_log(project, "starts")) == 2
+        assert not ok(project.run(args(maxmemory="10mb"))).changed
+
+        # The web stopped by hand: started again, the work not redone.
+        docker("stop", web)
+        restarted = ok(project.run(args(maxmemory="10mb")))
+        assert restarted.changed and restarted.result["started"] == [web], restarted.result
+        assert inspect(job, "{{.Id}}") == job_id and job_log(project, "runs") == ["1"]
+
+        # A new version: the job's configuration changes, Compose recreates it and it does the work once.
+        upgraded = ok(project.run(args(version="2", maxmemory="10mb")))
+        assert upgraded.changed and job in upgraded.result["recreated"], upgraded.result
+        assert inspect(job, "{{.Id}}") != job_id and job_log(project, "runs") == ["1", "2"]
+        assert inspect(web, "{{.State.Health.Status}}") == "healthy"
+        assert not ok(project.run(args(version="2", maxmemory="10mb"))).changed
+        assert job_log(project, "runs") == ["1", "2"]
+
+        # A failing job fails the deploy, and the web is not started on a failed migration.
+        docker("rm", "--force", web)
+        failed = project.run(args(version="3", maxmemory="10mb", exit_code=3))
+        assert failed.failed and "migrate" in failed.result["msg"], failed.result
+        assert inspect(job, "{{.State.ExitCode}}") == "3"
+        assert docker("inspect", web, check=False).returncode != 0 or inspect(web, "{{.State.Running}}") != "true"
+        # In check mode the failed job is reported to be run again.
+        check = ok(project.run(args(version="3", maxmemory="10mb", exit_code=3), check=True))
+        assert check.changed and "job exited with code 3" in check.result["drift"][job], check.result
+    finally:
+        names = [n for n in (web, job) if docker("inspect", n, check=False).returncode == 0]
+        if names:
+            docker("rm", "--force", *names, check=False)
+        docker("volume", "rm", f"{project.name}_joblog", check=False)

@@ -91,6 +91,10 @@ def test_merge_is_recursive_for_dicts_and_replaces_lists():
          "borgstack_services.n8n.containers.n8n.memory.max_mb"),
         ({"n8n": {"containers": {"n8n": {"memroy": {}}}}}, "borgstack_services.n8n.containers.n8n: unknown key(s)"),
         ({"n8n": {"containers": {"n8n": {"health": "healthz"}}}}, "borgstack_services.n8n.containers.n8n.health"),
+        ({"n8n": {"containers": {"n8n": {"health_body": "(ok"}}}},
+         "borgstack_services.n8n.containers.n8n.health_body must be a regular expression"),
+        ({"n8n": {"containers": {"n8n-worker": {"health_body": "ok"}}}},
+         "borgstack_services.n8n.containers.n8n-worker.health_body must be"),
         ({"n8n": {"containers": None}}, "borgstack_services.n8n.containers must be"),
         ({"n8n": {"containers": ["n8n"]}}, "borgstack_services.n8n.containers must be"),
         ({"postgresql": {"enabled": False}}, "n8n needs postgresql"),
@@ -407,3 +411,38 @@ def test_caddy_sites_and_health_checks_of_a_basic_auth_site():
     assert checks["fileflows"]["internal_check"] == {"type": "tcp", "port": 5000}
     assert checks["lowcoder"]["internal_check"] == {"type": "http", "port": 3000, "path": "/api/status/health"}
     assert "public_expect_status" not in checks["lowcoder"]
+
+
+def test_chatwoot_one_off_job_and_health_body():
+    """Chatwoot's migration job: checked by nobody (it is not running), named in the endpoints, and given its own
+    share of the RAM plan - on a version change Compose runs it while the old web still runs. Its web's health reads
+    the body: /api answers 200 even when Redis or PostgreSQL is failing."""
+    reg = merged(chatwoot={"enabled": True})
+    assert registry_errors(reg, DOMAIN) == []
+    ends = service_endpoints(reg, "borgstack", "borgstack_internal")
+    assert ends["chatwoot"]["containers"] == {"chatwoot": ["borgstack-chatwoot"],
+                                              "chatwoot-sidekiq": ["borgstack-chatwoot-sidekiq-1"],
+                                              "chatwoot-migrate": ["borgstack-chatwoot-migrate"]}
+    checks = {c["name"]: c for c in health_checks(reg, DOMAIN, ends, postgres_tenants(reg, MASTER, {}), "r")}
+    chatwoot = checks["chatwoot"]
+    assert chatwoot["containers"] == ["borgstack-chatwoot", "borgstack-chatwoot-sidekiq-1"]
+    assert chatwoot["internal_check"] == {"type": "http", "port": 3000, "path": "/api",
+                                          "expect_body": '"queue_services":"ok","data_services":"ok"'}
+    specs = memory_specs(reg)
+    assert {k: specs[k]["count"] for k in specs if k.startswith("chatwoot")} == {
+        "chatwoot": 1, "chatwoot-sidekiq": 1, "chatwoot-migrate": 1}
+    plan = ram_budget(16384, specs)
+    assert {"chatwoot", "chatwoot-sidekiq"} <= set(plan["services"])
+    # Its tenant gets the four extensions Chatwoot 4's schema creates (made by the superuser).
+    tenant = next(t for t in postgres_tenants(reg, MASTER, {}) if t["name"] == "chatwoot")
+    assert tenant["database"] == "chatwoot"
+    assert sorted(tenant["extensions"]) == ["pg_stat_statements", "pg_trgm", "pgcrypto", "vector"]
+    # A healthy and a failing /api body against the registry's pattern.
+    import re
+    pattern = chatwoot["internal_check"]["expect_body"]
+    assert re.search(pattern, '{"version":"4.6.0","timestamp":"2026-01-01 00:00:00","queue_services":"ok",'
+                              '"data_services":"ok"}')
+    assert not re.search(pattern, '{"version":"4.6.0","timestamp":"x","queue_services":"failing",'
+                                  '"data_services":"ok"}')
+    assert not re.search(pattern, '{"version":"4.6.0","timestamp":"x","queue_services":"ok",'
+                                  '"data_services":"failing"}')

@@ -33,7 +33,8 @@ CONFIG = {
         "redis": {"container_name": "borgstack-redis", "image": "redis:8.2-alpine", "mem_limit": "1745879040",
                   "networks": {"internal": None}, "restart": "unless-stopped"},
         "migrate": {"image": "app:1.0", "labels": {"org.borgstack.job": "true"}, "networks": {"internal": None}},
-        "worker": {"image": "app:1.0", "networks": {"internal": None, "borgstack_external": {}}},
+        "worker": {"image": "app:1.0", "networks": {"internal": None, "borgstack_external": {}},
+                   "depends_on": {"migrate": {"condition": "service_completed_successfully", "required": True}}},
     },
     "networks": {"internal": {"name": "borgstack_internal", "external": True},
                  "borgstack_external": {"name": "borgstack_external", "external": True}},
@@ -63,11 +64,12 @@ def test_declared_services_resolve_network_names_container_names_and_jobs():
     declared = declared_services(CONFIG)
     assert declared["redis"] == {"container": "borgstack-redis", "image": "redis:8.2-alpine",
                                  "networks": ["borgstack_internal"], "memory": 1745879040,
-                                 "restart": "unless-stopped", "job": False}
+                                 "restart": "unless-stopped", "job": False, "depends_on": []}
     assert declared["worker"]["container"] == "borgstack-worker-1"
     assert declared["worker"]["networks"] == ["borgstack_external", "borgstack_internal"]
     assert declared["worker"]["restart"] == "no" and declared["worker"]["memory"] == 0
     assert declared["migrate"]["job"] is True
+    assert declared["worker"]["depends_on"] == ["migrate"] and declared["migrate"]["depends_on"] == []
 
 
 def test_a_container_as_declared_has_no_drift():
