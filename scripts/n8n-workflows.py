@@ -22,28 +22,34 @@ CRED = {
     "redis": {"id": "BorgStackCrRed01", "name": "BorgStack Redis"},
 }
 
+
 def node(wf, name, type_, version, params, pos, **extra):
     n = {"id": str(uuid.uuid5(NS, wf + "/" + name)), "name": name, "type": type_, "typeVersion": version,
          "position": list(pos), "parameters": params}
     n.update(extra)
     return n
 
+
 def code(wf, name, js, pos):
     js = js.replace("$json", "$input.first().json")
     return node(wf, name, "n8n-nodes-base.code", 2, {"jsCode": js.strip() + "\n"}, pos)
+
 
 def webhook(wf, name, path, pos):
     return node(wf, name, "n8n-nodes-base.webhook", 2, {"httpMethod": "POST", "path": path,
                 "responseMode": "onReceived", "options": {}}, pos,
                 webhookId=str(uuid.uuid5(NS, wf + "/webhook/" + path)))
 
+
 def switch(wf, name, n, expr, pos):
     return node(wf, name, "n8n-nodes-base.switch", 3.2, {"mode": "expression", "numberOutputs": n,
                 "output": "={{ " + expr + " }}"}, pos)
 
+
 def wait(wf, name, expr, pos):
     return node(wf, name, "n8n-nodes-base.wait", 1.1, {"amount": "={{ " + expr + " }}", "unit": "seconds"},
                 pos, webhookId=str(uuid.uuid5(NS, wf + "/wait/" + name)))
+
 
 def http(wf, name, cred, pos):
     return node(wf, name, "n8n-nodes-base.httpRequest", 4.2, {
@@ -54,6 +60,7 @@ def http(wf, name, cred, pos):
         "options": {"response": {"response": {"fullResponse": True, "neverError": True}}, "timeout": 15000}},
         pos, credentials={"httpHeaderAuth": CRED[cred]}, onError="continueRegularOutput")
 
+
 def pg(wf, name, sql, param_expr, pos):
     params = {"operation": "executeQuery", "query": sql.strip()}
     if param_expr:
@@ -62,11 +69,13 @@ def pg(wf, name, sql, param_expr, pos):
         params["options"] = {}
     return node(wf, name, "n8n-nodes-base.postgres", 2.6, params, pos, credentials={"postgres": CRED["postgres"]})
 
+
 def redis(wf, name, op, key_expr, pos, ttl=None):
     params = {"operation": op, "key": "={{ " + key_expr + " }}"}
     if ttl:
         params.update({"expire": True, "ttl": ttl})
     return node(wf, name, "n8n-nodes-base.redis", 1, params, pos, credentials={"redis": CRED["redis"]})
+
 
 ERROR_TABLE = """
 CREATE TABLE IF NOT EXISTS borgstack_cs_errors (
@@ -277,6 +286,7 @@ return [{ json: { row: JSON.stringify({
 }) } }];
 """
 
+
 def delivery_loop(wf, x, y, http_cred, route_node, path):
     """Plan -> HTTP -> Judge -> Switch(ok/retry/failed) ; retry -> Wait -> Plan. Returns nodes and connections."""
     nodes = [
@@ -300,11 +310,13 @@ def delivery_loop(wf, x, y, http_cred, route_node, path):
     }
     return nodes, conns
 
+
 def connections(simple):
     out = {}
     for src, outputs in simple.items():
         out[src] = {"main": [[{"node": dst, "type": "main", "index": 0} for dst in branch] for branch in outputs]}
     return out
+
 
 def workflow(wf, name, nodes, conns, description):
     return {
@@ -317,7 +329,9 @@ def workflow(wf, name, nodes, conns, description):
         "tags": [],
     }
 
+
 # ---- workflow 1
+
 nodes, conns = delivery_loop(WF1, 1560, 0, "chatwoot", "Route event", "borgstack/evolution")
 for n in nodes:
     if n["name"] == "Plan":

@@ -366,7 +366,7 @@ def test_edited_workflow_is_replaced_unless_kept_and_own_workflows_are_never_tou
     own, edited = n8n_rest(
         host,
         ("POST", "/rest/workflows", {"name": "Meu fluxo", "nodes": [], "connections": {}, "settings": {},
-                                        "active": False}),
+                                     "active": False}),
         ("PATCH", f"/rest/workflows/{shipped}", {"name": "Editado no editor"}))
     assert own["status"] == 200 and edited["status"] == 200, (own, edited)
     own_id, own_version = own["data"]["id"], own["data"]["versionId"]

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Installed by the borgstack.stack.backup role: do not edit here (Ansible overwrites it).
 """BorgStack backup: one consistent dump set of the stack's databases, taken through their containers.
