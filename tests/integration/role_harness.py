@@ -1,18 +1,25 @@
 """What the role tests share: a throwaway inventory wired like the stack (group_vars/all linked), a playbook runner,
-and one play per bad-input case running a role's validation entry point and recording whether it failed and with
-which message (how the tests check that `validate` refuses each case naming the variable)."""
+one play per bad-input case running a role's validation entry point and recording whether it failed and with which
+message (how the tests check that `validate` refuses each case naming the variable), the rendering of a thin app
+role's Compose file and secret environment with ``docker compose config``, and the checks every app role test makes
+of them (only variables the image reads, no upstream default left where it is public, secrets unique and never in
+the Compose file or the output, the container's image, name, ports, networks, mounts and memory limit)."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
 
+import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+ADMIN = "ti@example.com.br"
+DOMAIN = "example.com.br"
 
 
 def _ansible_bin(name: str) -> str:
@@ -34,12 +41,36 @@ def wiring_inventory(tmp: Path, group_vars: Mapping[str, Any]) -> Path:
     return inventory_dir / "hosts.yml"
 
 
-def run_playbook(tmp: Path, plays: List[Dict[str, Any]], inventory: Path) -> subprocess.CompletedProcess:
-    """ansible-playbook on ``plays`` (written under ``tmp``), from the repository root."""
+def app_inventory(tmp: Path, master: str, settings: Mapping[str, Any] | None = None) -> Path:
+    """``wiring_inventory`` with what every app role test sets (master secret, admin e-mail, example.com.br, a 16 GB
+    host, the project directory under ``tmp``) and ``settings`` over it."""
+    return wiring_inventory(tmp, {
+        "borgstack_master_secret": master,
+        "borgstack_admin_email": ADMIN,
+        "borgstack_domain": DOMAIN,
+        "borgstack_ram_mb": 16384,
+        "stack_project_dir": str(tmp / "project"),
+        **(settings or {}),
+    })
+
+
+def local_inventory(tmp: Path) -> Path:
+    """An inventory with only localhost (group ``all``), local connection; returns its file."""
+    inventory = tmp / "local-inventory.yml"
+    inventory.write_text(yaml.safe_dump(
+        {"all": {"hosts": {"localhost": {"ansible_connection": "local",
+                                         "ansible_python_interpreter": sys.executable}}}}))
+    return inventory
+
+
+def run_playbook(tmp: Path, plays: List[Dict[str, Any]], inventory: Path,
+                 extra: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    """ansible-playbook on ``plays`` (written under ``tmp``) with ``extra`` arguments, from the repository root (its
+    ansible.cfg finds the collection)."""
     path = tmp / f"play-{len(list(tmp.glob('play-*.yml')))}.yml"
     path.write_text(yaml.safe_dump(plays, sort_keys=False))
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_STDOUT_CALLBACK="default")
-    return subprocess.run([_ansible_bin("ansible-playbook"), "-i", str(inventory), str(path)], cwd=REPO_ROOT,
+    return subprocess.run([_ansible_bin("ansible-playbook"), "-i", str(inventory), str(path), *extra], cwd=REPO_ROOT,
                           capture_output=True, text=True, env=env, timeout=900, check=False)
 
 
@@ -70,6 +101,22 @@ def validation_plays(role: str, cases: Mapping[str, Tuple[Any, ...]], results: P
             }],
         })
     return plays
+
+
+def run_validation(tmp: Path, role: str, cases: Mapping[str, Tuple[Any, ...]], inventory: Path,
+                   more_plays: Callable[[Path], List[Dict[str, Any]]] | None = None,
+                   **plays_options: Any) -> Dict[str, Any]:
+    """Every case in one ansible-playbook run: ``validation_plays`` (``plays_options`` passed on), then the plays
+    ``more_plays(results)`` returns (they write their own results/<name>.json); the run must succeed (each failure is
+    rescued). Returns {"outcomes": {case: outcome}, "output": the run's output}."""
+    results = tmp / "results"
+    results.mkdir()
+    plays = validation_plays(role, cases, results, **plays_options)
+    if more_plays is not None:
+        plays += more_plays(results)
+    proc = run_playbook(tmp, plays, inventory)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {"outcomes": outcomes(results), "output": proc.stdout + proc.stderr}
 
 
 def outcomes(results: Path) -> Dict[str, Dict[str, Any]]:
@@ -108,3 +155,87 @@ def docker_compose_config(compose_file: Path) -> Dict[str, Any]:
     full = subprocess.run([*base, "--format", "json"], capture_output=True, text=True, check=False, timeout=60)
     assert full.returncode == 0, full.stderr
     return json.loads(full.stdout)
+
+
+def secrets_env_task(template: Path, dest: Path) -> Dict[str, Any]:
+    """A task that renders a role's secrets.env.j2 (the mapping tasks/main.yml hands compose_service as
+    compose_service_env) the way compose_deploy writes secrets.env: KEY="json string", one a line, root-only."""
+    return {"name": "Render the secret environment",
+            "vars": {"__env": "{{ lookup('ansible.builtin.template', '%s') | from_yaml }}" % template},
+            "ansible.builtin.copy": {"dest": str(dest), "mode": "0600",
+                                     "content": "{% for key, value in __env | dictsort %}"
+                                                "{{ key }}={{ value | string | to_json }}\n{% endfor %}"}}
+
+
+def render_app(tmp: Path, role: str, inventory: Path, wiring: Mapping[str, str], secrets_env: bool = True,
+               more_tasks: Iterable[Dict[str, Any]] = (), play: Mapping[str, Any] | None = None) -> Dict[str, Any]:
+    """Render a thin app role's compose.yaml (and secrets.env unless ``secrets_env`` is false) into
+    tmp/project/services/<role> as the role would, its validate entry point first, then run ``more_tasks`` and save
+    ``wiring`` ({key: Jinja expression}) as tmp/wiring.json; the run must succeed and ``docker compose config`` accept
+    the Compose file. Returns {"tmp", "out" (the service directory), "config" (the normalised Compose JSON),
+    "wiring" (the saved values), "output" (the run's output)}."""
+    if shutil.which("docker") is None:
+        pytest.fail("docker not found: `docker compose config` is part of this test")
+    role_dir = REPO_ROOT / "roles" / role
+    out = tmp / "project" / "services" / role
+    out.mkdir(parents=True)
+    tasks = [expose_role(role),
+             render_task("Render the Compose file", role_dir / "templates" / "compose.yaml.j2", out / "compose.yaml")]
+    if secrets_env:
+        tasks.append(secrets_env_task(role_dir / "templates" / "secrets.env.j2", out / "secrets.env"))
+    tasks.extend(more_tasks)
+    saved = ", ".join(f"'{key}': {expression}" for key, expression in wiring.items())
+    tasks.append({"name": "Save what the wiring derived",
+                  "ansible.builtin.copy": {"dest": str(tmp / "wiring.json"), "mode": "0600",
+                                           "content": "{{ {%s} | to_json }}" % saved}})
+    plays = [{"name": f"Render the {role} role's files with the stack's wiring", "hosts": "borgstack",
+              "gather_facts": False, **(play or {}), "tasks": tasks}]
+    proc = run_playbook(tmp, plays, inventory)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {"tmp": tmp, "out": out, "config": docker_compose_config(out / "compose.yaml"),
+            "wiring": json.loads((tmp / "wiring.json").read_text()), "output": proc.stdout + proc.stderr}
+
+
+def assert_reads_only(env: Mapping[str, Any], reads: Iterable[str], image: str) -> None:
+    """Every variable of ``env`` is one the image reads (``reads``: the facts file's list, from upstream's source)."""
+    unknown = sorted(set(env) - set(reads))
+    assert unknown == [], f"variables {image} does not read: {unknown}"
+
+
+def assert_public_defaults_overridden(env: Mapping[str, Any], facts: Mapping[str, Any],
+                                      keep: Iterable[str] = ()) -> None:
+    """Every variable of facts["must_set"] is set to a non-empty value, and none (but ``keep``) to upstream's value
+    (facts["reads"][name])."""
+    missing = sorted(set(facts["must_set"]) - {k for k, v in env.items() if v not in (None, "")})
+    assert missing == [], f"left to upstream's default (an empty value counts as unset): {missing}"
+    kept = sorted(k for k in facts["must_set"] if env[k] == facts["reads"][k] and k not in set(keep))
+    assert kept == [], f"set, but to upstream's value: {kept}"
+
+
+def unique_secrets(env: Mapping[str, str], names: Iterable[str]) -> Dict[str, str]:
+    """{name: value} of the secret variables ``names``; no two share a value."""
+    secrets = {name: env[name] for name in names}
+    assert len(set(secrets.values())) == len(secrets), "two secrets share a value"
+    return secrets
+
+
+def assert_secrets_hidden(rendered: Mapping[str, Any], secrets: Mapping[str, str]) -> None:
+    """No value of ``secrets`` ({name: value}) is in the rendered Compose file or in the play's output."""
+    compose_text = (rendered["out"] / "compose.yaml").read_text()
+    in_compose = sorted(name for name, value in secrets.items() if value in compose_text)
+    assert in_compose == [], f"secrets in the Compose file: {in_compose}"
+    printed = sorted(name for name, value in secrets.items() if value in rendered["output"])
+    assert printed == [], f"secrets printed: {printed}"
+
+
+def container_facts(service: Mapping[str, Any]) -> Dict[str, Any]:
+    """What the container tests compare of a service of ``docker compose config``: image, container name, published
+    ports, networks (sorted), mounts ({target: (type, source)}) and the memory limit in MiB."""
+    return {
+        "image": service["image"],
+        "container_name": service["container_name"],
+        "ports": service.get("ports", []),
+        "networks": sorted(service["networks"]),
+        "mounts": {m["target"]: (m["type"], m["source"]) for m in service["volumes"]},
+        "mem_limit MiB": int(service["mem_limit"]) // (1024 * 1024),
+    }

@@ -38,74 +38,37 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from role_harness import (assert_outcome, docker_compose_config, expose_role, outcomes, render_task, run_playbook,
-                          validation_plays, wiring_inventory)
+from role_harness import (REPO_ROOT, app_inventory, assert_outcome, assert_public_defaults_overridden,
+                          assert_reads_only, assert_secrets_hidden, render_app, run_validation, unique_secrets)
 import yaml
 
 HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parents[3]
 ROLE = REPO_ROOT / "roles" / "chatwoot"
 FACTS = yaml.safe_load((HERE / "chatwoot-4.6.0-env.yml").read_text())
 MASTER = "m" * 24 + "Chatwoot-Test-Master-0123456789"
-ADMIN = "ti@example.com.br"
 SERVICES = ("chatwoot", "chatwoot-sidekiq-1", "chatwoot-migrate")
 
 pytestmark = pytest.mark.integration
-
-
-def _inventory(tmp: Path, settings: dict[str, Any]) -> Path:
-    return wiring_inventory(tmp, {
-        "borgstack_master_secret": MASTER,
-        "borgstack_admin_email": ADMIN,
-        "borgstack_domain": "example.com.br",
-        "borgstack_ram_mb": 16384,
-        "stack_project_dir": str(tmp / "project"),
-        **settings,
-    })
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Render compose.yaml and secrets.env as the role would (its validate entry point first), then
     ``docker compose config``."""
-    if shutil.which("docker") is None:
-        pytest.fail("docker not found: `docker compose config` is part of this test")
     tmp = tmp_path_factory.mktemp("chatwoot")
-    out = tmp / "project" / "services" / "chatwoot"
-    out.mkdir(parents=True)
-    plays = [{
-        "name": "Render the chatwoot role's files with the stack's wiring",
-        "hosts": "borgstack",
-        "gather_facts": False,
-        "tasks": [
-            expose_role("chatwoot"),
-            render_task("Render the Compose file", ROLE / "templates" / "compose.yaml.j2", out / "compose.yaml"),
-            {"name": "Render the secret environment",
-             "vars": {"__env": "{{ lookup('ansible.builtin.template', '%s') | from_yaml }}"
-                               % (ROLE / "templates" / "secrets.env.j2")},
-             "ansible.builtin.copy": {"dest": str(out / "secrets.env"), "mode": "0600",
-                                      "content": "{% for key, value in __env | dictsort %}"
-                                                 "{{ key }}={{ value | string | to_json }}\n{% endfor %}"}},
-            {"name": "Write the files the Compose file mounts",
-             "ansible.builtin.copy": {"dest": str(out / "{{ item }}"), "mode": "0644", "content": "# x\n"},
-             "loop": ["storage-proxy.rb", "setup.rb"]},
-            {"name": "Save what the wiring derived",
-             "ansible.builtin.copy": {"dest": str(tmp / "wiring.json"), "mode": "0600", "content": (
-                 "{{ {'logins': borgstack_postgres_logins.chatwoot, 'redis_password': redis_password,"
-                 " 'plan': borgstack_ram_plan.services, 'admin_password': chatwoot_admin_password,"
-                 " 'api_token': chatwoot_api_token, 'webhook_url': chatwoot_webhook_url,"
-                 " 'account_id': chatwoot_account_id, 'inbox_id': chatwoot_inbox_id,"
-                 " 's3': [seaweedfs_s3_endpoint, seaweedfs_s3_access_key, seaweedfs_s3_secret_key],"
-                 " 'endpoints': borgstack_endpoints, 'tenants': borgstack_postgres_tenants,"
-                 " 'health': borgstack_registry | borgstack.stack.health_checks(borgstack_domain,"
-                 " borgstack_endpoints, borgstack_postgres_tenants, redis_password)} | to_json }}")}},
-        ],
-    }]
-    proc = run_playbook(tmp, plays, _inventory(tmp, {}))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"tmp": tmp, "out": out, "config": docker_compose_config(out / "compose.yaml"),
-            "wiring": json.loads((tmp / "wiring.json").read_text()),
-            "output": proc.stdout + proc.stderr}
+    mounted = {"name": "Write the files the Compose file mounts",
+               "ansible.builtin.copy": {"dest": str(tmp / "project" / "services" / "chatwoot" / "{{ item }}"),
+                                        "mode": "0644", "content": "# x\n"},
+               "loop": ["storage-proxy.rb", "setup.rb"]}
+    return render_app(tmp, "chatwoot", app_inventory(tmp, MASTER), more_tasks=[mounted], wiring={
+        "logins": "borgstack_postgres_logins.chatwoot", "redis_password": "redis_password",
+        "plan": "borgstack_ram_plan.services", "admin_password": "chatwoot_admin_password",
+        "api_token": "chatwoot_api_token", "webhook_url": "chatwoot_webhook_url",
+        "account_id": "chatwoot_account_id", "inbox_id": "chatwoot_inbox_id",
+        "s3": "[seaweedfs_s3_endpoint, seaweedfs_s3_access_key, seaweedfs_s3_secret_key]",
+        "endpoints": "borgstack_endpoints", "tenants": "borgstack_postgres_tenants",
+        "health": "borgstack_registry | borgstack.stack.health_checks(borgstack_domain, borgstack_endpoints,"
+                  " borgstack_postgres_tenants, redis_password)"})
 
 
 def _env(rendered: dict[str, Any], service: str = "chatwoot") -> dict[str, str]:
@@ -114,16 +77,12 @@ def _env(rendered: dict[str, Any], service: str = "chatwoot") -> dict[str, str]:
 
 def test_every_variable_we_set_is_read_by_the_image(rendered):
     for service in SERVICES:
-        unknown = sorted(set(_env(rendered, service)) - set(FACTS["reads"]))
-        assert unknown == [], f"{service}: variables chatwoot v4.6.0 does not read: {unknown}"
+        assert_reads_only(_env(rendered, service), FACTS["reads"], f"chatwoot v4.6.0 ({service})")
 
 
 def test_every_variable_with_a_public_or_unsafe_default_is_set(rendered):
     env = _env(rendered)
-    missing = sorted(set(FACTS["must_set"]) - {k for k, v in env.items() if v not in (None, "")})
-    assert missing == [], f"left to upstream's default: {missing}"
-    kept = sorted(k for k in FACTS["must_set"] if env[k] == FACTS["reads"][k])
-    assert kept == [], f"set, but to upstream's value: {kept}"
+    assert_public_defaults_overridden(env, FACTS)
     # The three containers run with the same environment.
     assert _env(rendered, "chatwoot-sidekiq-1") == env == _env(rendered, "chatwoot-migrate")
 
@@ -144,21 +103,16 @@ def test_settings(rendered):
 
 def test_secrets_are_derived_unique_and_only_in_the_root_only_env_file(rendered):
     env = _env(rendered)
-    values = [env[k] for k in FACTS["secrets"]]
-    assert len(set(values)) == len(values), "two secrets share a value"
+    secrets = unique_secrets(env, FACTS["secrets"])
     assert re.fullmatch(r"[A-Za-z0-9]{128}", env["SECRET_KEY_BASE"])
     assert all(len(env[k]) >= 32 for k in FACTS["secrets"] if k.startswith("ACTIVE_RECORD"))
     wiring = rendered["wiring"]
     assert re.fullmatch(r"[A-Za-z0-9]{32}", wiring["api_token"])
     password = wiring["admin_password"]
     assert all(re.search(p, password) for p in ("[A-Z]", "[a-z]", "[0-9]", "[-!@#$%^&*()_+=]")), "Chatwoot's rules"
-    compose_text = (rendered["out"] / "compose.yaml").read_text()
-    leaked = [k for k in FACTS["secrets"] if env[k] in compose_text]
-    leaked += [name for name in ("api_token", "admin_password") if wiring[name] in compose_text]
-    assert leaked == [], f"secrets in the Compose file: {leaked}"
+    assert_secrets_hidden(rendered, {**secrets, "api_token": wiring["api_token"], "admin_password": password})
     env_file = (rendered["out"] / "secrets.env").read_text()
     assert sorted(line.split("=", 1)[0] for line in env_file.splitlines()) == sorted(FACTS["secrets"])
-    assert all(v not in rendered["output"] for v in values + [wiring["api_token"], password]), "a secret was printed"
 
 
 def test_database_redis_and_storage_use_the_stacks_services(rendered):
@@ -281,20 +235,18 @@ VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
 @pytest.fixture(scope="module")
 def validation_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("chatwoot-validate")
-    results = tmp / "results"
-    results.mkdir()
-    plays = validation_plays("chatwoot", VALIDATION_CASES, results)
-    # The registry (the site play's first check) with PostgreSQL or Redis off.
-    for dep in ("postgresql", "redis"):
-        plays.append({"name": f"Registry without {dep}", "hosts": "borgstack", "gather_facts": False,
-                      "vars": {"borgstack_services": {dep: {"enabled": False}}},
-                      "tasks": [{"name": "Record the registry's errors", "ansible.builtin.copy": {
-                          "dest": str(results / f"registry_without_{dep}.json"), "mode": "0600",
-                          "content": "{{ {'errors': borgstack_registry"
-                                     " | borgstack.stack.registry_errors(borgstack_domain)} | to_json }}"}}]})
-    proc = run_playbook(tmp, plays, _inventory(tmp, {}))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"outcomes": outcomes(results), "output": proc.stdout + proc.stderr}
+
+    def registry_plays(results: Path) -> list[dict[str, Any]]:
+        """The registry (the site play's first check) with PostgreSQL or Redis off."""
+        return [{"name": f"Registry without {dep}", "hosts": "borgstack", "gather_facts": False,
+                 "vars": {"borgstack_services": {dep: {"enabled": False}}},
+                 "tasks": [{"name": "Record the registry's errors", "ansible.builtin.copy": {
+                     "dest": str(results / f"registry_without_{dep}.json"), "mode": "0600",
+                     "content": "{{ {'errors': borgstack_registry"
+                                " | borgstack.stack.registry_errors(borgstack_domain)} | to_json }}"}}]}
+                for dep in ("postgresql", "redis")]
+
+    return run_validation(tmp, "chatwoot", VALIDATION_CASES, app_inventory(tmp, MASTER), more_plays=registry_plays)
 
 
 @pytest.mark.parametrize("case", list(VALIDATION_CASES))

@@ -34,7 +34,6 @@ real wiring (playbooks/group_vars/all linked into a throwaway inventory):
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -42,16 +41,13 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from role_harness import (assert_outcome, docker_compose_config, expose_role, outcomes, render_task, run_playbook,
-                          validation_plays, wiring_inventory)
+from role_harness import (app_inventory, assert_outcome, assert_reads_only, assert_secrets_hidden, container_facts,
+                          render_app, run_validation, unique_secrets)
 import yaml
 
 HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parents[3]
-ROLE = REPO_ROOT / "roles" / "evolution_api"
 FACTS = yaml.safe_load((HERE / "evolution-api-2.2.3-env.yml").read_text())
 MASTER = "m" * 24 + "Evolution-Test-Master-0123456789"
-ADMIN = "ti@example.com.br"
 WEBHOOK = "http://borgstack-n8n.internal:5678/webhook/borgstack/evolution"
 CHOSEN_EVENTS = {"MESSAGES_UPSERT", "MESSAGES_UPDATE", "CONNECTION_UPDATE", "QRCODE_UPDATED"}
 # Passwords an operator may put in borgstack_secret_overrides: every URL delimiter.
@@ -61,54 +57,17 @@ ODD_REDIS_PASSWORD = "r3d!s@:/?#%&=+ 0123456789"
 pytestmark = pytest.mark.integration
 
 
-def _inventory(tmp: Path, settings: dict[str, Any]) -> Path:
-    return wiring_inventory(tmp, {
-        "borgstack_master_secret": MASTER,
-        "borgstack_admin_email": ADMIN,
-        "borgstack_domain": "example.com.br",
-        "borgstack_ram_mb": 16384,
-        "stack_project_dir": str(tmp / "project"),
-        **settings,
-    })
-
-
 def _render(tmp: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """Render compose.yaml and secrets.env as the role would (its validate entry point first), then
     ``docker compose config``."""
-    if shutil.which("docker") is None:
-        pytest.fail("docker not found: `docker compose config` is part of this test")
-    out = tmp / "project" / "services" / "evolution_api"
-    out.mkdir(parents=True)
-    plays = [{
-        "name": "Render the evolution_api role's files with the stack's wiring",
-        "hosts": "borgstack",
-        "gather_facts": False,
-        "tasks": [
-            expose_role("evolution_api"),
-            render_task("Render the Compose file", ROLE / "templates" / "compose.yaml.j2", out / "compose.yaml"),
-            # What tasks/main.yml hands compose_service (compose_service_env), written the way compose_deploy writes
-            # secrets.env (KEY="json string").
-            {"name": "Render the secret environment",
-             "vars": {"__env": "{{ lookup('ansible.builtin.template', '%s') | from_yaml }}"
-                               % (ROLE / "templates" / "secrets.env.j2")},
-             "ansible.builtin.copy": {"dest": str(out / "secrets.env"), "mode": "0600",
-                                      "content": "{% for key, value in __env | dictsort %}"
-                                                 "{{ key }}={{ value | string | to_json }}\n{% endfor %}"}},
-            {"name": "Save what the wiring derived",
-             "ansible.builtin.copy": {"dest": str(tmp / "wiring.json"), "mode": "0600", "content": (
-                 "{{ {'login': borgstack_postgres_logins.evolution_api, 'redis_password': redis_password,"
-                 " 'plan': borgstack_ram_plan.services['evolution-api'].limit_mb,"
-                 " 'evolution_api_key': evolution_api_key, 'evolution_api_instance': evolution_api_instance,"
-                 " 'postgresql': borgstack_endpoints.postgresql, 'redis': borgstack_endpoints.redis,"
-                 " 'n8n': borgstack_endpoints.n8n, 'redis_db': borgstack_registry.evolution_api.redis_db,"
-                 " 'hostname': borgstack_hostnames.evolution_api,"
-                 " 's3_keys': [seaweedfs_s3_access_key, seaweedfs_s3_secret_key]} | to_json }}")}},
-        ],
-    }]
-    proc = run_playbook(tmp, plays, _inventory(tmp, settings))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"tmp": tmp, "out": out, "config": docker_compose_config(out / "compose.yaml"),
-            "wiring": json.loads((tmp / "wiring.json").read_text()), "output": proc.stdout + proc.stderr}
+    return render_app(tmp, "evolution_api", app_inventory(tmp, MASTER, settings), wiring={
+        "login": "borgstack_postgres_logins.evolution_api", "redis_password": "redis_password",
+        "plan": "borgstack_ram_plan.services['evolution-api'].limit_mb",
+        "evolution_api_key": "evolution_api_key", "evolution_api_instance": "evolution_api_instance",
+        "postgresql": "borgstack_endpoints.postgresql", "redis": "borgstack_endpoints.redis",
+        "n8n": "borgstack_endpoints.n8n", "redis_db": "borgstack_registry.evolution_api.redis_db",
+        "hostname": "borgstack_hostnames.evolution_api",
+        "s3_keys": "[seaweedfs_s3_access_key, seaweedfs_s3_secret_key]"})
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +89,7 @@ def _env(rendered: dict[str, Any]) -> dict[str, str]:
 
 
 def test_every_variable_we_set_is_read_by_the_image(rendered):
-    unknown = sorted(set(_env(rendered)) - set(FACTS["reads"]))
-    assert unknown == [], f"variables evolution-api:v2.2.3 does not read: {unknown}"
+    assert_reads_only(_env(rendered), FACTS["reads"], "evolution-api:v2.2.3")
 
 
 def test_nothing_security_relevant_is_left_to_the_bundled_example(rendered):
@@ -154,12 +112,11 @@ def test_only_switched_off_features_fall_back_to_the_example(rendered):
 
 def test_secrets_only_in_the_root_only_env_file_and_never_printed(rendered):
     env, wiring = _env(rendered), rendered["wiring"]
-    values = [env[k] for k in FACTS["secrets"]]
-    assert len(set(values)) == len(values), "two secrets share a value"
+    secrets = unique_secrets(env, FACTS["secrets"])
+    assert_secrets_hidden(rendered, {**secrets, "database password": wiring["login"]["password"],
+                                     "redis_password": wiring["redis_password"],
+                                     "evolution_api_key": wiring["evolution_api_key"]})
     compose_text = (rendered["out"] / "compose.yaml").read_text()
-    for secret in (*values, wiring["login"]["password"], wiring["redis_password"], wiring["evolution_api_key"]):
-        assert secret not in compose_text, "a secret is in the Compose file"
-        assert secret not in rendered["output"], "a secret was printed"
     env_file = yaml.safe_load(compose_text)["services"]["evolution-api"]["env_file"]
     assert env_file == [str(rendered["out"] / "secrets.env")]
     assert env["AUTHENTICATION_API_KEY"] == wiring["evolution_api_key"] and len(wiring["evolution_api_key"]) == 48
@@ -327,12 +284,7 @@ def test_public_address_language_telemetry_and_switches(rendered):
 def test_container_volume_networks_limit_and_healthcheck(rendered):
     svc = rendered["config"]["services"]["evolution-api"]
     observed = {
-        "image": svc["image"],
-        "container_name": svc["container_name"],
-        "ports": svc.get("ports", []),
-        "networks": sorted(svc["networks"]),
-        "mounts": {m["target"]: (m["type"], m["source"]) for m in svc["volumes"]},
-        "mem_limit MiB": int(svc["mem_limit"]) // (1024 * 1024),
+        **container_facts(svc),
         "healthcheck": svc["healthcheck"]["test"],
     }
     assert observed == {
@@ -383,12 +335,7 @@ def validation_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     """Every case in one ansible-playbook run: a play per case running the role's validate entry point (argument
     specs, then tasks/validate.yml) with the wiring, its failure rescued and recorded."""
     tmp = tmp_path_factory.mktemp("evolution-validate")
-    results = tmp / "results"
-    results.mkdir()
-    plays = validation_plays("evolution_api", VALIDATION_CASES, results)
-    proc = run_playbook(tmp, plays, _inventory(tmp, {}))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"outcomes": outcomes(results), "output": proc.stdout + proc.stderr}
+    return run_validation(tmp, "evolution_api", VALIDATION_CASES, app_inventory(tmp, MASTER))
 
 
 @pytest.mark.parametrize("case", list(VALIDATION_CASES))

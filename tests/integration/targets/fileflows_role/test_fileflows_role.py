@@ -26,82 +26,52 @@ What IS checked, through Ansible itself (``ansible-playbook -c local``) with the
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from role_harness import (assert_outcome, docker_compose_config, expose_role, outcomes, render_task, run_playbook,
-                          validation_plays, wiring_inventory)
+from role_harness import (ADMIN, REPO_ROOT, app_inventory, assert_outcome, assert_reads_only, container_facts,
+                          expose_role, render_app, render_task, run_validation)
 import yaml
 
 HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parents[3]
-ROLE = REPO_ROOT / "roles" / "fileflows"
 FACTS = yaml.safe_load((HERE / "fileflows-25.09-env.yml").read_text())
 MASTER = "m" * 24 + "FileFlows-Test-Master-0123456789"
-ADMIN = "ti@example.com.br"
 CADDY_IMAGE = os.environ.get("BORGSTACK_CADDY_IMAGE", "borgstack-lab/caddy:2.10.2")
 HOST = "fileflows.example.com.br"
 
 pytestmark = pytest.mark.integration
 
 
-def _inventory(tmp: Path, settings: dict[str, Any]) -> Path:
-    """A throwaway inventory: the stack's wiring (group_vars/all linked) and ``settings`` for the borgstack group."""
-    return wiring_inventory(tmp, {
-        "borgstack_master_secret": MASTER,
-        "borgstack_admin_email": ADMIN,
-        "caddy_acme_email": ADMIN,
-        "caddy_tls_internal": True,
-        "borgstack_domain": "example.com.br",
-        "borgstack_ram_mb": 16384,
-        "borgstack_data_dir": str(tmp / "data"),
-        "stack_project_dir": str(tmp / "project"),
-        **settings,
-    })
+def _inventory(tmp: Path) -> Path:
+    """The app roles' throwaway inventory, with what Caddy needs and a data directory under ``tmp``."""
+    return app_inventory(tmp, MASTER, {"caddy_acme_email": ADMIN, "caddy_tls_internal": True,
+                                       "borgstack_data_dir": str(tmp / "data")})
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if shutil.which("docker") is None:
-        pytest.fail("docker not found: `docker compose config` is part of this test")
+    """Render the role's compose.yaml and Caddy's Caddyfile with the wiring, then ``docker compose config``."""
     tmp = tmp_path_factory.mktemp("fileflows")
-    out = tmp / "project" / "services" / "fileflows"
-    out.mkdir(parents=True)
-    plays = [{
-        "name": "Render the fileflows role's Compose file and Caddy's Caddyfile with the stack's wiring",
-        "hosts": "borgstack",
-        "gather_facts": True,
-        "gather_subset": ["min", "hardware"],
-        "tasks": [
-            expose_role("fileflows"),
-            render_task("Render the Compose file", ROLE / "templates" / "compose.yaml.j2", out / "compose.yaml"),
-            expose_role("caddy"),
-            render_task("Render the Caddyfile", REPO_ROOT / "roles" / "caddy" / "templates" / "Caddyfile.j2",
-                        tmp / "Caddyfile"),
-            {"name": "Save what the wiring derived",
-             "ansible.builtin.copy": {"dest": str(tmp / "wiring.json"), "mode": "0600", "content": (
-                 "{{ {'password': fileflows_basic_auth_password, 'auth': borgstack_basic_auth,"
-                 " 'plan': borgstack_ram_plan.services.fileflows.limit_mb, 'runners': fileflows_runners | int,"
-                 " 'vcpus': fileflows_host_vcpus | int, 'media': fileflows_media_dir,"
-                 " 'health': borgstack_health_services, 'login': borgstack_registry | borgstack.stack.login_report("
-                 "borgstack_domain, stack_project_dir, borgstack_admin_email)} | to_json }}")}},
-        ],
-    }]
-    proc = run_playbook(tmp, plays, _inventory(tmp, {}))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"tmp": tmp, "out": out, "config": docker_compose_config(out / "compose.yaml"),
-            "wiring": json.loads((tmp / "wiring.json").read_text()), "output": proc.stdout + proc.stderr}
+    caddy = [expose_role("caddy"),
+             render_task("Render the Caddyfile", REPO_ROOT / "roles" / "caddy" / "templates" / "Caddyfile.j2",
+                         tmp / "Caddyfile")]
+    return render_app(tmp, "fileflows", _inventory(tmp), secrets_env=False, more_tasks=caddy,
+                      play={"gather_facts": True, "gather_subset": ["min", "hardware"]}, wiring={
+                          "password": "fileflows_basic_auth_password", "auth": "borgstack_basic_auth",
+                          "plan": "borgstack_ram_plan.services.fileflows.limit_mb",
+                          "runners": "fileflows_runners | int", "vcpus": "fileflows_host_vcpus | int",
+                          "media": "fileflows_media_dir", "health": "borgstack_health_services",
+                          "login": "borgstack_registry | borgstack.stack.login_report(borgstack_domain,"
+                                   " stack_project_dir, borgstack_admin_email)"})
 
 
 def test_every_variable_we_set_is_read_by_the_image(rendered):
     env = rendered["config"]["services"]["fileflows"]["environment"]
-    assert sorted(set(env) - set(FACTS["reads"])) == []
+    assert_reads_only(env, FACTS["reads"], "fileflows:25.09")
     missing = sorted(k for k in FACTS["must_set"] if not env.get(k))
     assert missing == [], f"left to the image's default: {missing}"
     assert env["PUID"] != "0" and env["TZ"] == "America/Sao_Paulo"
@@ -109,14 +79,8 @@ def test_every_variable_we_set_is_read_by_the_image(rendered):
 
 def test_container_volumes_media_networks_limit_and_healthcheck(rendered):
     svc = rendered["config"]["services"]["fileflows"]
-    mounts = {m["target"]: (m["type"], m["source"]) for m in svc["volumes"]}
     observed = {
-        "image": svc["image"],
-        "container_name": svc["container_name"],
-        "ports": svc.get("ports", []),
-        "networks": sorted(svc["networks"]),
-        "mounts": mounts,
-        "mem_limit MiB": int(svc["mem_limit"]) // (1024 * 1024),
+        **container_facts(svc),
         "healthcheck": svc["healthcheck"]["test"][:3],
     }
     assert observed == {
@@ -227,12 +191,7 @@ VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
 @pytest.fixture(scope="module")
 def validation_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("fileflows-validate")
-    results = tmp / "results"
-    results.mkdir()
-    plays = validation_plays("fileflows", VALIDATION_CASES, results)
-    proc = run_playbook(tmp, plays, _inventory(tmp, {}))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"outcomes": outcomes(results)}
+    return run_validation(tmp, "fileflows", VALIDATION_CASES, _inventory(tmp))
 
 
 @pytest.mark.parametrize("case", list(VALIDATION_CASES))

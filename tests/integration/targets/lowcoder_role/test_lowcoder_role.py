@@ -27,76 +27,32 @@ real wiring (playbooks/group_vars/all linked into a throwaway inventory):
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from role_harness import (assert_outcome, docker_compose_config, expose_role, outcomes, render_task, run_playbook,
-                          validation_plays, wiring_inventory)
+from role_harness import (ADMIN, app_inventory, assert_outcome, assert_public_defaults_overridden, assert_reads_only,
+                          assert_secrets_hidden, container_facts, render_app, run_validation, unique_secrets)
 import yaml
 
 HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parents[3]
-ROLE = REPO_ROOT / "roles" / "lowcoder"
 FACTS = yaml.safe_load((HERE / "lowcoder-2.7.4-env.yml").read_text())
 MASTER = "m" * 24 + "Lowcoder-Test-Master-0123456789"
-ADMIN = "ti@example.com.br"
 
 pytestmark = pytest.mark.integration
-
-
-def _inventory(tmp: Path, settings: dict[str, Any]) -> Path:
-    """A throwaway inventory: the stack's wiring (group_vars/all linked) and ``settings`` for the borgstack group."""
-    return wiring_inventory(tmp, {
-        "borgstack_master_secret": MASTER,
-        "borgstack_admin_email": ADMIN,
-        "borgstack_domain": "example.com.br",
-        "borgstack_ram_mb": 16384,
-        "stack_project_dir": str(tmp / "project"),
-        **settings,
-    })
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Render compose.yaml and secrets.env as the role would (its validate entry point first), then
     ``docker compose config``."""
-    if shutil.which("docker") is None:
-        pytest.fail("docker not found: `docker compose config` is part of this test")
     tmp = tmp_path_factory.mktemp("lowcoder")
-    out = tmp / "project" / "services" / "lowcoder"
-    out.mkdir(parents=True)
-    plays = [{
-        "name": "Render the lowcoder role's files with the stack's wiring",
-        "hosts": "borgstack",
-        "gather_facts": False,
-        "tasks": [
-            expose_role("lowcoder"),
-            render_task("Render the Compose file", ROLE / "templates" / "compose.yaml.j2", out / "compose.yaml"),
-            # What tasks/main.yml hands compose_service (compose_service_env), written the way compose_service's
-            # deploy.yml writes secrets.env.
-            {"name": "Render the secret environment",
-             "vars": {"__env": "{{ lookup('ansible.builtin.template', '%s') | from_yaml }}"
-                               % (ROLE / "templates" / "secrets.env.j2")},
-             "ansible.builtin.copy": {"dest": str(out / "secrets.env"), "mode": "0600",
-                                      "content": "{% for key, value in __env | dictsort %}"
-                                                 "{{ key }}={{ value | string | to_json }}\n{% endfor %}"}},
-            {"name": "Save what the wiring derived",
-             "ansible.builtin.copy": {"dest": str(tmp / "wiring.json"), "mode": "0600", "content": (
-                 "{{ {'mongodb_users': borgstack_mongodb_users, 'redis_password': redis_password,"
-                 " 'plan': borgstack_ram_plan.services.lowcoder.limit_mb,"
-                 " 'superuser_password': lowcoder_superuser_password,"
-                 " 'mongodb_endpoint': borgstack_endpoints.mongodb, 'redis_endpoint': borgstack_endpoints.redis,"
-                 " 'redis_db': borgstack_registry.lowcoder.redis_db} | to_json }}")}},
-        ],
-    }]
-    proc = run_playbook(tmp, plays, _inventory(tmp, {}))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"tmp": tmp, "out": out, "config": docker_compose_config(out / "compose.yaml"),
-            "wiring": json.loads((tmp / "wiring.json").read_text()),
-            "output": proc.stdout + proc.stderr}
+    return render_app(tmp, "lowcoder", app_inventory(tmp, MASTER), wiring={
+        "mongodb_users": "borgstack_mongodb_users", "redis_password": "redis_password",
+        "plan": "borgstack_ram_plan.services.lowcoder.limit_mb", "superuser_password": "lowcoder_superuser_password",
+        "mongodb_endpoint": "borgstack_endpoints.mongodb", "redis_endpoint": "borgstack_endpoints.redis",
+        "redis_db": "borgstack_registry.lowcoder.redis_db"})
 
 
 def _env(rendered: dict[str, Any]) -> dict[str, str]:
@@ -104,29 +60,19 @@ def _env(rendered: dict[str, Any]) -> dict[str, str]:
 
 
 def test_every_variable_we_set_is_read_by_the_image(rendered):
-    unknown = sorted(set(_env(rendered)) - set(FACTS["reads"]))
-    assert unknown == [], f"variables lowcoder-ce:2.7.4 does not read: {unknown}"
+    assert_reads_only(_env(rendered), FACTS["reads"], "lowcoder-ce:2.7.4")
 
 
 def test_every_variable_with_a_public_default_is_set_by_us(rendered):
-    env = _env(rendered)
-    missing = sorted(set(FACTS["must_set"]) - {k for k, v in env.items() if v not in (None, "")})
-    assert missing == [], f"left to upstream's public default (an empty value counts as unset): {missing}"
-    kept_default = sorted(k for k in FACTS["must_set"] if env[k] == FACTS["reads"][k]
-                          and k not in ("LOWCODER_PGID", "LOWCODER_PUID"))
-    assert kept_default == [], f"set, but to upstream's public value: {kept_default}"
+    assert_public_defaults_overridden(_env(rendered), FACTS, keep=("LOWCODER_PGID", "LOWCODER_PUID"))
 
 
 def test_secrets_are_unique_long_and_only_in_the_root_only_env_file(rendered):
     env = _env(rendered)
-    values = [env[k] for k in FACTS["secrets"]]
-    assert len(set(values)) == len(values), "two secrets share a value"
-    assert all(len(v) >= 12 for v in values)
+    secrets = unique_secrets(env, FACTS["secrets"])
+    assert all(len(v) >= 12 for v in secrets.values())
     assert len(env["LOWCODER_API_KEY_SECRET"]) >= 32
-    compose_text = (rendered["out"] / "compose.yaml").read_text()
-    leaked = [k for k in FACTS["secrets"] if env[k] in compose_text]
-    assert leaked == [] and rendered["wiring"]["redis_password"] not in compose_text
-    assert all(v not in rendered["output"] for v in values), "a secret was printed"
+    assert_secrets_hidden(rendered, {**secrets, "redis_password": rendered["wiring"]["redis_password"]})
 
 
 def test_mongodb_and_redis_urls_use_the_stacks_services_and_credentials(rendered):
@@ -173,14 +119,8 @@ def test_public_address_sign_up_and_superuser(rendered):
 def test_container_volumes_networks_limit_and_healthcheck(rendered):
     config = rendered["config"]
     svc = config["services"]["lowcoder"]
-    mounts = {m["target"]: (m["type"], m["source"]) for m in svc["volumes"]}
     observed = {
-        "image": svc["image"],
-        "container_name": svc["container_name"],
-        "ports": svc.get("ports", []),
-        "networks": sorted(svc["networks"]),
-        "mounts": mounts,
-        "mem_limit MiB": int(svc["mem_limit"]) // (1024 * 1024),
+        **container_facts(svc),
         "healthcheck": svc["healthcheck"]["test"][:2] + svc["healthcheck"]["test"][-1:],
         "env_file": yaml.safe_load((rendered["out"] / "compose.yaml").read_text())["services"]["lowcoder"]["env_file"],
     }
@@ -220,13 +160,7 @@ def validation_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     """Every case in one ansible-playbook run: a play per case running the role's validate entry point (argument
     specs, then tasks/validate.yml) with the wiring, its failure rescued and recorded."""
     tmp = tmp_path_factory.mktemp("lowcoder-validate")
-    results = tmp / "results"
-    results.mkdir()
-    plays = validation_plays("lowcoder", VALIDATION_CASES, results)
-    proc = run_playbook(tmp, plays, _inventory(tmp, {}))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"outcomes": outcomes(results),
-            "output": proc.stdout + proc.stderr}
+    return run_validation(tmp, "lowcoder", VALIDATION_CASES, app_inventory(tmp, MASTER))
 
 
 @pytest.mark.parametrize("case", list(VALIDATION_CASES))

@@ -35,12 +35,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from role_harness import assert_outcome, docker_compose_config, expose_role, outcomes, render_task, validation_plays
+from role_harness import (assert_outcome, docker_compose_config, expose_role, local_inventory, render_task,
+                          run_playbook, run_validation, wiring_inventory)
 from lab_prerequisites import require_env, unavailable
 import yaml
 
@@ -71,26 +71,10 @@ def _require(binary: str) -> None:
         unavailable(f"{binary} not found")
 
 
-def _ansible_bin(name: str) -> str:
-    candidate = Path(sys.executable).with_name(name)
-    return str(candidate) if candidate.exists() else name
-
-
 def _playbook(tmp: Path, plays: list[dict[str, Any]], inventory: Path | None = None,
               extra: list[str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``plays`` with ansible-playbook from the repository root (its ansible.cfg finds the collection)."""
-    path = tmp / f"play-{len(list(tmp.glob('play-*.yml')))}.yml"
-    path.write_text(yaml.safe_dump(plays, sort_keys=False))
-    if inventory is None:
-        inventory = tmp / "local-inventory.yml"
-        inventory.write_text(yaml.safe_dump(
-            {"all": {"hosts": {"localhost": {"ansible_connection": "local",
-                                             "ansible_python_interpreter": sys.executable}}}}))
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_STDOUT_CALLBACK="default")
-    return subprocess.run(
-        [_ansible_bin("ansible-playbook"), "-i", str(inventory), str(path), *(extra or [])],
-        cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=900, check=False,
-    )
+    """Run ``plays`` with ansible-playbook from the repository root, on localhost without ``inventory``."""
+    return run_playbook(tmp, plays, inventory or local_inventory(tmp), extra or ())
 
 
 def _render_tasks(out: Path) -> list[dict[str, Any]]:
@@ -253,17 +237,12 @@ def test_wiring_feeds_the_ram_plan_into_limit_and_cache(tmp_path, ram_mb):
     from ansible_collections.borgstack.stack.plugins.filter.registry import memory_specs, service_registry
     from ansible_collections.borgstack.stack.plugins.filter.sizing import ram_budget
 
-    inventory_dir = tmp_path / "inventory"
-    (inventory_dir / "group_vars" / "borgstack").mkdir(parents=True)
-    (inventory_dir / "group_vars" / "all").symlink_to(REPO_ROOT / "playbooks" / "group_vars" / "all")
-    (inventory_dir / "hosts.yml").write_text(yaml.safe_dump({"borgstack": {"hosts": {"localhost": {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
-    (inventory_dir / "group_vars" / "borgstack" / "test.yml").write_text(yaml.safe_dump({
+    inventory = wiring_inventory(tmp_path, {
         "borgstack_master_secret": "m" * 48,
         "borgstack_ram_mb": ram_mb,
         "borgstack_services": {"mongodb": {"enabled": True}},
         "mongodb_project_dir": str(tmp_path / "project"),
-    }))
+    })
     out = tmp_path / "out"
     out.mkdir()
     plays = [{
@@ -279,7 +258,7 @@ def test_wiring_feeds_the_ram_plan_into_limit_and_cache(tmp_path, ram_mb):
             *_render_tasks(out),
         ],
     }]
-    proc = _playbook(tmp_path, plays, inventory=inventory_dir / "hosts.yml")
+    proc = _playbook(tmp_path, plays, inventory=inventory)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     registry = yaml.safe_load((REPO_ROOT / "playbooks" / "group_vars" / "all" / "services.yml").read_text())
@@ -337,14 +316,8 @@ VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
 def validation_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Every case in one ansible-playbook run: a play per case, its failure (if any) rescued and recorded."""
     tmp = tmp_path_factory.mktemp("mongodb-validate")
-    results = tmp / "results"
-    results.mkdir()
-    plays = validation_plays("mongodb", VALIDATION_CASES, results, hosts="localhost", base_vars=SAMPLE,
-                             tasks_from="validate.yml")
-    proc = _playbook(tmp, plays)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"outcomes": outcomes(results),
-            "output": proc.stdout + proc.stderr}
+    return run_validation(tmp, "mongodb", VALIDATION_CASES, local_inventory(tmp), hosts="localhost",
+                          base_vars=SAMPLE, tasks_from="validate.yml")
 
 
 @pytest.mark.parametrize("case", list(VALIDATION_CASES))
