@@ -50,4 +50,4 @@ fi
 if ! python3 -m pip install -q -r "$here/requirements.txt" 2>/tmp/borgstack-pip.err; then
   cat /tmp/borgstack-pip.err >&2; exit 1
 fi
-log "ready: $(docker version --format 'engine {{.Server.Version}}'), $(docker compose version --short | sed 's/^/compose /'), $(ansible --version | head -1)"
+log "ready: $(docker version --format 'engine {{.Server.Version}}'), $(docker compose version --short | sed 's/^/compose /'), $(ansible --version 2>/dev/null | sed -n 1p)"
