@@ -63,8 +63,16 @@ async function ready(port, seconds) {
 }
 
 async function login(port, owner) {
-  const answer = await request(port, 'POST', '/rest/login',
-    { emailOrLdapLoginId: owner.email, password: owner.password });
+  // n8n allows 5 logins a minute from one address (express-rate-limit on /rest/login): a rerun right after other
+  // logins waits for the window (Retry-After) instead of failing, for at most 90 s.
+  const deadline = Date.now() + 90000;
+  let answer;
+  for (;;) {
+    answer = await request(port, 'POST', '/rest/login', { emailOrLdapLoginId: owner.email, password: owner.password });
+    if (answer.status !== 429 || Date.now() > deadline) break;
+    const wait = Math.min(Math.max(Number(answer.headers['retry-after']) || 10, 1), 60);
+    await new Promise((resolve) => { setTimeout(resolve, wait * 1000); });
+  }
   if (answer.status !== 200) {
     throw new Error(`logging in as the owner (${owner.email}) answered ${answer.status}: ${answer.body.slice(0, 200)}`);
   }
