@@ -287,8 +287,9 @@ return [{ json: { row: JSON.stringify({
 """
 
 
-def delivery_loop(wf, x, y, http_cred, route_node, path):
-    """Plan -> HTTP -> Judge -> Switch(ok/retry/failed) ; retry -> Wait -> Plan. Returns nodes and connections."""
+def delivery_loop(wf, x, y, http_cred, route_node, path, plan_js):
+    """Plan (plan_js) -> HTTP -> Judge -> Switch(ok/retry/failed) ; retry -> Wait -> Plan. Returns nodes and
+    connections."""
     nodes = [
         code(wf, "Judge", JUDGE, (x + 440, y)),
         switch(wf, "Outcome", 3, "({ok: 0, retry: 1, failed: 2})[$json.next]", (x + 660, y)),
@@ -298,7 +299,7 @@ def delivery_loop(wf, x, y, http_cred, route_node, path):
         pg(wf, "Store error", INSERT_ERROR, "$('Error row').first().json.row", (x + 1320, y + 400)),
     ]
     nodes.append(http(wf, "Call", http_cred, (x + 220, y)))
-    nodes.append(code(wf, "Plan", "", (x, y)))   # filled by caller
+    nodes.append(code(wf, "Plan", plan_js, (x, y)))
     conns = {
         "Plan": [["Call"]],
         "Call": [["Judge"]],
@@ -332,10 +333,7 @@ def workflow(wf, name, nodes, conns, description):
 
 # ---- workflow 1
 
-nodes, conns = delivery_loop(WF1, 1560, 0, "chatwoot", "Route event", "borgstack/evolution")
-for n in nodes:
-    if n["name"] == "Plan":
-        n["parameters"]["jsCode"] = PLAN_CHATWOOT.replace("$json", "$input.first().json").strip() + "\n"
+nodes, conns = delivery_loop(WF1, 1560, 0, "chatwoot", "Route event", "borgstack/evolution", PLAN_CHATWOOT)
 nodes += [
     webhook(WF1, "Evolution webhook", "borgstack/evolution", (0, 0)),
     code(WF1, "Route event", ROUTE_EVOLUTION, (220, 0)),
@@ -405,10 +403,7 @@ return [{ json: { step: 'send_text', state: {}, attempt, request: {
   method: 'POST', path, url: '@@evolution_url@@' + path, body: { number: reply.number, text: reply.text },
 } } }];
 """
-nodes2, conns2 = delivery_loop(WF2, 660, 0, "evolution", "Route reply", "borgstack/chatwoot")
-for n in nodes2:
-    if n["name"] == "Plan":
-        n["parameters"]["jsCode"] = PLAN_EVOLUTION.replace("$json", "$input.first().json").strip() + "\n"
+nodes2, conns2 = delivery_loop(WF2, 660, 0, "evolution", "Route reply", "borgstack/chatwoot", PLAN_EVOLUTION)
 nodes2 += [
     webhook(WF2, "Chatwoot webhook", "borgstack/chatwoot", (0, 0)),
     code(WF2, "Route reply", ROUTE_CHATWOOT, (220, 0)),
