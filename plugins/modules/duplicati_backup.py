@@ -109,7 +109,7 @@ id:
   returned: always
   type: str
   sample: "1"
-action:
+operation:
   description: What was done (or would be, in check mode) - V(none), V(create), V(update) or V(delete).
   returned: always
   type: str
@@ -239,12 +239,12 @@ def run(module: AnsibleModule) -> dict:
     if params["state"] == "absent":
         after = {"name": params["name"], "exists": False}
         if current is None:
-            return {"changed": False, "id": None, "action": "none", "changes": [], "diff": {"before": before,
+            return {"changed": False, "id": None, "operation": "none", "changes": [], "diff": {"before": before,
                                                                                             "after": after}}
         job_id = str(current["Backup"]["ID"])
         if not module.check_mode:
             client.request("DELETE", f"backup/{urllib.parse.quote(job_id)}")
-        return {"changed": True, "id": job_id, "action": "delete", "changes": ["job"],
+        return {"changed": True, "id": job_id, "operation": "delete", "changes": ["job"],
                 "diff": {"before": before, "after": after}}
 
     missing = [name for name in ("sources", "target_url", "passphrase") if not params[name]]
@@ -284,20 +284,20 @@ def run(module: AnsibleModule) -> dict:
              "target_url": secret_state, "passphrase": secret_state}
     result = {"changed": bool(changes), "changes": changes, "diff": {"before": before, "after": after}}
     if current is None:
-        result["action"] = "create"
+        result["operation"] = "create"
         result["id"] = None
         if not module.check_mode:
             created = client.request("POST", "backups", body)
             result["id"] = str((created or {}).get("ID"))
     elif changes:
         job_id = str(current["Backup"]["ID"])
-        result.update(action="update", id=job_id)
+        result.update(operation="update", id=job_id)
         if not module.check_mode:
             # Keep what the server records about past runs (last backup time, sizes).
             body["Backup"]["Metadata"] = current["Backup"].get("Metadata") or {}
             client.request("PUT", f"backup/{urllib.parse.quote(job_id)}", body)
     else:
-        result.update(action="none", id=str(current["Backup"]["ID"]))
+        result.update(operation="none", id=str(current["Backup"]["ID"]))
     return result
 
 
