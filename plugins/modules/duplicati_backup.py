@@ -17,7 +17,7 @@ description:
     the whole wanted definition - so a second run with the same arguments changes nothing and a new destination
     password or passphrase is a change.
   - The job is encrypted (C(encryption-module=aes), AES-256) with O(passphrase) and has no schedule of its own (a
-    schedule found on it is removed): something else starts it (BorgStack's host backup unit, after the dumps).
+    schedule found on it is removed); something else starts it (BorgStack's host backup unit, after the dumps).
 author:
   - BorgStack engineers (@borgstack)
 extends_documentation_fragment:
@@ -51,7 +51,6 @@ options:
     description: The web UI password.
     type: str
     required: true
-    no_log: true
   name:
     description: Name of the job (unique, case-insensitive, on the server).
     type: str
@@ -129,9 +128,9 @@ import hmac
 import json
 import urllib.error
 import urllib.parse
-import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
 
 # The options the UI stores without dashes (Duplicati's ngax UI; Runner.ApplyOptions applies both forms).
 PLAIN_OPTIONS = ("encryption-module", "compression-module", "dblock-size", "passphrase")
@@ -156,19 +155,19 @@ class Client:
         self.calls: list[str] = []
 
     def request(self, method: str, path: str, body: object = None) -> object:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path, data=data, method=method)
-        request.add_header("Accept", "application/json")
+        headers = {"Accept": "application/json"}
+        data = None if body is None else json.dumps(body)
         if data is not None:
-            request.add_header("Content-Type", "application/json")
+            headers["Content-Type"] = "application/json"
         if self.host:
-            request.add_header("Host", self.host)
+            headers["Host"] = self.host
         if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
+            headers["Authorization"] = f"Bearer {self.token}"
         self.calls.append(f"{method} /api/v1/{path.split('?')[0]}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - the server's URL
-                text = response.read().decode()
+            response = open_url(self.base + path, data=data, headers=headers, method=method, timeout=self.timeout,
+                                follow_redirects="none")
+            text = response.read().decode()
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")
             try:
@@ -239,8 +238,8 @@ def run(module: AnsibleModule) -> dict:
     if params["state"] == "absent":
         after = {"name": params["name"], "exists": False}
         if current is None:
-            return {"changed": False, "id": None, "operation": "none", "changes": [], "diff": {"before": before,
-                                                                                            "after": after}}
+            return {"changed": False, "id": None, "operation": "none", "changes": [],
+                    "diff": {"before": before, "after": after}}
         job_id = str(current["Backup"]["ID"])
         if not module.check_mode:
             client.request("DELETE", f"backup/{urllib.parse.quote(job_id)}")

@@ -107,8 +107,8 @@ def test_a_changed_secret_is_noticed_although_the_server_masks_it(server):
     new_url = _args(server)["target_url"].replace(S3_SECRET, "New-S3-secret-0123456789")
     calls = len(server.calls)
     check = run_module("borgstack.stack.duplicati_backup", _args(server, target_url=new_url), check=True, diff=True)
-    assert (check.changed, check.result["operation"], check.result["changes"]) == (True, "update",
-                                                                                ["description or secrets"])
+    observed = (check.changed, check.result["operation"], check.result["changes"])
+    assert observed == (True, "update", ["description or secrets"])
     assert check.result["diff"]["after"]["target_url"] == "<changed>" and _writes(server, calls) == []
     apply = run_module("borgstack.stack.duplicati_backup", _args(server, target_url=new_url))
     assert apply.changed and _writes(server, calls) == ["PUT /api/v1/backup/1"]
