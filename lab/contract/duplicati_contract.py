@@ -300,6 +300,8 @@ class DuplicatiContract(ThreadingHTTPServer):
                 metadata["LastErrorDate"] = serialize_date(datetime.now(timezone.utc))
                 metadata["LastErrorMessage"] = error
             else:
+                # Nothing is copied: the sizes say so.
+                metadata.update(SourceFilesSize="0", SourceFilesCount="0", SourceSizeString="0 bytes")
                 metadata["LastBackupStarted"] = serialize_date(started)
                 metadata["LastBackupFinished"] = serialize_date(datetime.now(timezone.utc))
             self.active.discard(backup_id)
