@@ -44,6 +44,8 @@ import yaml
 
 from ansible_collections.borgstack.stack.plugins.module_utils._compose import ARGUMENT_SPEC as COMPOSE_DEPLOY_SPEC
 from ansible_collections.borgstack.stack.plugins.module_utils._compose import SECRET_OPTIONS as COMPOSE_DEPLOY_SECRETS
+from ansible_collections.borgstack.stack.plugins.modules.duplicati_backup import ARGUMENT_SPEC as DUPLICATI_BACKUP_SPEC
+from ansible_collections.borgstack.stack.plugins.modules.duplicati_backup import SECRET_OPTIONS as DUPLICATI_SECRETS
 
 ROOT = Path(__file__).resolve().parents[3]
 # Names that say "secret": the words below anywhere, or a name ending in _key (luks_key, n8n_encryption_key,
@@ -61,6 +63,7 @@ FILE_WRITERS = frozenset({"copy", "template"})
 # Collection modules whose secret options are no_log in their argument spec: {module: (options, argument spec)}.
 MASKED_OPTIONS: dict[str, tuple[frozenset[str], dict[str, Any]]] = {
     "compose_deploy": (COMPOSE_DEPLOY_SECRETS, COMPOSE_DEPLOY_SPEC),
+    "duplicati_backup": (DUPLICATI_SECRETS, DUPLICATI_BACKUP_SPEC),
 }
 SLURP = "slurp"
 INCLUDES = frozenset({"include_role", "import_role", "include_tasks", "import_tasks"})

@@ -201,7 +201,7 @@ def test_caddy_sites_carry_what_each_app_loosens():
 def test_every_container_and_worker_fits_85_percent_of_16_gb():
     """Every service and worker of the registry enabled (MongoDB too, n8n with 4 workers): the sum of the limits,
     workers counted per replica, stays within 85 % of a 16 GB host."""
-    reg = service_registry(DEFAULTS, {"mongodb": {"enabled": True},
+    reg = service_registry(DEFAULTS, {"mongodb": {"enabled": True}, "duplicati": {"enabled": True},
                                       "n8n": {"containers": {"n8n-worker": {"replicas": 4}}}})
     assert all(svc["enabled"] for svc in reg.values())
     specs = memory_specs(reg)

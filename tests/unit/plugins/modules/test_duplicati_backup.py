@@ -1,0 +1,109 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The duplicati_backup module's plan, without a server: the settings it sends, the fingerprint that notices a
+changed secret the server masks, and the comparison of what the server answers (a fake Client records the calls;
+the real HTTP exchange is tested against the contract server in tests/integration/targets/duplicati_backup)."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from ansible_collections.borgstack.stack.plugins.modules import duplicati_backup as mod
+
+PARAMS: dict[str, Any] = {
+    "url": "http://10.0.0.2:8200", "host": "duplicati.example.com.br", "password": "pw-0123456789ab",
+    "name": "BorgStack", "state": "present", "description": "d", "timeout": 5,
+    "sources": ["/source/dumps/", "/source/volumes/borgstack_n8n_data/"],
+    "target_url": "s3://b/p?auth-username=AK&auth-password=SECRET-1",
+    "passphrase": "passphrase-0123456789-abc",
+    "options": {"retention-policy": "7D:1D,4W:1W,12M:1M,5Y:1Y", "dblock-size": "50mb", "use-ssl": True},
+}
+
+
+class FakeModule:
+    def __init__(self, params: dict[str, Any], check_mode: bool = False) -> None:
+        self.params, self.check_mode = params, check_mode
+
+
+class FakeClient:
+    """Answers like the server: the stored job, masked."""
+
+    stored: dict[str, Any] | None = None
+    calls: list[tuple[str, str]] = []
+
+    def __init__(self, url: str, host: str | None, timeout: int) -> None:
+        pass
+
+    def login(self, password: str) -> None:
+        FakeClient.calls.append(("POST", "auth/login"))
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        FakeClient.calls.append((method, path))
+        if method == "GET" and path == "backups":
+            return [] if self.stored is None else [{"Backup": {"ID": "1", "Name": self.stored["Name"]}}]
+        if method == "GET":
+            backup = copy.deepcopy(self.stored)
+            for setting in backup["Settings"]:
+                if setting["Name"] == "passphrase":
+                    setting["Value"] = mod.PASSWORD_PLACEHOLDER
+            backup["TargetURL"] = backup["TargetURL"].replace("SECRET-1", mod.PASSWORD_PLACEHOLDER)
+            return {"Backup": backup, "Schedule": None}
+        if method in ("POST", "PUT"):
+            FakeClient.stored = {**body["Backup"], "ID": "1", "Metadata": body["Backup"].get("Metadata") or {}}
+            return {"ID": "1", "Temporary": False}
+        return None
+
+
+@pytest.fixture(autouse=True)
+def fake_client(monkeypatch):
+    FakeClient.stored, FakeClient.calls = None, []
+    monkeypatch.setattr(mod, "Client", FakeClient)
+
+
+def _writes() -> list[tuple[str, str]]:
+    return [c for c in FakeClient.calls if c[0] in ("POST", "PUT", "DELETE") and c[1] != "auth/login"]
+
+
+def test_settings_as_the_ui_stores_them():
+    settings = {s["Name"]: s["Value"] for s in mod.wanted_settings(PARAMS)}
+    assert settings == {"encryption-module": "aes", "compression-module": "zip", "dblock-size": "50mb",
+                        "passphrase": PARAMS["passphrase"], "--retention-policy": "7D:1D,4W:1W,12M:1M,5Y:1Y",
+                        "--use-ssl": "true"}
+
+
+@pytest.mark.parametrize("field, value", [("target_url", "s3://b/p?auth-username=AK&auth-password=SECRET-2"),
+                                          ("passphrase", "another-passphrase-0123456789"),
+                                          ("sources", ["/source/dumps/"])])
+def test_the_fingerprint_changes_with_every_part_of_the_definition(field, value):
+    base = mod.fingerprint(PARAMS, mod.wanted_settings(PARAMS))
+    other = {**PARAMS, field: value}
+    assert mod.fingerprint(other, mod.wanted_settings(other)) != base
+    assert mod.fingerprint(dict(PARAMS), mod.wanted_settings(dict(PARAMS))) == base
+
+
+def test_create_then_no_change_then_a_masked_secret_change_is_seen():
+    first = mod.run(FakeModule(dict(PARAMS)))
+    assert (first["changed"], first["operation"]) == (True, "create") and _writes() == [("POST", "backups")]
+    FakeClient.calls = []
+    second = mod.run(FakeModule(dict(PARAMS)))
+    assert (second["changed"], second["changes"]) == (False, []) and _writes() == []
+    FakeClient.calls = []
+    changed = mod.run(FakeModule({**PARAMS, "target_url": PARAMS["target_url"].replace("SECRET-1", "SECRET-2")},
+                                 check_mode=True))
+    assert (changed["changed"], changed["changes"]) == (True, ["description or secrets"]) and _writes() == []
+
+
+def test_an_option_changed_on_the_server_is_put_back():
+    mod.run(FakeModule(dict(PARAMS)))
+    for setting in FakeClient.stored["Settings"]:
+        if setting["Name"] == "--retention-policy":
+            setting["Value"] = "1W:1D"
+    FakeClient.calls = []
+    result = mod.run(FakeModule(dict(PARAMS)))
+    assert result["changes"] == ["options"] and _writes() == [("PUT", "backup/1")]
+
+
+def test_present_needs_the_destination_and_the_passphrase():
+    with pytest.raises(mod.DuplicatiError, match="state=present needs target_url, passphrase"):
+        mod.run(FakeModule({**PARAMS, "target_url": None, "passphrase": ""}))
