@@ -90,6 +90,8 @@ def secret_versions() -> dict[str, int]:
 def derived(purpose: str, length: int = 40, versions: dict[str, int] | None = None) -> str:
     """The secret the lab host has for ``purpose`` (the lab master, at the inventory's current version)."""
     return stack_secret(purpose, lab_master(), {}, length, versions=secret_versions() if versions is None else versions)
+
+
 CA_KEYS = ("/data/caddy/pki/authorities/local/root.key", "/data/caddy/pki/authorities/local/intermediate.key")
 
 

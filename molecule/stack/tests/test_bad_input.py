@@ -68,8 +68,8 @@ CASES = [
     # 1, 2, 3 ..., and a purpose the stack does not derive.
     ("rotating n8n's encryption key", {"borgstack_secret_versions": {"n8n_encryption_key": 2}, **_services()},
      "borgstack_secret_versions.n8n_encryption_key is refused: rotating it would destroy data"),
-    ("rotating Chatwoot's SECRET_KEY_BASE", {"borgstack_secret_versions": {"chatwoot_secret_key_base": 2},
-                                              **_services()},
+    ("rotating Chatwoot's SECRET_KEY_BASE",
+     {"borgstack_secret_versions": {"chatwoot_secret_key_base": 2}, **_services()},
      "borgstack_secret_versions.chatwoot_secret_key_base is refused: rotating it would destroy data"),
     ("secret version below 1", {"borgstack_secret_versions": {"redis_password": 0}, **_services()},
      "borgstack_secret_versions.redis_password must be 1 or more"),

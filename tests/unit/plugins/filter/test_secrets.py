@@ -226,7 +226,7 @@ def test_version_1_is_todays_secret(purpose, length, alphabet, expected, version
 
 def test_version_n_follows_the_documented_construction():
     for version in (2, 3, 10, 1000):
-        for purpose, length, alphabet, _ in V1_VECTORS:
+        for purpose, length, alphabet, _v1 in V1_VECTORS:
             got = derive_secret(MASTER, purpose, length, alphabet, version)
             assert got == reference_derive(MASTER, purpose, length, alphabet, version)
             assert len(got) == length and set(got) <= (HEX if alphabet == "hex" else ALNUM)
