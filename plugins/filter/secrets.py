@@ -257,16 +257,18 @@ def _versions_entry(filter_name: str, purpose: str, versions: Any) -> int:
     return _check_version(filter_name, purpose, versions[purpose])
 
 
-def secret_version_errors(versions: Any, purposes: Any, overrides: Any = None) -> List[str]:
+def secret_version_errors(versions: Any, purposes: Any, overrides: Any = None, applied: Any = None) -> List[str]:
     """Every reason to refuse ``borgstack_secret_versions`` before anything changes, one message per problem.
 
     ``purposes`` lists the per-service purposes the stack derives (``postgresql_<service>``, ``mongodb_<service>``,
-    ``basic_auth_<service>``); with ``ROTATABLE`` and ``ROTATION_REFUSED`` they are the known purposes. Messages
-    name the variable and say what to do; they never contain a secret.
+    ``basic_auth_<service>``); with ``ROTATABLE`` and ``ROTATION_REFUSED`` they are the known purposes.
+    ``applied`` is what the server runs (the versions its last healthy run recorded): a version below it - going
+    back to an older secret - is refused. Messages name the variable and say what to do; they never contain a
+    secret.
     """
     var = "borgstack_secret_versions"
     if versions is None:
-        return []
+        versions = {}
     if not isinstance(versions, Mapping):
         return [f"{var} must be a dict purpose -> version (e.g. {{redis_password: 2}}), got {type(versions).__name__}"]
     if not isinstance(purposes, Iterable) or isinstance(purposes, (str, bytes, Mapping)):
@@ -297,6 +299,19 @@ def secret_version_errors(versions: Any, purposes: Any, overrides: Any = None) -
             errors.append(
                 f"{where} has no effect while borgstack_secret_overrides.{purpose} is set: remove one of them "
                 f"(the override wins; change the override to rotate it)"
+            )
+    if isinstance(applied, Mapping):
+        for purpose, ran in sorted(applied.items()):
+            if purpose not in known:
+                continue  # a service no longer in the registry: its secret is not derived any more
+            wanted = versions.get(purpose)
+            wanted = 1 if wanted is None else wanted
+            if isinstance(ran, bool) or not isinstance(ran, int) or isinstance(wanted, bool) \
+                    or not isinstance(wanted, int) or wanted >= ran:
+                continue
+            errors.append(
+                f"{var}.{purpose} is {wanted} but this server already runs version {ran} (recorded by its last "
+                f"healthy run): versions only move forward - set it to {ran}, or higher to rotate again"
             )
     return errors
 

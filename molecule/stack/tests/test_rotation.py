@@ -4,7 +4,8 @@ forward (borgstack_secret_versions), one full run applies them - PostgreSQL (pos
 (requirepass in its auth file, container recreated) in the data play first, then the apps (n8n, Directus: their secret
 files change, compose_deploy recreates them; n8n's shipped credentials are re-imported by fingerprint), then the
 health play. Checked on the real servers: the old passwords are refused, the new ones work, n8n's workflows and
-credentials are all there and decrypt, and a second run changes nothing.
+credentials are all there and decrypt, the versions are recorded on the server, a second run changes nothing, and
+going back to the old versions is refused by the validation play before any change.
 
 Versions only move forward: the test writes them to the scenario inventory's host_vars (conftest.SECRET_VERSIONS_FILE)
 and leaves them there, so every later run and test keeps the rotated secrets (conftest derives with them); a rerun
@@ -21,7 +22,8 @@ import time
 from pathlib import Path
 
 import yaml
-from conftest import SECRET_VERSIONS_FILE, assert_no_leak, derived, inspect, run_site, secret_versions
+from conftest import (SECRET_VERSIONS_FILE, VALIDATION_PLAY, assert_no_leak, derived, inspect, run_site,
+                      secret_versions)
 from playbook_runner import inventory
 
 POSTGRESQL = "borgstack-postgresql"
@@ -31,6 +33,7 @@ DIRECTUS = "borgstack-directus"
 INTERNAL_NETWORK = "borgstack_internal"
 CLIENT_IMAGE = "borgstack-lab/postgresql:17"
 ROTATED = ("postgresql_n8n", "redis_password")
+RECORD = "/opt/borgstack/secret-versions.json"
 # Recreated because a file they mount changed: Redis (auth.conf), n8n (db-password), Directus (Redis password).
 RECREATED = (REDIS, N8N, DIRECTUS)
 
@@ -128,7 +131,20 @@ def test_rotating_postgresql_and_redis_passwords(host):
     for state in (inspect(host, name)["State"] for name in RECREATED):
         assert state["Running"] and state.get("Health", {}).get("Status") == "healthy", state
 
+    # The healthy run recorded the versions the server runs (numbers only, root-only).
+    record = host.file(RECORD)
+    assert record.exists and record.mode == 0o600 and record.user == "root"
+    assert json.loads(record.content_string) == after_versions
+
     # Converged: the next run changes nothing.
     again = run_site()
     assert again.rc == 0 and again.changed == 0, f"changed={again.changed} on the run after the rotation"
+
+    # Going back to the old versions is refused before anything changes, naming the variable.
+    back = run_site("-e", json.dumps({"borgstack_secret_versions": before_versions}), json_output=True)
+    assert back.rc != 0 and back.changed == 0, f"rc={back.rc} changed={back.changed}"
+    assert {f.play for f in back.failures} == {VALIDATION_PLAY}, back.failures
+    expected = f"borgstack_secret_versions.postgresql_n8n is {after_versions['postgresql_n8n'] - 1} but this server " \
+               f"already runs version {after_versions['postgresql_n8n']}"
+    assert any(expected in f.message for f in back.failures), back.failures
     print(f"rotation test: {time.monotonic() - began:.0f} s (versions {after_versions})")

@@ -328,6 +328,23 @@ def test_secret_version_errors_refuses_a_version_with_an_override():
     assert secret_version_errors({"redis_password": 2}, [], {"redis_password": ""}) == []
 
 
+def test_secret_version_errors_refuses_going_back_below_what_the_server_runs():
+    applied = {"postgresql_n8n": 3, "redis_password": 2, "gone_service": 5, "postgresql_directus": 1}
+    assert secret_version_errors({"postgresql_n8n": 3, "redis_password": 4}, SERVICE_PURPOSES, None, applied) == []
+    errors = secret_version_errors({"postgresql_n8n": 2}, SERVICE_PURPOSES, None, applied)
+    assert len(errors) == 2, errors
+    assert "borgstack_secret_versions.postgresql_n8n is 2 but this server already runs version 3" in errors[0]
+    assert "versions only move forward" in errors[0]
+    # Removing the entry (or the whole dict) means version 1: refused as well.
+    assert "borgstack_secret_versions.redis_password is 1 but this server already runs version 2" in errors[1]
+    # gone_service is not derived any more (no longer in the registry): ignored.
+    assert len(secret_version_errors({}, SERVICE_PURPOSES, None, applied)) == 2
+    assert len(secret_version_errors(None, SERVICE_PURPOSES, None, applied)) == 2
+    # No record (a new host) or a record that is not a dict: nothing to compare with.
+    assert secret_version_errors({}, SERVICE_PURPOSES, None, {}) == []
+    assert secret_version_errors({}, SERVICE_PURPOSES, None, None) == []
+
+
 def test_rotation_policy_lists_are_disjoint_and_cover_the_destructive_keys():
     assert not set(ROTATABLE) & set(ROTATION_REFUSED)
     for purpose in ("n8n_encryption_key", "chatwoot_secret_key_base", "chatwoot_encryption_primary_key",
