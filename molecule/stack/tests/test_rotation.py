@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Secret rotation on the converged lab host: n8n's PostgreSQL password and the Redis password move one version
-forward (borgstack_secret_versions), one full run applies them - PostgreSQL (postgresql_tenant) and Redis
+forward (borgstack_secret_versions), one run of the roles that hold them (the documented --tags; a full run adds
+only the rest of the stack) applies them - PostgreSQL (postgresql_tenant) and Redis
 (requirepass in its auth file, container recreated) in the data play first, then the apps (n8n, Directus: their secret
 files change, compose_deploy recreates them; n8n's shipped credentials are re-imported by fingerprint), then the
 health play. Checked on the real servers: the old passwords are refused, the new ones work, n8n's workflows and
@@ -34,6 +35,10 @@ INTERNAL_NETWORK = "borgstack_internal"
 CLIENT_IMAGE = "borgstack-lab/postgresql:17"
 ROTATED = ("postgresql_n8n", "redis_password")
 RECORD = "/opt/borgstack/secret-versions.json"
+# The roles that hold these two secrets, server first (docs/rotacao-segredos.md), and the health play that checks them
+# and records the versions: a full run does the same plus everything else (three full runs took ~18 min on the shared
+# 2-core lab machine).
+TAGS = "--tags=backup,postgresql,redis,n8n,directus,health"
 # Recreated because a file they mount changed: Redis (auth.conf), n8n (db-password), Directus (Redis password).
 RECREATED = (REDIS, N8N, DIRECTUS)
 
@@ -101,7 +106,7 @@ def test_rotating_postgresql_and_redis_passwords(host):
     versions_file.write_text("---\n# Written by molecule/stack/tests/test_rotation.py: versions only move forward.\n"
                              + yaml.safe_dump({"borgstack_secret_versions": after_versions}), encoding="utf-8")
 
-    run = run_site()
+    run = run_site(TAGS)
     assert run.rc == 0 and run.failed == 0, f"the rotation run failed:\n{run.output[-3000:]}"
     assert run.changed > 0
     assert_no_leak(host, run.output, "the rotation run")
@@ -137,11 +142,11 @@ def test_rotating_postgresql_and_redis_passwords(host):
     assert json.loads(record.content_string) == after_versions
 
     # Converged: the next run changes nothing.
-    again = run_site()
+    again = run_site(TAGS)
     assert again.rc == 0 and again.changed == 0, f"changed={again.changed} on the run after the rotation"
 
     # Going back to the old versions is refused before anything changes, naming the variable.
-    back = run_site("-e", json.dumps({"borgstack_secret_versions": before_versions}), json_output=True)
+    back = run_site(TAGS, "-e", json.dumps({"borgstack_secret_versions": before_versions}), json_output=True)
     assert back.rc != 0 and back.changed == 0, f"rc={back.rc} changed={back.changed}"
     assert {f.play for f in back.failures} == {VALIDATION_PLAY}, back.failures
     expected = f"borgstack_secret_versions.postgresql_n8n is {after_versions['postgresql_n8n'] - 1} but this server " \
