@@ -16,10 +16,11 @@ a new version label.
 Rotation (``borgstack_secret_versions: {<purpose>: N}``). Version 1 - the default, also when the purpose is not
 listed - is exactly the construction above, byte for byte: existing installations never rotate by upgrading. For a
 version ``N >= 2`` the same ``prk`` is used and the key-stream label gets a suffix:
-``info = b"borgstack/v1/" + purpose + b"\x00" + alphabet + b"\x00" + str(length) + b"\x00rotation\x00" + str(N)``.
-The length field of version 1 is digits only and is followed directly by the 4 counter bytes, so no version-1
-label of any length is a prefix of, or equal to, a rotated label: every version is an unrelated HMAC output, and
-knowing one version's value tells nothing about another's (nor about the master secret).
+``info = b"borgstack/v1/" + purpose + b"\\x00" + alphabet + b"\\x00" + str(length) + b"\\x00rotation\\x00" + str(N)``.
+In version 1 the length's digits (at most 3) are followed directly by the 4 counter bytes; a rotated label has at
+least 11 more bytes after them, so no HMAC input of version 1 (any length) equals one of a rotated version, and no two
+versions share one: every version is an unrelated HMAC output, and knowing one version's value tells nothing about
+another's (nor about the master secret).
 
 Not every secret may rotate: ``ROTATION_REFUSED`` lists the purposes whose new value would destroy data (keys that
 encrypt what the apps stored) or that the play applies only when a server or an app is first set up (a new value
