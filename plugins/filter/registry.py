@@ -466,9 +466,10 @@ def s3_buckets(registry: Any, shared: Any = None) -> List[str]:
     return buckets
 
 
-def mongodb_users(registry: Any, master: Any, overrides: Any = None, every: bool = False) -> List[Dict[str, Any]]:
+def mongodb_users(registry: Any, master: Any, overrides: Any = None, every: bool = False,
+                  versions: Any = None) -> List[Dict[str, Any]]:
     """MongoDB users of the enabled services (``every``: of every service): [{name, database, roles, password}]
-    (purpose ``mongodb_<service>``)."""
+    (purpose ``mongodb_<service>``, at its version in ``versions``: borgstack_secret_versions)."""
     registry = _mapping("mongodb_users", registry, "the registry")
     users = []
     for name in (list(registry) if every else _enabled(registry)):
@@ -479,7 +480,7 @@ def mongodb_users(registry: Any, master: Any, overrides: Any = None, every: bool
             "name": name,
             "database": mongo.get("database", name),
             "roles": list(mongo.get("roles", ["readWrite"])),
-            "password": stack_secret(f"mongodb_{name}", master, overrides or {}),
+            "password": stack_secret(f"mongodb_{name}", master, overrides or {}, versions=versions),
         })
     return users
 
@@ -546,10 +547,11 @@ def _bcrypt_hash(password: str, context: str, cost: int = 12) -> str:
     return bcrypt.hashpw(password.encode(), b"$2b$%02d$" % cost + salt).decode()
 
 
-def basic_auth_users(registry: Any, master: Any, overrides: Any = None, user: Any = "") -> Dict[str, Dict[str, str]]:
+def basic_auth_users(registry: Any, master: Any, overrides: Any = None, user: Any = "",
+                     versions: Any = None) -> Dict[str, Dict[str, str]]:
     """The password Caddy asks for in front of each enabled service whose ``site.basic_auth`` is true:
-    {service: {user, password, hash}} - purpose ``basic_auth_<service>`` (see stack_secret), ``user`` the stack's
-    admin e-mail, ``hash`` the bcrypt hash Caddy's basic_auth directive reads."""
+    {service: {user, password, hash}} - purpose ``basic_auth_<service>`` (see stack_secret; its version from
+    ``versions``), ``user`` the stack's admin e-mail, ``hash`` the bcrypt hash Caddy's basic_auth directive reads."""
     registry = _mapping("basic_auth_users", registry, "the registry")
     out: Dict[str, Dict[str, str]] = {}
     for name in _enabled(registry):
@@ -560,16 +562,18 @@ def basic_auth_users(registry: Any, master: Any, overrides: Any = None, user: An
         if not isinstance(user, str) or not re.match(r"^[^\s:]{1,254}$", user):
             raise AnsibleFilterError(f"basic_auth_users: the user (borgstack_admin_email) must be a name without "
                                      f"spaces or ':', found {user!r}")
-        password = stack_secret(f"basic_auth_{name}", master, overrides or {})
+        password = stack_secret(f"basic_auth_{name}", master, overrides or {}, versions=versions)
         out[name] = {"user": user, "password": password, "hash": _bcrypt_hash(password, name)}
     return out
 
 
-def postgres_tenants(registry: Any, master: Any, overrides: Any = None, every: bool = False) -> List[Dict[str, Any]]:
+def postgres_tenants(registry: Any, master: Any, overrides: Any = None, every: bool = False,
+                     versions: Any = None) -> List[Dict[str, Any]]:
     """PostgreSQL tenants of the enabled services (``every``: of every service, enabled or not - a disabled app's
     role still renders its settings to remove it): [{name, database, extensions, password}].
 
-    The password is the secret of purpose ``postgresql_<service>`` (see stack_secret); the apps' wiring reads it
+    The password is the secret of purpose ``postgresql_<service>`` (see stack_secret; its version from ``versions``,
+    borgstack_secret_versions); the apps' wiring reads it
     from these lists (borgstack_postgres_tenants, borgstack_postgres_logins), so it is derived in this one place.
     """
     registry = _mapping("postgres_tenants", registry, "the registry")
@@ -582,7 +586,7 @@ def postgres_tenants(registry: Any, master: Any, overrides: Any = None, every: b
             "name": name,
             "database": pg.get("database", name),
             "extensions": list(pg.get("extensions", [])),
-            "password": stack_secret(f"postgresql_{name}", master, overrides or {}),
+            "password": stack_secret(f"postgresql_{name}", master, overrides or {}, versions=versions),
         })
     return tenants
 

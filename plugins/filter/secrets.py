@@ -13,6 +13,21 @@ unrelated secrets for different purposes. Construction (version 1):
 Changing the construction would rotate every secret of every installation: do not. A new construction needs
 a new version label.
 
+Rotation (``borgstack_secret_versions: {<purpose>: N}``). Version 1 - the default, also when the purpose is not
+listed - is exactly the construction above, byte for byte: existing installations never rotate by upgrading. For a
+version ``N >= 2`` the same ``prk`` is used and the key-stream label gets a suffix:
+``info = b"borgstack/v1/" + purpose + b"\\x00" + alphabet + b"\\x00" + str(length) + b"\\x00rotation\\x00" + str(N)``.
+In version 1 the length's digits (at most 3) are followed directly by the 4 counter bytes; a rotated label has at
+least 11 more bytes after them, so no HMAC input of version 1 (any length) equals one of a rotated version, and no two
+versions share one: every version is an unrelated HMAC output, and knowing one version's value tells nothing about
+another's (nor about the master secret).
+
+Not every secret may rotate: ``ROTATION_REFUSED`` lists the purposes whose new value would destroy data (keys that
+encrypt what the apps stored) or that the play applies only when a server or an app is first set up (a new value
+would not reach the server, and the play itself would then lose its login). ``secret_version_errors`` - called by
+the validation play before anything changes - explains each refusal; ``stack_secret`` refuses them too, as a last
+line of defence.
+
 Error messages never contain a master secret, a derived secret or an override value.
 """
 from __future__ import annotations
@@ -20,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import string
-from typing import Any, Dict, Iterator, Mapping
+from typing import Any, Dict, Iterable, Iterator, List, Mapping
 
 from ansible.errors import AnsibleFilterError
 
@@ -35,6 +50,64 @@ _VERSION_LABEL = b"borgstack/v1"
 MIN_MASTER_LENGTH = 32
 MIN_LENGTH = 16
 MAX_LENGTH = 512
+
+# Purposes whose version must stay 1: purpose -> why, and what to do instead (shown to the operator).
+_DESTROYS = "rotating it would destroy data: "
+_FIRST_SETUP = (
+    "the play applies it only when {what} is first set up, so a new version would not reach {where} (and the play "
+    "would lose its own login); change it {how}, then put the new value in borgstack_secret_overrides.{purpose}"
+)
+ROTATION_REFUSED: Dict[str, str] = {
+    "n8n_encryption_key": _DESTROYS + (
+        "n8n encrypts every stored credential with it and refuses to start with a key other than the one saved in "
+        "its data volume; the credentials would become undecryptable. It never rotates"),
+    "chatwoot_secret_key_base": _DESTROYS + (
+        "Rails derives from it the keys of what Chatwoot signed or encrypted and keeps (sessions, signed links to "
+        "attachments already sent in conversations, encrypted values); they would stop verifying or decrypting. "
+        "It never rotates"),
+    "chatwoot_encryption_primary_key": _DESTROYS + (
+        "Active Record encryption keys decrypt the columns Chatwoot encrypted with them (MFA secrets and other "
+        "encrypted attributes); those rows would become unreadable. It never rotates"),
+    "chatwoot_encryption_deterministic_key": _DESTROYS + (
+        "Active Record encryption keys decrypt the columns Chatwoot encrypted with them, and the deterministic key "
+        "also finds rows by encrypted value; those rows would become unreadable. It never rotates"),
+    "chatwoot_encryption_key_derivation_salt": _DESTROYS + (
+        "Active Record derives its encryption keys with this salt; the encrypted columns would become unreadable. "
+        "It never rotates"),
+    "lowcoder_db_encryption_password": _DESTROYS + (
+        "Lowcoder encrypts the data-source credentials it stores in MongoDB with it; every data source would have "
+        "to be configured again. It never rotates"),
+    "lowcoder_db_encryption_salt": _DESTROYS + (
+        "Lowcoder encrypts the data-source credentials it stores in MongoDB with it (password + salt); every data "
+        "source would have to be configured again. It never rotates"),
+    "postgresql_superuser": _FIRST_SETUP.format(
+        what="the PostgreSQL cluster", where="the server", how="with ALTER ROLE postgres PASSWORD in psql",
+        purpose="postgresql_superuser"),
+    "mongodb_root_password": _FIRST_SETUP.format(
+        what="the MongoDB data directory", where="the server", how="with db.changeUserPassword() in mongosh",
+        purpose="mongodb_root_password"),
+    "n8n_owner_password": _FIRST_SETUP.format(
+        what="n8n", where="n8n", how="in n8n (Settings > Personal)", purpose="n8n_owner_password"),
+    "directus_admin_password": _FIRST_SETUP.format(
+        what="Directus", where="Directus", how="in Directus (user settings)", purpose="directus_admin_password"),
+    "chatwoot_admin_password": _FIRST_SETUP.format(
+        what="Chatwoot", where="Chatwoot", how="in Chatwoot (profile settings)", purpose="chatwoot_admin_password"),
+}
+# Purposes that may rotate besides the per-service ones (postgresql_<service>, mongodb_<service>,
+# basic_auth_<service>) the caller lists: each has a path that applies a new value to its server and its apps.
+ROTATABLE: tuple = (
+    "redis_password",
+    "seaweedfs_s3_access_key",
+    "seaweedfs_s3_secret_key",
+    "directus_secret",
+    "evolution_api_key",
+    "evolution_api_wa_business_token",
+    "chatwoot_api_token",
+    "lowcoder_api_key_secret",
+    "lowcoder_node_service_secret",
+    "lowcoder_node_service_secret_salt",
+    "lowcoder_superuser_password",
+)
 
 
 def _check_length(filter_name: str, length: Any) -> int:
@@ -77,12 +150,29 @@ def _stream(prk: bytes, info: bytes) -> Iterator[int]:
         counter += 1
 
 
-def derive_secret(master: Any, purpose: Any, length: Any = 40, alphabet: Any = "alnum") -> str:
-    """Derive the secret for ``purpose`` from ``master``: ``length`` characters drawn from ``alphabet``."""
+def _check_version(filter_name: str, purpose: str, version: Any) -> int:
+    where = f"borgstack_secret_versions.{purpose}"
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise AnsibleFilterError(
+            f"{filter_name}: {where} must be an integer (1, 2, 3 ...), got {type(version).__name__}"
+        )
+    if version < 1:
+        raise AnsibleFilterError(
+            f"{filter_name}: {where} must be 1 or more (versions only move forward), got {version}"
+        )
+    return version
+
+
+def derive_secret(master: Any, purpose: Any, length: Any = 40, alphabet: Any = "alnum", version: Any = 1) -> str:
+    """Derive the secret for ``purpose`` from ``master``: ``length`` characters drawn from ``alphabet``.
+
+    ``version`` 1 is the original construction; ``version`` N >= 2 gives an unrelated value (module docstring).
+    """
     name = "derive_secret"
     master = _check_master(name, master)
     purpose = _check_purpose(name, purpose)
     length = _check_length(name, length)
+    version = _check_version(name, purpose, version)
     if not isinstance(alphabet, str) or alphabet not in ALPHABETS:
         raise AnsibleFilterError(f"{name}: alphabet must be one of {', '.join(ALPHABETS)}, got {alphabet!r}")
     chars = ALPHABETS[alphabet]
@@ -92,6 +182,8 @@ def derive_secret(master: Any, purpose: Any, length: Any = 40, alphabet: Any = "
         (_VERSION_LABEL, b"/", purpose.encode("utf-8"), b"\x00", alphabet.encode("ascii"), b"\x00",
          str(length).encode("ascii"))
     )
+    if version > 1:
+        info += b"\x00rotation\x00" + str(version).encode("ascii")
     limit = 256 - 256 % len(chars)
     out = []
     for byte in _stream(prk, info):
@@ -109,12 +201,16 @@ def stack_secret(
     length: Any = 40,
     min_override_length: Any = 12,
     alphabet: Any = "alnum",
+    versions: Any = None,
 ) -> str:
     """Return ``overrides[purpose]`` when the operator set one, else ``derive_secret(master, purpose, length)``.
 
     An override that is missing, ``None`` or the empty string counts as not set. A set override shorter than
     ``min_override_length`` is refused; the error names ``borgstack_secret_overrides.<purpose>`` and never the
     value. With an override in place the master secret is not needed (nor checked).
+
+    ``versions`` (``borgstack_secret_versions``) maps a purpose to its rotation version (absent: 1). A version
+    above 1 for a purpose of ``ROTATION_REFUSED``, or together with an override, is refused.
     """
     name = "stack_secret"
     purpose = _check_purpose(name, purpose)
@@ -127,6 +223,11 @@ def stack_secret(
             f"{name}: overrides (borgstack_secret_overrides) must be a dict purpose -> secret, "
             f"got {type(overrides).__name__}"
         )
+    version = _versions_entry(name, purpose, versions)
+    if version > 1 and purpose in ROTATION_REFUSED:
+        raise AnsibleFilterError(
+            f"{name}: borgstack_secret_versions.{purpose} is refused: {ROTATION_REFUSED[purpose]}"
+        )
     override = overrides.get(purpose)
     if override is not None and override != "":
         where = f"borgstack_secret_overrides.{purpose}"
@@ -137,8 +238,83 @@ def stack_secret(
                 f"{name}: {where} is shorter than {min_override_length} characters; set a longer value or remove "
                 f"it to use the derived secret"
             )
+        if version > 1:
+            raise AnsibleFilterError(
+                f"{name}: borgstack_secret_versions.{purpose} has no effect while {where} is set; remove one of them"
+            )
         return str(override)
-    return derive_secret(master, purpose, length, alphabet)
+    return derive_secret(master, purpose, length, alphabet, version)
+
+
+def _versions_entry(filter_name: str, purpose: str, versions: Any) -> int:
+    if versions is None:
+        return 1
+    if not isinstance(versions, Mapping):
+        raise AnsibleFilterError(
+            f"{filter_name}: borgstack_secret_versions must be a dict purpose -> version, got {type(versions).__name__}"
+        )
+    if versions.get(purpose) is None:
+        return 1
+    return _check_version(filter_name, purpose, versions[purpose])
+
+
+def secret_version_errors(versions: Any, purposes: Any, overrides: Any = None, applied: Any = None) -> List[str]:
+    """Every reason to refuse ``borgstack_secret_versions`` before anything changes, one message per problem.
+
+    ``purposes`` lists the per-service purposes the stack derives (``postgresql_<service>``, ``mongodb_<service>``,
+    ``basic_auth_<service>``); with ``ROTATABLE`` and ``ROTATION_REFUSED`` they are the known purposes.
+    ``applied`` is what the server runs (the versions its last healthy run recorded): a version below it - going
+    back to an older secret - is refused. Messages name the variable and say what to do; they never contain a
+    secret.
+    """
+    var = "borgstack_secret_versions"
+    if versions is None:
+        versions = {}
+    if not isinstance(versions, Mapping):
+        return [f"{var} must be a dict purpose -> version (e.g. {{redis_password: 2}}), got {type(versions).__name__}"]
+    if not isinstance(purposes, Iterable) or isinstance(purposes, (str, bytes, Mapping)):
+        raise AnsibleFilterError("secret_version_errors: purposes must be a list of purposes")
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise AnsibleFilterError("secret_version_errors: overrides must be a dict (borgstack_secret_overrides)")
+    per_service = {str(p) for p in purposes}
+    known = sorted(per_service | set(ROTATABLE) | set(ROTATION_REFUSED))
+    errors: List[str] = []
+    for purpose, version in versions.items():
+        where = f"{var}.{purpose}"
+        if purpose not in known:
+            errors.append(
+                f"{where}: unknown secret; the stack derives these (check the spelling): {', '.join(known)}"
+            )
+            continue
+        if isinstance(version, bool) or not isinstance(version, int):
+            errors.append(f"{where} must be an integer (1, 2, 3 ...), got {version!r}")
+            continue
+        if version < 1:
+            errors.append(f"{where} must be 1 or more (versions only move forward), got {version}")
+            continue
+        if version == 1:
+            continue
+        if purpose in ROTATION_REFUSED:
+            errors.append(f"{where} is refused: {ROTATION_REFUSED[purpose]}")
+        elif overrides and overrides.get(purpose) not in (None, ""):
+            errors.append(
+                f"{where} has no effect while borgstack_secret_overrides.{purpose} is set: remove one of them "
+                f"(the override wins; change the override to rotate it)"
+            )
+    if isinstance(applied, Mapping):
+        for purpose, ran in sorted(applied.items()):
+            if purpose not in known:
+                continue  # a service no longer in the registry: its secret is not derived any more
+            wanted = versions.get(purpose)
+            wanted = 1 if wanted is None else wanted
+            if isinstance(ran, bool) or not isinstance(ran, int) or isinstance(wanted, bool) \
+                    or not isinstance(wanted, int) or wanted >= ran:
+                continue
+            errors.append(
+                f"{var}.{purpose} is {wanted} but this server already runs version {ran} (recorded by its last "
+                f"healthy run): versions only move forward - set it to {ran}, or higher to rotate again"
+            )
+    return errors
 
 
 class FilterModule:
@@ -148,4 +324,5 @@ class FilterModule:
         return {
             "derive_secret": derive_secret,
             "stack_secret": stack_secret,
+            "secret_version_errors": secret_version_errors,
         }

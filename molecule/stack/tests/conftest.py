@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbook_runner import PROJECT, Run, run_site as _run_site  # noqa: E402  pylint: disable=wrong-import-position
+from playbook_runner import PROJECT, Run, inventory, run_site as _run_site  # noqa: E402  pylint: disable=wrong-import-position
 
 sys.path.insert(0, str(PROJECT / "collections"))
 # pylint: disable=wrong-import-position,import-error
@@ -23,7 +24,7 @@ HOST = "borgstack-mol-stack"
 PUBLIC_IP = "198.51.100.31"
 __all__ = ["PROJECT", "PUBLIC_IP", "HOST", "VALIDATION_PLAY", "Run", "run_site", "changed_tasks", "inspect",
            "env_file", "DERIVED", "lab_master", "host_secrets", "assert_no_leak", "public_ip", "root_cert",
-           "ROOT_CERT"]
+           "ROOT_CERT", "secret_versions", "SECRET_VERSIONS_FILE", "derived"]
 VALIDATION_PLAY = "Validate every setting before anything changes"
 
 
@@ -60,11 +61,37 @@ def env_file(host, path: str) -> dict[str, str]:
     return values
 
 
-# Every `'<purpose>' | borgstack.stack.stack_secret(master, overrides[, length])` of the wiring: purpose → length.
+# Every `'<purpose>' | borgstack.stack.stack_secret(master, overrides[, length][, versions=...])` of the wiring:
+# purpose → length (the third positional argument; keyword arguments are not positions).
 _DERIVATION = re.compile(r"'([a-z0-9_]+)'\s*\|\s*borgstack\.stack\.stack_secret\(([^)]*)\)", re.S)
-DERIVED = {purpose: int(args.split(",")[2]) if args.count(",") >= 2 else 40
+
+
+def _length(args: str) -> int:
+    positional = [a.strip() for a in args.split(",") if "=" not in a]
+    return int(positional[2]) if len(positional) >= 3 else 40
+
+
+DERIVED = {purpose: _length(args)
            for path in sorted((PROJECT / "playbooks" / "group_vars").rglob("*.yml"))
            for purpose, args in _DERIVATION.findall(path.read_text(encoding="utf-8"))}
+# test_rotation.py rotates secrets forward and leaves the versions here, in the scenario's inventory, so that every
+# later run of the playbook (and every later test) keeps the rotated secrets: versions never move back.
+SECRET_VERSIONS_FILE = f"host_vars/{HOST}/secret_versions.yml"
+
+
+def secret_versions() -> dict[str, int]:
+    """borgstack_secret_versions as the scenario's inventory has it now ({} before any rotation)."""
+    path = Path(inventory()) / SECRET_VERSIONS_FILE
+    if not path.exists():
+        return {}
+    return dict((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("borgstack_secret_versions") or {})
+
+
+def derived(purpose: str, length: int = 40, versions: dict[str, int] | None = None) -> str:
+    """The secret the lab host has for ``purpose`` (the lab master, at the inventory's current version)."""
+    return stack_secret(purpose, lab_master(), {}, length, versions=secret_versions() if versions is None else versions)
+
+
 CA_KEYS = ("/data/caddy/pki/authorities/local/root.key", "/data/caddy/pki/authorities/local/intermediate.key")
 
 
@@ -83,8 +110,9 @@ def host_secrets(host) -> dict[str, str]:
     """Every secret of the lab stack: derived ones, the master, each secrets.env value, Caddy's CA key lines."""
     master = lab_master()
     found = {"master": master}
+    versions = secret_versions()
     for purpose, length in DERIVED.items():
-        found[purpose] = stack_secret(purpose, master, {}, length)
+        found[purpose] = stack_secret(purpose, master, {}, length, versions=versions)
     for path in host.check_output("find /opt/borgstack/services -name secrets.env").split():
         service = path.split("/")[-2]
         for key, value in env_file(host, path).items():

@@ -64,6 +64,19 @@ CASES = [
     ("image without a version", _services(redis={"image": "redis:alpine"}), "borgstack_services.redis.image"),
     ("image with a malformed digest", _services(n8n={"image": "borgstack-lab/n8n@sha256:abc"}),
      "borgstack_services.n8n.image"),
+    # Secret rotation (docs/rotacao-segredos.md): keys whose new value would destroy data, versions that are not
+    # 1, 2, 3 ..., and a purpose the stack does not derive.
+    ("rotating n8n's encryption key", {"borgstack_secret_versions": {"n8n_encryption_key": 2}, **_services()},
+     "borgstack_secret_versions.n8n_encryption_key is refused: rotating it would destroy data"),
+    ("rotating Chatwoot's SECRET_KEY_BASE",
+     {"borgstack_secret_versions": {"chatwoot_secret_key_base": 2}, **_services()},
+     "borgstack_secret_versions.chatwoot_secret_key_base is refused: rotating it would destroy data"),
+    ("secret version below 1", {"borgstack_secret_versions": {"redis_password": 0}, **_services()},
+     "borgstack_secret_versions.redis_password must be 1 or more"),
+    ("secret version that is not an integer", {"borgstack_secret_versions": {"postgresql_n8n": "two"}, **_services()},
+     "borgstack_secret_versions.postgresql_n8n must be an integer"),
+    ("secret version of an unknown secret", {"borgstack_secret_versions": {"postgresql_n8m": 2}, **_services()},
+     "borgstack_secret_versions.postgresql_n8m: unknown secret"),
 ]
 
 

@@ -24,7 +24,7 @@ import urllib.parse
 from typing import Any, Callable
 
 import pytest
-from conftest import changed_tasks, lab_master, public_ip, run_site, stack_secret
+from conftest import changed_tasks, derived, public_ip, run_site
 
 import contract
 
@@ -147,12 +147,11 @@ def assert_nothing_rejected(server) -> None:
 # --- fixture ---------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(host):
-    master = lab_master()
     lab = host.ansible.get_variables().get("ansible_host") or host.backend.host
     started = contract.start(
         lab, "borgstack_internal", ["borgstack-evolution-api", "borgstack-chatwoot"],
-        {"EVOLUTION_API_KEY": stack_secret("evolution_api_key", master, {}, 48),
-         "CHATWOOT_API_TOKEN": stack_secret("chatwoot_api_token", master, {}, 32),
+        {"EVOLUTION_API_KEY": derived("evolution_api_key", 48),
+         "CHATWOOT_API_TOKEN": derived("chatwoot_api_token", 32),
          "CHATWOOT_WEBHOOK_URL": "http://borgstack-n8n:5678" + CHATWOOT_HOOK,
          "CHATWOOT_ACCOUNT_ID": str(ACCOUNT), "CHATWOOT_INBOX_ID": str(INBOX), "EVOLUTION_INSTANCE": INSTANCE})
     yield started

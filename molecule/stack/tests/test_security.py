@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
-from conftest import DERIVED, PROJECT, lab_master, public_ip
+from conftest import DERIVED, PROJECT, lab_master, public_ip, secret_versions
 
 sys.path.insert(0, str(PROJECT / "collections"))
 from ansible_collections.borgstack.stack.plugins.filter.secrets import stack_secret  # noqa: E402
@@ -51,7 +51,9 @@ ENV_EXCEPTIONS = {
 # --- helpers --------------------------------------------------------------------------------------------------------
 def _secrets() -> Dict[str, str]:
     master = lab_master()
-    found = {purpose: stack_secret(purpose, master, {}, length) for purpose, length in DERIVED.items()}
+    versions = secret_versions()
+    found = {purpose: stack_secret(purpose, master, {}, length, versions=versions)
+             for purpose, length in DERIVED.items()}
     found["master"] = master
     return found
 

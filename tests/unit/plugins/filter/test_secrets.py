@@ -14,7 +14,14 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.borgstack.stack.plugins.filter import secrets
-from ansible_collections.borgstack.stack.plugins.filter.secrets import FilterModule, derive_secret, stack_secret
+from ansible_collections.borgstack.stack.plugins.filter.secrets import (
+    ROTATABLE,
+    ROTATION_REFUSED,
+    FilterModule,
+    derive_secret,
+    secret_version_errors,
+    stack_secret,
+)
 
 MASTER = "correct-horse-battery-staple-0123456789-master"
 OTHER_MASTER = "another-operator-master-secret-0123456789-xyz"
@@ -22,12 +29,14 @@ ALNUM = set(string.ascii_letters + string.digits)
 HEX = set("0123456789abcdef")
 
 
-def reference_derive(master: str, purpose: str, length: int, alphabet: str) -> str:
-    """Independent implementation of the construction documented in secrets.py (version 1)."""
+def reference_derive(master: str, purpose: str, length: int, alphabet: str, version: int = 1) -> str:
+    """Independent implementation of the construction documented in secrets.py (version 1, and N >= 2)."""
     chars = {"alnum": string.ascii_uppercase + string.ascii_lowercase + string.digits,
              "hex": "0123456789abcdef"}[alphabet]
     prk = hmac.new(b"borgstack/v1", master.encode(), hashlib.sha256).digest()
     info = b"borgstack/v1/" + purpose.encode() + b"\0" + alphabet.encode() + b"\0" + str(length).encode()
+    if version > 1:
+        info += b"\0rotation\0" + str(version).encode()
     out = ""
     counter = 0
     while len(out) < length:
@@ -191,6 +200,160 @@ def test_stack_secret_errors_do_not_leak(args, kwargs, words, leaked):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Rotation: borgstack_secret_versions
+# ---------------------------------------------------------------------------------------------------------------
+
+# Known answers of version 1, computed with the code before rotation existed (commit 03f9331): they must never change,
+# or every existing installation would rotate every secret on its next run.
+V1_VECTORS = [
+    ("redis_password", 40, "alnum", "vwpLpZwKASgcKWGBxVuHaP0PQz00pB42kmhAZicU"),
+    ("postgresql_n8n", 40, "alnum", "zuqIDhgQRKe5lgI6N74fKhIO9L1N5qJztEQKhBZk"),
+    ("seaweedfs_s3_access_key", 20, "alnum", "kSyayoDI20zzuMP1MPk0"),
+    ("some_hex_key", 32, "hex", "f65dd43a74d2e77a3f70793fe46025cb"),
+]
+
+
+@pytest.mark.parametrize("purpose, length, alphabet, expected", V1_VECTORS)
+@pytest.mark.parametrize("versions", [None, {}, {"other": 3}, {"PURPOSE": 1}, {"PURPOSE": None}])
+def test_version_1_is_todays_secret(purpose, length, alphabet, expected, versions):
+    if versions is not None:
+        versions = {(purpose if k == "PURPOSE" else k): v for k, v in versions.items()}
+    assert derive_secret(MASTER, purpose, length, alphabet) == expected
+    assert derive_secret(MASTER, purpose, length, alphabet, 1) == expected
+    assert stack_secret(purpose, MASTER, {}, length, 12, alphabet, versions) == expected
+    assert stack_secret(purpose, MASTER, {}, length, alphabet=alphabet, versions=versions) == expected
+
+
+def test_version_n_follows_the_documented_construction():
+    for version in (2, 3, 10, 1000):
+        for purpose, length, alphabet, _v1 in V1_VECTORS:
+            got = derive_secret(MASTER, purpose, length, alphabet, version)
+            assert got == reference_derive(MASTER, purpose, length, alphabet, version)
+            assert len(got) == length and set(got) <= (HEX if alphabet == "hex" else ALNUM)
+            assert stack_secret(purpose, MASTER, {}, length, alphabet=alphabet, versions={purpose: version}) == got
+    # A known answer for version 2, so that a change of the rotated construction is seen too.
+    assert derive_secret(MASTER, "redis_password", 40, "alnum", 2) == ROTATED_REDIS_V2
+
+
+ROTATED_REDIS_V2 = "LZuoyhpstx5mibT4xxcMgOhdfjVFR88ObOYDaM4t"
+
+
+def test_versions_give_unrelated_values():
+    values = {derive_secret(MASTER, "redis_password", 40, "alnum", v) for v in range(1, 51)}
+    assert len(values) == 50
+    # No shared prefix beyond chance between versions (a rotated value is not a tweak of the old one).
+    v1, v2 = derive_secret(MASTER, "p", 40, "alnum", 1), derive_secret(MASTER, "p", 40, "alnum", 2)
+    assert sum(a == b for a, b in zip(v1, v2)) < 8
+    # The version is per purpose: rotating one leaves the others as they were.
+    versions = {"redis_password": 2}
+    assert stack_secret("postgresql_n8n", MASTER, {}, versions=versions) == V1_VECTORS[1][3]
+    assert stack_secret("redis_password", MASTER, {}, versions=versions) != V1_VECTORS[0][3]
+
+
+@pytest.mark.parametrize(
+    "version, words",
+    [(0, "1 or more"), (-2, "1 or more"), ("2", "must be an integer"), (2.0, "must be an integer"),
+     (True, "must be an integer")],
+)
+def test_bad_versions_are_refused_naming_the_variable(version, words):
+    with pytest.raises(AnsibleFilterError, match=r"borgstack_secret_versions\.redis_password") as err:
+        stack_secret("redis_password", MASTER, {}, versions={"redis_password": version})
+    assert words in str(err.value)
+    assert MASTER not in str(err.value)
+    with pytest.raises(AnsibleFilterError, match=words):
+        derive_secret(MASTER, "redis_password", 40, "alnum", version)
+    with pytest.raises(AnsibleFilterError, match="borgstack_secret_versions must be a dict"):
+        stack_secret("redis_password", MASTER, {}, versions=[2])
+
+
+@pytest.mark.parametrize("purpose", sorted(ROTATION_REFUSED))
+def test_refused_purposes_never_rotate(purpose):
+    assert stack_secret(purpose, MASTER, {}, versions={purpose: 1}) == derive_secret(MASTER, purpose)
+    with pytest.raises(AnsibleFilterError, match=rf"borgstack_secret_versions\.{purpose} is refused") as err:
+        stack_secret(purpose, MASTER, {}, versions={purpose: 2})
+    assert MASTER not in str(err.value)
+
+
+def test_a_version_with_an_override_is_refused():
+    overrides = {"redis_password": "operator-chosen-pw-123"}
+    assert stack_secret("redis_password", MASTER, overrides, versions={"redis_password": 1}) == overrides["redis_password"]
+    with pytest.raises(AnsibleFilterError, match="has no effect while borgstack_secret_overrides.redis_password") as err:
+        stack_secret("redis_password", MASTER, overrides, versions={"redis_password": 2})
+    assert "operator-chosen-pw-123" not in str(err.value)
+
+
+SERVICE_PURPOSES = ["postgresql_n8n", "postgresql_directus", "mongodb_lowcoder", "basic_auth_fileflows"]
+
+
+def test_secret_version_errors_accepts_rotatable_versions():
+    versions = {"postgresql_n8n": 2, "redis_password": 7, "seaweedfs_s3_secret_key": 2, "n8n_encryption_key": 1,
+                "mongodb_lowcoder": 3, "basic_auth_fileflows": 2, "directus_secret": 2}
+    assert secret_version_errors(versions, SERVICE_PURPOSES) == []
+    assert secret_version_errors({}, SERVICE_PURPOSES) == []
+    assert secret_version_errors(None, []) == []
+
+
+@pytest.mark.parametrize(
+    "versions, words",
+    [
+        ({"n8n_encryption_key": 2}, ["borgstack_secret_versions.n8n_encryption_key is refused", "undecryptable"]),
+        ({"chatwoot_secret_key_base": 2}, ["chatwoot_secret_key_base is refused", "destroy data"]),
+        ({"chatwoot_encryption_primary_key": 3}, ["is refused", "Active Record"]),
+        ({"lowcoder_db_encryption_password": 2}, ["is refused", "data source"]),
+        ({"lowcoder_db_encryption_salt": 2}, ["is refused", "data source"]),
+        ({"postgresql_superuser": 2}, ["is refused", "ALTER ROLE", "borgstack_secret_overrides.postgresql_superuser"]),
+        ({"mongodb_root_password": 2}, ["is refused", "first set up"]),
+        ({"n8n_owner_password": 2}, ["is refused", "first set up"]),
+        ({"redis_password": 0}, ["borgstack_secret_versions.redis_password must be 1 or more"]),
+        ({"redis_password": -1}, ["borgstack_secret_versions.redis_password must be 1 or more"]),
+        ({"redis_password": "2"}, ["borgstack_secret_versions.redis_password must be an integer"]),
+        ({"redis_password": 1.5}, ["borgstack_secret_versions.redis_password must be an integer"]),
+        ({"redis_password": None}, ["borgstack_secret_versions.redis_password must be an integer"]),
+        ({"postgresql_n8m": 2}, ["borgstack_secret_versions.postgresql_n8m: unknown secret", "postgresql_n8n"]),
+        ({"redis": 2}, ["borgstack_secret_versions.redis: unknown secret", "redis_password"]),
+        ([["redis_password", 2]], ["borgstack_secret_versions must be a dict"]),
+    ],
+)
+def test_secret_version_errors_refuses(versions, words):
+    errors = secret_version_errors(versions, SERVICE_PURPOSES)
+    assert len(errors) == 1, errors
+    for word in words:
+        assert word in errors[0]
+
+
+def test_secret_version_errors_refuses_a_version_with_an_override():
+    errors = secret_version_errors({"redis_password": 2}, [], {"redis_password": "operator-chosen-pw-123"})
+    assert errors and "borgstack_secret_overrides.redis_password" in errors[0]
+    assert "operator-chosen-pw-123" not in errors[0]
+    assert secret_version_errors({"redis_password": 2}, [], {"redis_password": ""}) == []
+
+
+def test_secret_version_errors_refuses_going_back_below_what_the_server_runs():
+    applied = {"postgresql_n8n": 3, "redis_password": 2, "gone_service": 5, "postgresql_directus": 1}
+    assert secret_version_errors({"postgresql_n8n": 3, "redis_password": 4}, SERVICE_PURPOSES, None, applied) == []
+    errors = secret_version_errors({"postgresql_n8n": 2}, SERVICE_PURPOSES, None, applied)
+    assert len(errors) == 2, errors
+    assert "borgstack_secret_versions.postgresql_n8n is 2 but this server already runs version 3" in errors[0]
+    assert "versions only move forward" in errors[0]
+    # Removing the entry (or the whole dict) means version 1: refused as well.
+    assert "borgstack_secret_versions.redis_password is 1 but this server already runs version 2" in errors[1]
+    # gone_service is not derived any more (no longer in the registry): ignored.
+    assert len(secret_version_errors({}, SERVICE_PURPOSES, None, applied)) == 2
+    assert len(secret_version_errors(None, SERVICE_PURPOSES, None, applied)) == 2
+    # No record (a new host) or a record that is not a dict: nothing to compare with.
+    assert secret_version_errors({}, SERVICE_PURPOSES, None, {}) == []
+    assert secret_version_errors({}, SERVICE_PURPOSES, None, None) == []
+
+
+def test_rotation_policy_lists_are_disjoint_and_cover_the_destructive_keys():
+    assert not set(ROTATABLE) & set(ROTATION_REFUSED)
+    for purpose in ("n8n_encryption_key", "chatwoot_secret_key_base", "chatwoot_encryption_primary_key",
+                    "chatwoot_encryption_deterministic_key", "chatwoot_encryption_key_derivation_salt",
+                    "lowcoder_db_encryption_password", "lowcoder_db_encryption_salt"):
+        assert "destroy data" in ROTATION_REFUSED[purpose]
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Plugin wiring and sidecar docs
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -198,10 +361,11 @@ FILTER_DIR = Path(secrets.__file__).resolve().parent
 
 
 def test_filter_module_exports():
-    assert FilterModule().filters() == {"derive_secret": derive_secret, "stack_secret": stack_secret}
+    assert FilterModule().filters() == {"derive_secret": derive_secret, "stack_secret": stack_secret,
+                                        "secret_version_errors": secret_version_errors}
 
 
-@pytest.mark.parametrize("name", ["derive_secret", "stack_secret"])
+@pytest.mark.parametrize("name", ["derive_secret", "stack_secret", "secret_version_errors"])
 def test_sidecar_doc_matches_signature(name):
     doc = yaml.safe_load((FILTER_DIR / f"{name}.yml").read_text(encoding="utf-8"))
     documentation = doc["DOCUMENTATION"]
