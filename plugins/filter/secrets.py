@@ -80,6 +80,13 @@ ROTATION_REFUSED: Dict[str, str] = {
     "lowcoder_db_encryption_salt": _DESTROYS + (
         "Lowcoder encrypts the data-source credentials it stores in MongoDB with it (password + salt); every data "
         "source would have to be configured again. It never rotates"),
+    "duplicati_settings_encryption_key": _DESTROYS + (
+        "Duplicati encrypts its own database (the job, the destination's credentials, the run history) with it and "
+        "does not start with another key. It never rotates"),
+    "duplicati_backup_passphrase": _DESTROYS + (
+        "every backup already at the destination is encrypted with it: a new passphrase cannot read them, so "
+        "nothing taken before could be restored. It never rotates; to change it, start a new destination and keep "
+        "the old passphrase with the old backups"),
     "postgresql_superuser": _FIRST_SETUP.format(
         what="the PostgreSQL cluster", where="the server", how="with ALTER ROLE postgres PASSWORD in psql",
         purpose="postgresql_superuser"),
@@ -107,6 +114,7 @@ ROTATABLE: tuple = (
     "lowcoder_node_service_secret",
     "lowcoder_node_service_secret_salt",
     "lowcoder_superuser_password",
+    "duplicati_web_password",
 )
 
 

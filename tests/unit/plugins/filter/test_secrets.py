@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import inspect
+import re
 import string
 from collections import Counter
 from pathlib import Path
@@ -351,6 +352,25 @@ def test_rotation_policy_lists_are_disjoint_and_cover_the_destructive_keys():
                     "chatwoot_encryption_deterministic_key", "chatwoot_encryption_key_derivation_salt",
                     "lowcoder_db_encryption_password", "lowcoder_db_encryption_salt"):
         assert "destroy data" in ROTATION_REFUSED[purpose]
+
+    for purpose in ("duplicati_settings_encryption_key", "duplicati_backup_passphrase"):
+        assert "destroy data" in ROTATION_REFUSED[purpose]
+
+
+GROUP_VARS = Path(__file__).resolve().parents[4] / "playbooks" / "group_vars" / "all"
+STACK_SECRET_CALL = re.compile(r"'([a-z0-9_]+)'\s*\|\s*borgstack\.stack\.stack_secret\(([^)]*)\)", re.S)
+
+
+def test_every_wired_secret_takes_its_version_and_has_a_rotation_policy():
+    """A rotatable secret wired without ``versions=`` would silently never rotate; one missing from both policy lists
+    would be refused as an unknown purpose the day an operator tries."""
+    calls = [(path.name, m.group(1), m.group(2)) for path in sorted(GROUP_VARS.glob("*.yml"))
+             for m in STACK_SECRET_CALL.finditer(path.read_text(encoding="utf-8"))]
+    assert len(calls) >= 20
+    for name, purpose, args in calls:
+        assert purpose in ROTATION_REFUSED or "versions=borgstack_secret_versions" in args, (
+            f"{name}: {purpose} is derived without its version")
+        assert purpose in ROTATABLE or purpose in ROTATION_REFUSED, f"{name}: {purpose} has no rotation policy"
 
 
 # ---------------------------------------------------------------------------------------------------------------
