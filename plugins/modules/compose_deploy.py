@@ -204,7 +204,7 @@ options:
   update_dump:
     description:
       - The service's PostgreSQL database, dumped before an update and restored by a rollback. Unset for a service
-        without a database of its own: an update then only rolls back files and image.
+        without a database of its own; an update then only rolls back files and image.
     type: dict
     suboptions:
       container:
