@@ -53,7 +53,12 @@ class Update:
   app:
     image: {self.images[version]}
     container_name: {self.app}
-    command: ["sh", "-c", "if [ -e /broken ]; then psql -h {self.pg} -U postgres -d appdb -c 'DELETE FROM t' -c 'CREATE TABLE migrated (i int)'; echo broken version: migrated; fi; exec sleep infinity"]
+    command:
+      - sh
+      - -c
+      - >-
+        if [ -e /broken ]; then psql -h {self.pg} -U postgres -d appdb -c 'DELETE FROM t'
+        -c 'CREATE TABLE migrated (i int)'; echo broken version: migrated; fi; exec sleep infinity
     environment:
       PGPASSWORD: "{PASSWORD}"
     stop_grace_period: 1s
@@ -87,7 +92,7 @@ def update(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Update]:
     docker("network", "create", upd.network)
     docker("run", "--detach", "--name", upd.pg, "--network", upd.network, "--env", f"POSTGRES_PASSWORD={PASSWORD}",
            PG_IMAGE)
-    for _ in range(120):
+    for _attempt in range(120):
         if docker("exec", upd.pg, "pg_isready", "-U", "postgres", check=False).returncode == 0 and docker(
                 "exec", upd.pg, "psql", "-U", "postgres", "-c", "SELECT 1", check=False).returncode == 0:
             break
