@@ -73,8 +73,9 @@ measure() {  # measure LABEL IMAGE: the request loop around one `--tags n8n` run
   services_with "$image" >"$work/extra.json"
   python3 - "$work" "$label" "$ip" "n8n.$domain" "$workers" "$requests" \
     ansible-playbook site.yml -i "$inventory" --limit "$host" --tags n8n -e "@$work/extra.json" <<'PY'
-import http.client, json, socket, ssl, subprocess, sys, threading, time
+import http.client, json, re, socket, ssl, subprocess, sys, threading, time
 work, label, ip, hostname, workers, limit = sys.argv[1:7]
+log_path = f"{work}/{re.sub('[^A-Za-z0-9.-]+', '_', label)}.log"
 workers, limit = int(workers), int(limit)
 command = sys.argv[7:]
 context = ssl.create_default_context(cafile=f"{work}/root.crt")
@@ -112,7 +113,7 @@ for thread in threads:
     thread.start()
 time.sleep(3)  # requests already flowing before the update starts
 started = time.monotonic()
-with open(f"{work}/{label}.log", "w") as log:
+with open(log_path, "w") as log:
     rc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
 took = time.monotonic() - started
 time.sleep(5)  # and after it ended
@@ -124,18 +125,18 @@ kinds = {}
 for outcome, _secs in failed:
     kinds[str(outcome)] = kinds.get(str(outcome), 0) + 1
 slowest = max((secs for _o, secs in results), default=0.0)
-recap = [line for line in open(f"{work}/{label}.log") if " changed=" in line]
+recap = [line for line in open(log_path) if " changed=" in line]
 print(f"{label:<28} playbook rc={rc} in {took:6.1f} s ({recap[-1].split(':', 1)[1].split()[1] if recap else '?'})  "
       f"requests sent={len(results)} failed={len(failed)}{' ' + json.dumps(kinds) if kinds else ''}  "
       f"slowest answer={slowest:.1f} s")
 if rc != 0:
-    print(open(f"{work}/{label}.log").read()[-3000:], file=sys.stderr)
+    print(open(log_path).read()[-3000:], file=sys.stderr)
 sys.exit(rc)
 PY
 }
 
 echo "n8n update through Caddy on $host ($ip), $workers clients, POST https://n8n.$domain/webhook/borgstack/replay"
 echo "target: failed=0"
-measure "update $base -> -bench" "$bench"
+measure "update to $bench" "$bench"
 measure "update back to $base" "$base"
 docker exec "$lab" docker image rm "$bench" >/dev/null
