@@ -11,7 +11,8 @@ previous image, healthy, with its data (the workflows' names as before, a row wr
 there, the broken release's table gone), and a rerun with the original image changes nothing.
 
 Not run here: a registry pull of the new version (no registry in the lab: the pull policy is `never`) and a
-successful update's request figures (scripts/benchmark-update.sh measures those). Takes about 3 minutes.
+successful update's request figures (scripts/benchmark-update.sh measures those). Took 300 s on the shared 2-core
+machine at load ~14 (most of it the two playbook runs and n8n's restart after the rollback).
 """
 from __future__ import annotations
 
