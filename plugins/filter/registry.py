@@ -25,7 +25,10 @@ _KEYS = frozenset(
 _CONTAINER_KEYS = frozenset(("kind", "port", "health", "health_body", "replicas", "memory"))
 _KINDS = ("web", "worker", "job")
 _MEMORY_KEYS = frozenset(("weight", "min_mb", "max_mb"))
-_SITE_KEYS = frozenset(("hostname", "container", "websockets", "max_body_mb", "csp", "headers", "basic_auth"))
+_SITE_KEYS = frozenset(("hostname", "container", "websockets", "max_body_mb", "csp", "headers", "basic_auth",
+                        "ready"))
+# A site's ready path: an absolute URL path, no query (Caddy's health_uri).
+_READY_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 # CSP directives an app may loosen (fetch directives and the few navigation ones that take sources).
 _CSP_DIRECTIVES = frozenset((
     "default-src", "script-src", "script-src-elem", "script-src-attr", "style-src", "style-src-elem",
@@ -288,6 +291,9 @@ def _site_errors(where: str, site: Any, containers: Any) -> List[str]:
     if "basic_auth" in site and not isinstance(site["basic_auth"], bool):
         errors.append(f"{where}.site.basic_auth must be true or false (Caddy asks for a password before the app), "
                       f"found {site['basic_auth']!r}")
+    if "ready" in site and not (isinstance(site["ready"], str) and _READY_RE.match(site["ready"])):
+        errors.append(f"{where}.site.ready must be a URL path such as /rest/settings (letters, digits, . _ ~ - /), "
+                      f"found {site['ready']!r}")
     if "max_body_mb" in site and not _is_int(site["max_body_mb"], 1, 102400):
         errors.append(f"{where}.site.max_body_mb must be an integer from 1 to 102400 (MiB), found "
                       f"{site['max_body_mb']!r}")
@@ -487,8 +493,8 @@ def mongodb_users(registry: Any, master: Any, overrides: Any = None, every: bool
 
 def caddy_sites(registry: Any, domain: Any, endpoints: Any, credentials: Any = None) -> List[Dict[str, Any]]:
     """Caddy's sites: one per enabled service with a ``site``, sorted by host name -
-    [{hostname, upstream, max_body_mb, csp_extra: {directive: sources}, headers_extra, basic_auth}]. The proxy
-    itself is skipped.
+    [{hostname, upstream, max_body_mb, csp_extra: {directive: sources}, headers_extra, basic_auth, health_uri}]. The
+    proxy itself is skipped; ``health_uri`` is the site's ``ready`` path, when it has one.
 
     ``credentials`` is basic_auth_users' answer ({service: {user, password, hash}}): a site with ``basic_auth:
     true`` gets ``basic_auth: {user, hash}`` (never the password); one without its credentials is refused."""
@@ -514,6 +520,8 @@ def caddy_sites(registry: Any, domain: Any, endpoints: Any, credentials: Any = N
         }
         if site.get("max_body_mb") is not None:
             entry["max_body_mb"] = site["max_body_mb"]
+        if site.get("ready"):
+            entry["health_uri"] = site["ready"]
         if site.get("basic_auth") is True:
             cred = credentials.get(name)
             if not isinstance(cred, Mapping) or not cred.get("user") or not cred.get("hash"):

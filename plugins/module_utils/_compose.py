@@ -14,6 +14,11 @@ The compose_deploy module runs everything here in one process on the target host
   (``stale_containers``), and a data volume's owner or mode (``volume_drift``).
 
 ``ComposeDeploy`` reads the current state, computes the difference with them and applies only what differs.
+
+An update is a run where a running service's container gets another image reference (``image_updates``). Before its
+``up``, the service's PostgreSQL database is dumped (``pg_dump -Fc`` through the PostgreSQL container, into a
+root-only directory); when the new version does not become healthy in time, the previous files, image and database
+are put back and the run fails with the new version's last log lines (``ComposeDeploy._rollback``).
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import json
 import os
 import pwd
 import re
+import shlex
 import shutil
 import tempfile
 import time
@@ -247,6 +253,38 @@ def not_ready(container: Optional[Mapping[str, Any]]) -> bool:
     return not state.get("Running") or ((state.get("Health") or {}).get("Status") or "healthy") != "healthy"
 
 
+def image_updates(declared: Mapping[str, Mapping[str, Any]], inspected: Mapping[str, Mapping[str, Any]]
+                  ) -> Dict[str, Dict[str, str]]:
+    """Services whose existing container runs another image reference than the one declared: an update.
+
+    Returns service -> {container, from (the reference the container was created from), from_id (its image id), to}.
+    A missing container (first deploy) and a one-off job are not updates; neither is another image id behind the
+    same reference (runtime drift, healed as such).
+    """
+    updates = {}
+    for service, spec in sorted(declared.items()):
+        container = inspected.get(spec["container"])
+        if spec["job"] or container is None or not spec["image"]:
+            continue
+        current = (container.get("Config") or {}).get("Image") or ""
+        if current and current != spec["image"]:
+            updates[service] = {"container": spec["container"], "from": current,
+                                "from_id": container.get("Image") or "", "to": spec["image"]}
+    return updates
+
+
+def dump_name(service: str, stamp: str) -> str:
+    """File name of a pre-update dump: ``<service>-<UTC time>.dump``."""
+    return f"{service}-{stamp}.dump"
+
+
+def dumps_to_prune(names: Sequence[str], service: str, keep: int) -> List[str]:
+    """The oldest pre-update dumps of ``service`` beyond the newest ``keep`` (names sort by their UTC time)."""
+    pattern = re.compile(rf"^{re.escape(service)}-\d{{8}}T\d{{6}}Z\.dump$")
+    mine = sorted(name for name in names if pattern.match(name))
+    return mine[:-keep] if keep > 0 else mine
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The module's core
 # ----------------------------------------------------------------------------------------------------------------
@@ -286,6 +324,13 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "pull": {"type": "str", "default": "missing", "choices": ["missing", "always", "never"]},
     "wait_timeout": {"type": "int", "default": 600},
     "purge": {"type": "bool", "default": False},
+    "rollback": {"type": "bool", "default": True},
+    "update_dump": {"type": "dict", "options": {
+        "container": {"type": "str", "required": True},
+        "database": {"type": "str", "required": True},
+        "dir": {"type": "path", "default": "/var/backups/borgstack/updates"},
+        "keep": {"type": "int", "default": 3},
+    }},
 }
 # Options that carry secrets, all masked by no_log above (env whole, secret_files' content); the unit tests check
 # the spec against this list, and tests/unit/roles/test_no_log.py relies on it.
@@ -317,6 +362,9 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
         self.content_changed = False
         self.diffs: List[Dict[str, str]] = []
         self.scratch: Optional[str] = None
+        # What each file written by this run held before (None: it did not exist): put back by a rollback.
+        self.previous: Dict[str, Optional[Dict[str, Any]]] = {}
+        self.pull_override: Optional[str] = None
 
     # -- docker -----------------------------------------------------------------------------------------------
     def _docker(self, *args: str, check: bool = True, data: Optional[str] = None) -> Tuple[int, str, str]:
@@ -422,6 +470,7 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
         self.diffs.append({"before_header": path, "after_header": path, "before": before, "after": after})
         if self.check:
             return content_changed
+        self.previous.setdefault(path, current)
         if content_changed:
             if staged is None:
                 fd, staged = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.")
@@ -552,9 +601,21 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
             exists = container in inspected
             by_hash = bool(reasons) and reasons[0].startswith("configuration")
             (recreated if exists and (force or by_hash) else started).append(container)
+        # An update (another image for a running service): the service's database is dumped first, and a new
+        # version that does not become healthy is rolled back.
+        updates = {service: found for service, found in image_updates(declared, inspected).items()
+                   if service in services}
+        dump: Optional[str] = None
+        if not self.check and updates and self.params["update_dump"]:
+            dump = self._dump_database()
         if not self.check and (services or plan["waiting"]):
             # Only waiting (healthchecks still starting): the same `up --wait`, which changes nothing.
-            self._up(sorted(services or plan["waiting"]), declared, force and bool(services))
+            try:
+                self._up(sorted(services or plan["waiting"]), declared, force and bool(services))
+            except DeployError as exc:
+                if not updates or not self.params["rollback"]:
+                    raise
+                self._rollback(str(exc), sorted(services), updates, dump)
         # 4. Containers this file created for services it no longer declares.
         removed = stale_containers(rows, self.compose_file, list(declared))
         if removed and not self.check:
@@ -571,8 +632,15 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
             "drift": drift,
             "commands": self.commands,
         }
+        if updates:
+            result["updated"] = {declared[service]["container"]: {"from": found["from"], "to": found["to"]}
+                                 for service, found in updates.items()}
+            result["dump"] = dump
         if changed and self.check:
             result["msg"] = f"{self.name} would be deployed"
+            if updates and self.params["update_dump"]:
+                result["msg"] += (f" (an update: the database {self.params['update_dump']['database']} would be "
+                                  "dumped first)")
         if self.module._diff:  # pylint: disable=protected-access
             diffs = list(self.diffs)
             lines = [(name, line) for name, found in drift.items() for line in found]
@@ -598,7 +666,7 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
         if not rest:
             return
         args = ["up", "--detach", "--wait", "--wait-timeout", str(self.params["wait_timeout"]),
-                "--pull", self.params["pull"]]
+                "--pull", self.pull_override or self.params["pull"]]
         if force:
             args.append("--force-recreate")
         rc, out, err = self._compose(self.compose_file, *args, *rest, check=False)
@@ -608,7 +676,8 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
 
     def _run_jobs(self, jobs: Sequence[str], declared: Mapping[str, Mapping[str, Any]], force: bool) -> None:
         """Start one-off jobs and wait (up to wait_timeout) until each exited; one that exited non-zero fails."""
-        args = ["up", "--detach", "--pull", self.params["pull"]] + (["--force-recreate"] if force else [])
+        args = ["up", "--detach", "--pull", self.pull_override or self.params["pull"]] + (
+            ["--force-recreate"] if force else [])
         rc, out, err = self._compose(self.compose_file, *args, *jobs, check=False)
         if rc != 0:
             self._up_failed(jobs, declared, err.strip() or out.strip())
@@ -637,6 +706,94 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
                 logs.append(f"--- last {LOG_LINES} log lines of {name} ---\n{(lout + lerr).rstrip()}")
         raise DeployError(f"{self.name}: docker compose up failed: {reason}"
                           + ("\n" + "\n".join(logs) if logs else ""))
+
+    # -- update: dump first, roll back when the new version does not become healthy --------------------------------
+    def _dump_database(self) -> str:
+        """pg_dump -Fc of the service's database through the PostgreSQL container, into a root-only directory (the
+        backup role's command); the oldest dumps of this service beyond ``keep`` are deleted afterwards."""
+        spec = self.params["update_dump"]
+        os.makedirs(spec["dir"], mode=0o700, exist_ok=True)
+        os.chmod(spec["dir"], 0o700)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        path = os.path.join(spec["dir"], dump_name(self.name, stamp))
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # root-only before it holds data
+        command = " ".join(shlex.quote(part) for part in [
+            self.docker, "exec", spec["container"], "pg_dump", "-U", "postgres", "-Fc", "-d", spec["database"]])
+        self.commands.append(f"docker exec {spec['container']} pg_dump -Fc -d {spec['database']} > {path}")
+        rc, _out, err = self.module.run_command(f"{command} > {shlex.quote(path)}", use_unsafe_shell=True)
+        if rc != 0 or os.path.getsize(path) == 0:
+            os.unlink(path)
+            raise DeployError(f"{self.name}: the pre-update dump of the database {spec['database']} failed, so "
+                              f"nothing was updated: {err.strip() or 'pg_dump wrote nothing'}")
+        for old in dumps_to_prune(os.listdir(spec["dir"]), self.name, spec["keep"]):
+            os.unlink(os.path.join(spec["dir"], old))
+        return path
+
+    def _restore_database(self, path: str) -> None:
+        """The pre-update dump back in place of the database the new version may have migrated: its connections
+        closed, then ``pg_restore --clean --create`` (drops and recreates it, owner and grants as dumped)."""
+        spec = self.params["update_dump"]
+        database = spec["database"]
+        self._docker("exec", "-i", spec["container"], "psql", "-U", "postgres", "-d", "postgres", "-v",
+                     "ON_ERROR_STOP=1", "-v", f"db={database}", "-q", "-f", "-",
+                     data="SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = :'db' AND pid <> pg_backend_pid();")
+        command = " ".join(shlex.quote(part) for part in [
+            self.docker, "exec", "-i", spec["container"], "pg_restore", "-U", "postgres", "--clean", "--if-exists",
+            "--create", "--exit-on-error", "-d", "postgres"])
+        self.commands.append(f"docker exec -i {spec['container']} pg_restore --clean --create < {path}")
+        rc, out, err = self.module.run_command(f"{command} < {shlex.quote(path)}", use_unsafe_shell=True)
+        if rc != 0:
+            raise DeployError(f"pg_restore of {path} into {database} failed: {err.strip() or out.strip()}")
+
+    def _restore_files(self) -> None:
+        """Every file this run wrote, back as it was (content, owner, mode); a file it created is deleted."""
+        for path, before in self.previous.items():
+            if before is None:
+                if os.path.exists(path):
+                    os.unlink(path)
+                continue
+            fd, staged = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(before["content"] or b"")
+            os.chown(staged, before["uid"], before["gid"])
+            os.chmod(staged, before["mode"] & 0o7777)
+            os.rename(staged, path)
+
+    def _rollback(self, failure: str, services: Sequence[str], updates: Mapping[str, Mapping[str, str]],
+                  dump: Optional[str]) -> None:
+        """The new version did not become healthy: stop it, put back the database (from the pre-update dump), the
+        files and the previous image, bring the previous version up again, and fail saying all of it."""
+        versions = ", ".join(f"{found['container']} {found['from']} -> {found['to']}" for found in updates.values())
+        done: List[str] = []
+        try:
+            self._compose(self.compose_file, "stop", *services, check=False)
+            if dump:
+                self._restore_database(dump)
+                done.append(f"the database {self.params['update_dump']['database']} restored from the pre-update "
+                            f"dump {dump}")
+            self._restore_files()
+            done.append("the previous files put back")
+            for found in updates.values():
+                # The previous reference must name the image the container ran (a pull may have moved the tag).
+                rc, out, _err = self._docker("image", "inspect", "--format", "{{.Id}}", found["from"], check=False)
+                if found["from_id"] and (rc != 0 or out.strip() != found["from_id"]):
+                    self._docker("tag", found["from_id"], found["from"])
+            config, _interpolated = self._config(self.compose_file, pending=False)
+            previous = declared_services(config)
+            self.pull_override = "never"
+            self._up([service for service in services if service in previous], previous, True)
+            done.append("the previous version running and healthy")
+        except DeployError as exc:
+            raise DeployError(
+                f"{self.name}: the update ({versions}) did not become healthy, and the ROLLBACK FAILED: {exc}. Done "
+                f"before it failed: {'; '.join(done) or 'nothing'}. "
+                + (f"The pre-update dump is {dump} (pg_restore --clean --create). " if dump else "")
+                + f"Why the new version failed: {failure}") from None
+        raise DeployError(
+            f"{self.name}: the update ({versions}) did not become healthy within {self.params['wait_timeout']} s and "
+            f"was rolled back: {'; '.join(done)}. Fix the new version (its last log lines are below) before trying "
+            f"again. Why it failed: {failure}")
 
     def _volumes(self, drift: Dict[str, List[str]]) -> List[str]:
         healed = []

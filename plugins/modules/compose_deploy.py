@@ -30,6 +30,14 @@ description:
     back.
   - One-off job containers (label C(org.borgstack.job=true), such as migrations) are not compared as running
     services; a job that exited 0 with the declared configuration is done and is not run again.
+  - An update is a run in which a running service's container gets another image reference (the operator changed
+    the image). With O(update_dump), the service's PostgreSQL database is dumped first (C(pg_dump -Fc) through the
+    PostgreSQL container, into a root-only file). With O(rollback=true), when the new version does not become
+    healthy within O(wait_timeout), its containers are stopped, the database is restored from that dump (the new
+    version's migrations may have run), every file this run wrote is put back, the previous image reference is made
+    to name the image the container ran, the previous version is brought up again and waited for, and the run fails
+    with a message naming both versions and the new version's last log lines. A run without an image change takes no
+    dump.
   - With O(state=absent), when the service's Compose file exists, its containers are removed (C(docker compose down)
     on that file only); its named volumes only with O(purge=true). The files are kept.
 author:
@@ -186,6 +194,35 @@ options:
     description: With O(state=absent), also delete the service's named volumes. Destroys its data.
     type: bool
     default: false
+  rollback:
+    description:
+      - When an update (another image for a running service) does not become healthy in time, put back the previous
+        files, image and (with O(update_dump)) database, bring the previous version up, and fail.
+      - With V(false), the failed new version is left as it is and the run fails.
+    type: bool
+    default: true
+  update_dump:
+    description:
+      - The service's PostgreSQL database, dumped before an update and restored by a rollback. Unset for a service
+        without a database of its own; an update then only rolls back files and image.
+    type: dict
+    suboptions:
+      container:
+        description: The PostgreSQL container (C(docker exec) runs C(pg_dump) and C(pg_restore) there as C(postgres)).
+        type: str
+        required: true
+      database:
+        description: The service's database.
+        type: str
+        required: true
+      dir:
+        description: Root-only (V(0700)) directory of the dumps, C(<name>-<UTC time>.dump) (V(0600)).
+        type: path
+        default: /var/backups/borgstack/updates
+      keep:
+        description: How many pre-update dumps of this service are kept there (the oldest are deleted).
+        type: int
+        default: 3
 notes:
   - Needs the Docker CLI with the Compose v2 plugin on the target host.
 """
@@ -250,6 +287,16 @@ commands:
   returned: always
   type: list
   elements: str
+updated:
+  description: The containers an image change updated (or would update, in check mode), with both references.
+  returned: when a running service gets another image
+  type: dict
+  sample: {borgstack-n8n: {from: "n8nio/n8n:1.112.6", to: "n8nio/n8n:1.113.3"}}
+dump:
+  description: The pre-update dump of the service's database (null in check mode or without O(update_dump)).
+  returned: when a running service gets another image
+  type: str
+  sample: /var/backups/borgstack/updates/n8n-20261126T110000Z.dump
 msg:
   description: In check mode, what would happen; on a host without Docker, that it is not installed yet.
   returned: in check mode, when changed or when Docker is missing

@@ -64,6 +64,8 @@ def test_merge_is_recursive_for_dicts_and_replaces_lists():
         ({"n8n": {"site": {"hostname": "https://n8n.example.com.br"}}}, "borgstack_services.n8n.site.hostname"),
         ({"n8n": {"site": {"hostname": "N8N.Example.com"}}}, "borgstack_services.n8n.site.hostname"),
         ({"n8n": {"site": {"hostnmae": "x.example.com.br"}}}, "borgstack_services.n8n.site: unknown key(s) hostnmae"),
+        ({"n8n": {"site": {"ready": "rest/settings"}}}, "borgstack_services.n8n.site.ready must be a URL path"),
+        ({"n8n": {"site": {"ready": "/x?y=1"}}}, "borgstack_services.n8n.site.ready must be a URL path"),
         ({"n8n": {"site": {"csp": {"script-src": ["'unsafe-eval'"]}}}},
          "borgstack_services.n8n.site.csp.script-src must be a string"),
         ({"n8n": {"site": {"csp": "script-src 'self'"}}}, "borgstack_services.n8n.site.csp must be a dict"),
@@ -190,6 +192,8 @@ def test_caddy_sites_carry_what_each_app_loosens():
     assert site["max_body_mb"] == 16
     assert "'unsafe-eval'" in site["csp_extra"]["script-src"]
     assert site["csp_extra"]["connect-src"] == "wss://n8n.example.com.br"  # websockets: true
+    # n8n listens before it serves webhooks: Caddy checks its ready path; Directus has none.
+    assert site["health_uri"] == "/rest/settings" and "health_uri" not in sites[0]
     reg = merged(directus={"enabled": True}, n8n={"site": {"websockets": False, "csp": {}}})
     assert caddy_sites(reg, DOMAIN, service_endpoints(reg, "b", "i"))[1]["csp_extra"] == dict(
         DEFAULTS["n8n"]["site"]["csp"])

@@ -1,0 +1,193 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""borgstack.stack.compose_deploy updating a service to another image, with a fake ``docker`` (no Docker needed).
+
+The fake keeps which image the container runs and whether ``up`` makes it healthy, and records every command, so
+these tests see: no dump and no ``up`` on a no-op run; a dump (``pg_dump -Fc`` through the PostgreSQL container,
+written 0600) before the ``up`` of an image change; a new version that does not become healthy rolled back - stopped,
+database restored from that dump, the previous Compose file put back, the previous version up again with
+``--pull never`` - and the run failed with both versions, the dump and the new version's log lines; no rollback
+with ``rollback: false``; check mode dumping nothing. The real engine and PostgreSQL run in
+tests/integration/targets/compose_deploy and molecule/stack/tests/test_update.py.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.borgstack.stack.plugins.module_utils._compose import (
+    HASH_LABEL,
+    dumps_to_prune,
+    image_updates,
+)
+from ansible_collections.borgstack.stack.plugins.modules import compose_deploy
+
+IDS = {"app:1.0": "sha256:" + "a" * 64, "app:2.0": "sha256:" + "b" * 64}
+
+
+def compose(image: str) -> str:
+    return f"services:\n  app:\n    image: {image}\n    container_name: bs-app\n"
+
+
+class FakeDocker:
+    """docker as compose_deploy calls it: one container ``bs-app`` whose image follows the last ``up``."""
+
+    def __init__(self, project_dir: Path) -> None:
+        self.project_dir = project_dir
+        self.calls: list[Any] = []
+        self.image = "app:1.0"
+        self.healthy_images = {"app:1.0", "app:2.0"}
+        self.healthy = True
+
+    def declared(self) -> str:
+        text = (self.project_dir / "services/app/compose.yaml").read_text() if (
+            self.project_dir / "services/app/compose.yaml").exists() else compose("app:1.0")
+        return re.search(r"image: (\S+)", text).group(1)
+
+    def __call__(self, args: Any, **kwargs: Any) -> tuple[int, str, str]:
+        self.calls.append(args)
+        if isinstance(args, str):  # the shell pipelines of the dump and the restore
+            if "pg_dump" in args:
+                Path(args.rsplit("> ", 1)[1].strip("'")).write_bytes(b"PGDMP fake dump")
+            return 0, "", ""
+        args = args[1:]
+        if args[0] == "compose":
+            sub = args[7:]
+            image = self.declared() if args[6] != "-" else json.loads(kwargs["data"])["services"]["app"]["image"]
+            if sub[:3] == ["config", "--format", "json"]:
+                config_file = Path(args[6])
+                text = config_file.read_text() if config_file.exists() else compose(image)
+                image = re.search(r"image: (\S+)", text).group(1)
+                return 0, json.dumps({"name": "bs", "services": {"app": {
+                    "image": image, "container_name": "bs-app", "networks": {"default": None}}},
+                    "networks": {"default": {"name": "bs_default"}}}), ""
+            if sub[:2] == ["config", "--hash"]:
+                return 0, f"app h-{image}\n", ""
+            if sub[0] == "up":
+                self.image = self.declared()
+                self.healthy = self.image in self.healthy_images
+                if not self.healthy:
+                    return 1, "", "container bs-app is unhealthy"
+            return 0, "", ""
+        if args[:2] == ["image", "inspect"]:
+            return 0, IDS[args[-1]] + "\n", ""
+        if args[0] == "ps":
+            return 0, "bs-app\tapp\t/x\n", ""
+        if args[:2] == ["container", "inspect"]:
+            return 0, json.dumps([{
+                "Name": "/bs-app", "Image": IDS[self.image],
+                "Config": {"Image": self.image, "Labels": {HASH_LABEL: f"h-{self.image}"}},
+                "State": {"Running": True, "Status": "running",
+                          "Health": {"Status": "healthy" if self.healthy else "starting"}},
+                "NetworkSettings": {"Networks": {"bs_default": {}}},
+                "HostConfig": {"Memory": 0, "RestartPolicy": {"Name": "no"}}}]), ""
+        if args[0] == "logs":
+            return 0, "migration 42 done\nnew version: waiting forever\n", ""
+        return 0, "", ""
+
+    def ran(self, words: str) -> list[Any]:
+        """The calls with these words in a row (a shell command: as a substring)."""
+        wanted = words.split()
+
+        def matches(call: Any) -> bool:
+            if isinstance(call, str):
+                return words.strip() in call
+            return any(call[i:i + len(wanted)] == wanted for i in range(len(call)))
+        return [call for call in self.calls if matches(call)]
+
+
+def run(monkeypatch, capsys, fake: FakeDocker, image: str, **args: Any) -> dict[str, Any]:
+    monkeypatch.setattr(AnsibleModule, "get_bin_path", lambda self, name, *a, **k: "/usr/bin/docker")
+    monkeypatch.setattr(AnsibleModule, "run_command", lambda self, argv, **kwargs: fake(argv, **kwargs))
+    params = {"name": "app", "project": "bs", "project_dir": str(fake.project_dir), "compose": compose(image),
+              "update_dump": {"container": "bs-postgresql", "database": "appdb",
+                              "dir": str(fake.project_dir / "dumps"), "keep": 2}}
+    params.update(args)
+    with patch_module_args(params), pytest.raises(SystemExit):
+        compose_deploy.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_no_op_and_a_healthy_update(monkeypatch, capsys, tmp_path):
+    fake = FakeDocker(tmp_path)
+    first = run(monkeypatch, capsys, fake, "app:1.0")
+    assert first["changed"] and "updated" not in first  # first deploy (same image): no dump
+    fake.calls.clear()
+    again = run(monkeypatch, capsys, fake, "app:1.0")
+    assert not again["changed"] and not fake.ran("pg_dump") and not fake.ran("up --detach")
+
+    update = run(monkeypatch, capsys, fake, "app:2.0")
+    assert update["changed"] and update["updated"] == {"bs-app": {"from": "app:1.0", "to": "app:2.0"}}
+    dump = Path(update["dump"])
+    assert dump.read_bytes() == b"PGDMP fake dump" and dump.stat().st_mode & 0o777 == 0o600
+    assert dump.parent.stat().st_mode & 0o777 == 0o700
+    dump_call, up_call = fake.calls.index(fake.ran("pg_dump")[0]), fake.calls.index(fake.ran("up --detach")[0])
+    assert dump_call < up_call, "the database must be dumped before the new version starts"
+    assert "bs-postgresql pg_dump -U postgres -Fc -d appdb" in fake.ran("pg_dump")[0]
+    assert not fake.ran("pg_restore") and fake.image == "app:2.0"
+
+
+def test_an_unhealthy_update_is_rolled_back(monkeypatch, capsys, tmp_path):
+    fake = FakeDocker(tmp_path)
+    run(monkeypatch, capsys, fake, "app:1.0")
+    fake.healthy_images = {"app:1.0"}
+    fake.calls.clear()
+    result = run(monkeypatch, capsys, fake, "app:2.0")
+    assert result["failed"]
+    msg = result["msg"]
+    assert "the update (bs-app app:1.0 -> app:2.0) did not become healthy" in msg and "rolled back" in msg
+    assert "restored from the pre-update dump" in msg and "migration 42 done" in msg
+    # Stopped, restored, then the previous file and version back (never pulled again).
+    order = [fake.calls.index(fake.ran(word)[0]) for word in ("pg_dump", "--pull missing", "stop", "pg_restore")]
+    assert order == sorted(order)
+    assert "--clean --if-exists --create" in fake.ran("pg_restore")[0]
+    assert fake.ran("--pull never") and fake.calls.index(fake.ran("--pull never")[0]) > order[-1]
+    assert "image: app:1.0" in (tmp_path / "services/app/compose.yaml").read_text()
+    assert fake.image == "app:1.0" and fake.healthy
+    # A rerun with the previous image finds nothing to do.
+    fake.calls.clear()
+    assert not run(monkeypatch, capsys, fake, "app:1.0")["changed"] and not fake.ran("pg_dump")
+
+
+def test_without_rollback_the_failed_version_stays(monkeypatch, capsys, tmp_path):
+    fake = FakeDocker(tmp_path)
+    run(monkeypatch, capsys, fake, "app:1.0")
+    fake.healthy_images = {"app:1.0"}
+    result = run(monkeypatch, capsys, fake, "app:2.0", rollback=False)
+    assert result["failed"] and "rolled back" not in result["msg"] and "unhealthy" in result["msg"]
+    assert not fake.ran("pg_restore") and "image: app:2.0" in (tmp_path / "services/app/compose.yaml").read_text()
+
+
+def test_check_mode_reports_the_update_and_dumps_nothing(monkeypatch, capsys, tmp_path):
+    fake = FakeDocker(tmp_path)
+    run(monkeypatch, capsys, fake, "app:1.0")
+    fake.calls.clear()
+    result = run(monkeypatch, capsys, fake, "app:2.0", _ansible_check_mode=True)
+    assert result["changed"] and "the database appdb would be dumped first" in result["msg"]
+    assert not fake.ran("pg_dump") and not fake.ran("up --detach") and not (tmp_path / "dumps").exists()
+
+
+SPEC = {"container": "bs-app", "image": "app:2.0", "job": False}
+
+
+@pytest.mark.parametrize(("declared", "inspected", "expected"), [
+    ({"app": SPEC}, {}, {}),  # first deploy
+    ({"app": SPEC}, {"bs-app": {"Image": "sha256:x", "Config": {"Image": "app:2.0"}}}, {}),  # same reference
+    ({"app": SPEC}, {"bs-app": {"Image": "sha256:x", "Config": {"Image": "app:1.0"}}},
+     {"app": {"container": "bs-app", "from": "app:1.0", "from_id": "sha256:x", "to": "app:2.0"}}),
+    ({"app": dict(SPEC, job=True)}, {"bs-app": {"Image": "sha256:x", "Config": {"Image": "app:1.0"}}}, {}),
+])
+def test_image_updates(declared, inspected, expected):
+    assert image_updates(declared, inspected) == expected
+
+
+def test_dumps_to_prune_keeps_the_newest_of_the_service_only():
+    names = ["app-20261101T000000Z.dump", "app-20261103T000000Z.dump", "app-20261102T000000Z.dump",
+             "application-20261101T000000Z.dump", "app-notes.txt"]
+    assert dumps_to_prune(names, "app", 2) == ["app-20261101T000000Z.dump"]
+    assert dumps_to_prune(names, "app", 0) == sorted(names[:3])
