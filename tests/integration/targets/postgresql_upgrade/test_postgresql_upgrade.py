@@ -12,6 +12,8 @@ they would only cost time). Then, in order:
 - bad input is refused before anything changes (no target image, no or a wrong confirmation, a target of the same
   major, too little free disk through postgresql_upgrade_space_factor), and the server, its volume and the apps are
   as they were, with no new volume and no dumps;
+- an upgrade that fails after the switch (the new major refuses a setting 15 accepts) puts the old server back on
+  its untouched volume, removes the new volume, keeps every row and starts the apps again;
 - playbooks/postgresql-upgrade.yml upgrades to ``borgstack-lab/postgresql:17``: the server then reports 17, every
   table of every database has the same row count as before (read here by this test's own query, not the playbook's),
   the vector values are equal one by one, an exact nearest-neighbour query answers the same and the HNSW index is
@@ -21,7 +23,8 @@ they would only cost time). Then, in order:
 - a downgrade (17 -> 15) is refused.
 
 What does not run: the production images (pgvector/pgvector:pg18 and a later one: no registry here; the lab's
-majors are Debian's 15 and 17), the failure path that puts the old server back (not provoked here), Directus,
+majors are Debian's 15 and 17), a failure in the middle of the dump or the restore (only a new server that does not
+start is provoked), Directus,
 SeaweedFS and the apps the lab cannot run. Takes about 5 minutes (most of it the first converge).
 """
 from __future__ import annotations
@@ -30,6 +33,7 @@ import json
 import os
 import shlex
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +186,40 @@ def test_bad_input_is_refused_and_changes_nothing(stack15, extra, fragment):
     assert fragment in output, output[-3000:]
     assert "Nothing was changed" in output
     assert _state() == before
+
+
+def _wait_healthy(container: str, timeout: float = 240.0) -> str:
+    deadline = time.monotonic() + timeout
+    status = ""
+    while time.monotonic() < deadline:
+        status = _in_host("docker", "inspect", "--format", "{{.State.Health.Status}}", container, check=False).stdout.strip()
+        if status == "healthy":
+            break
+        time.sleep(3)
+    return status
+
+
+def test_failed_upgrade_puts_the_old_server_back(stack15):
+    """A failure after the switch: the new major refuses a setting 15 accepts (vacuum_defer_cleanup_age, removed in
+    16), so the new server never becomes healthy. The old server must run again on its untouched volume, the new
+    volume be gone, every row be there and the apps run again. (compose_service_wait_timeout bounds the wait.)"""
+    before = _figures()
+    proc = _playbook("playbooks/postgresql-upgrade.yml", stack15, "-e", f"postgresql_upgrade_image={NEW_IMAGE}",
+                     "-e", "postgresql_upgrade_confirm=15-to-17", "-e", "compose_service_wait_timeout=90",
+                     "-e", '{"postgresql_settings_extra": {"vacuum_defer_cleanup_age": 0}}')
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-6000:]
+    assert "PostgreSQL 15 runs again" in output, output[-6000:]
+    assert _psql("SHOW server_version_num").startswith("15")
+    inspect = json.loads(_in_host("docker", "inspect", CONTAINER).stdout)[0]
+    assert inspect["Config"]["Image"] == OLD_IMAGE
+    assert [m["Name"] for m in inspect["Mounts"] if m["Destination"] == "/var/lib/postgresql"] == [OLD_VOLUME]
+    assert _in_host("docker", "volume", "inspect", NEW_VOLUME, check=False).returncode != 0
+    assert _figures() == before
+    for app in APP_CONTAINERS:
+        assert _wait_healthy(app) == "healthy", app
+    # The record of an upgrade is written only after a successful one.
+    assert _in_host("test", "-e", "/opt/borgstack/services/postgresql/upgraded.json", check=False).returncode != 0
 
 
 def test_upgrade_15_to_17_keeps_every_row_and_vector(stack15, tmp_path):
