@@ -25,7 +25,8 @@ they would only cost time). Then, in order:
 What does not run: the production images (pgvector/pgvector:pg18 and a later one: no registry here; the lab's
 majors are Debian's 15 and 17), a failure in the middle of the dump or the restore (only a new server that does not
 start is provoked), Directus,
-SeaweedFS and the apps the lab cannot run. Takes about 5 minutes (most of it the first converge).
+SeaweedFS and the apps the lab cannot run. Measured on a 2-core machine at load ~11: 949 s for the whole module on a
+host already converged (the site.yml runs are most of it); a fresh host adds its first converge.
 """
 from __future__ import annotations
 
