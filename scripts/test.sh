@@ -4,10 +4,11 @@
 #   1. prepare this machine (Docker engine + Compose v2, debootstrap, Python toolchain)   scripts/setup-host.sh
 #   2. build the lab images (cached: rebuilt only when their inputs change)               lab/build-images.sh
 #   3. lint: ansible-lint (production profile) and ansible-test sanity, no ignore files
-#   4. unit tests (filters, modules) and integration tests against real PostgreSQL, Redis, Caddy (and the PostgreSQL
-#      15 -> 17 major upgrade on a lab host)
-#   5. molecule scenarios on disposable lab hosts: bootstrap (trixie + bookworm), stack (data + n8n + Caddy + drift)
-# Usage: scripts/test.sh [step...]   steps: setup images lint sanity unit integration molecule (default: all)
+#   4. unit tests (filters, modules) and integration tests against real PostgreSQL, Redis, Caddy
+#   5. molecule scenarios on disposable lab hosts: bootstrap (trixie + bookworm), stack (data + n8n + Caddy + drift),
+#      and beside them the PostgreSQL 15 -> 17 major upgrade on a lab host of its own (step upgrade)
+# Usage: scripts/test.sh [step...]   steps: setup images lint sanity unit integration molecule upgrade (default: all but
+# upgrade, which the molecule step runs)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -51,26 +52,39 @@ step_integration() {
   lab/lab.sh destroy "$host" >/dev/null 2>&1 || true
   lab/lab.sh create "$host" --ip 80 >/dev/null
   ansible-playbook site.yml -i inventories/lab -e ansible_host="$host" --tags docker >/dev/null
-  # The PostgreSQL major-upgrade test (targets/postgresql_upgrade) converges a small stack on the same host after the
-  # mongodb role's tests (which leave no container): 15 -> 17. Measured 16 minutes on a host already converged, on
-  # this 2-core machine at load ~11 (a fresh host adds the first converge's image side-loading and deployment).
-  BORGSTACK_LAB_HOST=$host BORGSTACK_PGUP_HOST=$host BORGSTACK_PGUP_IP=198.51.100.80 python3 -m pytest -q tests/integration \
+  # The PostgreSQL major-upgrade test (targets/postgresql_upgrade) runs in the molecule step, on its own host.
+  BORGSTACK_LAB_HOST=$host python3 -m pytest -q tests/integration --ignore=tests/integration/targets/postgresql_upgrade \
     || { lab/lab.sh destroy "$host" >/dev/null; return 1; }
   lab/lab.sh destroy "$host" >/dev/null
 }
+step_upgrade() {
+  # The PostgreSQL major upgrade (15 from bookworm -> 17 from trixie) on a fresh lab host of its own: the test
+  # converges a small stack (PostgreSQL 15, Redis, n8n, Caddy) and upgrades it (tests/integration/targets/
+  # postgresql_upgrade). Run by the molecule step beside the scenarios, or alone: scripts/test.sh upgrade.
+  local host=borgstack-pgup rc=0
+  lab/lab.sh destroy "$host" >/dev/null 2>&1 || true
+  lab/lab.sh create "$host" --ip 81 >/dev/null
+  BORGSTACK_PGUP_HOST=$host BORGSTACK_PGUP_IP=198.51.100.81 \
+    python3 -m pytest -q tests/integration/targets/postgresql_upgrade || rc=$?
+  lab/lab.sh destroy "$host" >/dev/null 2>&1 || true
+  return "$rc"
+}
 step_molecule() {
   # The two scenarios use their own lab hosts and molecule state: they run side by side (the stack scenario is the
-  # long one; the bootstrap one mostly waits on package downloads). Each writes its own log, printed when it ends.
-  local logs pid_stack rc_stack=0 rc_bootstrap=0
+  # long one; the bootstrap one mostly waits on package downloads, then the PostgreSQL upgrade test runs on its own
+  # host while the stack scenario goes on). Each writes its own log, printed when it ends.
+  local logs pid_stack rc_stack=0 rc_bootstrap=0 rc_upgrade=0
   logs=$(mktemp -d)
   molecule test -s stack >"$logs/stack.log" 2>&1 &
   pid_stack=$!
   molecule test -s bootstrap >"$logs/bootstrap.log" 2>&1 || rc_bootstrap=$?
   printf '\n--- molecule bootstrap (exit %s) ---\n' "$rc_bootstrap"; cat "$logs/bootstrap.log"
+  step_upgrade >"$logs/upgrade.log" 2>&1 || rc_upgrade=$?
+  printf '\n--- PostgreSQL major upgrade (exit %s) ---\n' "$rc_upgrade"; cat "$logs/upgrade.log"
   wait "$pid_stack" || rc_stack=$?
   printf '\n--- molecule stack (exit %s) ---\n' "$rc_stack"; cat "$logs/stack.log"
   rm -rf "$logs"
-  [ "$rc_bootstrap" -eq 0 ] && [ "$rc_stack" -eq 0 ]
+  [ "$rc_bootstrap" -eq 0 ] && [ "$rc_upgrade" -eq 0 ] && [ "$rc_stack" -eq 0 ]
 }
 
 for s in "${steps[@]}"; do run_step "$s" "step_$s"; done
