@@ -2,19 +2,30 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Benchmark of the lab stack on a fresh, disposable lab host: first converge, no-op rerun (and its changed count),
 # `--tags n8n`, and the ratios. Prints figures; asserts nothing about time (targets are shown beside them).
-#   scripts/benchmark-lab.sh [--keep]      (--keep leaves the lab host borgstack-bench running)
+#   scripts/benchmark-lab.sh [--keep] [--name NAME] [--ip N]
+#     --keep leaves the lab host running; --name and --ip pick another lab host (default borgstack-bench, .90),
+#     e.g. when several people share the machine. Set ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks to see
+#     where the time goes (the logs keep each task's time).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 export ANSIBLE_COLLECTIONS_PATH="$ROOT/collections" ANSIBLE_FORCE_COLOR=0
 NAME=borgstack-bench
+IP=90
 keep=false
-[ "${1:-}" = --keep ] && keep=true
+while (($#)); do
+  case $1 in
+    --keep) keep=true; shift ;;
+    --name) NAME=${2:?--name needs a value}; shift 2 ;;
+    --ip) IP=${2:?--ip needs a value}; shift 2 ;;
+    *) echo "usage: $0 [--keep] [--name NAME] [--ip N]" >&2; exit 2 ;;
+  esac
+done
 
 bash scripts/setup-host.sh >/dev/null
 bash lab/build-images.sh >/dev/null
 lab/lab.sh destroy "$NAME" >/dev/null 2>&1 || true
-lab/lab.sh create "$NAME" --ip 90 >/dev/null
+lab/lab.sh create "$NAME" --ip "$IP" >/dev/null
 cleanup() { $keep || lab/lab.sh destroy "$NAME" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 

@@ -1,0 +1,156 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Reads the SeaweedFS gRPC CA and weed's key, requests and certificates in one call, and says whether the
+# community.crypto tasks of grpc_tls.yml would find anything to do. It is stricter than those modules, never looser:
+# any doubt (a file missing, another owner or mode, a key of another type, a request or certificate that does not
+# match its key, its parameters or its issuer, an expired certificate, the library or its package missing) answers
+# "not current", and the play then runs the full tasks, which decide and heal as before.
+#   python3 -c "$(cat grpc_tls_state.py)" CA_DIR TLS_DIR WEED_CN
+# Prints one JSON object: {"current": true, "certificate": "<weed.crt PEM>"} or {"current": false, "why": "..."}.
+# Never prints a private key (public material only).
+import datetime
+import ipaddress
+import json
+import os
+import stat
+import subprocess
+import sys
+
+
+def state(ca_dir, tls_dir, weed_cn):
+    status = subprocess.run(["dpkg-query", "--show", "--showformat", "${Status}", "python3-cryptography"],
+                            capture_output=True, text=True, check=False)
+    if status.returncode != 0 or status.stdout.strip() != "install ok installed":
+        return "python3-cryptography is not installed"
+    # pylint: disable=import-outside-toplevel
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    for path, mode in ((ca_dir, 0o700), (tls_dir, 0o700)):
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return f"{path} is missing"
+        if not stat.S_ISDIR(st.st_mode) or (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) != (0, 0, mode):
+            return f"{path}: owner, group or mode differs"
+    paths = {name: os.path.join(ca_dir if name.startswith("ca.k") or name.endswith(".csr") else tls_dir, name)
+             for name in ("ca.key", "weed.key", "ca.csr", "weed.csr", "ca.crt", "weed.crt")}
+    data = {}
+    for name, path in paths.items():
+        try:
+            st = os.lstat(path)
+            with open(path, "rb") as handle:
+                data[name] = handle.read()
+        except OSError:
+            return f"{path} is missing"
+        if not stat.S_ISREG(st.st_mode) or (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) != (0, 0, 0o600):
+            return f"{path}: owner, group or mode differs"
+
+    keys = {}
+    for name in ("ca.key", "weed.key"):
+        try:
+            key = serialization.load_pem_private_key(data[name], password=None)
+        except (ValueError, TypeError):
+            return f"{name} is not an unencrypted PEM private key"
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+            return f"{name} is not a secp256r1 key"
+        keys[name] = key
+
+    def raw(public_key):
+        return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def subject(common_name):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    def extensions(obj):
+        return {ext.oid.dotted_string: ext for ext in obj.extensions}
+
+    wanted = {
+        "ca": {
+            "key": keys["ca.key"], "cn": "BorgStack SeaweedFS gRPC CA",
+            "exts": {
+                x509.BasicConstraints.oid.dotted_string: (True, x509.BasicConstraints(ca=True, path_length=0)),
+                x509.KeyUsage.oid.dotted_string: (True, x509.KeyUsage(
+                    digital_signature=False, content_commitment=False, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                    encipher_only=False, decipher_only=False)),
+            },
+        },
+        "weed": {
+            "key": keys["weed.key"], "cn": weed_cn,
+            "exts": {
+                x509.SubjectAlternativeName.oid.dotted_string: (False, x509.SubjectAlternativeName([
+                    x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])),
+                x509.ExtendedKeyUsage.oid.dotted_string: (False, x509.ExtendedKeyUsage([
+                    ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])),
+                x509.KeyUsage.oid.dotted_string: (True, x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                    encipher_only=False, decipher_only=False)),
+            },
+        },
+    }
+    certs = {}
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for who, want in wanted.items():
+        try:
+            csr = x509.load_pem_x509_csr(data[f"{who}.csr"])
+            cert = x509.load_pem_x509_certificate(data[f"{who}.crt"])
+        except ValueError:
+            return f"{who}: the request or the certificate does not load"
+        public = raw(want["key"].public_key())
+        if not csr.is_signature_valid or raw(csr.public_key()) != public or csr.subject != subject(want["cn"]):
+            return f"{who}.csr does not match its key or common name"
+        found = extensions(csr)
+        # The CSR module adds a subjectAltName from the common name when none is given (use_common_name_for_san).
+        extra = set(found) - set(want["exts"]) - {x509.SubjectAlternativeName.oid.dotted_string}
+        if extra or any(oid not in found or (found[oid].critical, found[oid].value) != value
+                        for oid, value in want["exts"].items()):
+            return f"{who}.csr has other extensions"
+        if raw(cert.public_key()) != public or cert.subject != csr.subject:
+            return f"{who}.crt does not match its request"
+        cert_exts = extensions(cert)
+        ski = x509.SubjectKeyIdentifier.oid.dotted_string
+        aki = x509.AuthorityKeyIdentifier.oid.dotted_string
+        if {oid: (e.critical, e.value) for oid, e in cert_exts.items() if oid not in (ski, aki)} != \
+                {oid: (e.critical, e.value) for oid, e in found.items() if oid != ski}:
+            return f"{who}.crt has other extensions than its request"
+        if ski not in cert_exts or cert_exts[ski].value != x509.SubjectKeyIdentifier.from_public_key(cert.public_key()):
+            return f"{who}.crt has no matching subject key identifier"
+        not_after = getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after.replace(
+            tzinfo=datetime.timezone.utc)
+        if not_after <= now:
+            return f"{who}.crt has expired"
+        certs[who] = cert
+    ca_cert, weed_cert = certs["ca"], certs["weed"]
+    for cert in (ca_cert, weed_cert):
+        if cert.issuer != ca_cert.subject:
+            return "a certificate is not issued by the gRPC CA"
+        try:  # (verify_directly_issued_by needs cryptography 40; bookworm has 38)
+            ca_cert.public_key().verify(cert.signature, cert.tbs_certificate_bytes,
+                                        ec.ECDSA(cert.signature_hash_algorithm))
+        except InvalidSignature:
+            return "a certificate is not signed by the gRPC CA"
+    ca_ski = extensions(ca_cert)[x509.SubjectKeyIdentifier.oid.dotted_string].value
+    weed_aki = extensions(weed_cert).get(x509.AuthorityKeyIdentifier.oid.dotted_string)
+    if weed_aki is None or weed_aki.value != x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski):
+        return "weed.crt has no matching authority key identifier"
+    return None
+
+
+def main():
+    ca_dir, tls_dir, weed_cn = sys.argv[1:4]
+    try:
+        why = state(ca_dir, tls_dir, weed_cn)
+    except Exception as error:  # pylint: disable=broad-except
+        why = f"{type(error).__name__}: {error}"
+    if why is None:
+        with open(os.path.join(tls_dir, "weed.crt"), encoding="utf-8") as handle:
+            print(json.dumps({"current": True, "certificate": handle.read()}))
+    else:
+        print(json.dumps({"current": False, "why": why}))
+
+
+main()
