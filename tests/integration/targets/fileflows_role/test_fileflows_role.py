@@ -20,7 +20,7 @@ What IS checked, through Ansible itself (``ansible-playbook -c local``) with the
 - the Caddyfile the caddy role renders with the wiring: FileFlows' site has basic_auth with the admin e-mail and a
   bcrypt hash of the derived password (never the password); ``caddy validate`` accepts it, and a real Caddy
   (borgstack-lab/caddy:2.10.2, when built) answers 401 without the password or with a wrong one and lets the right
-  one through to the (absent) upstream (502);
+  one through to the (absent) upstream, where Caddy holds it for its retry window (lb_try_duration) before a 502;
 - the role's ``validate`` entry point refuses issue 8's bad input - a processing-node count of 0 or above the host's
   cores - and other bad settings, naming the variable.
 """
@@ -140,8 +140,9 @@ def _caddy_image_present() -> bool:
 
 
 def test_caddy_validates_the_caddyfile_and_enforces_the_password(rendered):
-    """A real Caddy with the rendered Caddyfile: 401 without or with a wrong password, the upstream (absent: 502)
-    with the right one."""
+    """A real Caddy with the rendered Caddyfile: 401 without or with a wrong password; with the right one the request
+    passes and goes to the (absent) upstream, where Caddy holds it for its retry window (held: curl's own 8 s limit
+    ends it) or answers 502 - anything but 401."""
     if not _caddy_image_present():
         pytest.skip(f"{CADDY_IMAGE} is not on this machine (lab/build-images.sh builds it)")
     caddyfile = rendered["tmp"] / "Caddyfile"
@@ -157,16 +158,19 @@ def test_caddy_validates_the_caddyfile_and_enforces_the_password(rendered):
                                  capture_output=True, text=True, check=True).stdout.strip()
 
         def status(*auth: str) -> str:
-            return subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--resolve",
-                                   f"{HOST}:443:{address}", *auth, f"https://{HOST}/"],
-                                  capture_output=True, text=True, check=False, timeout=30).stdout
+            done = subprocess.run(["curl", "-sk", "--max-time", "8", "-o", "/dev/null", "-w", "%{http_code}",
+                                   "--resolve", f"{HOST}:443:{address}", *auth, f"https://{HOST}/"],
+                                  capture_output=True, text=True, check=False, timeout=30)
+            # curl exits 28 when its time limit ends a request Caddy accepted and still holds.
+            return "held" if done.returncode == 28 and done.stdout == "000" else done.stdout
 
         deadline = time.monotonic() + 60
         while status() != "401" and time.monotonic() < deadline:
             time.sleep(1)
         observed = {"none": status(), "wrong": status("-u", f"{ADMIN}:wrong-password"),
                     "right": status("-u", f"{ADMIN}:{rendered['wiring']['password']}")}
-        assert observed == {"none": "401", "wrong": "401", "right": "502"}
+        assert observed["none"] == "401" and observed["wrong"] == "401", observed
+        assert observed["right"] in ("held", "502"), observed
     finally:
         subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
 
