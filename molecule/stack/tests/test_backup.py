@@ -13,6 +13,7 @@ last one leaves the stack restored, as the later tests of the scenario expect it
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -87,7 +88,9 @@ def _counts(host) -> Dict[str, int]:
 
 
 def _sets(host) -> List[str]:
-    return sorted(host.check_output(f"ls {BACKUP_DIR}").split())
+    """The dump sets (named by their UTC time); the directory also holds compose_deploy's pre-update dumps (updates/)."""
+    return sorted(name for name in host.check_output(f"ls {BACKUP_DIR}").split()
+                  if re.fullmatch(r"\d{8}T\d{6}Z", name))
 
 
 def _playbook(name: str, *args: str):
