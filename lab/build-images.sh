@@ -32,7 +32,7 @@ readonly POSTGRESQL_MAJOR=17
 # The old major of the major-upgrade test (bookworm's PostgreSQL 15 + pgvector built from Debian's source package).
 readonly POSTGRESQL_OLD_MAJOR=15
 readonly REDIS_SERIES=8.0
-readonly CADDY_VERSION=2.10.2
+readonly CADDY_VERSION=2.11.7
 readonly SEAWEEDFS_VERSION=4.30
 readonly N8N_VERSION=1.113.3
 # n8n-nodes-base (the version n8n 1.113.3 depends on, 1.111.2) asks for

@@ -273,6 +273,35 @@ def image_updates(declared: Mapping[str, Mapping[str, Any]], inspected: Mapping[
     return updates
 
 
+_TCP_LISTEN, _TCP_ESTABLISHED = "0A", "01"
+
+
+def _loopback(address: str) -> bool:
+    """A /proc/net/tcp{,6} address (hex, as the kernel prints it) in 127.0.0.0/8 or ::1 (also as ::ffff:127.x)."""
+    if len(address) == 8:  # IPv4, the bytes of one little-endian word: the first octet is the last byte
+        return address[6:8] == "7F"
+    address = address.upper()
+    return address == "00000000000000000000000001000000" or (
+        address.startswith("0000000000000000FFFF0000") and address[30:32] == "7F")
+
+
+def inbound_connections(tables: Sequence[str]) -> int:
+    """Open connections clients made to a listening port, from the text of /proc/<pid>/net/tcp and tcp6 (one
+    network namespace): established sockets whose local port is a listening one, loopback peers apart (the
+    container's own healthcheck). The connections it opened itself (to its database) are not counted."""
+    rows = []
+    for text in tables:
+        for line in text.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) < 4 or ":" not in fields[1] or ":" not in fields[2]:
+                continue
+            local, remote = fields[1].rsplit(":", 1), fields[2].rsplit(":", 1)
+            rows.append((local[1], remote[0], fields[3].upper()))
+    listening = {port for port, _remote, state in rows if state == _TCP_LISTEN}
+    return sum(1 for port, remote, state in rows
+               if state == _TCP_ESTABLISHED and port in listening and not _loopback(remote))
+
+
 def dump_name(service: str, stamp: str) -> str:
     """File name of a pre-update dump: ``<service>-<UTC time>.dump``."""
     return f"{service}-{stamp}.dump"
@@ -325,6 +354,8 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "wait_timeout": {"type": "int", "default": 600},
     "purge": {"type": "bool", "default": False},
     "rollback": {"type": "bool", "default": True},
+    "drain": {"type": "list", "elements": "str", "default": []},
+    "drain_timeout": {"type": "int", "default": 10},
     "update_dump": {"type": "dict", "options": {
         "container": {"type": "str", "required": True},
         "database": {"type": "str", "required": True},
@@ -608,6 +639,10 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
         dump: Optional[str] = None
         if not self.check and updates and self.params["update_dump"]:
             dump = self._dump_database()
+        drained: List[str] = []
+        if not self.check and services:
+            drained = self._drain([declared[s]["container"] for s in sorted(services)
+                                   if declared[s]["container"] in self.params["drain"]], inspected)
         if not self.check and (services or plan["waiting"]):
             # Only waiting (healthchecks still starting): the same `up --wait`, which changes nothing.
             try:
@@ -632,6 +667,8 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
             "drift": drift,
             "commands": self.commands,
         }
+        if drained:
+            result["drained"] = drained
         if updates:
             result["updated"] = {declared[service]["container"]: {"from": found["from"], "to": found["to"]}
                                  for service, found in updates.items()}
@@ -706,6 +743,55 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
                 logs.append(f"--- last {LOG_LINES} log lines of {name} ---\n{(lout + lerr).rstrip()}")
         raise DeployError(f"{self.name}: docker compose up failed: {reason}"
                           + ("\n" + "\n".join(logs) if logs else ""))
+
+    # -- drain: a proxied container takes no new connection and finishes its requests before it is replaced ----
+    def _drain(self, names: Sequence[str], inspected: Mapping[str, Mapping[str, Any]]) -> List[str]:
+        """Before ``up`` replaces these running containers: refuse new TCP connections in each one's network namespace
+        (a reset, so the proxy sees a connection refused, which it always retries - it holds the request until the
+        new container answers) and wait, up to ``drain_timeout`` seconds, until the connections already open are
+        closed. The rule goes with the old container's namespace. Where it cannot be applied (no nsenter or
+        iptables on the host), the container is replaced without draining and a warning says so."""
+        pids = {}
+        for name in names:
+            state = (inspected.get(name) or {}).get("State") or {}
+            if state.get("Running") and state.get("Pid"):
+                pids[name] = int(state["Pid"])
+        if not pids or self.params["drain_timeout"] <= 0:
+            return []
+        nsenter, iptables = self.module.get_bin_path("nsenter"), self.module.get_bin_path("iptables")
+        if not nsenter or not iptables:
+            self.module.warn(f"{self.name}: nsenter or iptables is missing on this host: {', '.join(sorted(pids))} "
+                             "replaced without draining (requests in flight may fail at the proxy)")
+            return []
+        drained = []
+        for name, pid in sorted(pids.items()):
+            self.commands.append(f"nsenter --net iptables: refuse new connections to {name}")
+            rc, _out, err = self.module.run_command([nsenter, "--target", str(pid), "--net", iptables, "-w", "-I",
+                                                     "INPUT", "-p", "tcp", "--syn", "!", "-i", "lo", "-j", "REJECT",
+                                                     "--reject-with", "tcp-reset"])
+            if rc != 0:
+                self.module.warn(f"{self.name}: {name} replaced without draining: iptables in its network "
+                                 f"namespace failed: {err.strip()}")
+                continue
+            drained.append(name)
+        deadline = time.monotonic() + self.params["drain_timeout"]
+        waiting = list(drained)
+        while waiting and time.monotonic() < deadline:
+            waiting = [name for name in waiting if inbound_connections(self._tcp_tables(pids[name]))]
+            if waiting:
+                time.sleep(0.1)
+        return drained
+
+    @staticmethod
+    def _tcp_tables(pid: int) -> List[str]:
+        tables = []
+        for name in ("tcp", "tcp6"):
+            try:
+                with open(f"/proc/{pid}/net/{name}", encoding="ascii") as handle:
+                    tables.append(handle.read())
+            except OSError:  # the process exited, or no IPv6
+                continue
+        return tables
 
     # -- update: dump first, roll back when the new version does not become healthy --------------------------------
     def _dump_database(self) -> str:

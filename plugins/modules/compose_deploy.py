@@ -201,6 +201,22 @@ options:
       - With V(false), the failed new version is left as it is and the run fails.
     type: bool
     default: true
+  drain:
+    description:
+      - Containers a reverse proxy sends requests to. Before one that runs is replaced (an update, a changed
+        configuration, runtime drift), it is drained - new TCP connections are refused in its network namespace
+        with a reset (C(nsenter) + C(iptables), a rule that goes with the old container) so the proxy holds and
+        retries them, and the connections already open may finish - and only then stopped.
+      - Names that are not this service's containers are ignored, so one list can serve every service.
+    type: list
+    elements: str
+    default: []
+  drain_timeout:
+    description:
+      - Seconds to wait for a drained container's open connections to close before it is stopped anyway (a
+        browser's websocket never closes by itself). V(0) turns draining off.
+    type: int
+    default: 10
   update_dump:
     description:
       - The service's PostgreSQL database, dumped before an update and restored by a rollback. Unset for a service
@@ -297,6 +313,12 @@ dump:
   returned: when a running service gets another image
   type: str
   sample: /var/backups/borgstack/updates/n8n-20261126T110000Z.dump
+drained:
+  description: The running containers drained before they were replaced (see O(drain)).
+  returned: when a container was drained
+  type: list
+  elements: str
+  sample: [borgstack-n8n]
 msg:
   description: In check mode, what would happen; on a host without Docker, that it is not installed yet.
   returned: in check mode, when changed or when Docker is missing

@@ -192,7 +192,7 @@ def test_published_port_only_reachable_when_public(host):
     """
     public = PUBLIC_IP[_name(host)]
     host.run("docker rm -f mistake public443")
-    image = "borgstack-lab/caddy:2.10.2"
+    image = "borgstack-lab/caddy:2.11.7"
     host.check_output(f"docker run -d --name mistake -p 8081:8081 {image} caddy respond --listen :8081 mistake")
     host.check_output(f"docker run -d --name public443 -p 443:8443 {image} caddy respond --listen :8443 public")
     try:
@@ -252,7 +252,7 @@ def test_published_port_dropped_over_ipv6_too(host):
     attach = subprocess.run([str(LAB), "ipv6", name], capture_output=True, text=True, timeout=120, check=False)
     assert attach.returncode == 0, attach.stdout + attach.stderr
     address = attach.stdout.strip().splitlines()[-1]
-    image = "borgstack-lab/caddy:2.10.2"
+    image = "borgstack-lab/caddy:2.11.7"
     try:
         run = run_site(name, "--tags", "docker", "-e", json.dumps({"docker_daemon_extra": DOCKER_IPV6}), timeout=900)
         assert (run.rc, run.failed) == (0, 0), run.output[-3000:]

@@ -14,7 +14,7 @@ LAB_IMAGES = {
     "seaweedfs": {"image": "borgstack-lab/seaweedfs:4.30"},
     "n8n": {"image": "borgstack-lab/n8n:1.113.3"},
     "directus": {"image": "borgstack-lab/directus:11.17.4"},
-    "caddy": {"image": "borgstack-lab/caddy:2.10.2"},
+    "caddy": {"image": "borgstack-lab/caddy:2.11.7"},
 }
 
 

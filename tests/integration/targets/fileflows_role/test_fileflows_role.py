@@ -19,7 +19,7 @@ What IS checked, through Ansible itself (``ansible-playbook -c local``) with the
   the memory limit from the RAM plan; no port published;
 - the Caddyfile the caddy role renders with the wiring: FileFlows' site has basic_auth with the admin e-mail and a
   bcrypt hash of the derived password (never the password); ``caddy validate`` accepts it, and a real Caddy
-  (borgstack-lab/caddy:2.10.2, when built) answers 401 without the password or with a wrong one and lets the right
+  (borgstack-lab/caddy:2.11.7, when built) answers 401 without the password or with a wrong one and lets the right
   one through to the (absent) upstream, where Caddy holds it for its retry window (lb_try_duration) before a 502;
 - the role's ``validate`` entry point refuses issue 8's bad input - a processing-node count of 0 or above the host's
   cores - and other bad settings, naming the variable.
@@ -40,7 +40,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 FACTS = yaml.safe_load((HERE / "fileflows-25.09-env.yml").read_text())
 MASTER = "m" * 24 + "FileFlows-Test-Master-0123456789"
-CADDY_IMAGE = os.environ.get("BORGSTACK_CADDY_IMAGE", "borgstack-lab/caddy:2.10.2")
+CADDY_IMAGE = os.environ.get("BORGSTACK_CADDY_IMAGE", "borgstack-lab/caddy:2.11.7")
 HOST = "fileflows.example.com.br"
 
 pytestmark = pytest.mark.integration

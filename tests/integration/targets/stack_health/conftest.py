@@ -4,7 +4,7 @@
 The stack: Redis 8.0 with a password and a ``redis-cli ping`` healthcheck that a hold file (``HOLD_FILE`` in the
 container) keeps failing, inside a long start period so that a held Redis stays "starting" as long as a test wants,
 PostgreSQL 17 with a superuser password
-and a ``pg_isready`` healthcheck, and Caddy 2.10.2 serving ``https://app.test`` with ``tls internal``. All three sit
+and a ``pg_isready`` healthcheck, and Caddy 2.11.7 serving ``https://app.test`` with ``tls internal``. All three sit
 on an ``internal`` user network on a free private subnet; the host reaches them at their addresses there, as it
 reaches the real stack. Caddy's local root CA is copied to the host so TLS is verified for real.
 
@@ -30,7 +30,7 @@ from lab_prerequisites import require_docker_images
 
 REDIS_IMAGE = os.environ.get("BORGSTACK_REDIS_IMAGE", "borgstack-lab/redis:8.0")
 POSTGRESQL_IMAGE = os.environ.get("BORGSTACK_POSTGRESQL_IMAGE", "borgstack-lab/postgresql:17")
-CADDY_IMAGE = os.environ.get("BORGSTACK_CADDY_IMAGE", "borgstack-lab/caddy:2.10.2")
+CADDY_IMAGE = os.environ.get("BORGSTACK_CADDY_IMAGE", "borgstack-lab/caddy:2.11.7")
 REPO_ROOT = Path(__file__).resolve().parents[4]
 # Private /24s tried in turn; one already routed on this machine or used by another Docker network is skipped.
 SUBNETS = ("172.31.240.0/24", "172.31.241.0/24", "172.31.242.0/24", "172.30.240.0/24")

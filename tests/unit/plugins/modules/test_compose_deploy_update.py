@@ -22,8 +22,10 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.borgstack.stack.plugins.module_utils._compose import (
     HASH_LABEL,
+    ComposeDeploy,
     dumps_to_prune,
     image_updates,
+    inbound_connections,
 )
 from ansible_collections.borgstack.stack.plugins.modules import compose_deploy
 
@@ -82,7 +84,7 @@ class FakeDocker:
             return 0, json.dumps([{
                 "Name": "/bs-app", "Image": IDS[self.image],
                 "Config": {"Image": self.image, "Labels": {HASH_LABEL: f"h-{self.image}"}},
-                "State": {"Running": True, "Status": "running",
+                "State": {"Running": True, "Status": "running", "Pid": 4242,
                           "Health": {"Status": "healthy" if self.healthy else "starting"}},
                 "NetworkSettings": {"Networks": {"bs_default": {}}},
                 "HostConfig": {"Memory": 0, "RestartPolicy": {"Name": "no"}}}]), ""
@@ -191,3 +193,64 @@ def test_dumps_to_prune_keeps_the_newest_of_the_service_only():
              "application-20261101T000000Z.dump", "app-notes.txt"]
     assert dumps_to_prune(names, "app", 2) == ["app-20261101T000000Z.dump"]
     assert dumps_to_prune(names, "app", 0) == sorted(names[:3])
+
+
+# /proc/<pid>/net/tcp of a web container: listening on 5678 (0x162E), a client (172.20.0.5) connected to it, the
+# container's own healthcheck over loopback, and its own connection out to PostgreSQL (local port 41234).
+TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:162E 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 1 1
+   1: 030014AC:162E 050014AC:C350 01 00000000:00000000 00:00000000 00000000  1000        0 2 1
+   2: 0100007F:162E 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000        0 3 1
+   3: 030014AC:A0D2 040014AC:1538 01 00000000:00000000 00:00000000 00000000  1000        0 4 1
+"""
+TCP6 = """  sl  local_address                         remote_address                        st tx_queue rx_queue
+   0: 00000000000000000000000000000000:162E 00000000000000000000000000000000:0000 0A 00000000:00000000
+   1: 0000000000000000FFFF00000300140A:162E 0000000000000000FFFF00000600140A:C351 01 00000000:00000000
+   2: 00000000000000000000000001000000:162E 00000000000000000000000001000000:C352 01 00000000:00000000
+"""
+
+
+def test_inbound_connections_counts_clients_of_a_listening_port_only():
+    assert inbound_connections([TCP]) == 1
+    assert inbound_connections([TCP, TCP6]) == 2  # a v4-mapped client counts, ::1 does not
+    closed = TCP.replace("030014AC:162E 050014AC:C350 01", "030014AC:162E 050014AC:C350 06")  # TIME_WAIT
+    assert inbound_connections([closed]) == 0
+    assert inbound_connections([]) == 0
+
+
+def test_an_update_drains_the_proxied_container_first(monkeypatch, capsys, tmp_path):
+    """New connections are refused in the old container's namespace before `up` replaces it, and `up` waits until
+    its open connection closed; a container not in ``drain`` and a no-op run are never touched."""
+    fake = FakeDocker(tmp_path)
+    run(monkeypatch, capsys, fake, "app:1.0")
+    reads: list[int] = []
+
+    def tables(pid):
+        reads.append(pid)
+        return [TCP] if len(reads) < 3 else [TCP.replace(" 01 ", " 06 ", 1)]
+    monkeypatch.setattr(ComposeDeploy, "_tcp_tables", staticmethod(tables))
+    fake.calls.clear()
+    assert not run(monkeypatch, capsys, fake, "app:1.0", drain=["bs-app"])["changed"]
+    assert not fake.ran("--net") and not reads
+
+    update = run(monkeypatch, capsys, fake, "app:2.0", drain=["bs-app", "bs-other"])
+    assert update["drained"] == ["bs-app"]
+    rule = fake.ran("--target 4242 --net")
+    assert len(rule) == 1 and "--syn" in rule[0] and rule[0][-2:] == ["--reject-with", "tcp-reset"]
+    assert fake.calls.index(rule[0]) < fake.calls.index(fake.ran("up --detach")[0])
+    assert reads == [4242, 4242, 4242], "it waits until the open connection is closed, no longer"
+
+    fake.calls.clear()
+    other = run(monkeypatch, capsys, fake, "app:1.0", drain=["bs-other"])
+    assert other["changed"] and "drained" not in other and not fake.ran("--net")
+
+
+def test_draining_gives_up_after_the_timeout(monkeypatch, capsys, tmp_path):
+    fake = FakeDocker(tmp_path)
+    run(monkeypatch, capsys, fake, "app:1.0")
+    monkeypatch.setattr(ComposeDeploy, "_tcp_tables", staticmethod(lambda pid: [TCP]))  # a websocket never closes
+    clock = iter(range(0, 1000, 3))
+    monkeypatch.setattr("time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    update = run(monkeypatch, capsys, fake, "app:2.0", drain=["bs-app"], drain_timeout=10)
+    assert update["drained"] == ["bs-app"] and fake.image == "app:2.0"
