@@ -54,6 +54,14 @@ def _entry_tags(entry: Dict[str, Any], registry: Dict[str, Any], play: Dict[str,
     return list(tags)
 
 
+def _role_entries(play: Dict[str, Any]) -> List[tuple[str, Dict[str, Any]]]:
+    """The roles a play runs, in order: its ``roles:`` entries, then the tasks that import a role."""
+    entries = [(entry["role"].rsplit(".", 1)[-1], entry) for entry in play.get("roles", [])]
+    entries += [(task["ansible.builtin.import_role"]["name"].rsplit(".", 1)[-1], task)
+                for task in play.get("tasks", []) if "ansible.builtin.import_role" in task]
+    return entries
+
+
 def layout_errors(registry: Dict[str, Any], site: List[Dict[str, Any]], role_dirs: List[str]) -> List[str]:
     """What disagrees between the registry, the roles and the playbook (empty when the three agree)."""
     errors = []
@@ -74,8 +82,7 @@ def layout_errors(registry: Dict[str, Any], site: List[Dict[str, Any]], role_dir
         if play is None:
             errors.append(f"no play of playbooks/site.yml is tagged only {layer!r}")
             continue
-        entries = {entry["role"].rsplit(".", 1)[-1]: _entry_tags(entry, registry, play)
-                   for entry in play.get("roles", [])}
+        entries = {role: _entry_tags(entry, registry, play) for role, entry in _role_entries(play)}
         if sorted(entries) != sorted(roles):
             errors.append(f"the {layer} play runs {sorted(entries)}, the registry's {layer} layer says {sorted(roles)}")
         for role, tags in entries.items():
@@ -121,7 +128,7 @@ def test_a_forgotten_piece_is_named():
         "(borgstack_host_roles)"]
     untagged = copy.deepcopy(SITE)
     apps = next(play for play in untagged if play.get("tags") == ["apps"])
-    apps["roles"][0]["tags"] = ["apps"]  # the n8n line
+    apps["tasks"][0]["tags"] = ["apps"]  # the n8n line
     assert layout_errors(registry, untagged, ROLE_DIRS) == ["role n8n in the apps play lacks its own tag 'n8n'"]
     moved = copy.deepcopy(registry)
     moved["n8n"]["layer"] = "data"

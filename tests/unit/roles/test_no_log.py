@@ -252,7 +252,7 @@ FILES = task_files()
 
 def test_the_walk_finds_the_files_and_tasks_it_should():
     names = {str(p.relative_to(ROOT)) for p in FILES}
-    assert {"roles/n8n/tasks/encryption_key.yml", "roles/compose_service/tasks/deploy.yml",
+    assert {"roles/n8n/tasks/encryption_key.yml", "roles/compose_service/tasks/main.yml",
             "playbooks/site.yml"} <= names
     n8n = yaml.safe_load((ROOT / "roles/n8n/tasks/encryption_key.yml").read_text())
     walked = [task["name"] for tasks in task_lists(n8n) for task, _no_log in walk(tasks)]
