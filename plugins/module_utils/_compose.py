@@ -274,6 +274,9 @@ def image_updates(declared: Mapping[str, Mapping[str, Any]], inspected: Mapping[
 
 
 _TCP_LISTEN, _TCP_ESTABLISHED = "0A", "01"
+# The drain: new TCP connections from outside the container answered with a reset (the proxy's "connection refused",
+# which it retries); its own healthcheck (loopback) and the connections it opened itself are untouched.
+DRAIN_RULE = ["INPUT", "-p", "tcp", "--syn", "!", "-i", "lo", "-j", "REJECT", "--reject-with", "tcp-reset"]
 
 
 def _loopback(address: str) -> bool:
@@ -646,7 +649,10 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
         if not self.check and (services or plan["waiting"]):
             # Only waiting (healthchecks still starting): the same `up --wait`, which changes nothing.
             try:
-                self._up(sorted(services or plan["waiting"]), declared, force and bool(services))
+                try:
+                    self._up(sorted(services or plan["waiting"]), declared, force and bool(services))
+                finally:
+                    self._undrain(drained, inspected)
             except DeployError as exc:
                 if not updates or not self.params["rollback"]:
                     raise
@@ -767,8 +773,7 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
         for name, pid in sorted(pids.items()):
             self.commands.append(f"nsenter --net iptables: refuse new connections to {name}")
             rc, _out, err = self.module.run_command([nsenter, "--target", str(pid), "--net", iptables, "-w", "-I",
-                                                     "INPUT", "-p", "tcp", "--syn", "!", "-i", "lo", "-j", "REJECT",
-                                                     "--reject-with", "tcp-reset"])
+                                                     *DRAIN_RULE])
             if rc != 0:
                 self.module.warn(f"{self.name}: {name} replaced without draining: iptables in its network "
                                  f"namespace failed: {err.strip()}")
@@ -781,6 +786,20 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
             if waiting:
                 time.sleep(0.1)
         return drained
+
+    def _undrain(self, drained: Sequence[str], inspected: Mapping[str, Mapping[str, Any]]) -> None:
+        """A drained container that ``up`` did not replace (it failed before stopping it) would refuse every new
+        connection for good: the rule is taken out again where the same process still runs."""
+        if not drained:
+            return
+        now = self._inspect_containers(list(drained))
+        for name in drained:
+            before = ((inspected.get(name) or {}).get("State") or {}).get("Pid")
+            state = (now.get(name) or {}).get("State") or {}
+            if state.get("Running") and state.get("Pid") == before:
+                self.commands.append(f"nsenter --net iptables: accept new connections to {name} again (not replaced)")
+                self.module.run_command([self.module.get_bin_path("nsenter"), "--target", str(before), "--net",
+                                         self.module.get_bin_path("iptables"), "-w", "-D", *DRAIN_RULE])
 
     @staticmethod
     def _tcp_tables(pid: int) -> List[str]:

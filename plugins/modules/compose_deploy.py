@@ -206,7 +206,8 @@ options:
       - Containers a reverse proxy sends requests to. Before one that runs is replaced (an update, a changed
         configuration, runtime drift), it is drained - new TCP connections are refused in its network namespace
         with a reset (C(nsenter) + C(iptables), a rule that goes with the old container) so the proxy holds and
-        retries them, and the connections already open may finish - and only then stopped.
+        retries them, and the connections already open may finish - and only then stopped. When C(up) fails before
+        replacing it (the same process still runs), the rule is taken out again.
       - Names that are not this service's containers are ignored, so one list can serve every service.
     type: list
     elements: str

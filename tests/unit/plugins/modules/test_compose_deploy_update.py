@@ -45,6 +45,7 @@ class FakeDocker:
         self.image = "app:1.0"
         self.healthy_images = {"app:1.0", "app:2.0"}
         self.healthy = True
+        self.pid = 4242  # the container's process: another one after each `up` (a new container)
 
     def declared(self) -> str:
         text = (self.project_dir / "services/app/compose.yaml").read_text() if (
@@ -71,6 +72,7 @@ class FakeDocker:
             if sub[:2] == ["config", "--hash"]:
                 return 0, f"app h-{image}\n", ""
             if sub[0] == "up":
+                self.pid += 1
                 self.image = self.declared()
                 self.healthy = self.image in self.healthy_images
                 if not self.healthy:
@@ -84,7 +86,7 @@ class FakeDocker:
             return 0, json.dumps([{
                 "Name": "/bs-app", "Image": IDS[self.image],
                 "Config": {"Image": self.image, "Labels": {HASH_LABEL: f"h-{self.image}"}},
-                "State": {"Running": True, "Status": "running", "Pid": 4242,
+                "State": {"Running": True, "Status": "running", "Pid": self.pid,
                           "Health": {"Status": "healthy" if self.healthy else "starting"}},
                 "NetworkSettings": {"Networks": {"bs_default": {}}},
                 "HostConfig": {"Memory": 0, "RestartPolicy": {"Name": "no"}}}]), ""
@@ -235,10 +237,10 @@ def test_an_update_drains_the_proxied_container_first(monkeypatch, capsys, tmp_p
 
     update = run(monkeypatch, capsys, fake, "app:2.0", drain=["bs-app", "bs-other"])
     assert update["drained"] == ["bs-app"]
-    rule = fake.ran("--target 4242 --net")
+    rule = fake.ran(f"--target {fake.pid - 1} --net")
     assert len(rule) == 1 and "--syn" in rule[0] and rule[0][-2:] == ["--reject-with", "tcp-reset"]
     assert fake.calls.index(rule[0]) < fake.calls.index(fake.ran("up --detach")[0])
-    assert reads == [4242, 4242, 4242], "it waits until the open connection is closed, no longer"
+    assert reads == [fake.pid - 1] * 3, "it waits until the open connection is closed, no longer"
 
     fake.calls.clear()
     other = run(monkeypatch, capsys, fake, "app:1.0", drain=["bs-other"])
@@ -254,3 +256,41 @@ def test_draining_gives_up_after_the_timeout(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr("time.sleep", lambda seconds: None)
     update = run(monkeypatch, capsys, fake, "app:2.0", drain=["bs-app"], drain_timeout=10)
     assert update["drained"] == ["bs-app"] and fake.image == "app:2.0"
+
+
+def test_a_failed_up_that_left_the_container_running_takes_the_drain_back(monkeypatch, capsys, tmp_path):
+    """`up` can fail before it stops the old container (here: it fails and the same process still runs): the
+    container must not refuse every new connection for good - the rule is deleted again, and the run fails."""
+    fake = FakeDocker(tmp_path)
+    run(monkeypatch, capsys, fake, "app:1.0")
+    monkeypatch.setattr(ComposeDeploy, "_tcp_tables", staticmethod(lambda pid: []))
+    real = fake.__call__
+
+    def up_fails_early(args, **kwargs):
+        if not isinstance(args, str) and args[1:2] == ["compose"] and "up" in args:
+            fake.calls.append(args)
+            return 1, "", "network bs_default not found"  # nothing was replaced
+        return real(args, **kwargs)
+    monkeypatch.setattr(AnsibleModule, "run_command", lambda self, argv, **kwargs: up_fails_early(argv, **kwargs))
+    monkeypatch.setattr(AnsibleModule, "get_bin_path", lambda self, name, *a, **k: "/usr/bin/docker")
+    params = {"name": "app", "project": "bs", "project_dir": str(tmp_path), "compose": compose("app:2.0"),
+              "drain": ["bs-app"], "rollback": False}
+    with patch_module_args(params), pytest.raises(SystemExit):
+        compose_deploy.main()
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] and "network bs_default not found" in result["msg"]
+    inserted, deleted = fake.ran("--net /usr/bin/docker -w -I"), fake.ran("--net /usr/bin/docker -w -D")
+    assert len(inserted) == 1 and len(deleted) == 1 and inserted[0][7:] == deleted[0][7:]
+    assert inserted[0][:5] == deleted[0][:5], "the rule is deleted in the same (old) namespace"
+    assert fake.calls.index(deleted[0]) > fake.calls.index(fake.ran("up --detach")[0])
+
+
+def test_a_replaced_container_keeps_no_rule_to_take_back(monkeypatch, capsys, tmp_path):
+    """The rule went with the old container's namespace: nothing is deleted in the new one's."""
+    fake = FakeDocker(tmp_path)
+    run(monkeypatch, capsys, fake, "app:1.0")
+    monkeypatch.setattr(ComposeDeploy, "_tcp_tables", staticmethod(lambda pid: []))
+    old_pid = fake.pid
+    update = run(monkeypatch, capsys, fake, "app:2.0", drain=["bs-app"])
+    assert update["drained"] == ["bs-app"] and fake.pid != old_pid
+    assert fake.ran(f"--target {old_pid} --net") and not fake.ran("-w -D")
