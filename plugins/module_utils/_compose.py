@@ -642,7 +642,7 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
         dump: Optional[str] = None
         if not self.check and updates and self.params["update_dump"]:
             dump = self._dump_database()
-        drained: List[str] = []
+        drained: Dict[str, int] = {}
         if not self.check and services:
             drained = self._drain([declared[s]["container"] for s in sorted(services)
                                    if declared[s]["container"] in self.params["drain"]], inspected)
@@ -652,7 +652,7 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
                 try:
                     self._up(sorted(services or plan["waiting"]), declared, force and bool(services))
                 finally:
-                    self._undrain(drained, inspected)
+                    self._undrain(drained)
             except DeployError as exc:
                 if not updates or not self.params["rollback"]:
                     raise
@@ -674,7 +674,7 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
             "commands": self.commands,
         }
         if drained:
-            result["drained"] = drained
+            result["drained"] = sorted(drained)
         if updates:
             result["updated"] = {declared[service]["container"]: {"from": found["from"], "to": found["to"]}
                                  for service, found in updates.items()}
@@ -751,55 +751,58 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
                           + ("\n" + "\n".join(logs) if logs else ""))
 
     # -- drain: a proxied container takes no new connection and finishes its requests before it is replaced ----
-    def _drain(self, names: Sequence[str], inspected: Mapping[str, Mapping[str, Any]]) -> List[str]:
+    def _drain(self, names: Sequence[str], inspected: Mapping[str, Mapping[str, Any]]) -> Dict[str, int]:
         """Before ``up`` replaces these running containers: refuse new TCP connections in each one's network namespace
         (a reset, so the proxy sees a connection refused, which it always retries - it holds the request until the
         new container answers) and wait, up to ``drain_timeout`` seconds, until the connections already open are
         closed. The rule goes with the old container's namespace. Where it cannot be applied (no nsenter or
-        iptables on the host), the container is replaced without draining and a warning says so."""
+        iptables on the host), the container is replaced without draining and a warning says so.
+
+        Returns the drained containers with the process whose namespace holds the rule."""
         pids = {}
         for name in names:
             state = (inspected.get(name) or {}).get("State") or {}
             if state.get("Running") and state.get("Pid"):
                 pids[name] = int(state["Pid"])
         if not pids or self.params["drain_timeout"] <= 0:
-            return []
-        nsenter, iptables = self.module.get_bin_path("nsenter"), self.module.get_bin_path("iptables")
-        if not nsenter or not iptables:
+            return {}
+        if not self.module.get_bin_path("nsenter") or not self.module.get_bin_path("iptables"):
             self.module.warn(f"{self.name}: nsenter or iptables is missing on this host: {', '.join(sorted(pids))} "
                              "replaced without draining (requests in flight may fail at the proxy)")
-            return []
-        drained = []
+            return {}
+        drained = {}
         for name, pid in sorted(pids.items()):
             self.commands.append(f"nsenter --net iptables: refuse new connections to {name}")
-            rc, _out, err = self.module.run_command([nsenter, "--target", str(pid), "--net", iptables, "-w", "-I",
-                                                     *DRAIN_RULE])
+            rc, _out, err = self._drain_rule("-I", pid)
             if rc != 0:
                 self.module.warn(f"{self.name}: {name} replaced without draining: iptables in its network "
                                  f"namespace failed: {err.strip()}")
                 continue
-            drained.append(name)
+            drained[name] = pid
         deadline = time.monotonic() + self.params["drain_timeout"]
-        waiting = list(drained)
+        waiting = sorted(drained)
         while waiting and time.monotonic() < deadline:
-            waiting = [name for name in waiting if inbound_connections(self._tcp_tables(pids[name]))]
+            waiting = [name for name in waiting if inbound_connections(self._tcp_tables(drained[name]))]
             if waiting:
                 time.sleep(0.1)
         return drained
 
-    def _undrain(self, drained: Sequence[str], inspected: Mapping[str, Mapping[str, Any]]) -> None:
+    def _undrain(self, drained: Mapping[str, int]) -> None:
         """A drained container that ``up`` did not replace (it failed before stopping it) would refuse every new
         connection for good: the rule is taken out again where the same process still runs."""
         if not drained:
             return
         now = self._inspect_containers(list(drained))
-        for name in drained:
-            before = ((inspected.get(name) or {}).get("State") or {}).get("Pid")
+        for name, pid in sorted(drained.items()):
             state = (now.get(name) or {}).get("State") or {}
-            if state.get("Running") and state.get("Pid") == before:
+            if state.get("Running") and state.get("Pid") == pid:
                 self.commands.append(f"nsenter --net iptables: accept new connections to {name} again (not replaced)")
-                self.module.run_command([self.module.get_bin_path("nsenter"), "--target", str(before), "--net",
-                                         self.module.get_bin_path("iptables"), "-w", "-D", *DRAIN_RULE])
+                self._drain_rule("-D", pid)
+
+    def _drain_rule(self, action: str, pid: int) -> Tuple[int, str, str]:
+        """Insert (``-I``) or delete (``-D``) DRAIN_RULE in the network namespace of process ``pid``."""
+        return self.module.run_command([self.module.get_bin_path("nsenter"), "--target", str(pid), "--net",
+                                        self.module.get_bin_path("iptables"), "-w", action, *DRAIN_RULE])
 
     @staticmethod
     def _tcp_tables(pid: int) -> List[str]:
