@@ -3,7 +3,9 @@
 real Docker engine, iptables and nsenter.
 
 The "app" is a small Python HTTP server (the lab's contract image, borgstack-lab/contract:1, which has python3)
-whose ``/slow`` answers after 8 s and which exits at once on SIGTERM, as a busy app stopped by ``docker stop`` does.
+whose ``/slow`` answers only once the test drops a file into a mounted directory (at most 120 s), and which exits at
+once on SIGTERM, as a busy app stopped by ``docker stop`` does. So the request is still in flight whenever the update
+starts, however slow the machine: the test releases it only after it saw a new connection refused.
 Its versions are two tags of that image. A client on this machine talks to the container's address directly, as
 Caddy does over the Docker network.
 
@@ -42,7 +44,9 @@ SERVER = (
     "class H(http.server.BaseHTTPRequestHandler):\n"
     "    def do_GET(self):\n"
     "        if self.path == '/slow':\n"
-    "            time.sleep(8)\n"
+    "            deadline = time.monotonic() + 120\n"
+    "            while not os.path.exists('/release/go') and time.monotonic() < deadline:\n"
+    "                time.sleep(0.1)\n"
     "        body = b'done ' + self.path.encode()\n"
     "        self.send_response(200)\n"
     "        self.send_header('Content-Length', str(len(body)))\n"
@@ -65,12 +69,16 @@ class Project:
         self.network = f"{self.name}_default"
         self.app = f"{self.name}-app"
         self.images = {version: f"{self.name}/app:{version}" for version in ("1", "2", "3", "4")}
+        self.release = root / "release"
 
     def compose(self, version: str) -> str:
         return json.dumps({
             "services": {"app": {
                 "image": self.images[version], "container_name": self.app,
                 "command": ["python3", "-c", SERVER],
+                # root: the release directory sits under pytest's root-only temporary directory.
+                "user": "0:0",
+                "volumes": [f"{self.release}:/release:ro"],
                 "stop_grace_period": "10s",
                 "healthcheck": {"test": ["CMD", "python3", "-c",
                                          "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/')"],
@@ -96,6 +104,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
         assert shutil.which(tool), f"{tool} is missing on this machine (util-linux, iptables)"
     proj = Project(tmp_path_factory.mktemp("compose_deploy_drain"))
     proj.dir.mkdir()
+    proj.release.mkdir()
     docker("network", "create", proj.network)
     for image in proj.images.values():
         docker("tag", IMAGE, image)
@@ -107,26 +116,31 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
 
 
 def _update_during_a_slow_request(project: Project, version: str, drain: list[str]) -> dict[str, Any]:
-    """Start GET /slow, then the update; meanwhile try new connections. Returns what each side saw."""
+    """Start GET /slow, then the update; meanwhile try new connections, and release /slow once one was refused.
+    Returns what each side saw."""
+    (project.release / "go").unlink(missing_ok=True)
     address = project.address()
     assert address, "the app container has no address on its network"
     with socket.create_connection((address, 8080), timeout=5):
         pass  # the listener answers before the update: a refusal later is the drain, not a dead app
     seen: dict[str, Any] = {"refused_at": None}
+    sent = threading.Event()
 
     def slow() -> None:
         try:
-            conn = http.client.HTTPConnection(address, 8080, timeout=30)
+            conn = http.client.HTTPConnection(address, 8080, timeout=180)
             conn.request("GET", "/slow")
+            sent.set()
             response = conn.getresponse()
             seen["slow"] = (response.status, response.read().decode())
         except (OSError, http.client.HTTPException) as exc:
             seen["slow"] = ("cut", repr(exc))
         seen["slow_done_at"] = time.monotonic()
+        sent.set()
 
     client = threading.Thread(target=slow)
     client.start()
-    time.sleep(0.5)  # the request is inside the app
+    assert sent.wait(60), "GET /slow was not sent"  # the request is inside the app before the update starts
     runner: dict[str, ModuleRun] = {}
     module = threading.Thread(target=lambda: runner.setdefault("run", project.run(version, drain)))
     module.start()
@@ -137,6 +151,7 @@ def _update_during_a_slow_request(project: Project, version: str, drain: list[st
         except ConnectionRefusedError:
             if seen["refused_at"] is None:
                 seen["refused_at"] = time.monotonic()
+                (project.release / "go").touch()  # the drain is on: the request in flight may finish now
         except OSError:
             pass
         time.sleep(0.05)
