@@ -15,6 +15,11 @@ The compose_deploy module runs everything here in one process on the target host
 
 ``ComposeDeploy`` reads the current state, computes the difference with them and applies only what differs.
 
+What ``docker compose config`` derives from the files (the declared services and their configuration hashes, never
+the resolved environment) is kept in a root-only file beside them (``CACHE_NAME``), under a key made of every input
+Compose reads for it (``config_key``): a rerun that finds the same inputs skips the two ``docker compose config``
+runs, the slowest reads of a no-op.
+
 An update is a run where a running service's container gets another image reference (``image_updates``). Before its
 ``up``, the service's PostgreSQL database is dumped (``pg_dump -Fc`` through the PostgreSQL container, into a
 root-only directory); when the new version does not become healthy in time, the previous files, image and database
@@ -23,6 +28,7 @@ are put back and the run fails with the new version's last log lines (``ComposeD
 from __future__ import annotations
 
 import grp
+import hashlib
 import json
 import os
 import pwd
@@ -44,6 +50,12 @@ CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
 # First line of services/<name>/secrets.env (the format the compose_service role wrote with ansible.builtin.copy).
 ENV_FILE_HEADER = "# Managed by BorgStack. Secrets: root-only.\n"
 SECRET_CHANGED = "(secret content changed)\n"
+# What `docker compose config` derived, kept beside the service's files (root-only; no secret in it).
+CACHE_NAME = ".compose-config.json"
+# Where the Compose v2 plugin is installed by Debian, Ubuntu and Docker's packages (its version changes the hashes).
+COMPOSE_PLUGINS = ("/usr/libexec/docker/cli-plugins/docker-compose", "/usr/lib/docker/cli-plugins/docker-compose",
+                   "/usr/local/lib/docker/cli-plugins/docker-compose",
+                   "/usr/local/libexec/docker/cli-plugins/docker-compose")
 LOG_LINES = 30
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024 ** 2, "mb": 1024 ** 2, "g": 1024 ** 3, "gb": 1024 ** 3}
 
@@ -120,6 +132,35 @@ def volume_drift(wanted: Mapping[str, Any], uid: int, gid: int, mode: int) -> Li
 # ----------------------------------------------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------------------------------------------
+def config_key(project: str, project_dir: str, service_dir: str, programs: Sequence[str]) -> str:
+    """A digest of everything ``docker compose config`` reads for one service: the project's name and directory, the
+    content of every file directly in the service's directory (its compose.yaml, secrets.env and config files; the
+    cache itself left out) and of the project directory's ``.env``, and the size and time of the docker CLI and the
+    Compose plugin (an upgraded Compose may hash differently). Any change gives another key."""
+    digest = hashlib.sha256(f"{project}\0{project_dir}\0".encode())
+    try:
+        # Neither the cache (nor its temp copy) nor a staged Compose file left by an interrupted run.
+        names = sorted(name for name in os.listdir(service_dir)
+                       if not name.startswith((CACHE_NAME, ".compose.yaml.")))
+    except OSError:
+        names = []
+    for path in [os.path.join(service_dir, name) for name in names] + [os.path.join(project_dir, ".env")]:
+        try:
+            if not os.path.isfile(path):
+                continue
+            with open(path, "rb") as handle:
+                digest.update(f"{path}\0".encode() + hashlib.sha256(handle.read()).digest())
+        except OSError:
+            digest.update(f"{path}\0unreadable".encode())
+    for program in programs:
+        try:
+            info = os.stat(program)
+        except OSError:
+            continue
+        digest.update(f"{program}\0{info.st_size}\0{info.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
 def env_file_text(env: Mapping[str, Any]) -> str:
     """services/<name>/secrets.env: the header, then ``KEY="json string"`` lines sorted by key.
 
@@ -557,6 +598,34 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
         raise DeployError(f"the Compose file of {self.name} is not valid (docker compose config): "
                           f"{err.strip() or out.strip()}")
 
+    def _config_key(self) -> str:
+        return config_key(self.params["project"], self.params["project_dir"], self.service_dir,
+                          [self.docker, *COMPOSE_PLUGINS])
+
+    def _cached_config(self) -> Optional[Tuple[Dict[str, Dict[str, Any]], Dict[str, str]]]:
+        """(declared, hashes) kept by an earlier run from the very same inputs, else None."""
+        try:
+            with open(os.path.join(self.service_dir, CACHE_NAME), encoding="utf-8") as handle:
+                cached = json.load(handle)
+            if cached.get("key") == self._config_key():
+                return cached["declared"], cached["hashes"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+        return None
+
+    def _keep_config(self, declared: Mapping[str, Any], hashes: Mapping[str, str]) -> None:
+        """Written atomically, root-only; a failure to write only costs the next run the two reads."""
+        path = os.path.join(self.service_dir, CACHE_NAME)
+        key = self._config_key()  # before the temp file exists beside them
+        try:
+            fd, staged = tempfile.mkstemp(dir=self.service_dir, prefix=f"{CACHE_NAME}.")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump({"key": key, "declared": declared, "hashes": hashes}, handle)
+            os.chmod(staged, 0o600)
+            os.rename(staged, path)
+        except OSError:
+            pass
+
     def _image_ids(self, declared: Mapping[str, Mapping[str, Any]]) -> Dict[str, Optional[str]]:
         ids: Dict[str, Optional[str]] = {}
         for image in sorted({spec["image"] for spec in declared.values() if spec["image"]}):
@@ -576,8 +645,14 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
             # 1. The declared services (this also validates a new Compose file), and the images pull=never needs,
             #    before anything is written. An env_file this run writes may be missing (a new service, or
             #    secrets.env deleted by hand): then read without interpolation, and again once it is written.
-            config, interpolated = self._config(evaluated, pending=True)
-            declared = declared_services(config)
+            #    Unchanged inputs: what an earlier run derived from them.
+            cached = None if compose_changed else self._cached_config()
+            config: Dict[str, Any] = {}
+            if cached:
+                declared, interpolated = cached[0], True
+            else:
+                config, interpolated = self._config(evaluated, pending=True)
+                declared = declared_services(config)
             image_ids = self._image_ids(declared)
             if params["pull"] == "never":
                 missing = sorted(image for image, image_id in image_ids.items() if image_id is None)
@@ -610,7 +685,7 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
                 if compose_changed or not interpolated:
                     config, interpolated = self._config(evaluated, pending=False)
                     declared = declared_services(config)
-            hashes = self._hashes(config) if interpolated else None
+            hashes = cached[1] if cached else (self._hashes(config) if interpolated else None)
         finally:
             self._cleanup(staged)  # a staged file not renamed over the live one (check mode, a failure)
         # 3. The containers: what runs compared with what is declared.
@@ -663,6 +738,10 @@ class ComposeDeploy:  # pylint: disable=too-many-instance-attributes
             self._docker("rm", "--force", *removed)
         # 5. Data volumes' owner, group and mode.
         healed = self._volumes(drift)
+        # What was derived from the files as they are now (read after this run wrote them, or none written), for
+        # the next run.
+        if not self.check and not cached and hashes is not None and (compose_changed or not self.content_changed):
+            self._keep_config(declared, hashes)
         changed = bool(self.files_changed or services or removed or healed)
         result: Dict[str, Any] = {
             "changed": changed,

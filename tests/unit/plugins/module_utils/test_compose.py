@@ -11,6 +11,7 @@ from ansible_collections.borgstack.stack.plugins.module_utils._compose import (
     ARGUMENT_SPEC,
     HASH_LABEL,
     SECRET_OPTIONS,
+    config_key,
     container_drift,
     declared_services,
     env_file_text,
@@ -275,3 +276,28 @@ def test_hashes_and_readiness():
     assert not_ready({"State": {"Running": True, "Health": {"Status": "starting"}}})
     assert not not_ready({"State": {"Running": True}})
     assert not not_ready({"State": {"Running": True, "Health": {"Status": "healthy"}}})
+
+
+def test_the_config_key_follows_every_input_compose_reads(tmp_path):
+    service = tmp_path / "services/app"
+    service.mkdir(parents=True)
+    (service / "compose.yaml").write_text("services: {}\n")
+    (service / "secrets.env").write_text("A=1\n")
+    program = tmp_path / "docker-compose"
+    program.write_text("v1")
+    key = config_key("bs", str(tmp_path), str(service), [str(program), str(tmp_path / "absent")])
+    same = config_key("bs", str(tmp_path), str(service), [str(program)])
+    assert key == same
+    # The cache itself, its temp copy and a staged Compose file do not count.
+    for name in (".compose-config.json", ".compose-config.json.x1", ".compose.yaml.x2"):
+        (service / name).write_text("anything")
+    assert config_key("bs", str(tmp_path), str(service), [str(program)]) == key
+    (service / "secrets.env").write_text("A=2\n")
+    changed_env = config_key("bs", str(tmp_path), str(service), [str(program)])
+    assert changed_env != key
+    (tmp_path / ".env").write_text("X=1\n")
+    assert config_key("bs", str(tmp_path), str(service), [str(program)]) != changed_env
+    program.write_text("v2 with another size")
+    assert config_key("bs", str(tmp_path), str(service), [str(program)]) != changed_env
+    assert config_key("other", str(tmp_path), str(service), []) != config_key(
+        "bs", str(tmp_path), str(service), [])

@@ -101,7 +101,8 @@ def test_deploy_then_no_op_then_config_change(monkeypatch, capsys, tmp_path):
     second = run(monkeypatch, capsys, fake, tmp_path)
     assert not second["changed"] and second["files_changed"] == []
     assert not fake.ran("up") and not fake.ran("rm")
-    assert len(fake.calls) == 6  # version, config, image inspect, config --hash, ps, container inspect
+    # version, image inspect, ps, container inspect: `config` and `config --hash` come from the first run's cache.
+    assert len(fake.calls) == 4 and not fake.ran("config")
 
     fake.calls.clear()
     third = run(monkeypatch, capsys, fake, tmp_path, files=[{"path": "app.conf", "content": "a = 2\n"}])
@@ -142,3 +143,31 @@ def test_a_host_without_docker(monkeypatch, capsys, tmp_path):
 def test_a_path_outside_the_service_directory_is_refused(monkeypatch, capsys, tmp_path):
     result = run(monkeypatch, capsys, FakeDocker(), tmp_path, files=[{"path": "../../etc/x", "content": "x"}])
     assert result["failed"] and "is not a path inside services/app/" in result["msg"]
+
+
+def test_the_config_cache_holds_no_secret_and_is_dropped_when_an_input_changes(monkeypatch, capsys, tmp_path):
+    fake = FakeDocker()
+    run(monkeypatch, capsys, fake, tmp_path)
+    cache = tmp_path / "services/app/.compose-config.json"
+    assert cache.stat().st_mode & 0o7777 == 0o600
+    assert SECRET not in cache.read_text() and json.loads(cache.read_text())["hashes"] == {"app": "h1"}
+
+    # secrets.env edited by hand: the cache no longer matches, so Compose is asked again (and the file healed).
+    env = tmp_path / "services/app/secrets.env"
+    env.write_text("TOKEN=other\n")
+    fake.calls.clear()
+    healed = run(monkeypatch, capsys, fake, tmp_path)
+    assert healed["changed"] and fake.ran("config", "--format", "json") and fake.ran("config", "--hash")
+
+    # The run after the heal reads config again (it was read before secrets.env was rewritten), then keeps it.
+    fake.calls.clear()
+    run(monkeypatch, capsys, fake, tmp_path)
+    fake.calls.clear()
+    quiet = run(monkeypatch, capsys, fake, tmp_path)
+    assert not quiet["changed"] and not fake.ran("config")
+
+    # A cache that does not parse is ignored, not trusted.
+    cache.write_text("{not json")
+    fake.calls.clear()
+    again = run(monkeypatch, capsys, fake, tmp_path)
+    assert not again["changed"] and fake.ran("config", "--format", "json")
