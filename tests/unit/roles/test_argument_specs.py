@@ -95,3 +95,16 @@ def test_role_readmes_are_generated_from_the_specs():
     script = ROLES.parent / "scripts" / "role-docs.py"
     run = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("role", [r for r in ROLE_DIRS if (r / "tasks" / "validate.yml").exists()],
+                         ids=lambda p: p.name)
+def test_a_role_validated_up_front_does_not_validate_again(role):
+    """Run alone, a role checks its settings itself; under site.yml the first play did it (borgstack_validated_roles)
+    and the role's own include is skipped - a role that forgets the condition runs every check twice per run."""
+    tasks = yaml.safe_load((role / "tasks" / "main.yml").read_text())
+    includes = [t for t in tasks if (t.get("ansible.builtin.include_tasks") or t.get("include_tasks")) == "validate.yml"]
+    assert len(includes) == 1, f"{role.name}: tasks/main.yml does not include validate.yml exactly once"
+    assert includes[0].get("when") == f"'{role.name}' not in borgstack_validated_roles | default([])", (
+        f"{role.name}: the validate.yml include must say when: \"'{role.name}' not in borgstack_validated_roles "
+        "| default([])\"")
