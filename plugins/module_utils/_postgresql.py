@@ -73,8 +73,8 @@ def postgresql_login_argument_spec() -> dict[str, dict[str, Any]]:
 
 def postgresql_tenant_module_kwargs() -> dict[str, Any]:
     """Everything ``AnsibleModule`` needs for ``borgstack.stack.postgresql_tenant``."""
-    spec: dict[str, dict[str, Any]] = {
-        "name": {"type": "str", "required": True},
+    tenant: dict[str, dict[str, Any]] = {
+        "name": {"type": "str"},
         "database": {"type": "str"},
         "owner": {"type": "str"},
         "password": {"type": "str", "no_log": True},
@@ -83,13 +83,21 @@ def postgresql_tenant_module_kwargs() -> dict[str, Any]:
         "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
         "drop_database": {"type": "bool", "default": False},
     }
+    spec: dict[str, dict[str, Any]] = dict(tenant)
+    # Several tenants in one call (one module run instead of one per tenant): each element takes the options above.
+    spec["tenants"] = {"type": "list", "elements": "dict",
+                       "options": {**tenant, "name": {"type": "str", "required": True}}}
     spec.update(postgresql_login_argument_spec())
     return {
         "argument_spec": spec,
-        "required_if": [("state", "present", ("password",))],
-        "mutually_exclusive": [("login_unix_socket", "login_host")],
+        "required_one_of": [("name", "tenants")],
+        "mutually_exclusive": [("login_unix_socket", "login_host"), ("tenants", "name"), ("tenants", "database"),
+                               ("tenants", "owner"), ("tenants", "password")],
         "supports_check_mode": True,
     }
+
+
+TENANT_OPTIONS = ("name", "database", "owner", "password", "extensions", "connection_limit", "state", "drop_database")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -140,7 +148,12 @@ def scram_sha256_matches(password: str, verifier: str | None) -> bool:
 # Tenant manager
 # --------------------------------------------------------------------------------------------------------------
 class TenantError(Exception):
-    """A problem to report with ``fail_json``; the message names the option and the fix."""
+    """A problem to report with ``fail_json``; the message names the option and the fix. ``details``: what to
+    report with it (the statements run, the tenants already done)."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class _Step:
@@ -165,9 +178,11 @@ class _Step:
 class TenantManager:
     """Read a tenant's current state, plan the statements that differ, apply them (or roll them back)."""
 
-    def __init__(self, module: Any) -> None:
+    def __init__(self, module: Any, params: dict[str, Any] | None = None) -> None:
+        """``params``: one tenant's options over the module's login options (the ``tenants`` form), else the
+        module's own."""
         self.module = module
-        self.params = module.params
+        self.params = module.params if params is None else params
         self.check_mode: bool = module.check_mode
         self.name: str = self.params["name"]
         self.database: str = self.params["database"] or self.name
@@ -205,8 +220,8 @@ class TenantManager:
             )
         if self.params["connection_limit"] < -1:
             raise TenantError("connection_limit: use -1 (no limit) or a number of connections >= 0")
-        if self.params["state"] == "present" and self.params["password"] == "":
-            raise TenantError("password: must not be empty; give the tenant owner a password")
+        if self.params["state"] == "present" and not self.params["password"]:
+            raise TenantError("password: required and not empty with state=present; give the tenant owner a password")
         for ext in self.extensions:
             if not ext or len(ext) > 63:
                 raise TenantError(f"extensions: {ext!r} is not a valid extension name")
@@ -544,3 +559,18 @@ class TenantManager:
         if self.params["state"] == "absent":
             result["kept"] = self.kept
         return result
+
+
+def run_tenants(module: Any) -> dict[str, Any]:
+    """The ``tenants`` form: each tenant read, planned and applied in turn, as one call per tenant would; the
+    first that fails stops the run, naming it (the ones before it are done, as with a loop)."""
+    results: list[dict[str, Any]] = []
+    for tenant in module.params["tenants"]:
+        params = {**module.params, **{option: tenant.get(option) for option in TENANT_OPTIONS}}
+        manager = TenantManager(module, params)
+        try:
+            results.append(manager.run())
+        except TenantError as exc:
+            raise TenantError(f"tenant {tenant['name']}: {exc}", results=results, queries=manager.queries) from exc
+    return {"changed": any(result["changed"] for result in results), "tenants": results,
+            "diff": [result["diff"] for result in results]}

@@ -60,8 +60,8 @@ options:
       - Name of the tenant, usually the application (V(n8n), V(chatwoot)).
       - Must be a plain SQL identifier - 1 to 63 characters from V(a-z), V(0-9) and V(_), not starting with a
         digit. Other names are refused.
+      - One of O(name) and O(tenants) is required.
     type: str
-    required: true
   database:
     description:
       - Name of the tenant's database. Same rules as O(name). Defaults to O(name).
@@ -101,6 +101,48 @@ options:
       - Fails without changing anything else when applications are still connected to the database.
     type: bool
     default: false
+  tenants:
+    description:
+      - Several tenants in one call, each with the options O(name) (required), O(database), O(owner),
+        O(password), O(extensions), O(connection_limit), O(state) and O(drop_database); the login options are
+        shared. One module run instead of one per tenant (a loop).
+      - Each tenant is read, planned and applied in turn, exactly as a call of its own would be; the first one that
+        fails stops the run with its name in the message, and the tenants before it stay done.
+      - Mutually exclusive with O(name), O(database), O(owner) and O(password).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: As O(name).
+        type: str
+        required: true
+      database:
+        description: As O(database).
+        type: str
+      owner:
+        description: As O(owner).
+        type: str
+      password:
+        description: As O(password).
+        type: str
+      extensions:
+        description: As O(extensions).
+        type: list
+        elements: str
+        default: []
+      connection_limit:
+        description: As O(connection_limit).
+        type: int
+        default: -1
+      state:
+        description: As O(state).
+        type: str
+        choices: [present, absent]
+        default: present
+      drop_database:
+        description: As O(drop_database).
+        type: bool
+        default: false
 notes:
   - The module connects twice - to O(login_db) for roles and databases, and to the tenant database for
     extensions and schema.
@@ -128,6 +170,13 @@ EXAMPLES = r"""
     login_host: 10.10.0.5
     login_password: "{{ postgresql_superuser_password }}"
 
+- name: Provide several tenants in one call
+  borgstack.stack.postgresql_tenant:
+    tenants:
+      - {name: n8n, password: "{{ n8n_postgresql_password }}"}
+      - {name: directus, password: "{{ directus_postgresql_password }}", extensions: [postgis]}
+    login_unix_socket: /var/run/postgresql
+
 - name: Retire a tenant but keep its data (the role can no longer log in)
   borgstack.stack.postgresql_tenant:
     name: lowcoder
@@ -143,6 +192,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+tenants:
+  description:
+    - With O(tenants), one result per tenant, in order, each with the keys below (RV(tenant), RV(database),
+      RV(owner), RV(extensions), RV(queries), RV(kept), RV(diff)); those keys are then not returned at the top level.
+  returned: when O(tenants) is given
+  type: list
+  elements: dict
 tenant:
   description: Name of the tenant.
   returned: always
@@ -222,6 +278,7 @@ from ansible_collections.borgstack.stack.plugins.module_utils._postgresql import
     TenantError,
     TenantManager,
     postgresql_tenant_module_kwargs,
+    run_tenants,
 )
 
 
@@ -229,6 +286,11 @@ def main() -> None:
     module = AnsibleModule(**postgresql_tenant_module_kwargs())
     if not HAS_PSYCOPG:
         module.fail_json(msg=missing_required_lib("psycopg (Debian: python3-psycopg)"), exception=PSYCOPG_IMPORT_ERROR)
+    if module.params["tenants"] is not None:
+        try:
+            module.exit_json(**run_tenants(module))
+        except TenantError as exc:
+            module.fail_json(msg=str(exc), **exc.details)
     manager = TenantManager(module)
     try:
         result = manager.run()

@@ -474,3 +474,32 @@ def test_main_end_to_end(server, capsys):
     assert [out["changed"] for out in outputs] == [True, False]
     assert outputs[0]["queries"] == CREATE_QUERIES
     assert all(secrets_in(out, server) == [] for out in outputs)
+
+
+def test_the_tenants_form_runs_each_tenant_as_its_own_call_would(server):
+    """One module run for several tenants: each is read, planned and applied in turn; a rerun changes nothing."""
+    from ansible_collections.borgstack.stack.plugins.module_utils._postgresql import run_tenants
+
+    tenants = [{"name": "app", "database": None, "owner": None, "password": SECRET, "extensions": ["vector"],
+                "connection_limit": -1, "state": "present", "drop_database": False},
+               {"name": "other", "database": "other_db", "owner": None, "password": SECRET + "2", "extensions": [],
+                "connection_limit": -1, "state": "present", "drop_database": False}]
+    first = run_tenants(FakeModule(params(name=None, password=None, tenants=tenants), False))
+    assert first["changed"] and [r["tenant"] for r in first["tenants"]] == ["app", "other"]
+    assert first["tenants"][1]["database"] == "other_db" and "other_db" in server.databases
+    assert len(first["diff"]) == 2
+    again = run_tenants(FakeModule(params(name=None, password=None, tenants=tenants), False))
+    assert not again["changed"] and not any(r["queries"] for r in again["tenants"])
+
+
+def test_the_tenants_form_stops_at_the_first_bad_tenant_and_names_it(server):
+    from ansible_collections.borgstack.stack.plugins.module_utils._postgresql import TenantError, run_tenants
+
+    tenants = [{"name": "app", "database": None, "owner": None, "password": SECRET, "extensions": [],
+                "connection_limit": -1, "state": "present", "drop_database": False},
+               {"name": "bad", "database": None, "owner": None, "password": None, "extensions": [],
+                "connection_limit": -1, "state": "present", "drop_database": False}]
+    with pytest.raises(TenantError, match="tenant bad: password: required") as failure:
+        run_tenants(FakeModule(params(name=None, password=None, tenants=tenants), False))
+    assert [r["tenant"] for r in failure.value.details["results"]] == ["app"]
+    assert SECRET not in str(failure.value)
