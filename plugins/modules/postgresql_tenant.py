@@ -112,37 +112,14 @@ options:
     type: list
     elements: dict
     suboptions:
-      name:
-        description: As O(name).
-        type: str
-        required: true
-      database:
-        description: As O(database).
-        type: str
-      owner:
-        description: As O(owner).
-        type: str
-      password:
-        description: As O(password).
-        type: str
-      extensions:
-        description: As O(extensions).
-        type: list
-        elements: str
-        default: []
-      connection_limit:
-        description: As O(connection_limit).
-        type: int
-        default: -1
-      state:
-        description: As O(state).
-        type: str
-        choices: [present, absent]
-        default: present
-      drop_database:
-        description: As O(drop_database).
-        type: bool
-        default: false
+      name: {description: As O(name)., type: str, required: true}
+      database: {description: As O(database)., type: str}
+      owner: {description: As O(owner)., type: str}
+      password: {description: As O(password)., type: str}
+      extensions: {description: As O(extensions)., type: list, elements: str, default: []}
+      connection_limit: {description: As O(connection_limit)., type: int, default: -1}
+      state: {description: As O(state)., type: str, choices: [present, absent], default: present}
+      drop_database: {description: As O(drop_database)., type: bool, default: false}
 notes:
   - The module connects twice - to O(login_db) for roles and databases, and to the tenant database for
     extensions and schema.

@@ -5,8 +5,6 @@
 # (type, owner, group, mode; the file's text, which holds no secret), the unit's enabled/active state and
 # `docker compose version --short`. A missing program or file gives an empty string or null, never an error.
 import json
-import os
-import stat
 import subprocess
 import sys
 
@@ -20,16 +18,13 @@ def output(*argv):
 
 
 def describe(path, with_text):
-    try:
-        info = os.lstat(path)
-        text = None
-        if with_text and stat.S_ISREG(info.st_mode):
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
-    except (OSError, UnicodeDecodeError):
+    # `stat` prints the type (which may hold a space), then owner, group and mode.
+    line = output("stat", "--format", "%F %u %g %a", path)
+    if not line:
         return None
-    return {"dir": stat.S_ISDIR(info.st_mode), "content": text, "uid": info.st_uid, "gid": info.st_gid,
-            "mode": f"{stat.S_IMODE(info.st_mode):04o}"}
+    kind, uid, gid, mode = line.rsplit(" ", 3)
+    return {"dir": kind == "directory", "uid": int(uid), "gid": int(gid), "mode": mode.zfill(4),
+            "content": output("cat", path) if with_text and kind.startswith("regular") else None}
 
 
 print(json.dumps({
