@@ -148,8 +148,10 @@ def test_deploy_recreate_drift_and_stale(project: Project) -> None:  # pylint: d
     assert (service / "secrets.env").read_text() == (
         f'# Managed by BorgStack. Secrets: root-only.\nAPP_TOKEN="{SECRET_ENV}"\n')
     modes = {p.name: (oct(p.stat().st_mode & 0o7777), p.stat().st_uid) for p in service.iterdir()}
+    # .compose-config.json: what `docker compose config` derived, kept (root-only) for the next run.
     assert modes == {"compose.yaml": ("0o644", 0), "redis.conf": ("0o644", 0), "auth.conf": ("0o400", 999),
-                     "secrets.env": ("0o600", 0), "data": ("0o755", 0)}  # a parent made on the way: default mode, as ansible.builtin.file
+                     "secrets.env": ("0o600", 0), "data": ("0o755", 0), ".compose-config.json": ("0o600", 0)}
+    assert SECRET_ENV not in (service / ".compose-config.json").read_text()  # services and hashes, no environment  # a parent made on the way: default mode, as ansible.builtin.file
     assert oct((service / "data" / "sub").stat().st_mode & 0o7777) == "0o700"
     assert oct(service.stat().st_mode & 0o7777) == "0o750"
     # The secret files appear in the diff by path only.
@@ -160,8 +162,10 @@ def test_deploy_recreate_drift_and_stale(project: Project) -> None:  # pylint: d
     second = ok(project.run(project.args()))
     assert not second.changed, second.result
     assert second.result["files_changed"] == [] and second.result["drift"] == {}
-    # No-op: docker version, config, image inspect, config --hash, ps, container inspect, volume inspect.
-    assert len(second.result["commands"]) == 7, second.result["commands"]
+    # No-op: docker version, image inspect, ps, container inspect, volume inspect; what `config` and `config --hash`
+    # gave the first run is kept under the same inputs, so neither runs.
+    assert len(second.result["commands"]) == 5, second.result["commands"]
+    assert not [command for command in second.result["commands"] if command.startswith("docker compose config")]
 
     # A config file edit: check mode reports the recreate and changes nothing.
     before_id = inspect(container, "{{.Id}}")
@@ -243,7 +247,7 @@ def test_an_invalid_compose_file_fails_and_the_live_one_stays(project: Project) 
         assert run.failed and "is not valid" in run.result["msg"], run.result
         assert (project.service_dir() / "compose.yaml").read_text() == live
         assert sorted(p.name for p in project.service_dir().iterdir()) == [
-            "auth.conf", "compose.yaml", "data", "redis.conf", "secrets.env"]  # no temp file left
+            ".compose-config.json", "auth.conf", "compose.yaml", "data", "redis.conf", "secrets.env"]  # no temp file
 
 
 def test_check_mode_on_a_new_service_writes_nothing(project: Project) -> None:
