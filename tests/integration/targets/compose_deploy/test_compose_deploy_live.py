@@ -148,10 +148,11 @@ def test_deploy_recreate_drift_and_stale(project: Project) -> None:  # pylint: d
     assert (service / "secrets.env").read_text() == (
         f'# Managed by BorgStack. Secrets: root-only.\nAPP_TOKEN="{SECRET_ENV}"\n')
     modes = {p.name: (oct(p.stat().st_mode & 0o7777), p.stat().st_uid) for p in service.iterdir()}
-    # .compose-config.json: what `docker compose config` derived, kept (root-only) for the next run.
+    # data: a parent made on the way, default mode, as ansible.builtin.file. .compose-config.json: what
+    # `docker compose config` derived, kept (root-only) for the next run - services and hashes, no environment.
     assert modes == {"compose.yaml": ("0o644", 0), "redis.conf": ("0o644", 0), "auth.conf": ("0o400", 999),
                      "secrets.env": ("0o600", 0), "data": ("0o755", 0), ".compose-config.json": ("0o600", 0)}
-    assert SECRET_ENV not in (service / ".compose-config.json").read_text()  # services and hashes, no environment  # a parent made on the way: default mode, as ansible.builtin.file
+    assert SECRET_ENV not in (service / ".compose-config.json").read_text()
     assert oct((service / "data" / "sub").stat().st_mode & 0o7777) == "0o700"
     assert oct(service.stat().st_mode & 0o7777) == "0o750"
     # The secret files appear in the diff by path only.
