@@ -1,18 +1,38 @@
 #!/usr/bin/env bash
-# Prepares the machine that runs the tests: Docker engine + Compose v2, debootstrap, the Python toolchain.
+# Prepares the machine that runs the tests: Docker engine + Compose v2, debootstrap, ruby, the Python toolchain.
 # Idempotent: every step checks before it acts. Never touches this machine's firewall, kernel or disks.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 log() { printf '[setup-host] %s\n' "$*"; }
 
 export DEBIAN_FRONTEND=noninteractive
+# Every program the test command runs on this machine beyond the base system (Debian's Essential and "required"
+# packages) and the console scripts of requirements.txt: "program package", one a line. Only the missing ones are
+# installed. tests/unit/scripts/test_host_programs.py collects what the tests and scripts run and fails, naming the
+# program, when one is missing here.
+PROGRAMS='
+dockerd      docker.io
+docker       docker.io
+iptables     iptables
+debootstrap  debootstrap
+cryptsetup   cryptsetup-bin
+jq           jq
+curl         curl
+git          git
+ip           iproute2
+python3      python3
+node         nodejs
+npm          npm
+ruby         ruby
+'
 need_pkgs=()
-command -v dockerd >/dev/null || need_pkgs+=(docker.io)
-command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
-command -v cryptsetup >/dev/null || need_pkgs+=(cryptsetup-bin)
-command -v jq >/dev/null || need_pkgs+=(jq)
-command -v curl >/dev/null || need_pkgs+=(curl)
+while read -r program package; do
+  [ -n "$program" ] || continue
+  command -v "$program" >/dev/null || need_pkgs+=("$package")
+done <<<"$PROGRAMS"
+python3 -m pip --version >/dev/null 2>&1 || need_pkgs+=(python3-pip)
 if ((${#need_pkgs[@]})); then
+  mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u)
   log "apt: ${need_pkgs[*]}"
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
