@@ -186,8 +186,8 @@ def test_sysctl_scope_bad_input(key):
 # pgtune
 # ---------------------------------------------------------------------------------------------------------------
 
-# PostgreSQL share of the RAM plans in docs/sizing.md: 4 GB host (postgresql, redis, caddy, n8n) and the
-# 16/36/128 GB hosts with every service; (ram_mb, cpus) -> settings that depend on RAM/CPUs.
+# Example PostgreSQL shares from small to large hosts (docs/sizing.md's own tables are checked against the filters by
+# tests/unit/docs/test_sizing_doc.py); (ram_mb, cpus) -> settings that depend on RAM/CPUs.
 # Arithmetic in kB: sb = ram_kb / 4; work_mem = (ram_kb - sb) // ((200 + workers) * 3) // 2 (mixed), >= 4096.
 PGTUNE_HOSTS = {
     # 1248 MB: sb 319488 kB; wal 958464 // 100 = 9584 kB; work_mem 958464 // 624 // 2 = 768 -> floor 4MB
