@@ -7,8 +7,14 @@ database dropped, Directus' items deleted), playbooks/restore.yml brings it back
 n8n itself decrypts the restored credentials, the apps are healthy. Bad input is refused before any change.
 
 Not run here: MongoDB's dump and restore (no MongoDB image can be built in the lab; MongoDB is off there) and the
-failure webhook/e-mail (no receiver in the lab). The tests run in file order and share the data they create; the
-last one leaves the stack restored, as the later tests of the scenario expect it.
+failure webhook/e-mail (no receiver in the lab). The tests run in file order; what several need (the data they
+back up, the dump set) comes from module fixtures, so one failure does not cascade into KeyErrors in the next. The
+last test leaves the stack restored, as the later tests of the scenario expect it.
+
+Time of day: nothing here depends on it. The nightly timer (backup_on_calendar, 02:00 in São Paulo by default) is
+checked armed, then held (stopped) while this module runs and started again after it: a run of its own would add
+a dump set beside the one a test takes, and "nothing was written" would no longer be provable. The tests identify
+their set by what playbooks/backup.yml reports, never by "the newest one".
 """
 from __future__ import annotations
 
@@ -101,14 +107,37 @@ def _started_at(host, name: str) -> str:
     return host.check_output(f"docker inspect --format '{{{{.State.StartedAt}}}}' {name}")
 
 
-def test_backup_takes_a_checked_root_only_dump_set(host, root_cert):
+@pytest.fixture(scope="module", autouse=True)
+def held_timer(host):
+    """The timer's state as the stack left it, then the timer held for the module (see the module's docstring); a
+    run it had already started is waited for, as systemctl start would join it."""
+    state = host.run("systemctl show borgstack-backup.timer --property=TimersCalendar,ActiveState").stdout
+    host.run_test("systemctl stop borgstack-backup.timer")
+    host.run_test("timeout 900 sh -c 'while [ \"$(systemctl show --property=ActiveState --value "
+                  "borgstack-backup.service)\" = activating ]; do sleep 1; done'")
+    yield state
+    host.run_test("systemctl start borgstack-backup.timer")
+
+
+def _taken_set(output: str) -> str:
+    """The dump set a playbooks/backup.yml run reports it made."""
+    found = re.search(rf"Dump set {re.escape(BACKUP_DIR)}/(\d{{8}}T\d{{6}}Z) \(", output)
+    assert found, f"backup.yml named no dump set: {output[-2000:]}"
+    return found.group(1)
+
+
+@pytest.fixture(scope="module")
+def backed_up(host, root_cert) -> Dict[str, object]:
+    """Real n8n credentials and workflows and Directus items, then a dump set of them taken by playbooks/backup.yml:
+    the row counts, the credentials (id -> header name), the sets before the run and the set the run reports."""
+    data: Dict[str, object] = {"credentials": {}}
     _n8n_login(host, root_cert)
     for number in range(2):
         status, body = _n8n(host, root_cert, "POST", "/rest/credentials", {
             "name": f"backup-{TAG}-{number}", "type": "httpHeaderAuth",
             "data": {"name": f"X-Api-Key-{TAG}-{number}", "value": f"secret-{TAG}-{number}"}})
         assert status == 200, body
-        STATE.setdefault("credentials", {})[body["data"]["id"]] = f"X-Api-Key-{TAG}-{number}"
+        data["credentials"][body["data"]["id"]] = f"X-Api-Key-{TAG}-{number}"
         status, body = _n8n(host, root_cert, "POST", "/rest/workflows", {
             "name": f"backup-{TAG}-{number}", "active": False, "connections": {}, "settings": {},
             "nodes": [{"id": str(uuid.uuid4()), "name": "Start", "type": "n8n-nodes-base.manualTrigger",
@@ -125,19 +154,21 @@ def test_backup_takes_a_checked_root_only_dump_set(host, root_cert):
     status, body = _directus(host, root_cert, "POST", f"/items/{COLLECTION}",
                              [{"note": f"nota {TAG} {n}"} for n in range(5)])
     assert status == 200, body
-    STATE["counts"] = _counts(host)
-    assert min(STATE["counts"].values()) >= 2, STATE["counts"]
-
-    timer = host.run("systemctl show borgstack-backup.timer --property=TimersCalendar,ActiveState")
-    assert "ActiveState=active" in timer.stdout and "America/Sao_Paulo" in timer.stdout, timer.stdout
-
-    before = _sets(host)
+    data["counts"] = _counts(host)
+    data["before"] = _sets(host)
     run = _playbook("backup.yml")
     assert run.rc == 0, run.output[-3000:]
-    after = _sets(host)
-    assert len(after) == len(before) + 1 or (len(after) == len(before) and after[-1] not in before), after
-    newest = f"{BACKUP_DIR}/{after[-1]}"
-    STATE["set"] = after[-1]
+    data["set"] = _taken_set(run.output)
+    return data
+
+
+def test_backup_takes_a_checked_root_only_dump_set(host, held_timer, backed_up):
+    assert "ActiveState=active" in held_timer and "America/Sao_Paulo" in held_timer, held_timer
+    assert min(backed_up["counts"].values()) >= 2, backed_up["counts"]
+    # The set the run reports is new, and it is the only new one: the held timer made none beside it.
+    assert backed_up["set"] not in backed_up["before"]
+    assert _sets(host) == sorted(backed_up["before"] + [backed_up["set"]])
+    newest = f"{BACKUP_DIR}/{backed_up['set']}"
     files = set(host.check_output(f"ls {newest}").split())
     assert {"postgresql-globals.sql", "postgresql-n8n.dump", "postgresql-directus.dump", "redis-dump.rdb",
             "manifest.json", "SHA256SUMS"} <= files, files
@@ -171,9 +202,9 @@ def test_bad_restore_input_is_refused_before_any_change(host, args, variable):
     assert _started_at(host, "borgstack-n8n") == started
 
 
-def test_a_damaged_dump_set_is_refused(host):
+def test_a_damaged_dump_set_is_refused(host, backed_up):
     damaged = "19990101T000001Z"
-    source = f"{BACKUP_DIR}/{STATE['set']}"
+    source = f"{BACKUP_DIR}/{backed_up['set']}"
     host.run_test(f"cp -a {source} {BACKUP_DIR}/{damaged}")
     try:
         host.run_test(f"printf x >> {BACKUP_DIR}/{damaged}/postgresql-n8n.dump")
@@ -186,12 +217,12 @@ def test_a_damaged_dump_set_is_refused(host):
         host.run(f"rm -rf {BACKUP_DIR}/{damaged}")
 
 
-def test_the_drill_restores_beside_the_stack_and_finds_no_difference(host):
+def test_the_drill_restores_beside_the_stack_and_finds_no_difference(host, backed_up):
     started = {name: _started_at(host, name) for name in (PG, "borgstack-n8n", "borgstack-directus")}
     run = _playbook("restore-drill.yml")
     assert run.rc == 0, run.output[-4000:]
     assert "differences: none" in run.output
-    total = STATE["counts"]["n8n.credentials_entity"]
+    total = backed_up["counts"]["n8n.credentials_entity"]
     assert f"n8n credentials: {total}/{total} decrypt with the stack key" in run.output
     assert "redis snapshot: OK" in run.output
     assert host.run("docker ps -a --filter label=org.borgstack.restore-drill=1 -q").stdout.strip() == ""
@@ -199,7 +230,7 @@ def test_the_drill_restores_beside_the_stack_and_finds_no_difference(host):
     assert {name: _started_at(host, name) for name in started} == started, "the drill touched a live container"
 
 
-def test_the_drill_fails_on_a_difference(host):
+def test_the_drill_fails_on_a_difference(host, backed_up):
     """The drill can fail: a row added to the live database after the dump is a difference."""
     _sql(host, "directus", f"INSERT INTO {COLLECTION} (note) VALUES ('after the dump')")
     try:
@@ -209,7 +240,7 @@ def test_the_drill_fails_on_a_difference(host):
         _sql(host, "directus", f"DELETE FROM {COLLECTION} WHERE note = 'after the dump'")
 
 
-def test_destroyed_data_comes_back_with_restore(host, root_cert):
+def test_destroyed_data_comes_back_with_restore(host, root_cert, backed_up):
     host.run_test("docker stop borgstack-n8n")
     host.run_test(f"docker exec {PG} dropdb -U postgres --force n8n")
     host.run_test(f"docker exec {PG} createdb -U postgres -O n8n n8n")
@@ -220,13 +251,13 @@ def test_destroyed_data_comes_back_with_restore(host, root_cert):
 
     run = _playbook("restore.yml", "-e", "restore_confirm=all")
     assert run.rc == 0, run.output[-4000:]
-    assert _counts(host) == STATE["counts"], "rows lost in the restore"
+    assert _counts(host) == backed_up["counts"], "rows lost in the restore"
 
     # n8n itself decrypts the restored credentials with the stack's key (the data is one encrypted JSON document:
     # its plain field comes back only if it decrypts; n8n blanks the password field in API answers), and both apps
     # answer through Caddy.
     _n8n_login(host, root_cert)
-    for credential_id, header in STATE["credentials"].items():
+    for credential_id, header in backed_up["credentials"].items():
         status, body = _n8n(host, root_cert, "GET", f"/rest/credentials/{credential_id}?includeData=true")
         assert status == 200 and body["data"]["data"]["name"] == header, (status, body)
         assert body["data"]["data"]["value"], body
