@@ -35,7 +35,7 @@ BACKUP_DIR = "/var/backups/borgstack"
 PG = "borgstack-postgresql"
 COLLECTION = "backup_drill_notes"
 TAG = uuid.uuid4().hex[:8]
-STATE: Dict[str, object] = {}
+_TOKENS: Dict[str, str] = {}   # Directus access token, fetched once per module run
 
 
 def _curl(host, root_cert: Path, hostname: str, path: str, *extra: str) -> Tuple[int, str]:
@@ -66,14 +66,14 @@ def _n8n_login(host, root_cert: Path) -> None:
 
 
 def _directus(host, root_cert: Path, method: str, path: str, data=None) -> Tuple[int, dict]:
-    if "directus_token" not in STATE:
+    if "directus_token" not in _TOKENS:
         password = host.file("/opt/borgstack/services/directus/admin-password").content_string.strip()
         status, body = _curl(host, root_cert, DIRECTUS_HOST, "/auth/login", "-X", "POST", "-H",
                              "Content-Type: application/json", "--data",
                              json.dumps({"email": ADMIN, "password": password}))
         assert status == 200, body
-        STATE["directus_token"] = json.loads(body)["data"]["access_token"]
-    extra = ["-X", method, "-H", f"Authorization: Bearer {STATE['directus_token']}", "-H",
+        _TOKENS["directus_token"] = json.loads(body)["data"]["access_token"]
+    extra = ["-X", method, "-H", f"Authorization: Bearer {_TOKENS['directus_token']}", "-H",
              "Content-Type: application/json"]
     if data is not None:
         extra += ["--data", json.dumps(data)]
