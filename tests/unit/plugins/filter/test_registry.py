@@ -138,6 +138,27 @@ def test_two_public_services_on_one_hostname():
     assert registry_errors(_second_app(merged()), DOMAIN) == []
 
 
+@pytest.mark.parametrize(
+    "key,change,pair,value,what",
+    [
+        ("redis_db", {"redis_db": 0}, ("n8n", "directus"), 0, "each service needs its own Redis database"),
+        ("s3_bucket", {"s3_bucket": "n8n"}, ("n8n", "directus"), "n8n", "each service needs its own bucket"),
+        ("postgres.database", {"postgres": {"database": "n8n"}}, ("n8n", "directus"), "n8n",
+         "each service needs its own database"),
+        ("mongodb.database", {"mongodb": {"database": "lowcoder"}}, ("directus", "lowcoder"), "lowcoder",
+         "each service needs its own MongoDB database"),
+    ],
+)
+def test_two_services_on_one_store_are_refused(key, change, pair, value, what):
+    """Two enabled services on one Redis index, bucket or database would read and overwrite each other's data."""
+    apps = {"directus": {"enabled": True}, "lowcoder": {"enabled": True}}
+    assert registry_errors(merged(**apps), DOMAIN) == []
+    errors = registry_errors(merged(**{**apps, "directus": {"enabled": True, **change}}), DOMAIN)
+    first, second = pair  # in registry order
+    assert f"borgstack_services.{first}.{key} and borgstack_services.{second}.{key} are both {value!r}: {what}" \
+        in errors, errors
+
+
 def test_disabled_services_do_not_collide():
     reg = _second_app(merged(n8n={"enabled": False}), hostname="n8n.example.com.br")
     assert registry_errors(reg, DOMAIN) == []

@@ -66,6 +66,7 @@ def test_non_scram_or_broken_stored_values_never_match(stored):
     ("plain", b"plain"),
     ("I\u00adX", "IX".encode()),             # soft hyphen is mapped to nothing
     ("a\u00a0b", b"a b"),                    # non-ASCII space becomes a space
+    ("a\u1680b", b"a b"),                    # so does U+1680, which NFKC alone would leave (C.1.2 mapping)
     ("\u2168", b"IX"),                       # NFKC: roman numeral nine
     ("bad\u0007", "bad\u0007".encode()),     # ASCII is never changed
     ("x\u0627", "x\u0627".encode()),         # prohibited bidi mix: PostgreSQL hashes the raw bytes

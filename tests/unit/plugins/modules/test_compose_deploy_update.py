@@ -6,7 +6,9 @@ these tests see: no dump and no ``up`` on a no-op run; a dump (``pg_dump -Fc`` t
 written 0600) before the ``up`` of an image change; a new version that does not become healthy rolled back - stopped,
 database restored from that dump, the previous Compose file put back, the previous version up again with
 ``--pull never`` - and the run failed with both versions, the dump and the new version's log lines; no rollback
-with ``rollback: false``; check mode dumping nothing. The real engine and PostgreSQL run in
+with ``rollback: false``; check mode dumping nothing; an empty dump stopping the update before ``up``; the rollback
+ending the database's other sessions before ``pg_restore`` and tagging the image the container ran again when a pull
+moved its tag. The real engine and PostgreSQL run in
 tests/integration/targets/compose_deploy and molecule/stack/tests/test_update.py.
 """
 from __future__ import annotations
@@ -37,12 +39,19 @@ def compose(image: str) -> str:
 
 
 class FakeDocker:
-    """docker as compose_deploy calls it: one container ``bs-app`` whose image follows the last ``up``."""
+    """docker as compose_deploy calls it: one container ``bs-app`` whose image follows the last ``up``.
+
+    ``tags`` maps each local reference to its image id (``docker tag`` moves one; ``up`` runs what its reference
+    names); ``stdin`` keeps each call that was given input, with that input; ``dump`` is what pg_dump writes."""
 
     def __init__(self, project_dir: Path) -> None:
         self.project_dir = project_dir
         self.calls: list[Any] = []
+        self.stdin: list[tuple[Any, str]] = []
+        self.tags = dict(IDS)
+        self.dump = b"PGDMP fake dump"
         self.image = "app:1.0"
+        self.image_id = IDS["app:1.0"]
         self.healthy_images = {"app:1.0", "app:2.0"}
         self.healthy = True
         self.pid = 4242  # the container's process: another one after each `up` (a new container)
@@ -54,9 +63,11 @@ class FakeDocker:
 
     def __call__(self, args: Any, **kwargs: Any) -> tuple[int, str, str]:
         self.calls.append(args)
+        if kwargs.get("data") is not None:
+            self.stdin.append((args, kwargs["data"]))
         if isinstance(args, str):  # the shell pipelines of the dump and the restore
             if "pg_dump" in args:
-                Path(args.rsplit("> ", 1)[1].strip("'")).write_bytes(b"PGDMP fake dump")
+                Path(args.rsplit("> ", 1)[1].strip("'")).write_bytes(self.dump)
             return 0, "", ""
         args = args[1:]
         if args[0] == "compose":
@@ -74,17 +85,21 @@ class FakeDocker:
             if sub[0] == "up":
                 self.pid += 1
                 self.image = self.declared()
+                self.image_id = self.tags[self.image]
                 self.healthy = self.image in self.healthy_images
                 if not self.healthy:
                     return 1, "", "container bs-app is unhealthy"
             return 0, "", ""
         if args[:2] == ["image", "inspect"]:
-            return 0, IDS[args[-1]] + "\n", ""
+            return 0, self.tags[args[-1]] + "\n", ""
+        if args[0] == "tag":
+            self.tags[args[2]] = args[1]
+            return 0, "", ""
         if args[0] == "ps":
             return 0, "bs-app\tapp\t/x\n", ""
         if args[:2] == ["container", "inspect"]:
             return 0, json.dumps([{
-                "Name": "/bs-app", "Image": IDS[self.image],
+                "Name": "/bs-app", "Image": self.image_id,
                 "Config": {"Image": self.image, "Labels": {HASH_LABEL: f"h-{self.image}"}},
                 "State": {"Running": True, "Status": "running", "Pid": self.pid,
                           "Health": {"Status": "healthy" if self.healthy else "starting"}},
@@ -156,6 +171,52 @@ def test_an_unhealthy_update_is_rolled_back(monkeypatch, capsys, tmp_path):
     # A rerun with the previous image finds nothing to do.
     fake.calls.clear()
     assert not run(monkeypatch, capsys, fake, "app:1.0")["changed"] and not fake.ran("pg_dump")
+
+
+def test_the_rollback_ends_the_sessions_before_pg_restore(monkeypatch, capsys, tmp_path):
+    """pg_restore --clean --create drops the database: with the new version's (or a client's) sessions still open
+    it fails, so every other session of that database is ended first."""
+    fake = FakeDocker(tmp_path)
+    run(monkeypatch, capsys, fake, "app:1.0")
+    fake.healthy_images = {"app:1.0"}
+    fake.calls.clear()
+    assert run(monkeypatch, capsys, fake, "app:2.0")["failed"]
+    ended = [(call, data) for call, data in fake.stdin if "pg_terminate_backend(pid)" in data]
+    assert len(ended) == 1, fake.stdin
+    call, data = ended[0]
+    assert call[:5] == ["/usr/bin/docker", "exec", "-i", "bs-postgresql", "psql"] and "db=appdb" in call
+    assert "WHERE datname = :'db' AND pid <> pg_backend_pid()" in data
+    assert fake.calls.index(call) < fake.calls.index(fake.ran("pg_restore")[0])
+
+
+def test_the_rollback_tags_the_previous_image_again(monkeypatch, capsys, tmp_path):
+    """A pull since the last deploy moved app:1.0 to another image: the rollback must bring back the image the
+    container ran (its id), not whatever the tag names now."""
+    fake = FakeDocker(tmp_path)
+    run(monkeypatch, capsys, fake, "app:1.0")
+    fake.tags["app:1.0"] = "sha256:" + "c" * 64  # the tag moved; the container still runs IDS["app:1.0"]
+    fake.healthy_images = {"app:1.0"}
+    fake.calls.clear()
+    result = run(monkeypatch, capsys, fake, "app:2.0")
+    assert result["failed"] and "rolled back" in result["msg"]
+    tagged = fake.ran(f"tag {IDS['app:1.0']} app:1.0")
+    assert len(tagged) == 1 and fake.calls.index(tagged[0]) < fake.calls.index(fake.ran("--pull never")[0])
+    assert fake.image == "app:1.0" and fake.image_id == IDS["app:1.0"], "the previous image runs again"
+
+
+def test_an_empty_pre_update_dump_stops_the_update(monkeypatch, capsys, tmp_path):
+    """pg_dump can exit 0 and write nothing (a broken pipe, a full disk on the way): an empty dump restores
+    nothing, so the update must not start on it."""
+    fake = FakeDocker(tmp_path)
+    run(monkeypatch, capsys, fake, "app:1.0")
+    fake.dump = b""
+    fake.calls.clear()
+    result = run(monkeypatch, capsys, fake, "app:2.0")
+    assert result["failed"]
+    assert "the pre-update dump of the database appdb failed, so nothing was updated: pg_dump wrote nothing" \
+        in result["msg"]
+    assert not fake.ran("up --detach") and fake.image == "app:1.0"
+    assert not list((tmp_path / "dumps").iterdir()), "the empty dump is not kept"
 
 
 def test_without_rollback_the_failed_version_stays(monkeypatch, capsys, tmp_path):
