@@ -82,7 +82,7 @@ run comm_first community.yml
 run comm_noop community.yml
 
 ratio() { "$python_bin" -c "print(f'{$1 / $2:.1f}x')"; }
-printf '\n%-5s | %-32s | %-32s | %s\n' "run" "borgstack.stack (4 module calls)" "community.postgresql (32 calls)" \
+printf '\n%-5s | %-32s | %-32s | %s\n' "run" "borgstack.stack (1 module call)" "community.postgresql (32 calls)" \
     "community/ours"
 printf '%s\n' "------+----------------------------------+----------------------------------+---------------"
 for phase in first noop; do
