@@ -330,11 +330,8 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.borgstack.stack.plugins.module_utils._compose import (
-    ARGUMENT_SPEC,
-    ComposeDeploy,
-    DeployError,
-)
+from ansible_collections.borgstack.stack.plugins.module_utils._compose_base import ARGUMENT_SPEC, DeployError
+from ansible_collections.borgstack.stack.plugins.module_utils._compose_deploy import ComposeDeploy
 
 
 def main() -> None:
@@ -351,7 +348,7 @@ def main() -> None:
                     files_changed=[], recreated=[], started=[], removed=[], drift={}, commands=deploy.commands)
             module.fail_json(msg=f"{module.params['name']}: the Docker engine does not answer on "
                              f"{socket.gethostname()} ({problem}). Run the docker role first (--tags docker).")
-        result = deploy.present() if module.params["state"] == "present" else deploy.absent()
+        result = deploy.run()
     except DeployError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result)

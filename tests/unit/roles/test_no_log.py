@@ -42,8 +42,8 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from ansible_collections.borgstack.stack.plugins.module_utils._compose import ARGUMENT_SPEC as COMPOSE_DEPLOY_SPEC
-from ansible_collections.borgstack.stack.plugins.module_utils._compose import SECRET_OPTIONS as COMPOSE_DEPLOY_SECRETS
+from ansible_collections.borgstack.stack.plugins.module_utils._compose_base import ARGUMENT_SPEC as COMPOSE_DEPLOY_SPEC
+from ansible_collections.borgstack.stack.plugins.module_utils._compose_base import SECRET_OPTIONS as COMPOSE_DEPLOY_SECRETS
 from ansible_collections.borgstack.stack.plugins.modules.duplicati_backup import ARGUMENT_SPEC as DUPLICATI_BACKUP_SPEC
 from ansible_collections.borgstack.stack.plugins.modules.duplicati_backup import SECRET_OPTIONS as DUPLICATI_SECRETS
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The pure functions of compose_deploy (plugins/module_utils/_compose.py): files, what needs `up`, jobs, stale
+"""The pure functions of compose_deploy (plugins/module_utils/_compose_*.py): files, what needs `up`, jobs, stale
 containers, runtime drift (declared state vs docker inspect), volume modes."""
 from __future__ import annotations
 
@@ -7,22 +7,23 @@ import copy
 
 import pytest
 
-from ansible_collections.borgstack.stack.plugins.module_utils._compose import (
-    ARGUMENT_SPEC,
-    HASH_LABEL,
-    SECRET_OPTIONS,
+from ansible_collections.borgstack.stack.plugins.module_utils._compose_base import ARGUMENT_SPEC, SECRET_OPTIONS
+from ansible_collections.borgstack.stack.plugins.module_utils._compose_files import (
     config_key,
-    container_drift,
-    declared_services,
     env_file_text,
     file_changes,
+    parse_mode,
+    resolve_id,
+)
+from ansible_collections.borgstack.stack.plugins.module_utils._compose_runtime import (
+    HASH_LABEL,
+    container_drift,
+    declared_services,
     not_ready,
     parse_hashes,
-    parse_mode,
     parse_ps,
     parse_size,
     plan_services,
-    resolve_id,
     stale_containers,
     volume_drift,
 )

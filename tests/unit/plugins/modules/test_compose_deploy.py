@@ -17,7 +17,7 @@ import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.borgstack.stack.plugins.module_utils._compose import HASH_LABEL
+from ansible_collections.borgstack.stack.plugins.module_utils._compose_runtime import HASH_LABEL
 from ansible_collections.borgstack.stack.plugins.modules import compose_deploy
 
 SECRET = "Fake-s3cret-0b7e21"

@@ -22,13 +22,10 @@ import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.borgstack.stack.plugins.module_utils._compose import (
-    HASH_LABEL,
-    ComposeDeploy,
-    dumps_to_prune,
-    image_updates,
-    inbound_connections,
-)
+from ansible_collections.borgstack.stack.plugins.module_utils._compose_drain import ConnectionDrain, inbound_connections
+from ansible_collections.borgstack.stack.plugins.module_utils._compose_hooks import image_updates
+from ansible_collections.borgstack.stack.plugins.module_utils._compose_runtime import HASH_LABEL
+from ansible_collections.borgstack.stack.plugins.module_utils._pg_dump import dumps_to_prune
 from ansible_collections.borgstack.stack.plugins.modules import compose_deploy
 
 IDS = {"app:1.0": "sha256:" + "a" * 64, "app:2.0": "sha256:" + "b" * 64}
@@ -291,7 +288,7 @@ def test_an_update_drains_the_proxied_container_first(monkeypatch, capsys, tmp_p
     def tables(pid):
         reads.append(pid)
         return [TCP] if len(reads) < 3 else [TCP.replace(" 01 ", " 06 ", 1)]
-    monkeypatch.setattr(ComposeDeploy, "_tcp_tables", staticmethod(tables))
+    monkeypatch.setattr(ConnectionDrain, "tcp_tables", staticmethod(tables))
     fake.calls.clear()
     assert not run(monkeypatch, capsys, fake, "app:1.0", drain=["bs-app"])["changed"]
     assert not fake.ran("--net") and not reads
@@ -311,7 +308,7 @@ def test_an_update_drains_the_proxied_container_first(monkeypatch, capsys, tmp_p
 def test_draining_gives_up_after_the_timeout(monkeypatch, capsys, tmp_path):
     fake = FakeDocker(tmp_path)
     run(monkeypatch, capsys, fake, "app:1.0")
-    monkeypatch.setattr(ComposeDeploy, "_tcp_tables", staticmethod(lambda pid: [TCP]))  # a websocket never closes
+    monkeypatch.setattr(ConnectionDrain, "tcp_tables", staticmethod(lambda pid: [TCP]))  # a websocket never closes
     clock = iter(range(0, 1000, 3))
     monkeypatch.setattr("time.monotonic", lambda: next(clock))
     monkeypatch.setattr("time.sleep", lambda seconds: None)
@@ -324,7 +321,7 @@ def test_a_failed_up_that_left_the_container_running_takes_the_drain_back(monkey
     container must not refuse every new connection for good - the rule is deleted again, and the run fails."""
     fake = FakeDocker(tmp_path)
     run(monkeypatch, capsys, fake, "app:1.0")
-    monkeypatch.setattr(ComposeDeploy, "_tcp_tables", staticmethod(lambda pid: []))
+    monkeypatch.setattr(ConnectionDrain, "tcp_tables", staticmethod(lambda pid: []))
     real = fake.__call__
 
     def up_fails_early(args, **kwargs):
@@ -350,7 +347,7 @@ def test_a_replaced_container_keeps_no_rule_to_take_back(monkeypatch, capsys, tm
     """The rule went with the old container's namespace: nothing is deleted in the new one's."""
     fake = FakeDocker(tmp_path)
     run(monkeypatch, capsys, fake, "app:1.0")
-    monkeypatch.setattr(ComposeDeploy, "_tcp_tables", staticmethod(lambda pid: []))
+    monkeypatch.setattr(ConnectionDrain, "tcp_tables", staticmethod(lambda pid: []))
     old_pid = fake.pid
     update = run(monkeypatch, capsys, fake, "app:2.0", drain=["bs-app"])
     assert update["drained"] == ["bs-app"] and fake.pid != old_pid
