@@ -22,7 +22,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
 from ansible_collections.borgstack.stack.plugins.module_utils._grpc_tls import grpc_tls_state  # noqa: E402
 
 CN = "seaweedfs"
-INSTALLED = {("dpkg-query", "--show", "--showformat", "${Status}", "python3-cryptography"): (0, "install ok installed", "")}
+INSTALLED = {("dpkg-query", "--show", "--showformat", "${Status}", "python3-cryptography"):
+             (0, "install ok installed", "")}
 
 
 def run(argv: list[str]) -> tuple[int, str, str]:
@@ -73,7 +74,8 @@ def make_pki(tmp_path: Path, days: int = 3650, weed_key_curve: ec.EllipticCurve 
     def cert(request, issuer_name, signer, extra):
         builder = (x509.CertificateBuilder().subject_name(request.subject).issuer_name(issuer_name)
                    .public_key(request.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(days=2)).not_valid_after(now + datetime.timedelta(days=days))
+                   .not_valid_before(now - datetime.timedelta(days=2))
+                   .not_valid_after(now + datetime.timedelta(days=days))
                    .add_extension(x509.SubjectKeyIdentifier.from_public_key(request.public_key()), critical=False))
         for ext in request.extensions:
             builder = builder.add_extension(ext.value, critical=ext.critical)
