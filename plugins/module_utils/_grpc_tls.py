@@ -1,25 +1,26 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-# Reads the SeaweedFS gRPC CA and weed's key, requests and certificates in one call, and says whether the
-# community.crypto tasks of grpc_tls.yml would find anything to do. It is stricter than those modules, never looser:
-# any doubt (a file missing, another owner or mode, a key of another type, a request or certificate that does not
-# match its key, its parameters or its issuer, an expired certificate, the library or its package missing) answers
-# "not current", and the play then runs the full tasks, which decide and heal as before.
-#   python3 -c "$(cat grpc_tls_state.py)" CA_DIR TLS_DIR WEED_CN
-# Prints one JSON object: {"current": true, "certificate": "<weed.crt PEM>"} or {"current": false, "why": "..."}.
-# Never prints a private key (public material only).
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Whether the SeaweedFS gRPC CA and weed's key, requests and certificates are all in place (the
+seaweedfs_grpc_tls_info module). Stricter than the community.crypto tasks of the seaweedfs role, never looser: any
+doubt (a file missing, another owner or mode, a key of another type, a request or certificate that does not match its
+key, its parameters or its issuer, an expired certificate, the library or its package missing) answers "not current",
+and the role then runs those tasks, which decide and heal. Reads private keys, never returns them."""
+from __future__ import annotations
+
 import datetime
 import ipaddress
-import json
 import os
 import stat
-import subprocess
-import sys
+from typing import Any, Callable
+
+Runner = Callable[[list[str]], "tuple[int, str, str]"]
 
 
-def state(ca_dir, tls_dir, weed_cn):
-    status = subprocess.run(["dpkg-query", "--show", "--showformat", "${Status}", "python3-cryptography"],
-                            capture_output=True, text=True, check=False)
-    if status.returncode != 0 or status.stdout.strip() != "install ok installed":
+def why_not_current(ca_dir: str, tls_dir: str, weed_cn: str, run: Runner, uid: int = 0, gid: int = 0) -> str | None:
+    """None when every directory, key, request and certificate is as the role's tasks would leave them, else the
+    first reason found."""
+    rc, out, _err = run(["dpkg-query", "--show", "--showformat", "${Status}", "python3-cryptography"])
+    if rc != 0 or out.strip() != "install ok installed":
         return "python3-cryptography is not installed"
     # pylint: disable=import-outside-toplevel
     from cryptography import x509
@@ -33,7 +34,7 @@ def state(ca_dir, tls_dir, weed_cn):
             st = os.lstat(path)
         except OSError:
             return f"{path} is missing"
-        if not stat.S_ISDIR(st.st_mode) or (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) != (0, 0, mode):
+        if not stat.S_ISDIR(st.st_mode) or (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) != (uid, gid, mode):
             return f"{path}: owner, group or mode differs"
     paths = {name: os.path.join(ca_dir if name.startswith("ca.k") or name.endswith(".csr") else tls_dir, name)
              for name in ("ca.key", "weed.key", "ca.csr", "weed.csr", "ca.crt", "weed.crt")}
@@ -45,7 +46,7 @@ def state(ca_dir, tls_dir, weed_cn):
                 data[name] = handle.read()
         except OSError:
             return f"{path} is missing"
-        if not stat.S_ISREG(st.st_mode) or (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) != (0, 0, 0o600):
+        if not stat.S_ISREG(st.st_mode) or (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) != (uid, gid, 0o600):
             return f"{path}: owner, group or mode differs"
 
     keys = {}
@@ -140,17 +141,13 @@ def state(ca_dir, tls_dir, weed_cn):
     return None
 
 
-def main():
-    ca_dir, tls_dir, weed_cn = sys.argv[1:4]
+def grpc_tls_state(ca_dir: str, tls_dir: str, weed_cn: str, run: Runner, uid: int = 0, gid: int = 0) -> dict[str, Any]:
+    """{"current": True, "certificate": weed.crt PEM} or {"current": False, "why": reason}."""
     try:
-        why = state(ca_dir, tls_dir, weed_cn)
+        why = why_not_current(ca_dir, tls_dir, weed_cn, run, uid, gid)
     except Exception as error:  # pylint: disable=broad-except
         why = f"{type(error).__name__}: {error}"
-    if why is None:
-        with open(os.path.join(tls_dir, "weed.crt"), encoding="utf-8") as handle:
-            print(json.dumps({"current": True, "certificate": handle.read()}))
-    else:
-        print(json.dumps({"current": False, "why": why}))
-
-
-main()
+    if why is not None:
+        return {"current": False, "why": why}
+    with open(os.path.join(tls_dir, "weed.crt"), encoding="utf-8") as handle:
+        return {"current": True, "certificate": handle.read()}
