@@ -17,6 +17,11 @@
 #                                                              network too (and let its Docker
 #                                                              use IPv6); print its address
 #   lab/lab.sh secret                                          print the lab master secret
+#   lab/lab.sh ssh-key                                         print the path of the lab's SSH
+#                                                              private key (made once; create
+#                                                              puts its public key in root's
+#                                                              authorized_keys, as a provider does)
+#   lab/lab.sh address [NAME]                                  print the host's public address
 #
 # NAME defaults to borgstack-lab, --os to trixie. --ip picks the host's address on
 # the public network 198.51.100.0/24: N or 198.51.100.N, N in 10..127 (default: the
@@ -35,6 +40,10 @@ LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly LAB_DIR
 readonly CACHE_DIR="$LAB_DIR/cache"
 readonly SECRET_FILE="$CACHE_DIR/master-secret"
+# The lab's SSH key pair: a VPS provider puts the customer's public key in root's authorized_keys; every lab host gets
+# this one, so that the play (which reaches the lab through docker exec) can prove a key login over real SSH.
+readonly SSH_KEY_DIR="$CACHE_DIR/ssh"
+readonly SSH_KEY_FILE="$SSH_KEY_DIR/id_ed25519"
 
 readonly DEFAULT_NAME=borgstack-lab
 readonly DEFAULT_OS=trixie
@@ -68,7 +77,7 @@ LAB_LOG_PREFIX=lab
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
-    sed -n '8,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '8,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # ---- Helpers -----------------------------------------------------------------------
@@ -269,6 +278,9 @@ cmd_create() {
         docker exec "$name" systemctl list-jobs >&2 || true
         die "'$name' did not finish booting in ${BOOT_TIMEOUT}s (state '$state'); inspect it, then lab/lab.sh destroy $name"
     fi
+    lab_ssh_key >/dev/null
+    docker exec -i "$name" sh -c 'umask 077 && mkdir -p /root/.ssh && cat >>/root/.ssh/authorized_keys' \
+        <"$SSH_KEY_FILE.pub" || die "could not install the lab SSH key in $name"
     if [[ "$state" == degraded ]]; then
         note "failed units in $name:"
         docker exec "$name" systemctl --failed --no-legend >&2 || true
@@ -420,6 +432,38 @@ sys.stdout.write("".join(secrets.choice(alphabet) for _ in range(48)) + "\n")
     cat "$SECRET_FILE"
 }
 
+# The lab's SSH key pair, made once and race-free like the secret: each caller makes its own pair in a private
+# directory and tries to hard-link it into place; the first link of the private key wins.
+lab_ssh_key() {
+    if [[ ! -s "$SSH_KEY_FILE.pub" ]]; then
+        mkdir -p "$SSH_KEY_DIR"
+        chmod 700 "$SSH_KEY_DIR"
+        local candidate="$SSH_KEY_DIR/.new.$$"
+        rm -rf "$candidate"
+        mkdir -m 700 "$candidate"
+        ssh-keygen -q -t ed25519 -N '' -C borgstack-lab -f "$candidate/key" >/dev/null ||
+            die "ssh-keygen failed (is openssh-client installed? scripts/setup-host.sh installs it)"
+        if ln "$candidate/key" "$SSH_KEY_FILE" 2>/dev/null; then
+            ln -f "$candidate/key.pub" "$SSH_KEY_FILE.pub"
+        fi
+        rm -rf "$candidate"
+        for _ in 1 2 3 4 5; do
+            [[ -s "$SSH_KEY_FILE.pub" ]] && break
+            sleep 0.2
+        done
+    fi
+    [[ -s "$SSH_KEY_FILE" && -s "$SSH_KEY_FILE.pub" ]] || die "the lab SSH key $SSH_KEY_FILE is incomplete; remove $SSH_KEY_DIR"
+    printf '%s\n' "$SSH_KEY_FILE"
+}
+
+cmd_address() {
+    local name=$1 ip
+    require_lab_container "$name"
+    ip=$(public_ip_of "$name")
+    [[ -n "$ip" ]] || die "'$name' is not on $PUBLIC_NET"
+    printf '%s\n' "$ip"
+}
+
 # ---- Arguments ---------------------------------------------------------------------
 
 main() {
@@ -437,6 +481,11 @@ main() {
         secret)
             (($# == 0)) || die "secret takes no argument"
             cmd_secret
+            return 0
+            ;;
+        ssh-key)
+            (($# == 0)) || die "ssh-key takes no argument"
+            lab_ssh_key
             return 0
             ;;
     esac
@@ -460,7 +509,7 @@ main() {
             [[ "$cmd" == reset ]] && cmd_destroy "$name"
             cmd_create "$name" "$os" "$ip"
             ;;
-        destroy | status)
+        destroy | status | address)
             (($# <= 1)) || die "$cmd takes at most one NAME"
             name=${1:-$DEFAULT_NAME}
             "cmd_$cmd" "$name"

@@ -24,6 +24,8 @@ python3      python3
 node         nodejs
 npm          npm
 ruby         ruby
+ssh          openssh-client
+ssh-keygen   openssh-client
 '
 need_pkgs=()
 while read -r program package; do
