@@ -68,7 +68,7 @@ def sshd_effective(output: Any) -> Dict[str, List[str]]:
         raise AnsibleFilterError(f"sshd_effective: expects the text sshd -T printed, got {type(output).__name__}")
     found: Dict[str, List[str]] = {}
     for line in output.splitlines():
-        keyword, _, value = line.strip().partition(" ")
+        keyword, value = (line.strip().split(" ", 1) + [""])[:2]
         if keyword:
             found.setdefault(keyword.lower(), []).append(value.strip())
     return found

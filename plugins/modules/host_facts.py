@@ -8,10 +8,10 @@ module: host_facts
 short_description: Read systemd units, packages, live sysctl values, paths and read-only commands in one call
 version_added: 0.3.0
 description:
-  - The read half of the roles' "read, compare, apply": what is not a file that M(borgstack.stack.host_files) keeps
-    - whether units are enabled and active, which packages dpkg knows (and their versions), the kernel's live
+  - The read half of the roles' read, compare and apply, for what is not a file that M(borgstack.stack.host_files) keeps
+    (whether units are enabled and active, which packages dpkg knows and their versions, the kernel's live
     values, whether paths exist and can be written, which paths a glob matches, and the output of read-only
-    commands such as C(dockerd --version) - in one round trip.
+    commands such as C(dockerd --version)), in one round trip.
   - Never changes anything and never fails because something is missing - a missing unit, package, key, path or
     program gives an empty string, no entry, V(null) or rc 127.
 author:

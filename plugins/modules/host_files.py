@@ -124,7 +124,7 @@ files:
   contains:
     path: {description: The path., type: str}
     state: {description: The wanted state., type: str}
-    changed: {description: Whether this path was (or, in check mode, would be) changed., type: bool}
+    changed: {description: "Whether this path was (or, in check mode, would be) changed.", type: bool}
     changes:
       description: >-
         What differed - V(created), V(absent), V(replaced link), V(content), V(owner), V(group), V(mode).

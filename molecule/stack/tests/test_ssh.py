@@ -90,7 +90,7 @@ def _sshd_settings(host) -> dict:
     assert out.rc == 0, out.stderr
     found: dict = {}
     for line in out.stdout.splitlines():
-        keyword, _, value = line.partition(" ")
+        keyword, value = (line.split(" ", 1) + [""])[:2]
         found.setdefault(keyword, []).append(value)
     return found
 

@@ -40,8 +40,10 @@ def entries(tmp_path: Path, content: str = "a = 1\n") -> list[hf.Entry]:
             hf.Entry(path=str(tmp_path / "etc" / "app.conf"), content=content, owner=USER, group=GROUP, mode="0640")]
 
 
-@pytest.mark.parametrize(("given", "wanted"), [("644", "0644"), ("0644", "0644"), ("0o600", "0600"),
-                                                ("0700", "0700"), ("2755", "2755")])
+MODES = [("644", "0644"), ("0644", "0644"), ("0o600", "0600"), ("0700", "0700"), ("2755", "2755")]
+
+
+@pytest.mark.parametrize(("given", "wanted"), MODES)
 def test_normalise_mode(given, wanted):
     assert hf.normalise_mode(given) == wanted
 
