@@ -74,8 +74,10 @@ def _psql(sql: str, db: str = "postgres") -> str:
 
 def _inventory(tmp: Path, upgraded: bool = False) -> Path:
     """The lab inventory with PostgreSQL 15 (or, ``upgraded``, the settings the playbook tells the operator to set)."""
-    lab = yaml.safe_load((REPO_ROOT / "inventories/lab/group_vars/borgstack/main.yml").read_text())
-    lab["borgstack_master_secret"] = "{{ lookup('ansible.builtin.pipe', '%s secret') }}" % (REPO_ROOT / "lab/lab.sh")
+    # The lab's settings name lab/lab.sh relative to their inventory (secret, ssh-key, address): this inventory lives
+    # elsewhere, so they name it by its absolute path.
+    text = (REPO_ROOT / "inventories/lab/group_vars/borgstack/main.yml").read_text()
+    lab = yaml.safe_load(text.replace("inventory_dir ~ '/../../lab/lab.sh", "'%s" % (REPO_ROOT / "lab/lab.sh")))
     services = lab["borgstack_services"]
     services["postgresql"] = {"image": NEW_IMAGE if upgraded else OLD_IMAGE}
     services["seaweedfs"] = {"enabled": False}
