@@ -21,6 +21,7 @@ curl         curl
 git          git
 ip           iproute2
 python3      python3
+dpkg-query   dpkg
 node         nodejs
 npm          npm
 ruby         ruby
