@@ -20,7 +20,7 @@ from ansible_collections.borgstack.stack.plugins.filter.secrets import stack_sec
 
 _KEYS = frozenset(
     ("enabled", "layer", "image", "requires", "containers", "site", "postgres", "redis_db", "s3_bucket", "mongodb",
-     "login")
+     "login", "volumes", "secrets")
 )
 _CONTAINER_KEYS = frozenset(("kind", "port", "health", "health_body", "replicas", "memory"))
 _KINDS = ("web", "worker", "job")
@@ -404,7 +404,11 @@ def registry_errors(registry: Any, domain: Any) -> List[str]:
            "each service needs its own MongoDB database")
     if isinstance(domain, str) and _HOST_RE.match(domain):
         _dupes("site.hostname", service_hostnames(on, domain), "two services cannot share one host name")
-    return errors
+    # The volumes and secrets entries (the contract's own module imports this one).
+    from ansible_collections.borgstack.stack.plugins.filter.contract import (  # pylint: disable=import-outside-toplevel
+        contract_errors,
+    )
+    return errors + contract_errors(registry)
 
 
 def service_roles(registry: Any) -> Dict[str, List[str]]:

@@ -22,11 +22,12 @@ least 11 more bytes after them, so no HMAC input of version 1 (any length) equal
 versions share one: every version is an unrelated HMAC output, and knowing one version's value tells nothing about
 another's (nor about the master secret).
 
-Not every secret may rotate: ``ROTATION_REFUSED`` lists the purposes whose new value would destroy data (keys that
-encrypt what the apps stored) or that the play applies only when a server or an app is first set up (a new value
-would not reach the server, and the play itself would then lose its login). ``secret_version_errors`` - called by
-the validation play before anything changes - explains each refusal; ``stack_secret`` refuses them too, as a last
-line of defence.
+Not every secret may rotate: the registry says, for each secret, whether it may (``secrets.<purpose>.rotation``:
+``never`` when a new value would destroy data - keys that encrypt what the apps stored -, ``first_setup`` when the
+play applies it only when a server or an app is first set up, so a new value would not reach it and the play would
+lose its login). ``secret_version_errors`` - called by the validation play before anything changes, with the
+policies ``secret_policies`` reads from the registry - explains each refusal; ``service_contracts`` refuses them
+too, as a last line of defence.
 
 Error messages never contain a master secret, a derived secret or an override value.
 """
@@ -35,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import string
-from typing import Any, Dict, Iterable, Iterator, List, Mapping
+from typing import Any, Dict, Iterator, List, Mapping
 
 from ansible.errors import AnsibleFilterError
 
@@ -50,73 +51,6 @@ _VERSION_LABEL = b"borgstack/v1"
 MIN_MASTER_LENGTH = 32
 MIN_LENGTH = 16
 MAX_LENGTH = 512
-
-# Purposes whose version must stay 1: purpose -> why, and what to do instead (shown to the operator).
-_DESTROYS = "rotating it would destroy data: "
-_FIRST_SETUP = (
-    "the play applies it only when {what} is first set up, so a new version would not reach {where} (and the play "
-    "would lose its own login); change it {how}, then put the new value in borgstack_secret_overrides.{purpose}"
-)
-ROTATION_REFUSED: Dict[str, str] = {
-    "n8n_encryption_key": _DESTROYS + (
-        "n8n encrypts every stored credential with it and refuses to start with a key other than the one saved in "
-        "its data volume; the credentials would become undecryptable. It never rotates"),
-    "chatwoot_secret_key_base": _DESTROYS + (
-        "Rails derives from it the keys of what Chatwoot signed or encrypted and keeps (sessions, signed links to "
-        "attachments already sent in conversations, encrypted values); they would stop verifying or decrypting. "
-        "It never rotates"),
-    "chatwoot_encryption_primary_key": _DESTROYS + (
-        "Active Record encryption keys decrypt the columns Chatwoot encrypted with them (MFA secrets and other "
-        "encrypted attributes); those rows would become unreadable. It never rotates"),
-    "chatwoot_encryption_deterministic_key": _DESTROYS + (
-        "Active Record encryption keys decrypt the columns Chatwoot encrypted with them, and the deterministic key "
-        "also finds rows by encrypted value; those rows would become unreadable. It never rotates"),
-    "chatwoot_encryption_key_derivation_salt": _DESTROYS + (
-        "Active Record derives its encryption keys with this salt; the encrypted columns would become unreadable. "
-        "It never rotates"),
-    "lowcoder_db_encryption_password": _DESTROYS + (
-        "Lowcoder encrypts the data-source credentials it stores in MongoDB with it; every data source would have "
-        "to be configured again. It never rotates"),
-    "lowcoder_db_encryption_salt": _DESTROYS + (
-        "Lowcoder encrypts the data-source credentials it stores in MongoDB with it (password + salt); every data "
-        "source would have to be configured again. It never rotates"),
-    "duplicati_settings_encryption_key": _DESTROYS + (
-        "Duplicati encrypts its own database (the job, the destination's credentials, the run history) with it and "
-        "does not start with another key. It never rotates"),
-    "duplicati_backup_passphrase": _DESTROYS + (
-        "every backup already at the destination is encrypted with it: a new passphrase cannot read them, so "
-        "nothing taken before could be restored. It never rotates; to change it, start a new destination and keep "
-        "the old passphrase with the old backups"),
-    "postgresql_superuser": _FIRST_SETUP.format(
-        what="the PostgreSQL cluster", where="the server", how="with ALTER ROLE postgres PASSWORD in psql",
-        purpose="postgresql_superuser"),
-    "mongodb_root_password": _FIRST_SETUP.format(
-        what="the MongoDB data directory", where="the server", how="with db.changeUserPassword() in mongosh",
-        purpose="mongodb_root_password"),
-    "n8n_owner_password": _FIRST_SETUP.format(
-        what="n8n", where="n8n", how="in n8n (Settings > Personal)", purpose="n8n_owner_password"),
-    "directus_admin_password": _FIRST_SETUP.format(
-        what="Directus", where="Directus", how="in Directus (user settings)", purpose="directus_admin_password"),
-    "chatwoot_admin_password": _FIRST_SETUP.format(
-        what="Chatwoot", where="Chatwoot", how="in Chatwoot (profile settings)", purpose="chatwoot_admin_password"),
-}
-# Purposes that may rotate besides the per-service ones (postgresql_<service>, mongodb_<service>,
-# basic_auth_<service>) the caller lists: each has a path that applies a new value to its server and its apps.
-ROTATABLE: tuple = (
-    "redis_password",
-    "seaweedfs_s3_access_key",
-    "seaweedfs_s3_secret_key",
-    "directus_secret",
-    "evolution_api_key",
-    "evolution_api_wa_business_token",
-    "chatwoot_api_token",
-    "lowcoder_api_key_secret",
-    "lowcoder_node_service_secret",
-    "lowcoder_node_service_secret_salt",
-    "lowcoder_superuser_password",
-    "duplicati_web_password",
-)
-
 
 def _check_length(filter_name: str, length: Any) -> int:
     if isinstance(length, bool) or not isinstance(length, int):
@@ -218,7 +152,7 @@ def stack_secret(
     value. With an override in place the master secret is not needed (nor checked).
 
     ``versions`` (``borgstack_secret_versions``) maps a purpose to its rotation version (absent: 1). A version
-    above 1 for a purpose of ``ROTATION_REFUSED``, or together with an override, is refused.
+    above 1 together with an override is refused (whether a purpose may rotate at all is the registry's policy).
     """
     name = "stack_secret"
     purpose = _check_purpose(name, purpose)
@@ -232,10 +166,6 @@ def stack_secret(
             f"got {type(overrides).__name__}"
         )
     version = _versions_entry(name, purpose, versions)
-    if version > 1 and purpose in ROTATION_REFUSED:
-        raise AnsibleFilterError(
-            f"{name}: borgstack_secret_versions.{purpose} is refused: {ROTATION_REFUSED[purpose]}"
-        )
     override = overrides.get(purpose)
     if override is not None and override != "":
         where = f"borgstack_secret_overrides.{purpose}"
@@ -266,11 +196,11 @@ def _versions_entry(filter_name: str, purpose: str, versions: Any) -> int:
     return _check_version(filter_name, purpose, versions[purpose])
 
 
-def secret_version_errors(versions: Any, purposes: Any, overrides: Any = None, applied: Any = None) -> List[str]:
+def secret_version_errors(versions: Any, policies: Any, overrides: Any = None, applied: Any = None) -> List[str]:
     """Every reason to refuse ``borgstack_secret_versions`` before anything changes, one message per problem.
 
-    ``purposes`` lists the per-service purposes the stack derives (``postgresql_<service>``, ``mongodb_<service>``,
-    ``basic_auth_<service>``); with ``ROTATABLE`` and ``ROTATION_REFUSED`` they are the known purposes.
+    ``policies`` is every purpose the stack derives with its rotation policy, ``{purpose: {rotation, why}}``
+    (``secret_policies`` of the registry): ``allowed``, or ``never``/``first_setup`` with why it is refused.
     ``applied`` is what the server runs (the versions its last healthy run recorded): a version below it - going
     back to an older secret - is refused. Messages name the variable and say what to do; they never contain a
     secret.
@@ -280,12 +210,15 @@ def secret_version_errors(versions: Any, purposes: Any, overrides: Any = None, a
         versions = {}
     if not isinstance(versions, Mapping):
         return [f"{var} must be a dict purpose -> version (e.g. {{redis_password: 2}}), got {type(versions).__name__}"]
-    if not isinstance(purposes, Iterable) or isinstance(purposes, (str, bytes, Mapping)):
-        raise AnsibleFilterError("secret_version_errors: purposes must be a list of purposes")
+    if not isinstance(policies, Mapping) or not all(isinstance(p, Mapping) and p.get("rotation") in
+                                                        ("allowed", "never", "first_setup")
+                                                        for p in policies.values()):
+        raise AnsibleFilterError("secret_version_errors: policies must be a dict purpose -> {rotation, why} "
+                                 "(secret_policies)")
     if overrides is not None and not isinstance(overrides, Mapping):
         raise AnsibleFilterError("secret_version_errors: overrides must be a dict (borgstack_secret_overrides)")
-    per_service = {str(p) for p in purposes}
-    known = sorted(per_service | set(ROTATABLE) | set(ROTATION_REFUSED))
+    refused = {str(p): str(v.get("why") or "") for p, v in policies.items() if v["rotation"] != "allowed"}
+    known = sorted(str(p) for p in policies)
     errors: List[str] = []
     for purpose, version in versions.items():
         where = f"{var}.{purpose}"
@@ -302,8 +235,8 @@ def secret_version_errors(versions: Any, purposes: Any, overrides: Any = None, a
             continue
         if version == 1:
             continue
-        if purpose in ROTATION_REFUSED:
-            errors.append(f"{where} is refused: {ROTATION_REFUSED[purpose]}")
+        if purpose in refused:
+            errors.append(f"{where} is refused: {refused[purpose]}")
         elif overrides and overrides.get(purpose) not in (None, ""):
             errors.append(
                 f"{where} has no effect while borgstack_secret_overrides.{purpose} is set: remove one of them "

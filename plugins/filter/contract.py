@@ -1,0 +1,294 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The contract between the registry and the roles: one dict per service with all its role needs.
+
+``service_contracts(registry, stack)`` turns each entry of the merged registry into what its role reads (image,
+containers with their names, ports, replicas and memory limits, public host name, networks, its logins to
+PostgreSQL, Redis, S3 and MongoDB with their derived passwords, its volumes, its secrets, where every other service
+is reached) and, for the services that serve the others, what they serve (PostgreSQL's tenants, MongoDB's users,
+SeaweedFS' buckets, Caddy's sites, Duplicati's sources). A role reads ``<role>_service`` (its defaults set it to
+``borgstack_contracts.<role>``) and nothing else of the registry: adding a service is its role, its registry entry
+and its line in playbooks/site.yml.
+
+``secret_policies(registry)`` is the rotation policy of every secret the stack derives (the registry's ``secrets``
+and the per-service logins), read by the validation play's ``secret_version_errors``.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.borgstack.stack.plugins.filter.registry import (
+    _containers, _enabled, _mapping, _replicas, _site_container, basic_auth_users, caddy_sites, mongodb_users,
+    postgres_tenants, s3_buckets, service_endpoints, service_hostnames,
+)
+from ansible_collections.borgstack.stack.plugins.filter.secrets import stack_secret
+
+# Region SDKs expect from an S3 endpoint; SeaweedFS does not check it.
+S3_REGION = "us-east-1"
+# What the stack context must give (the stack-wide settings of group_vars/all/contracts.yml).
+_STACK_KEYS = ("domain", "project", "project_dir", "internal_network", "external_network", "pull", "admin_email",
+               "ram_plan", "master", "overrides", "versions", "data_dir")
+SECRET_KEYS = frozenset(("length", "suffix", "rotation", "why", "change", "shared_with"))
+ROTATIONS = ("allowed", "never", "first_setup")
+VOLUME_KEYS = frozenset(("backup",))
+BACKUPS = ("files", "dump", "none")
+
+
+def volume_name(service: str, key: str) -> str:
+    """Docker volume of a registry volume: ``borgstack_<service>_<key>`` whatever the project is called (the names
+    every install has had; a renamed project keeps its data)."""
+    return f"borgstack_{service}_{key}"
+
+
+def _secret(purpose: str, spec: Mapping[str, Any], stack: Mapping[str, Any]) -> str:
+    """A registry secret's value: the operator's override as it is, else the derived value and its suffix."""
+    overrides = stack["overrides"] or {}
+    version = (stack["versions"] or {}).get(purpose) or 1
+    if spec.get("rotation", "allowed") != "allowed" and version != 1:
+        raise AnsibleFilterError(f"service_contracts: borgstack_secret_versions.{purpose} is refused: "
+                                 f"{secret_policies({'_': {'secrets': {purpose: spec}}})[purpose]['why']}")
+    value = stack_secret(purpose, stack["master"], overrides, spec.get("length", 40), versions=stack["versions"])
+    if overrides.get(purpose) in (None, ""):
+        value += str(spec.get("suffix", ""))
+    return value
+
+
+def _stack(stack: Any) -> Dict[str, Any]:
+    stack = _mapping("service_contracts", stack, "the stack settings")
+    missing = [key for key in _STACK_KEYS if key not in stack]
+    if missing:
+        raise AnsibleFilterError(f"service_contracts: the stack settings lack {', '.join(missing)}")
+    return dict(stack)
+
+
+def _logins(name: str, svc: Mapping[str, Any], endpoints: Mapping[str, Any], stack: Mapping[str, Any],
+            secrets: Mapping[str, str], tenants: Mapping[str, Any], users: Mapping[str, Any]) -> Dict[str, Any]:
+    """The service's logins to the data services its entry declares."""
+    out: Dict[str, Any] = {}
+    if name in tenants:
+        pg = endpoints["postgresql"]
+        out["postgres"] = {"host": pg["host"], "port": pg["port"], "database": tenants[name]["database"],
+                           "user": name, "password": tenants[name]["password"],
+                           "extensions": tenants[name]["extensions"]}
+    if svc.get("redis_db") is not None:
+        redis = endpoints["redis"]
+        out["redis"] = {"host": redis["host"], "port": redis["port"], "db": svc["redis_db"],
+                        "password": secrets["redis_password"]}
+    if svc.get("s3_bucket") is not None:
+        s3 = endpoints["seaweedfs"]
+        out["s3"] = {"endpoint": f"http://{s3['host']}:{s3['port']}", "region": S3_REGION, "bucket": svc["s3_bucket"],
+                     "access_key": secrets["seaweedfs_s3_access_key"],
+                     "secret_key": secrets["seaweedfs_s3_secret_key"]}
+    if name in users:
+        mongo = endpoints["mongodb"]
+        out["mongodb"] = {"host": mongo["host"], "port": mongo["port"], "database": users[name]["database"],
+                          "user": name, "password": users[name]["password"],
+                          "auth_source": users[name]["database"]}
+    return out
+
+
+def _served(name: str, registry: Mapping[str, Any], stack: Mapping[str, Any], endpoints: Mapping[str, Any],
+            basic_auth: Mapping[str, Any]) -> Dict[str, Any]:
+    """What a service serves the others, from the whole registry."""
+    if name == "postgresql":
+        return {"tenants": postgres_tenants(registry, stack["master"], stack["overrides"], versions=stack["versions"])}
+    if name == "mongodb":
+        return {"users": mongodb_users(registry, stack["master"], stack["overrides"], versions=stack["versions"])}
+    if name == "seaweedfs":
+        return {"buckets": s3_buckets(registry)}
+    if name == "caddy":
+        return {"sites": caddy_sites(registry, stack["domain"], endpoints, basic_auth)}
+    return {}
+
+
+def _volumes(registry: Mapping[str, Any]) -> Dict[str, Dict[str, str]]:
+    return {name: {str(key): volume_name(name, str(key)) for key in (svc.get("volumes") or {})}
+            for name, svc in registry.items()}
+
+
+def backup_sources(registry: Any) -> Dict[str, List[str]]:
+    """Duplicati's view of the volumes: ``sources`` (``backup: files`` volumes of the enabled services) and
+    ``database_volumes`` (``backup: dump`` volumes of every service: dumped by the host job, never copied live)."""
+    registry = _mapping("backup_sources", registry, "the registry")
+    enabled = _enabled(registry)
+    out: Dict[str, List[str]] = {"sources": [], "database_volumes": []}
+    for name, svc in registry.items():
+        for key, spec in (svc.get("volumes") or {}).items():
+            backup = (spec or {}).get("backup", "none")
+            if backup == "files" and name in enabled:
+                out["sources"].append(volume_name(name, str(key)))
+            elif backup == "dump":
+                out["database_volumes"].append(volume_name(name, str(key)))
+    return out
+
+
+def _secrets(registry: Mapping[str, Any], stack: Mapping[str, Any]) -> Dict[str, Dict[str, str]]:
+    """{service: {purpose: value}}: each service's own secrets and those shared with it."""
+    values: Dict[str, Dict[str, str]] = {name: {} for name in registry}
+    for owner, svc in registry.items():
+        for purpose, spec in (svc.get("secrets") or {}).items():
+            spec = spec or {}
+            value = _secret(str(purpose), spec, stack)
+            values[owner][str(purpose)] = value
+            for other in spec.get("shared_with") or []:
+                if other in values:
+                    values[other][str(purpose)] = value
+    return values
+
+
+def service_contracts(registry: Any, stack: Any) -> Dict[str, Dict[str, Any]]:
+    """{service: contract} for every service of the registry, enabled or not (a disabled service's role still
+    renders its settings to remove its containers). See the module's documentation for the keys."""
+    registry = _mapping("service_contracts", registry, "the registry")
+    stack = _stack(stack)
+    endpoints = service_endpoints(registry, stack["project"], stack["internal_network"])
+    hostnames = service_hostnames(registry, stack["domain"])
+    plan = stack["ram_plan"] if isinstance(stack["ram_plan"], Mapping) else {}
+    limits = plan.get("services") or {}
+    secrets = _secrets(registry, stack)
+    redis_secrets = secrets.get("redis", {})
+    s3_secrets = secrets.get("seaweedfs", {})
+    data_secrets = {**redis_secrets, **s3_secrets}
+    tenants = {t["name"]: t for t in postgres_tenants(registry, stack["master"], stack["overrides"], True,
+                                                       versions=stack["versions"])}
+    users = {u["name"]: u for u in mongodb_users(registry, stack["master"], stack["overrides"], True,
+                                                 versions=stack["versions"])}
+    basic_auth = basic_auth_users(registry, stack["master"], stack["overrides"], stack["admin_email"],
+                                  versions=stack["versions"])
+    volumes = _volumes(registry)
+    peers = {name: {"enabled": name in _enabled(registry), "host": ends["host"], "container": ends["container"],
+                    "port": ends["port"],
+                    "url": f"http://{ends['host']}:{ends['port']}" if ends["port"] is not None else "",
+                    "hostname": hostnames.get(name, "")}
+             for name, ends in endpoints.items()}
+    contracts: Dict[str, Dict[str, Any]] = {}
+    for name, svc in registry.items():
+        main = _site_container(svc)
+        containers = {key: {"names": endpoints[name]["containers"][key], "port": spec.get("port"),
+                            "replicas": _replicas(spec), "kind": spec.get("kind"),
+                            "memory_limit_mb": int((limits.get(key) or {}).get("limit_mb", 0))}
+                      for key, spec in _containers(svc).items()}
+        hostname = hostnames.get(name, "")
+        contract: Dict[str, Any] = {
+            "name": name,
+            "enabled": svc.get("enabled") is True,
+            "image": svc.get("image"),
+            "pull": stack["pull"],
+            "project": stack["project"],
+            "project_dir": stack["project_dir"],
+            "data_dir": stack["data_dir"],
+            "networks": {"internal": stack["internal_network"], "external": stack["external_network"]},
+            "container": endpoints[name]["container"],
+            "port": endpoints[name]["port"],
+            "containers": containers,
+            "memory_limit_mb": containers.get(main, {}).get("memory_limit_mb", 0),
+            "ram": dict(plan.get(name) or {}),
+            "hostname": hostname,
+            "url": f"https://{hostname}/" if hostname else "",
+            "site": dict(svc.get("site") or {}),
+            "admin_email": stack["admin_email"],
+            "volumes": volumes[name],
+            "secrets": secrets[name],
+            "peers": peers,
+        }
+        if name in basic_auth:
+            contract["basic_auth"] = {"user": basic_auth[name]["user"], "password": basic_auth[name]["password"]}
+        contract.update(_logins(name, svc, endpoints, stack, data_secrets, tenants, users))
+        contract.update(_served(name, registry, stack, endpoints, basic_auth))
+        contracts[name] = contract
+    if "duplicati" in contracts:
+        contracts["duplicati"].update(backup_sources(registry))
+    return contracts
+
+
+def secret_policies(registry: Any) -> Dict[str, Dict[str, str]]:
+    """{purpose: {rotation, why}} for every secret the stack derives: the registry's ``secrets`` and the logins
+    each service gets from its entry (``postgresql_<service>``, ``mongodb_<service>``, ``basic_auth_<service>``,
+    all rotatable). ``why`` says, for a secret that may not rotate, why and what to do instead."""
+    registry = _mapping("secret_policies", registry, "the registry")
+    out: Dict[str, Dict[str, str]] = {}
+    for name, svc in registry.items():
+        for purpose, spec in (svc.get("secrets") or {}).items():
+            spec = spec or {}
+            rotation = spec.get("rotation", "allowed")
+            why = ""
+            if rotation == "never":
+                why = f"rotating it would destroy data: {spec.get('why', '')}. It never rotates"
+            elif rotation == "first_setup":
+                why = (f"the play applies it only when {name} is first set up, so a new version would not reach it "
+                       f"(and the play would lose its own login); change it {spec.get('change', 'in the app')}, then "
+                       f"put the new value in borgstack_secret_overrides.{purpose}")
+            out[str(purpose)] = {"rotation": rotation, "why": why}
+        if isinstance(svc.get("postgres"), Mapping):
+            out[f"postgresql_{name}"] = {"rotation": "allowed", "why": ""}
+        if isinstance(svc.get("mongodb"), Mapping):
+            out[f"mongodb_{name}"] = {"rotation": "allowed", "why": ""}
+        if isinstance(svc.get("site"), Mapping) and svc["site"].get("basic_auth") is True:
+            out[f"basic_auth_{name}"] = {"rotation": "allowed", "why": ""}
+    return out
+
+
+def contract_errors(registry: Any) -> List[str]:
+    """Problems in the registry's ``secrets`` and ``volumes`` entries, each naming the variable."""
+    registry = _mapping("contract_errors", registry, "the registry")
+    errors: List[str] = []
+    owners: Dict[str, str] = {}
+    for name, svc in registry.items():
+        if not isinstance(svc, Mapping):
+            continue
+        where = f"borgstack_services.{name}"
+        secrets = svc.get("secrets") or {}
+        if not isinstance(secrets, Mapping):
+            errors.append(f"{where}.secrets must be a dict <purpose>: {{length, rotation, ...}}")
+            secrets = {}
+        for purpose, spec in secrets.items():
+            at = f"{where}.secrets.{purpose}"
+            spec = spec if spec is not None else {}
+            if not isinstance(spec, Mapping):
+                errors.append(f"{at} must be a dict (length, suffix, rotation, why, change, shared_with)")
+                continue
+            unknown = sorted(set(map(str, spec)) - SECRET_KEYS)
+            if unknown:
+                errors.append(f"{at}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(SECRET_KEYS))})")
+            if "rotation" not in spec:
+                errors.append(f"{at}.rotation is missing: say whether it may rotate ({', '.join(ROTATIONS)})")
+            elif spec["rotation"] not in ROTATIONS:
+                errors.append(f"{at}.rotation must be one of {', '.join(ROTATIONS)}, found {spec['rotation']!r}")
+            elif spec["rotation"] == "never" and not spec.get("why"):
+                errors.append(f"{at}.why must say what a new value would destroy (rotation: never)")
+            length = spec.get("length", 40)
+            if isinstance(length, bool) or not isinstance(length, int) or not 16 <= length <= 512:
+                errors.append(f"{at}.length must be an integer from 16 to 512, found {length!r}")
+            for other in spec.get("shared_with") or []:
+                if other not in registry:
+                    errors.append(f"{at}.shared_with names an unknown service {other!r}")
+            if str(purpose) in owners:
+                errors.append(f"{at}: {purpose} is also a secret of borgstack_services.{owners[str(purpose)]}")
+            owners[str(purpose)] = name
+        volumes = svc.get("volumes") or {}
+        if not isinstance(volumes, Mapping):
+            errors.append(f"{where}.volumes must be a dict <key>: {{backup: files|dump|none}}")
+            volumes = {}
+        for key, spec in volumes.items():
+            at = f"{where}.volumes.{key}"
+            spec = spec if spec is not None else {}
+            if not isinstance(spec, Mapping) or set(map(str, spec)) - VOLUME_KEYS:
+                errors.append(f"{at} must be {{backup: files|dump|none}}, found {spec!r}")
+            elif spec.get("backup") not in BACKUPS:
+                errors.append(f"{at}.backup must be one of {', '.join(BACKUPS)} (files: Duplicati copies it; dump: "
+                              f"the host job dumps it; none: not backed up), found {spec.get('backup')!r}")
+    return errors
+
+
+class FilterModule:
+    """Registry-to-role contract filters."""
+
+    def filters(self) -> Dict[str, Any]:
+        return {
+            "service_contracts": service_contracts,
+            "secret_policies": secret_policies,
+            "contract_errors": contract_errors,
+            "backup_sources": backup_sources,
+        }
