@@ -42,13 +42,26 @@ def volume_name(service: str, key: str) -> str:
     return f"borgstack_{service}_{key}"
 
 
-def _secret(purpose: str, spec: Mapping[str, Any], stack: Mapping[str, Any]) -> str:
+def _policy(owner: str, purpose: str, spec: Mapping[str, Any]) -> Dict[str, str]:
+    """``{rotation, why}`` of the secret ``purpose`` that ``owner``'s entry declares."""
+    rotation = spec.get("rotation", "allowed")
+    why = ""
+    if rotation == "never":
+        why = f"rotating it would destroy data: {spec.get('why', '')}. It never rotates"
+    elif rotation == "first_setup":
+        why = (f"the play applies it only when {owner} is first set up, so a new version would not reach it "
+               f"(and the play would lose its own login); change it {spec.get('change', 'in the app')}, then "
+               f"put the new value in borgstack_secret_overrides.{purpose}")
+    return {"rotation": rotation, "why": why}
+
+
+def _secret(owner: str, purpose: str, spec: Mapping[str, Any], stack: Mapping[str, Any]) -> str:
     """A registry secret's value: the operator's override as it is, else the derived value and its suffix."""
     overrides = stack["overrides"] or {}
     version = (stack["versions"] or {}).get(purpose) or 1
-    if spec.get("rotation", "allowed") != "allowed" and version != 1:
-        raise AnsibleFilterError(f"service_contracts: borgstack_secret_versions.{purpose} is refused: "
-                                 f"{secret_policies({'_': {'secrets': {purpose: spec}}})[purpose]['why']}")
+    policy = _policy(owner, purpose, spec)
+    if policy["rotation"] != "allowed" and version != 1:
+        raise AnsibleFilterError(f"service_contracts: borgstack_secret_versions.{purpose} is refused: {policy['why']}")
     value = stack_secret(purpose, stack["master"], overrides, spec.get("length", 40), versions=stack["versions"])
     if overrides.get(purpose) in (None, ""):
         value += str(spec.get("suffix", ""))
@@ -130,7 +143,7 @@ def _secrets(registry: Mapping[str, Any], stack: Mapping[str, Any]) -> Dict[str,
     for owner, svc in registry.items():
         for purpose, spec in (svc.get("secrets") or {}).items():
             spec = spec or {}
-            value = _secret(str(purpose), spec, stack)
+            value = _secret(owner, str(purpose), spec, stack)
             values[owner][str(purpose)] = value
             for other in spec.get("shared_with") or []:
                 if other in values:
@@ -152,7 +165,7 @@ def service_contracts(registry: Any, stack: Any) -> Dict[str, Dict[str, Any]]:
     s3_secrets = secrets.get("seaweedfs", {})
     data_secrets = {**redis_secrets, **s3_secrets}
     tenants = {t["name"]: t for t in postgres_tenants(registry, stack["master"], stack["overrides"], True,
-                                                       versions=stack["versions"])}
+                                                      versions=stack["versions"])}
     users = {u["name"]: u for u in mongodb_users(registry, stack["master"], stack["overrides"], True,
                                                  versions=stack["versions"])}
     basic_auth = basic_auth_users(registry, stack["master"], stack["overrides"], stack["admin_email"],
@@ -211,16 +224,7 @@ def secret_policies(registry: Any) -> Dict[str, Dict[str, str]]:
     out: Dict[str, Dict[str, str]] = {}
     for name, svc in registry.items():
         for purpose, spec in (svc.get("secrets") or {}).items():
-            spec = spec or {}
-            rotation = spec.get("rotation", "allowed")
-            why = ""
-            if rotation == "never":
-                why = f"rotating it would destroy data: {spec.get('why', '')}. It never rotates"
-            elif rotation == "first_setup":
-                why = (f"the play applies it only when {name} is first set up, so a new version would not reach it "
-                       f"(and the play would lose its own login); change it {spec.get('change', 'in the app')}, then "
-                       f"put the new value in borgstack_secret_overrides.{purpose}")
-            out[str(purpose)] = {"rotation": rotation, "why": why}
+            out[str(purpose)] = _policy(name, str(purpose), spec or {})
         if isinstance(svc.get("postgres"), Mapping):
             out[f"postgresql_{name}"] = {"rotation": "allowed", "why": ""}
         if isinstance(svc.get("mongodb"), Mapping):

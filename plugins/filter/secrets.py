@@ -52,6 +52,7 @@ MIN_MASTER_LENGTH = 32
 MIN_LENGTH = 16
 MAX_LENGTH = 512
 
+
 def _check_length(filter_name: str, length: Any) -> int:
     if isinstance(length, bool) or not isinstance(length, int):
         raise AnsibleFilterError(f"{filter_name}: length must be an integer, got {type(length).__name__}")
@@ -210,9 +211,9 @@ def secret_version_errors(versions: Any, policies: Any, overrides: Any = None, a
         versions = {}
     if not isinstance(versions, Mapping):
         return [f"{var} must be a dict purpose -> version (e.g. {{redis_password: 2}}), got {type(versions).__name__}"]
-    if not isinstance(policies, Mapping) or not all(isinstance(p, Mapping) and p.get("rotation") in
-                                                        ("allowed", "never", "first_setup")
-                                                        for p in policies.values()):
+    if not isinstance(policies, Mapping) or not all(
+            isinstance(p, Mapping) and p.get("rotation") in ("allowed", "never", "first_setup")
+            for p in policies.values()):
         raise AnsibleFilterError("secret_version_errors: policies must be a dict purpose -> {rotation, why} "
                                  "(secret_policies)")
     if overrides is not None and not isinstance(overrides, Mapping):

@@ -127,7 +127,7 @@ def _second_app(reg, **site):
     reg["app"] = copy.deepcopy(reg["n8n"])
     reg["app"].update(redis_db=7, s3_bucket="app", postgres={"database": "app", "extensions": []},
                       containers={"app": {"kind": "web", "port": 3000, "memory": {"weight": 1, "min_mb": 64}}},
-                      site={"hostname": "", **site})
+                      site={"hostname": "", **site}, secrets={})  # n8n's secrets stay n8n's (one owner each)
     return reg
 
 
@@ -141,11 +141,14 @@ def test_two_public_services_on_one_hostname():
 @pytest.mark.parametrize(
     "key,change,pair,value,what",
     [
-        ("redis_db", {"redis_db": 0}, ("n8n", "directus"), 0, "each service needs its own Redis database"),
-        ("s3_bucket", {"s3_bucket": "n8n"}, ("n8n", "directus"), "n8n", "each service needs its own bucket"),
-        ("postgres.database", {"postgres": {"database": "n8n"}}, ("n8n", "directus"), "n8n",
+        ("redis_db", {"directus": {"redis_db": 0}}, ("n8n", "directus"), 0,
+         "each service needs its own Redis database"),
+        # n8n has no bucket of its own: given Directus' one, the two would share it.
+        ("s3_bucket", {"n8n": {"s3_bucket": "directus"}}, ("n8n", "directus"), "directus",
+         "each service needs its own bucket"),
+        ("postgres.database", {"directus": {"postgres": {"database": "n8n"}}}, ("n8n", "directus"), "n8n",
          "each service needs its own database"),
-        ("mongodb.database", {"mongodb": {"database": "lowcoder"}}, ("directus", "lowcoder"), "lowcoder",
+        ("mongodb.database", {"directus": {"mongodb": {"database": "lowcoder"}}}, ("directus", "lowcoder"), "lowcoder",
          "each service needs its own MongoDB database"),
     ],
 )
@@ -153,7 +156,8 @@ def test_two_services_on_one_store_are_refused(key, change, pair, value, what):
     """Two enabled services on one Redis index, bucket or database would read and overwrite each other's data."""
     apps = {"directus": {"enabled": True}, "lowcoder": {"enabled": True}}
     assert registry_errors(merged(**apps), DOMAIN) == []
-    errors = registry_errors(merged(**{**apps, "directus": {"enabled": True, **change}}), DOMAIN)
+    changed = {**apps, **{name: {**apps.get(name, {}), **entry} for name, entry in change.items()}}
+    errors = registry_errors(merged(**changed), DOMAIN)
     first, second = pair  # in registry order
     assert f"borgstack_services.{first}.{key} and borgstack_services.{second}.{key} are both {value!r}: {what}" \
         in errors, errors
@@ -200,8 +204,11 @@ def test_mongodb_users_and_buckets_come_from_the_registry():
     users = mongodb_users(reg, MASTER, {})
     assert [(u["name"], u["database"], u["roles"]) for u in users] == [("n8n", "flows", ["readWrite"])]
     assert users[0]["password"] == mongodb_users(reg, MASTER, None)[0]["password"]
-    assert s3_buckets(merged(directus={"enabled": True}), ["borgstack"]) == ["borgstack", "n8n", "directus"]
-    assert s3_buckets(merged(directus={"enabled": True}, n8n={"enabled": False}), ["borgstack"]) == ["borgstack", "directus"]
+    both = merged(directus={"enabled": True}, chatwoot={"enabled": True})
+    assert s3_buckets(both, ["borgstack"]) == ["borgstack", "directus", "chatwoot"]
+    assert s3_buckets(merged(chatwoot={"enabled": True}), ["borgstack"]) == ["borgstack", "chatwoot"]
+    # n8n declares no bucket (it never used one).
+    assert s3_buckets(merged(), []) == []
 
 
 def test_caddy_sites_carry_what_each_app_loosens():

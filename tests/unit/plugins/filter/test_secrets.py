@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Tests of derive_secret and stack_secret: determinism, separation, alphabet, uniformity, overrides, errors."""
+"""Tests of derive_secret and stack_secret: determinism, separation, alphabet, uniformity, overrides, errors; and of
+secret_version_errors with the rotation policies of the shipped registry (secret_policies)."""
 from __future__ import annotations
 
 import hashlib
@@ -15,9 +16,9 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.borgstack.stack.plugins.filter import secrets
+from ansible_collections.borgstack.stack.plugins.filter.contract import secret_policies
+from ansible_collections.borgstack.stack.plugins.filter.registry import service_registry
 from ansible_collections.borgstack.stack.plugins.filter.secrets import (
-    ROTATABLE,
-    ROTATION_REFUSED,
     FilterModule,
     derive_secret,
     secret_version_errors,
@@ -267,12 +268,42 @@ def test_bad_versions_are_refused_naming_the_variable(version, words):
         stack_secret("redis_password", MASTER, {}, versions=[2])
 
 
-@pytest.mark.parametrize("purpose", sorted(ROTATION_REFUSED))
-def test_refused_purposes_never_rotate(purpose):
+# The rotation policies of the shipped registry, merged as the play merges it (service_registry, no changes).
+ROOT = Path(__file__).resolve().parents[4]
+DEFAULTS = yaml.safe_load((ROOT / "playbooks/group_vars/all/services.yml").read_text(encoding="utf-8"))[
+    "borgstack_service_defaults"]
+REGISTRY = service_registry(DEFAULTS, {})
+POLICIES = secret_policies(REGISTRY)
+# Registry secrets by rotation policy, with the entry that declares each one.
+DECLARED = {str(purpose): (name, spec or {}) for name, svc in REGISTRY.items()
+            for purpose, spec in (svc.get("secrets") or {}).items()}
+NEVER = sorted(p for p, (_n, spec) in DECLARED.items() if spec.get("rotation") == "never")
+FIRST_SETUP = sorted(p for p, (_n, spec) in DECLARED.items() if spec.get("rotation") == "first_setup")
+ALLOWED = sorted(p for p, policy in POLICIES.items() if policy["rotation"] == "allowed")
+
+
+def test_the_registry_declares_the_secrets_these_tests_rely_on():
+    # A registry that lost its policies would make the parametrized tests below run on nothing.
+    assert {"n8n_encryption_key", "chatwoot_secret_key_base", "chatwoot_encryption_primary_key",
+            "chatwoot_encryption_deterministic_key", "chatwoot_encryption_key_derivation_salt",
+            "lowcoder_db_encryption_password", "lowcoder_db_encryption_salt", "duplicati_settings_encryption_key",
+            "duplicati_backup_passphrase"} <= set(NEVER)
+    assert {"postgresql_superuser", "mongodb_root_password", "n8n_owner_password", "directus_admin_password",
+            "chatwoot_admin_password"} <= set(FIRST_SETUP)
+    assert {"redis_password", "seaweedfs_s3_access_key", "postgresql_n8n", "mongodb_lowcoder",
+            "basic_auth_fileflows"} <= set(ALLOWED)
+
+
+def test_the_rotation_policy_lives_in_the_registry_not_in_the_mechanism():
+    assert not hasattr(secrets, "ROTATION_REFUSED") and not hasattr(secrets, "ROTATABLE")
+
+
+@pytest.mark.parametrize("purpose", NEVER + FIRST_SETUP)
+def test_stack_secret_derives_any_version_the_policy_is_the_callers(purpose):
+    """stack_secret is the mechanism: it derives version N of any purpose (service_contracts and the validation
+    play refuse what the registry's policy forbids, tests/unit/plugins/filter/test_contract.py)."""
     assert stack_secret(purpose, MASTER, {}, versions={purpose: 1}) == derive_secret(MASTER, purpose)
-    with pytest.raises(AnsibleFilterError, match=rf"borgstack_secret_versions\.{purpose} is refused") as err:
-        stack_secret(purpose, MASTER, {}, versions={purpose: 2})
-    assert MASTER not in str(err.value)
+    assert stack_secret(purpose, MASTER, {}, versions={purpose: 2}) == derive_secret(MASTER, purpose, 40, "alnum", 2)
 
 
 def test_a_version_with_an_override_is_refused():
@@ -283,15 +314,35 @@ def test_a_version_with_an_override_is_refused():
     assert "operator-chosen-pw-123" not in str(err.value)
 
 
-SERVICE_PURPOSES = ["postgresql_n8n", "postgresql_directus", "mongodb_lowcoder", "basic_auth_fileflows"]
-
-
 def test_secret_version_errors_accepts_rotatable_versions():
     versions = {"postgresql_n8n": 2, "redis_password": 7, "seaweedfs_s3_secret_key": 2, "n8n_encryption_key": 1,
                 "mongodb_lowcoder": 3, "basic_auth_fileflows": 2, "directus_secret": 2}
-    assert secret_version_errors(versions, SERVICE_PURPOSES) == []
-    assert secret_version_errors({}, SERVICE_PURPOSES) == []
-    assert secret_version_errors(None, []) == []
+    assert secret_version_errors(versions, POLICIES) == []
+    assert secret_version_errors({purpose: 2 for purpose in ALLOWED}, POLICIES) == []
+    assert secret_version_errors({}, POLICIES) == []
+    assert secret_version_errors(None, {}) == []
+
+
+@pytest.mark.parametrize("purpose", NEVER)
+def test_every_secret_whose_rotation_destroys_data_is_refused_with_its_why(purpose):
+    why = " ".join(str(DECLARED[purpose][1]["why"]).split())
+    assert len(why) > 20, f"{purpose}: the registry's why is too short to tell the operator anything"
+    errors = secret_version_errors({purpose: 2}, POLICIES)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"borgstack_secret_versions.{purpose} is refused: rotating it would destroy data")
+    assert why in errors[0] and "It never rotates" in errors[0]
+    assert secret_version_errors({purpose: 1}, POLICIES) == []
+
+
+@pytest.mark.parametrize("purpose", FIRST_SETUP)
+def test_a_first_setup_secret_is_refused_naming_its_override(purpose):
+    owner, spec = DECLARED[purpose]
+    errors = secret_version_errors({purpose: 3}, POLICIES)
+    assert len(errors) == 1, errors
+    assert f"borgstack_secret_versions.{purpose} is refused" in errors[0]
+    assert f"only when {owner} is first set up" in errors[0]
+    assert f"change it {spec['change']}" in errors[0]
+    assert errors[0].endswith(f"put the new value in borgstack_secret_overrides.{purpose}")
 
 
 @pytest.mark.parametrize(
@@ -303,8 +354,8 @@ def test_secret_version_errors_accepts_rotatable_versions():
         ({"lowcoder_db_encryption_password": 2}, ["is refused", "data source"]),
         ({"lowcoder_db_encryption_salt": 2}, ["is refused", "data source"]),
         ({"postgresql_superuser": 2}, ["is refused", "ALTER ROLE", "borgstack_secret_overrides.postgresql_superuser"]),
-        ({"mongodb_root_password": 2}, ["is refused", "first set up"]),
-        ({"n8n_owner_password": 2}, ["is refused", "first set up"]),
+        ({"mongodb_root_password": 2}, ["is refused", "first set up", "changeUserPassword"]),
+        ({"n8n_owner_password": 2}, ["is refused", "first set up", "Settings > Personal"]),
         ({"redis_password": 0}, ["borgstack_secret_versions.redis_password must be 1 or more"]),
         ({"redis_password": -1}, ["borgstack_secret_versions.redis_password must be 1 or more"]),
         ({"redis_password": "2"}, ["borgstack_secret_versions.redis_password must be an integer"]),
@@ -316,61 +367,79 @@ def test_secret_version_errors_accepts_rotatable_versions():
     ],
 )
 def test_secret_version_errors_refuses(versions, words):
-    errors = secret_version_errors(versions, SERVICE_PURPOSES)
+    errors = secret_version_errors(versions, POLICIES)
     assert len(errors) == 1, errors
     for word in words:
         assert word in errors[0]
 
 
+def test_an_unknown_purpose_lists_the_known_ones():
+    errors = secret_version_errors({"n8n_encryptoin_key": 2}, POLICIES)
+    assert len(errors) == 1, errors
+    listed = errors[0].split("check the spelling): ", 1)[1].split(", ")
+    assert listed == sorted(POLICIES)
+    # Per-service logins (from the entries' postgres, mongodb and site.basic_auth) are known as well.
+    assert {"postgresql_n8n", "postgresql_chatwoot", "mongodb_lowcoder", "basic_auth_fileflows"} <= set(listed)
+    # A purpose the policies do not list is unknown, whatever its name.
+    assert "unknown secret" in secret_version_errors({"redis_password": 2}, {})[0]
+
+
+@pytest.mark.parametrize("policies", [["redis_password"], {"redis_password": "allowed"},
+                                      {"redis_password": {"rotation": "sometimes"}}, {"redis_password": {}}, None])
+def test_secret_version_errors_refuses_policies_that_are_not_secret_policies(policies):
+    with pytest.raises(AnsibleFilterError, match=r"policies must be a dict purpose -> \{rotation, why\}"):
+        secret_version_errors({"redis_password": 2}, policies)
+
+
 def test_secret_version_errors_refuses_a_version_with_an_override():
-    errors = secret_version_errors({"redis_password": 2}, [], {"redis_password": "operator-chosen-pw-123"})
+    errors = secret_version_errors({"redis_password": 2}, POLICIES, {"redis_password": "operator-chosen-pw-123"})
     assert errors and "borgstack_secret_overrides.redis_password" in errors[0]
     assert "operator-chosen-pw-123" not in errors[0]
-    assert secret_version_errors({"redis_password": 2}, [], {"redis_password": ""}) == []
+    assert secret_version_errors({"redis_password": 2}, POLICIES, {"redis_password": ""}) == []
 
 
 def test_secret_version_errors_refuses_going_back_below_what_the_server_runs():
     applied = {"postgresql_n8n": 3, "redis_password": 2, "gone_service": 5, "postgresql_directus": 1}
-    assert secret_version_errors({"postgresql_n8n": 3, "redis_password": 4}, SERVICE_PURPOSES, None, applied) == []
-    errors = secret_version_errors({"postgresql_n8n": 2}, SERVICE_PURPOSES, None, applied)
+    assert secret_version_errors({"postgresql_n8n": 3, "redis_password": 4}, POLICIES, None, applied) == []
+    errors = secret_version_errors({"postgresql_n8n": 2}, POLICIES, None, applied)
     assert len(errors) == 2, errors
     assert "borgstack_secret_versions.postgresql_n8n is 2 but this server already runs version 3" in errors[0]
     assert "versions only move forward" in errors[0]
     # Removing the entry (or the whole dict) means version 1: refused as well.
     assert "borgstack_secret_versions.redis_password is 1 but this server already runs version 2" in errors[1]
     # gone_service is not derived any more (no longer in the registry): ignored.
-    assert len(secret_version_errors({}, SERVICE_PURPOSES, None, applied)) == 2
-    assert len(secret_version_errors(None, SERVICE_PURPOSES, None, applied)) == 2
+    assert len(secret_version_errors({}, POLICIES, None, applied)) == 2
+    assert len(secret_version_errors(None, POLICIES, None, applied)) == 2
     # No record (a new host) or a record that is not a dict: nothing to compare with.
-    assert secret_version_errors({}, SERVICE_PURPOSES, None, {}) == []
-    assert secret_version_errors({}, SERVICE_PURPOSES, None, None) == []
+    assert secret_version_errors({}, POLICIES, None, {}) == []
+    assert secret_version_errors({}, POLICIES, None, None) == []
 
 
-def test_rotation_policy_lists_are_disjoint_and_cover_the_destructive_keys():
-    assert not set(ROTATABLE) & set(ROTATION_REFUSED)
-    for purpose in ("n8n_encryption_key", "chatwoot_secret_key_base", "chatwoot_encryption_primary_key",
-                    "chatwoot_encryption_deterministic_key", "chatwoot_encryption_key_derivation_salt",
-                    "lowcoder_db_encryption_password", "lowcoder_db_encryption_salt"):
-        assert "destroy data" in ROTATION_REFUSED[purpose]
+def test_every_registry_secret_has_one_policy_and_the_destructive_keys_never_rotate():
+    assert set(DECLARED) <= set(POLICIES)
+    for purpose, (_name, spec) in DECLARED.items():
+        assert spec.get("rotation") in ("allowed", "never", "first_setup"), f"{purpose} has no rotation policy"
+        assert POLICIES[purpose]["rotation"] == spec["rotation"]
+        assert bool(POLICIES[purpose]["why"]) is (spec["rotation"] != "allowed"), purpose
+    for purpose in NEVER:
+        assert "destroy data" in POLICIES[purpose]["why"]
 
-    for purpose in ("duplicati_settings_encryption_key", "duplicati_backup_passphrase"):
-        assert "destroy data" in ROTATION_REFUSED[purpose]
 
-
-GROUP_VARS = Path(__file__).resolve().parents[4] / "playbooks" / "group_vars" / "all"
+GROUP_VARS = ROOT / "playbooks" / "group_vars" / "all"
 STACK_SECRET_CALL = re.compile(r"'([a-z0-9_]+)'\s*\|\s*borgstack\.stack\.stack_secret\(([^)]*)\)", re.S)
 
 
 def test_every_wired_secret_takes_its_version_and_has_a_rotation_policy():
-    """A rotatable secret wired without ``versions=`` would silently never rotate; one missing from both policy lists
-    would be refused as an unknown purpose the day an operator tries."""
-    calls = [(path.name, m.group(1), m.group(2)) for path in sorted(GROUP_VARS.glob("*.yml"))
+    """A rotatable secret wired without ``versions=`` would silently never rotate; one the registry gives no policy
+    would be refused as an unknown purpose the day an operator tries. (Wiring that derives a secret itself, outside
+    the contract, is what the roles are leaving: every call still left must follow both rules.)"""
+    files = sorted(GROUP_VARS.glob("*.yml")) + sorted((ROOT / "roles").glob("*/defaults/main.yml"))
+    calls = [(path.name, m.group(1), m.group(2)) for path in files
              for m in STACK_SECRET_CALL.finditer(path.read_text(encoding="utf-8"))]
-    assert len(calls) >= 20
     for name, purpose, args in calls:
-        assert purpose in ROTATION_REFUSED or "versions=borgstack_secret_versions" in args, (
+        assert purpose in POLICIES, f"{name}: {purpose} has no rotation policy in the registry"
+        assert POLICIES[purpose]["rotation"] != "allowed" or "versions=borgstack_secret_versions" in args, (
             f"{name}: {purpose} is derived without its version")
-        assert purpose in ROTATABLE or purpose in ROTATION_REFUSED, f"{name}: {purpose} has no rotation policy"
 
 
 # ---------------------------------------------------------------------------------------------------------------
