@@ -72,5 +72,4 @@ def test_shipped_names_follow_the_rules(path):
 def test_the_shipped_files_do_name_docker_objects():
     pattern = r"[a-z][a-z0-9_]*_(network|volume|project(_name)?)"
     found = {k for path in SHIPPED for k in _literal(yaml.safe_load(path.read_text()) or {}, pattern)}
-    assert {"stack_internal_network", "stack_external_network", "stack_project_name", "n8n_volume",
-            "caddy_data_volume"} <= found, found
+    assert {"stack_internal_network", "stack_external_network", "stack_project_name"} <= found, found
