@@ -60,12 +60,18 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                "ansible.builtin.copy": {"dest": str(tmp / "project" / "services" / "chatwoot" / "{{ item }}"),
                                         "mode": "0644", "content": "# x\n"},
                "loop": ["storage-proxy.rb", "setup.rb"]}
+    # What the other side holds (the tenant PostgreSQL creates, Redis' and SeaweedFS' own secrets, the token n8n
+    # sends), read from their contracts, not from chatwoot_service: the rendered files must agree with it.
     return render_app(tmp, "chatwoot", app_inventory(tmp, MASTER), more_tasks=[mounted], wiring={
-        "logins": "borgstack_postgres_logins.chatwoot", "redis_password": "redis_password",
-        "plan": "borgstack_ram_plan.services", "admin_password": "chatwoot_admin_password",
-        "api_token": "chatwoot_api_token", "webhook_url": "chatwoot_webhook_url",
+        "logins": "borgstack_postgres_logins.chatwoot",
+        "redis_password": "borgstack_contracts.redis.secrets.redis_password",
+        "plan": "borgstack_ram_plan.services",
+        "admin_password": "borgstack_contracts.chatwoot.secrets.chatwoot_admin_password",
+        "api_token": "borgstack_contracts.n8n.secrets.chatwoot_api_token", "webhook_url": "chatwoot_webhook_url",
         "account_id": "chatwoot_account_id", "inbox_id": "chatwoot_inbox_id",
-        "s3": "[seaweedfs_s3_endpoint, seaweedfs_s3_access_key, seaweedfs_s3_secret_key]",
+        "s3": "[borgstack_contracts.seaweedfs.peers.seaweedfs.url,"
+              " borgstack_contracts.seaweedfs.secrets.seaweedfs_s3_access_key,"
+              " borgstack_contracts.seaweedfs.secrets.seaweedfs_s3_secret_key]",
         "endpoints": "borgstack_endpoints", "tenants": "borgstack_postgres_tenants",
         "health": "borgstack_registry | borgstack.stack.health_checks(borgstack_domain, borgstack_endpoints,"
                   " borgstack_postgres_tenants, redis_password)"})
@@ -210,6 +216,7 @@ def test_the_setup_script_parses_and_reads_what_the_role_sends():
 # --- Bad input: the validate entry point and the registry ---------------------------------------------------------
 
 BAD_KEY = "A" * 70 + "/+="
+SHORT_TOKEN = "abc123abc123abc"
 VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
     "wiring": ({}, None),
     "secret_key_base_not_alphanumeric": (
@@ -223,12 +230,20 @@ VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
                                       "chatwoot_webhook_url must be"),
     "webhook_https_public": ({"chatwoot_webhook_url": "https://n8n.example.com.br/webhook/borgstack/chatwoot"}, None),
     "admin_password_without_special": ({"borgstack_secret_overrides": {"chatwoot_admin_password": "Abcdefgh12345"}},
-                                       "chatwoot_admin_password (borgstack_secret_overrides"),
-    "api_token_short": ({"chatwoot_api_token": "abc123"}, "chatwoot_api_token at least 24"),
+                                       "borgstack_secret_overrides.chatwoot_admin_password when overridden) needs"),
+    # 15 characters: stack_secret takes an override of 12 or more, the role wants 24 letters and digits.
+    "api_token_short": ({"borgstack_secret_overrides": {"chatwoot_api_token": SHORT_TOKEN}},
+                        "borgstack_secret_overrides.chatwoot_api_token at least 24"),
+    "encryption_key_short": ({"borgstack_secret_overrides": {"chatwoot_encryption_primary_key": "k" * 20}},
+                             "borgstack_secret_overrides.chatwoot_encryption_primary_key"),
+    # The RAM plan gives the web what borgstack_services says it may have: below Chatwoot's floor is refused.
+    "web_memory_too_small": ({"borgstack_services": {"chatwoot": {"containers": {"chatwoot": {
+        "memory": {"weight": 8, "min_mb": 256, "max_mb": 256}}}}}}, "Chatwoot's web 0 or at least 512 MiB"),
     "signup_choice": ({"chatwoot_account_signup": "yes"}, "chatwoot_account_signup"),
     "unknown_webhook_event": ({"chatwoot_webhook_events": ["message_sent"]}, "chatwoot_webhook_events"),
     "bad_locale": ({"chatwoot_default_locale": "portuguese"}, "chatwoot_default_locale like pt_BR"),
-    "disabled_ignores_bad_values": ({"chatwoot_enabled": False, "chatwoot_secret_key_base": "x"}, None),
+    "disabled_ignores_bad_values": ({"borgstack_services": {"chatwoot": {"enabled": False}},
+                                     "borgstack_secret_overrides": {"chatwoot_secret_key_base": BAD_KEY}}, None),
 }
 
 
@@ -256,7 +271,8 @@ def test_validation(validation_outcomes, case):
 
 def test_the_override_is_named_never_printed(validation_outcomes):
     assert BAD_KEY not in validation_outcomes["output"] + json.dumps(validation_outcomes["outcomes"])
-    assert "Abcdefgh12345" not in validation_outcomes["output"] + json.dumps(validation_outcomes["outcomes"])
+    for value in ("Abcdefgh12345", SHORT_TOKEN):
+        assert value not in validation_outcomes["output"] + json.dumps(validation_outcomes["outcomes"])
 
 
 @pytest.mark.parametrize("dep", ["postgresql", "redis"])

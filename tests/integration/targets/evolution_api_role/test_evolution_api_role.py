@@ -60,14 +60,19 @@ pytestmark = pytest.mark.integration
 def _render(tmp: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """Render compose.yaml and secrets.env as the role would (its validate entry point first), then
     ``docker compose config``."""
+    # What the other side holds (the tenant PostgreSQL creates, Redis' and SeaweedFS' own secrets, the key n8n sends
+    # with), read from their contracts, not from evolution_api_service: the rendered files must agree with it.
     return render_app(tmp, "evolution_api", app_inventory(tmp, MASTER, settings), wiring={
-        "login": "borgstack_postgres_logins.evolution_api", "redis_password": "redis_password",
+        "login": "borgstack_postgres_logins.evolution_api",
+        "redis_password": "borgstack_contracts.redis.secrets.redis_password",
         "plan": "borgstack_ram_plan.services['evolution-api'].limit_mb",
-        "evolution_api_key": "evolution_api_key", "evolution_api_instance": "evolution_api_instance",
+        "evolution_api_key": "borgstack_contracts.n8n.secrets.evolution_api_key",
+        "evolution_api_instance": "evolution_api_instance",
         "postgresql": "borgstack_endpoints.postgresql", "redis": "borgstack_endpoints.redis",
         "n8n": "borgstack_endpoints.n8n", "redis_db": "borgstack_registry.evolution_api.redis_db",
         "hostname": "borgstack_hostnames.evolution_api",
-        "s3_keys": "[seaweedfs_s3_access_key, seaweedfs_s3_secret_key]"})
+        "s3_keys": "[borgstack_contracts.seaweedfs.secrets.seaweedfs_s3_access_key,"
+                   " borgstack_contracts.seaweedfs.secrets.seaweedfs_s3_secret_key]"})
 
 
 @pytest.fixture(scope="module")
@@ -325,8 +330,17 @@ VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
                                                       "contacts": True, "chats": True, "labels": True,
                                                       "historic": False, "is_on_whatsapp": True}},
                            "evolution_api_db_save.instance must stay true"),
-    "small_memory": ({"evolution_api_memory_limit_mb": 256}, "evolution_api_memory_limit_mb 0 or at least 512"),
-    "disabled_ignores_bad_values": ({"evolution_api_enabled": False, "evolution_api_instance": "a b"}, None),
+    # The RAM plan gives Evolution what borgstack_services says it may have: below its floor is refused.
+    "small_memory": ({"borgstack_services": {"evolution_api": {"containers": {"evolution-api": {
+        "memory": {"weight": 6, "min_mb": 256, "max_mb": 256}}}}}},
+        "memory limit of Evolution API 0 or at least 512 MiB (found 256"),
+    "wa_token_override_too_short": ({"borgstack_secret_overrides": {"evolution_api_wa_business_token": "t" * 13}},
+                                    "borgstack_secret_overrides.evolution_api_wa_business_token"),
+    "s3_secret_override_too_short": ({"evolution_api_s3_enabled": True,
+                                      "borgstack_secret_overrides": {"seaweedfs_s3_secret_key": "s" * 13}},
+                                     "borgstack_secret_overrides.seaweedfs_s3_secret_key"),
+    "disabled_ignores_bad_values": ({"borgstack_services": {"evolution_api": {"enabled": False}},
+                                     "evolution_api_instance": "a b"}, None),
 }
 
 
@@ -345,5 +359,5 @@ def test_validation(validation_outcomes, case):
 
 def test_validation_names_the_override_and_never_prints_it(validation_outcomes):
     msg = validation_outcomes["outcomes"]["api_key_override_too_short"]["msg"]
-    assert "at least 32" in msg and "evolution_api_api_key" in msg
+    assert "at least 32" in msg and "borgstack_secret_overrides.evolution_api_key" in msg
     assert SHORT_KEY not in validation_outcomes["output"] + json.dumps(validation_outcomes["outcomes"])
