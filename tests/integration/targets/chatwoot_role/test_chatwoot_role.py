@@ -61,14 +61,15 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                                         "mode": "0644", "content": "# x\n"},
                "loop": ["storage-proxy.rb", "setup.rb"]}
     return render_app(tmp, "chatwoot", app_inventory(tmp, MASTER), more_tasks=[mounted], wiring={
-        "logins": "borgstack_postgres_logins.chatwoot", "redis_password": "redis_password",
+        "logins": "borgstack_postgres_logins.chatwoot", "redis_password": "borgstack_contracts.redis.secrets.redis_password",
         "plan": "borgstack_ram_plan.services", "admin_password": "chatwoot_admin_password",
         "api_token": "chatwoot_api_token", "webhook_url": "chatwoot_webhook_url",
         "account_id": "chatwoot_account_id", "inbox_id": "chatwoot_inbox_id",
-        "s3": "[seaweedfs_s3_endpoint, seaweedfs_s3_access_key, seaweedfs_s3_secret_key]",
-        "endpoints": "borgstack_endpoints", "tenants": "borgstack_postgres_tenants",
+        "s3": "[borgstack_contracts.seaweedfs.peers.seaweedfs.url, borgstack_contracts.seaweedfs.secrets.seaweedfs_s3_access_key,"
+                     " borgstack_contracts.seaweedfs.secrets.seaweedfs_s3_secret_key]",
+        "endpoints": "borgstack_endpoints", "tenants": "borgstack_contracts.postgresql.tenants",
         "health": "borgstack_registry | borgstack.stack.health_checks(borgstack_domain, borgstack_endpoints,"
-                  " borgstack_postgres_tenants, redis_password)"})
+                  " borgstack_contracts.postgresql.tenants, borgstack_contracts.redis.secrets.redis_password)"})
 
 
 def _env(rendered: dict[str, Any], service: str = "chatwoot") -> dict[str, str]:

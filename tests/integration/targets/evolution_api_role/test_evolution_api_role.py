@@ -61,13 +61,14 @@ def _render(tmp: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """Render compose.yaml and secrets.env as the role would (its validate entry point first), then
     ``docker compose config``."""
     return render_app(tmp, "evolution_api", app_inventory(tmp, MASTER, settings), wiring={
-        "login": "borgstack_postgres_logins.evolution_api", "redis_password": "redis_password",
+        "login": "borgstack_postgres_logins.evolution_api", "redis_password": "borgstack_contracts.redis.secrets.redis_password",
         "plan": "borgstack_ram_plan.services['evolution-api'].limit_mb",
         "evolution_api_key": "evolution_api_key", "evolution_api_instance": "evolution_api_instance",
         "postgresql": "borgstack_endpoints.postgresql", "redis": "borgstack_endpoints.redis",
         "n8n": "borgstack_endpoints.n8n", "redis_db": "borgstack_registry.evolution_api.redis_db",
         "hostname": "borgstack_hostnames.evolution_api",
-        "s3_keys": "[seaweedfs_s3_access_key, seaweedfs_s3_secret_key]"})
+        "s3_keys": "[borgstack_contracts.seaweedfs.secrets.seaweedfs_s3_access_key,"
+                    " borgstack_contracts.seaweedfs.secrets.seaweedfs_s3_secret_key]"})
 
 
 @pytest.fixture(scope="module")
