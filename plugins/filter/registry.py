@@ -585,8 +585,8 @@ def postgres_tenants(registry: Any, master: Any, overrides: Any = None, every: b
     role still renders its settings to remove it): [{name, database, extensions, password}].
 
     The password is the secret of purpose ``postgresql_<service>`` (see stack_secret; its version from ``versions``,
-    borgstack_secret_versions); the apps' wiring reads it
-    from these lists (borgstack_postgres_tenants, borgstack_postgres_logins), so it is derived in this one place.
+    borgstack_secret_versions); the service contracts (contract.py: the postgresql role's tenants, each app's
+    postgres login) read it from these lists, so it is derived in this one place.
     """
     registry = _mapping("postgres_tenants", registry, "the registry")
     tenants = []

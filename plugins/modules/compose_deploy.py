@@ -252,11 +252,11 @@ EXAMPLES = r"""
     project_dir: /opt/borgstack
     compose: "{{ lookup('ansible.builtin.template', 'compose.yaml.j2') }}"
     env:
-      REDIS_PASSWORD: "{{ redis_password }}"
+      REDIS_PASSWORD: "{{ redis_service.secrets.redis_password }}"
     files:
       - {path: redis.conf, content: "{{ lookup('ansible.builtin.template', 'redis.conf.j2') }}", mode: "0644"}
     secret_files:
-      - {path: auth.conf, content: "requirepass {{ redis_password }}\n", owner: 999, group: root, mode: "0400"}
+      - {path: auth.conf, content: "requirepass {{ redis_service.secrets.redis_password }}\n", owner: 999, group: root, mode: "0400"}
     volumes:
       - {name: borgstack_redis_data, owner: 999, group: 999, mode: "0750"}
     pull: never

@@ -145,7 +145,7 @@ EXAMPLES = r"""
     password: "{{ n8n_postgresql_password }}"
     connection_limit: 20
     login_host: 10.10.0.5
-    login_password: "{{ postgresql_superuser_password }}"
+    login_password: "{{ postgresql_service.secrets.postgresql_superuser }}"
 
 - name: Provide several tenants in one call
   borgstack.stack.postgresql_tenant:

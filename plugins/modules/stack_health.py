@@ -217,12 +217,12 @@ EXAMPLES = r"""
         database:
           type: postgresql
           user: postgres
-          password: "{{ postgresql_superuser_password }}"
+          password: "{{ postgresql_service.secrets.postgresql_superuser }}"
       - name: redis
         container: borgstack-redis-1
         database:
           type: redis
-          password: "{{ redis_password }}"
+          password: "{{ redis_service.secrets.redis_password }}"
       - name: n8n
         container: borgstack-n8n-1
         internal_check:

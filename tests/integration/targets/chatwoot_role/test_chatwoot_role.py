@@ -74,7 +74,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
               " borgstack_contracts.seaweedfs.secrets.seaweedfs_s3_secret_key]",
         "endpoints": "borgstack_endpoints", "tenants": "borgstack_postgres_tenants",
         "health": "borgstack_registry | borgstack.stack.health_checks(borgstack_domain, borgstack_endpoints,"
-                  " borgstack_postgres_tenants, redis_password)"})
+                  " borgstack_contracts.postgresql.tenants, borgstack_contracts.redis.secrets.redis_password)"})
 
 
 def _env(rendered: dict[str, Any], service: str = "chatwoot") -> dict[str, str]:

@@ -166,11 +166,16 @@ def test_the_volume_names_are_the_app_roles_own():
     defaults = {}
     for path in (REPO_ROOT / "roles").glob("*/defaults/main.yml"):
         defaults.update(yaml.safe_load(path.read_text()) or {})
-    role_volumes = {v for k, v in defaults.items() if k.endswith("_volume") and isinstance(v, str)}
+    # The data services' volumes come from the registry (plugins/filter/contract.py: borgstack_<service>_<key>).
+    registry = yaml.safe_load((REPO_ROOT / "playbooks" / "group_vars" / "all" / "services.yml").read_text())
+    contract_volumes = {f"borgstack_{name}_{key}" for name, svc in registry["borgstack_service_defaults"].items()
+                        for key in (svc.get("volumes") or {})}
+    role_volumes = {v for k, v in defaults.items() if k.endswith("_volume") and isinstance(v, str)} | contract_volumes
     named = {v for vols in wiring["duplicati_app_volumes"].values() for v in vols}
     assert named <= role_volumes, sorted(named - role_volumes)
-    assert set(wiring["duplicati_database_volumes"]) == {defaults["postgresql_volume"], defaults["mongodb_volume"],
-                                                         defaults["mongodb_config_volume"], defaults["redis_volume"]}
+    assert set(wiring["duplicati_database_volumes"]) == {"borgstack_postgresql_data", defaults["mongodb_volume"],
+                                                         defaults["mongodb_config_volume"], "borgstack_redis_data"}
+    assert {"borgstack_postgresql_data", "borgstack_redis_data"} <= contract_volumes
 
 
 def test_container_networks_limit_no_published_port_and_healthcheck(rendered):

@@ -49,7 +49,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     ``docker compose config``."""
     tmp = tmp_path_factory.mktemp("lowcoder")
     return render_app(tmp, "lowcoder", app_inventory(tmp, MASTER), wiring={
-        "mongodb_users": "borgstack_mongodb_users", "redis_password": "redis_password",
+        "mongodb_users": "borgstack_mongodb_users", "redis_password": "borgstack_contracts.redis.secrets.redis_password",
         "plan": "borgstack_ram_plan.services.lowcoder.limit_mb", "superuser_password": "lowcoder_superuser_password",
         "mongodb_endpoint": "borgstack_endpoints.mongodb", "redis_endpoint": "borgstack_endpoints.redis",
         "redis_db": "borgstack_registry.lowcoder.redis_db"})

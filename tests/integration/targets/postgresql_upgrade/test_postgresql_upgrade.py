@@ -255,7 +255,7 @@ def test_upgrade_15_to_17_keeps_every_row_and_vector(stack15, tmp_path):
     stale = _playbook("site.yml", stack15)
     assert stale.returncode != 0
     stale_out = stale.stdout + stale.stderr
-    for setting in ("postgresql_image", "postgresql_major_version", "postgresql_volume", NEW_VOLUME):
+    for setting in ("borgstack_services.postgresql.image", "postgresql_major_version", "postgresql_volume", NEW_VOLUME):
         assert setting in stale_out, stale_out[-3000:]
     assert _psql("SHOW server_version_num").startswith("17")
 

@@ -29,6 +29,19 @@ REPO = HERE.parents[3]
 ROLE = REPO / "roles" / "seaweedfs"
 LAB_IMAGE = os.environ.get("BORGSTACK_SEAWEEDFS_IMAGE", "borgstack-lab/seaweedfs:4.30")
 KEYS = {"seaweedfs_s3_access_key": "A" * 20, "seaweedfs_s3_secret_key": "b" * 40}
+# What the registry gives the role (borgstack_contracts.seaweedfs, plugins/filter/contract.py), as the stack's defaults
+# make it; each test changes what it looks at.
+SERVICE: Dict[str, Any] = {
+    "name": "seaweedfs", "enabled": True, "image": "chrislusf/seaweedfs:3.97", "pull": "never", "project": "borgstack",
+    "project_dir": "/opt/borgstack", "networks": {"internal": "borgstack_internal", "external": "borgstack_external"},
+    "container": "borgstack-seaweedfs", "port": 8333, "memory_limit_mb": 768,
+    "volumes": {"data": "borgstack_seaweedfs_data"}, "secrets": dict(KEYS), "buckets": []}
+
+
+def _service(**changes: Any) -> Dict[str, Any]:
+    """The contract with some keys changed (``secrets`` merged over the keys)."""
+    secrets = {**KEYS, **changes.pop("secrets", {})}
+    return {"seaweedfs_service": {**SERVICE, **changes, "secrets": secrets}}
 
 
 def _flags_397() -> Set[str]:
@@ -47,14 +60,14 @@ def _playbook(tmp_path: Path, tasks: List[Dict[str, Any]], extra: Dict[str, Any]
                           env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
 
 
-def _render(tmp_path: Path, **overrides: Any) -> Dict[str, Any]:
+def _render(tmp_path: Path, service: Dict[str, Any] = None, **overrides: Any) -> Dict[str, Any]:
     tasks = [{"name": "Load the role defaults", "ansible.builtin.include_vars": str(ROLE / "defaults" / "main.yml")},
              {"name": "Load the role vars", "ansible.builtin.include_vars": str(ROLE / "vars" / "main.yml")}]
     for name in ("compose.yaml", "s3.json", "security.toml"):
         tasks.append({"name": f"Render {name}",
                       "ansible.builtin.template": {"src": str(ROLE / "templates" / f"{name}.j2"),
                                                    "dest": str(tmp_path / name), "mode": "0600"}})
-    result = _playbook(tmp_path, tasks, {**KEYS, **overrides})
+    result = _playbook(tmp_path, tasks, {**_service(**(service or {})), **overrides})
     assert result.returncode == 0, result.stdout + result.stderr
     return {"compose": yaml.safe_load((tmp_path / "compose.yaml").read_text()),
             "s3": json.loads((tmp_path / "s3.json").read_text()),
@@ -74,7 +87,7 @@ def _server_flags(service: Dict[str, Any]) -> Dict[str, str]:
 
 @pytest.fixture(scope="module")
 def default_render(tmp_path_factory) -> Dict[str, Any]:
-    return _render(tmp_path_factory.mktemp("default"), seaweedfs_memory_limit_mb=768)
+    return _render(tmp_path_factory.mktemp("default"))
 
 
 def test_flags_exist_in_seaweedfs_397(default_render):
@@ -145,16 +158,16 @@ def test_identity_file(default_render):
 
 
 def test_no_memory_limit_and_extra_args_last(tmp_path):
-    rendered = _render(tmp_path, seaweedfs_memory_limit_mb=0, seaweedfs_extra_args=["-s3.port.iceberg=0"])
+    rendered = _render(tmp_path, {"memory_limit_mb": 0}, seaweedfs_extra_args=["-s3.port.iceberg=0"])
     service = rendered["compose"]["services"]["seaweedfs"]
     assert "mem_limit" not in service
     assert service["command"][-1] == "-s3.port.iceberg=0"
 
 
-def _validate(tmp_path: Path, **overrides: Any) -> subprocess.CompletedProcess:
+def _validate(tmp_path: Path, service: Dict[str, Any] = None, **overrides: Any) -> subprocess.CompletedProcess:
     tasks = [{"name": "Validate", "ansible.builtin.include_role": {"name": "borgstack.stack.seaweedfs",
                                                                    "tasks_from": "validate.yml"}}]
-    return _playbook(tmp_path, tasks, {**KEYS, **overrides})
+    return _playbook(tmp_path, tasks, {**_service(**(service or {})), **overrides})
 
 
 @pytest.mark.parametrize("buckets, ok", [
@@ -169,15 +182,36 @@ def _validate(tmp_path: Path, **overrides: Any) -> subprocess.CompletedProcess:
     (["n8n", "n8n"], False),
 ])
 def test_bucket_names(tmp_path, buckets, ok):
-    result = _validate(tmp_path, seaweedfs_buckets=buckets)
+    result = _validate(tmp_path, seaweedfs_shared_buckets=buckets)
     assert (result.returncode == 0) is ok, result.stdout[-2000:]
     if not ok:
-        assert "seaweedfs_buckets" in result.stdout
+        assert "seaweedfs_shared_buckets" in result.stdout
+
+
+def test_registry_buckets_follow_the_shared_ones(tmp_path):
+    """The services' buckets (the contract's) come after the shared ones, a name in both only once."""
+    result = _playbook(tmp_path, [
+        {"name": "Load the role defaults", "ansible.builtin.include_vars": str(ROLE / "defaults" / "main.yml")},
+        {"name": "Load the role vars", "ansible.builtin.include_vars": str(ROLE / "vars" / "main.yml")},
+        {"name": "Show the buckets", "ansible.builtin.debug": {"msg": "BUCKETS={{ __seaweedfs_buckets | to_json }}"}}],
+        _service(buckets=["directus", "borgstack", "chatwoot"]))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'BUCKETS=["borgstack", "directus", "chatwoot"]' in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("overrides", [
     {"seaweedfs_s3_access_key": "short"},
     {"seaweedfs_s3_secret_key": "has spaces in it and is long enough to pass"},
+])
+def test_bad_keys_refused(tmp_path, overrides):
+    result = _validate(tmp_path, {"secrets": overrides})
+    assert result.returncode != 0
+    assert next(iter(overrides)) in result.stdout
+    for secret in [*KEYS.values(), *overrides.values()]:
+        assert secret not in result.stdout
+
+
+@pytest.mark.parametrize("overrides", [
     {"seaweedfs_s3_actions": ["Admin", "Everything"]},
     {"seaweedfs_volume_size_limit_mb": 40000},
     {"seaweedfs_extra_args": ["s3.port.iceberg=0"]},
