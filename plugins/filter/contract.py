@@ -202,6 +202,8 @@ def service_contracts(registry: Any, stack: Any) -> Dict[str, Dict[str, Any]]:
             "url": f"https://{hostname}/" if hostname else "",
             "site": dict(svc.get("site") or {}),
             "admin_email": stack["admin_email"],
+            # Settings the customer-service apps share (the WhatsApp instance, Chatwoot's account and inbox).
+            "customer_service": dict(stack.get("customer_service") or {}),
             "volumes": volumes[name],
             "secrets": secrets[name],
             "peers": peers,

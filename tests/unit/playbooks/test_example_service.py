@@ -150,7 +150,6 @@ EVALUATE = [{
          "ansible.builtin.copy": {"dest": "{{ __out }}/values.json", "mode": "0600", "content": "{{ __values | to_json }}"},
          "vars": {"__values": {
              "registry_errors": "{{ borgstack_registry | borgstack.stack.registry_errors(borgstack_domain) }}",
-             "tenants": "{{ borgstack_postgres_tenants | map(attribute='name') | list }}",
              "contract_tenants": "{{ borgstack_contracts.postgresql.tenants | map(attribute='name') | list }}",
              "buckets": "{{ borgstack_contracts.seaweedfs.buckets }}",
              "ram": f"{{{{ borgstack_ram_plan.services.{NAME} }}}}",
@@ -215,7 +214,7 @@ def added(tmp_path_factory):
 def test_the_registry_derives_everything(added):
     values = added["values"]
     assert values["registry_errors"] == []
-    assert NAME in values["tenants"] and NAME in values["contract_tenants"]
+    assert NAME in values["contract_tenants"]
     assert NAME in values["buckets"]
     assert values["ram"]["limit_mb"] >= 512  # its min_mb
     site = next(site for site in values["sites"] if site["hostname"] == f"{NAME}.lab.borgstack.test")
