@@ -123,16 +123,24 @@ def _volumes(registry: Mapping[str, Any]) -> Dict[str, Dict[str, str]]:
 
 def backup_sources(registry: Any) -> Dict[str, List[str]]:
     """Duplicati's view of the volumes: ``sources`` (``backup: files`` volumes of the enabled services) and
-    ``database_volumes`` (``backup: dump`` volumes of every service: dumped by the host job, never copied live)."""
+    ``database_volumes`` (``backup: dump`` volumes of every service: dumped by the host job, never copied live).
+
+    ``sources`` lists the apps' volumes (layer ``apps``) before the other layers' (SeaweedFS' objects), each group in
+    registry order: the order Duplicati's job and its Compose file have always had. The job's source list and the
+    container's mounts compare in order, so another order would rewrite the job and recreate the container on every
+    existing install for nothing."""
     registry = _mapping("backup_sources", registry, "the registry")
     enabled = _enabled(registry)
     out: Dict[str, List[str]] = {"sources": [], "database_volumes": []}
-    for name, svc in registry.items():
+    # sorted() is stable: registry order within each group.
+    for name, svc in sorted(registry.items(), key=lambda item: (item[1] or {}).get("layer") != "apps"):
         for key, spec in (svc.get("volumes") or {}).items():
             backup = (spec or {}).get("backup", "none")
             if backup == "files" and name in enabled:
                 out["sources"].append(volume_name(name, str(key)))
-            elif backup == "dump":
+    for name, svc in registry.items():
+        for key, spec in (svc.get("volumes") or {}).items():
+            if (spec or {}).get("backup", "none") == "dump":
                 out["database_volumes"].append(volume_name(name, str(key)))
     return out
 

@@ -91,11 +91,11 @@ EXAMPLES = r"""
 - name: Keep the BorgStack backup job
   borgstack.stack.duplicati_backup:
     url: "http://{{ duplicati_ip }}:8200"
-    password: "{{ duplicati_web_password }}"
+    password: "{{ duplicati_service.secrets.duplicati_web_password }}"
     name: BorgStack
     sources: [/source/dumps/, /source/volumes/borgstack_n8n_data/]
     target_url: "{{ duplicati_destination_url }}"
-    passphrase: "{{ duplicati_backup_passphrase }}"
+    passphrase: "{{ duplicati_service.secrets.duplicati_backup_passphrase }}"
     options:
       retention-policy: "7D:1D,4W:1W,12M:1M,5Y:1Y"
       dblock-size: 50mb
@@ -184,9 +184,9 @@ class Client:
             answer = self.request("POST", "auth/login", {"Password": password, "RememberMe": False})
         except DuplicatiError as exc:
             if " answered 401" in str(exc):
-                raise DuplicatiError("Duplicati refused the web password (duplicati_web_password: the server sets it "
-                                     "from its secrets file at start-up; restart the container after changing "
-                                     "it)") from exc
+                raise DuplicatiError("Duplicati refused the web password (the secret duplicati_web_password: the "
+                                     "server sets it from its secrets file at start-up; restart the container after "
+                                     "changing it)") from exc
             raise
         if not isinstance(answer, dict) or not answer.get("AccessToken"):
             raise DuplicatiError("the login answer has no AccessToken")

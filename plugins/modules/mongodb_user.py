@@ -171,10 +171,10 @@ EXAMPLES = r"""
 - name: Create the Lowcoder database user
   borgstack.stack.mongodb_user:
     login_user: admin
-    login_password: "{{ mongodb_root_password }}"
+    login_password: "{{ mongodb_service.secrets.mongodb_root_password }}"
     name: lowcoder_user
     database: lowcoder
-    password: "{{ lowcoder_mongodb_password }}"
+    password: "{{ lowcoder_service.mongodb.password }}"
     roles:
       - readWrite
       - role: dbAdmin
@@ -184,7 +184,7 @@ EXAMPLES = r"""
 - name: Grant read access to another database, keeping whatever password the user has
   borgstack.stack.mongodb_user:
     login_user: admin
-    login_password: "{{ mongodb_root_password }}"
+    login_password: "{{ mongodb_service.secrets.mongodb_root_password }}"
     name: reporting
     database: admin
     update_password: on_create
@@ -197,7 +197,7 @@ EXAMPLES = r"""
 - name: Remove a user
   borgstack.stack.mongodb_user:
     login_user: admin
-    login_password: "{{ mongodb_root_password }}"
+    login_password: "{{ mongodb_service.secrets.mongodb_root_password }}"
     name: old_app
     database: old_app
     state: absent

@@ -147,7 +147,7 @@ def test_absent_deletes_the_job(server):
 
 def test_failures_name_the_cause(server):
     wrong = run_module("borgstack.stack.duplicati_backup", _args(server, password="not-the-password-000"))
-    assert wrong.failed and "refused the web password (duplicati_web_password" in wrong.result["msg"]
+    assert wrong.failed and "refused the web password (the secret duplicati_web_password" in wrong.result["msg"]
     host = run_module("borgstack.stack.duplicati_backup", _args(server, host="evil.example.net"))
     assert host.failed and "answered 403: Invalid hostname: evil.example.net" in host.result["msg"]
     assert server.backups == {}

@@ -56,6 +56,18 @@ DATABASE_VOLUMES = {"borgstack_postgresql_data", "borgstack_mongodb_data", "borg
 pytestmark = pytest.mark.integration
 
 
+def _derived(purpose: str, length: int) -> str:
+    """The Jinja expression deriving a secret from the master secret (or its override) by purpose."""
+    return (f"'{purpose}' | borgstack.stack.stack_secret(borgstack_master_secret, borgstack_secret_overrides, "
+            f"{length}, versions=borgstack_secret_versions)")
+
+
+def contract(**changes: Any) -> str:
+    """duplicati_service as the registry gives it, with ``changes`` merged in (lists replaced): a contract a registry
+    override could produce, to prove the role's own check."""
+    return "{{ borgstack_contracts.duplicati | combine(%s, recursive=True) }}" % json.dumps(changes)
+
+
 def _render(tmp: Path, settings: dict[str, Any]) -> dict[str, Any]:
     role = REPO_ROOT / "roles" / "duplicati"
     out = tmp / "project" / "services" / "duplicati"
@@ -69,11 +81,15 @@ def _render(tmp: Path, settings: dict[str, Any]) -> dict[str, Any]:
                                   "content": "{{ duplicati_trigger_config | to_json }}"}},
     ]
     rendered = render_app(tmp, "duplicati", app_inventory(tmp, MASTER, settings), secrets_env=False, more_tasks=more,
-                          wiring={"password": "duplicati_web_password", "key": "duplicati_settings_encryption_key",
-                                  "passphrase": "duplicati_backup_passphrase", "sources": "duplicati_sources",
-                                  "options": "duplicati_options", "volumes": "duplicati_source_volumes",
+                          # The secrets derived here from the master secret as the wiring derived them before the
+                          # contract; the host name from the registry.
+                          wiring={"password": _derived("duplicati_web_password", 40),
+                                  "key": _derived("duplicati_settings_encryption_key", 48),
+                                  "passphrase": _derived("duplicati_backup_passphrase", 48),
+                                  "sources": "duplicati_sources", "options": "duplicati_options",
+                                  "volumes": "duplicati_service.sources",
                                   "plan": "borgstack_ram_plan.services.duplicati.limit_mb",
-                                  "enabled": "borgstack_enabled", "hostname": "duplicati_hostname"})
+                                  "enabled": "borgstack_enabled", "hostname": "borgstack_hostnames.duplicati"})
     rendered["secrets"] = json.loads((out / "secrets.json").read_text())
     rendered["recovery"] = (out / "RECOVERY-KEYS.txt").read_text()
     rendered["dropin"] = (tmp / "duplicati.conf").read_text()
@@ -146,36 +162,47 @@ def test_sources_are_the_dumps_and_the_enabled_apps_volumes_read_only_never_a_da
     expected_volumes = {"n8n": "borgstack_n8n_data", "directus": "borgstack_directus_extensions",
                         "lowcoder": "borgstack_lowcoder_assets", "fileflows": "borgstack_fileflows_data",
                         "evolution_api": "borgstack_evolution_api_instances", "seaweedfs": "borgstack_seaweedfs_data"}
-    volumes = sorted(v for s, v in expected_volumes.items() if s in wiring["enabled"])
+    # In the order the job has always listed them (the module compares the list in order: another order would
+    # rewrite the job of every existing install).
+    volumes = [v for s, v in expected_volumes.items() if s in wiring["enabled"]]
     assert volumes, "no app enabled in the wiring: the test would prove nothing"
+    assert wiring["volumes"] == volumes
     assert sources == {"/source/dumps": ("bind", "/var/backups/borgstack"),
                        **{f"/source/volumes/{v}": ("volume", v) for v in volumes}}
     assert all(mounts[t].get("read_only") is True for t in sources)
     assert not DATABASE_VOLUMES & {m["source"] for m in svc["volumes"]}
     # The job backs up exactly what is mounted, as directories.
     assert wiring["sources"][0] == "/source/dumps/"
-    assert sorted(wiring["sources"][1:]) == [f"/source/volumes/{v}/" for v in volumes]
+    assert wiring["sources"][1:] == [f"/source/volumes/{v}/" for v in volumes]
     assert {s.rstrip("/") for s in wiring["sources"]} == set(sources)
     config_volumes = rendered["config"]["volumes"]
     assert all(config_volumes[v].get("external") is True for v in volumes)
 
 
 def test_the_volume_names_are_the_app_roles_own():
-    """The wiring names the apps' volumes (roles do not see each other's defaults): they must be their roles'."""
-    wiring = yaml.safe_load((REPO_ROOT / "playbooks" / "group_vars" / "all" / "duplicati.yml").read_text())
-    defaults = {}
-    for path in (REPO_ROOT / "roles").glob("*/defaults/main.yml"):
-        defaults.update(yaml.safe_load(path.read_text()) or {})
-    # The data services' volumes come from the registry (plugins/filter/contract.py: borgstack_<service>_<key>).
-    registry = yaml.safe_load((REPO_ROOT / "playbooks" / "group_vars" / "all" / "services.yml").read_text())
-    contract_volumes = {f"borgstack_{name}_{key}" for name, svc in registry["borgstack_service_defaults"].items()
-                        for key in (svc.get("volumes") or {})}
-    role_volumes = {v for k, v in defaults.items() if k.endswith("_volume") and isinstance(v, str)} | contract_volumes
-    named = {v for vols in wiring["duplicati_app_volumes"].values() for v in vols}
-    assert named <= role_volumes, sorted(named - role_volumes)
-    assert set(wiring["duplicati_database_volumes"]) == {"borgstack_postgresql_data", defaults["mongodb_volume"],
-                                                         defaults["mongodb_config_volume"], "borgstack_redis_data"}
-    assert {"borgstack_postgresql_data", "borgstack_redis_data"} <= contract_volumes
+    """Duplicati mounts the volumes the registry names (borgstack_<service>_<key>, plugins/filter/contract.py): each
+    must be the one its own service's role mounts, or Duplicati would back up an empty volume. A role mounts it
+    through its contract (<service>_service.volumes.<key>) or, until it reads the contract, names it in its
+    defaults."""
+    from ansible_collections.borgstack.stack.plugins.filter.contract import backup_sources, volume_name
+    from ansible_collections.borgstack.stack.plugins.filter.registry import service_registry
+
+    entries = yaml.safe_load((REPO_ROOT / "playbooks" / "group_vars" / "all" / "services.yml").read_text())[
+        "borgstack_service_defaults"]
+    registry = service_registry(entries, {name: {"enabled": True} for name in entries})
+    views = backup_sources(registry)
+    unmounted = []
+    for name, entry in registry.items():
+        role = REPO_ROOT / "roles" / name
+        text = "\n".join(p.read_text() for p in sorted(role.glob("*/*")) if p.suffix in (".yml", ".j2"))
+        defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text()) or {}
+        for key, spec in (entry.get("volumes") or {}).items():
+            if spec["backup"] != "none" and f"{name}_service.volumes.{key}" not in text \
+                    and volume_name(name, key) not in defaults.values():
+                unmounted.append(volume_name(name, key))
+    assert unmounted == []
+    assert len(views["sources"]) == 6 and not set(views["sources"]) & DATABASE_VOLUMES
+    assert set(views["database_volumes"]) == DATABASE_VOLUMES
 
 
 def test_container_networks_limit_no_published_port_and_healthcheck(rendered):
@@ -235,8 +262,7 @@ RETENTION = {
 VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
     # case: (play vars over the wiring, None when accepted or a fragment of the failure message)
     "wiring": ({}, None),
-    "default_registry_is_off": ({"duplicati_enabled": "{{ borgstack_service_defaults.duplicati.enabled }}",
-                                 "duplicati_destination_url": ""}, None),
+    "default_registry_is_off": ({"borgstack_services": {}, "duplicati_destination_url": ""}, None),
     "missing_destination": ({"duplicati_destination_url": ""}, "duplicati_destination_url must say where"),
     "unknown_scheme": ({"duplicati_destination_url": "ftp://host/backups"}, "scheme 'ftp://'"),
     "no_scheme": ({"duplicati_destination_url": "/mnt/backup"}, "scheme '(none)://'"),
@@ -245,15 +271,18 @@ VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
     "local_inside_dumps": ({"duplicati_destination_url": "file:///var/backups/borgstack/off"},
                            "an absolute path outside"),
     "local_root": ({"duplicati_destination_url": "file:///"}, "an absolute path outside"),
-    "database_volume": ({"duplicati_source_volumes": ["borgstack_n8n_data", "borgstack_postgresql_data"]},
-                        "found borgstack_postgresql_data of duplicati_database_volumes"),
+    "database_volume": ({"duplicati_service": contract(sources=["borgstack_n8n_data", "borgstack_postgresql_data"])},
+                        "found borgstack_postgresql_data, a `backup: dump` volume"),
+    "small_memory": ({"duplicati_service": contract(memory_limit_mb=256)},
+                     "Duplicati's memory limit 0 or at least 512 MiB (found 256"),
     "passphrase_option": ({"duplicati_job_options": {"--passphrase": "x"}}, "duplicati_job_options may not set"),
     "no_encryption_option": ({"duplicati_job_options": {"no-encryption": True}}, "may not set no-encryption"),
     "short_passphrase": ({"borgstack_secret_overrides": {"duplicati_backup_passphrase": "short-but-12+"}},
                          "duplicati_backup_passphrase too short"),
     "star_hostname": ({"duplicati_extra_allowed_hostnames": ["*"]}, "without '*'"),
     "relative_extra_source": ({"duplicati_extra_sources": ["media"]}, "duplicati_extra_sources must be absolute"),
-    "disabled_ignores_bad_values": ({"duplicati_enabled": False, "duplicati_destination_url": "ftp://x",
+    "disabled_ignores_bad_values": ({"borgstack_services": {"duplicati": {"enabled": False}},
+                                     "duplicati_destination_url": "ftp://x",
                                      "duplicati_retention_policy": "7d"}, None),
     **{f"retention_{name}": ({"duplicati_retention_policy": value},
                              None if ok else "duplicati_retention_policy")

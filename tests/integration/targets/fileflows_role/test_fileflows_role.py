@@ -61,7 +61,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                          tmp / "Caddyfile")]
     return render_app(tmp, "fileflows", _inventory(tmp), secrets_env=False, more_tasks=caddy,
                       play={"gather_facts": True, "gather_subset": ["min", "hardware"]}, wiring={
-                          "password": "fileflows_basic_auth_password", "auth": "borgstack_basic_auth",
+                          # Derived here from the master secret as the wiring derived it before the contract.
+                          "password": "'basic_auth_fileflows' | borgstack.stack.stack_secret(borgstack_master_secret,"
+                                      " borgstack_secret_overrides, versions=borgstack_secret_versions)",
+                          "service_password": "fileflows_service.basic_auth.password",
+                          "auth": "borgstack_basic_auth",
                           "plan": "borgstack_ram_plan.services.fileflows.limit_mb",
                           "runners": "fileflows_runners | int", "vcpus": "fileflows_host_vcpus | int",
                           "media": "fileflows_media_dir", "health": "borgstack_health_services",
@@ -112,6 +116,7 @@ def test_caddyfile_asks_for_the_password_and_never_holds_it(rendered):
 
     text = (rendered["tmp"] / "Caddyfile").read_text()
     password = rendered["wiring"]["password"]
+    assert rendered["wiring"]["service_password"] == password  # what the role writes to admin-password
     assert len(password) >= 40 and password not in text and password not in rendered["output"]
     block = text[text.index(f"{HOST} {{"):]
     block = block[:block.index("\n}\n")]
@@ -188,7 +193,8 @@ VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
     "root_puid": ({"fileflows_puid": 0}, "fileflows_puid / fileflows_pgid not 0"),
     "media_dir_root": ({"fileflows_media_dir": "/"}, "fileflows_media_dir an absolute directory of its own"),
     "bad_timezone": ({"fileflows_timezone": "Brasil/Recife"}, "fileflows_timezone"),
-    "disabled_ignores_bad_values": ({"fileflows_enabled": False, "fileflows_runners": 0}, None),
+    "disabled_ignores_bad_values": ({"borgstack_services": {"fileflows": {"enabled": False}}, "fileflows_runners": 0},
+                                    None),
 }
 
 

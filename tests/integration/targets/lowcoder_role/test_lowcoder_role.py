@@ -19,8 +19,9 @@ real wiring (playbooks/group_vars/all linked into a throwaway inventory):
   ``docker compose config`` accepts them; the merged environment (env_file + environment) holds only variables the
   image reads (lowcoder-2.7.4-env.yml, taken from upstream's source at the tag) and sets every variable whose upstream
   default is public or wrong, each secret unique and never upstream's value; the MongoDB URL carries the user and
-  password of borgstack_mongodb_users with the right authSource, the Redis URL the Redis password and Lowcoder's
-  index; no secret is in the Compose file; memory limit from the RAM plan;
+  password of the MongoDB role's user list (borgstack_contracts.mongodb.users) with the right authSource, the Redis URL
+  the Redis role's password and Lowcoder's index from the registry; no secret is in the Compose file; memory limit
+  from the RAM plan;
 - the role's ``validate`` entry point (argument specs + tasks/validate.yml) refuses issue 8's bad input - an API key
   secret override shorter than 32 characters - and other bad settings, naming the variable, never printing a secret.
 """
@@ -48,9 +49,15 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Render compose.yaml and secrets.env as the role would (its validate entry point first), then
     ``docker compose config``."""
     tmp = tmp_path_factory.mktemp("lowcoder")
+    # What the other roles and the registry hold, read independently of Lowcoder's contract: the MongoDB role's users,
+    # the Redis role's password, the RAM plan, the endpoints and the registry's index.
     return render_app(tmp, "lowcoder", app_inventory(tmp, MASTER), wiring={
-        "mongodb_users": "borgstack_mongodb_users", "redis_password": "borgstack_contracts.redis.secrets.redis_password",
-        "plan": "borgstack_ram_plan.services.lowcoder.limit_mb", "superuser_password": "lowcoder_superuser_password",
+        "mongodb_users": "borgstack_contracts.mongodb.users",
+        "redis_password": "borgstack_contracts.redis.secrets.redis_password",
+        "plan": "borgstack_ram_plan.services.lowcoder.limit_mb",
+        # Derived here from the master secret as the wiring derived it before the contract.
+        "superuser_password": "'lowcoder_superuser_password' | borgstack.stack.stack_secret(borgstack_master_secret,"
+                              " borgstack_secret_overrides, versions=borgstack_secret_versions)",
         "mongodb_endpoint": "borgstack_endpoints.mongodb", "redis_endpoint": "borgstack_endpoints.redis",
         "redis_db": "borgstack_registry.lowcoder.redis_db"})
 
@@ -140,18 +147,32 @@ def test_container_volumes_networks_limit_and_healthcheck(rendered):
 # --- The validate entry point with bad input ---------------------------------------------------------------------
 
 SHORT_KEY = "short-api-key-0123456789"  # 24 characters: accepted by stack_secret (>= 12), refused by the role
+
+
+def contract(**changes: Any) -> str:
+    """lowcoder_service as the registry gives it, with ``changes`` merged in: a value the registry's own checks or
+    stack_secret would refuse first, to prove the role's check too."""
+    return "{{ borgstack_contracts.lowcoder | combine(%s, recursive=True) }}" % json.dumps(changes)
+
+
 VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
     # case: (play vars over the wiring, None when accepted or a fragment of the failure message)
     "wiring": ({}, None),
     "api_key_override_too_short": ({"borgstack_secret_overrides": {"lowcoder_api_key_secret": SHORT_KEY}},
                                    "lowcoder_api_key_secret: too short"),
-    "superuser_password_too_short": ({"lowcoder_superuser_password": "tiny"}, "lowcoder_superuser_password: too short"),
+    "superuser_password_too_short": ({"lowcoder_service": contract(secrets={"lowcoder_superuser_password": "tiny"})},
+                                     "lowcoder_superuser_password: too short"),
+    "mongodb_password_too_short": ({"lowcoder_service": contract(mongodb={"password": "tiny"})},
+                                   "mongodb_lowcoder: too short"),
     "cors_star": ({"lowcoder_cors_domains": ["*"]}, "lowcoder_cors_domains a list of origins without '*'"),
     "workspace_mode": ({"lowcoder_workspace_mode": "TEAM"}, "lowcoder_workspace_mode"),
     "root_puid": ({"lowcoder_puid": 0}, "lowcoder_puid / lowcoder_pgid not 0"),
-    "bad_email": ({"lowcoder_superuser_email": "admin"}, "lowcoder_superuser_email must be"),
-    "small_memory": ({"lowcoder_memory_limit_mb": 512}, "lowcoder_memory_limit_mb 0 or at least 1024"),
-    "disabled_ignores_bad_values": ({"lowcoder_enabled": False, "lowcoder_api_key_secret": "x"}, None),
+    "bad_email": ({"borgstack_admin_email": "admin"}, "borgstack_admin_email must be the e-mail Lowcoder's superuser"),
+    "small_memory": ({"lowcoder_service": contract(memory_limit_mb=512)},
+                     "Lowcoder's memory limit must be 0 or at least 1024 MiB (found 512"),
+    "disabled_ignores_bad_values": ({"borgstack_services": {"lowcoder": {"enabled": False}},
+                                     "lowcoder_service": contract(enabled=False,
+                                                                  secrets={"lowcoder_api_key_secret": "x"})}, None),
 }
 
 
