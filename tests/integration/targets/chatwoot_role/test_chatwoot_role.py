@@ -63,7 +63,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # What the other side holds (the tenant PostgreSQL creates, Redis' and SeaweedFS' own secrets, the token n8n
     # sends), read from their contracts, not from chatwoot_service: the rendered files must agree with it.
     return render_app(tmp, "chatwoot", app_inventory(tmp, MASTER), more_tasks=[mounted], wiring={
-        "logins": "borgstack_postgres_logins.chatwoot",
+        "logins": "(borgstack_registry | borgstack.stack.postgres_tenants(borgstack_master_secret, borgstack_secret_overrides, true, versions=borgstack_secret_versions) | selectattr('name', 'eq', 'chatwoot') | first)",
         "redis_password": "borgstack_contracts.redis.secrets.redis_password",
         "plan": "borgstack_ram_plan.services",
         "admin_password": "borgstack_contracts.chatwoot.secrets.chatwoot_admin_password",
@@ -72,7 +72,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "s3": "[borgstack_contracts.seaweedfs.peers.seaweedfs.url,"
               " borgstack_contracts.seaweedfs.secrets.seaweedfs_s3_access_key,"
               " borgstack_contracts.seaweedfs.secrets.seaweedfs_s3_secret_key]",
-        "endpoints": "borgstack_endpoints", "tenants": "borgstack_postgres_tenants",
+        "endpoints": "borgstack_endpoints", "tenants": "borgstack_contracts.postgresql.tenants",
         "health": "borgstack_registry | borgstack.stack.health_checks(borgstack_domain, borgstack_endpoints,"
                   " borgstack_contracts.postgresql.tenants, borgstack_contracts.redis.secrets.redis_password)"})
 

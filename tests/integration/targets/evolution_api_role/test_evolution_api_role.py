@@ -20,7 +20,7 @@ real wiring (playbooks/group_vars/all linked into a throwaway inventory):
   image reads (evolution-api-2.2.3-env.yml, taken from upstream's source at the tag), sets every security-relevant one
   of the image's bundled .env.example and leaves to that file only the variables of features switched off
   explicitly; each secret is ours (never upstream's value), only in the root-only env file, never printed;
-- the database URL carries the tenant of borgstack_postgres_logins, the Redis URL the Redis password and index 3, with
+- the database URL carries the tenant postgres_tenants derives for it, the Redis URL the Redis password and index 3, with
   passwords percent-encoded (an override full of URL delimiters decodes back to itself);
 - the global webhook: n8n's internal address with the exact path the shipped workflow listens on, the events chosen
   (every other one false); that address passes the URL check Evolution 2.2.3 applies to its global webhook
@@ -63,7 +63,7 @@ def _render(tmp: Path, settings: dict[str, Any]) -> dict[str, Any]:
     # What the other side holds (the tenant PostgreSQL creates, Redis' and SeaweedFS' own secrets, the key n8n sends
     # with), read from their contracts, not from evolution_api_service: the rendered files must agree with it.
     return render_app(tmp, "evolution_api", app_inventory(tmp, MASTER, settings), wiring={
-        "login": "borgstack_postgres_logins.evolution_api",
+        "login": "(borgstack_registry | borgstack.stack.postgres_tenants(borgstack_master_secret, borgstack_secret_overrides, true, versions=borgstack_secret_versions) | selectattr('name', 'eq', 'evolution_api') | first)",
         "redis_password": "borgstack_contracts.redis.secrets.redis_password",
         "plan": "borgstack_ram_plan.services['evolution-api'].limit_mb",
         "evolution_api_key": "borgstack_contracts.n8n.secrets.evolution_api_key",
