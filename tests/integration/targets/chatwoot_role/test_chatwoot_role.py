@@ -63,7 +63,10 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # What the other side holds (the tenant PostgreSQL creates, Redis' and SeaweedFS' own secrets, the token n8n
     # sends), read from their contracts, not from chatwoot_service: the rendered files must agree with it.
     return render_app(tmp, "chatwoot", app_inventory(tmp, MASTER), more_tasks=[mounted], wiring={
-        "logins": "(borgstack_registry | borgstack.stack.postgres_tenants(borgstack_master_secret, borgstack_secret_overrides, true, versions=borgstack_secret_versions) | selectattr('name', 'eq', 'chatwoot') | first)",
+        "logins": "(borgstack_registry"
+                  " | borgstack.stack.postgres_tenants(borgstack_master_secret, borgstack_secret_overrides,"
+                  " true, versions=borgstack_secret_versions)"
+                  " | selectattr('name', 'eq', 'chatwoot') | first)",
         "redis_password": "borgstack_contracts.redis.secrets.redis_password",
         "plan": "borgstack_ram_plan.services",
         "admin_password": "borgstack_contracts.chatwoot.secrets.chatwoot_admin_password",

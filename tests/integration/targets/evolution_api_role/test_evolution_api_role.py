@@ -63,7 +63,10 @@ def _render(tmp: Path, settings: dict[str, Any]) -> dict[str, Any]:
     # What the other side holds (the tenant PostgreSQL creates, Redis' and SeaweedFS' own secrets, the key n8n sends
     # with), read from their contracts, not from evolution_api_service: the rendered files must agree with it.
     return render_app(tmp, "evolution_api", app_inventory(tmp, MASTER, settings), wiring={
-        "login": "(borgstack_registry | borgstack.stack.postgres_tenants(borgstack_master_secret, borgstack_secret_overrides, true, versions=borgstack_secret_versions) | selectattr('name', 'eq', 'evolution_api') | first)",
+        "login": "(borgstack_registry"
+                 " | borgstack.stack.postgres_tenants(borgstack_master_secret, borgstack_secret_overrides,"
+                 " true, versions=borgstack_secret_versions)"
+                 " | selectattr('name', 'eq', 'evolution_api') | first)",
         "redis_password": "borgstack_contracts.redis.secrets.redis_password",
         "plan": "borgstack_ram_plan.services['evolution-api'].limit_mb",
         "evolution_api_key": "borgstack_contracts.n8n.secrets.evolution_api_key",

@@ -65,7 +65,9 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                           "password": "'basic_auth_fileflows' | borgstack.stack.stack_secret(borgstack_master_secret,"
                                       " borgstack_secret_overrides, versions=borgstack_secret_versions)",
                           "service_password": "fileflows_service.basic_auth.password",
-                          "auth": "borgstack_registry | borgstack.stack.basic_auth_users(borgstack_master_secret, borgstack_secret_overrides, borgstack_admin_email, versions=borgstack_secret_versions)",
+                          "auth": "borgstack_registry"
+                                  " | borgstack.stack.basic_auth_users(borgstack_master_secret, borgstack_secret_overrides,"
+                                  " borgstack_admin_email, versions=borgstack_secret_versions)",
                           "plan": "borgstack_ram_plan.services.fileflows.limit_mb",
                           "runners": "fileflows_runners | int", "vcpus": "fileflows_host_vcpus | int",
                           "media": "fileflows_media_dir", "health": "borgstack_health_services",
