@@ -56,6 +56,9 @@ CASES = [
     ("list where a dict is wanted", {"n8n_env_extra": ["a"], **_services()},
      "argument 'n8n_env_extra' is of type list"),
     ("word where an int is wanted", {"redis_timeout": "never", **_services()}, "argument 'redis_timeout'"),
+    # The play manages the customer-service workflows through n8n's public API (never with the owner's password).
+    ("n8n's public API turned off", {"n8n_env_extra": {"N8N_PUBLIC_API_DISABLED": "TRUE"}, **_services()},
+     "n8n_env_extra sets N8N_PUBLIC_API_DISABLED"),
     # A zone with the right shape that the zone database does not have.
     ("time zone that does not exist", {"n8n_timezone": "America/Sao_Paul", **_services()},
      "n8n_timezone: 'America/Sao_Paul' is not a time zone"),

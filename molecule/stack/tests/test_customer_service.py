@@ -341,30 +341,46 @@ function rq(method, path, body, cookie) {
     if (login.status !== 429) break;
     await new Promise((r) => { setTimeout(r, Math.min(Number(login.headers['retry-after']) || 10, 60) * 1000); });
   }
-  if (login.status !== 200) throw new Error(`login answered ${login.status}`);
-  const cookie = login.headers['set-cookie'][0].split(';')[0];
   const out = [];
-  for (const [method, path, body] of input.requests) {
-    let payload = body;
-    if (method === 'PATCH') {
-      const current = JSON.parse((await rq('GET', path, null, cookie)).body).data;
-      payload = { ...body, versionId: current.versionId };
+  if (login.status === 200) {
+    const cookie = login.headers['set-cookie'][0].split(';')[0];
+    for (const [method, path, body] of input.requests) {
+      let payload = body;
+      if (method === 'PATCH' && path.startsWith('/rest/workflows/')) {
+        const current = JSON.parse((await rq('GET', path, null, cookie)).body).data;
+        payload = { ...body, versionId: current.versionId };
+      }
+      const answer = await rq(method, path, payload, cookie);
+      out.push({ status: answer.status, data: answer.status === 200 ? JSON.parse(answer.body).data : answer.body });
     }
-    const answer = await rq(method, path, payload, cookie);
-    out.push({ status: answer.status, data: answer.status === 200 ? JSON.parse(answer.body).data : answer.body });
   }
-  process.stdout.write(JSON.stringify(out));
+  process.stdout.write(JSON.stringify({ login: login.status, out }));
 })().catch((e) => { process.stderr.write(String(e)); process.exit(1); });
 """
+OWNER = "admin@example.com"
+FIRST_PASSWORD = "/opt/borgstack/services/n8n/owner-password"
 
 
-def n8n_rest(host, *requests: tuple) -> list[dict]:
-    """Requests to n8n's internal REST API as the owner (the editor's API), from inside the n8n container."""
-    password = host.file("/opt/borgstack/services/n8n/owner-password").content_string.strip()
-    spec = json.dumps({"email": "admin@example.com", "password": password, "requests": [list(r) for r in requests]})
+def n8n_login(host, password: str, *requests: tuple) -> tuple[int, list[dict]]:
+    """Log in to n8n's internal REST API (the editor's API) as the owner with ``password``, from inside the n8n
+    container, and send ``requests`` when the login worked; returns (the login's status, the answers)."""
+    spec = json.dumps({"email": OWNER, "password": password, "requests": [list(r) for r in requests]})
     result = host.run(f"docker exec -i borgstack-n8n node --eval {shlex.quote(_REST)} <<'EOF'\n{spec}\nEOF")
     assert result.rc == 0, result.stderr
-    return json.loads(result.stdout)
+    answer = json.loads(result.stdout)
+    return answer["login"], answer["out"]
+
+
+def first_password(host) -> str:
+    return host.file(FIRST_PASSWORD).content_string.strip()
+
+
+def n8n_rest(host, *requests: tuple, password: str | None = None) -> list[dict]:
+    """Requests to n8n's internal REST API as the owner, logged in with ``password`` (else the first password:
+    every test that changes the owner's password puts it back)."""
+    status, answers = n8n_login(host, password or first_password(host), *requests)
+    assert status == 200, f"the owner's login answered {status}"
+    return answers
 
 
 def test_edited_workflow_is_replaced_unless_kept_and_own_workflows_are_never_touched(host):
@@ -392,6 +408,63 @@ def test_edited_workflow_is_replaced_unless_kept_and_own_workflows_are_never_tou
     assert mine["data"]["versionId"] == own_version and mine["data"]["name"] == "Meu fluxo", mine
     # Clean up (n8n 1.113 deletes only archived workflows).
     n8n_rest(host, ("POST", f"/rest/workflows/{own_id}/archive", None), ("DELETE", f"/rest/workflows/{own_id}", None))
+
+
+PLAY_KEY = "BorgStackPlayApiKey"
+
+
+def play_key(host) -> list[list[str]]:
+    """The play's n8n API key row: [label, is it the owner's, scopes] ([] when missing)."""
+    return sql(host, 'SELECT k.label, k."userId" = u.id, k.scopes FROM user_api_keys k, "user" u '
+                     f"WHERE k.id = '{PLAY_KEY}' AND u.\"roleSlug\" = 'global:owner'")
+
+
+def test_owner_password_changed_by_the_operator_does_not_stop_the_play(host):
+    """The operator changes the owner's password in n8n (Settings > Personal, the editor's PATCH /rest/me/password):
+    the play never used it - a rerun changes nothing, still replaces an edited shipped workflow, and leaves the
+    operator's password the one that works. The first password is put back at the end (other tests log in with it)."""
+    first, mine = first_password(host), "Operator-Chosen-Passw0rd"
+    changed = n8n_rest(host, ("PATCH", "/rest/me/password", {"currentPassword": first, "newPassword": mine}))
+    assert changed[0]["status"] == 200, changed
+    try:
+        rerun = run_site("--tags", "n8n")
+        assert rerun.rc == 0, rerun.output[-3000:]
+        assert rerun.changed == 0, changed_tasks(rerun.output)
+
+        edited = n8n_rest(host, ("PATCH", "/rest/workflows/BorgStackCsEvo01", {"name": "Editado pelo operador"}),
+                          password=mine)
+        assert edited[0]["status"] == 200, edited
+        replaced = run_site("--tags", "n8n")
+        assert replaced.rc == 0, replaced.output[-3000:]
+        assert installed(replaced.output), replaced.output[-3000:]
+        back = n8n_rest(host, ("GET", "/rest/workflows/BorgStackCsEvo01", None), password=mine)[0]["data"]
+        assert back["name"] == "BorgStack: WhatsApp -> Chatwoot" and back["active"] is True, back
+
+        assert n8n_login(host, mine)[0] == 200, "the operator's password no longer logs in"
+        assert n8n_login(host, first)[0] == 401, "the first password logs in again: the play reset the owner"
+    finally:
+        n8n_rest(host, ("PATCH", "/rest/me/password", {"currentPassword": mine, "newPassword": first}), password=mine)
+
+
+def test_deleted_play_api_key_is_recreated(host):
+    """The play's key is listed in Settings > n8n API ("BorgStack play"): deleted there, the next run signs a new
+    one for the owner, and n8n's public API accepts it."""
+    assert play_key(host) and play_key(host)[0][1] == "t", play_key(host)
+    deleted = n8n_rest(host, ("DELETE", f"/rest/api-keys/{PLAY_KEY}", None))
+    assert deleted[0]["status"] == 200 and not play_key(host), (deleted, play_key(host))
+
+    checked = run_site("--tags", "n8n", "--check")
+    assert checked.rc == 0 and installed(checked.output), checked.output[-3000:]
+    assert not play_key(host), "a check run wrote the key"
+
+    healed = run_site("--tags", "n8n")
+    assert healed.rc == 0 and installed(healed.output), healed.output[-3000:]
+    label, owners, scopes = play_key(host)[0]
+    assert label == "BorgStack play" and owners == "t" and "workflow:activate" in json.loads(scopes), play_key(host)
+    key = sql(host, f"SELECT \"apiKey\" FROM user_api_keys WHERE id = '{PLAY_KEY}'")[0][0]
+    answer = host.run("docker exec -i borgstack-n8n sh -c 'read -r key; wget -q -O - --header \"X-N8N-API-KEY: $key\" "
+                      "http://127.0.0.1:5678/api/v1/workflows/BorgStackCsCwt01' <<'EOF'\n" + key + "\nEOF")
+    assert answer.rc == 0 and json.loads(answer.stdout)["active"] is True, answer.stderr
 
 
 def test_rerun_changes_no_workflow(host):
