@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[3]
 GROUP_VARS = ROOT / "playbooks" / "group_vars" / "all"
 SERVICES: Dict[str, Any] = yaml.safe_load((GROUP_VARS / "services.yml").read_text(encoding="utf-8"))[
     "borgstack_service_defaults"]
-_WIRING = yaml.safe_load((GROUP_VARS / "wiring.yml").read_text(encoding="utf-8"))
+_WIRING = yaml.safe_load((GROUP_VARS / "stack.yml").read_text(encoding="utf-8"))
 # The stack-wide settings the contract carries, as the shipped group_vars set them.
 STACK = {key: _WIRING[key] for key in ("stack_project_name", "stack_project_dir", "stack_internal_network",
                                        "stack_external_network")}

@@ -36,7 +36,7 @@ DOMAIN = "example.com.br"
 MASTER = "contract-tests-master-secret-0123456789-abcdef"
 BASE_KEYS = {"name", "enabled", "image", "pull", "project", "project_dir", "data_dir", "networks", "container",
              "port", "containers", "memory_limit_mb", "ram", "hostname", "url", "site", "admin_email", "volumes",
-             "secrets", "peers"}
+             "secrets", "peers", "customer_service"}
 
 
 def registry(**changes):
@@ -341,8 +341,9 @@ def test_volumes_are_named_after_the_service_whatever_the_project(shipped):
 
 def test_backup_sources_of_the_shipped_registry():
     assert backup_sources(registry()) == {
-        "sources": ["borgstack_seaweedfs_data", "borgstack_n8n_data", "borgstack_directus_extensions",
-                    "borgstack_lowcoder_assets", "borgstack_fileflows_data", "borgstack_evolution_api_instances"],
+        # The apps' volumes first, then the others', each in registry order: the order every install's job has.
+        "sources": ["borgstack_n8n_data", "borgstack_directus_extensions", "borgstack_lowcoder_assets",
+                    "borgstack_fileflows_data", "borgstack_evolution_api_instances", "borgstack_seaweedfs_data"],
         "database_volumes": ["borgstack_postgresql_data", "borgstack_redis_data", "borgstack_mongodb_data",
                              "borgstack_mongodb_config"],
     }
