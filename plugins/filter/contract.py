@@ -33,6 +33,8 @@ _STACK_KEYS = ("domain", "project", "project_dir", "internal_network", "external
 SECRET_KEYS = frozenset(("length", "suffix", "rotation", "why", "change", "shared_with"))
 ROTATIONS = ("allowed", "never", "first_setup")
 VOLUME_KEYS = frozenset(("backup",))
+# The services the others log into as databases (the contract's postgres, redis and mongodb logins).
+DATABASES = ("postgresql", "redis", "mongodb")
 BACKUPS = ("files", "dump", "none")
 
 
@@ -244,6 +246,57 @@ def secret_policies(registry: Any) -> Dict[str, Dict[str, str]]:
     return out
 
 
+def _secret_errors(where: str, secrets: Any, registry: Mapping[str, Any], owners: Dict[str, str]) -> List[str]:
+    """Problems in one service's ``secrets`` entry; ``owners`` ({purpose: service}) finds a purpose declared twice."""
+    if not isinstance(secrets, Mapping):
+        return [f"{where}.secrets must be a dict <purpose>: {{length, rotation, ...}}"]
+    errors: List[str] = []
+    for purpose, spec in secrets.items():
+        at = f"{where}.secrets.{purpose}"
+        spec = spec if spec is not None else {}
+        if not isinstance(spec, Mapping):
+            errors.append(f"{at} must be a dict (length, suffix, rotation, why, change, shared_with)")
+            continue
+        unknown = sorted(set(map(str, spec)) - SECRET_KEYS)
+        if unknown:
+            errors.append(f"{at}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(SECRET_KEYS))})")
+        if "rotation" not in spec:
+            errors.append(f"{at}.rotation is missing: say whether it may rotate ({', '.join(ROTATIONS)})")
+        elif spec["rotation"] not in ROTATIONS:
+            errors.append(f"{at}.rotation must be one of {', '.join(ROTATIONS)}, found {spec['rotation']!r}")
+        elif spec["rotation"] == "never" and not spec.get("why"):
+            errors.append(f"{at}.why must say what a new value would destroy (rotation: never)")
+        length = spec.get("length", 40)
+        if isinstance(length, bool) or not isinstance(length, int) or not 16 <= length <= 512:
+            errors.append(f"{at}.length must be an integer from 16 to 512, found {length!r}")
+        errors.extend(f"{at}.shared_with names an unknown service {other!r}"
+                      for other in spec.get("shared_with") or [] if other not in registry)
+        if str(purpose) in owners:
+            errors.append(f"{at}: {purpose} is also a secret of borgstack_services.{owners[str(purpose)]}")
+        owners[str(purpose)] = where.rsplit(".", 1)[-1]
+    return errors
+
+
+def _volume_errors(where: str, name: str, volumes: Any) -> List[str]:
+    """Problems in one service's ``volumes`` entry. A database's volume is never copied as files: a live data
+    directory copied file by file does not restore; the host job dumps it."""
+    if not isinstance(volumes, Mapping):
+        return [f"{where}.volumes must be a dict <key>: {{backup: files|dump|none}}"]
+    errors: List[str] = []
+    for key, spec in volumes.items():
+        at = f"{where}.volumes.{key}"
+        spec = spec if spec is not None else {}
+        if not isinstance(spec, Mapping) or set(map(str, spec)) - VOLUME_KEYS:
+            errors.append(f"{at} must be {{backup: files|dump|none}}, found {spec!r}")
+        elif spec.get("backup") not in BACKUPS:
+            errors.append(f"{at}.backup must be one of {', '.join(BACKUPS)} (files: Duplicati copies it; dump: "
+                          f"the host job dumps it; none: not backed up), found {spec.get('backup')!r}")
+        elif name in DATABASES and spec["backup"] == "files":
+            errors.append(f"{at}.backup cannot be files: {name} is a database, and its live directory copied file by "
+                          f"file does not restore; the host job dumps it (backup: dump)")
+    return errors
+
+
 def contract_errors(registry: Any) -> List[str]:
     """Problems in the registry's ``secrets`` and ``volumes`` entries, each naming the variable."""
     registry = _mapping("contract_errors", registry, "the registry")
@@ -253,46 +306,8 @@ def contract_errors(registry: Any) -> List[str]:
         if not isinstance(svc, Mapping):
             continue
         where = f"borgstack_services.{name}"
-        secrets = svc.get("secrets") or {}
-        if not isinstance(secrets, Mapping):
-            errors.append(f"{where}.secrets must be a dict <purpose>: {{length, rotation, ...}}")
-            secrets = {}
-        for purpose, spec in secrets.items():
-            at = f"{where}.secrets.{purpose}"
-            spec = spec if spec is not None else {}
-            if not isinstance(spec, Mapping):
-                errors.append(f"{at} must be a dict (length, suffix, rotation, why, change, shared_with)")
-                continue
-            unknown = sorted(set(map(str, spec)) - SECRET_KEYS)
-            if unknown:
-                errors.append(f"{at}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(SECRET_KEYS))})")
-            if "rotation" not in spec:
-                errors.append(f"{at}.rotation is missing: say whether it may rotate ({', '.join(ROTATIONS)})")
-            elif spec["rotation"] not in ROTATIONS:
-                errors.append(f"{at}.rotation must be one of {', '.join(ROTATIONS)}, found {spec['rotation']!r}")
-            elif spec["rotation"] == "never" and not spec.get("why"):
-                errors.append(f"{at}.why must say what a new value would destroy (rotation: never)")
-            length = spec.get("length", 40)
-            if isinstance(length, bool) or not isinstance(length, int) or not 16 <= length <= 512:
-                errors.append(f"{at}.length must be an integer from 16 to 512, found {length!r}")
-            for other in spec.get("shared_with") or []:
-                if other not in registry:
-                    errors.append(f"{at}.shared_with names an unknown service {other!r}")
-            if str(purpose) in owners:
-                errors.append(f"{at}: {purpose} is also a secret of borgstack_services.{owners[str(purpose)]}")
-            owners[str(purpose)] = name
-        volumes = svc.get("volumes") or {}
-        if not isinstance(volumes, Mapping):
-            errors.append(f"{where}.volumes must be a dict <key>: {{backup: files|dump|none}}")
-            volumes = {}
-        for key, spec in volumes.items():
-            at = f"{where}.volumes.{key}"
-            spec = spec if spec is not None else {}
-            if not isinstance(spec, Mapping) or set(map(str, spec)) - VOLUME_KEYS:
-                errors.append(f"{at} must be {{backup: files|dump|none}}, found {spec!r}")
-            elif spec.get("backup") not in BACKUPS:
-                errors.append(f"{at}.backup must be one of {', '.join(BACKUPS)} (files: Duplicati copies it; dump: "
-                              f"the host job dumps it; none: not backed up), found {spec.get('backup')!r}")
+        errors.extend(_secret_errors(where, svc.get("secrets") or {}, registry, owners))
+        errors.extend(_volume_errors(where, name, svc.get("volumes") or {}))
     return errors
 
 

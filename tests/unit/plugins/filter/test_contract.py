@@ -455,6 +455,13 @@ N8N = "borgstack_services.n8n"
      f"{N8N}.volumes.data must be {{backup: files|dump|none}}, found {{'backup': 'files', 'size': 10}}"),
     ({"n8n": {"volumes": {"data": "files"}}}, f"{N8N}.volumes.data must be {{backup: files|dump|none}}, found 'files'"),
     ({"n8n": {"volumes": ["data"]}}, f"{N8N}.volumes must be a dict <key>: {{backup: files|dump|none}}"),
+    # A database's live directory copied by Duplicati would not restore: the host job dumps it.
+    ({"postgresql": {"volumes": {"data": {"backup": "files"}}}},
+     "borgstack_services.postgresql.volumes.data.backup cannot be files: postgresql is a database"),
+    ({"mongodb": {"volumes": {"config": {"backup": "files"}}}},
+     "borgstack_services.mongodb.volumes.config.backup cannot be files: mongodb is a database"),
+    ({"redis": {"volumes": {"data": {"backup": "files"}}}},
+     "borgstack_services.redis.volumes.data.backup cannot be files: redis is a database"),
 ])
 def test_contract_errors_name_the_variable(changes, message):
     errors = contract_errors(registry(**changes))
