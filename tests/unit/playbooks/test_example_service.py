@@ -171,7 +171,10 @@ def run_validation(repo: Path, out: Path, evaluate: bool) -> subprocess.Complete
     plays = yaml.safe_load((repo / "playbooks" / "site.yml").read_text())[:1] + (EVALUATE if evaluate else [])
     playbook = repo / "playbooks" / "example-service-test.yml"  # beside site.yml: the same group_vars, tasks/
     playbook.write_text(yaml.safe_dump(plays, sort_keys=False))
+    # The copy's own collection: scripts/test.sh exports ANSIBLE_COLLECTIONS_PATH for the checkout it runs in, which
+    # would win over the copy's ansible.cfg and leave the example role out.
     env = dict(os.environ, ANSIBLE_CONFIG=str(repo / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_COLLECTIONS_PATH=str(repo / "collections"),
                ANSIBLE_LOCAL_TEMP=str(out / "tmp"), ANSIBLE_PYTHON_INTERPRETER=sys.executable)
     return subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i",
                            str(repo / "inventories" / "example"), str(playbook), "--tags", NAME,
