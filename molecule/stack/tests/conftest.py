@@ -61,19 +61,27 @@ def env_file(host, path: str) -> dict[str, str]:
     return values
 
 
-# Every `'<purpose>' | borgstack.stack.stack_secret(master, overrides[, length][, versions=...])` of the wiring:
-# purpose → length (the third positional argument; keyword arguments are not positions).
-_DERIVATION = re.compile(r"'([a-z0-9_]+)'\s*\|\s*borgstack\.stack\.stack_secret\(([^)]*)\)", re.S)
+def _derived_secrets() -> dict[str, int]:
+    """Every secret the stack derives, purpose -> length, from the registry (playbooks/group_vars/all/services.yml):
+    each entry's `secrets` (length 40 unless given) and the logins the contracts derive for it (postgresql_<service>,
+    mongodb_<service>, basic_auth_<service>, 40 characters). A derived value with a suffix (n8n's and Chatwoot's
+    first passwords end in "-Aa1") is looked for without it: the printed value contains it."""
+    registry = yaml.safe_load((PROJECT / "playbooks" / "group_vars" / "all" / "services.yml").read_text(
+        encoding="utf-8"))["borgstack_service_defaults"]
+    found: dict[str, int] = {}
+    for name, entry in registry.items():
+        for purpose, spec in (entry.get("secrets") or {}).items():
+            found[purpose] = int((spec or {}).get("length", 40))
+        if entry.get("postgres"):
+            found[f"postgresql_{name}"] = 40
+        if entry.get("mongodb"):
+            found[f"mongodb_{name}"] = 40
+        if (entry.get("site") or {}).get("basic_auth"):
+            found[f"basic_auth_{name}"] = 40
+    return found
 
 
-def _length(args: str) -> int:
-    positional = [a.strip() for a in args.split(",") if "=" not in a]
-    return int(positional[2]) if len(positional) >= 3 else 40
-
-
-DERIVED = {purpose: _length(args)
-           for path in sorted((PROJECT / "playbooks" / "group_vars").rglob("*.yml"))
-           for purpose, args in _DERIVATION.findall(path.read_text(encoding="utf-8"))}
+DERIVED = _derived_secrets()
 # test_rotation.py rotates secrets forward and leaves the versions here, in the scenario's inventory, so that every
 # later run of the playbook (and every later test) keeps the rotated secrets: versions never move back.
 SECRET_VERSIONS_FILE = f"host_vars/{HOST}/secret_versions.yml"

@@ -18,9 +18,12 @@ import os
 import shlex
 import subprocess
 
+import yaml
+
 from conftest import DERIVED, HOST, PROJECT, assert_no_leak, host_secrets, run_site
 
 # pylint: disable=wrong-import-position,import-error
+from ansible_collections.borgstack.stack.plugins.filter.contract import secret_policies  # noqa: E402
 from leak_scan import describe, find_leaks  # noqa: E402
 from playbook_runner import inventory  # noqa: E402
 
@@ -114,7 +117,11 @@ def test_secret_env_files_are_root_only(host):
 
 
 def test_every_derived_secret_is_looked_for():
-    """The wiring's derivations were found (a changed spelling would silently shrink the scan)."""
-    assert {"postgresql_superuser", "redis_password", "n8n_encryption_key", "seaweedfs_s3_access_key",
-            "seaweedfs_s3_secret_key"} <= set(DERIVED), DERIVED
-    assert DERIVED["seaweedfs_s3_access_key"] == 20
+    """Every secret the stack derives - what the registry declares and the logins it derives per service, the
+    validation play's own list (secret_policies) - is looked for, at its length (a secret missing from the scan
+    would make every no-leak assertion silently weaker)."""
+    registry = yaml.safe_load((PROJECT / "playbooks" / "group_vars" / "all" / "services.yml").read_text(
+        encoding="utf-8"))["borgstack_service_defaults"]
+    assert set(DERIVED) == set(secret_policies(registry)), DERIVED
+    assert {"postgresql_superuser", "redis_password", "n8n_encryption_key", "postgresql_n8n"} <= set(DERIVED)
+    assert DERIVED["seaweedfs_s3_access_key"] == 20 and DERIVED["chatwoot_secret_key_base"] == 128
