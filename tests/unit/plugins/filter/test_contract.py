@@ -4,7 +4,6 @@ on small ones, backup_sources, secret_policies and contract_errors."""
 from __future__ import annotations
 
 import copy
-import inspect
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,8 @@ from ansible_collections.borgstack.stack.plugins.filter.registry import (
 )
 from ansible_collections.borgstack.stack.plugins.filter.secrets import derive_secret, stack_secret
 from ansible_collections.borgstack.stack.plugins.filter.sizing import ram_budget
+
+from sidecar_doc import check_sidecar_doc  # pylint: disable=import-error
 
 ROOT = Path(__file__).resolve().parents[4]
 DEFAULTS = yaml.safe_load((ROOT / "playbooks/group_vars/all/services.yml").read_text(encoding="utf-8"))[
@@ -490,16 +491,4 @@ def test_filter_module_exports():
 
 @pytest.mark.parametrize("name", FILTERS)
 def test_sidecar_doc_matches_signature(name):
-    doc = yaml.safe_load((Path(contract.__file__).parent / f"{name}.yml").read_text(encoding="utf-8"))
-    documentation = doc["DOCUMENTATION"]
-    assert documentation["name"] == name
-    params = list(inspect.signature(getattr(contract, name)).parameters.values())
-    options = documentation["options"]
-    assert list(options) == ["_input"] + [p.name for p in params[1:]]
-    assert documentation["positional"] == ", ".join(options)
-    for param in params[1:]:
-        if param.default is inspect.Parameter.empty:
-            assert options[param.name].get("required") is True, param.name
-        else:
-            assert options[param.name].get("default") == param.default, param.name
-    assert f"borgstack.stack.{name}" in doc["EXAMPLES"]
+    check_sidecar_doc(getattr(contract, name), Path(contract.__file__).parent / f"{name}.yml")

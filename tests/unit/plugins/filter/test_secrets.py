@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import inspect
 import re
 import string
 from collections import Counter
@@ -24,6 +23,8 @@ from ansible_collections.borgstack.stack.plugins.filter.secrets import (
     secret_version_errors,
     stack_secret,
 )
+
+from sidecar_doc import check_sidecar_doc  # pylint: disable=import-error
 
 MASTER = "correct-horse-battery-staple-0123456789-master"
 OTHER_MASTER = "another-operator-master-secret-0123456789-xyz"
@@ -456,15 +457,4 @@ def test_filter_module_exports():
 
 @pytest.mark.parametrize("name", ["derive_secret", "stack_secret", "secret_version_errors"])
 def test_sidecar_doc_matches_signature(name):
-    doc = yaml.safe_load((FILTER_DIR / f"{name}.yml").read_text(encoding="utf-8"))
-    documentation = doc["DOCUMENTATION"]
-    assert documentation["name"] == name
-    params = list(inspect.signature(getattr(secrets, name)).parameters.values())
-    options = documentation["options"]
-    assert list(options) == ["_input"] + [p.name for p in params[1:]]
-    for param in params[1:]:
-        if param.default is inspect.Parameter.empty:
-            assert options[param.name].get("required") is True, param.name
-        else:
-            assert options[param.name].get("default") == param.default, param.name
-    assert f"borgstack.stack.{name}" in doc["EXAMPLES"]
+    check_sidecar_doc(getattr(secrets, name), FILTER_DIR / f"{name}.yml")
