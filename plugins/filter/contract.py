@@ -105,12 +105,15 @@ def _logins(name: str, svc: Mapping[str, Any], endpoints: Mapping[str, Any], sta
 
 
 def _served(name: str, registry: Mapping[str, Any], stack: Mapping[str, Any], endpoints: Mapping[str, Any],
-            basic_auth: Mapping[str, Any]) -> Dict[str, Any]:
-    """What a service serves the others, from the whole registry."""
+            basic_auth: Mapping[str, Any], logins: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:
+    """What a service serves the others, from the whole registry. ``logins`` holds every service's PostgreSQL tenant
+    and MongoDB user, already derived ({"postgres"|"mongodb": {service: login}}, registry order): the servers get
+    those of the enabled services."""
+    enabled = _enabled(registry)
     if name == "postgresql":
-        return {"tenants": postgres_tenants(registry, stack["master"], stack["overrides"], versions=stack["versions"])}
+        return {"tenants": [t for service, t in logins["postgres"].items() if service in enabled]}
     if name == "mongodb":
-        return {"users": mongodb_users(registry, stack["master"], stack["overrides"], versions=stack["versions"])}
+        return {"users": [u for service, u in logins["mongodb"].items() if service in enabled]}
     if name == "seaweedfs":
         return {"buckets": s3_buckets(registry)}
     if name == "caddy":
@@ -181,7 +184,8 @@ def service_contracts(registry: Any, stack: Any) -> Dict[str, Dict[str, Any]]:
     basic_auth = basic_auth_users(registry, stack["master"], stack["overrides"], stack["admin_email"],
                                   versions=stack["versions"])
     volumes = _volumes(registry)
-    peers = {name: {"enabled": name in _enabled(registry), "host": ends["host"], "container": ends["container"],
+    enabled = _enabled(registry)
+    peers = {name: {"enabled": name in enabled, "host": ends["host"], "container": ends["container"],
                     "port": ends["port"],
                     "url": f"http://{ends['host']}:{ends['port']}" if ends["port"] is not None else "",
                     "hostname": hostnames.get(name, "")}
@@ -221,7 +225,7 @@ def service_contracts(registry: Any, stack: Any) -> Dict[str, Dict[str, Any]]:
         if name in basic_auth:
             contract["basic_auth"] = {"user": basic_auth[name]["user"], "password": basic_auth[name]["password"]}
         contract.update(_logins(name, svc, endpoints, stack, data_secrets, tenants, users))
-        contract.update(_served(name, registry, stack, endpoints, basic_auth))
+        contract.update(_served(name, registry, stack, endpoints, basic_auth, {"postgres": tenants, "mongodb": users}))
         contracts[name] = contract
     if "duplicati" in contracts:
         contracts["duplicati"].update(backup_sources(registry))
