@@ -20,8 +20,10 @@ sys.path.insert(0, str(PROJECT / "collections"))
 from ansible_collections.borgstack.stack.plugins.filter.secrets import stack_secret  # noqa: E402
 from leak_scan import describe, find_leaks  # noqa: E402
 
-HOST = "borgstack-mol-stack"
-PUBLIC_IP = "198.51.100.31"
+# A developer may run a private copy of the scenario beside another one (scripts/molecule-private.sh): its host name
+# and address come from the environment; CI runs the scenario as committed.
+HOST = os.environ.get("BORGSTACK_MOL_HOST", "borgstack-mol-stack")
+PUBLIC_IP = os.environ.get("BORGSTACK_MOL_IP", "198.51.100.31")
 __all__ = ["PROJECT", "PUBLIC_IP", "HOST", "VALIDATION_PLAY", "Run", "run_site", "changed_tasks", "inspect",
            "env_file", "DERIVED", "lab_master", "host_secrets", "assert_no_leak", "public_ip", "root_cert",
            "ROOT_CERT", "secret_versions", "SECRET_VERSIONS_FILE", "derived"]

@@ -13,7 +13,7 @@ import re
 import shlex
 import subprocess
 
-from conftest import assert_no_leak, changed_tasks, inspect, public_ip, run_site
+from conftest import HOST, assert_no_leak, changed_tasks, inspect, public_ip, run_site
 from test_data_redis_seaweedfs import (  # noqa: F401  pylint: disable=unused-import
     INTERNAL_NETWORK, S3_CLIENT, SEAWEEDFS, _redis_cli, redis_password)
 
@@ -91,11 +91,11 @@ def _tenant_login(host, password: str) -> bool:
 def _https_status(host) -> str:
     host.check_output("cat /opt/borgstack/services/caddy/root.crt > /tmp/borgstack-root.crt")
     ca = host.file("/tmp/borgstack-root.crt").content_string
-    with open("/tmp/borgstack-mol-stack-root.crt", "w", encoding="utf-8") as f:
+    with open(f"/tmp/{HOST}-root.crt", "w", encoding="utf-8") as f:
         f.write(ca)
     out = subprocess.run(
         ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20",
-         "--resolve", f"n8n.lab.borgstack.test:443:{public_ip(host)}", "--cacert", "/tmp/borgstack-mol-stack-root.crt",
+         "--resolve", f"n8n.lab.borgstack.test:443:{public_ip(host)}", "--cacert", f"/tmp/{HOST}-root.crt",
          "https://n8n.lab.borgstack.test/healthz/readiness"],
         capture_output=True, text=True, check=False)
     return out.stdout.strip()
