@@ -177,7 +177,7 @@ def _whatsapp_errors(whatsapp: Any, where: str) -> List[str]:
 
 
 def _channels(settings: Dict[str, Any]) -> List[str]:
-    return [name for name in ("email", "telegram", "whatsapp") if settings.get(name) not in (None, {}, "")]
+    return [name for name in ("email", "telegram", "whatsapp") if settings.get(name) is not None]
 
 
 def alerting_errors(settings: Any, secrets: Optional[Dict[str, Any]] = None,
@@ -365,13 +365,14 @@ def amtool_matchers(matchers: Any) -> List[str]:
         raise AnsibleFilterError("silence_matchers: must be a list of {name, value, isRegex} mappings")
     out = []
     for matcher in matchers:
-        if not isinstance(matcher, dict) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(matcher.get("name"))):
+        name = matcher.get("name") if isinstance(matcher, dict) else None
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise AnsibleFilterError(f"silence_matchers: {matcher!r} needs a label name (letters, digits, _)")
         value = str(matcher.get("value", ""))
         operator = ("=~" if matcher.get("isRegex") else "=") if matcher.get("isEqual", True) else \
             ("!~" if matcher.get("isRegex") else "!=")
         escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        out.append(f'{matcher["name"]}{operator}"{escaped}"')
+        out.append(f'{name}{operator}"{escaped}"')
     return out
 
 
