@@ -114,9 +114,27 @@ def _authenticator(server, session, envelope, mechanism, auth_data):  # pylint: 
 
 
 def _tls_files(tmp: Path) -> ssl.SSLContext:
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(tmp / "smtp.key"),
-                    "-out", str(tmp / "smtp_ca.pem")], check=True, capture_output=True, timeout=60)
+    """A throwaway self-signed certificate for 127.0.0.1 (cryptography, which ansible-core requires): the server's
+    certificate, and the CA file Alertmanager trusts (smtp_ca.pem)."""
+    # pylint: disable=import-outside-toplevel
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    (tmp / "smtp_ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp / "smtp.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tmp / "smtp_ca.pem", tmp / "smtp.key")
     return context
