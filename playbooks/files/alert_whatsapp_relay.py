@@ -149,7 +149,7 @@ def make_handler(relay: Relay) -> type:
 
 def main() -> None:
     relay = Relay(dict(os.environ))
-    host, _, port = (os.environ.get("RELAY_LISTEN") or "0.0.0.0:9099").rpartition(":")
+    host, _sep, port = (os.environ.get("RELAY_LISTEN") or "0.0.0.0:9099").rpartition(":")
     server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), make_handler(relay))
     server.daemon_threads = True
     sys.stderr.write(f"alert relay listening on {host}:{server.server_address[1]}\n")

@@ -153,8 +153,8 @@ def _telegram_errors(telegram: Any, where: str, secrets: Optional[Dict[str, Any]
                       "that getUpdates shows after you send the bot a message (docs/monitoramento-canais.md)")
     if secrets is not None:
         token = secrets.get("telegram_bot_token")
-        if not secrets.get("telegram_bot_token_file") and not (isinstance(token, str)
-                                                                and TELEGRAM_TOKEN_RE.fullmatch(token)):
+        token_ok = isinstance(token, str) and TELEGRAM_TOKEN_RE.fullmatch(token)
+        if not secrets.get("telegram_bot_token_file") and not token_ok:
             shown = "missing" if not token else "not of the shape <digits>:<35 letters, digits, _ or ->"
             errors.append(f"{variable}_telegram_bot_token: the Telegram bot token is {shown}; paste the whole token "
                           "@BotFather gave (e.g. 123456789:AA...), in the vault")

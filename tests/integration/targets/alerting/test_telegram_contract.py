@@ -50,8 +50,8 @@ def test_accepts_what_alertmanager_sends(base: str) -> None:
         "parse_mode": "HTML", "disable_web_page_preview": "true"})
     assert status == 200 and body["ok"] is True
     assert body["result"]["chat"]["id"] == CHAT and body["result"]["text"] == "🔴 PROBLEMA: uso > 85 % & n'importe\nx"
-    status, body = _post(f"{base}/bot{TOKEN}/sendMessage", {"chat_id": CHAT, "text": "ok", "disable_notification":
-                                                           True}, form=True)
+    form = {"chat_id": CHAT, "text": "ok", "disable_notification": True}
+    status, body = _post(f"{base}/bot{TOKEN}/sendMessage", form, form=True)
     assert status == 200, body
 
 

@@ -69,8 +69,7 @@ def test_full_settings_pass():
     _with("email.smtp_port", 465),
     _with("email.smtp_port", "587"),
     _with("email.to", ["dono@empresa.com.br", "socio@empresa.com.br"]),
-    _with("email.username", _DROP) | {"email": {**_with("email.username", _DROP)["email"], "starttls": False,
-                                                 "smtp_port": 25}},
+    {"email": {**_with("email.username", _DROP)["email"], "starttls": False, "smtp_port": 25}},
     _with("whatsapp.instance", "alertas"),
     {**FULL, "group_wait": "30s", "group_interval": "5m", "repeat_interval": "1h30m"},
 ])
