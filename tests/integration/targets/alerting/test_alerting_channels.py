@@ -335,3 +335,35 @@ def test_silence_playbook_check_create_then_keep(stack: Dict[str, Any], tmp_path
     assert timedelta(minutes=110) < ends - datetime.now(timezone.utc) <= timedelta(minutes=120)
     assert _playbook(stack, tmp_path)["changed"] == 0
     assert [s["id"] for s in _silences(stack)] == [silences[0]["id"]]
+
+
+VARIANTS = {
+    "email-465-no-login": ({"email": {"smtp_host": "smtp.example.com", "smtp_port": 465, "from": "a@example.com",
+                                      "to": ["b@example.com", "c@example.com"]}}, {}),
+    "email-relay-25": ({"email": {"smtp_host": "relay.lan", "smtp_port": 25, "from": "a@lan.example",
+                                  "to": "b@lan.example", "starttls": False}}, {"smtp_ca_file": f"{MOUNT}/ca.pem"}),
+    "telegram-group": ({"telegram": {"chat_id": "-1001234567890"}, "repeat_interval": "1d"},
+                       {"telegram_bot_token": BOT_TOKEN}),
+    "telegram-whatsapp": ({"telegram": {"chat_id": 42}, "whatsapp": {"number": OWNER}},
+                          {"telegram_bot_token": BOT_TOKEN, "whatsapp_relay_url": "http://borgstack-alert-relay:9099/alert"}),
+    "no-channel": ({}, {}),
+}
+
+
+def test_every_variant_is_valid_for_alertmanager_0_25(tmp_path: Path) -> None:
+    """amtool check-config (Alertmanager 0.25's own parser) accepts what the filter renders for the other channel
+    combinations too (implicit TLS, a relay without login, a group chat, no channel at all)."""
+    require_docker_images(IMAGE)
+    tmp_path.chmod(0o755)
+    names = []
+    for name, (settings, secrets) in VARIANTS.items():
+        path = tmp_path / f"{name}.yml"
+        path.write_text(yaml.safe_dump(json.loads(json.dumps(alertmanager_config(settings, secrets))),
+                                       allow_unicode=True), encoding="utf-8")
+        path.chmod(0o644)
+        names.append(f"{MOUNT}/{name}.yml")
+    done = subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{tmp_path}:{MOUNT}:ro",
+                           "--entrypoint", "amtool", IMAGE, "check-config", *names],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("SUCCESS") == len(VARIANTS), done.stdout
