@@ -265,6 +265,9 @@ def _mail_text(entry: Dict[str, Any]) -> str:
 
 def test_five_alerts_arrive_once_on_every_channel_then_resolve(stack: Dict[str, Any]) -> None:
     mailbox, telegram, evolution = stack["mailbox"], stack["telegram"], stack["evolution"]
+    # Evolution API fails the first sendText (500): the relay answers 502 and Alertmanager must retry.
+    evolution.add_fault({"service": "evolution", "method": "POST", "path_regex": "^/message/sendText/", "status": 500,
+                         "times": 1})
     _http(f"{stack['url']}/api/v2/alerts", _alerts(None))
 
     _wait("the firing e-mail, Telegram message and WhatsApp text",
@@ -285,6 +288,8 @@ def test_five_alerts_arrive_once_on_every_channel_then_resolve(stack: Dict[str, 
     assert call["params"]["parse_mode"] == "HTML" and str(call["params"]["chat_id"]) == str(CHAT_ID)
     assert call["text"].count("PROBLEMA") == 5 and "(uso > 85 %)" in call["text"] and IMPACT in call["text"]
 
+    send_calls = [c for c in evolution.calls if "/message/sendText/" in str(c.get("path"))]
+    assert [c.get("status") for c in send_calls[:2]] == [500, 201], send_calls[:2]
     sent = evolution.sent[0]
     assert sent["number"] == OWNER[1:]
     assert sent["text"].count("🔴 *PROBLEMA*") == 5 and f"*Primeiro passo:* {ACTION}" in sent["text"]
