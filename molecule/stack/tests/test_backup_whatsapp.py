@@ -202,7 +202,9 @@ def whatsapp(host):
     units = redis_key_spaces(service_registry(defaults, services))
     assert [u["service"] for u in units] == ["evolution_api"], units
     host.run_test(f"install -m 0700 -d {WORK}")
-    host.run_test(f"docker exec {PG} psql -U postgres -X -q -v ON_ERROR_STOP=1 -c 'CREATE ROLE evolution_api LOGIN'"
+    host.run_test(f"docker exec {PG} dropdb -U postgres --if-exists --force evolution")
+    host.run_test(f"docker exec {PG} psql -U postgres -X -q -v ON_ERROR_STOP=1 -c 'DROP ROLE IF EXISTS evolution_api'"
+                  f" -c 'CREATE ROLE evolution_api LOGIN'"
                   f" -c 'CREATE DATABASE evolution OWNER evolution_api'")
     inserts = "".join(
         f"INSERT INTO \"Instance\" (id, name, \"ownerJid\", integration, token, \"clientName\") VALUES "
