@@ -88,8 +88,8 @@ def _instance(number: int) -> Dict[str, object]:
     fields = {
         "pre-key-1": {"private": _buffer(f"pk1p{number}"), "public": _buffer(f"pk1u{number}")},
         "pre-key-2": {"private": _buffer(f"pk2p{number}"), "public": _buffer(f"pk2u{number}")},
-        f"session-55119876{number:04d}.0": {"_sessions": {_buffer(f"s{number}")["data"]: {"registrationId": 4711}},
-                                             "version": "v1"},
+        f"session-55119876{number:04d}.0": {
+            "_sessions": {_buffer(f"s{number}")["data"]: {"registrationId": 4711}}, "version": "v1"},
         f"sender-key-120363{number:06d}@g.us::55119876{number:04d}::0": [{"senderKeyId": 1, "senderChainKey": {
             "iteration": 3, "seed": _buffer(f"ck{number}")["data"]}}],
         "app-state-sync-key-AAAAAJ0y": {"keyData": _buffer(f"as{number}"), "timestamp": "1733400000000"},
@@ -238,7 +238,7 @@ def whatsapp(host):
 
 
 def test_the_dump_set_holds_the_session_as_one_unit(host, whatsapp):
-    assert len(whatsapp["keys"]) == 2 and all(not ttl for _, _, ttl in whatsapp["keys"].values()), whatsapp["keys"]
+    assert len(whatsapp["keys"]) == 2 and all(not key[2] for key in whatsapp["keys"].values()), whatsapp["keys"]
     newest = f"{BACKUP_DIR}/{whatsapp['set']}"
     manifest = json.loads(host.file(f"{newest}/manifest.json").content_string)
     assert manifest["postgresql"]["tenants"]["evolution_api"] == {"database": "evolution",

@@ -120,7 +120,7 @@ class Redis:
             return data[:-2]
         if kind == b"*":
             size = int(rest)
-            return None if size < 0 else [self.read() for _ in range(size)]
+            return None if size < 0 else [self.read() for _item in range(size)]
         raise BackupError(f"unexpected Redis reply {line[:20]!r}")
 
     def call(self, *args: Any) -> Any:
@@ -175,7 +175,7 @@ def value_digest(kind: str, value: Any) -> Tuple[str, int]:
 def read_key(conn: Redis, key: bytes, with_dump: bool) -> Optional[Dict[str, Any]]:
     """A key's type, expiry, value digest (and DUMP payload), read in one MULTI/EXEC so that they agree; None when
     the key vanished meanwhile."""
-    for _ in range(3):
+    for _attempt in range(3):
         kind = conn.call("TYPE", key).decode()
         if kind == "none":
             return None

@@ -532,8 +532,8 @@ def test_only_evolution_api_sessions_survive_a_restore_in_the_shipped_registry()
 
 
 def test_key_spaces_of_enabled_services_with_restore_true_in_registry_order():
-    reg = registry(n8n={"redis_keys": {"queue": {"restore": True}, "extra": {"match": ["a:*", "b"], "restore": True,
-                                                                               "why": "w"}}})
+    extra = {"match": ["a:*", "b"], "restore": True, "why": "w"}
+    reg = registry(n8n={"redis_keys": {"queue": {"restore": True}, "extra": extra}})
     assert contract.redis_key_spaces(reg) == [
         {"service": "n8n", "db": 0, "spaces": {"queue": ["bull:*"], "extra": ["a:*", "b"]}},
         {"service": "evolution_api", "db": 3, "spaces": {"session": ["*:instance:*"]}}]
