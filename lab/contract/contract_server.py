@@ -18,6 +18,9 @@ Listeners (one process): 8080 Evolution API, 3000 Chatwoot, 9000 control API (JS
   Chatwoot UI: the message is stored and Chatwoot's ``message_created`` webhook is sent (needs
   CHATWOOT_WEBHOOK_URL);
 - ``GET /_webhooks`` the webhooks the fake Chatwoot sent (url, payload, status, error);
+- ``POST /_chatwoot/agent_message`` also takes ``attachments: [{file_name, content_type, base64}]`` (files the agent
+  attaches); ``POST /_evolution/media`` ``{id, base64}``: the file WhatsApp holds for received media message ``id``
+  (what getBase64FromMediaMessage returns); ``GET /_blob/{key}``: a stored attachment's bytes (base64);
 - ``POST /_http`` ``{method, url, headers, body}``: make an HTTP request from this container (tests use it to reach
   n8n on the internal network) and answer ``{status, headers, body}``;
 - ``GET /_health``.
