@@ -318,7 +318,7 @@ if (step === 'search' || step === 'search_again') {
 } else {
   throw new Error(`unknown step ${step}`);
 }
-request.url = cfg.url + request.path;
+if (!request.url) request.url = cfg.url + request.path;
 return [{ json: { step, state, attempt, request } }];
 """
 ADVANCE_CHATWOOT = r"""

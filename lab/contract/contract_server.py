@@ -18,8 +18,8 @@ Listeners (one process): 8080 Evolution API, 3000 Chatwoot, 9000 control API (JS
   Chatwoot UI: the message is stored and Chatwoot's ``message_created`` webhook is sent (needs
   CHATWOOT_WEBHOOK_URL);
 - ``GET /_webhooks`` the webhooks the fake Chatwoot sent (url, payload, status, error);
-- ``POST /_chatwoot/agent_message`` also takes ``attachments: [{file_name, content_type, base64}]`` (files the agent
-  attaches); ``POST /_evolution/media`` ``{id, base64}``: the file WhatsApp holds for received media message ``id``
+- ``POST /_chatwoot/agent_message`` also takes ``attachments: [{file_name, content_type, base64, size}]`` (files the
+  agent attaches; ``size`` pads the file with zero bytes); ``POST /_evolution/media`` ``{id, base64}``: the file WhatsApp holds for received media message ``id``
   (what getBase64FromMediaMessage returns); ``GET /_blob/{key}``: a stored attachment's bytes (base64);
 - ``POST /_http`` ``{method, url, headers, body}``: make an HTTP request from this container (tests use it to reach
   n8n on the internal network) and answer ``{status, headers, body}``;
@@ -1265,9 +1265,12 @@ def make_control(contract: Contract) -> type[BaseHTTPRequestHandler]:
                     # the agent attaches a file in the dashboard (which refuses files over 40 MB by itself)
                     if not isinstance(item, dict) or not is_base64(item.get("base64")) or not item.get("file_name"):
                         raise ValueError("attachments: [{file_name, content_type, base64}]")
+                    data = base64.b64decode(item["base64"])
+                    # size: the file padded with zero bytes to that length (a big file without megabytes of JSON)
+                    data += bytes(max(0, int(item.get("size") or 0) - len(data)))
                     files.append({"name": "attachments[]", "filename": item["file_name"],
                                   "content_type": item.get("content_type") or "application/octet-stream",
-                                  "data": base64.b64decode(item["base64"])})
+                                  "data": data})
                 msg = contract.create_message(conv, {"content": body.get("content", ""),
                                                      "message_type": body.get("message_type", "outgoing"),
                                                      "private": bool(body.get("private", False)),

@@ -282,15 +282,16 @@ class Contract:
         return base64.b64decode(self.control("GET", f"/_blob/{key}")["body"]["base64"])
 
     def agent_attachments(self, conversation_id: int, content: str,
-                          files: list[tuple[str, str, bytes]]) -> dict[str, Any]:
+                          files: list[tuple[str, str, bytes]], pad_to: int = 0) -> dict[str, Any]:
         """An agent sends ``files`` ([(file name, content type, bytes)]) with ``content`` from the dashboard:
-        stored as attachments, message_created (with attachments[]) sent to n8n."""
+        stored as attachments, message_created (with attachments[]) sent to n8n. ``pad_to``: each file padded with
+        zero bytes to that size by the server (a big file without megabytes through docker exec)."""
         import base64  # pylint: disable=import-outside-toplevel
 
         return self.control("POST", "/_chatwoot/agent_message", {
             "conversation_id": conversation_id, "content": content,
-            "attachments": [{"file_name": n, "content_type": t, "base64": base64.b64encode(d).decode()}
-                            for n, t, d in files]})["body"]
+            "attachments": [{"file_name": n, "content_type": t, "base64": base64.b64encode(d).decode(),
+                             "size": pad_to} for n, t, d in files]})["body"]
 
     def post_to_n8n(self, path: str, payload: Any, headers: dict[str, str] | None = None, timeout: float = 60,
                     base_url: str = N8N_URL) -> tuple[int | None, Any]:
