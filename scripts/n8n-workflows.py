@@ -85,8 +85,7 @@ def fetch_file(wf, name, pos):
     return node(wf, name, "n8n-nodes-base.httpRequest", 4.2, {
         "url": "={{ $json.request.url }}",
         "options": {"response": {"response": {"fullResponse": True, "neverError": True, "responseFormat": "file"}},
-                    "timeout": 60000}},
-        pos, onError="continueRegularOutput")
+                    "timeout": 60000}}, pos, onError="continueRegularOutput")
 
 
 def file_to_base64(wf, name, pos):

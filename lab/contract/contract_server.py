@@ -19,7 +19,8 @@ Listeners (one process): 8080 Evolution API, 3000 Chatwoot, 9000 control API (JS
   CHATWOOT_WEBHOOK_URL);
 - ``GET /_webhooks`` the webhooks the fake Chatwoot sent (url, payload, status, error);
 - ``POST /_chatwoot/agent_message`` also takes ``attachments: [{file_name, content_type, base64, size}]`` (files the
-  agent attaches; ``size`` pads the file with zero bytes); ``POST /_evolution/media`` ``{id, base64}``: the file WhatsApp holds for received media message ``id``
+  agent attaches; ``size`` pads the file with zero bytes); ``POST /_evolution/media`` ``{id, base64}``: the file
+  WhatsApp holds for received media message ``id``
   (what getBase64FromMediaMessage returns); ``GET /_blob/{key}``: a stored attachment's bytes (base64);
 - ``POST /_http`` ``{method, url, headers, body}``: make an HTTP request from this container (tests use it to reach
   n8n on the internal network) and answer ``{status, headers, body}``;
@@ -37,7 +38,6 @@ The module also holds builders of the webhook payloads the real applications sen
 from __future__ import annotations
 
 import base64
-import binascii
 import email.parser
 import email.policy
 import hashlib
@@ -750,7 +750,6 @@ class Evolution:
                                 "at": time.time(), "response": sent})
         return 201, sent
 
-
     def _sent_message(self, number: str, message: dict[str, Any], message_type: str) -> dict[str, Any]:
         digits = re.sub(r"\D", "", number.split("@")[0])
         if not digits:
@@ -768,7 +767,7 @@ class Evolution:
             raise self.error(400, "Bad Request", [f"{what}: the contract does not fetch URLs"],
                              f"validation: {what} is a URL (the lab has no internet to fetch it from)")
         if not is_base64(media):
-            raise self.error(400, "Bad Request", [f"Owned media must be a url or base64"],
+            raise self.error(400, "Bad Request", ["Owned media must be a url or base64"],
                              f"validation: {what} is neither a URL nor base64")
         return base64.b64decode(media)
 

@@ -344,7 +344,10 @@ def test_whatsapp_media_arrive_in_chatwoot_as_attachments(clean):
     for n, (kind, fields, data, name) in enumerate(MEDIA_IN):
         message_id = f"MEDIA{n}"
         clean.whatsapp_media(message_id, data)
-        expected[message_id] = (kind, fields, data, name or f"{message_id}.{ {'image/jpeg': 'jpeg', 'audio/ogg; codecs=opus': 'oga', 'video/mp4': 'mp4', 'image/webp': 'webp'}.get(fields['mimetype'], 'pdf')}")
+        # getBase64FromMediaMessage names a file without a name <key.id>.<mime-types extension>
+        extension = {"image/jpeg": "jpeg", "audio/ogg; codecs=opus": "oga", "video/mp4": "mp4",
+                     "image/webp": "webp"}.get(fields["mimetype"], "pdf")
+        expected[message_id] = (kind, fields, data, name or f"{message_id}.{extension}")
         post(clean, EVOLUTION_HOOK, media_message(number, message_id, kind, len(data), **fields))
     post(clean, EVOLUTION_HOOK, media_message(number, "HUGE1", "videoMessage", 41 * 1024 * 1024,
                                               mimetype="video/mp4"))
@@ -389,7 +392,7 @@ def test_agent_attachments_reach_whatsapp_as_media(clean):
     post(clean, EVOLUTION_HOOK, incoming(number, "oi", "MEDIAOUT1"))
     conversation = wait_for("the conversation", lambda: chatwoot(clean, "conversations"))[0]
     conv_id = conversation.get("display_id", conversation["id"])
-    clean.agent_attachments(conv_id, "segue o material", list((n, t, d) for n, t, d, _ in MEDIA_OUT))
+    clean.agent_attachments(conv_id, "segue o material", [(n, t, d) for n, t, d, _call in MEDIA_OUT])
     clean.agent_attachments(conv_id, "", [("grande.png", "image/png", b"\x89PNG\r\n\x1a\n")], pad_to=6 * 1024 * 1024)
     wait_for("four media sent and the note", lambda: len([s for s in sent(clean) if s.get("kind")]) == 4 and [
         m for m in chatwoot(clean, "messages") if m["private"]], timeout=90)

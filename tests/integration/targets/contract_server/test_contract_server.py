@@ -546,8 +546,8 @@ def test_send_media_and_audio_store_the_bytes(srv):
     assert status == 201 and body["message"]["audioMessage"]["ptt"] is True, body
     sent = srv.control("GET", "/_state")[1]["evolution"]["sent"]
     digest = __import__("hashlib").sha256(PNG).hexdigest()
-    assert [(s["kind"], s["sha256"], s["size"]) for s in sent] == [("media", digest, len(PNG)),
-                                                                      ("audio", digest, len(PNG))]
+    wanted = [("media", digest, len(PNG)), ("audio", digest, len(PNG))]
+    assert [(s["kind"], s["sha256"], s["size"]) for s in sent] == wanted
     assert "sha256" in srv.last_call()["body"]["audio"], "the call log must not keep the file"
 
 
