@@ -92,6 +92,16 @@ def marked_blocks(paths: list[Path], root: Path) -> list[Block]:
     return out
 
 
+FUNCTION = re.compile(r"^[a-z_][a-z0-9_]*\(\) \{.*\}\s*$")
+
+
+def definitions(block: Block, every: list[Block]) -> list[str]:
+    """The one-line shell functions that marked blocks earlier on the same page define (the page says "to talk to
+    Redis: redis() {…}" once and uses ``redis`` further down): the operator's shell still has them."""
+    return [line for other in every if other.doc == block.doc and other.line < block.line
+            for line in other.lines if FUNCTION.match(line)]
+
+
 def unknown_placeholders(block: Block) -> list[str]:
     return sorted({p for line in block.lines for p in PLACEHOLDER.findall(line.split(" #")[0])
                    if p not in PLACEHOLDERS})

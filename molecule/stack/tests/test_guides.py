@@ -29,7 +29,7 @@ from conftest import PROJECT, ROOT_CERT, public_ip
 
 sys.path.insert(0, str(PROJECT / "molecule" / "shared"))
 # pylint: disable=wrong-import-position,import-error
-from guide_commands import Block, describe_failure, marked_blocks, quote, script  # noqa: E402
+from guide_commands import Block, definitions, describe_failure, marked_blocks, quote, script  # noqa: E402
 
 DOCS = sorted((PROJECT / "docs").glob("*.md"))
 BLOCKS = marked_blocks(DOCS, PROJECT)
@@ -38,8 +38,10 @@ DOMAIN = LAB_VARS["borgstack_domain"]
 VALUES = {"<seu-domínio>": DOMAIN, "<serviço>": "n8n", "<contêiner>": "n8n"}
 
 
-def _prelude(host) -> str:
+def _prelude(host, block: Block | None = None) -> str:
     return "\n".join([
+        # Functions the page defined in an earlier block (the operator's shell still has them).
+        *(definitions(block, BLOCKS) if block else []),
         # The test is root: sudo runs the command; `sudo -i` (the guide's "become root") is this shell.
         'sudo() { if [ "${1:-}" = -i ]; then return 0; fi; "$@"; }',
         # The stack's names as DNS would give them, and the lab's CA (a real server's certificate is public).
@@ -49,7 +51,7 @@ def _prelude(host) -> str:
 
 
 def _run(host, block: Block):
-    return host.run(f"timeout 60 {quote(script(block, VALUES, _prelude(host)))}")
+    return host.run(f"timeout 60 {quote(script(block, VALUES, _prelude(host, block)))}")
 
 
 def test_the_guides_mark_commands_to_run():

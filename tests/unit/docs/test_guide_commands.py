@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "molecule" / "shared"))
 # pylint: disable=wrong-import-position,import-error
-from guide_commands import PLACEHOLDERS, blocks, describe_failure, marked_blocks, script, unknown_placeholders  # noqa: E402
+from guide_commands import (PLACEHOLDERS, blocks, definitions, describe_failure, marked_blocks, script,
+                            unknown_placeholders)  # noqa: E402
 
 PAGE = """# Página
 
@@ -109,3 +110,13 @@ def test_a_block_that_works_passes():
 def test_the_guides_marked_blocks_use_known_placeholders():
     for block in marked_blocks(sorted((ROOT / "docs").glob("*.md")), ROOT):
         assert not unknown_placeholders(block), f"{block.doc}:{block.line}: {unknown_placeholders(block)}"
+
+
+def test_functions_defined_earlier_on_the_page_are_kept():
+    page = "```bash seguro\nr() { echo \"$@\"; }\nr a\n```\n```bash\nu() { :; }\n```\n```bash seguro\nr b\n```\n"
+    found = blocks(page, "p.md")
+    marked = [b for b in found if b.marked]
+    assert definitions(marked[1], marked) == ['r() { echo "$@"; }']
+    assert not definitions(marked[0], marked)
+    other = blocks("```bash seguro\nr c\n```\n", "q.md")
+    assert not definitions(other[0], marked + other)
