@@ -4,12 +4,13 @@
 # the machine they ran on (nproc, RAM, load). Prints figures; asserts nothing about time. docs/desempenho.md explains
 # each measurement and keeps the figures.
 #   scripts/benchmark-targets.sh [--host NAME] [--ip ADDRESS] [--domain DOMAIN] [--duration S] [--rate R]
-#                                [--only LIST] [--plan]
+#                                [--only LIST] [--no-save] [--plan]
 #     --host     the lab host (a container of lab/lab.sh or of a molecule scenario; default borgstack-lab)
 #     --ip       its public-looking address (default: what `lab/lab.sh address HOST` prints)
 #     --domain   borgstack_domain of its inventory (default lab.borgstack.test)
 #     --duration seconds of each HTTP load (default 30); --rate the webhook's requests/s (default 100)
 #     --only     comma-separated subset of: webhook,caddy,directus,redis,postgresql (default all)
+#     --no-save  the benchmark's workflow does not save its successful executions (n8n saves them all by default)
 #     --plan     print what would be measured, with which settings, and exit (touches nothing)
 # Load tools (Debian hey and wrk, installed by scripts/setup-host.sh) run on this machine against the host's public
 # address, as the internet would reach it: hey sends the site's name as Host and TLS SNI; wrk (no SNI option) only
@@ -22,7 +23,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ALL_MEASURES=(webhook caddy directus redis postgresql)
 usage() {
-  sed -n '6,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '6,14p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 die() { echo "benchmark-targets: $*" >&2; exit 2; }
@@ -47,11 +48,11 @@ if kind == "hey":
     codes = {int(c): int(n) for c, n in re.findall(r"^\s*\[(\d{3})\]\s+(\d+) responses", text, re.M)}
     block = text.split("Error distribution:", 1)[1] if "Error distribution:" in text else ""
     transport = sum(int(n) for n in re.findall(r"^\s*\[(\d+)\]\s", block, re.M))
-    bad = sum(n for c, n in codes.items() if not 200 <= c < 300)
     def ms(q):
         return f"{float(lat[q]) * 1000:.0f}" if q in lat else "-"
+    other = ",".join(f"{c}:{n}" for c, n in sorted(codes.items()) if not 200 <= c < 300) or "0"
     print(f"requests={sum(codes.values()) + transport} rate={float(rate.group(1)) if rate else 0:.1f} "
-          f"p50={ms('50')} p95={ms('95')} p99={ms('99')} non2xx={bad} transport_errors={transport}")
+          f"p50={ms('50')} p95={ms('95')} p99={ms('99')} non2xx={other} transport_errors={transport}")
 elif kind == "pgbench":
     # pgbench -l: client_id transaction_no time_us script_no time_epoch time_us_part; plus its report on stdout
     times = [int(line.split()[2]) / 1000 for line in text.splitlines()
@@ -85,7 +86,7 @@ else:
 PY
 }
 
-HOST=borgstack-lab IP="" DOMAIN=lab.borgstack.test DURATION=30 RATE=100 ONLY="" PLAN=false
+HOST=borgstack-lab IP="" DOMAIN=lab.borgstack.test DURATION=30 RATE=100 ONLY="" PLAN=false SAVE=all
 while (($#)); do
   case $1 in
     --host) HOST=${2:-}; [[ $HOST =~ ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$ ]] || die "--host needs a container name"; shift 2 ;;
@@ -96,6 +97,7 @@ while (($#)); do
     --rate) RATE=${2:-}; [[ $RATE =~ ^[0-9]+$ ]] && ((RATE >= 10 && RATE <= 5000 && RATE % 10 == 0)) \
               || die "--rate needs requests/s, a multiple of 10 in 10..5000"; shift 2 ;;
     --only) ONLY=${2:-}; [[ $ONLY =~ ^[a-z,]+$ ]] || die "--only needs a list"; shift 2 ;;
+    --no-save) SAVE=none; shift ;;
     --plan) PLAN=true; shift ;;
     --summarize) (($# == 3)) || die "--summarize KIND FILE"; summarize "$2" "$3"; exit ;;
     -h|--help) usage ;;
@@ -119,7 +121,7 @@ WORKERS=$((RATE / 2))
 
 if $PLAN; then
   echo "host=$HOST ip=${IP:-(lab/lab.sh address $HOST)} domain=$DOMAIN duration=${DURATION}s rate=${RATE}/s" \
-       "workers=$WORKERS measures=${MEASURES[*]}"
+       "workers=$WORKERS save_success=$SAVE measures=${MEASURES[*]}"
   exit 0
 fi
 
@@ -156,6 +158,10 @@ results=()
 row() { results+=("$(printf '%-34s %-30s %s' "$1" "$2" "$3")"); }
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
+cpu_ticks() {  # cpu_ticks CONTAINER → CPU time (1/100 s) its live processes have used (user + system)
+  on_host docker exec "$1" sh -c 'cat /proc/[0-9]*/stat 2>/dev/null' | awk '{ s += $14 + $15 } END { print s + 0 }'
+}
+
 # --- n8n webhook that writes to PostgreSQL, through Caddy ---------------------------------------------------------
 bench_webhook() {
   local path key wf id answer
@@ -176,9 +182,9 @@ bench_webhook() {
   [ -n "$key" ] || { row "n8n webhook -> PostgreSQL" "" "not measured: the play's API key is missing"; return; }
   printf 'X-N8N-API-KEY: %s\n' "$key" >"$work/api-header"
   unset key
-  python3 - "$path" >"$work/workflow.json" <<'PY'
+  python3 - "$path" "$SAVE" >"$work/workflow.json" <<'PY'
 import json, sys, uuid
-path = sys.argv[1]
+path, save = sys.argv[1], sys.argv[2]
 print(json.dumps({
     "name": f"BorgStack benchmark ({path}, temporary)",
     "nodes": [
@@ -193,7 +199,7 @@ print(json.dumps({
          "credentials": {"postgres": {"id": "BorgStackCrPg001", "name": "BorgStack n8n database"}}},
     ],
     "connections": {"Webhook": {"main": [[{"node": "Insert", "type": "main", "index": 0}]]}},
-    "settings": {"executionOrder": "v1"},
+    "settings": {"executionOrder": "v1", "saveDataSuccessExecution": save},
 }))
 PY
   answer=$(curl_site n8n /api/v1/workflows -H @"$work/api-header" -H 'Content-Type: application/json' \
@@ -202,15 +208,29 @@ PY
   [ -n "$id" ] || { row "n8n webhook -> PostgreSQL" "" "not measured: n8n refused the workflow: ${answer:0:200}"; return; }
   cleanups+=("curl_site n8n /api/v1/workflows/$id -X DELETE -H @$work/api-header")
   curl_site n8n "/api/v1/workflows/$id/activate" -X POST -H @"$work/api-header" -o /dev/null --fail
+  # One request at a time first: the latency with no queue in front of n8n (the floor the load adds to).
+  local single=() i
+  for i in 1 2 3 4 5; do
+    single+=("$(curl_site n8n "/webhook/$path" -o /dev/null --fail -H 'Content-Type: application/json' \
+      --data '{"single":true}' --write-out '%{time_total}' | awk '{printf "%.0f", $1 * 1000}')")
+  done
   # Warm-up: the first answers (route lookup, connection pool, JIT) are not what the target is about.
   hey -z 5s -c 5 -q 2 -m POST -T application/json -d '{"warmup":true}' -host "n8n.$DOMAIN" \
     "https://$IP/webhook/$path" >/dev/null
+  local c before=() after=() cost=()
+  for c in n8n postgresql caddy; do before+=("$(cpu_ticks "borgstack-$c")"); done
   hey -z "${DURATION}s" -c "$WORKERS" -q 2 -m POST -T application/json -d '{"bench":true,"text":"ola"}' \
     -host "n8n.$DOMAIN" "https://$IP/webhook/$path" >"$work/webhook.txt"
-  local s rows
+  for c in n8n postgresql caddy; do after+=("$(cpu_ticks "borgstack-$c")"); done
+  local s rows n
   s=$(summarize hey "$work/webhook.txt")
+  n=$(grep -Eo '^requests=[0-9]+' <<<"$s" | cut -d= -f2)
+  for i in 0 1 2; do cost+=("$(awk -v b="${before[i]}" -v a="${after[i]}" -v n="$n" \
+    'BEGIN { printf "%.0f", (n > 0 ? (a - b) * 10 / n : 0) }')"); done
   rows=$(psql_n8n -c "SELECT count(*) FROM borgstack_bench")
-  row "n8n webhook -> PostgreSQL" "p95 < 500 ms at ${RATE} req/s" "$s rows_written=$rows"
+  row "n8n webhook -> PostgreSQL" "p95 < 500 ms at ${RATE} req/s" "$s rows_written=$rows save_success=$SAVE"
+  row "n8n webhook, one at a time" "" "ms: ${single[*]}"
+  row "  CPU per webhook request (ms)" "" "n8n=${cost[0]} postgresql=${cost[1]} caddy=${cost[2]}"
 }
 
 # --- Caddy's own static answer (HTTP -> HTTPS redirect), and a proxied one over TLS -------------------------------
@@ -221,11 +241,13 @@ bench_caddy() {
 
 # --- Directus API, through Caddy over TLS ---------------------------------------------------------------------------
 bench_directus() {
+  # 25 req/s from one client: Directus' rate limiter (on in the stack, 50 requests/s per client address by default)
+  # answers 429 at 50 and the figure would measure the limiter.
   local endpoint
   curl_site directus /server/ping -o /dev/null --fail
   for endpoint in /server/ping /server/health; do
-    hey -z "${DURATION}s" -c 10 -q 5 -host "directus.$DOMAIN" "https://$IP$endpoint" >"$work/directus.txt"
-    row "Directus GET $endpoint (50 req/s)" "p95 < 200 ms" "$(summarize hey "$work/directus.txt")"
+    hey -z "${DURATION}s" -c 5 -q 5 -host "directus.$DOMAIN" "https://$IP$endpoint" >"$work/directus.txt"
+    row "Directus GET $endpoint (25 req/s)" "p95 < 200 ms" "$(summarize hey "$work/directus.txt")"
   done
 }
 

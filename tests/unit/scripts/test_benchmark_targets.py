@@ -82,15 +82,15 @@ def test_plan_shows_defaults_and_touches_nothing():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ("host=borgstack-lab ip=(lab/lab.sh address borgstack-lab) "
                                      "domain=lab.borgstack.test duration=30s rate=100/s workers=50 "
-                                     "measures=webhook caddy directus redis postgresql")
+                                     "save_success=all measures=webhook caddy directus redis postgresql")
 
 
 def test_plan_takes_every_option():
     result = run("--host", "borgstack-mol-perf", "--ip", "198.51.100.70", "--domain", "exemplo.com.br",
-                 "--duration", "10", "--rate", "200", "--only", "redis,caddy", "--plan")
+                 "--duration", "10", "--rate", "200", "--only", "redis,caddy", "--no-save", "--plan")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ("host=borgstack-mol-perf ip=198.51.100.70 domain=exemplo.com.br duration=10s "
-                                     "rate=200/s workers=100 measures=redis caddy")
+                                     "rate=200/s workers=100 save_success=none measures=redis caddy")
 
 
 @pytest.mark.parametrize("args, says", [
@@ -113,7 +113,7 @@ def test_bad_arguments_are_refused(args, says):
 
 def test_hey_summary(tmp_path):
     got = summary(tmp_path, "hey", HEY)
-    assert got == {"requests": "2948", "rate": "98.5", "p50": "44", "p95": "434", "p99": "912", "non2xx": "3",
+    assert got == {"requests": "2948", "rate": "98.5", "p50": "44", "p95": "434", "p99": "912", "non2xx": "502:3",
                    "transport_errors": "5"}
 
 
