@@ -21,7 +21,6 @@ fails and checks that the failure names its line and command.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
