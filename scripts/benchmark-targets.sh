@@ -164,7 +164,7 @@ cpu_ticks() {  # cpu_ticks CONTAINER → CPU time (1/100 s) its live processes h
 
 # --- n8n webhook that writes to PostgreSQL, through Caddy ---------------------------------------------------------
 bench_webhook() {
-  local path key wf id answer
+  local path key id answer
   if [ "$(psql_n8n -c "SELECT count(*) FROM credentials_entity WHERE id = 'BorgStackCrPg001'")" != 1 ]; then
     row "n8n webhook -> PostgreSQL" "p95 < 500 ms at ${RATE} req/s" \
       "not measured: the play's PostgreSQL credential (BorgStackCrPg001) is missing"
