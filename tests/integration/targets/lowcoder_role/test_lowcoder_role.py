@@ -9,6 +9,13 @@ Lowcoder, and these are NOT exercised:
   MongoDB with the rendered URL (user ``lowcoder``, ``authSource=lowcoder``) and to Redis with the password and index;
 - the superuser being created from LOWCODER_SUPERUSER_USERNAME/_PASSWORD at start-up (read in upstream's
   AddSuperAdminUserImpl at tag 2.7.4, not run), the login page, the curl health check answering;
+- issue 21 item 6 end to end: the read-only mongosh query (tasks/admin_lookup.yml, vars/main.yml) against a real
+  MongoDB, Lowcoder creating the administrator on its first start, the play's second deploy with its own superuser,
+  an operator's password change in the UI surviving a restart and a rerun. No MongoDB or Lowcoder image here: what
+  is checked is the rendered environment in both states (before the administrator exists: the administrators' e-mail
+  with the first password; after: the play's own account, so Lowcoder's reset at every start never touches the
+  administrator's password) and that rendering the handed-over state twice gives the same files (no change on a
+  rerun);
 - the CSP of the registry entry against the real UI (only read from upstream's index.html and client source);
 - the mongodb role creating the user against a real server (tests/integration/targets/mongodb_role says why).
 
@@ -42,6 +49,73 @@ FACTS = yaml.safe_load((HERE / "lowcoder-2.7.4-env.yml").read_text())
 MASTER = "m" * 24 + "Lowcoder-Test-Master-0123456789"
 
 pytestmark = pytest.mark.integration
+
+
+def _derived(purpose: str) -> str:
+    return (f"'{purpose}' | borgstack.stack.stack_secret(borgstack_master_secret, borgstack_secret_overrides, "
+            f"versions=borgstack_secret_versions)")
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["first-start", "handed-over"])
+def handed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Rendered before MongoDB holds the administrator (first start) and after (tasks/admin_lookup.yml sets
+    __lowcoder_admin_exists from MongoDB's answer)."""
+    tmp = tmp_path_factory.mktemp("lowcoder-handed")
+    rendered = render_app(tmp, "lowcoder", app_inventory(tmp, MASTER), play={"vars": {
+        "__lowcoder_admin_exists": request.param}}, wiring={
+        "superuser_password": _derived("lowcoder_superuser_password"),
+        "play_password": _derived("lowcoder_play_password"),
+        "lookup_argv": "__lowcoder_admin_lookup_argv", "lookup_url": "__lowcoder_admin_lookup_url",
+        "mongodb_users": "borgstack_contracts.mongodb.users", "mongodb_endpoint": "borgstack_endpoints.mongodb"})
+    rendered["exists"] = request.param
+    return rendered
+
+
+def test_the_administrator_s_password_is_never_reset_once_the_account_exists(handed):
+    """Lowcoder sets the password of LOWCODER_SUPERUSER_USERNAME at every start (AddSuperAdminUserImpl.
+    addOrUpdateSuperAdmin, from AddSuperAdminRunner's @PostConstruct): once the administrator exists, that variable
+    names the play's own account, so the operator's password survives restarts and reruns."""
+    env, wiring = _env(handed), handed["wiring"]
+    observed = (env["LOWCODER_SUPERUSER_USERNAME"], env["LOWCODER_SUPERUSER_PASSWORD"])
+    if handed["exists"]:
+        assert observed == (f"borgstack-play@{ADMIN.split('@')[1]}", wiring["play_password"])
+    else:
+        assert observed == (ADMIN, wiring["superuser_password"])
+    assert wiring["play_password"] != wiring["superuser_password"] and len(wiring["play_password"]) >= 20
+    # The first password stays in the root-only file the final report points at, whatever the state.
+    assert_secrets_hidden(handed, {"play": wiring["play_password"], "first": wiring["superuser_password"]})
+
+
+def test_a_rerun_in_the_handed_over_state_renders_the_same_files(handed, tmp_path):
+    if not handed["exists"]:
+        pytest.skip("the first-start state is left by the same run (tasks/main.yml deploys again)")
+    again = render_app(tmp_path, "lowcoder", app_inventory(tmp_path, MASTER),
+                       play={"vars": {"__lowcoder_admin_exists": True}}, wiring={})
+    assert _without_tmp(again) == _without_tmp(handed)
+    assert (again["out"] / "secrets.env").read_text() == (handed["out"] / "secrets.env").read_text()
+
+
+def _without_tmp(rendered: dict[str, Any]) -> str:
+    """The normalised Compose file with the render's temporary directory (in the env_file path) blanked."""
+    return json.dumps(rendered["config"], sort_keys=True).replace(str(rendered["tmp"]), "T")
+
+
+def test_the_lookup_asks_mongodb_what_lowcoder_asks_without_a_secret_on_a_command_line(handed):
+    """tasks/admin_lookup.yml: Lowcoder's own query (UserRepository.findByConnections_SourceAndConnections_RawId:
+    connections.source EMAIL, connections.rawId the e-mail; User is @Document, collection "user"), inside the
+    MongoDB container, with Lowcoder's own login passed through docker's environment (``--env NAME``)."""
+    wiring = handed["wiring"]
+    argv, url = wiring["lookup_argv"], urlsplit(wiring["lookup_url"])
+    user = next(u for u in wiring["mongodb_users"] if u["name"] == "lowcoder")
+    assert argv[:5] == ["docker", "exec", "--env", "BORGSTACK_LOWCODER_MONGODB_URL",
+                        wiring["mongodb_endpoint"]["container"]]
+    assert argv[5:10] == ["mongosh", "--quiet", "--norc", "--nodb", "--eval"] and len(argv) == 11
+    script = argv[10]
+    assert "connect(process.env.BORGSTACK_LOWCODER_MONGODB_URL).getCollection('user').countDocuments(" in script
+    assert f"{{'connections.source': 'EMAIL', 'connections.rawId': {json.dumps(ADMIN)}}}" in script
+    assert user["password"] not in " ".join(argv)
+    assert (unquote(url.username), unquote(url.password), url.hostname, url.path, parse_qs(url.query)) == (
+        "lowcoder", user["password"], "127.0.0.1", "/lowcoder", {"authSource": ["lowcoder"]})
 
 
 @pytest.fixture(scope="module")
