@@ -91,6 +91,7 @@ ARGUMENT_SPEC = {
     "password": {"type": "str", "required": True, "no_log": True},
     "timeout": {"type": "int", "default": 30},
 }
+SECRET_OPTIONS = frozenset(name for name, spec in ARGUMENT_SPEC.items() if spec.get("no_log"))
 
 
 def generated(settings: object) -> bool:

@@ -241,7 +241,7 @@ VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
     "cors_star": ({"lowcoder_cors_domains": ["*"]}, "lowcoder_cors_domains a list of origins without '*'"),
     "workspace_mode": ({"lowcoder_workspace_mode": "TEAM"}, "lowcoder_workspace_mode"),
     "root_puid": ({"lowcoder_puid": 0}, "lowcoder_puid / lowcoder_pgid not 0"),
-    "bad_email": ({"borgstack_admin_email": "admin"}, "borgstack_admin_email must be the e-mail Lowcoder's superuser"),
+    "bad_email": ({"borgstack_admin_email": "admin"}, "borgstack_admin_email must be the e-mail Lowcoder's administrator"),
     "small_memory": ({"lowcoder_service": contract(memory_limit_mb=512)},
                      "Lowcoder's memory limit must be 0 or at least 1024 MiB (found 512"),
     "disabled_ignores_bad_values": ({"borgstack_services": {"lowcoder": {"enabled": False}},
