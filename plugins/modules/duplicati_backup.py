@@ -49,8 +49,9 @@ options:
     type: str
   token:
     description:
-      - A pre-authenticated token of the server (one of its C(--webservice-pre-auth-tokens)), sent as
-        C(Authorization: PreAuth <token>). The play's own credential - the web password stays the operator's.
+      - A pre-authenticated token of the server (one of its C(--webservice-pre-auth-tokens)), sent in the
+        C(Authorization) header with the C(PreAuth) scheme. The play's own credential - the web password stays the
+        operator's.
       - One of O(token) or O(password) is required.
     type: str
   password:
