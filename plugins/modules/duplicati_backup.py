@@ -47,10 +47,16 @@ options:
       - Host header to send (a name in the server's allowed host names). Default - the host of O(url) (an IP
         address is always allowed by Duplicati).
     type: str
-  password:
-    description: The web UI password.
+  token:
+    description:
+      - A pre-authenticated token of the server (one of its C(--webservice-pre-auth-tokens)), sent in the
+        C(Authorization) header with the C(PreAuth) scheme. The play's own credential - the web password stays the
+        operator's.
+      - One of O(token) or O(password) is required.
     type: str
-    required: true
+  password:
+    description: The web UI password (logs in with C(POST /api/v1/auth/login)); when O(token) is not given.
+    type: str
   name:
     description: Name of the job (unique, case-insensitive, on the server).
     type: str
@@ -126,11 +132,14 @@ diff:
 import hashlib
 import hmac
 import json
-import urllib.error
 import urllib.parse
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
+from ansible_collections.borgstack.stack.plugins.module_utils._duplicati import (
+    AUTH_ARGUMENT_SPEC,
+    Client,
+    DuplicatiError,
+)
 
 # The options the UI stores without dashes (Duplicati's ngax UI; Runner.ApplyOptions applies both forms).
 PLAIN_OPTIONS = ("encryption-module", "compression-module", "dblock-size", "passphrase")
@@ -138,59 +147,6 @@ SECRET_SETTINGS = ("passphrase",)
 FINGERPRINT_MARK = "borgstack-fingerprint:"
 # What the server answers in place of a secret (Library/RestAPI/Database/Connection.cs PASSWORD_PLACEHOLDER).
 PASSWORD_PLACEHOLDER = "***************"
-
-
-class DuplicatiError(Exception):
-    """A request failed; the message names it and the server's answer."""
-
-
-class Client:
-    """The few REST calls of Duplicati 2.1's API v1 (WebserverCore/Endpoints/V1) a job needs."""
-
-    def __init__(self, url: str, host: str | None, timeout: int) -> None:
-        self.base = url.rstrip("/") + "/api/v1/"
-        self.host = host
-        self.timeout = timeout
-        self.token: str | None = None
-        self.calls: list[str] = []
-
-    def request(self, method: str, path: str, body: object = None) -> object:
-        headers = {"Accept": "application/json"}
-        data = None if body is None else json.dumps(body)
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        if self.host:
-            headers["Host"] = self.host
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        self.calls.append(f"{method} /api/v1/{path.split('?')[0]}")
-        try:
-            response = open_url(self.base + path, data=data, headers=headers, method=method, timeout=self.timeout,
-                                follow_redirects="none")
-            text = response.read().decode()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")
-            try:
-                detail = json.loads(detail).get("Error", detail)
-            except (ValueError, AttributeError):
-                pass
-            raise DuplicatiError(f"{method} /api/v1/{path.split('?')[0]} answered {exc.code}: {detail}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise DuplicatiError(f"cannot reach Duplicati at {self.base}: {exc}") from exc
-        return json.loads(text) if text.strip() else None
-
-    def login(self, password: str) -> None:
-        try:
-            answer = self.request("POST", "auth/login", {"Password": password, "RememberMe": False})
-        except DuplicatiError as exc:
-            if " answered 401" in str(exc):
-                raise DuplicatiError("Duplicati refused the web password (the secret duplicati_web_password: the "
-                                     "server sets it from its secrets file at start-up; restart the container after "
-                                     "changing it)") from exc
-            raise
-        if not isinstance(answer, dict) or not answer.get("AccessToken"):
-            raise DuplicatiError("the login answer has no AccessToken")
-        self.token = answer["AccessToken"]
 
 
 def wanted_settings(params: dict) -> list[dict]:
@@ -220,8 +176,11 @@ def visible(settings: list[dict] | None, secrets_as: str, masked: set | frozense
 def run(module: AnsibleModule) -> dict:
     params = module.params
     client = Client(params["url"], params["host"], params["timeout"])
-    client.login(params["password"])
-    listing = client.request("GET", "backups") or []
+    client.authenticate(params)
+    try:
+        listing = client.request("GET", "backups") or []
+    except DuplicatiError as exc:
+        raise client.explain_401(exc) from exc
     found = [entry["Backup"] for entry in listing
              if entry.get("Backup", {}).get("Name", "").lower() == params["name"].lower()]
     current = None
@@ -302,9 +261,7 @@ def run(module: AnsibleModule) -> dict:
 
 # The options holding secrets are no_log: Ansible masks them in the task's arguments, result and diff.
 ARGUMENT_SPEC = {
-    "url": {"type": "str", "required": True},
-    "host": {"type": "str"},
-    "password": {"type": "str", "required": True, "no_log": True},
+    **AUTH_ARGUMENT_SPEC,
     "name": {"type": "str", "required": True},
     "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
     "description": {"type": "str", "default": ""},
@@ -312,13 +269,13 @@ ARGUMENT_SPEC = {
     "target_url": {"type": "str", "no_log": True},
     "passphrase": {"type": "str", "no_log": True},
     "options": {"type": "dict", "default": {}},
-    "timeout": {"type": "int", "default": 30},
 }
 SECRET_OPTIONS = frozenset(name for name, spec in ARGUMENT_SPEC.items() if spec.get("no_log"))
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
+                           required_one_of=[("token", "password")], mutually_exclusive=[("token", "password")])
     try:
         result = run(module)
     except DuplicatiError as exc:

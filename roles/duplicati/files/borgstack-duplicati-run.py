@@ -4,9 +4,11 @@
 
 Started by systemd after the host backup job's dumps succeeded (ExecStartPost of borgstack-backup.service, a
 drop-in the duplicati role installs), so the job always sends a complete dump set. Reads its settings (the
-container, the UI password, the job's name) from a root-only JSON file - never from its command line - finds the
-container's address on the stack's network (docker inspect), logs in to Duplicati's REST API
-(POST /api/v1/auth/login), starts the job (POST /api/v1/backup/{id}/run), waits until it is no longer active
+container, the play's pre-authenticated token, the job's name) from a root-only JSON file - never from its command
+line - finds the container's address on the stack's network (docker inspect), calls Duplicati's REST API with
+"Authorization: PreAuth <token>" (the server's --webservice-pre-auth-tokens: the play's own credential, so the
+operator's web password can change freely; a configuration with a "password" instead logs in with
+POST /api/v1/auth/login), starts the job (POST /api/v1/backup/{id}/run), waits until it is no longer active
 (GET /api/v1/backup/{id}/isactive) and reads the job's Metadata: success when LastBackupFinished is from this run,
 failure (exit 1, the reason on stderr, so in the journal and in the unit's state) when LastErrorDate is, or when
 the run does not end within the timeout.
@@ -47,7 +49,8 @@ def container_url(cfg: Dict[str, Any]) -> str:
 
 class Api:
     def __init__(self, base: str, host: Optional[str], timeout: int = 30) -> None:
-        self.base, self.host, self.timeout, self.token = base + "/api/v1/", host, timeout, None
+        self.base, self.host, self.timeout = base + "/api/v1/", host, timeout
+        self.authorization: Optional[str] = None
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         request = urllib.request.Request(self.base + path, method=method,
@@ -55,8 +58,8 @@ class Api:
         request.add_header("Content-Type", "application/json")
         if self.host:
             request.add_header("Host", self.host)
-        if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
+        if self.authorization:
+            request.add_header("Authorization", self.authorization)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - our container
                 text = response.read().decode()
@@ -80,10 +83,14 @@ def parse_date(text: Optional[str]) -> Optional[datetime.datetime]:
 
 def run_job(cfg: Dict[str, Any], poll: float = 5.0) -> str:
     api = Api(container_url(cfg), cfg.get("host"))
-    answer = api.call("POST", "auth/login", {"Password": cfg["password"], "RememberMe": False})
-    api.token = (answer or {}).get("AccessToken")
-    if not api.token:
-        raise RunError("Duplicati's login answer has no AccessToken")
+    if cfg.get("token"):
+        api.authorization = f"PreAuth {cfg['token']}"
+    else:
+        answer = api.call("POST", "auth/login", {"Password": cfg["password"], "RememberMe": False})
+        token = (answer or {}).get("AccessToken")
+        if not token:
+            raise RunError("Duplicati's login answer has no AccessToken")
+        api.authorization = f"Bearer {token}"
     jobs = [e["Backup"] for e in api.call("GET", "backups") or []
             if e["Backup"]["Name"].lower() == cfg["job_name"].lower()]
     if not jobs:

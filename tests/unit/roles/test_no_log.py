@@ -46,6 +46,10 @@ from ansible_collections.borgstack.stack.plugins.module_utils._compose_base impo
 from ansible_collections.borgstack.stack.plugins.module_utils._compose_base import SECRET_OPTIONS as COMPOSE_DEPLOY_SECRETS
 from ansible_collections.borgstack.stack.plugins.modules.duplicati_backup import ARGUMENT_SPEC as DUPLICATI_BACKUP_SPEC
 from ansible_collections.borgstack.stack.plugins.modules.duplicati_backup import SECRET_OPTIONS as DUPLICATI_SECRETS
+from ansible_collections.borgstack.stack.plugins.modules.duplicati_first_password import (
+    ARGUMENT_SPEC as DUPLICATI_FIRST_PASSWORD_SPEC,
+    SECRET_OPTIONS as DUPLICATI_FIRST_PASSWORD_SECRETS,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 # Names that say "secret": the words below anywhere, or a name ending in _key (luks_key, n8n_encryption_key,
@@ -64,6 +68,7 @@ FILE_WRITERS = frozenset({"copy", "template"})
 MASKED_OPTIONS: dict[str, tuple[frozenset[str], dict[str, Any]]] = {
     "compose_deploy": (COMPOSE_DEPLOY_SECRETS, COMPOSE_DEPLOY_SPEC),
     "duplicati_backup": (DUPLICATI_SECRETS, DUPLICATI_BACKUP_SPEC),
+    "duplicati_first_password": (DUPLICATI_FIRST_PASSWORD_SECRETS, DUPLICATI_FIRST_PASSWORD_SPEC),
 }
 SLURP = "slurp"
 INCLUDES = frozenset({"include_role", "import_role", "include_tasks", "import_tasks"})
@@ -78,6 +83,10 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
         "secret_version_errors name purposes and never a value (tests/unit/plugins/filter/test_secrets.py), and "
         "no_log would hide why a rotation is refused"),
     ("roles/mongodb/tasks/validate.yml", "Check the users (names only are shown)"): _NAMES_ONLY,
+    ("roles/lowcoder/tasks/admin_lookup.yml", "Check MongoDB's answer"): (
+        "reads rc and stderr of mongosh (the URL with the password reached it through docker's environment, never "
+        "its output) and replaces Lowcoder's MongoDB password in stderr before showing it; no_log would hide why "
+        "MongoDB could not be asked"),
     ("roles/postgresql/tasks/validate.yml", "Check the tenants (names only are shown)"): _NAMES_ONLY,
     ("roles/postgresql/tasks/validate.yml", "Refuse an inventory that still names the server from before the upgrade"): (
         "validation: the slurped record holds only an image, a major version, volume names and a dump path (written "

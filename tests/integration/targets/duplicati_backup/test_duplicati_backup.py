@@ -18,7 +18,14 @@ Checked here, each through the ansible CLI (``ansible localhost -m borgstack.sta
 - no secret in the output, even at -vvv with --diff;
 - the trigger (roles/duplicati/files/borgstack-duplicati-run.py) starts the job, waits and exits 0 on success, 1
   with the reason on a failed run or a missing job;
-- the contract server itself refuses what upstream refuses (so a test passing against it means something).
+- the contract server itself refuses what upstream refuses (so a test passing against it means something);
+- issue 21 item 6, the play never depends on the password the operator may change: Duplicati starts without
+  --webservice-password (so it generates one) and with the play's pre-authenticated token; duplicati_first_password
+  sets the first password once, the operator changes it as the UI does (PUT /api/v1/serversetting/server-passphrase)
+  and restarts the server; then the play's modules and the trigger still work with the token (changed=0), the
+  operator's password is the one that logs in and the first one no longer does. What did not run: Duplicati itself
+  (no image here) - the token option, the generated password and the settings endpoints are those of the contract
+  server, written from the upstream source named in lab/contract/duplicati_contract.py.
 """
 from __future__ import annotations
 
@@ -147,7 +154,8 @@ def test_absent_deletes_the_job(server):
 
 def test_failures_name_the_cause(server):
     wrong = run_module("borgstack.stack.duplicati_backup", _args(server, password="not-the-password-000"))
-    assert wrong.failed and "refused the web password (the secret duplicati_web_password" in wrong.result["msg"]
+    assert wrong.failed and "Duplicati refused the web password (the operator may have changed it" in \
+        wrong.result["msg"]
     host = run_module("borgstack.stack.duplicati_backup", _args(server, host="evil.example.net"))
     assert host.failed and "answered 403: Invalid hostname: evil.example.net" in host.result["msg"]
     assert server.backups == {}
@@ -196,18 +204,20 @@ def test_a_run_with_a_retention_duplicati_cannot_parse_fails(server, tmp_path):
 
 # --- The contract server refuses what upstream refuses -----------------------------------------------------------
 
-def _http(server: Any, method: str, path: str, body: Any = None, token: str | None = None,
-          host: str = HOST) -> tuple[int, Any]:
+def _http(server: Any, method: str, path: str, body: Any = None, token: str | None = None,  # noqa: PLR0913
+          host: str = HOST, authorization: str | None = None) -> tuple[int, Any]:
     request = urllib.request.Request(f"http://127.0.0.1:{server.server_address[1]}{path}", method=method,
                                      data=None if body is None else json.dumps(body).encode())
     request.add_header("Host", host)
     request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
+    if authorization:
+        request.add_header("Authorization", authorization)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             text = response.read().decode()
-            return response.status, (json.loads(text) if text and text[0] in "[{" else text)
+            return response.status, (json.loads(text) if text and text[0] in "[{" else text or None)
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read().decode())
 
@@ -242,3 +252,98 @@ def test_the_contract_server_refuses_what_upstream_refuses(server):
     assert _http(server, "GET", "/api/v1/backup/1", token=token)[1]["Backup"]["Settings"][0]["Value"] == \
         duplicati_contract.PLACEHOLDER
     assert _http(server, "POST", "/api/v1/import", {}, token)[0] == 404
+
+
+# --- Issue 21 item 6: the play's own token; the web password is the operator's ------------------------------------
+
+API_TOKEN = "Play-owned-token_0123456789abcdefghij"
+OPERATOR_PASSWORD = "Operator-chose-this-9876543210"
+
+
+@pytest.fixture()
+def fresh_server():
+    """Started as the role starts it now: no --webservice-password (a generated one), the play's token."""
+    srv = duplicati_contract.start(None, HOST, run_seconds=0.3, pre_auth_tokens=f"short;bad.token.0123;{API_TOKEN}")
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def _first(server: Any, **over: Any) -> dict[str, Any]:
+    return {"url": f"http://127.0.0.1:{server.server_address[1]}", "host": HOST, "token": API_TOKEN,
+            "password": PASSWORD, **over}
+
+
+def _with_token(server: Any, token: str = API_TOKEN) -> dict[str, Any]:
+    """The job module's arguments with the play's token in place of the password."""
+    args = {key: value for key, value in _args(server).items() if key != "password"}
+    return {**args, "token": token}
+
+
+def _login(server: Any, password: str) -> int:
+    return _http(server, "POST", "/api/v1/auth/login", {"Password": password, "RememberMe": False})[0]
+
+
+def test_an_operator_s_new_password_survives_reruns_and_restarts(fresh_server, tmp_path):
+    server = fresh_server
+    assert server.autogenerated and _login(server, PASSWORD) == 401
+    check = run_module("borgstack.stack.duplicati_first_password", _first(server), check=True, diff=True)
+    assert (check.failed, check.changed, check.result["operation"]) == (False, True, "set"), check.output
+    assert server.autogenerated and _writes(server) == []
+    first = run_module("borgstack.stack.duplicati_first_password", _first(server))
+    assert (first.changed, _writes(server)) == (True, ["PUT /api/v1/serversetting/server-passphrase"])
+    assert _login(server, PASSWORD) == 200
+    job = run_module("borgstack.stack.duplicati_backup", _with_token(server))
+    assert job.changed and job.result["operation"] == "create", job.output
+
+    # The operator changes the password as the UI's settings page does, then the server restarts.
+    bearer = _http(server, "POST", "/api/v1/auth/login", {"Password": PASSWORD})[1]["AccessToken"]
+    assert _http(server, "PUT", "/api/v1/serversetting/server-passphrase", OPERATOR_PASSWORD, bearer) == (200, None)
+    server.restart()
+
+    calls = len(server.calls)
+    again = run_module("borgstack.stack.duplicati_first_password", _first(server))
+    steady = run_module("borgstack.stack.duplicati_backup", _with_token(server))
+    assert (again.changed, again.result["operation"], steady.changed, steady.result["operation"]) == (
+        False, "none", False, "none"), again.output + steady.output
+    assert _writes(server, calls) == []
+    # Every call of the play used its token, none the password.
+    assert [c["path"] for c in server.calls[calls:] if c["path"] == "/api/v1/auth/login"] == []
+    ran = _trigger(server, tmp_path, password=None, token=API_TOKEN)
+    assert ran.returncode == 0, ran.stderr
+    assert (_login(server, OPERATOR_PASSWORD), _login(server, PASSWORD)) == (200, 401)
+
+
+def test_a_password_at_start_up_would_undo_the_operator_s(server):
+    """Why the role no longer sets DUPLICATI__WEBSERVICE_PASSWORD: every start sets it again (Server/Program.cs)."""
+    bearer = _http(server, "POST", "/api/v1/auth/login", {"Password": PASSWORD})[1]["AccessToken"]
+    _http(server, "PUT", "/api/v1/serversetting/server-passphrase", OPERATOR_PASSWORD, bearer)
+    server.restart()
+    assert (_login(server, OPERATOR_PASSWORD), _login(server, PASSWORD)) == (401, 200)
+
+
+def test_a_wrong_token_names_the_play_s_secret(fresh_server):
+    wrong = run_module("borgstack.stack.duplicati_first_password", _first(fresh_server, token="Not-the-token-0123456"))
+    assert wrong.failed and "answered 401" in wrong.result["msg"] and "duplicati_api_token" in wrong.result["msg"]
+    short = run_module("borgstack.stack.duplicati_backup", _with_token(fresh_server, "short"))
+    assert short.failed and "at least 10 characters" in short.result["msg"]
+    assert fresh_server.autogenerated and _writes(fresh_server) == []
+
+
+def test_the_contract_server_takes_tokens_and_passwords_as_upstream_does(fresh_server):
+    server = fresh_server
+    preauth = f"PreAuth {API_TOKEN}"
+    assert _http(server, "GET", "/api/v1/serversettings", authorization=preauth)[1]["autogenerated-passphrase"] == \
+        "True"
+    # Dropped at start-up (too short, a '.'), the wrong scheme case, an unknown token: all 401.
+    for authorization in ("PreAuth short", "PreAuth bad.token.0123", f"preauth {API_TOKEN}", "PreAuth x" * 3):
+        assert _http(server, "GET", "/api/v1/serversettings", authorization=authorization)[0] == 401, authorization
+    put = "/api/v1/serversetting/server-passphrase"
+    assert _http(server, "PUT", put, {"Password": "x"}, authorization=preauth)[0] == 400
+    assert _http(server, "PUT", put, "  ", authorization=preauth)[0] == 500
+    assert _http(server, "PUT", "/api/v1/serversetting/disable-signin-tokens", "false", authorization=preauth) == (
+        400, {"Error": "Cannot update disable-signin-tokens setting", "Code": 400})
+    assert server.autogenerated
+    assert _http(server, "PUT", put, OPERATOR_PASSWORD, authorization=preauth) == (200, None)
+    settings = _http(server, "GET", "/api/v1/serversettings", authorization=preauth)[1]
+    assert settings["autogenerated-passphrase"] == "False" and OPERATOR_PASSWORD not in json.dumps(settings)

@@ -32,6 +32,7 @@ real wiring (playbooks/group_vars/all linked into a throwaway inventory) and Dup
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,7 @@ def _render(tmp: Path, settings: dict[str, Any]) -> dict[str, Any]:
                           # The secrets derived here from the master secret as the wiring derived them before the
                           # contract; the host name from the registry.
                           wiring={"password": _derived("duplicati_web_password", 40),
+                                  "token": _derived("duplicati_api_token", 40),
                                   "key": _derived("duplicati_settings_encryption_key", 48),
                                   "passphrase": _derived("duplicati_backup_passphrase", 48),
                                   "sources": "duplicati_sources", "options": "duplicati_options",
@@ -122,7 +124,7 @@ def test_the_variables_duplicati_needs_behind_caddy_are_set(rendered):
     env = _svc(rendered)["environment"]
     assert [name for name in FACTS["must_set"] if not env.get(name)] == []
     observed = {k: env[k] for k in ("DUPLICATI__WEBSERVICE_ALLOWED_HOSTNAMES", "DUPLICATI__SECRET_PROVIDER",
-                                    "DUPLICATI__WEBSERVICE_PASSWORD", "SETTINGS_ENCRYPTION_KEY",
+                                    "DUPLICATI__WEBSERVICE_PRE_AUTH_TOKENS", "SETTINGS_ENCRYPTION_KEY",
                                     "DUPLICATI__REQUIRE_DB_ENCRYPTION_KEY",
                                     "DUPLICATI__WEBSERVICE_DISABLE_SIGNIN_TOKENS")}
     assert observed == {
@@ -130,11 +132,14 @@ def test_the_variables_duplicati_needs_behind_caddy_are_set(rendered):
         "DUPLICATI__SECRET_PROVIDER": "file-secret:///run/secrets/duplicati-secrets.json",
         # `docker compose config` keeps Compose's escape "$$": the container receives one "$" (a reference to the
         # secrets file's key), as `docker compose run` of any image with such a variable shows.
-        "DUPLICATI__WEBSERVICE_PASSWORD": "$$webservice_password",
+        # The play's own credential; no DUPLICATI__WEBSERVICE_PASSWORD, which would undo the operator's password at
+        # every start (issue 21 item 6).
+        "DUPLICATI__WEBSERVICE_PRE_AUTH_TOKENS": "$$webservice_pre_auth_token",
         "SETTINGS_ENCRYPTION_KEY": "$$settings_encryption_key",
         "DUPLICATI__REQUIRE_DB_ENCRYPTION_KEY": "true",
         "DUPLICATI__WEBSERVICE_DISABLE_SIGNIN_TOKENS": "true",
     }
+    assert "DUPLICATI__WEBSERVICE_PASSWORD" not in env
     assert rendered["wiring"]["hostname"] == "duplicati.example.com.br"
 
 
@@ -143,10 +148,13 @@ def test_secrets_are_only_in_the_root_only_secrets_file(rendered):
     # Every reference resolves to a key of the file (SecretProviderHelper: "$" then word characters).
     references = {v[2:] for v in env.values() if isinstance(v, str) and v.startswith("$$")}
     assert references == set(rendered["secrets"])
-    assert rendered["secrets"] == {"webservice_password": wiring["password"], "settings_encryption_key": wiring["key"]}
+    assert rendered["secrets"] == {"webservice_pre_auth_token": wiring["token"],
+                                   "settings_encryption_key": wiring["key"]}
+    # A token Duplicati keeps (Server/WebServerLoader.cs: 10+ characters of [A-Za-z0-9_-]).
+    assert re.fullmatch(r"[A-Za-z0-9_-]{10,}", wiring["token"])
     secrets = {"password": wiring["password"], "key": wiring["key"], "passphrase": wiring["passphrase"],
-               "s3": S3_SECRET}
-    assert len(set(secrets.values())) == 4 and min(len(v) for v in secrets.values()) >= 20
+               "s3": S3_SECRET, "token": wiring["token"]}
+    assert len(set(secrets.values())) == 5 and min(len(v) for v in secrets.values()) >= 20
     compose_text = (rendered["out"] / "compose.yaml").read_text()
     assert [n for n, v in secrets.items() if v in compose_text or v in rendered["output"]] == []
     # The secrets file is bound read-only where the provider reads it.
@@ -225,7 +233,7 @@ def test_job_options_recovery_keys_trigger_and_dropin(rendered):
     assert wiring["passphrase"] in recovery and wiring["key"] in recovery and DESTINATION in recovery
     assert "FORA deste servidor" in recovery and "OFF this server" in recovery
     assert rendered["trigger"] == {"container": "borgstack-duplicati", "network": "borgstack_internal", "port": 8200,
-                                   "host": "duplicati.example.com.br", "password": wiring["password"],
+                                   "host": "duplicati.example.com.br", "token": wiring["token"],
                                    "job_name": "BorgStack", "timeout": 21600}
     lines = [x for x in rendered["dropin"].splitlines() if x and not x.startswith("#")]
     assert lines == ["[Service]",

@@ -9,6 +9,13 @@ Lowcoder, and these are NOT exercised:
   MongoDB with the rendered URL (user ``lowcoder``, ``authSource=lowcoder``) and to Redis with the password and index;
 - the superuser being created from LOWCODER_SUPERUSER_USERNAME/_PASSWORD at start-up (read in upstream's
   AddSuperAdminUserImpl at tag 2.7.4, not run), the login page, the curl health check answering;
+- issue 21 item 6 end to end: the read-only mongosh query (tasks/admin_lookup.yml, vars/main.yml) against a real
+  MongoDB, Lowcoder creating the administrator on its first start, the play's second deploy with its own superuser,
+  an operator's password change in the UI surviving a restart and a rerun. No MongoDB or Lowcoder image here: what
+  is checked is the rendered environment in both states (before the administrator exists: the administrators' e-mail
+  with the first password; after: the play's own account, so Lowcoder's reset at every start never touches the
+  administrator's password; nothing else differs) and the lookup's command (Lowcoder's own query, no secret on a
+  command line);
 - the CSP of the registry entry against the real UI (only read from upstream's index.html and client source);
 - the mongodb role creating the user against a real server (tests/integration/targets/mongodb_role says why).
 
@@ -42,6 +49,60 @@ FACTS = yaml.safe_load((HERE / "lowcoder-2.7.4-env.yml").read_text())
 MASTER = "m" * 24 + "Lowcoder-Test-Master-0123456789"
 
 pytestmark = pytest.mark.integration
+
+
+def _derived(purpose: str) -> str:
+    return (f"'{purpose}' | borgstack.stack.stack_secret(borgstack_master_secret, borgstack_secret_overrides, "
+            f"versions=borgstack_secret_versions)")
+
+
+@pytest.fixture(scope="module")
+def handed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Rendered once MongoDB holds the administrator (tasks/admin_lookup.yml sets __lowcoder_admin_exists from
+    MongoDB's answer); the ``rendered`` fixture is the first start (the fact not set yet)."""
+    tmp = tmp_path_factory.mktemp("lowcoder-handed")
+    return render_app(tmp, "lowcoder", app_inventory(tmp, MASTER), play={"vars": {"__lowcoder_admin_exists": True}},
+                      wiring={
+                          "superuser_password": _derived("lowcoder_superuser_password"),
+                          "play_password": _derived("lowcoder_play_password"),
+                          "lookup_argv": "__lowcoder_admin_lookup_argv", "lookup_url": "__lowcoder_admin_lookup_url",
+                          "mongodb_users": "borgstack_contracts.mongodb.users",
+                          "mongodb_endpoint": "borgstack_endpoints.mongodb"})
+
+
+def test_the_administrator_s_password_is_never_reset_once_the_account_exists(handed, rendered):
+    """Lowcoder sets the password of LOWCODER_SUPERUSER_USERNAME at every start (AddSuperAdminUserImpl.
+    addOrUpdateSuperAdmin, from AddSuperAdminRunner's @PostConstruct): once the administrator exists, that variable
+    names the play's own account, so the operator's password survives restarts and reruns; on the first start it
+    names the administrator with the first password."""
+    env, first, wiring = _env(handed), _env(rendered), handed["wiring"]
+    assert (env["LOWCODER_SUPERUSER_USERNAME"], env["LOWCODER_SUPERUSER_PASSWORD"]) == (
+        f"borgstack-play@{ADMIN.split('@')[1]}", wiring["play_password"])
+    assert (first["LOWCODER_SUPERUSER_USERNAME"], first["LOWCODER_SUPERUSER_PASSWORD"]) == (
+        ADMIN, wiring["superuser_password"])
+    assert wiring["play_password"] != wiring["superuser_password"] and len(wiring["play_password"]) >= 20
+    # Nothing else differs between the two states.
+    assert {k: v for k, v in env.items() if not k.startswith("LOWCODER_SUPERUSER_")} == \
+        {k: v for k, v in first.items() if not k.startswith("LOWCODER_SUPERUSER_")}
+    assert_secrets_hidden(handed, {"play": wiring["play_password"], "first": wiring["superuser_password"]})
+
+
+def test_the_lookup_asks_mongodb_what_lowcoder_asks_without_a_secret_on_a_command_line(handed):
+    """tasks/admin_lookup.yml: Lowcoder's own query (UserRepository.findByConnections_SourceAndConnections_RawId:
+    connections.source EMAIL, connections.rawId the e-mail; User is @Document, collection "user"), inside the
+    MongoDB container, with Lowcoder's own login passed through docker's environment (``--env NAME``)."""
+    wiring = handed["wiring"]
+    argv, url = wiring["lookup_argv"], urlsplit(wiring["lookup_url"])
+    user = next(u for u in wiring["mongodb_users"] if u["name"] == "lowcoder")
+    assert argv[:5] == ["docker", "exec", "--env", "BORGSTACK_LOWCODER_MONGODB_URL",
+                        wiring["mongodb_endpoint"]["container"]]
+    assert argv[5:10] == ["mongosh", "--quiet", "--norc", "--nodb", "--eval"] and len(argv) == 11
+    script = argv[10]
+    assert "connect(process.env.BORGSTACK_LOWCODER_MONGODB_URL).getCollection('user').countDocuments(" in script
+    assert f"{{'connections.source': 'EMAIL', 'connections.rawId': {json.dumps(ADMIN)}}}" in script
+    assert user["password"] not in " ".join(argv)
+    assert (unquote(url.username), unquote(url.password), url.hostname, url.path, parse_qs(url.query)) == (
+        "lowcoder", user["password"], "127.0.0.1", "/lowcoder", {"authSource": ["lowcoder"]})
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +228,8 @@ VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
     "cors_star": ({"lowcoder_cors_domains": ["*"]}, "lowcoder_cors_domains a list of origins without '*'"),
     "workspace_mode": ({"lowcoder_workspace_mode": "TEAM"}, "lowcoder_workspace_mode"),
     "root_puid": ({"lowcoder_puid": 0}, "lowcoder_puid / lowcoder_pgid not 0"),
-    "bad_email": ({"borgstack_admin_email": "admin"}, "borgstack_admin_email must be the e-mail Lowcoder's superuser"),
+    "bad_email": ({"borgstack_admin_email": "admin"},
+                  "borgstack_admin_email must be the e-mail Lowcoder's administrator"),
     "small_memory": ({"lowcoder_service": contract(memory_limit_mb=512)},
                      "Lowcoder's memory limit must be 0 or at least 1024 MiB (found 512"),
     "disabled_ignores_bad_values": ({"borgstack_services": {"lowcoder": {"enabled": False}},

@@ -38,6 +38,13 @@ class FakeClient:
     def login(self, password: str) -> None:
         FakeClient.calls.append(("POST", "auth/login"))
 
+    def authenticate(self, params: dict[str, Any]) -> None:
+        if not params.get("token"):
+            self.login(params["password"])
+
+    def explain_401(self, exc: Exception) -> Exception:
+        return exc
+
     def request(self, method: str, path: str, body: Any = None) -> Any:
         FakeClient.calls.append((method, path))
         if method == "GET" and path == "backups":
