@@ -7,8 +7,10 @@
 #   4. unit tests (filters, modules) and integration tests against real PostgreSQL, Redis, Caddy
 #   5. molecule scenarios on disposable lab hosts: bootstrap (trixie + bookworm), stack (data + n8n + Caddy + drift),
 #      and beside them the PostgreSQL 15 -> 17 major upgrade on a lab host of its own (step upgrade)
-# Usage: scripts/test.sh [step...]   steps: setup images lint sanity unit integration molecule upgrade (default: all but
-# upgrade, which the molecule step runs)
+# Usage: scripts/test.sh [step...]   steps: setup images lint sanity unit integration molecule upgrade lab
+# The default is setup images lint sanity unit lab, where `lab` = integration + molecule + upgrade with the long stack
+# scenario in one lane and bootstrap -> upgrade -> integration in the other (each on its own lab host): the same tests
+# as running the three steps one after the other, in less wall time.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -16,7 +18,7 @@ export ANSIBLE_COLLECTIONS_PATH="$ROOT/collections" ANSIBLE_FORCE_COLOR=0 PY_COL
 export BORGSTACK_REQUIRE_INTEGRATION=1
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(setup images lint sanity unit integration molecule)
+[ ${#steps[@]} -gt 0 ] || steps=(setup images lint sanity unit lab)
 declare -A took
 run_step() {
   local name=$1; shift
@@ -69,23 +71,34 @@ step_upgrade() {
   lab/lab.sh destroy "$host" >/dev/null 2>&1 || true
   return "$rc"
 }
-step_molecule() {
-  # The two scenarios use their own lab hosts and molecule state: they run side by side (the stack scenario is the
-  # long one; the bootstrap one mostly waits on package downloads, then the PostgreSQL upgrade test runs on its own
-  # host while the stack scenario goes on). Each writes its own log, printed when it ends.
-  local logs pid_stack rc_stack=0 rc_bootstrap=0 rc_upgrade=0
+side_lane() {
+  # The stack scenario runs in the background; the named parts run one after the other beside it, each on its own
+  # lab host with its own log (printed, with its exit code and time, when it ends). Fails when any part failed.
+  local logs pid_stack rc_stack=0 rc part t0 failed=0 lane0=$SECONDS
   logs=$(mktemp -d)
   molecule test -s stack >"$logs/stack.log" 2>&1 &
   pid_stack=$!
-  molecule test -s bootstrap >"$logs/bootstrap.log" 2>&1 || rc_bootstrap=$?
-  printf '\n--- molecule bootstrap (exit %s) ---\n' "$rc_bootstrap"; cat "$logs/bootstrap.log"
-  step_upgrade >"$logs/upgrade.log" 2>&1 || rc_upgrade=$?
-  printf '\n--- PostgreSQL major upgrade (exit %s) ---\n' "$rc_upgrade"; cat "$logs/upgrade.log"
+  for part in "$@"; do
+    t0=$SECONDS rc=0
+    case $part in
+      bootstrap) molecule test -s bootstrap >"$logs/$part.log" 2>&1 || rc=$? ;;
+      upgrade) step_upgrade >"$logs/$part.log" 2>&1 || rc=$? ;;
+      integration) step_integration >"$logs/$part.log" 2>&1 || rc=$? ;;
+    esac
+    printf '\n--- %s (exit %s, %ss) ---\n' "$part" "$rc" "$((SECONDS - t0))"; cat "$logs/$part.log"
+    [ "$rc" -eq 0 ] || failed=1
+  done
   wait "$pid_stack" || rc_stack=$?
-  printf '\n--- molecule stack (exit %s) ---\n' "$rc_stack"; cat "$logs/stack.log"
+  printf '\n--- molecule stack (exit %s, %ss) ---\n' "$rc_stack" "$((SECONDS - lane0))"; cat "$logs/stack.log"
   rm -rf "$logs"
-  [ "$rc_bootstrap" -eq 0 ] && [ "$rc_upgrade" -eq 0 ] && [ "$rc_stack" -eq 0 ]
+  [ "$failed" -eq 0 ] && [ "$rc_stack" -eq 0 ]
 }
+# The two scenarios use their own lab hosts and molecule state: they run side by side (the stack scenario is the
+# long one; the bootstrap one mostly waits on package downloads, then the PostgreSQL upgrade test runs on its own
+# host while the stack scenario goes on).
+step_molecule() { side_lane bootstrap upgrade; }
+# Everything that needs lab hosts: the integration tests join the side lane after the upgrade test.
+step_lab() { side_lane bootstrap upgrade integration; }
 
 for s in "${steps[@]}"; do run_step "$s" "step_$s"; done
 printf '\n=== timings ===\n'
