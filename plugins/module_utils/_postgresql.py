@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import traceback
 from typing import Any
 
 from ansible_collections.borgstack.stack.plugins.module_utils._scram import (
@@ -21,16 +20,7 @@ from ansible_collections.borgstack.stack.plugins.module_utils._scram import (
     postgresql_saslprep,
 )
 
-PSYCOPG_IMPORT_ERROR: str | None = None
-try:
-    import psycopg
-    from psycopg import sql
-except ImportError:
-    psycopg = None
-    sql = None
-    PSYCOPG_IMPORT_ERROR = traceback.format_exc()
-
-HAS_PSYCOPG = psycopg is not None
+from ansible_collections.borgstack.stack.plugins.module_utils._psycopg import psycopg, sql
 
 # A tenant, database or owner name becomes an unquoted-looking SQL identifier: lower case, at most 63 bytes.
 IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

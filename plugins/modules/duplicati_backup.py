@@ -18,25 +18,15 @@ description:
     password or passphrase is a change.
   - The job is encrypted (C(encryption-module=aes), AES-256) with O(passphrase) and has no schedule of its own (a
     schedule found on it is removed); something else starts it (BorgStack's host backup unit, after the dumps).
-author:
-  - BorgStack engineers (@borgstack)
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - borgstack.stack.attributes
 attributes:
   check_mode:
-    support: full
     details:
       - Check mode logs in and reads; it never creates, updates or deletes.
   diff_mode:
-    support: full
     details:
       - The diff shows the name, sources, options and schedule; secrets appear as V(<unchanged>) or V(<changed>).
-  idempotent:
-    description:
-      - When run twice with the same arguments, the second run reports no change.
-    support: full
-  platform:
-    platforms: posix
 options:
   url:
     description: Base URL of the server, e.g. V(http://172.18.0.9:8200) (its address on the Docker network).
