@@ -38,4 +38,5 @@ class ModuleDocFragment:
 
     DOCUMENTATION = _attributes("full", "When run twice with the same arguments, the second run reports no change.")
 
-    READ_ONLY = _attributes("none", "Read-only.", "Read-only; reads the same in check mode (nothing is written either way).")
+    READ_ONLY = _attributes("none", "Read-only.",
+                            "Read-only; reads the same in check mode (nothing is written either way).")

@@ -378,57 +378,14 @@ class TenantManager:
     def _plan_present(self) -> None:
         role = self._role
         db = self._db
-        owner = sql.Identifier(self.owner)
-        database = sql.Identifier(self.database)
         limit = self.params["connection_limit"]
         password_marker = "<unchanged>" if self._password_ok else "<changed>"
         self.before = self._state_dict(role, "<unchanged>" if self._password_ok else "<old>", db)
-
-        # Role: created with its SCRAM verifier, or attributes/password brought in line.
-        verifier = None if self._password_ok else scram_sha256_verifier(self.params["password"])
-        if role is None:
-            create = sql.SQL("CREATE ROLE {} WITH {}")
-            self._add("cluster", create.format(owner, self._role_options(sql.Literal(verifier))),
-                      display=create.format(owner, self._role_options(sql.Placeholder())), secret=verifier)
-        else:
-            attrs_ok = all(role[col] == wanted for col, _kw, wanted in _ROLE_FLAGS) and role["rolconnlimit"] == limit
-            if not attrs_ok:
-                self._add("cluster", sql.SQL("ALTER ROLE {} WITH {}").format(owner, self._role_options(None)))
-            if verifier is not None:
-                self._add("cluster", sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(owner, sql.Literal(verifier)),
-                          display=sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(owner, sql.Placeholder()),
-                          secret=verifier)
-
-        # Database: created outside a transaction (PostgreSQL refuses CREATE DATABASE inside one).
-        db_missing = db is None
-        if db_missing:
-            self._add("cluster", sql.SQL("CREATE DATABASE {} OWNER {}").format(database, owner), transactional=False)
-        elif db["owner"] != self.owner:
-            self._add("cluster", sql.SQL("ALTER DATABASE {} OWNER TO {}").format(database, owner))
-
-        # Who may connect: nobody but the owner (and superusers).
-        if db_missing or not db["connect_revoked_from_public"]:
-            self._add("cluster", sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(database),
-                      check_runnable=not db_missing)
-        # A database created with OWNER already grants the owner CONNECT (acldefault); an owner change or an
-        # edited ACL may not.
-        if not db_missing and (db["owner"] != self.owner or not db["owner_can_connect"]):
-            self._add("cluster", sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, owner))
-
-        # Inside the tenant database, as superuser: extensions, and a public schema the owner may use.
+        self._plan_role(role, limit)
+        self._plan_database(db)
         installed = set(db["extensions"]) if db else set()
-        for ext in self.extensions:
-            if ext not in installed:
-                self._add("tenant", sql.SQL("CREATE EXTENSION IF NOT EXISTS {} CASCADE").format(sql.Identifier(ext)),
-                          check_runnable=not db_missing)
         schema_owner = db["public_schema_owner"] if db else None
-        if db_missing or schema_owner not in (self.owner, "pg_database_owner"):
-            if db is not None and schema_owner is None:
-                statement = sql.SQL("CREATE SCHEMA public AUTHORIZATION {}").format(owner)
-            else:
-                statement = sql.SQL("ALTER SCHEMA public OWNER TO {}").format(owner)
-            # Another session cannot see a role that check mode created and rolled back.
-            self._add("tenant", statement, check_runnable=not db_missing and role is not None)
+        self._plan_inside_database(role, db, installed, schema_owner)
 
         after_role = {"rolcanlogin": True, "rolsuper": False, "rolcreatedb": False, "rolcreaterole": False,
                       "rolreplication": False, "rolbypassrls": False, "rolconnlimit": limit}
@@ -439,6 +396,58 @@ class TenantManager:
             "connect_revoked_from_public": True,
         }
         self.after = self._state_dict(after_role, password_marker, after_db)
+
+    def _plan_role(self, role: dict | None, limit: int) -> None:
+        """Role: created with its SCRAM verifier, or attributes/password brought in line."""
+        owner = sql.Identifier(self.owner)
+        verifier = None if self._password_ok else scram_sha256_verifier(self.params["password"])
+        if role is None:
+            create = sql.SQL("CREATE ROLE {} WITH {}")
+            self._add("cluster", create.format(owner, self._role_options(sql.Literal(verifier))),
+                      display=create.format(owner, self._role_options(sql.Placeholder())), secret=verifier)
+            return
+        attrs_ok = all(role[col] == wanted for col, _kw, wanted in _ROLE_FLAGS) and role["rolconnlimit"] == limit
+        if not attrs_ok:
+            self._add("cluster", sql.SQL("ALTER ROLE {} WITH {}").format(owner, self._role_options(None)))
+        if verifier is not None:
+            self._add("cluster", sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(owner, sql.Literal(verifier)),
+                      display=sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(owner, sql.Placeholder()),
+                      secret=verifier)
+
+    def _plan_database(self, db: dict | None) -> None:
+        """Database, its owner and who may connect: nobody but the owner (and superusers)."""
+        owner = sql.Identifier(self.owner)
+        database = sql.Identifier(self.database)
+        # Created outside a transaction (PostgreSQL refuses CREATE DATABASE inside one).
+        db_missing = db is None
+        if db_missing:
+            self._add("cluster", sql.SQL("CREATE DATABASE {} OWNER {}").format(database, owner), transactional=False)
+        elif db["owner"] != self.owner:
+            self._add("cluster", sql.SQL("ALTER DATABASE {} OWNER TO {}").format(database, owner))
+        if db_missing or not db["connect_revoked_from_public"]:
+            self._add("cluster", sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(database),
+                      check_runnable=not db_missing)
+        # A database created with OWNER already grants the owner CONNECT (acldefault); an owner change or an
+        # edited ACL may not.
+        if not db_missing and (db["owner"] != self.owner or not db["owner_can_connect"]):
+            self._add("cluster", sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, owner))
+
+    def _plan_inside_database(self, role: dict | None, db: dict | None, installed: set,
+                              schema_owner: str | None) -> None:
+        """Inside the tenant database, as superuser: extensions, and a public schema the owner may use."""
+        owner = sql.Identifier(self.owner)
+        db_missing = db is None
+        for ext in self.extensions:
+            if ext not in installed:
+                self._add("tenant", sql.SQL("CREATE EXTENSION IF NOT EXISTS {} CASCADE").format(sql.Identifier(ext)),
+                          check_runnable=not db_missing)
+        if db_missing or schema_owner not in (self.owner, "pg_database_owner"):
+            if db is not None and schema_owner is None:
+                statement = sql.SQL("CREATE SCHEMA public AUTHORIZATION {}").format(owner)
+            else:
+                statement = sql.SQL("ALTER SCHEMA public OWNER TO {}").format(owner)
+            # Another session cannot see a role that check mode created and rolled back.
+            self._add("tenant", statement, check_runnable=not db_missing and role is not None)
 
     def _plan_absent(self) -> None:
         role = self._role

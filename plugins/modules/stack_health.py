@@ -324,7 +324,11 @@ table:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.borgstack.stack.plugins.module_utils._health import Probe, StackHealth, stack_health_module_kwargs
+from ansible_collections.borgstack.stack.plugins.module_utils._health import (
+    Probe,
+    StackHealth,
+    stack_health_module_kwargs,
+)
 from ansible_collections.borgstack.stack.plugins.module_utils._psycopg import HAS_PSYCOPG, fail_without_psycopg
 
 
