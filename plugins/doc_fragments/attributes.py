@@ -2,30 +2,31 @@
 """Authorship and attributes shared by the borgstack.stack modules (the way community.docker's attributes fragment
 gives its modules theirs).
 
-A module that changes state lists ``borgstack.stack.attributes`` (check and diff mode in full, a rerun changes
-nothing); one that only reads lists ``borgstack.stack.attributes.read_only``. The module's own ``attributes`` add
-the details, and override the fragment where a value differs.
+A module that changes state lists ``borgstack.stack.attributes``: check and diff mode in full, a rerun changes
+nothing. A module that only reads lists ``borgstack.stack.attributes.read_only`` first, then
+``borgstack.stack.attributes``: Ansible lets the fragment listed earlier win where two give the same key, so diff
+mode becomes unsupported and idempotence "read-only". The module's own ``attributes`` add the details, and win over
+both.
 """
 from __future__ import annotations
 
 
-def _attributes(diff_mode: str, idempotent: str, check_mode_details: str = "") -> str:
-    """The fragment's YAML: what differs between the variants is diff mode, idempotence and check mode's details."""
-    details = f"\n    details:\n      - {check_mode_details}" if check_mode_details else ""
-    return f"""
+class ModuleDocFragment:
+
+    DOCUMENTATION = r"""
 author:
   - BorgStack engineers (@borgstack)
-options: {{}}
+options: {}
 attributes:
   check_mode:
     description: Runs in check mode and reports what it would change without changing it.
-    support: full{details}
+    support: full
   diff_mode:
     description: Returns what changed (or would change, in check mode) when run with C(--diff).
-    support: {diff_mode}
+    support: full
   idempotent:
     description:
-      - {idempotent}
+      - When run twice with the same arguments, the second run reports no change.
     support: full
   platform:
     description: The systems the module runs on.
@@ -33,10 +34,14 @@ attributes:
     platforms: posix
 """
 
-
-class ModuleDocFragment:
-
-    DOCUMENTATION = _attributes("full", "When run twice with the same arguments, the second run reports no change.")
-
-    READ_ONLY = _attributes("none", "Read-only.",
-                            "Read-only; reads the same in check mode (nothing is written either way).")
+    READ_ONLY = r"""
+options: {}
+attributes:
+  check_mode:
+    details:
+      - Read-only; reads the same in check mode (nothing is written either way).
+  diff_mode:
+    support: none
+  idempotent:
+    description: Read-only.
+"""

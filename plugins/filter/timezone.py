@@ -44,4 +44,4 @@ def timezone_error(value: Any, variable: Any) -> str:
 class FilterModule(NamedFilters):
     """Time zone filters."""
 
-    FILTERS = (timezone_error)
+    FILTERS = (timezone_error,)

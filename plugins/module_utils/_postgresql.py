@@ -168,9 +168,12 @@ class _Step:
 class TenantManager:
     """Read a tenant's current state, plan the statements that differ, apply them (or roll them back)."""
 
-    def __init__(self, module: Any, params: dict[str, Any] | None = None) -> None:
+    def __init__(self, module: Any, params: dict[str, Any] | None = None, cluster: Any = None,
+                 keep_cluster: bool = False) -> None:
         """``params``: one tenant's options over the module's login options (the ``tenants`` form), else the
-        module's own."""
+        module's own. ``cluster``: a connection to the maintenance database that an earlier tenant of the same run
+        opened and checked (server version, superuser), reused as it is. ``keep_cluster``: leave that connection
+        open at the end (the caller closes it)."""
         self.module = module
         self.params = module.params if params is None else params
         self.check_mode: bool = module.check_mode
@@ -183,7 +186,8 @@ class TenantManager:
         self.steps: list[_Step] = []
         self.before: dict[str, Any] = {}
         self.after: dict[str, Any] = {}
-        self._cluster: Any = None
+        self._cluster: Any = cluster
+        self._keep_cluster = keep_cluster
         self._tenant: Any = None
         self._role: dict[str, Any] | None = None
         self._db: dict[str, Any] | None = None
@@ -245,9 +249,15 @@ class TenantManager:
             ) from exc
 
     def close(self) -> None:
-        for conn in (self._tenant, self._cluster):
-            if conn is not None:
-                conn.close()
+        if self._tenant is not None:
+            self._tenant.close()
+        if not self._keep_cluster and self._cluster is not None:
+            self._cluster.close()
+
+    @property
+    def cluster(self) -> Any:
+        """The checked connection to the maintenance database (None before ``read`` opened it)."""
+        return self._cluster
 
     def _fetchall(self, conn: Any, query: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with conn.cursor() as cur:
@@ -255,7 +265,8 @@ class TenantManager:
             return cur.fetchall()
 
     # ----------------------------------------------------------------------------------------------- reading
-    def read(self) -> None:
+    def _open_cluster(self) -> None:
+        """Connect to the maintenance database and check the server's version and that login_user is a superuser."""
         self._cluster = self._connect(self.params["login_db"])
         version = self._cluster.info.server_version
         if version < MIN_SERVER_VERSION:
@@ -267,6 +278,9 @@ class TenantManager:
                 "creates extensions, so connect as a superuser (for example postgres over the Unix socket)"
             )
 
+    def read(self) -> None:
+        if self._cluster is None:
+            self._open_cluster()
         rows = self._fetchall(
             self._cluster,
             "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, "
@@ -564,12 +578,20 @@ def run_tenants(module: Any) -> dict[str, Any]:
     """The ``tenants`` form: each tenant read, planned and applied in turn, as one call per tenant would; the
     first that fails stops the run, naming it (the ones before it are done, as with a loop)."""
     results: list[dict[str, Any]] = []
-    for tenant in module.params["tenants"]:
-        params = {**module.params, **{option: tenant.get(option) for option in TENANT_OPTIONS}}
-        manager = TenantManager(module, params)
-        try:
-            results.append(manager.run())
-        except TenantError as exc:
-            raise TenantError(f"tenant {tenant['name']}: {exc}", results=results, queries=manager.queries) from exc
+    cluster = None  # one connection to the maintenance database for every tenant, opened by the first
+    try:
+        for tenant in module.params["tenants"]:
+            params = {**module.params, **{option: tenant.get(option) for option in TENANT_OPTIONS}}
+            manager = TenantManager(module, params, cluster, keep_cluster=True)
+            try:
+                results.append(manager.run())
+            except TenantError as exc:
+                raise TenantError(f"tenant {tenant['name']}: {exc}", results=results,
+                                  queries=manager.queries) from exc
+            finally:
+                cluster = manager.cluster
+    finally:
+        if cluster is not None:
+            cluster.close()
     return {"changed": any(result["changed"] for result in results), "tenants": results,
             "diff": [result["diff"] for result in results]}

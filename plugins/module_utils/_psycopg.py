@@ -10,6 +10,8 @@ import traceback
 
 from ansible.module_utils.basic import missing_required_lib
 
+__all__ = ["HAS_PSYCOPG", "PSYCOPG_IMPORT_ERROR", "fail_without_psycopg", "psycopg", "sql"]
+
 PSYCOPG_IMPORT_ERROR: str | None = None
 try:
     import psycopg

@@ -16,6 +16,7 @@ description:
     program gives an empty string, no entry, V(null) or rc 127.
 extends_documentation_fragment:
   - borgstack.stack.attributes.read_only
+  - borgstack.stack.attributes
 options:
   units:
     description: systemd units to ask C(systemctl is-enabled) and C(is-active) about.

@@ -18,6 +18,7 @@ description:
   - Never returns a private key; returns weed's certificate (public) when everything is current.
 extends_documentation_fragment:
   - borgstack.stack.attributes.read_only
+  - borgstack.stack.attributes
 requirements:
   - cryptography (the C(python3-cryptography) package); without it the answer is RV(current=false).
 options:

@@ -22,6 +22,7 @@ description:
     Redis is spoken to over a plain socket (C(AUTH), C(SELECT), C(PING)), without a Redis library.
 extends_documentation_fragment:
   - borgstack.stack.attributes.read_only
+  - borgstack.stack.attributes
 attributes:
   check_mode:
     details:
