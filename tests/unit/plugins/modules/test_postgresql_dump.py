@@ -49,8 +49,8 @@ def test_roles_then_each_database_into_root_only_files(monkeypatch, capsys, tmp_
     fake = FakeExec({None: b"CREATE ROLE n8n;", "n8n": b"PGDMP n8n", "globals": b"PGDMP a database named globals"})
     out_dir = tmp_path / "upgrade"
     result = run(monkeypatch, capsys, fake, globals=True, databases=["n8n", "globals"], dir=str(out_dir))
-    assert result["changed"] and result["files"] == [str(out_dir / name)
-                                                      for name in ("globals.sql", "n8n.dump", "globals.dump")]
+    files = [str(out_dir / name) for name in ("globals.sql", "n8n.dump", "globals.dump")]
+    assert result["changed"] and result["files"] == files
     assert (out_dir / "globals.sql").read_bytes() == b"CREATE ROLE n8n;"
     assert (out_dir / "globals.dump").read_bytes() == b"PGDMP a database named globals"
     assert out_dir.stat().st_mode & 0o777 == 0o700
