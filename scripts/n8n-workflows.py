@@ -12,7 +12,7 @@ import sys
 import uuid
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "roles" / "n8n" / "files" / "workflows"
-VERSION = 1
+VERSION = 2
 DEBUG = bool(os.environ.get("WF_DEBUG"))
 NS = uuid.UUID("6f1d3c1e-5b7a-4c1e-9a43-b0a6b0a6b0a6")
 CRED = {
@@ -30,8 +30,27 @@ def node(wf, name, type_, version, params, pos, **extra):
     return n
 
 
+# Media limits. Incoming (WhatsApp -> Chatwoot): Chatwoot's attachment limit, 40 MB (app/models/attachment.rb
+# validate_file_size; the dashboard's MAXIMUM_FILE_UPLOAD_SIZE): a bigger file is not downloaded, the agents get a
+# note. Outgoing (Chatwoot -> WhatsApp): WhatsApp's documented limits per media type (WhatsApp Business Platform,
+# "Supported media types": image 5 MB, audio 16 MB, video 16 MB, document 100 MB).
+MB = 1024 * 1024
+MEDIA_LIMIT_IN = 40 * MB
+WHATSAPP_LIMITS = {"image": 5 * MB, "audio": 16 * MB, "video": 16 * MB, "document": 100 * MB}
+MEDIA_NOUNS = {"imageMessage": "imagem", "videoMessage": "vídeo", "audioMessage": "áudio",
+               "documentMessage": "documento", "stickerMessage": "figurinha", "ptvMessage": "vídeo"}
+MEDIA_ARTICLES = {"imageMessage": "uma imagem", "videoMessage": "um vídeo", "audioMessage": "um áudio",
+                  "documentMessage": "um documento", "stickerMessage": "uma figurinha", "ptvMessage": "um vídeo",
+                  "image": "a imagem", "video": "o vídeo", "audio": "o áudio", "document": "o documento"}
+CONSTANTS = {"@@media_limit_in@@": str(MEDIA_LIMIT_IN), "@@whatsapp_limits@@": json.dumps(WHATSAPP_LIMITS),
+             "@@media_nouns@@": json.dumps(MEDIA_NOUNS, ensure_ascii=False),
+             "@@media_articles@@": json.dumps(MEDIA_ARTICLES, ensure_ascii=False)}
+
+
 def code(wf, name, js, pos):
     js = js.replace("$json", "$input.first().json")
+    for placeholder, value in CONSTANTS.items():
+        js = js.replace(placeholder, value)
     return node(wf, name, "n8n-nodes-base.code", 2, {"jsCode": js.strip() + "\n"}, pos)
 
 
@@ -58,6 +77,46 @@ def http(wf, name, cred, pos):
         "sendBody": "={{ $json.request.body !== undefined }}",
         "specifyBody": "json", "jsonBody": "={{ JSON.stringify($json.request.body ?? {}) }}",
         "options": {"response": {"response": {"fullResponse": True, "neverError": True}}, "timeout": 15000}},
+        pos, credentials={"httpHeaderAuth": CRED[cred]}, onError="continueRegularOutput")
+
+
+def fetch_file(wf, name, pos):
+    """GET a file (Chatwoot's attachment, signed URL: no credential) as binary, full response, never an error."""
+    return node(wf, name, "n8n-nodes-base.httpRequest", 4.2, {
+        "url": "={{ $json.request.url }}",
+        "options": {"response": {"response": {"fullResponse": True, "neverError": True, "responseFormat": "file"}},
+                    "timeout": 60000}}, pos, onError="continueRegularOutput")
+
+
+def file_to_base64(wf, name, pos):
+    """The downloaded file into json.body as base64 (Judge reads the answer's body), headers and status kept."""
+    return node(wf, name, "n8n-nodes-base.extractFromFile", 1, {
+        "operation": "binaryToPropery", "binaryPropertyName": "data", "destinationKey": "body",
+        "options": {"keepSource": "json"}},
+        pos, onError="continueRegularOutput", alwaysOutputData=True)
+
+
+def base64_to_file(wf, name, pos):
+    """The file to upload (state.file: base64, mimetype, fileName) as binary property data."""
+    return node(wf, name, "n8n-nodes-base.convertToFile", 1.1, {
+        "operation": "toBinary", "sourceProperty": "state.file.base64", "binaryPropertyName": "data",
+        "options": {"fileName": "={{ $json.state.file.fileName }}", "mimeType": "={{ $json.state.file.mimetype }}"}},
+        pos)
+
+
+def upload(wf, name, cred, pos):
+    """multipart/form-data POST: the binary property data as attachments[] plus Plan's request.form fields (Convert
+    to File leaves no json behind)."""
+    return node(wf, name, "n8n-nodes-base.httpRequest", 4.2, {
+        "method": "POST", "url": "={{ $('Plan').last().json.request.url }}",
+        "authentication": "genericCredentialType", "genericAuthType": "httpHeaderAuth",
+        "sendBody": True, "contentType": "multipart-form-data",
+        "bodyParameters": {"parameters": [
+            {"parameterType": "formBinaryData", "name": "attachments[]", "inputDataFieldName": "data"},
+            *[{"parameterType": "formData", "name": field, "value": "={{ $('Plan').last().json.request.form['" + field + "'] }}"}
+              for field in ("content", "message_type", "private", "content_attributes[whatsapp_message_id]",
+                            "content_attributes[whatsapp_message_type]", "content_attributes[received_at]")]]},
+        "options": {"response": {"response": {"fullResponse": True, "neverError": True}}, "timeout": 60000}},
         pos, credentials={"httpHeaderAuth": CRED[cred]}, onError="continueRegularOutput")
 
 
@@ -123,7 +182,7 @@ const sent = $('Plan').last().json;
 const answer = $json;
 const status = Number(answer.statusCode ?? answer.error?.httpCode ?? 0) || 0;
 const body = answer.body ?? null;
-const out = { ...sent, last: { status, body } };
+const out = { ...sent, last: { status, body, headers: answer.headers ?? {} } };
 if (status >= 200 && status < 300) return [{ json: { ...out, next: 'ok', attempt: 0 } }];
 if (sent.request.acceptStatus && sent.request.acceptStatus.includes(status)) {
   return [{ json: { ...out, next: 'ok', attempt: 0 } }];
@@ -172,18 +231,31 @@ if (!jid.endsWith('@s.whatsapp.net')) return [];
 const number = jid.split('@')[0].replace(/\D/g, '');
 if (!number) return [];
 const message = data.message ?? {};
-const media = ['imageMessage', 'videoMessage', 'audioMessage', 'documentMessage', 'stickerMessage']
-  .map((type) => message[type]).find(Boolean);
-let text = message.conversation ?? message.extendedTextMessage?.text ?? '';
-if (media) {
-  // Evolution stores media in the S3 bucket and adds its address (mediaUrl) when S3 is on: a link, not a copy.
-  const link = message.mediaUrl ?? data.mediaUrl ?? media.url ?? '';
-  text = [media.caption ?? media.fileName ?? '', link].filter(Boolean).join('\n');
+// Media (Evolution API 2.2.3 prepareMessage: documentWithCaptionMessage already folded into documentMessage; the
+// other wrappers getBase64FromMediaMessage unwraps are unwrapped here too, to read the type and size).
+let inner = message;
+for (const wrapper of ['ephemeralMessage', 'documentWithCaptionMessage', 'viewOnceMessage', 'viewOnceMessageV2']) {
+  if (inner[wrapper]?.message) inner = inner[wrapper].message;
 }
-if (!text) text = `[${data.messageType ?? 'mensagem'}]`;
+const mediaType = ['imageMessage', 'videoMessage', 'audioMessage', 'documentMessage', 'stickerMessage', 'ptvMessage']
+  .find((type) => inner[type]);
+let text = message.conversation ?? message.extendedTextMessage?.text ?? '';
+let media = null;
+if (mediaType) {
+  const found = inner[mediaType];
+  // fileLength is a protobuf uint64: a decimal string, a number or a Long {low, high}.
+  const length = found.fileLength;
+  const size = typeof length === 'object' && length !== null
+    ? (Number(length.high) || 0) * 4294967296 + ((Number(length.low) || 0) >>> 0) : Number(length) || 0;
+  media = { type: mediaType, mimetype: found.mimetype ?? '', fileName: found.fileName ?? null, size,
+    tooBig: size > @@media_limit_in@@ };
+  text = found.caption ?? '';
+}
+if (!text && !media) text = `[${data.messageType ?? 'mensagem'}]`;
 return [{ json: { ...base, kind: 'message', message: {
   number, name: data.pushName || number, text, id: String(key.id ?? ''), type: data.messageType ?? 'conversation',
   receivedAt: data.messageTimestamp ? new Date(Number(data.messageTimestamp) * 1000).toISOString() : new Date().toISOString(),
+  media, key, content: media ? data.message : null,
 } } }];
 """
 LOCK_TAKEN = r"""
@@ -220,15 +292,32 @@ if (step === 'search' || step === 'search_again') {
   } };
   // The contact's link to the inbox, when Chatwoot told us (else Chatwoot makes one from contact_id + inbox_id).
   if (state.sourceId) request.body.source_id = state.sourceId;
+} else if (step === 'download') {
+  // The file of a WhatsApp media message, through Evolution API (it downloads and decrypts it from WhatsApp).
+  const path = `/chat/getBase64FromMediaMessage/${encodeURIComponent(event.instance ?? '@@evolution_instance@@')}`;
+  request = { transport: 'evolution', method: 'POST', path, url: '@@evolution_url@@' + path,
+    body: { message: { key: m.key, message: m.content } } };
+} else if (step === 'message' && state.file) {
+  // The customer's file as an attachment of the incoming message (multipart attachments[]).
+  request = { transport: 'upload', method: 'POST', path: `${api}/conversations/${state.conversationId}/messages`, form: {
+    content: m.text, message_type: 'incoming', private: 'false', 'content_attributes[whatsapp_message_id]': m.id,
+    'content_attributes[whatsapp_message_type]': m.type, 'content_attributes[received_at]': m.receivedAt,
+  } };
 } else if (step === 'message') {
+  const noun = m.media ? (@@media_nouns@@)[m.media.type] ?? 'arquivo' : '';
   request = { method: 'POST', path: `${api}/conversations/${state.conversationId}/messages`, body: {
-    content: m.text, message_type: 'incoming', private: false,
+    content: m.text || `[${noun}]`, message_type: 'incoming', private: false,
     content_attributes: { whatsapp_message_id: m.id, whatsapp_message_type: m.type, received_at: m.receivedAt },
+  } };
+} else if (step === 'note') {
+  // A private note for the agents: the file was not attached, and why.
+  request = { method: 'POST', path: `${api}/conversations/${state.conversationId}/messages`, body: {
+    content: state.note, message_type: 'outgoing', private: true,
   } };
 } else {
   throw new Error(`unknown step ${step}`);
 }
-request.url = cfg.url + request.path;
+if (!request.url) request.url = cfg.url + request.path;
 return [{ json: { step, state, attempt, request } }];
 """
 ADVANCE_CHATWOOT = r"""
@@ -241,6 +330,13 @@ const state = { ...$json.state };
 const body = last.body ?? {};
 const identifier = `whatsapp:${m.number}`;
 const unwrap = (value) => value?.payload?.contact ?? value?.payload ?? value?.contact ?? value;
+const megabytes = (bytes) => String(Math.round(bytes / 104857.6) / 10).replace('.', ',');
+const tooBigNote = (size) => {
+  const what = (@@media_articles@@)[m.media.type] ?? 'um arquivo';
+  return `O cliente enviou pelo WhatsApp ${what} de ${megabytes(size)} MB, `
+    + `acima do limite de ${megabytes(@@media_limit_in@@)} MB de anexos do Chatwoot: o arquivo não foi anexado a esta conversa. `
+    + 'Peça ao cliente que envie um arquivo menor ou um link.';
+};
 let next;
 if (step === 'search' || step === 'search_again') {
   const list = Array.isArray(body.payload) ? body.payload : [];
@@ -271,8 +367,25 @@ if (step === 'search' || step === 'search_again') {
 } else if (step === 'create_conversation') {
   state.conversationId = body.id ?? body.payload?.id;
   next = 'message';
+} else if (step === 'download') {
+  const base64 = String(body.base64 ?? '');
+  const size = Math.floor(base64.length * 3 / 4) - (base64.endsWith('==') ? 2 : base64.endsWith('=') ? 1 : 0);
+  if (size > @@media_limit_in@@) {
+    state.note = tooBigNote(size);
+  } else {
+    state.file = { base64, mimetype: body.mimetype || m.media.mimetype || 'application/octet-stream',
+      fileName: body.fileName || m.media.fileName || `${m.id}` };
+  }
+  next = 'message';
 } else if (step === 'message') {
+  if (state.note && !state.noted) { next = 'note'; } else { return [{ json: { ...$json, state: { ...state, file: null }, next: 'done' } }]; }
+} else if (step === 'note') {
+  state.noted = true;
   return [{ json: { ...$json, state, next: 'done' } }];
+}
+if (next === 'message' && m.media && !state.file && !state.note) {
+  // A media message: its file first (or, above the limit, no download and a note after the message).
+  if (m.media.tooBig) state.note = tooBigNote(m.media.size); else next = 'download';
 }
 return [{ json: { step: next, state, next: 'call', attempt: 0 } }];
 """
@@ -288,9 +401,18 @@ return [{ json: { row: JSON.stringify({
 
 
 def delivery_loop(wf, x, y, http_cred, route_node, path, plan_js):
-    """Plan (plan_js) -> HTTP -> Judge -> Switch(ok/retry/failed) ; retry -> Wait -> Plan. Returns nodes and
-    connections."""
+    """Plan (plan_js) -> Transport -> HTTP -> Judge -> Switch(ok/retry/failed) ; retry -> Wait -> Plan. Returns
+    nodes and connections. Plan's request.transport picks the HTTP node: json (default: the workflow's API, JSON),
+    evolution / chatwoot (JSON to that API), fetch (download a file as base64), upload (multipart to Chatwoot)."""
     nodes = [
+        switch(wf, "Transport", 5, "({json: 0, evolution: 1, chatwoot: 2, fetch: 3, upload: 4})"
+               "[$json.request.transport ?? 'json']", (x + 110, y + 600)),
+        http(wf, "Call Evolution API", "evolution", (x + 330, y + 600)),
+        http(wf, "Call Chatwoot", "chatwoot", (x + 330, y + 800)),
+        fetch_file(wf, "Fetch file", (x + 330, y + 1000)),
+        file_to_base64(wf, "File to base64", (x + 550, y + 1000)),
+        base64_to_file(wf, "Build file", (x + 330, y + 1200)),
+        upload(wf, "Upload to Chatwoot", "chatwoot", (x + 550, y + 1200)),
         code(wf, "Judge", JUDGE, (x + 440, y)),
         switch(wf, "Outcome", 3, "({ok: 0, retry: 1, failed: 2})[$json.next]", (x + 660, y)),
         wait(wf, "Back off", "$json.waitSeconds", (x + 880, y + 200)),
@@ -301,8 +423,15 @@ def delivery_loop(wf, x, y, http_cred, route_node, path, plan_js):
     nodes.append(http(wf, "Call", http_cred, (x + 220, y)))
     nodes.append(code(wf, "Plan", plan_js, (x, y)))
     conns = {
-        "Plan": [["Call"]],
+        "Plan": [["Transport"]],
+        "Transport": [["Call"], ["Call Evolution API"], ["Call Chatwoot"], ["Fetch file"], ["Build file"]],
         "Call": [["Judge"]],
+        "Call Evolution API": [["Judge"]],
+        "Call Chatwoot": [["Judge"]],
+        "Fetch file": [["File to base64"]],
+        "File to base64": [["Judge"]],
+        "Build file": [["Upload to Chatwoot"]],
+        "Upload to Chatwoot": [["Judge"]],
         "Judge": [["Outcome"]],
         "Outcome": [[], ["Back off"], ["Error row"]],
         "Back off": [["Plan"]],
@@ -391,26 +520,108 @@ const contact = body.contact ?? body.conversation?.meta?.sender ?? {};
 let number = String(contact.phone_number ?? '').replace(/\D/g, '');
 if (!number && String(contact.identifier ?? '').startsWith('whatsapp:')) number = contact.identifier.slice(9).replace(/\D/g, '');
 const text = String(body.content ?? '');
-if (!number || !text) return [];
-return [{ json: { payload: body, reply: { number, text } } }];
+// The agent's attachments (Attachment#push_event_data): no name or type of their own - the name is the last segment
+// of data_url, which is on Chatwoot's public address: the file is fetched from its internal one.
+const internal = '@@chatwoot_url@@';
+const files = (Array.isArray(body.attachments) ? body.attachments : [])
+  .filter((a) => a && a.data_url && ['image', 'video', 'audio', 'file'].includes(a.file_type))
+  .map((a) => {
+    const [, path = '/', query = ''] = String(a.data_url).match(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]+([^?#]*)(\?[^#]*)?/i) ?? [];
+    let name = path.split('/').pop() || '';
+    try { name = decodeURIComponent(name); } catch (error) { /* keep it as it is */ }
+    return { kind: ({ image: 'image', video: 'video', audio: 'audio', file: 'document' })[a.file_type],
+      url: internal + path + query, path, fileName: name || `anexo-${a.id}`, size: Number(a.file_size) || 0 };
+  });
+if (!number || (!text && !files.length)) return [];
+// What goes to WhatsApp, in order: the text as the caption of the first image/video/document (WhatsApp has no
+// caption on a voice note), else as a text message first; then each file.
+const sends = files.map((f) => ({ ...f }));
+const captioned = sends.find((f) => f.kind !== 'audio');
+if (text && captioned) captioned.caption = text;
+if (text && !captioned) sends.unshift({ kind: 'text', text });
+const conversationId = body.conversation?.id ?? null;
+return [{ json: { payload: body, reply: { number, text, sends, conversationId, accountId: body.account?.id ?? null } } }];
 """
 PLAN_EVOLUTION = r"""
-// Evolution API's sendText for the agent's reply (the same request again on a retry).
+// One request of the agent's reply (the same again on a retry): sendText, or per file: fetch it from Chatwoot, then
+// sendMedia / sendWhatsAppAudio with it as base64 - or, above WhatsApp's limit, a private note in the conversation.
 const reply = $('Route reply').first().json.reply;
+const prev = $json.state ? $json : { state: { index: 0, phase: 'send' }, step: 'send', attempt: 0 };
+const state = { ...prev.state };
 const attempt = $json.next === 'retry' ? $json.attempt : 0;
-const path = `/message/sendText/${encodeURIComponent('@@evolution_instance@@')}`;
-return [{ json: { step: 'send_text', state: {}, attempt, request: {
-  method: 'POST', path, url: '@@evolution_url@@' + path, body: { number: reply.number, text: reply.text },
-} } }];
+const item = reply.sends[state.index];
+const instance = encodeURIComponent('@@evolution_instance@@');
+let request;
+let step = `${state.phase}:${item.kind}`;
+if (item.kind === 'text') {
+  const path = `/message/sendText/${instance}`;
+  request = { method: 'POST', path, body: { number: reply.number, text: item.text } };
+} else if (state.phase === 'fetch') {
+  request = { transport: 'fetch', method: 'GET', path: item.path, url: item.url };
+} else if (state.phase === 'note') {
+  const path = `/api/v1/accounts/${reply.accountId ?? '@@chatwoot_account_id@@'}/conversations/${reply.conversationId}/messages`;
+  request = { transport: 'chatwoot', method: 'POST', path, url: '@@chatwoot_url@@' + path,
+    body: { content: state.note, message_type: 'outgoing', private: true } };
+} else if (item.kind === 'audio') {
+  // A voice note: Evolution API converts it (ffmpeg) to ogg/opus and sends it as a recorded audio (ptt).
+  const path = `/message/sendWhatsAppAudio/${instance}`;
+  request = { method: 'POST', path, body: { number: reply.number, audio: state.file.base64 } };
+} else {
+  const path = `/message/sendMedia/${instance}`;
+  request = { method: 'POST', path, body: { number: reply.number, mediatype: item.kind, mimetype: state.file.mimetype,
+    fileName: item.fileName, media: state.file.base64, ...(item.caption ? { caption: item.caption } : {}) } };
+}
+if (!request.url) request.url = '@@evolution_url@@' + request.path;
+return [{ json: { step, state, attempt, request } }];
 """
-nodes2, conns2 = delivery_loop(WF2, 660, 0, "evolution", "Route reply", "borgstack/chatwoot", PLAN_EVOLUTION)
+ADVANCE_EVOLUTION = r"""
+// After a successful answer: the next phase or the next item of the reply (or the end).
+const reply = $('Route reply').first().json.reply;
+const { last } = $json;
+const state = { ...$json.state };
+const item = reply.sends[state.index];
+const limits = @@whatsapp_limits@@;
+const megabytes = (bytes) => String(Math.round(bytes / 104857.6) / 10).replace('.', ',');
+if (item.kind !== 'text' && state.phase === 'fetch') {
+  const base64 = String(last.body ?? '');
+  const size = Math.floor(base64.length * 3 / 4) - (base64.endsWith('==') ? 2 : base64.endsWith('=') ? 1 : 0);
+  const mimetype = String(last.headers?.['content-type'] ?? '').split(';')[0].trim() || 'application/octet-stream';
+  if (size > limits[item.kind]) {
+    state.note = `Não enviado ao cliente: ${(@@media_articles@@)[item.kind]} "${item.fileName}" tem ${megabytes(size)} MB, `
+      + `acima do limite de ${megabytes(limits[item.kind])} MB do WhatsApp para este tipo de arquivo. `
+      + 'Envie um arquivo menor ou um link.';
+    state.phase = 'note';
+  } else {
+    state.file = { base64, mimetype };
+    state.phase = 'send';
+  }
+  return [{ json: { state, step: state.phase, next: 'call', attempt: 0 } }];
+}
+const next = { index: state.index + 1, phase: 'send' };
+if (next.index >= reply.sends.length) return [{ json: { ...$json, state: { ...state, file: null }, next: 'done' } }];
+if (reply.sends[next.index].kind !== 'text') next.phase = 'fetch';
+return [{ json: { state: next, step: next.phase, next: 'call', attempt: 0 } }];
+"""
+nodes2, conns2 = delivery_loop(WF2, 880, 0, "evolution", "Route reply", "borgstack/chatwoot", PLAN_EVOLUTION)
+FIRST_SEND = r"""
+// The first item of the reply: a text is sent at once, a file is fetched from Chatwoot first.
+const reply = $('Route reply').first().json.reply;
+return [{ json: { state: { index: 0, phase: reply.sends[0].kind === 'text' ? 'send' : 'fetch' }, step: 'start', attempt: 0 } }];
+"""
 nodes2 += [
     webhook(WF2, "Chatwoot webhook", "borgstack/chatwoot", (0, 0)),
     code(WF2, "Route reply", ROUTE_CHATWOOT, (220, 0)),
+    code(WF2, "Start", FIRST_SEND, (440, 0)),
+    code(WF2, "Advance", ADVANCE_EVOLUTION, (1760, -200)),
+    switch(WF2, "Next", 3, "({call: 0, done: 1, failed: 2})[$json.next]", (1980, -200)),
 ]
-conns2.update({"Chatwoot webhook": [["Route reply"]], "Route reply": [["Plan"]]})
+conns2.update({"Chatwoot webhook": [["Route reply"]], "Route reply": [["Start"]], "Start": [["Plan"]],
+               "Advance": [["Next"]], "Next": [["Plan"], [], ["Error row"]]})
+conns2["Outcome"] = [["Advance"], ["Back off"], ["Error row"]]
 WF2_JSON = workflow(WF2, "BorgStack: Chatwoot -> WhatsApp", nodes2, conns2,
-                    "Chatwoot message_created (agent's public reply) to Evolution API sendText.")
+                    "Chatwoot message_created (agent's public reply) to Evolution API: sendText, and each attachment "
+                    "fetched from Chatwoot and sent with sendMedia / sendWhatsAppAudio (above WhatsApp's limit: a "
+                    "private note instead).")
 
 # ---------------------------------------------------------------- Replay
 WF3 = "BorgStackCsRpl01"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prepares the machine that runs the tests: Docker engine + Compose v2, debootstrap, ruby, the Python toolchain.
+# Prepares the machine that runs the tests: Docker engine + Compose v2, debootstrap, ruby, the Python toolchain, and the
+# load tools of scripts/benchmark-targets.sh (hey, wrk).
 # Idempotent: every step checks before it acts. Never touches this machine's firewall, kernel or disks.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +28,9 @@ npm          npm
 ruby         ruby
 ssh          openssh-client
 ssh-keygen   openssh-client
+hey          hey
+wrk          wrk
+uptime       procps
 '
 need_pkgs=()
 while read -r program package; do

@@ -18,6 +18,10 @@ Listeners (one process): 8080 Evolution API, 3000 Chatwoot, 9000 control API (JS
   Chatwoot UI: the message is stored and Chatwoot's ``message_created`` webhook is sent (needs
   CHATWOOT_WEBHOOK_URL);
 - ``GET /_webhooks`` the webhooks the fake Chatwoot sent (url, payload, status, error);
+- ``POST /_chatwoot/agent_message`` also takes ``attachments: [{file_name, content_type, base64, size}]`` (files the
+  agent attaches; ``size`` pads the file with zero bytes); ``POST /_evolution/media`` ``{id, base64}``: the file
+  WhatsApp holds for received media message ``id``
+  (what getBase64FromMediaMessage returns); ``GET /_blob/{key}``: a stored attachment's bytes (base64);
 - ``POST /_http`` ``{method, url, headers, body}``: make an HTTP request from this container (tests use it to reach
   n8n on the internal network) and answer ``{status, headers, body}``;
 - ``GET /_health``.
@@ -33,6 +37,10 @@ The module also holds builders of the webhook payloads the real applications sen
 """
 from __future__ import annotations
 
+import base64
+import email.parser
+import email.policy
+import hashlib
 import json
 import os
 import re
@@ -63,6 +71,79 @@ JSON_TYPES = {
 
 def iso_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# class-validator's isBase64 (validator.js, default options: the standard alphabet, padded, length a multiple of 4)
+_BASE64 = re.compile(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
+# validator.js isURL with its defaults: http/https/ftp, and a host with a top-level domain (require_tld) - a bare
+# container name such as http://borgstack-chatwoot:3000/... is NOT a URL to Evolution API (it then decodes the
+# string as base64).
+_URL = re.compile(r"^(?:https?|ftp)://(?:[^\s/@]+@)?(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,63}\.?(?::\d{1,5})?(?:[/?#]\S*)?$")
+
+
+def is_base64(value: Any) -> bool:
+    return isinstance(value, str) and bool(value) and len(value) % 4 == 0 and bool(_BASE64.match(value))
+
+
+def is_url(value: Any) -> bool:
+    return isinstance(value, str) and bool(_URL.match(value))
+
+
+# mime-types' extension() (the first extension mime-db lists), for the types WhatsApp media carry.
+MIME_EXTENSIONS = {"image/jpeg": "jpeg", "image/png": "png", "image/webp": "webp", "image/gif": "gif",
+                   "audio/ogg": "oga", "audio/mpeg": "mpga", "audio/mp4": "m4a", "audio/aac": "aac",
+                   "video/mp4": "mp4", "video/3gpp": "3gp", "application/pdf": "pdf", "text/plain": "txt"}
+# Baileys' message keys that carry a downloadable file (Evolution API's TypeMediaMessage, src/api/types/wa.types.ts)
+MEDIA_MESSAGE_TYPES = ("imageMessage", "documentMessage", "audioMessage", "videoMessage", "stickerMessage",
+                       "ptvMessage")
+MESSAGE_SUBTYPES = ("ephemeralMessage", "documentWithCaptionMessage", "viewOnceMessage", "viewOnceMessageV2")
+
+
+def chatwoot_file_type(content_type: str) -> str:
+    """Chatwoot's attachment file_type from the upload's content type (app/helpers/file_type_helper.rb)."""
+    major = (content_type or "").split("/")[0]
+    return {"image": "image", "video": "video", "audio": "audio"}.get(major, "file")
+
+
+def parse_multipart(content_type: str, raw: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """multipart/form-data as Rack parses it: (fields, files). Field names with brackets become nested dicts
+    (``a[b]``) or lists (``a[]``), as Rails' params do; a file part is {name, filename, content_type, data}."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\nMIME-Version: 1.0\r\n\r\n" + raw)
+    if not message.is_multipart():
+        raise ValueError("not a multipart body")
+    fields: dict[str, Any] = {}
+    files: list[dict[str, Any]] = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            raise ValueError("a part without a name")
+        filename = part.get_param("filename", header="content-disposition")
+        data = part.get_payload(decode=True) or b""
+        if filename is not None:
+            files.append({"name": name, "filename": filename, "content_type": part.get_content_type()
+                          if part.get("content-type") else "application/octet-stream", "data": data})
+            continue
+        value = data.decode("utf-8")
+        match = re.fullmatch(r"([^\[\]]+)\[([^\[\]]*)\]", name)
+        if match and match.group(2) == "":
+            fields.setdefault(match.group(1), []).append(value)
+        elif match:
+            fields.setdefault(match.group(1), {})[match.group(2)] = value
+        else:
+            fields[name] = value
+    return fields, files
+
+
+def rails_boolean(value: Any) -> Any:
+    """ActiveModel::Type::Boolean: "false", "0", "f", "off" (any case) are false, other non-empty strings true."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "f", "off", "")
+    return value
 
 
 def load_schema(service: str) -> dict[str, Any]:
@@ -264,6 +345,7 @@ def _message_push(msg: dict[str, Any], contact: dict[str, Any], account: dict[st
         "conversation": {"assignee_id": None, "unread_count": 0, "last_activity_at": msg["created_at"],
                          "contact_inbox": {"source_id": msg.get("conversation_source_id")}},
         "sender": sender,
+        **({"attachments": msg["attachments_push"]} if msg.get("attachments_push") else {}),
     }
 
 
@@ -271,7 +353,8 @@ def chatwoot_message_created(content: str, *, message_type: str = "outgoing", pr
                              message_id: int = 1, conversation_id: int = 1, inbox_id: int = 1, account_id: int = 1,
                              account_name: str = "BorgStack", contact: dict[str, Any] | None = None,
                              conversation_status: str = "open", source_id: str | None = None,
-                             sender: dict[str, Any] | None = None) -> dict[str, Any]:
+                             sender: dict[str, Any] | None = None,
+                             attachments: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The body Chatwoot 4.6 POSTs to an account webhook subscribed to ``message_created``.
 
     Message#webhook_data merged with ``event`` (WebhookListener#message_created); see chatwoot.json
@@ -307,6 +390,8 @@ def chatwoot_message_created(content: str, *, message_type: str = "outgoing", pr
         "sender": sender,
         "source_id": source_id,
         "event": "message_created",
+        # Message#webhook_data adds attachments (Attachment#push_event_data each) only when the message has some.
+        **({"attachments": attachments} if attachments else {}),
     }
 
 
@@ -331,6 +416,8 @@ class Contract:
         self.inbox_id = int(env.get("CHATWOOT_INBOX_ID") or 1)
         self.instance = env.get("EVOLUTION_INSTANCE") or "principal"
         self.webhook_url = env.get("CHATWOOT_WEBHOOK_URL") or ""
+        # Chatwoot builds an attachment's data_url from FRONTEND_URL (its public address), not the internal one.
+        self.frontend_url = (env.get("CHATWOOT_FRONTEND_URL") or "https://chatwoot.lab.borgstack.test").rstrip("/")
         self.schemas = {"evolution": load_schema("evolution"), "chatwoot": load_schema("chatwoot")}
         self.lock = threading.RLock()
         self.reset()
@@ -344,7 +431,11 @@ class Contract:
             self.conversations: list[dict[str, Any]] = []
             self.messages: list[dict[str, Any]] = []
             self.sent: list[dict[str, Any]] = []
-            self.next_id = {"contact": 1, "contact_inbox": 1, "conversation": 1, "message": 1}
+            # Bytes of Chatwoot's stored attachments (ActiveStorage blobs) by key, and of the files WhatsApp holds for
+            # received media messages by message id (what getBase64FromMediaMessage downloads).
+            self.blobs: dict[str, dict[str, Any]] = {}
+            self.whatsapp_media: dict[str, bytes] = {}
+            self.next_id = {"contact": 1, "contact_inbox": 1, "conversation": 1, "message": 1, "attachment": 1}
 
     def new_id(self, kind: str) -> int:
         value = self.next_id[kind]
@@ -360,6 +451,43 @@ class Contract:
             return {"chatwoot": {"contacts": self.contacts, "conversations": self.conversations,
                                  "messages": self.messages},
                     "evolution": {"sent": self.sent}}
+
+    def blob(self, key: str) -> dict[str, Any] | None:
+        """A stored file as base64 (tests compare it with what they sent): {filename, content_type, base64}."""
+        with self.lock:
+            found = self.blobs.get(key)
+            return None if found is None else {"filename": found["filename"], "content_type": found["content_type"],
+                                               "base64": base64.b64encode(found["data"]).decode()}
+
+    def add_whatsapp_media(self, spec: Any) -> dict[str, Any]:
+        """The file WhatsApp holds for a received media message (``{id, base64}``)."""
+        if not isinstance(spec, dict) or not isinstance(spec.get("id"), str) or not is_base64(spec.get("base64")):
+            raise ValueError("give id (the message's key.id) and base64")
+        data = base64.b64decode(spec["base64"])
+        with self.lock:
+            self.whatsapp_media[spec["id"]] = data
+        return {"id": spec["id"], "size": len(data), "sha256": sha256(data)}
+
+    def store_attachment(self, msg: dict[str, Any], upload: dict[str, Any]) -> dict[str, Any]:
+        """One attachments[] file of a message: an ActiveStorage blob plus the Attachment row (push_event_data)."""
+        key = secrets.token_hex(14)
+        signed_id = base64.urlsafe_b64encode(key.encode()).decode().rstrip("=") + "--" + secrets.token_hex(20)
+        filename = upload["filename"] or "file"
+        self.blobs[key] = {"data": upload["data"], "content_type": upload["content_type"], "filename": filename,
+                           "signed_id": signed_id}
+        extension = filename.rsplit(".", 1)[1] if "." in filename else None
+        quoted = urllib.parse.quote(filename)
+        attachment = {"id": self.new_id("attachment"), "message_id": msg["id"],
+                      "file_type": chatwoot_file_type(upload["content_type"]), "account_id": self.account_id,
+                      "extension": extension,
+                      "data_url": f"{self.frontend_url}/rails/active_storage/blobs/redirect/{signed_id}/{quoted}",
+                      "thumb_url": "", "file_size": len(upload["data"]), "width": None, "height": None}
+        msg.setdefault("attachments", []).append({"blob_key": key, "filename": filename,
+                                                  "content_type": upload["content_type"],
+                                                  "size": len(upload["data"]), "sha256": sha256(upload["data"]),
+                                                  "file_type": attachment["file_type"]})
+        msg.setdefault("attachments_push", []).append(attachment)
+        return attachment
 
     def record(self, entry: dict[str, Any]) -> None:
         with self.lock:
@@ -458,7 +586,8 @@ class Contract:
         return {"id": msg["id"], "content": msg["content"], "inbox_id": msg["inbox_id"], "echo_id": None,
                 "conversation_id": msg["conversation_display_id"], "message_type": msg["message_type_raw"],
                 "content_type": msg["content_type"], "content_attributes": msg.get("content_attributes", {}),
-                "created_at": msg["created_at"], "private": msg["private"], "sender": push["sender"]}
+                "created_at": msg["created_at"], "private": msg["private"], "sender": push["sender"],
+                **({"attachments": msg["attachments_push"]} if msg.get("attachments_push") else {})}
 
     def create_message(self, conv: dict[str, Any], body: dict[str, Any], *, from_ui: bool = False
                        ) -> dict[str, Any]:
@@ -471,6 +600,8 @@ class Contract:
                "content_attributes": body.get("content_attributes") or {}, "source_id": body.get("source_id"),
                "created_at": int(now), "created_at_iso": iso_now(), "conversation_source_id": conv["source_id"],
                "created_by": "ui" if from_ui else "api"}
+        for upload in body.get("_files") or []:
+            self.store_attachment(msg, upload)
         self.messages.append(msg)
         self.emit_message_created(conv, msg)
         return msg
@@ -485,7 +616,7 @@ class Contract:
             conversation_id=conv["display_id"], inbox_id=conv["inbox_id"], account_id=self.account_id,
             contact=contact, conversation_status=conv["status"], source_id=msg.get("source_id"),
             sender=_contact_webhook(contact, self.account) if msg["message_type"] == "incoming"
-            else _user_webhook(AGENT))
+            else _user_webhook(AGENT), attachments=msg.get("attachments_push"))
         payload["conversation"] = _conversation_webhook(
             conv, contact, [m for m in self.messages if m["conversation_display_id"] == conv["display_id"]],
             self.account)
@@ -521,6 +652,17 @@ class Reply(Exception):
         # rejected: the request broke the documented contract (path, auth, body). An answer the application gives
         # to a valid request (duplicate contact, unknown record, injected fault) is not a rejection.
         self.rejected = rejected
+
+
+def shorten(value: Any) -> Any:
+    """The call log keeps long strings (base64 media) as their length and digest, not the megabytes."""
+    if isinstance(value, str) and len(value) > 512:
+        return f"<{len(value)} characters, sha256 {sha256(value.encode())}>"
+    if isinstance(value, dict):
+        return {k: shorten(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shorten(v) for v in value]
+    return value
 
 
 def parse_json(raw: bytes) -> Any:
@@ -608,6 +750,99 @@ class Evolution:
                                 "at": time.time(), "response": sent})
         return 201, sent
 
+    def _sent_message(self, number: str, message: dict[str, Any], message_type: str) -> dict[str, Any]:
+        digits = re.sub(r"\D", "", number.split("@")[0])
+        if not digits:
+            raise self.error(400, "Bad Request", [{"exists": False, "jid": number, "number": number}],
+                             "number is not on WhatsApp")
+        return {"key": {"remoteJid": f"{digits}@s.whatsapp.net", "fromMe": True, "id": uuid.uuid4().hex[:16].upper()},
+                "pushName": "", "status": "PENDING", "message": message, "contextInfo": None,
+                "messageType": message_type, "messageTimestamp": int(time.time()),
+                "instanceId": "00000000-0000-4000-8000-000000000001", "source": "unknown"}
+
+    def _media_bytes(self, media: Any, what: str) -> bytes:
+        """The file of a send: base64 (decoded here); a URL is not fetched by the contract (it would be by
+        Evolution API), and anything else is refused - upstream decodes it as base64 into a broken file."""
+        if is_url(media):
+            raise self.error(400, "Bad Request", [f"{what}: the contract does not fetch URLs"],
+                             f"validation: {what} is a URL (the lab has no internet to fetch it from)")
+        if not is_base64(media):
+            raise self.error(400, "Bad Request", ["Owned media must be a url or base64"],
+                             f"validation: {what} is neither a URL nor base64")
+        return base64.b64decode(media)
+
+    def send_media(self, params, body, query):
+        data = self._media_bytes(body.get("media"), "media")
+        mediatype = body["mediatype"]
+        file_name = body.get("fileName")
+        if mediatype == "document" and not file_name:
+            # prepareMediaMessage takes a document's name from the media URL; for base64 there is none -> error
+            raise self.error(400, "Bad Request", ["TypeError: Cannot read properties of null (reading '1')"],
+                             "validation: a base64 document needs fileName")
+        file_name = file_name or {"image": "image.png", "video": "video.mp4"}.get(mediatype, "")
+        mimetype = body.get("mimetype") or {"png": "image/png", "mp4": "video/mp4", "jpg": "image/jpeg",
+                                            "jpeg": "image/jpeg", "pdf": "application/pdf"}.get(
+            file_name.rsplit(".", 1)[-1].lower(), "")
+        if not mimetype:
+            raise self.error(400, "Bad Request", ["mimetype could not be determined"],
+                             "validation: no mimetype and none from fileName")
+        content = {"url": "https://mmg.whatsapp.net/lab", "mimetype": mimetype, "fileLength": str(len(data)),
+                   "fileName": file_name}
+        if body.get("caption") is not None:
+            content["caption"] = body["caption"]
+        sent = self._sent_message(body["number"], {f"{mediatype}Message": content}, f"{mediatype}Message")
+        with self.c.lock:
+            self.c.sent.append({"number": body["number"], "kind": "media", "mediatype": mediatype,
+                                "mimetype": mimetype, "fileName": file_name, "caption": body.get("caption"),
+                                "size": len(data), "sha256": sha256(data), "at": time.time(), "response": sent})
+        return 201, sent
+
+    def send_audio(self, params, body, query):
+        audio = body.get("audio")
+        if not (is_url(audio) or is_base64(audio)):
+            raise self.error(400, "Bad Request", ["File buffer, URL, or base64 audio is required"],
+                             "validation: audio is neither a URL nor base64")
+        data = self._media_bytes(audio, "audio")
+        sent = self._sent_message(body["number"], {"audioMessage": {
+            "url": "https://mmg.whatsapp.net/lab", "mimetype": "audio/ogg; codecs=opus", "ptt": True,
+            "fileLength": str(len(data))}}, "audioMessage")
+        with self.c.lock:
+            self.c.sent.append({"number": body["number"], "kind": "audio", "mediatype": "audio",
+                                "mimetype": "audio/ogg; codecs=opus", "encoding": body.get("encoding", True),
+                                "size": len(data), "sha256": sha256(data), "at": time.time(), "response": sent})
+        return 201, sent
+
+    def get_base64(self, params, body, query):
+        """chat.controller getBase64FromMediaMessage -> whatsapp.baileys.service.ts getBase64FromMediaMessage."""
+        def refuse(message: str) -> Reply:
+            return self.error(400, "Bad Request", [message], f"getBase64FromMediaMessage: {message}")
+        msg = body.get("message")
+        if not isinstance(msg, dict) or not isinstance(msg.get("key"), dict) or not msg["key"].get("id"):
+            raise refuse("TypeError: Cannot read properties of undefined (reading 'key')")
+        content = msg.get("message")
+        if not isinstance(content, dict):
+            # without the message itself Evolution reads it from its database (DATABASE_SAVE_DATA_NEW_MESSAGE)
+            raise refuse("Message not found")
+        for subtype in MESSAGE_SUBTYPES:
+            if isinstance(content.get(subtype), dict) and isinstance(content[subtype].get("message"), dict):
+                content = content[subtype]["message"]
+        media_type = next((t for t in MEDIA_MESSAGE_TYPES if isinstance(content.get(t), dict)), None)
+        if media_type is None:
+            raise refuse("The message is not of the media type")
+        media = content[media_type]
+        with self.c.lock:
+            data = self.c.whatsapp_media.get(msg["key"]["id"])
+        if data is None or not media.get("mediaKey") or not (media.get("directPath") or media.get("url")):
+            # downloadMediaMessage needs the media key and path WhatsApp sent; an expired file answers 404/410
+            raise refuse("Error: Failed to fetch stream from https://mmg.whatsapp.net: 404")
+        mimetype = media.get("mimetype") or ""
+        ext = MIME_EXTENSIONS.get(mimetype.split(";")[0].strip(), "bin")
+        file_name = media.get("fileName") or f"{msg['key']['id']}.{ext}"
+        return 201, {"mediaType": media_type, "fileName": file_name, "caption": media.get("caption"),
+                     "size": {"fileLength": media.get("fileLength"), "height": media.get("height"),
+                              "width": media.get("width")},
+                     "mimetype": media.get("mimetype"), "base64": base64.b64encode(data).decode(), "buffer": None}
+
 
 class Chatwoot:
     """Chatwoot 4.6 application API (api/v1), authenticated by the ``api_access_token`` header."""
@@ -617,6 +852,7 @@ class Chatwoot:
     def __init__(self, contract: Contract) -> None:
         self.c = contract
         self.schema = contract.schemas["chatwoot"]
+        self.local = threading.local()  # the Host of the request this thread serves
 
     def not_found(self, method: str, path: str) -> Reply:
         # Rails in production renders public/404.html for a route that does not exist.
@@ -624,6 +860,7 @@ class Chatwoot:
                      "unknown path", content_type="text/html; charset=utf-8")
 
     def handle(self, op, params, headers, body, query):
+        self.local.host = headers.get("Host")
         if op.get("auth", True):
             token = headers.get("api_access_token")
             if not token:
@@ -633,8 +870,11 @@ class Chatwoot:
                 raise Reply(401, {"error": "Invalid Access Token"}, "auth: api_access_token wrong")
         if "account_id" in params and params["account_id"] != str(self.c.account_id):
             raise Reply(401, {"error": "You are not authorized to access this account"}, "auth: foreign account")
-        if "body" in op:
-            problems = body_errors(op["body"], body if body is not None else {})
+        spec = op.get("body")
+        if isinstance(body, dict) and "_files" in body:
+            body, spec = self.multipart_body(op, body)
+        if spec:
+            problems = body_errors(spec, body if body is not None else {})
             if problems:
                 raise Reply(422, {"message": ", ".join(f"{p.replace('_', ' ').capitalize()} {q}"
                                                        for p, q in problems),
@@ -645,6 +885,31 @@ class Chatwoot:
             raise fault_reply(self.name, fault)
         with self.c.lock:
             return getattr(self, op["id"])(params, body, query)
+
+    @staticmethod
+    def multipart_body(op: dict[str, Any], body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A multipart message (the dashboard's and the API's way to send files): Rails' params from the form, the
+        files under ``attachments[]`` only (MessageBuilder#process_attachments iterates params[:attachments] and
+        attaches each uploaded file; anything else there is not a file ActiveStorage can attach). With files the
+        content may be empty (a message of attachments only)."""
+        rules = op["multipart"]
+        files = body.pop("_files")
+        wrong = [f["name"] for f in files if f["name"] != rules["files_field"]]
+        if wrong or rules["files_param"] in body:
+            raise Reply(422, {"message": f"attachments must be files sent as {rules['files_field']}",
+                              "attributes": ["attachments"]}, f"multipart: files under {wrong or 'a text field'}")
+        empty = [f["filename"] for f in files if not f["data"]]
+        if empty:
+            raise Reply(422, {"message": "File is empty", "attributes": ["attachments"]},
+                        f"multipart: empty file {empty}")
+        for name in rules.get("booleans", []):
+            if name in body:
+                body[name] = rails_boolean(body[name])
+        spec = dict(op["body"])
+        if files:
+            spec["required"] = [r for r in spec.get("required", []) if r != "content"]
+        body["_files"] = files
+        return body, spec
 
     def record_invalid(self, errors: list[tuple[str, str]]) -> Reply:
         # RequestExceptionHandler#render_record_invalid
@@ -781,6 +1046,26 @@ class Chatwoot:
         msg = self.c.create_message(conv, body)
         return 200, self.c.message_view(msg)
 
+    def blob_redirect(self, params, body, query):
+        """ActiveStorage's blob redirect (the attachment's data_url): 302 to the file on the service, signed, no
+        login. The Location is on the host the request came to (ActiveStorage::Current.url_options)."""
+        found = next(((key, b) for key, b in self.c.blobs.items() if b["signed_id"] == params["signed_id"]), None)
+        if found is None:
+            raise self.resource_not_found()
+        key, blob = found
+        host = getattr(self.local, "host", None) or "borgstack-chatwoot:3000"
+        location = f"http://{host}/rails/active_storage/disk/{key}/{urllib.parse.quote(blob['filename'])}"
+        raise Reply(302, "", "blob redirect", {"Location": location}, content_type="text/html; charset=utf-8",
+                    rejected=False)
+
+    def disk_file(self, params, body, query):
+        blob = self.c.blobs.get(params["key"])
+        if blob is None:
+            raise self.resource_not_found()
+        raise Reply(200, blob["data"], "file", {
+            "Content-Disposition": f"inline; filename*=UTF-8''{urllib.parse.quote(blob['filename'])}"},
+            content_type=blob["content_type"], rejected=False)
+
     def message_index(self, params, body, query):
         conv = self._conversation(params)
         contact = self.c.find_contact(conv["contact_id"])
@@ -827,7 +1112,10 @@ def make_handler(contract: Contract, service: Any) -> type[BaseHTTPRequestHandle
 
         def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None,
                     content_type: str = "application/json; charset=utf-8") -> None:
-            raw = body.encode() if isinstance(body, str) else json.dumps(body, ensure_ascii=False).encode()
+            if isinstance(body, bytes):
+                raw = body
+            else:
+                raw = body.encode() if isinstance(body, str) else json.dumps(body, ensure_ascii=False).encode()
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(raw)))
@@ -846,25 +1134,38 @@ def make_handler(contract: Contract, service: Any) -> type[BaseHTTPRequestHandle
                      "status": None, "rejected_reason": None, "note": None, "fault": False}
             status, body, headers, ctype = 500, {"error": "contract server bug"}, {}, "application/json"
             try:
-                try:
-                    body_in = parse_json(raw)
-                except (ValueError, UnicodeDecodeError):
-                    entry["body"] = raw.decode("utf-8", "replace")
-                    raise Reply(400, {"error": "the body is not JSON"} if service.name == "chatwoot" else
-                                {"status": 400, "error": "Bad Request", "response": {"message": ["invalid JSON"]}},
-                                "body is not JSON")
-                entry["body"] = body_in
-                ctype_in = (self.headers.get("Content-Type") or "").split(";")[0].strip()
-                if raw and ctype_in != "application/json":
-                    raise Reply(415 if service.name == "chatwoot" else 400,
-                                {"error": f"Content-Type {ctype_in or 'missing'}: the contract takes JSON only"},
-                                "content type")
+                ctype_full = self.headers.get("Content-Type") or ""
+                ctype_in = ctype_full.split(";")[0].strip().lower()
                 op, params = None, {}
                 for candidate in service.schema["operations"]:
                     match = candidate["_regex"].match(path)
                     if match and candidate["method"] == self.command:
                         op, params = candidate, match.groupdict()
                         break
+                if raw and ctype_in == "multipart/form-data" and op is not None and op.get("multipart"):
+                    try:
+                        fields, files = parse_multipart(ctype_full, raw)
+                    except (ValueError, UnicodeDecodeError) as exc:
+                        raise Reply(400, {"error": f"the multipart body could not be parsed: {exc}"},
+                                    "multipart body not parsable") from exc
+                    body_in = {**fields, "_files": files}
+                    entry["body"] = {**fields, "_files": [
+                        {k: v for k, v in f.items() if k != "data"} | {"size": len(f["data"]), "sha256": sha256(f["data"])}
+                        for f in files]}
+                else:
+                    try:
+                        body_in = parse_json(raw)
+                    except (ValueError, UnicodeDecodeError):
+                        entry["body"] = raw[:2000].decode("utf-8", "replace")
+                        raise Reply(400, {"error": "the body is not JSON"} if service.name == "chatwoot" else
+                                    {"status": 400, "error": "Bad Request", "response": {"message": ["invalid JSON"]}},
+                                    "body is not JSON")
+                    entry["body"] = shorten(body_in)
+                    if raw and ctype_in != "application/json":
+                        raise Reply(415 if service.name == "chatwoot" else 400,
+                                    {"error": f"Content-Type {ctype_in or 'missing'}: the contract takes JSON"
+                                              + (" or multipart/form-data" if op and op.get("multipart") else
+                                                 " only")}, "content type")
                 if op is None:
                     raise service.not_found(self.command, path)
                 op = dict(op, _path=path)
@@ -916,6 +1217,9 @@ def make_control(contract: Contract) -> type[BaseHTTPRequestHandler]:
                     return self._answer(200, contract.faults)
                 if path == "/_webhooks":
                     return self._answer(200, contract.webhooks)
+                if path.startswith("/_blob/"):
+                    found = contract.blob(path[len("/_blob/"):])
+                    return self._answer(200 if found else 404, found or {"error": "no such blob"})
                 if path == "/_health":
                     return self._answer(200, {"ok": True, "instance": contract.instance,
                                               "account_id": contract.account_id, "inbox_id": contract.inbox_id})
@@ -941,6 +1245,8 @@ def make_control(contract: Contract) -> type[BaseHTTPRequestHandler]:
                     return self._answer(200, self._agent_message(body))
                 if path == "/_http":
                     return self._answer(200, http_request(body))
+                if path == "/_evolution/media":
+                    return self._answer(200, contract.add_whatsapp_media(body))
             except (ValueError, KeyError, TypeError, re.error) as exc:
                 return self._answer(400, {"error": str(exc)})
             return self._answer(404, {"error": f"no control path {path}"})
@@ -953,9 +1259,21 @@ def make_control(contract: Contract) -> type[BaseHTTPRequestHandler]:
                 conv = contract.find_conversation(body["conversation_id"])
                 if conv is None:
                     raise ValueError(f"no conversation {body['conversation_id']}")
+                files = []
+                for item in body.get("attachments") or []:
+                    # the agent attaches a file in the dashboard (which refuses files over 40 MB by itself)
+                    if not isinstance(item, dict) or not is_base64(item.get("base64")) or not item.get("file_name"):
+                        raise ValueError("attachments: [{file_name, content_type, base64}]")
+                    data = base64.b64decode(item["base64"])
+                    # size: the file padded with zero bytes to that length (a big file without megabytes of JSON)
+                    data += bytes(max(0, int(item.get("size") or 0) - len(data)))
+                    files.append({"name": "attachments[]", "filename": item["file_name"],
+                                  "content_type": item.get("content_type") or "application/octet-stream",
+                                  "data": data})
                 msg = contract.create_message(conv, {"content": body.get("content", ""),
                                                      "message_type": body.get("message_type", "outgoing"),
-                                                     "private": bool(body.get("private", False))}, from_ui=True)
+                                                     "private": bool(body.get("private", False)),
+                                                     "_files": files}, from_ui=True)
                 return {"message": msg, "webhook": contract.webhooks[-1] if contract.webhook_url else None}
 
     return Control

@@ -37,6 +37,8 @@ VOLUME_KEYS = frozenset(("backup",))
 # The services the others log into as databases (the contract's postgres, redis and mongodb logins).
 DATABASES = ("postgresql", "redis", "mongodb")
 BACKUPS = ("files", "dump", "none")
+# A service's Redis key spaces (``redis_keys``): which keys of its own Redis database a restore brings back.
+REDIS_KEY_KEYS = frozenset(("match", "restore", "why"))
 
 
 def volume_name(service: str, key: str) -> str:
@@ -119,6 +121,8 @@ def _served(name: str, registry: Mapping[str, Any], stack: Mapping[str, Any], en
         return {"buckets": s3_buckets(registry)}
     if name == "caddy":
         return {"sites": caddy_sites(registry, stack["domain"], endpoints, basic_auth)}
+    if name == "redis":
+        return {"key_spaces": redis_key_spaces(registry)}
     return {}
 
 
@@ -148,6 +152,25 @@ def backup_sources(registry: Any) -> Dict[str, List[str]]:
         for key, spec in (svc.get("volumes") or {}).items():
             if (spec or {}).get("backup", "none") == "dump":
                 out["database_volumes"].append(volume_name(name, str(key)))
+    return out
+
+
+def redis_key_spaces(registry: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """The Redis key spaces that must survive a restore, of the enabled services, in registry order: one entry per
+    service, ``{service, db, spaces: {space: [glob, ...]}}`` (its ``redis_keys`` whose ``restore`` is true). The
+    backup job takes these keys beside the service's database dump, restore.yml replaces them with the service's
+    database, the drill loads and compares them. A space with ``restore: false`` is written down (and why) in the
+    registry only: nothing of it is backed up apart, restored or deleted."""
+    enabled = _enabled(registry)
+    out: List[Dict[str, Any]] = []
+    for name, svc in registry.items():
+        if name not in enabled or not isinstance(svc, Mapping) or svc.get("redis_db") is None:
+            continue
+        spaces = {str(space): [str(glob) for glob in spec.get("match") or []]
+                  for space, spec in (svc.get("redis_keys") or {}).items()
+                  if isinstance(spec, Mapping) and spec.get("restore") is True}
+        if spaces:
+            out.append({"service": name, "db": svc["redis_db"], "spaces": spaces})
     return out
 
 
@@ -302,8 +325,43 @@ def _volume_errors(where: str, name: str, volumes: Any) -> List[str]:
     return errors
 
 
+def _redis_key_errors(where: str, svc: Mapping[str, Any]) -> List[str]:
+    """Problems in one service's ``redis_keys``. A service with a Redis database must say, per key space, whether it
+    survives a restore (and why): what lives only in Redis is decided, never left to chance."""
+    keys = svc.get("redis_keys")
+    if svc.get("redis_db") is None:
+        return [] if keys is None else [f"{where}.redis_keys: the service has no redis_db, so no Redis keys of its own "
+                                        f"(remove redis_keys or give it a redis_db)"]
+    shape = "a dict <space>: {match: [<glob>, ...], restore: true|false, why: <text>}"
+    if keys is None:
+        return [f"{where}.redis_keys is missing: the service has a Redis database (redis_db), so say for each of its "
+                f"key spaces whether a restore brings it back - {shape} (docs/backup.md)"]
+    if not isinstance(keys, Mapping) or not keys:
+        return [f"{where}.redis_keys must be {shape}, found {keys!r}"]
+    errors: List[str] = []
+    for space, spec in keys.items():
+        at = f"{where}.redis_keys.{space}"
+        if not isinstance(spec, Mapping):
+            errors.append(f"{at} must be {{match: [<glob>, ...], restore: true|false, why: <text>}}, found {spec!r}")
+            continue
+        unknown = sorted(set(map(str, spec)) - REDIS_KEY_KEYS)
+        if unknown:
+            errors.append(f"{at}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(REDIS_KEY_KEYS))})")
+        match = spec.get("match")
+        if (not isinstance(match, list) or not match
+                or not all(isinstance(g, str) and g and not any(c.isspace() for c in g) for g in match)):
+            errors.append(f"{at}.match must be a non-empty list of Redis glob patterns (SCAN MATCH, no spaces) of the "
+                          f"keys in its redis_db, found {match!r}")
+        if not isinstance(spec.get("restore"), bool):
+            errors.append(f"{at}.restore must be true (backed up with the service's database and restored with it) "
+                          f"or false (not backed up apart, never restored), found {spec.get('restore')!r}")
+        if not isinstance(spec.get("why"), str) or not spec["why"].strip():
+            errors.append(f"{at}.why must say why this key space does or does not survive a restore")
+    return errors
+
+
 def contract_errors(registry: Any) -> List[str]:
-    """Problems in the registry's ``secrets`` and ``volumes`` entries, each naming the variable."""
+    """Problems in the registry's ``secrets``, ``volumes`` and ``redis_keys`` entries, each naming the variable."""
     registry = _mapping("contract_errors", registry, "the registry")
     errors: List[str] = []
     owners: Dict[str, str] = {}
@@ -313,6 +371,7 @@ def contract_errors(registry: Any) -> List[str]:
         where = f"borgstack_services.{name}"
         errors.extend(_secret_errors(where, svc.get("secrets") or {}, registry, owners))
         errors.extend(_volume_errors(where, name, svc.get("volumes") or {}))
+        errors.extend(_redis_key_errors(where, svc))
     return errors
 
 

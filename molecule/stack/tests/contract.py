@@ -267,6 +267,32 @@ class Contract:
         return self.control("POST", "/_chatwoot/agent_message",
                             {"conversation_id": conversation_id, "content": content, "private": private})["body"]
 
+    def whatsapp_media(self, message_id: str, data: bytes) -> dict[str, Any]:
+        """The file WhatsApp holds for received media message ``message_id`` (what getBase64FromMediaMessage
+        returns)."""
+        import base64  # pylint: disable=import-outside-toplevel
+
+        return self.control("POST", "/_evolution/media",
+                            {"id": message_id, "base64": base64.b64encode(data).decode()})["body"]
+
+    def blob(self, key: str) -> bytes:
+        """The bytes of a file Chatwoot stored (a message attachment's ``blob_key``)."""
+        import base64  # pylint: disable=import-outside-toplevel
+
+        return base64.b64decode(self.control("GET", f"/_blob/{key}")["body"]["base64"])
+
+    def agent_attachments(self, conversation_id: int, content: str,
+                          files: list[tuple[str, str, bytes]], pad_to: int = 0) -> dict[str, Any]:
+        """An agent sends ``files`` ([(file name, content type, bytes)]) with ``content`` from the dashboard:
+        stored as attachments, message_created (with attachments[]) sent to n8n. ``pad_to``: each file padded with
+        zero bytes to that size by the server (a big file without megabytes through docker exec)."""
+        import base64  # pylint: disable=import-outside-toplevel
+
+        return self.control("POST", "/_chatwoot/agent_message", {
+            "conversation_id": conversation_id, "content": content,
+            "attachments": [{"file_name": n, "content_type": t, "base64": base64.b64encode(d).decode(),
+                             "size": pad_to} for n, t, d in files]})["body"]
+
     def post_to_n8n(self, path: str, payload: Any, headers: dict[str, str] | None = None, timeout: float = 60,
                     base_url: str = N8N_URL) -> tuple[int | None, Any]:
         """POST ``payload`` as JSON to n8n (``path`` like ``/webhook/borgstack/evolution``) from the internal

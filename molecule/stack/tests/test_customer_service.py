@@ -312,6 +312,104 @@ def test_a_429_waits_for_retry_after(clean):
     assert 3 - 0.1 <= second["at"] - first["at"] <= 3 + 1.5, f"waited {second['at'] - first['at']:.2f} s, not 3"
 
 
+# --- media both ways -------------------------------------------------------------------------------------------------
+def media_message(number: str, message_id: str, kind: str, size: int, **fields: Any) -> dict:
+    """messages.upsert of a received media message as Evolution API 2.2.3 sends it (prepareMessage of the Baileys
+    message: mediaKey, directPath, fileLength as a decimal string; documents already unwrapped)."""
+    content = {"url": f"https://mmg.whatsapp.net/v/t62/{message_id}", "mediaKey": "bGFiLW1lZGlhLWtleQ==",
+               "directPath": f"/v/t62/{message_id}", "fileSha256": "c2hh", "fileLength": str(size), **fields}
+    return contract.evolution_messages_upsert(number, "", message_id=message_id, message={kind: content},
+                                              message_type=kind)
+
+
+MEDIA_IN = (  # kind, extra fields, bytes, the name Chatwoot should show
+    ("imageMessage", {"mimetype": "image/jpeg", "caption": "foto do produto", "height": 2, "width": 2},
+     b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4, None),
+    ("audioMessage", {"mimetype": "audio/ogg; codecs=opus", "seconds": 3, "ptt": True},
+     b"OggS" + bytes(range(255, -1, -1)) * 8, None),
+    ("videoMessage", {"mimetype": "video/mp4", "caption": "vídeo do defeito", "seconds": 5},
+     b"\x00\x00\x00\x18ftypmp42" + bytes(3000), None),
+    ("documentMessage", {"mimetype": "application/pdf", "fileName": "nota fiscal.pdf", "title": "nota fiscal.pdf"},
+     b"%PDF-1.4\n" + bytes(range(256)) * 16, "nota fiscal.pdf"),
+    ("stickerMessage", {"mimetype": "image/webp"}, b"RIFF\x00\x00\x00\x00WEBPVP8 " + bytes(500), None),
+)
+
+
+def test_whatsapp_media_arrive_in_chatwoot_as_attachments(clean):
+    """Image, voice note, video, document and sticker - sent in one batch, waited for once - arrive as attachments
+    of incoming messages, byte for byte, with their type and name; a file above Chatwoot's 40 MB never leaves
+    WhatsApp: its message says what it was and a private note tells the agents why it is not attached."""
+    number = "5511955554444"
+    expected = {}
+    for n, (kind, fields, data, name) in enumerate(MEDIA_IN):
+        message_id = f"MEDIA{n}"
+        clean.whatsapp_media(message_id, data)
+        # getBase64FromMediaMessage names a file without a name <key.id>.<mime-types extension>
+        extension = {"image/jpeg": "jpeg", "audio/ogg; codecs=opus": "oga", "video/mp4": "mp4",
+                     "image/webp": "webp"}.get(fields["mimetype"], "pdf")
+        expected[message_id] = (kind, fields, data, name or f"{message_id}.{extension}")
+        post(clean, EVOLUTION_HOOK, media_message(number, message_id, kind, len(data), **fields))
+    post(clean, EVOLUTION_HOOK, media_message(number, "HUGE1", "videoMessage", 41 * 1024 * 1024,
+                                              mimetype="video/mp4"))
+    wait_for("every media message and the note in Chatwoot", lambda: len(chatwoot(clean, "messages")) == 7,
+             timeout=90)
+    messages = chatwoot(clean, "messages")
+    by_id = {m["content_attributes"].get("whatsapp_message_id"): m for m in messages if not m["private"]}
+    for message_id, (kind, fields, data, name) in expected.items():
+        msg = by_id[message_id]
+        assert msg["message_type"] == "incoming" and len(msg.get("attachments", [])) == 1, msg
+        attachment = msg["attachments"][0]
+        assert clean.blob(attachment["blob_key"]) == data, f"{kind}: the bytes differ"
+        # ActiveStorage keeps the media type without its parameters (audio/ogg; codecs=opus -> audio/ogg)
+        assert attachment["content_type"] == fields["mimetype"].split(";")[0], (kind, attachment)
+        assert attachment["filename"] == name, (kind, attachment)
+        assert attachment["file_type"] == {"audioMessage": "audio", "videoMessage": "video",
+                                           "documentMessage": "file"}.get(kind, "image"), (kind, attachment)
+        assert (msg["content"] or "") == fields.get("caption", ""), msg
+    huge = by_id["HUGE1"]
+    assert huge["content"] == "[vídeo]" and not huge.get("attachments"), huge
+    notes = [m for m in messages if m["private"]]
+    assert len(notes) == 1 and "41 MB" in notes[0]["content"] and "40 MB" in notes[0]["content"], notes
+    downloads = calls_to(clean, "evolution", "POST", "/chat/getBase64FromMediaMessage/")
+    assert sorted(c["body"]["message"]["key"]["id"] for c in downloads) == sorted(expected), "HUGE1 was downloaded"
+    assert len(contacts_with(clean, number)) == 1 and len(chatwoot(clean, "conversations")) == 1
+    assert_nothing_rejected(clean)
+
+
+MEDIA_OUT = (  # file name, content type, bytes, the Evolution API call expected
+    ("foto.png", "image/png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, ("sendMedia", "image")),
+    ("recado.ogg", "audio/ogg", b"OggS" + bytes(700), ("sendWhatsAppAudio", "audio")),
+    ("demo.mp4", "video/mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(2000), ("sendMedia", "video")),
+    ("orçamento 2026.pdf", "application/pdf", b"%PDF-1.7\n" + bytes(range(256)) * 12, ("sendMedia", "document")),
+)
+
+
+def test_agent_attachments_reach_whatsapp_as_media(clean):
+    """An agent's attachments (with a text) are fetched from Chatwoot's internal address and sent as WhatsApp
+    media of the matching kind, byte for byte, the text as the caption of the first; an image above WhatsApp's
+    5 MB gets a private note in the conversation instead of a silent drop. One batch, one wait."""
+    number = "5511944443333"
+    post(clean, EVOLUTION_HOOK, incoming(number, "oi", "MEDIAOUT1"))
+    conversation = wait_for("the conversation", lambda: chatwoot(clean, "conversations"))[0]
+    conv_id = conversation.get("display_id", conversation["id"])
+    clean.agent_attachments(conv_id, "segue o material", [(n, t, d) for n, t, d, _call in MEDIA_OUT])
+    clean.agent_attachments(conv_id, "", [("grande.png", "image/png", b"\x89PNG\r\n\x1a\n")], pad_to=6 * 1024 * 1024)
+    wait_for("four media sent and the note", lambda: len([s for s in sent(clean) if s.get("kind")]) == 4 and [
+        m for m in chatwoot(clean, "messages") if m["private"]], timeout=90)
+    media = [s for s in sent(clean) if s.get("kind")]
+    for (name, ctype, data, (endpoint, mediatype)), out in zip(MEDIA_OUT, media):
+        assert out["number"] == number and out["mediatype"] == mediatype, out
+        assert out["sha256"] == __import__("hashlib").sha256(data).hexdigest() and out["size"] == len(data), out
+        if endpoint == "sendMedia":
+            assert out["mimetype"] == ctype and out["fileName"] == name, out
+    assert media[0]["caption"] == "segue o material" and all(not m.get("caption") for m in media[1:]), media
+    assert not calls_to(clean, "evolution", "POST", "/message/sendText/"), "the text went as a caption"
+    note = [m for m in chatwoot(clean, "messages") if m["private"]][0]
+    assert "grande.png" in note["content"] and "6 MB" in note["content"] and "5 MB" in note["content"], note
+    assert len(calls_to(clean, "evolution", "POST", "/message/send")) == 4
+    assert_nothing_rejected(clean)
+
+
 # --- the role ------------------------------------------------------------------------------------------------------
 def installed(output: str) -> bool:
     """Whether the install task reported a change (the default callback prefixes the role's name)."""

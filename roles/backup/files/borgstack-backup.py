@@ -4,16 +4,24 @@
 
 Reads its settings (containers, databases, passwords) from a root-only JSON file - never from its command line - and
 writes <dir>/<UTC time>/ (0700): postgresql-globals.sql (pg_dumpall --globals-only), postgresql-<service>.dump
-(pg_dump -Fc of each tenant), mongodb-<service>.archive.gz (mongodump --archive --gzip), redis-dump.rdb (after a
-BGSAVE), manifest.json and SHA256SUMS. The set is written under a hidden name and renamed when complete, so a set
+(pg_dump -Fc of each tenant), redis-<service>.keys.json (the Redis keys a service's state needs besides its
+database - its registry's redis_keys with restore: true -, taken right after that service's dump: Redis DUMP
+payloads with their type, expiry and a digest of their value), mongodb-<service>.archive.gz (mongodump --archive
+--gzip), redis-dump.rdb (after a BGSAVE), manifest.json and SHA256SUMS. The set is written under a hidden name and renamed when complete, so a set
 that exists is whole. Then the oldest sets beyond `keep` are deleted. Any failure: a message on stderr (the
 journal), a webhook POST and/or an e-mail when configured, exit status 1.
 
+The same program replaces a service's keys from a set (restore.yml, the service stopped) and loads them into a
+scratch Redis and compares them (the restore drill); each prints a JSON summary with key names and counts only.
+
 Usage: borgstack-backup [--config PATH]
+       borgstack-backup [--config PATH] --restore-keys SET/redis-<service>.keys.json
+       borgstack-backup [--config PATH] --check-keys SET/redis-<service>.keys.json --redis-container NAME
 """
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime
 import hashlib
 import json
@@ -26,7 +34,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 SET_NAME = re.compile(r"^\d{8}T\d{6}Z$")
 CHUNK = 1 << 20
@@ -67,8 +75,208 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class Redis:
+    """A minimal RESP2 client over TCP to a Redis container's address: binary-safe (DUMP payloads), the password sent
+    in AUTH (never on a command line). Error replies raise BackupError without the command's arguments."""
+
+    def __init__(self, container: str, port: int, password: str, db: int) -> None:
+        out = run(["docker", "inspect", "--format",
+                   "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", container],
+                  f"docker inspect of {container}")
+        addresses = out.split()
+        if not addresses:
+            raise BackupError(f"{container} has no network address (is it running?)")
+        self.sock = socket.create_connection((addresses[0], port), timeout=120)
+        self.reader = self.sock.makefile("rb")
+        if password:
+            self.call("AUTH", password)
+        self.call("SELECT", str(db))
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+    def send(self, *args: Any) -> None:
+        parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+        self.sock.sendall(b"*%d\r\n" % len(parts)
+                          + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+
+    def read(self) -> Any:
+        line = self.reader.readline()
+        if not line.endswith(b"\r\n"):
+            raise BackupError("Redis closed the connection")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            raise BackupError(f"Redis answered: {rest.decode(errors='replace')}")
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            size = int(rest)
+            if size < 0:
+                return None
+            data = self.reader.read(size + 2)
+            return data[:-2]
+        if kind == b"*":
+            size = int(rest)
+            return None if size < 0 else [self.read() for _item in range(size)]
+        raise BackupError(f"unexpected Redis reply {line[:20]!r}")
+
+    def call(self, *args: Any) -> Any:
+        self.send(*args)
+        return self.read()
+
+    def scan(self, globs: List[str]) -> List[bytes]:
+        found = set()
+        for glob in globs:
+            cursor = b"0"
+            while True:
+                cursor, keys = self.call("SCAN", cursor, "MATCH", glob, "COUNT", "1000")
+                found.update(keys)
+                if cursor == b"0":
+                    break
+        return sorted(found)
+
+
+# How each type's value is read; what comes back is put in a canonical order before it is digested.
+READS = {"string": ("GET",), "hash": ("HGETALL",), "list": ("LRANGE", "0", "-1"), "set": ("SMEMBERS",),
+         "zset": ("ZRANGE", "0", "-1", "WITHSCORES"), "stream": ("XRANGE", "-", "+")}
+
+
+def _flat(value: Any) -> bytes:
+    if value is None:
+        return b"n"
+    if isinstance(value, int):
+        return b"i%d;" % value
+    if isinstance(value, bytes):
+        return b"b%d:%s" % (len(value), value)
+    return b"l%d:%s" % (len(value), b"".join(_flat(item) for item in value))
+
+
+def value_digest(kind: str, value: Any) -> Tuple[str, int]:
+    """sha256 of a key's type and value in a canonical order (hash fields and set members sorted), and its size in
+    elements (1 for a string)."""
+    if kind == "hash":
+        items: Any = sorted(zip(value[0::2], value[1::2]))
+        size = len(items)
+    elif kind == "set":
+        items = sorted(value)
+        size = len(items)
+    elif kind == "string":
+        items, size = [value], 1
+    elif kind == "zset":
+        items, size = value, len(value) // 2
+    else:
+        items, size = value, len(value)
+    return hashlib.sha256(kind.encode() + b"\0" + _flat(items)).hexdigest(), size
+
+
+def read_key(conn: Redis, key: bytes, with_dump: bool) -> Optional[Dict[str, Any]]:
+    """A key's type, expiry, value digest (and DUMP payload), read in one MULTI/EXEC so that they agree; None when
+    the key vanished meanwhile."""
+    for _attempt in range(3):
+        kind = conn.call("TYPE", key).decode()
+        if kind == "none":
+            return None
+        if kind not in READS:
+            raise BackupError(f"Redis key {key!r} has the type {kind}, which the backup cannot read")
+        commands = [("TYPE", key), ("PTTL", key), (*READS[kind][:1], key, *READS[kind][1:])]
+        if with_dump:
+            commands.append(("DUMP", key))
+        conn.call("MULTI")
+        for command in commands:
+            conn.call(*command)
+        replies = conn.call("EXEC")
+        if replies is None or replies[0].decode() != kind:
+            continue
+        digest, size = value_digest(kind, replies[2])
+        entry = {"key": base64.b64encode(key).decode(), "name": key.decode(errors="replace"), "type": kind,
+                 "pttl": replies[1], "sha256": digest, "size": size}
+        if with_dump:
+            entry["dump"] = base64.b64encode(replies[3]).decode()
+        return entry
+    raise BackupError(f"Redis key {key!r} kept changing type while it was read")
+
+
+def dump_redis_keys(cfg: Dict[str, Any], unit: Dict[str, Any], work: Path, manifest: Dict[str, Any]) -> None:
+    """The keys of one service's surviving spaces, into redis-<service>.keys.json (0600)."""
+    name, globs = unit["service"], [g for space in unit["spaces"].values() for g in space]
+    conn = Redis(cfg["redis_container"], int(cfg.get("redis_port", 6379)), cfg.get("redis_password", ""),
+                 int(unit["db"]))
+    try:
+        keys = [entry for entry in (read_key(conn, key, True) for key in conn.scan(globs)) if entry is not None]
+    finally:
+        conn.close()
+    target = work / f"redis-{name}.keys.json"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"service": name, "db": unit["db"], "spaces": unit["spaces"], "keys": keys}, out)
+    manifest.setdefault("redis_keys", {})[name] = {"db": unit["db"], "file": target.name, "spaces": unit["spaces"],
+                                                   "keys": len(keys)}
+    log(f"redis: {len(keys)} keys of {name} (db {unit['db']}: {', '.join(globs)}) -> {target.name}")
+
+
+def load_keys(conn: Redis, keyset: Dict[str, Any], replace: bool) -> Dict[str, Any]:
+    """Replace the keys of the set's spaces with the set's keys, in one MULTI/EXEC (nothing merged: a live key of
+    those spaces that the set lacks is deleted), then read them back and compare. Returns the summary."""
+    globs = [g for space in keyset["spaces"].values() for g in space]
+    stale = conn.scan(globs) if replace else []
+    conn.call("MULTI")
+    for start in range(0, len(stale), 500):
+        conn.call("DEL", *stale[start:start + 500])
+    for entry in keyset["keys"]:
+        ttl = entry["pttl"] if entry["pttl"] > 0 else 0
+        conn.call("RESTORE", base64.b64decode(entry["key"]), str(ttl), base64.b64decode(entry["dump"]), "REPLACE")
+    conn.call("EXEC")
+    return compare_keys(conn, keyset, deleted=len(stale))
+
+
+def compare_keys(conn: Redis, keyset: Dict[str, Any], deleted: int = 0) -> Dict[str, Any]:
+    differences: List[str] = []
+    matched = 0
+    for entry in keyset["keys"]:
+        now = read_key(conn, base64.b64decode(entry["key"]), False)
+        if now is None:
+            differences.append(f"{entry['name']}: missing")
+        elif now["type"] != entry["type"]:
+            differences.append(f"{entry['name']}: type {now['type']}, {entry['type']} in the set")
+        elif now["sha256"] != entry["sha256"]:
+            differences.append(f"{entry['name']}: {now['size']} elements, {entry['size']} in the set, other values")
+        else:
+            matched += 1
+    globs = [g for space in keyset["spaces"].values() for g in space]
+    extra = sorted(set(conn.scan(globs)) - {base64.b64decode(e["key"]) for e in keyset["keys"]})
+    differences.extend(f"{key.decode(errors='replace')}: not in the set" for key in extra)
+    return {"service": keyset["service"], "db": keyset["db"], "keys": len(keyset["keys"]), "matched": matched,
+            "deleted": deleted, "elements": sum(e["size"] for e in keyset["keys"]), "differences": differences}
+
+
+def keys_command(cfg: Dict[str, Any], path: str, scratch: Optional[str]) -> int:
+    """--restore-keys (the live Redis of the settings) or --check-keys (a scratch Redis without a password, emptied
+    first): print the JSON summary; exit 1 on a difference or an error."""
+    try:
+        keyset = json.loads(Path(path).read_text())
+        if scratch:
+            conn = Redis(scratch, 6379, "", int(keyset["db"]))
+            conn.call("FLUSHDB")
+        else:
+            conn = Redis(cfg["redis_container"], int(cfg.get("redis_port", 6379)), cfg.get("redis_password", ""),
+                         int(keyset["db"]))
+        try:
+            summary = load_keys(conn, keyset, replace=True)
+        finally:
+            conn.close()
+    except (BackupError, OSError, KeyError, ValueError) as exc:
+        print(f"borgstack-backup: the keys of {path} could not be loaded: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, sort_keys=True))
+    return 0 if not summary["differences"] else 1
+
+
 def dump_postgresql(cfg: Dict[str, Any], work: Path, manifest: Dict[str, Any]) -> None:
     container = cfg.get("postgresql_container")
+    units = {unit["service"]: unit for unit in cfg.get("redis_key_units", [])} if cfg.get("redis_container") else {}
     if not container:
         return
     # Local connections inside the container (its unix socket, trust for local users): no password involved.
@@ -82,6 +290,10 @@ def dump_postgresql(cfg: Dict[str, Any], work: Path, manifest: Dict[str, Any]) -
                     f"pg_dump of {database} (service {name})")
         manifest["postgresql"]["tenants"][name] = {"database": database, "file": target.name}
         log(f"postgresql: {database} ({name}) -> {target.name}, {target.stat().st_size} bytes")
+        # The service's Redis keys right after its database, the older of the two: a key newer than the database
+        # (a pre-key not yet counted in Evolution's creds) is harmless, a database newer than its keys is not.
+        if name in units:
+            dump_redis_keys(cfg, units[name], work, manifest)
 
 
 def dump_mongodb(cfg: Dict[str, Any], work: Path, manifest: Dict[str, Any]) -> None:
@@ -185,8 +397,22 @@ def notify(cfg: Dict[str, Any], error: str, started: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--config", default="/etc/borgstack/backup.json")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--restore-keys", metavar="FILE", help="replace the live keys of FILE's spaces with FILE's")
+    action.add_argument("--check-keys", metavar="FILE", help="load FILE's keys into --redis-container and compare")
+    parser.add_argument("--redis-container", help="the scratch Redis (no password) of --check-keys")
     args = parser.parse_args()
     os.umask(0o077)
+    if args.restore_keys or args.check_keys:
+        if args.check_keys and not args.redis_container:
+            parser.error("--check-keys needs --redis-container")
+        try:
+            cfg = json.loads(Path(args.config).read_text()) if args.restore_keys else {}
+        except (OSError, ValueError) as exc:
+            print(f"borgstack-backup: cannot read the settings {args.config}: {exc}", file=sys.stderr)
+            return 1
+        return keys_command(cfg, args.restore_keys or args.check_keys,
+                            args.redis_container if args.check_keys else None)
     started = datetime.datetime.now(datetime.timezone.utc)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     try:
@@ -202,6 +428,9 @@ def main() -> int:
         work.mkdir(mode=0o700)
         manifest: Dict[str, Any] = {"created": started.isoformat(), "host": socket.getfqdn(), "format": 1}
         dump_postgresql(cfg, work, manifest)
+        for unit in cfg.get("redis_key_units", []) if cfg.get("redis_container") else []:
+            if unit["service"] not in manifest.get("redis_keys", {}):
+                dump_redis_keys(cfg, unit, work, manifest)
         dump_mongodb(cfg, work, manifest)
         dump_redis(cfg, work, manifest)
         fd = os.open(work / "manifest.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -226,7 +226,7 @@ def test_unknown_instance_is_404_before_the_key_is_checked(srv):
 
 
 @pytest.mark.parametrize("method, path", [("POST", "/message/sendTextt/principal"), ("GET", SEND),
-                                          ("POST", "/message/sendMedia/principal"), ("POST", "/chat/whatsappNumbers")])
+                                          ("POST", "/message/sendSticker/principal"), ("POST", "/chat/whatsappNumbers")])
 def test_evolution_unknown_path_is_404_and_recorded_as_rejected(srv, method, path):
     status, body, _hdrs = srv.evolution(method, path, {"number": "1", "text": "x"} if method == "POST" else None)
     assert status == 404 and body["response"]["message"] == [f"Cannot {method} {path}"], body
@@ -492,6 +492,123 @@ def test_payload_builders_follow_the_schema_facts():
     assert set(created) == set(chatwoot["message_created"]["shape"])
     assert created["conversation"]["meta"]["sender"]["phone_number"] == PHONE
     assert "contact" not in created
+
+
+# ---- Media ---------------------------------------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+B64 = __import__("base64").b64encode(PNG).decode()
+MEDIA_MSG = {"key": {"id": "IMG1", "remoteJid": "5511987654321@s.whatsapp.net", "fromMe": False},
+             "message": {"imageMessage": {"mimetype": "image/png", "mediaKey": "a2V5", "directPath": "/v/t62/x",
+                                          "fileLength": str(len(PNG))}}}
+
+
+def _multipart(fields: list[tuple[str, str]], files: list[tuple[str, str, str, bytes]]) -> tuple[bytes, str]:
+    boundary = secrets.token_hex(8)
+    out = b""
+    for name, value in fields:
+        out += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+    for name, filename, ctype, data in files:
+        out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                f"Content-Type: {ctype}\r\n\r\n").encode() + data + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_get_base64_returns_the_file_whatsapp_holds(srv):
+    assert srv.control("POST", "/_evolution/media", {"id": "IMG1", "base64": B64})[0] == 200
+    status, body, _h = srv.evolution("POST", "/chat/getBase64FromMediaMessage/principal", {"message": MEDIA_MSG})
+    assert status == 201 and body["base64"] == B64 and body["mimetype"] == "image/png", body
+    assert body["fileName"] == "IMG1.png" and body["mediaType"] == "imageMessage", body
+    wrapped = {"key": MEDIA_MSG["key"], "message": {"documentWithCaptionMessage": {"message": {"documentMessage": {
+        **MEDIA_MSG["message"]["imageMessage"], "mimetype": "application/pdf", "fileName": "nota.pdf"}}}}}
+    status, body, _h = srv.evolution("POST", "/chat/getBase64FromMediaMessage/principal", {"message": wrapped})
+    assert status == 201 and body["fileName"] == "nota.pdf", body
+
+
+@pytest.mark.parametrize("message, error", [
+    ({"key": MEDIA_MSG["key"], "message": {"conversation": "oi"}}, "The message is not of the media type"),
+    ({"key": MEDIA_MSG["key"]}, "Message not found"),
+    ({"key": {**MEDIA_MSG["key"], "id": "UNKNOWN"}, "message": MEDIA_MSG["message"]}, "Failed to fetch stream"),
+])
+def test_get_base64_refuses_what_evolution_cannot_download(srv, message, error):
+    srv.control("POST", "/_evolution/media", {"id": "IMG1", "base64": B64})
+    status, body, _h = srv.evolution("POST", "/chat/getBase64FromMediaMessage/principal", {"message": message})
+    assert status == 400 and error in body["response"]["message"][0], body
+
+
+def test_send_media_and_audio_store_the_bytes(srv):
+    status, body, _h = srv.evolution("POST", "/message/sendMedia/principal", {
+        "number": "5511987654321", "mediatype": "image", "mimetype": "image/png", "fileName": "a.png",
+        "media": B64, "caption": "foto"})
+    assert status == 201 and body["messageType"] == "imageMessage", body
+    status, body, _h = srv.evolution("POST", "/message/sendWhatsAppAudio/principal",
+                                     {"number": "5511987654321", "audio": B64})
+    assert status == 201 and body["message"]["audioMessage"]["ptt"] is True, body
+    sent = srv.control("GET", "/_state")[1]["evolution"]["sent"]
+    digest = __import__("hashlib").sha256(PNG).hexdigest()
+    wanted = [("media", digest, len(PNG)), ("audio", digest, len(PNG))]
+    assert [(s["kind"], s["sha256"], s["size"]) for s in sent] == wanted
+    assert "sha256" in srv.last_call()["body"]["audio"], "the call log must not keep the file"
+
+
+@pytest.mark.parametrize("path, body, reason", [
+    ("/message/sendMedia/principal", {"number": "5511987654321", "media": B64}, "mediatype"),
+    ("/message/sendMedia/principal", {"number": "5511987654321", "mediatype": "sticker", "media": B64}, "mediatype"),
+    ("/message/sendMedia/principal", {"number": "5511987654321", "mediatype": "document", "media": B64}, "fileName"),
+    ("/message/sendMedia/principal", {"number": "5511987654321", "mediatype": "image", "mimetype": "image/png",
+                                      "media": "http://borgstack-chatwoot:3000/rails/x.png"}, "neither"),
+    ("/message/sendWhatsAppAudio/principal", {"number": "5511987654321", "audio": "not a file"}, "neither"),
+])
+def test_media_sends_evolution_refuses(srv, path, body, reason):
+    status, answer, _h = srv.evolution("POST", path, body)
+    assert status == 400, answer
+    assert reason in srv.last_call()["rejected_reason"], srv.last_call()
+
+
+def test_chatwoot_multipart_attachment_is_stored_served_and_sent_in_the_webhook(srv, receiver):
+    conv = _conversation(srv)
+    raw, ctype = _multipart([("content", "foto"), ("message_type", "incoming"), ("private", "false"),
+                             ("content_attributes[whatsapp_message_id]", "IMG1")],
+                            [("attachments[]", "foto.png", "image/png", PNG)])
+    status, msg, _h = srv.chatwoot("POST", f"{ACCOUNT}/conversations/{conv}/messages", raw=raw,
+                                   headers={"Content-Type": ctype})
+    assert status == 200 and msg["private"] is False and msg["content_attributes"] == {"whatsapp_message_id": "IMG1"}
+    attachment = msg["attachments"][0]
+    assert attachment["file_type"] == "image" and attachment["file_size"] == len(PNG), attachment
+    assert attachment["data_url"].startswith("https://chatwoot.lab.borgstack.test/rails/active_storage/blobs/redirect/")
+    path = attachment["data_url"].split(".test", 1)[1]
+    status, _b, headers = srv.chatwoot("GET", path, token=None)   # urllib follows the 302 to the disk service
+    assert status == 200 and headers["Content-Type"] == "image/png", headers
+    stored = srv.control("GET", "/_state")[1]["chatwoot"]["messages"][0]["attachments"][0]
+    assert stored["sha256"] == __import__("hashlib").sha256(PNG).hexdigest() and stored["filename"] == "foto.png"
+    hook = receiver.wait(1)[-1]["body"]
+    assert hook["attachments"][0]["data_url"] == attachment["data_url"], hook
+
+
+@pytest.mark.parametrize("fields, files, reason", [
+    ([("content", "x"), ("attachments[]", "not a file")], [], "multipart"),
+    ([("content", "x")], [("attachments", "a.png", "image/png", PNG)], "multipart"),
+    ([("content", "x")], [("attachments[]", "vazio.png", "image/png", b"")], "empty"),
+    ([("message_type", "sideways")], [("attachments[]", "a.png", "image/png", PNG)], "message_type"),
+    ([("message_type", "incoming")], [], "content"),
+])
+def test_chatwoot_multipart_refuses_what_chatwoot_would(srv, fields, files, reason):
+    conv = _conversation(srv)
+    raw, ctype = _multipart(fields, files)
+    status, _b, _h = srv.chatwoot("POST", f"{ACCOUNT}/conversations/{conv}/messages", raw=raw,
+                                  headers={"Content-Type": ctype})
+    assert status == 422 and reason in srv.last_call()["rejected_reason"], srv.last_call()
+
+
+def test_multipart_is_refused_where_upstream_takes_json_only(srv):
+    raw, ctype = _multipart([("inbox_id", "1"), ("name", "x")], [])
+    status, _b, _h = srv.chatwoot("POST", f"{ACCOUNT}/contacts", raw=raw, headers={"Content-Type": ctype})
+    assert status in (400, 415) and srv.last_call()["rejected_reason"], _b
+
+
+def test_unknown_blob_is_404(srv):
+    status, _b, _h = srv.chatwoot("GET", "/rails/active_storage/blobs/redirect/nope--x/a.png", token=None)
+    assert status == 404
 
 
 # ---- The image, under the stack's host names ------------------------------------------------------------------

@@ -82,7 +82,7 @@ def small(**services):
 
 @pytest.mark.parametrize("name, extra", [
     ("postgresql", {"tenants"}),
-    ("redis", set()),
+    ("redis", {"key_spaces"}),
     ("mongodb", {"users"}),
     ("seaweedfs", {"buckets"}),
     ("n8n", {"postgres", "redis"}),
@@ -416,6 +416,7 @@ def test_the_shipped_registry_has_no_contract_errors():
 
 
 N8N = "borgstack_services.n8n"
+EVO = "borgstack_services.evolution_api"
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -463,6 +464,30 @@ N8N = "borgstack_services.n8n"
      "borgstack_services.mongodb.volumes.config.backup cannot be files: mongodb is a database"),
     ({"redis": {"volumes": {"data": {"backup": "files"}}}},
      "borgstack_services.redis.volumes.data.backup cannot be files: redis is a database"),
+    # What lives only in Redis is decided per key space (docs/backup.md): a malformed entry names the variable.
+    ({"n8n": {"redis_keys": None}},
+     f"{N8N}.redis_keys is missing: the service has a Redis database (redis_db), so say for each of its key spaces "
+     "whether a restore brings it back"),
+    ({"evolution_api": {"redis_keys": ["session"]}},
+     f"{EVO}.redis_keys must be a dict <space>: {{match: [<glob>, ...], restore: true|false, why: <text>}}"),
+    ({"evolution_api": {"redis_keys": {"session": "restore"}}},
+     f"{EVO}.redis_keys.session must be {{match: [<glob>, ...], restore: true|false, why: <text>}}, found 'restore'"),
+    ({"evolution_api": {"redis_keys": {"session": {"restore": "yes"}}}},
+     f"{EVO}.redis_keys.session.restore must be true (backed up with the service's database and restored with it) "
+     "or false (not backed up apart, never restored), found 'yes'"),
+    ({"evolution_api": {"redis_keys": {"session": {"match": "*:instance:*"}}}},
+     f"{EVO}.redis_keys.session.match must be a non-empty list of Redis glob patterns (SCAN MATCH, no spaces) of "
+     "the keys in its redis_db, found '*:instance:*'"),
+    ({"evolution_api": {"redis_keys": {"session": {"match": ["*:instance :*"]}}}},
+     f"{EVO}.redis_keys.session.match must be a non-empty list of Redis glob patterns"),
+    ({"evolution_api": {"redis_keys": {"session": {"match": []}}}},
+     f"{EVO}.redis_keys.session.match must be a non-empty list of Redis glob patterns"),
+    ({"evolution_api": {"redis_keys": {"session": {"why": " "}}}},
+     f"{EVO}.redis_keys.session.why must say why this key space does or does not survive a restore"),
+    ({"evolution_api": {"redis_keys": {"session": {"ttl": 0}}}},
+     f"{EVO}.redis_keys.session: unknown key(s) ttl (known: match, restore, why)"),
+    ({"fileflows": {"redis_keys": {"x": {"match": ["*"], "restore": False, "why": "w"}}}},
+     "borgstack_services.fileflows.redis_keys: the service has no redis_db, so no Redis keys of its own"),
 ])
 def test_contract_errors_name_the_variable(changes, message):
     errors = contract_errors(registry(**changes))
@@ -492,3 +517,26 @@ def test_filter_module_exports():
 @pytest.mark.parametrize("name", FILTERS)
 def test_sidecar_doc_matches_signature(name):
     check_sidecar_doc(getattr(contract, name), Path(contract.__file__).parent / f"{name}.yml")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# redis_key_spaces (the redis contract's key_spaces): what the backup takes with a service's database
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_only_evolution_api_sessions_survive_a_restore_in_the_shipped_registry():
+    """Every service with a Redis database decides its key spaces; only Evolution API's session hashes come back."""
+    reg = registry()
+    assert contracts(reg)["redis"]["key_spaces"] == [
+        {"service": "evolution_api", "db": 3, "spaces": {"session": ["*:instance:*"]}}]
+    assert all(svc.get("redis_keys") for svc in reg.values() if svc.get("redis_db") is not None)
+
+
+def test_key_spaces_of_enabled_services_with_restore_true_in_registry_order():
+    extra = {"match": ["a:*", "b"], "restore": True, "why": "w"}
+    reg = registry(n8n={"redis_keys": {"queue": {"restore": True}, "extra": extra}})
+    assert contract.redis_key_spaces(reg) == [
+        {"service": "n8n", "db": 0, "spaces": {"queue": ["bull:*"], "extra": ["a:*", "b"]}},
+        {"service": "evolution_api", "db": 3, "spaces": {"session": ["*:instance:*"]}}]
+    assert contract.redis_key_spaces(registry(evolution_api={"enabled": False})) == []
+    # A space that is not exactly true is not taken (the validation refuses it first).
+    assert contract.redis_key_spaces(registry(evolution_api={"redis_keys": {"session": {"restore": "yes"}}})) == []
