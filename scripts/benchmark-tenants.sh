@@ -2,11 +2,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
 # Wall-clock comparison: provisioning 4 application tenants (owner role + password, database, 4 extensions,
-# CONNECT/TEMPORARY revoked from PUBLIC, schema public for the owner) with borgstack.stack.postgresql_tenant
-# versus community.postgresql (postgresql_user + postgresql_db + postgresql_ext + postgresql_privs +
-# postgresql_schema). Each tool gets a first run and a no-op run against a throwaway container of the lab
-# PostgreSQL image. The two tools use their own tenant names (ours_*, comm_*) in the same cluster, so both start
-# from nothing. Prints figures only; no pass/fail on timing.
+# CONNECT/TEMPORARY revoked from PUBLIC, schema public for the owner) the way roles/postgresql does - one
+# borgstack.stack.postgresql_tenant call with every tenant (tests/benchmark/ours.yml) - versus community.postgresql
+# (postgresql_user + postgresql_db + postgresql_ext + postgresql_privs + postgresql_schema, 32 module calls:
+# tests/benchmark/community.yml). Each tool gets a first run and a no-op run against a throwaway container of the
+# lab PostgreSQL image. The two tools use their own tenant names (ours_*, comm_*) in the same cluster, so both start
+# from nothing. Prints figures and the machine's load (figures taken on a loaded machine are indicative only); no
+# pass/fail on timing.
 #
 # Usage: scripts/benchmark-tenants.sh            (env BORGSTACK_POSTGRESQL_IMAGE overrides the image)
 set -euo pipefail
@@ -76,6 +78,7 @@ run() {
     changed[$key]=$(sed -n 's/^localhost *:.* changed=\([0-9]*\).*/\1/p' "$log")
 }
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 run ours_first ours.yml
 run ours_noop ours.yml
 run comm_first community.yml
@@ -92,3 +95,5 @@ for phase in first noop; do
 done
 printf '\nImage %s, 4 tenants x 4 extensions; wall-clock seconds of one ansible-playbook run each.\n' "$image"
 printf '"changed tasks" counts tasks (not loop items) in the play recap; a no-op run must show 0.\n'
+printf 'Load average (1, 5, 15 min) before: %s, after: %s on %s CPUs; other work on the machine slows both tools.\n' \
+    "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)"

@@ -22,6 +22,8 @@ from typing import Any, Dict, List, Optional
 from ansible.errors import AnsibleFilterError
 from ansible.utils.unsafe_proxy import wrap_var
 
+from ansible_collections.borgstack.stack.plugins.plugin_utils._filters import NamedFilters
+
 SETTINGS_KEYS = ("email", "telegram", "whatsapp", "group_wait", "group_interval", "repeat_interval")
 EMAIL_KEYS = ("smtp_host", "smtp_port", "from", "to", "username", "starttls")
 TELEGRAM_KEYS = ("chat_id",)
@@ -376,14 +378,7 @@ def amtool_matchers(matchers: Any) -> List[str]:
     return out
 
 
-class FilterModule:
+class FilterModule(NamedFilters):
     """Alert channel filters."""
 
-    def filters(self) -> Dict[str, Any]:
-        return {
-            "alerting_errors": alerting_errors,
-            "alerting_warnings": alerting_warnings,
-            "alertmanager_config": alertmanager_config,
-            "alertmanager_silence_plan": alertmanager_silence_plan,
-            "amtool_matchers": amtool_matchers,
-        }
+    FILTERS = (alerting_errors, alerting_warnings, alertmanager_config, alertmanager_silence_plan, amtool_matchers)

@@ -24,6 +24,7 @@ from ansible_collections.borgstack.stack.plugins.filter.registry import (
     postgres_tenants, s3_buckets, service_endpoints, service_hostnames,
 )
 from ansible_collections.borgstack.stack.plugins.filter.secrets import stack_secret
+from ansible_collections.borgstack.stack.plugins.plugin_utils._filters import NamedFilters
 
 # Region SDKs expect from an S3 endpoint; SeaweedFS does not check it.
 S3_REGION = "us-east-1"
@@ -374,13 +375,7 @@ def contract_errors(registry: Any) -> List[str]:
     return errors
 
 
-class FilterModule:
+class FilterModule(NamedFilters):
     """Registry-to-role contract filters."""
 
-    def filters(self) -> Dict[str, Any]:
-        return {
-            "service_contracts": service_contracts,
-            "secret_policies": secret_policies,
-            "contract_errors": contract_errors,
-            "backup_sources": backup_sources,
-        }
+    FILTERS = (service_contracts, secret_policies, contract_errors, backup_sources)

@@ -10,9 +10,11 @@ Compose refuse it half-way through a run.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Iterable, List, Mapping
+from typing import Any, Iterable, List, Mapping
 
 from ansible.errors import AnsibleFilterError
+
+from ansible_collections.borgstack.stack.plugins.plugin_utils._filters import NamedFilters
 
 # moby daemon/names: RestrictedNameChars + "+" (containers and volumes; the stack holds its networks to it too).
 # Whole-string matches (fullmatch): Python's $ would let a trailing newline through, Go's does not.
@@ -54,8 +56,7 @@ def compose_project_errors(names: Any) -> List[str]:
     return errors
 
 
-class FilterModule:
+class FilterModule(NamedFilters):
     """Docker naming-rule filters."""
 
-    def filters(self) -> Dict[str, Any]:
-        return {"docker_name_errors": docker_name_errors, "compose_project_errors": compose_project_errors}
+    FILTERS = (docker_name_errors, compose_project_errors)

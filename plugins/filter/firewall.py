@@ -12,6 +12,8 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.borgstack.stack.plugins.plugin_utils._filters import NamedFilters
+
 SECTIONS = ("packages", "status", "added", "boot", "v4", "v6", "after", "after6")
 MARKER = "BORGSTACK DOCKER-USER (managed by borgstack.stack.firewall)"
 
@@ -107,7 +109,7 @@ def managed_block_in_place(text: Any, block: Any, marker: str = MARKER) -> bool:
     return any(have[i:i + len(want)] == want for i in range(len(have) - len(want) + 1))
 
 
-class FilterModule:
-    def filters(self) -> dict[str, Any]:
-        return {"firewall_state": firewall_state, "ufw_rules": ufw_rules, "firewall_in_place": firewall_in_place,
-                "managed_block_in_place": managed_block_in_place}
+class FilterModule(NamedFilters):
+    """Firewall state filters."""
+
+    FILTERS = (firewall_state, ufw_rules, firewall_in_place, managed_block_in_place)

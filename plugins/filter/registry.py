@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.borgstack.stack.plugins.filter.secrets import stack_secret
+from ansible_collections.borgstack.stack.plugins.plugin_utils._filters import NamedFilters
 
 _KEYS = frozenset(
     ("enabled", "layer", "image", "requires", "containers", "site", "postgres", "redis_db", "s3_bucket", "mongodb",
@@ -678,23 +679,9 @@ def login_report(registry: Any, domain: Any, project_dir: Any, admin_email: Any)
     return lines
 
 
-class FilterModule:
+class FilterModule(NamedFilters):
     """Service registry filters."""
 
-    def filters(self) -> Dict[str, Any]:
-        return {
-            "service_registry": service_registry,
-            "service_hostname": service_hostname,
-            "service_hostnames": service_hostnames,
-            "service_endpoints": service_endpoints,
-            "service_roles": service_roles,
-            "registry_errors": registry_errors,
-            "memory_specs": memory_specs,
-            "postgres_tenants": postgres_tenants,
-            "mongodb_users": mongodb_users,
-            "basic_auth_users": basic_auth_users,
-            "s3_buckets": s3_buckets,
-            "caddy_sites": caddy_sites,
-            "health_checks": health_checks,
-            "login_report": login_report,
-        }
+    FILTERS = (service_registry, service_hostname, service_hostnames, service_endpoints, service_roles,
+               registry_errors, memory_specs, postgres_tenants, mongodb_users, basic_auth_users, s3_buckets,
+               caddy_sites, health_checks, login_report)

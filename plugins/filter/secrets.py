@@ -40,6 +40,8 @@ from typing import Any, Dict, Iterator, List, Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.borgstack.stack.plugins.plugin_utils._filters import NamedFilters
+
 ALPHABETS: Dict[str, str] = {
     # Safe unescaped in connection URLs, env files, YAML and for Rails SECRET_KEY_BASE.
     "alnum": string.ascii_uppercase + string.ascii_lowercase + string.digits,
@@ -259,12 +261,7 @@ def secret_version_errors(versions: Any, policies: Any, overrides: Any = None, a
     return errors
 
 
-class FilterModule:
+class FilterModule(NamedFilters):
     """BorgStack secret filters."""
 
-    def filters(self) -> Dict[str, Any]:
-        return {
-            "derive_secret": derive_secret,
-            "stack_secret": stack_secret,
-            "secret_version_errors": secret_version_errors,
-        }
+    FILTERS = (derive_secret, stack_secret, secret_version_errors)

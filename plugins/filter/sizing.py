@@ -15,6 +15,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.borgstack.stack.plugins.plugin_utils._filters import NamedFilters
+
 # ---------------------------------------------------------------------------------------------------------------
 # Input checks shared by the filters
 # ---------------------------------------------------------------------------------------------------------------
@@ -517,14 +519,7 @@ def sysctl_floor(wanted: Any, live: Any) -> Dict[str, Any]:
     return result
 
 
-class FilterModule:
+class FilterModule(NamedFilters):
     """BorgStack sizing filters."""
 
-    def filters(self) -> Dict[str, Any]:
-        return {
-            "kernel_sysctl": kernel_sysctl,
-            "sysctl_scope": sysctl_scope,
-            "sysctl_floor": sysctl_floor,
-            "pgtune": pgtune,
-            "ram_budget": ram_budget,
-        }
+    FILTERS = (kernel_sysctl, sysctl_scope, sysctl_floor, pgtune, ram_budget)

@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.borgstack.stack.plugins.plugin_utils._filters import NamedFilters
+
 KNOWN_CIPHERS = frozenset({
     "3des-cbc", "aes128-cbc", "aes192-cbc", "aes256-cbc", "aes128-ctr", "aes192-ctr", "aes256-ctr",
     "aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
@@ -90,9 +92,7 @@ def sshd_mismatches(output: Any, wanted: Any) -> List[str]:
     return errors
 
 
-class FilterModule:
+class FilterModule(NamedFilters):
     """sshd setting filters."""
 
-    def filters(self) -> Dict[str, Any]:
-        return {"sshd_algorithm_errors": sshd_algorithm_errors, "sshd_effective": sshd_effective,
-                "sshd_mismatches": sshd_mismatches}
+    FILTERS = (sshd_algorithm_errors, sshd_effective, sshd_mismatches)

@@ -7,9 +7,11 @@ from __future__ import annotations
 import difflib
 import functools
 import zoneinfo
-from typing import Any, Dict, FrozenSet
+from typing import Any, FrozenSet
 
 from ansible.errors import AnsibleFilterError
+
+from ansible_collections.borgstack.stack.plugins.plugin_utils._filters import NamedFilters
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,8 +41,7 @@ def timezone_error(value: Any, variable: Any) -> str:
     return message
 
 
-class FilterModule:
+class FilterModule(NamedFilters):
     """Time zone filters."""
 
-    def filters(self) -> Dict[str, Any]:
-        return {"timezone_error": timezone_error}
+    FILTERS = (timezone_error,)

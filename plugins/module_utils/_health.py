@@ -17,18 +17,10 @@ import re
 import socket
 import ssl
 import time
-import traceback
 from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
-PSYCOPG_IMPORT_ERROR: str | None = None
-try:
-    import psycopg
-except ImportError:
-    psycopg = None
-    PSYCOPG_IMPORT_ERROR = traceback.format_exc()
-
-HAS_PSYCOPG = psycopg is not None
+from ansible_collections.borgstack.stack.plugins.module_utils._psycopg import psycopg
 
 OK = "ok"
 SKIPPED = "skipped"

@@ -112,26 +112,24 @@ def normalise_mode(mode: str, path: str = "") -> str:
     return f"{value:04o}"
 
 
-def resolve_uid(owner: str | None) -> int | None:
-    if owner is None:
+def _resolve_id(name: str | None, lookup: Callable[[str], int], kind: str) -> int | None:
+    """A numeric id as it is, a name through ``lookup``; None stays None (the attribute is not managed)."""
+    if name is None:
         return None
-    if owner.isdigit():
-        return int(owner)
+    if name.isdigit():
+        return int(name)
     try:
-        return pwd.getpwnam(owner).pw_uid
+        return lookup(name)
     except KeyError:
-        raise HostFilesError(f"user {owner!r} does not exist on this host") from None
+        raise HostFilesError(f"{kind} {name!r} does not exist on this host") from None
+
+
+def resolve_uid(owner: str | None) -> int | None:
+    return _resolve_id(owner, lambda name: pwd.getpwnam(name).pw_uid, "user")
 
 
 def resolve_gid(group: str | None) -> int | None:
-    if group is None:
-        return None
-    if group.isdigit():
-        return int(group)
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise HostFilesError(f"group {group!r} does not exist on this host") from None
+    return _resolve_id(group, lambda name: grp.getgrnam(name).gr_gid, "group")
 
 
 def read_path(path: str, with_content: bool = True) -> Current | None:

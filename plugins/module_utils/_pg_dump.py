@@ -14,7 +14,7 @@ import os
 import re
 import shlex
 import time
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 # Ends every other session of the database named by the psql variable ``db`` (pg_restore --clean drops it).
 END_SESSIONS_SQL = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -45,11 +45,11 @@ class PgDump:
     """One PostgreSQL container, reached with ``docker exec`` (``docker``: the CLI's path).
 
     ``commands`` receives a readable line for each dump or restore; ``run_docker(*args, data=...)`` runs a plain
-    ``docker`` command (recording it, raising on failure) - the caller's own runner.
+    ``docker`` command (recording it, raising on failure) - the caller's own runner, needed by ``restore`` only.
     """
 
     def __init__(self, module: Any, docker: str, container: str, commands: List[str],
-                 run_docker: Callable[..., Tuple[int, str, str]]) -> None:
+                 run_docker: Optional[Callable[..., Tuple[int, str, str]]]) -> None:
         self.module = module
         self.docker = docker
         self.container = container
@@ -59,13 +59,22 @@ class PgDump:
     def dump(self, database: str, path: str) -> None:
         """``pg_dump -Fc`` of ``database`` into ``path`` (created 0600 first); PgDumpError when pg_dump fails or
         writes nothing, and then no file is left."""
+        self._write(["pg_dump", "-U", "postgres", "-Fc", "-d", database], path, f"pg_dump -Fc -d {database}")
+
+    def dump_globals(self, path: str) -> None:
+        """``pg_dumpall --globals-only`` (roles with their passwords, tablespaces) into ``path``, as ``dump`` does."""
+        self._write(["pg_dumpall", "-U", "postgres", "--globals-only"], path, "pg_dumpall --globals-only")
+
+    def _write(self, argv: List[str], path: str, shown: str) -> None:
+        """The output of ``argv`` run in the container into ``path``, root-only before it holds data; a failed or
+        empty output is refused and no file is left."""
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # root-only before it holds data
-        command = _shell([self.docker, "exec", self.container, "pg_dump", "-U", "postgres", "-Fc", "-d", database])
-        self.commands.append(f"docker exec {self.container} pg_dump -Fc -d {database} > {path}")
+        command = _shell([self.docker, "exec", self.container, *argv])
+        self.commands.append(f"docker exec {self.container} {shown} > {path}")
         rc, _out, err = self.module.run_command(f"{command} > {shlex.quote(path)}", use_unsafe_shell=True)
         if rc != 0 or os.path.getsize(path) == 0:
             os.unlink(path)
-            raise PgDumpError(err.strip() or "pg_dump wrote nothing")
+            raise PgDumpError(err.strip() or f"{argv[0]} wrote nothing")
 
     def dump_rotated(self, database: str, directory: str, name: str, keep: int) -> str:
         """A new dump ``<name>-<UTC time>.dump`` in ``directory`` (made root-only); the oldest dumps of ``name``

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import traceback
 from typing import Any
 
 from ansible_collections.borgstack.stack.plugins.module_utils._scram import (
@@ -21,16 +20,7 @@ from ansible_collections.borgstack.stack.plugins.module_utils._scram import (
     postgresql_saslprep,
 )
 
-PSYCOPG_IMPORT_ERROR: str | None = None
-try:
-    import psycopg
-    from psycopg import sql
-except ImportError:
-    psycopg = None
-    sql = None
-    PSYCOPG_IMPORT_ERROR = traceback.format_exc()
-
-HAS_PSYCOPG = psycopg is not None
+from ansible_collections.borgstack.stack.plugins.module_utils._psycopg import psycopg, sql
 
 # A tenant, database or owner name becomes an unquoted-looking SQL identifier: lower case, at most 63 bytes.
 IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -178,9 +168,12 @@ class _Step:
 class TenantManager:
     """Read a tenant's current state, plan the statements that differ, apply them (or roll them back)."""
 
-    def __init__(self, module: Any, params: dict[str, Any] | None = None) -> None:
+    def __init__(self, module: Any, params: dict[str, Any] | None = None, cluster: Any = None,
+                 keep_cluster: bool = False) -> None:
         """``params``: one tenant's options over the module's login options (the ``tenants`` form), else the
-        module's own."""
+        module's own. ``cluster``: a connection to the maintenance database that an earlier tenant of the same run
+        opened and checked (server version, superuser), reused as it is. ``keep_cluster``: leave that connection
+        open at the end (the caller closes it)."""
         self.module = module
         self.params = module.params if params is None else params
         self.check_mode: bool = module.check_mode
@@ -193,7 +186,8 @@ class TenantManager:
         self.steps: list[_Step] = []
         self.before: dict[str, Any] = {}
         self.after: dict[str, Any] = {}
-        self._cluster: Any = None
+        self._cluster: Any = cluster
+        self._keep_cluster = keep_cluster
         self._tenant: Any = None
         self._role: dict[str, Any] | None = None
         self._db: dict[str, Any] | None = None
@@ -255,9 +249,15 @@ class TenantManager:
             ) from exc
 
     def close(self) -> None:
-        for conn in (self._tenant, self._cluster):
-            if conn is not None:
-                conn.close()
+        if self._tenant is not None:
+            self._tenant.close()
+        if not self._keep_cluster and self._cluster is not None:
+            self._cluster.close()
+
+    @property
+    def cluster(self) -> Any:
+        """The checked connection to the maintenance database (None before ``read`` opened it)."""
+        return self._cluster
 
     def _fetchall(self, conn: Any, query: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with conn.cursor() as cur:
@@ -265,7 +265,8 @@ class TenantManager:
             return cur.fetchall()
 
     # ----------------------------------------------------------------------------------------------- reading
-    def read(self) -> None:
+    def _open_cluster(self) -> None:
+        """Connect to the maintenance database and check the server's version and that login_user is a superuser."""
         self._cluster = self._connect(self.params["login_db"])
         version = self._cluster.info.server_version
         if version < MIN_SERVER_VERSION:
@@ -277,6 +278,9 @@ class TenantManager:
                 "creates extensions, so connect as a superuser (for example postgres over the Unix socket)"
             )
 
+    def read(self) -> None:
+        if self._cluster is None:
+            self._open_cluster()
         rows = self._fetchall(
             self._cluster,
             "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, "
@@ -388,57 +392,14 @@ class TenantManager:
     def _plan_present(self) -> None:
         role = self._role
         db = self._db
-        owner = sql.Identifier(self.owner)
-        database = sql.Identifier(self.database)
         limit = self.params["connection_limit"]
         password_marker = "<unchanged>" if self._password_ok else "<changed>"
         self.before = self._state_dict(role, "<unchanged>" if self._password_ok else "<old>", db)
-
-        # Role: created with its SCRAM verifier, or attributes/password brought in line.
-        verifier = None if self._password_ok else scram_sha256_verifier(self.params["password"])
-        if role is None:
-            create = sql.SQL("CREATE ROLE {} WITH {}")
-            self._add("cluster", create.format(owner, self._role_options(sql.Literal(verifier))),
-                      display=create.format(owner, self._role_options(sql.Placeholder())), secret=verifier)
-        else:
-            attrs_ok = all(role[col] == wanted for col, _kw, wanted in _ROLE_FLAGS) and role["rolconnlimit"] == limit
-            if not attrs_ok:
-                self._add("cluster", sql.SQL("ALTER ROLE {} WITH {}").format(owner, self._role_options(None)))
-            if verifier is not None:
-                self._add("cluster", sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(owner, sql.Literal(verifier)),
-                          display=sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(owner, sql.Placeholder()),
-                          secret=verifier)
-
-        # Database: created outside a transaction (PostgreSQL refuses CREATE DATABASE inside one).
-        db_missing = db is None
-        if db_missing:
-            self._add("cluster", sql.SQL("CREATE DATABASE {} OWNER {}").format(database, owner), transactional=False)
-        elif db["owner"] != self.owner:
-            self._add("cluster", sql.SQL("ALTER DATABASE {} OWNER TO {}").format(database, owner))
-
-        # Who may connect: nobody but the owner (and superusers).
-        if db_missing or not db["connect_revoked_from_public"]:
-            self._add("cluster", sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(database),
-                      check_runnable=not db_missing)
-        # A database created with OWNER already grants the owner CONNECT (acldefault); an owner change or an
-        # edited ACL may not.
-        if not db_missing and (db["owner"] != self.owner or not db["owner_can_connect"]):
-            self._add("cluster", sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, owner))
-
-        # Inside the tenant database, as superuser: extensions, and a public schema the owner may use.
+        self._plan_role(role, limit)
+        self._plan_database(db)
         installed = set(db["extensions"]) if db else set()
-        for ext in self.extensions:
-            if ext not in installed:
-                self._add("tenant", sql.SQL("CREATE EXTENSION IF NOT EXISTS {} CASCADE").format(sql.Identifier(ext)),
-                          check_runnable=not db_missing)
         schema_owner = db["public_schema_owner"] if db else None
-        if db_missing or schema_owner not in (self.owner, "pg_database_owner"):
-            if db is not None and schema_owner is None:
-                statement = sql.SQL("CREATE SCHEMA public AUTHORIZATION {}").format(owner)
-            else:
-                statement = sql.SQL("ALTER SCHEMA public OWNER TO {}").format(owner)
-            # Another session cannot see a role that check mode created and rolled back.
-            self._add("tenant", statement, check_runnable=not db_missing and role is not None)
+        self._plan_inside_database(role, db, installed, schema_owner)
 
         after_role = {"rolcanlogin": True, "rolsuper": False, "rolcreatedb": False, "rolcreaterole": False,
                       "rolreplication": False, "rolbypassrls": False, "rolconnlimit": limit}
@@ -449,6 +410,58 @@ class TenantManager:
             "connect_revoked_from_public": True,
         }
         self.after = self._state_dict(after_role, password_marker, after_db)
+
+    def _plan_role(self, role: dict | None, limit: int) -> None:
+        """Role: created with its SCRAM verifier, or attributes/password brought in line."""
+        owner = sql.Identifier(self.owner)
+        verifier = None if self._password_ok else scram_sha256_verifier(self.params["password"])
+        if role is None:
+            create = sql.SQL("CREATE ROLE {} WITH {}")
+            self._add("cluster", create.format(owner, self._role_options(sql.Literal(verifier))),
+                      display=create.format(owner, self._role_options(sql.Placeholder())), secret=verifier)
+            return
+        attrs_ok = all(role[col] == wanted for col, _kw, wanted in _ROLE_FLAGS) and role["rolconnlimit"] == limit
+        if not attrs_ok:
+            self._add("cluster", sql.SQL("ALTER ROLE {} WITH {}").format(owner, self._role_options(None)))
+        if verifier is not None:
+            self._add("cluster", sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(owner, sql.Literal(verifier)),
+                      display=sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(owner, sql.Placeholder()),
+                      secret=verifier)
+
+    def _plan_database(self, db: dict | None) -> None:
+        """Database, its owner and who may connect: nobody but the owner (and superusers)."""
+        owner = sql.Identifier(self.owner)
+        database = sql.Identifier(self.database)
+        # Created outside a transaction (PostgreSQL refuses CREATE DATABASE inside one).
+        db_missing = db is None
+        if db_missing:
+            self._add("cluster", sql.SQL("CREATE DATABASE {} OWNER {}").format(database, owner), transactional=False)
+        elif db["owner"] != self.owner:
+            self._add("cluster", sql.SQL("ALTER DATABASE {} OWNER TO {}").format(database, owner))
+        if db_missing or not db["connect_revoked_from_public"]:
+            self._add("cluster", sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(database),
+                      check_runnable=not db_missing)
+        # A database created with OWNER already grants the owner CONNECT (acldefault); an owner change or an
+        # edited ACL may not.
+        if not db_missing and (db["owner"] != self.owner or not db["owner_can_connect"]):
+            self._add("cluster", sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, owner))
+
+    def _plan_inside_database(self, role: dict | None, db: dict | None, installed: set,
+                              schema_owner: str | None) -> None:
+        """Inside the tenant database, as superuser: extensions, and a public schema the owner may use."""
+        owner = sql.Identifier(self.owner)
+        db_missing = db is None
+        for ext in self.extensions:
+            if ext not in installed:
+                self._add("tenant", sql.SQL("CREATE EXTENSION IF NOT EXISTS {} CASCADE").format(sql.Identifier(ext)),
+                          check_runnable=not db_missing)
+        if db_missing or schema_owner not in (self.owner, "pg_database_owner"):
+            if db is not None and schema_owner is None:
+                statement = sql.SQL("CREATE SCHEMA public AUTHORIZATION {}").format(owner)
+            else:
+                statement = sql.SQL("ALTER SCHEMA public OWNER TO {}").format(owner)
+            # Another session cannot see a role that check mode created and rolled back.
+            self._add("tenant", statement, check_runnable=not db_missing and role is not None)
 
     def _plan_absent(self) -> None:
         role = self._role
@@ -565,12 +578,20 @@ def run_tenants(module: Any) -> dict[str, Any]:
     """The ``tenants`` form: each tenant read, planned and applied in turn, as one call per tenant would; the
     first that fails stops the run, naming it (the ones before it are done, as with a loop)."""
     results: list[dict[str, Any]] = []
-    for tenant in module.params["tenants"]:
-        params = {**module.params, **{option: tenant.get(option) for option in TENANT_OPTIONS}}
-        manager = TenantManager(module, params)
-        try:
-            results.append(manager.run())
-        except TenantError as exc:
-            raise TenantError(f"tenant {tenant['name']}: {exc}", results=results, queries=manager.queries) from exc
+    cluster = None  # one connection to the maintenance database for every tenant, opened by the first
+    try:
+        for tenant in module.params["tenants"]:
+            params = {**module.params, **{option: tenant.get(option) for option in TENANT_OPTIONS}}
+            manager = TenantManager(module, params, cluster, keep_cluster=True)
+            try:
+                results.append(manager.run())
+            except TenantError as exc:
+                raise TenantError(f"tenant {tenant['name']}: {exc}", results=results,
+                                  queries=manager.queries) from exc
+            finally:
+                cluster = manager.cluster
+    finally:
+        if cluster is not None:
+            cluster.close()
     return {"changed": any(result["changed"] for result in results), "tenants": results,
             "diff": [result["diff"] for result in results]}

@@ -40,19 +40,15 @@ description:
     dump.
   - With O(state=absent), when the service's Compose file exists, its containers are removed (C(docker compose down)
     on that file only); its named volumes only with O(purge=true). The files are kept.
-author:
-  - BorgStack engineers (@borgstack)
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - borgstack.stack.attributes
 attributes:
   check_mode:
-    support: full
     details:
       - Reads and compares as a normal run does (a new Compose file is validated from a temp copy, then deleted, and
         compared with the containers as the new file declares them); writes, starts, removes and chmods nothing.
       - On a host without Docker, reports that the service would be deployed instead of failing.
   diff_mode:
-    support: full
     details:
       - Before and after text of the config files and the Compose file. For secret files and C(secrets.env), only the
         path and C((secret content changed)), never their content.
@@ -60,9 +56,6 @@ attributes:
   idempotent:
     description:
       - A run right after a converging one finds nothing to change and reports RV(ignore:changed=false).
-    support: full
-  platform:
-    platforms: posix
 options:
   name:
     description: The service's directory name, C(services/<name>/) under O(project_dir).
@@ -91,8 +84,8 @@ options:
     type: list
     elements: dict
     default: []
-    suboptions:
-      path:
+    suboptions: &file_entry
+      path: &relative_path
         description: Path relative to C(services/<name>/).
         type: str
         required: true
@@ -100,14 +93,14 @@ options:
         description: The file's text.
         type: str
         required: true
-      owner:
+      owner: &owner
         description: Owner, a user name or a numeric uid. Default V(root).
         type: raw
-      group:
+      group: &group
         description: Group, a name or a numeric gid. Default V(root).
         type: raw
       mode:
-        description: Octal mode as a string (V("0640")). Default V("0644").
+        description: Octal mode as a string (V("0640")). Default V("0644") in O(files), V("0600") in O(secret_files).
         type: raw
   secret_files:
     description:
@@ -117,24 +110,7 @@ options:
     type: list
     elements: dict
     default: []
-    suboptions:
-      path:
-        description: Path relative to C(services/<name>/).
-        type: str
-        required: true
-      content:
-        description: The file's text.
-        type: str
-        required: true
-      owner:
-        description: Owner, a user name or a numeric uid. Default V(root).
-        type: raw
-      group:
-        description: Group, a name or a numeric gid. Default V(root).
-        type: raw
-      mode:
-        description: Octal mode as a string (V("0640")). Default V("0600").
-        type: raw
+    suboptions: *file_entry
   env:
     description:
       - Secret environment, written to C(services/<name>/secrets.env) (root, V("0600")) as C(KEY="json string") lines
@@ -147,16 +123,9 @@ options:
     elements: dict
     default: []
     suboptions:
-      path:
-        description: Path relative to C(services/<name>/).
-        type: str
-        required: true
-      owner:
-        description: Owner, a user name or a numeric uid. Default V(root).
-        type: raw
-      group:
-        description: Group, a name or a numeric gid. Default V(root).
-        type: raw
+      path: *relative_path
+      owner: *owner
+      group: *group
       mode:
         description: Octal mode as a string. Default V("0750").
         type: raw

@@ -18,25 +18,15 @@ description:
     password or passphrase is a change.
   - The job is encrypted (C(encryption-module=aes), AES-256) with O(passphrase) and has no schedule of its own (a
     schedule found on it is removed); something else starts it (BorgStack's host backup unit, after the dumps).
-author:
-  - BorgStack engineers (@borgstack)
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - borgstack.stack.attributes
 attributes:
   check_mode:
-    support: full
     details:
       - Check mode logs in and reads; it never creates, updates or deletes.
   diff_mode:
-    support: full
     details:
       - The diff shows the name, sources, options and schedule; secrets appear as V(<unchanged>) or V(<changed>).
-  idempotent:
-    description:
-      - When run twice with the same arguments, the second run reports no change.
-    support: full
-  platform:
-    platforms: posix
 options:
   url:
     description: Base URL of the server, e.g. V(http://172.18.0.9:8200) (its address on the Docker network).
@@ -178,33 +168,67 @@ def run(module: AnsibleModule) -> dict:
     client = Client(params["url"], params["host"], params["timeout"])
     client.authenticate(params)
     try:
-        listing = client.request("GET", "backups") or []
+        current = read_job(client, params["name"])
     except DuplicatiError as exc:
         raise client.explain_401(exc) from exc
-    found = [entry["Backup"] for entry in listing
-             if entry.get("Backup", {}).get("Name", "").lower() == params["name"].lower()]
-    current = None
-    if found:
-        current = client.request("GET", f"backup/{urllib.parse.quote(str(found[0]['ID']))}")
-
     before = {"name": params["name"], "exists": current is not None}
     if current is not None:
         backup = current["Backup"]
         before.update({"sources": backup.get("Sources") or [], "options": visible(backup.get("Settings"), "<set>"),
                        "filters": backup.get("Filters") or [], "schedule": current.get("Schedule") is not None,
                        "target_url": "<set>", "passphrase": "<set>"})
-
     if params["state"] == "absent":
-        after = {"name": params["name"], "exists": False}
-        if current is None:
-            return {"changed": False, "id": None, "operation": "none", "changes": [],
-                    "diff": {"before": before, "after": after}}
-        job_id = str(current["Backup"]["ID"])
-        if not module.check_mode:
-            client.request("DELETE", f"backup/{urllib.parse.quote(job_id)}")
-        return {"changed": True, "id": job_id, "operation": "delete", "changes": ["job"],
-                "diff": {"before": before, "after": after}}
+        return remove_job(module, client, current, before)
+    return keep_job(module, client, current, before)
 
+
+def read_job(client: Client, name: str) -> dict | None:
+    """The job named ``name`` (case-insensitive) as the server gives it, or None."""
+    listing = client.request("GET", "backups") or []
+    found = [entry["Backup"] for entry in listing if entry.get("Backup", {}).get("Name", "").lower() == name.lower()]
+    if not found:
+        return None
+    return client.request("GET", f"backup/{urllib.parse.quote(str(found[0]['ID']))}")
+
+
+def remove_job(module: AnsibleModule, client: Client, current: dict | None, before: dict) -> dict:
+    after = {"name": module.params["name"], "exists": False}
+    if current is None:
+        return {"changed": False, "id": None, "operation": "none", "changes": [],
+                "diff": {"before": before, "after": after}}
+    job_id = str(current["Backup"]["ID"])
+    if not module.check_mode:
+        client.request("DELETE", f"backup/{urllib.parse.quote(job_id)}")
+    return {"changed": True, "id": job_id, "operation": "delete", "changes": ["job"],
+            "diff": {"before": before, "after": after}}
+
+
+def job_changes(current: dict | None, params: dict, settings: list[dict], mark: str) -> list[str]:
+    """What differs between the job on the server and the wanted one (["job"] when there is none)."""
+    if current is None:
+        return ["job"]
+    changes = []
+    backup = current["Backup"]
+    if backup.get("Name") != params["name"]:
+        changes.append("name")
+    if list(backup.get("Sources") or []) != list(params["sources"]):
+        changes.append("sources")
+    # Any option the server masked is a secret: its change shows in the fingerprint, not here.
+    masked = {x["Name"] for x in backup.get("Settings") or [] if x.get("Value") == PASSWORD_PLACEHOLDER}
+    if visible(backup.get("Settings"), "<secret>") != visible(settings, "<secret>", masked):
+        changes.append("options")
+    if backup.get("Filters"):
+        changes.append("filters")
+    if current.get("Schedule") is not None:
+        changes.append("schedule")
+    if f"{FINGERPRINT_MARK}{mark}" not in (backup.get("Description") or ""):
+        # Same visible fields but another fingerprint: a secret (destination credentials, passphrase) changed.
+        changes.append("description or secrets")
+    return changes
+
+
+def keep_job(module: AnsibleModule, client: Client, current: dict | None, before: dict) -> dict:
+    params = module.params
     missing = [name for name in ("sources", "target_url", "passphrase") if not params[name]]
     if missing:
         raise DuplicatiError(f"state=present needs {', '.join(missing)}")
@@ -214,27 +238,7 @@ def run(module: AnsibleModule) -> dict:
     body = {"Backup": {"Name": params["name"], "Description": description, "Tags": [], "TargetURL": params["target_url"],
                        "Sources": list(params["sources"]), "Settings": settings, "Filters": []},
             "Schedule": None}
-
-    changes = []
-    if current is None:
-        changes = ["job"]
-    else:
-        backup = current["Backup"]
-        if backup.get("Name") != params["name"]:
-            changes.append("name")
-        if list(backup.get("Sources") or []) != list(params["sources"]):
-            changes.append("sources")
-        # Any option the server masked is a secret: its change shows in the fingerprint, not here.
-        masked = {x["Name"] for x in backup.get("Settings") or [] if x.get("Value") == PASSWORD_PLACEHOLDER}
-        if visible(backup.get("Settings"), "<secret>") != visible(settings, "<secret>", masked):
-            changes.append("options")
-        if backup.get("Filters"):
-            changes.append("filters")
-        if current.get("Schedule") is not None:
-            changes.append("schedule")
-        if f"{FINGERPRINT_MARK}{mark}" not in (backup.get("Description") or ""):
-            # Same visible fields but another fingerprint: a secret (destination credentials, passphrase) changed.
-            changes.append("description or secrets")
+    changes = job_changes(current, params, settings, mark)
     old_mark = "" if current is None else (current["Backup"].get("Description") or "")
     secret_state = "<changed>" if f"{FINGERPRINT_MARK}{mark}" not in old_mark else "<unchanged>"
     after = {"name": params["name"], "exists": True, "sources": list(params["sources"]),

@@ -16,25 +16,15 @@ description:
     (C(PUT /api/v1/serversetting/server-passphrase), WebserverCore/Services/Settings/SettingsService.cs). Once a
     password was set - by this module, by the operator in the UI (Settings) or by C(duplicati-server-util
     change-password) - it is the operator's, and the module changes nothing.
-author:
-  - BorgStack engineers (@borgstack)
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - borgstack.stack.attributes
 attributes:
   check_mode:
-    support: full
     details:
       - Check mode reads the settings and says whether the password would be set; it writes nothing.
   diff_mode:
-    support: full
     details:
       - The diff shows whether the password is the generated one or chosen; never a password.
-  idempotent:
-    description:
-      - When run twice with the same arguments, the second run reports no change.
-    support: full
-  platform:
-    platforms: posix
 options:
   url:
     description: Base URL of the server, e.g. V(http://172.18.0.9:8200) (its address on the Docker network).

@@ -14,22 +14,9 @@ description:
     commands such as C(dockerd --version)), in one round trip.
   - Never changes anything and never fails because something is missing - a missing unit, package, key, path or
     program gives an empty string, no entry, V(null) or rc 127.
-author:
-  - BorgStack engineers (@borgstack)
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details:
-      - Reads the same in check mode (nothing is written either way).
-  diff_mode:
-    support: none
-  idempotent:
-    description: Read-only.
-    support: full
-  platform:
-    platforms: posix
+  - borgstack.stack.attributes.read_only
+  - borgstack.stack.attributes
 options:
   units:
     description: systemd units to ask C(systemctl is-enabled) and C(is-active) about.

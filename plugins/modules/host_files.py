@@ -17,26 +17,16 @@ description:
     the entry's C(validate) command, and renamed over the target.
   - Returns, per entry, whether it changed and what (RV(files), RV(changed_paths)), so that C(when:) conditions
     can key on one path of a call.
-author:
-  - BorgStack engineers (@borgstack)
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - borgstack.stack.attributes
 attributes:
   check_mode:
-    support: full
     details:
       - Check mode reads and compares the same way and writes nothing; C(validate) is not run.
   diff_mode:
-    support: full
     details:
       - One diff per changed attribute set and per changed content. The content of an entry with C(secret=true),
         or of every entry when the task has C(no_log), is never shown; the diff only says that it changed.
-  idempotent:
-    description:
-      - When run twice with the same arguments, the second run reports no change.
-    support: full
-  platform:
-    platforms: posix
 options:
   files:
     description: The paths to keep, applied in this order.

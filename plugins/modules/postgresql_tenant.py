@@ -28,14 +28,11 @@ description:
     is handed to the owner (C(ALTER SCHEMA public OWNER TO)).
   - O(state=absent) never drops a database unless O(drop_database=true) says so. Without it, the role only loses
     C(LOGIN) and the result lists what was kept.
-author:
-  - BorgStack engineers (@borgstack)
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - borgstack.stack.attributes
   - borgstack.stack.postgresql
 attributes:
   check_mode:
-    support: full
     details:
       - Check mode runs the same statements inside transactions that are rolled back, so they are validated by the
         server without changing it.
@@ -44,16 +41,9 @@ attributes:
         (ACL, extensions, schema) are reported as would-change without being tried, so the server cannot reject
         them before the real run.
   diff_mode:
-    support: full
     details:
       - The diff shows role attributes, whether the password changes (as V(<unchanged>) or V(<changed>), never
         the secret), the database owner, installed extensions and whether CONNECT is revoked from PUBLIC.
-  idempotent:
-    description:
-      - When run twice with the same arguments, the second run reports no change.
-    support: full
-  platform:
-    platforms: posix
 options:
   name:
     description:
@@ -247,22 +237,21 @@ diff:
       connect_revoked_from_public: true
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.borgstack.stack.plugins.module_utils._postgresql import (
-    HAS_PSYCOPG,
-    PSYCOPG_IMPORT_ERROR,
     TenantError,
     TenantManager,
     postgresql_tenant_module_kwargs,
     run_tenants,
 )
+from ansible_collections.borgstack.stack.plugins.module_utils._psycopg import HAS_PSYCOPG, fail_without_psycopg
 
 
 def main() -> None:
     module = AnsibleModule(**postgresql_tenant_module_kwargs())
     if not HAS_PSYCOPG:
-        module.fail_json(msg=missing_required_lib("psycopg (Debian: python3-psycopg)"), exception=PSYCOPG_IMPORT_ERROR)
+        fail_without_psycopg(module)
     if module.params["tenants"] is not None:
         try:
             module.exit_json(**run_tenants(module))

@@ -16,22 +16,9 @@ description:
   - On a rerun with nothing to do, this replaces the ten round trips of those tasks; any doubt answers
     RV(current=false) and the role runs them.
   - Never returns a private key; returns weed's certificate (public) when everything is current.
-author:
-  - BorgStack engineers (@borgstack)
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details:
-      - Read-only; reads the same in check mode.
-  diff_mode:
-    support: none
-  idempotent:
-    description: Read-only.
-    support: full
-  platform:
-    platforms: posix
+  - borgstack.stack.attributes.read_only
+  - borgstack.stack.attributes
 requirements:
   - cryptography (the C(python3-cryptography) package); without it the answer is RV(current=false).
 options:

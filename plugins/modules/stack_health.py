@@ -20,23 +20,16 @@ description:
     C(docker inspect); the host can reach containers there even on an C(internal) network.
   - Only reads. The Docker CLI is used for C(docker inspect) and C(docker logs); PostgreSQL logins need psycopg 3;
     Redis is spoken to over a plain socket (C(AUTH), C(SELECT), C(PING)), without a Redis library.
-author:
-  - BorgStack engineers (@borgstack)
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - borgstack.stack.attributes.read_only
+  - borgstack.stack.attributes
 attributes:
   check_mode:
-    support: full
     details:
       - The module only reads, so check mode runs every check exactly as a normal run does.
-  diff_mode:
-    support: none
   idempotent:
     description:
       - The module never changes anything; RV(ignore:changed) is always V(false).
-    support: full
-  platform:
-    platforms: posix
 options:
   services:
     description:
@@ -330,15 +323,14 @@ table:
     - "n8n        | https://n8n.lab.borgstack.test/healthz | ok"
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.borgstack.stack.plugins.module_utils._health import (
-    HAS_PSYCOPG,
-    PSYCOPG_IMPORT_ERROR,
     Probe,
     StackHealth,
     stack_health_module_kwargs,
 )
+from ansible_collections.borgstack.stack.plugins.module_utils._psycopg import HAS_PSYCOPG, fail_without_psycopg
 
 
 def main() -> None:
@@ -346,7 +338,7 @@ def main() -> None:
     params = module.params
     needs_psycopg = any((service.get("database") or {}).get("type") == "postgresql" for service in params["services"])
     if needs_psycopg and not HAS_PSYCOPG:
-        module.fail_json(msg=missing_required_lib("psycopg (Debian: python3-psycopg)"), exception=PSYCOPG_IMPORT_ERROR)
+        fail_without_psycopg(module)
 
     checker = StackHealth(
         params["services"],

@@ -1,0 +1,121 @@
+#!/usr/bin/python
+# SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: postgresql_dump
+short_description: Dump the roles and databases of a PostgreSQL container into a root-only directory
+version_added: 0.3.0
+description:
+  - Dumps through the PostgreSQL container (C(docker exec), as C(postgres)) into O(dir) - created root-only
+    (V(0700)) when missing - the cluster's roles and tablespaces with C(pg_dumpall --globals-only) into
+    C(globals.sql) when O(globals=true), then each database of O(databases) with C(pg_dump -Fc) into
+    C(<database>.dump).
+  - Each file is root-only (V(0600)) before it holds data. A dump that fails or writes nothing stops the run with
+    pg_dump's own message, and its file is removed; the dumps written before it stay.
+  - The same dump helper makes the pre-update dump of M(borgstack.stack.compose_deploy).
+extends_documentation_fragment:
+  - borgstack.stack.attributes
+attributes:
+  check_mode:
+    details:
+      - Check mode dumps nothing and reports the files that would be written.
+  diff_mode:
+    support: none
+  idempotent:
+    description:
+      - A dump is taken on every run (it is a copy of the data as it is now), so every run outside check mode
+        reports a change.
+    support: none
+options:
+  container:
+    description: The PostgreSQL container.
+    type: str
+    required: true
+  databases:
+    description: The databases to dump, in this order.
+    type: list
+    elements: str
+    default: []
+  globals:
+    description: Dump the roles (with their password verifiers) and tablespaces into C(globals.sql) first.
+    type: bool
+    default: false
+  dir:
+    description: Directory of the dumps (created root-only when missing; an existing one is made V(0700)).
+    type: path
+    required: true
+notes:
+  - Needs the Docker CLI on the target host.
+"""
+
+EXAMPLES = r"""
+- name: Dump the roles and two databases before a major upgrade
+  borgstack.stack.postgresql_dump:
+    container: borgstack-postgresql
+    globals: true
+    databases: [n8n, directus]
+    dir: /var/backups/borgstack/upgrades/pg15-to-pg17-20261206T120000Z
+"""
+
+RETURN = r"""
+files:
+  description: The dumps written (or that would be, in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: [/var/backups/borgstack/upgrades/x/globals.sql, /var/backups/borgstack/upgrades/x/n8n.dump]
+commands:
+  description: The docker commands run, abbreviated.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.borgstack.stack.plugins.module_utils._pg_dump import PgDump, PgDumpError
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "container": {"type": "str", "required": True},
+            "databases": {"type": "list", "elements": "str", "default": []},
+            "globals": {"type": "bool", "default": False},
+            "dir": {"type": "path", "required": True},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    directory = params["dir"]
+    # (database, file); None stands for the roles and tablespaces (pg_dumpall --globals-only)
+    wanted = ([(None, os.path.join(directory, "globals.sql"))] if params["globals"] else []) + [
+        (database, os.path.join(directory, f"{database}.dump")) for database in params["databases"]]
+    commands: list[str] = []
+    if module.check_mode:
+        module.exit_json(changed=bool(wanted), files=[path for _what, path in wanted], commands=commands)
+    docker = module.get_bin_path("docker", required=True)
+    dumper = PgDump(module, docker, params["container"], commands, run_docker=None)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.chmod(directory, 0o700)
+    written: list[str] = []
+    for database, path in wanted:
+        try:
+            if database is None:
+                dumper.dump_globals(path)
+            else:
+                dumper.dump(database, path)
+        except PgDumpError as exc:
+            what = "the roles" if database is None else f"the database {database}"
+            module.fail_json(msg=f"{params['container']}: the dump of {what} into {path} failed: {exc}",
+                             files=written, commands=commands)
+        written.append(path)
+    module.exit_json(changed=bool(written), files=written, commands=commands)
+
+
+if __name__ == "__main__":
+    main()

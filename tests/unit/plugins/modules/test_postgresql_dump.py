@@ -1,0 +1,80 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""postgresql_dump (the major upgrade's dump) with a fake ``docker exec``: the shell command the module runs is
+executed by this test's stand-in, which writes what pg_dump/pg_dumpall would into the redirected file. The real
+pg_dump runs in tests/integration/targets/postgresql_upgrade."""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.borgstack.stack.plugins.modules import postgresql_dump
+
+
+class FakeExec:
+    """``docker exec <container> pg_dump ... > file``: writes ``outputs[database]`` (or the globals) into the file."""
+
+    def __init__(self, outputs: dict[str | None, bytes], rc: int = 0) -> None:
+        self.outputs = outputs
+        self.rc = rc
+        self.commands: list[str] = []
+
+    def __call__(self, command: str, **_kwargs: Any) -> tuple[int, str, str]:
+        self.commands.append(command)
+        argv_text, target = command.rsplit(" > ", 1)
+        argv = shlex.split(argv_text)
+        path = Path(shlex.split(target)[0])
+        assert path.stat().st_mode & 0o777 == 0o600, "the file must be root-only before it holds data"
+        key = None if "pg_dumpall" in argv else argv[argv.index("-d") + 1]
+        path.write_bytes(self.outputs.get(key, b""))
+        return (self.rc, "", "pg_dump: error: connection failed" if self.rc else "")
+
+
+def run(monkeypatch, capsys, fake: FakeExec, check_mode: bool = False, **args: Any) -> dict[str, Any]:
+    monkeypatch.setattr(AnsibleModule, "get_bin_path", lambda self, name, *a, **k: "/usr/bin/docker")
+    monkeypatch.setattr(AnsibleModule, "run_command", lambda self, command, **kwargs: fake(command, **kwargs))
+    params = {"container": "bs-postgresql", "_ansible_check_mode": check_mode, **args}
+    with patch_module_args(params), pytest.raises(SystemExit):
+        postgresql_dump.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_roles_then_each_database_into_root_only_files(monkeypatch, capsys, tmp_path):
+    fake = FakeExec({None: b"CREATE ROLE n8n;", "n8n": b"PGDMP n8n", "globals": b"PGDMP a database named globals"})
+    out_dir = tmp_path / "upgrade"
+    result = run(monkeypatch, capsys, fake, globals=True, databases=["n8n", "globals"], dir=str(out_dir))
+    files = [str(out_dir / name) for name in ("globals.sql", "n8n.dump", "globals.dump")]
+    assert result["changed"] and result["files"] == files
+    assert (out_dir / "globals.sql").read_bytes() == b"CREATE ROLE n8n;"
+    assert (out_dir / "globals.dump").read_bytes() == b"PGDMP a database named globals"
+    assert out_dir.stat().st_mode & 0o777 == 0o700
+    assert all(re.search(r"docker exec bs-postgresql pg_dump(all)? -U postgres", c) for c in fake.commands)
+    assert "--globals-only" in fake.commands[0] and "-Fc -d n8n" in fake.commands[1]
+
+
+def test_an_empty_dump_stops_the_run_and_leaves_no_file(monkeypatch, capsys, tmp_path):
+    fake = FakeExec({"n8n": b"PGDMP n8n"})  # directus's dump comes out empty
+    result = run(monkeypatch, capsys, fake, databases=["n8n", "directus", "other"], dir=str(tmp_path))
+    assert result["failed"] and "the database directus" in result["msg"] and "pg_dump wrote nothing" in result["msg"]
+    assert result["files"] == [str(tmp_path / "n8n.dump")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n8n.dump"]
+
+
+def test_a_failed_dump_says_pg_dumps_words(monkeypatch, capsys, tmp_path):
+    fake = FakeExec({None: b"CREATE ROLE x;"}, rc=1)
+    result = run(monkeypatch, capsys, fake, globals=True, dir=str(tmp_path))
+    assert result["failed"] and "the roles" in result["msg"] and "connection failed" in result["msg"]
+    assert not list(tmp_path.iterdir())
+
+
+def test_check_mode_dumps_nothing(monkeypatch, capsys, tmp_path):
+    fake = FakeExec({"n8n": b"PGDMP"})
+    result = run(monkeypatch, capsys, fake, check_mode=True, databases=["n8n"], dir=str(tmp_path / "new"))
+    assert result["changed"] and result["files"] == [str(tmp_path / "new" / "n8n.dump")]
+    assert fake.commands == [] and not (tmp_path / "new").exists()
