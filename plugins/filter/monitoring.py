@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Mapping
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.borgstack.stack.plugins.filter.registry import (
-    _containers, _enabled, _mapping, _site_container, service_hostnames,
+    _containers, _enabled, _mapping, service_hostnames,
 )
 
 # Prometheus durations as the settings accept them (one unit: 30s, 2m, 26h, 8d).
