@@ -61,7 +61,8 @@ def test_every_container_with_a_port_gets_its_probe(container, module, target):
 
 
 def test_jobs_workers_without_port_and_disabled_services_are_not_probed():
-    watch = targets(lowcoder={"enabled": False})
+    # Even a job that declares a port: it runs once and exits, it is never "down".
+    watch = targets(lowcoder={"enabled": False}, chatwoot={"containers": {"chatwoot-migrate": {"port": 3001}}})
     names = {p["container"] for p in watch["probes"]}
     assert "borgstack-chatwoot-migrate" not in names          # a job
     assert not any("sidekiq" in n or "worker" in n for n in names)  # workers have no port
