@@ -74,8 +74,9 @@ def collect(project: str) -> List[str]:
     for summary in get(f"/containers/json?all=1&filters={filters}"):
         info = get(f"/containers/{summary['Id']}/json")
         name = info["Name"].lstrip("/")
-        workdir = (info["Config"].get("Labels") or {}).get("com.docker.compose.project.working_dir", "")
-        service = os.path.basename(workdir.rstrip("/")) or name
+        # Each service has its Compose file in services/<service>/compose.yaml (the compose_service role).
+        config = (info["Config"].get("Labels") or {}).get("com.docker.compose.project.config_files", "")
+        service = os.path.basename(os.path.dirname(config.split(",")[0])) or name
         labels = f'name="{label(name)}",service="{label(service)}"'
         state = info["State"]
         running = bool(state.get("Running"))
