@@ -76,6 +76,7 @@ def test_every_scrape_target_is_up(host, prometheus):
     count = wait_until("every scrape target up", all_up, 90)[0]
     # prometheus, alertmanager, blackbox, node, postgres, redis + a probe per container + a TLS probe per site.
     assert count >= 15
+
     # Every enabled container answers its probe (derived from the registry, not listed here) and every site's TLS.
     def all_succeed():
         found = query(host, prometheus, 'probe_success{job=~"health|tls"}')
