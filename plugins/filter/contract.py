@@ -23,6 +23,7 @@ from ansible_collections.borgstack.stack.plugins.filter.registry import (
     _containers, _enabled, _mapping, _replicas, _site_container, basic_auth_users, caddy_sites, mongodb_users,
     postgres_tenants, s3_buckets, service_endpoints, service_hostnames,
 )
+from ansible_collections.borgstack.stack.plugins.filter.monitoring import monitoring_targets
 from ansible_collections.borgstack.stack.plugins.filter.secrets import stack_secret
 from ansible_collections.borgstack.stack.plugins.plugin_utils._filters import NamedFilters
 
@@ -123,6 +124,10 @@ def _served(name: str, registry: Mapping[str, Any], stack: Mapping[str, Any], en
         return {"sites": caddy_sites(registry, stack["domain"], endpoints, basic_auth)}
     if name == "redis":
         return {"key_spaces": redis_key_spaces(registry)}
+    if name == "monitoring":
+        # What to watch, and each enabled service's database (the exporter's custom queries read n8n's tables).
+        return {"watch": monitoring_targets(registry, endpoints, stack["domain"]),
+                "databases": {service: t["database"] for service, t in logins["postgres"].items() if service in enabled}}
     return {}
 
 
@@ -218,6 +223,7 @@ def service_contracts(registry: Any, stack: Any) -> Dict[str, Dict[str, Any]]:
     for name, svc in registry.items():
         main = _site_container(svc)
         containers = {key: {"names": endpoints[name]["containers"][key], "port": spec.get("port"),
+                            "image": spec.get("image") or svc.get("image"),
                             "replicas": _replicas(spec), "kind": spec.get("kind"),
                             "memory_limit_mb": int((limits.get(key) or {}).get("limit_mb", 0))}
                       for key, spec in _containers(svc).items()}

@@ -23,7 +23,7 @@ _KEYS = frozenset(
     ("enabled", "layer", "image", "requires", "containers", "site", "postgres", "redis_db", "s3_bucket", "mongodb",
      "login", "volumes", "secrets", "redis_keys")
 )
-_CONTAINER_KEYS = frozenset(("kind", "port", "health", "health_body", "replicas", "memory"))
+_CONTAINER_KEYS = frozenset(("kind", "port", "health", "health_body", "replicas", "memory", "image", "metrics"))
 _KINDS = ("web", "worker", "job")
 _MEMORY_KEYS = frozenset(("weight", "min_mb", "max_mb"))
 _SITE_KEYS = frozenset(("hostname", "container", "websockets", "max_body_mb", "csp", "headers", "basic_auth",
@@ -237,6 +237,10 @@ def _container_errors(where: str, name: str, containers: Any) -> List[str]:
         health = spec.get("health")
         if health is not None and (not isinstance(health, str) or not health.startswith("/") or port is None):
             errors.append(f"{cwhere}.health must be an HTTP path (/...) of a container with a port, found {health!r}")
+        metrics = spec.get("metrics")
+        if metrics is not None and (not isinstance(metrics, str) or not _READY_RE.match(metrics) or port is None):
+            errors.append(f"{cwhere}.metrics must be the HTTP path (/...) where a container with a port serves "
+                          f"Prometheus metrics, found {metrics!r}")
         body = spec.get("health_body")
         if body is not None:
             try:
@@ -249,6 +253,11 @@ def _container_errors(where: str, name: str, containers: Any) -> List[str]:
         if "replicas" in spec and (kind != "worker" or not _is_int(spec["replicas"], 0, 32)):
             errors.append(f"{cwhere}.replicas is for workers only, an integer from 0 to 32, found "
                           f"{spec['replicas']!r} (kind {kind})")
+        if "image" in spec:
+            # A container that runs another image than its service's (the monitoring exporters): pinned the same way.
+            image_error = _image_error(cwhere, spec["image"])
+            if image_error:
+                errors.append(image_error)
         memory = spec.get("memory")
         if not isinstance(memory, Mapping):
             errors.append(f"{cwhere}.memory must be {{weight, min_mb[, max_mb]}} (its share of the RAM plan), "

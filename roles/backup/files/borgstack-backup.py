@@ -450,5 +450,30 @@ def main() -> int:
     return 0
 
 
+# The monitoring service's node exporter reads *.prom files here (its textfile directory); nothing is written when
+# the directory does not exist (no monitoring).
+METRICS = Path(os.environ.get("BORGSTACK_METRICS_DIR", "/var/lib/prometheus/node-exporter")) / "borgstack_backup.prom"
+
+
+def write_metrics(status: int) -> None:
+    """The run's result and time, and the time of the last success (kept from the previous file on a failure)."""
+    if not METRICS.parent.is_dir():
+        return
+    now = int(time.time())
+    success = now if status == 0 else 0
+    if status != 0 and METRICS.exists():
+        found = re.search(r"^borgstack_backup_last_success_timestamp_seconds (\d+)$", METRICS.read_text(), re.M)
+        success = int(found.group(1)) if found else 0
+    lines = [f"borgstack_backup_last_status {int(status == 0)}", f"borgstack_backup_last_run_timestamp_seconds {now}"]
+    if success:
+        lines.append(f"borgstack_backup_last_success_timestamp_seconds {success}")
+    tmp = METRICS.with_name(".borgstack_backup.prom.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.chmod(tmp, 0o644)
+    tmp.replace(METRICS)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    RESULT = main()
+    write_metrics(RESULT)
+    sys.exit(RESULT)

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The owner's alert channels, end to end through the REAL Alertmanager 0.25 (Debian bookworm's
-prometheus-alertmanager, image borgstack-lab/alertmanager:0.25) configured by the ``alertmanager_config`` filter:
+prometheus-alertmanager in the lab's monitoring image borgstack-lab/monitoring:bookworm-1) configured by the
+``alertmanager_config`` filter:
 
 - e-mail to a real SMTP server (aiosmtpd in this process) that demands STARTTLS (a throwaway CA made here) and
   AUTH with the password Alertmanager reads from ``auth_password_file``;
@@ -51,7 +52,7 @@ import telegram_contract  # noqa: E402
 
 from ansible_collections.borgstack.stack.plugins.filter.alerting import alertmanager_config  # noqa: E402
 
-IMAGE = "borgstack-lab/alertmanager:0.25"
+IMAGE = "borgstack-lab/monitoring:bookworm-1"     # the monitoring service's lab image: /bin/alertmanager, amtool
 BOT_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1"
 CHAT_ID = 987654321
 OWNER = "+5511987654321"
@@ -213,8 +214,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, Any]]:
         am_port = _free_port()
         name = f"borgstack-alerting-am-{os.getpid()}"
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
-        subprocess.run(["docker", "run", "-d", "--name", name, "--network", "host", "-v", f"{tmp}:{MOUNT}:ro", IMAGE,
-                        f"--config.file={MOUNT}/alertmanager.yml", "--storage.path=/alertmanager",
+        subprocess.run(["docker", "run", "-d", "--name", name, "--network", "host", "-v", f"{tmp}:{MOUNT}:ro",
+                        "--entrypoint", "/bin/alertmanager", IMAGE, f"--config.file={MOUNT}/alertmanager.yml", "--storage.path=/alertmanager",
                         f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
                        check=True, capture_output=True, timeout=60)
         cleanups.append(lambda: subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False))

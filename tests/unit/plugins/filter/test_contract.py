@@ -132,7 +132,7 @@ def test_container_names_replicas_and_memory_limits_from_the_plan():
     assert worker["replicas"] == 2 and worker["kind"] == "worker" and worker["port"] is None
     assert worker["memory_limit_mb"] == plan["n8n-worker"]["limit_mb"] > 0
     assert n8n["containers"]["n8n"] == {"names": ["borgstack-n8n"], "port": 5678, "replicas": 1, "kind": "web",
-                                        "memory_limit_mb": plan["n8n"]["limit_mb"]}
+                                        "image": "n8nio/n8n:1.112.6", "memory_limit_mb": plan["n8n"]["limit_mb"]}
     assert n8n["memory_limit_mb"] == plan["n8n"]["limit_mb"] != worker["memory_limit_mb"]
     # No workers: no names, and no limit (the plan has none for them).
     idle = contracts()["n8n"]["containers"]["n8n-worker"]

@@ -404,7 +404,8 @@ def test_basic_auth_users_are_derived_and_hashed_for_caddy():
 
     reg = service_registry(DEFAULTS, {})
     creds = basic_auth_users(reg, MASTER, {}, "ti@example.com.br")
-    assert list(creds) == ["fileflows"]  # the only app without a login of its own
+    # The apps without a login of their own: FileFlows and Prometheus (monitoring).
+    assert list(creds) == ["fileflows", "monitoring"]
     cred = creds["fileflows"]
     assert cred["user"] == "ti@example.com.br" and len(cred["password"]) == 40
     assert cred["hash"].startswith("$2b$12$") and len(cred["hash"]) == 60
