@@ -15,7 +15,7 @@ and the per-service logins), read by the validation play's ``secret_version_erro
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, Iterator, List, Mapping, Tuple
 
 from ansible.errors import AnsibleFilterError
 
@@ -280,20 +280,29 @@ def secret_policies(registry: Any) -> Dict[str, Dict[str, str]]:
     return out
 
 
+def _entries(entries: Mapping[str, Any], where: str, shape: str, known: frozenset,
+             errors: List[str]) -> Iterator[Tuple[str, str, Mapping[str, Any]]]:
+    """Each (key, its variable path, its spec) of a registry sub-dict whose spec is a dict; a spec that is not, and
+    unknown keys of one that is, are added to ``errors`` naming the variable."""
+    for key, spec in entries.items():
+        at = f"{where}.{key}"
+        spec = spec if spec is not None else {}
+        if not isinstance(spec, Mapping):
+            errors.append(f"{at} must be {shape}, found {spec!r}")
+            continue
+        unknown = sorted(set(map(str, spec)) - known)
+        if unknown:
+            errors.append(f"{at}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        yield str(key), at, spec
+
+
 def _secret_errors(where: str, secrets: Any, registry: Mapping[str, Any], owners: Dict[str, str]) -> List[str]:
     """Problems in one service's ``secrets`` entry; ``owners`` ({purpose: service}) finds a purpose declared twice."""
     if not isinstance(secrets, Mapping):
         return [f"{where}.secrets must be a dict <purpose>: {{length, rotation, ...}}"]
     errors: List[str] = []
-    for purpose, spec in secrets.items():
-        at = f"{where}.secrets.{purpose}"
-        spec = spec if spec is not None else {}
-        if not isinstance(spec, Mapping):
-            errors.append(f"{at} must be a dict (length, suffix, rotation, why, change, shared_with)")
-            continue
-        unknown = sorted(set(map(str, spec)) - SECRET_KEYS)
-        if unknown:
-            errors.append(f"{at}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(SECRET_KEYS))})")
+    shape = "a dict (length, suffix, rotation, why, change, shared_with)"
+    for purpose, at, spec in _entries(secrets, f"{where}.secrets", shape, SECRET_KEYS, errors):
         if "rotation" not in spec:
             errors.append(f"{at}.rotation is missing: say whether it may rotate ({', '.join(ROTATIONS)})")
         elif spec["rotation"] not in ROTATIONS:
@@ -345,14 +354,8 @@ def _redis_key_errors(where: str, svc: Mapping[str, Any]) -> List[str]:
     if not isinstance(keys, Mapping) or not keys:
         return [f"{where}.redis_keys must be {shape}, found {keys!r}"]
     errors: List[str] = []
-    for space, spec in keys.items():
-        at = f"{where}.redis_keys.{space}"
-        if not isinstance(spec, Mapping):
-            errors.append(f"{at} must be {{match: [<glob>, ...], restore: true|false, why: <text>}}, found {spec!r}")
-            continue
-        unknown = sorted(set(map(str, spec)) - REDIS_KEY_KEYS)
-        if unknown:
-            errors.append(f"{at}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(REDIS_KEY_KEYS))})")
+    space_shape = "{match: [<glob>, ...], restore: true|false, why: <text>}"
+    for _space, at, spec in _entries(keys, f"{where}.redis_keys", space_shape, REDIS_KEY_KEYS, errors):
         match = spec.get("match")
         if (not isinstance(match, list) or not match
                 or not all(isinstance(g, str) and g and not any(c.isspace() for c in g) for g in match)):

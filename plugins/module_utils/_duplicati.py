@@ -107,3 +107,12 @@ class Client:
                                   "DUPLICATI__WEBSERVICE_PRE_AUTH_TOKENS: rerun the play so the container is "
                                   "recreated with it)")
         return exc
+
+
+def run_module(module, run) -> None:
+    """Exit the module with ``run(module)``'s result, or fail with the message of a DuplicatiError it raised."""
+    try:
+        result = run(module)
+    except DuplicatiError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(**result)

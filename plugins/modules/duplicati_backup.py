@@ -129,6 +129,7 @@ from ansible_collections.borgstack.stack.plugins.module_utils._duplicati import 
     AUTH_ARGUMENT_SPEC,
     Client,
     DuplicatiError,
+    run_module,
 )
 
 # The options the UI stores without dashes (Duplicati's ngax UI; Runner.ApplyOptions applies both forms).
@@ -280,11 +281,7 @@ SECRET_OPTIONS = frozenset(name for name, spec in ARGUMENT_SPEC.items() if spec.
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
                            required_one_of=[("token", "password")], mutually_exclusive=[("token", "password")])
-    try:
-        result = run(module)
-    except DuplicatiError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    run_module(module, run)
 
 
 if __name__ == "__main__":
