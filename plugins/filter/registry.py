@@ -12,7 +12,7 @@ import functools
 import hashlib
 import hmac
 import re
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ansible.errors import AnsibleFilterError
 
@@ -486,23 +486,25 @@ def s3_buckets(registry: Any, shared: Any = None) -> List[str]:
     return buckets
 
 
+def _logins(registry: Mapping[str, Any], key: str, master: Any, overrides: Any, every: bool,
+            versions: Any) -> List[Tuple[str, Mapping[str, Any], str]]:
+    """(service, its ``key`` entry, its derived password) for each enabled service (``every``: each service) with a
+    ``postgres`` or ``mongodb`` entry; the password's purpose is ``postgresql_<service>`` or ``mongodb_<service>``."""
+    purpose = {"postgres": "postgresql", "mongodb": "mongodb"}[key]
+    return [(name, registry[name][key],
+             stack_secret(f"{purpose}_{name}", master, overrides or {}, versions=versions))
+            for name in (list(registry) if every else _enabled(registry))
+            if isinstance(registry[name].get(key), Mapping)]
+
+
 def mongodb_users(registry: Any, master: Any, overrides: Any = None, every: bool = False,
                   versions: Any = None) -> List[Dict[str, Any]]:
     """MongoDB users of the enabled services (``every``: of every service): [{name, database, roles, password}]
     (purpose ``mongodb_<service>``, at its version in ``versions``: borgstack_secret_versions)."""
     registry = _mapping("mongodb_users", registry, "the registry")
-    users = []
-    for name in (list(registry) if every else _enabled(registry)):
-        mongo = registry[name].get("mongodb")
-        if not isinstance(mongo, Mapping):
-            continue
-        users.append({
-            "name": name,
-            "database": mongo.get("database", name),
-            "roles": list(mongo.get("roles", ["readWrite"])),
-            "password": stack_secret(f"mongodb_{name}", master, overrides or {}, versions=versions),
-        })
-    return users
+    return [{"name": name, "database": mongo.get("database", name), "roles": list(mongo.get("roles", ["readWrite"])),
+             "password": password}
+            for name, mongo, password in _logins(registry, "mongodb", master, overrides, every, versions)]
 
 
 def caddy_sites(registry: Any, domain: Any, endpoints: Any, credentials: Any = None) -> List[Dict[str, Any]]:
@@ -599,17 +601,9 @@ def postgres_tenants(registry: Any, master: Any, overrides: Any = None, every: b
     postgres login) read it from these lists, so it is derived in this one place.
     """
     registry = _mapping("postgres_tenants", registry, "the registry")
-    tenants = []
-    for name in (list(registry) if every else _enabled(registry)):
-        pg = registry[name].get("postgres")
-        if not isinstance(pg, Mapping):
-            continue
-        tenants.append({
-            "name": name,
-            "database": pg.get("database", name),
-            "extensions": list(pg.get("extensions", [])),
-            "password": stack_secret(f"postgresql_{name}", master, overrides or {}, versions=versions),
-        })
+    tenants = [{"name": name, "database": pg.get("database", name), "extensions": list(pg.get("extensions", [])),
+                "password": password}
+               for name, pg, password in _logins(registry, "postgres", master, overrides, every, versions)]
     return tenants
 
 

@@ -20,6 +20,7 @@ description:
     schedule found on it is removed); something else starts it (BorgStack's host backup unit, after the dumps).
 extends_documentation_fragment:
   - borgstack.stack.attributes
+  - borgstack.stack.duplicati
 attributes:
   check_mode:
     details:
@@ -28,15 +29,6 @@ attributes:
     details:
       - The diff shows the name, sources, options and schedule; secrets appear as V(<unchanged>) or V(<changed>).
 options:
-  url:
-    description: Base URL of the server, e.g. V(http://172.18.0.9:8200) (its address on the Docker network).
-    type: str
-    required: true
-  host:
-    description:
-      - Host header to send (a name in the server's allowed host names). Default - the host of O(url) (an IP
-        address is always allowed by Duplicati).
-    type: str
   token:
     description:
       - A pre-authenticated token of the server (one of its C(--webservice-pre-auth-tokens)), sent in the
@@ -77,10 +69,6 @@ options:
         dashes), the others as advanced options (C(--name)).
     type: dict
     default: {}
-  timeout:
-    description: Seconds each HTTP request may take.
-    type: int
-    default: 30
 """
 
 EXAMPLES = r"""

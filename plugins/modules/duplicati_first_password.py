@@ -18,6 +18,7 @@ description:
     change-password) - it is the operator's, and the module changes nothing.
 extends_documentation_fragment:
   - borgstack.stack.attributes
+  - borgstack.stack.duplicati
 attributes:
   check_mode:
     details:
@@ -26,13 +27,6 @@ attributes:
     details:
       - The diff shows whether the password is the generated one or chosen; never a password.
 options:
-  url:
-    description: Base URL of the server, e.g. V(http://172.18.0.9:8200) (its address on the Docker network).
-    type: str
-    required: true
-  host:
-    description: Host header to send (a name in the server's allowed host names). Default - the host of O(url).
-    type: str
   token:
     description: A pre-authenticated token of the server (C(--webservice-pre-auth-tokens)).
     type: str
@@ -41,10 +35,6 @@ options:
     description: The first web password, set only while the server still has the one it generated.
     type: str
     required: true
-  timeout:
-    description: Seconds each HTTP request may take.
-    type: int
-    default: 30
 """
 
 EXAMPLES = r"""
