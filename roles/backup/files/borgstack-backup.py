@@ -413,12 +413,20 @@ def main() -> int:
             return 1
         return keys_command(cfg, args.restore_keys or args.check_keys,
                             args.redis_container if args.check_keys else None)
+    # Only a backup run is a backup's result: --restore-keys and --check-keys (restore.yml, the drill) write none.
+    status = backup(args.config)
+    write_metrics(status)
+    return status
+
+
+def backup(config: str) -> int:
+    """One dump set under the settings' directory; 0 when it is complete."""
     started = datetime.datetime.now(datetime.timezone.utc)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     try:
-        cfg = json.loads(Path(args.config).read_text())
+        cfg = json.loads(Path(config).read_text())
     except (OSError, ValueError) as exc:
-        print(f"borgstack-backup: cannot read the settings {args.config}: {exc}", file=sys.stderr)
+        print(f"borgstack-backup: cannot read the settings {config}: {exc}", file=sys.stderr)
         return 1
     base = Path(cfg["dir"])
     work = base / f".partial-{stamp}"
@@ -474,6 +482,4 @@ def write_metrics(status: int) -> None:
 
 
 if __name__ == "__main__":
-    RESULT = main()
-    write_metrics(RESULT)
-    sys.exit(RESULT)
+    sys.exit(main())
