@@ -7,6 +7,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ HOST = os.environ.get("BORGSTACK_MOL_HOST", "borgstack-mol-stack")
 PUBLIC_IP = os.environ.get("BORGSTACK_MOL_IP", "198.51.100.31")
 __all__ = ["PROJECT", "PUBLIC_IP", "HOST", "VALIDATION_PLAY", "Run", "run_site", "changed_tasks", "inspect",
            "env_file", "DERIVED", "lab_master", "host_secrets", "assert_no_leak", "public_ip", "root_cert",
-           "ROOT_CERT", "secret_versions", "SECRET_VERSIONS_FILE", "derived"]
+           "ROOT_CERT", "secret_versions", "SECRET_VERSIONS_FILE", "derived", "wait_for"]
 VALIDATION_PLAY = "Validate every setting before anything changes"
 
 
@@ -162,3 +163,15 @@ def root_cert(host, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("caddy") / "root.crt"
     path.write_text(cert.content_string)
     return path
+
+
+def wait_for(what: str, probe, timeout: float = 60, every: float = 0.5):
+    """Poll until probe() returns something truthy and return it; fail naming what did not happen."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    pytest.fail(f"{what} did not happen within {timeout} s (last: {last!r})")

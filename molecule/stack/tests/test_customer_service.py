@@ -21,10 +21,10 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-from conftest import changed_tasks, derived, public_ip, run_site
+from conftest import changed_tasks, derived, public_ip, run_site, wait_for
 
 import contract
 
@@ -86,18 +86,6 @@ def status_update(number: str, message_id: str, status: str) -> dict:
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------------
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60, every: float = 0.5) -> Any:
-    """Poll until probe() returns something truthy; fail naming what did not happen."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    pytest.fail(f"{what} did not happen within {timeout} s (last: {last!r})")
-
-
 def items(value: Any) -> list:
     return list(value.values()) if isinstance(value, dict) else list(value or [])
 

@@ -19,11 +19,10 @@ import json
 import shlex
 import subprocess
 import threading
-import time
 import urllib.parse
 
 import pytest
-from conftest import PUBLIC_IP, public_ip  # pylint: disable=import-error
+from conftest import PUBLIC_IP, public_ip, wait_for  # pylint: disable=import-error
 
 PROJECT_DIR = "/opt/borgstack"
 PROMETHEUS = "borgstack-monitoring"
@@ -50,17 +49,6 @@ def query(host, ip: str, promql: str) -> list:
     return answer["data"]["result"]
 
 
-def wait_until(what: str, check, timeout: float, every: float = 3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
-
-
 @pytest.fixture(scope="module")
 def prometheus(host):
     return container_ip(host, PROMETHEUS)
@@ -73,7 +61,7 @@ def test_every_scrape_target_is_up(host, prometheus):
         down = [(t["labels"]["job"], t["scrapeUrl"], t["lastError"]) for t in targets if t["health"] != "up"]
         return (len(targets), down) if targets and not down else None
 
-    count = wait_until("every scrape target up", all_up, 90)[0]
+    count = wait_for("every scrape target up", all_up, 90, every=3)[0]
     # prometheus, alertmanager, blackbox, node, postgres, redis + a probe per container + a TLS probe per site.
     assert count >= 15
 
@@ -82,7 +70,7 @@ def test_every_scrape_target_is_up(host, prometheus):
         found = query(host, prometheus, 'probe_success{job=~"health|tls"}')
         return found if found and all(s["value"][1] == "1" for s in found) else None
 
-    health = wait_until("every health probe succeeding", all_succeed, 60)
+    health = wait_for("every health probe succeeding", all_succeed, 60, every=3)
     containers = {s["metric"].get("container") for s in health}
     assert {"borgstack-n8n", "borgstack-postgresql", "borgstack-directus", "borgstack-monitoring"} <= containers
     assert {s["metric"].get("hostname") for s in health} >= {"n8n.lab.borgstack.test", HOSTNAME}
@@ -110,7 +98,7 @@ def test_every_scrape_target_is_up(host, prometheus):
     'alertmanager_config_last_reload_successful == 1',
 ])
 def test_each_metric_family_returns_data(host, prometheus, promql):
-    wait_until(promql, lambda: query(host, prometheus, promql), 45)
+    wait_for(promql, lambda: query(host, prometheus, promql), 45, every=3)
 
 
 def test_backup_results_reach_prometheus(host, prometheus):
@@ -118,8 +106,8 @@ def test_backup_results_reach_prometheus(host, prometheus):
     # An earlier test's backup may have left its own (older) success time in Prometheus: wait for this run's.
     started = int(host.check_output("date +%s"))
     assert host.run("systemctl start borgstack-backup.service").rc == 0
-    result = wait_until("this backup's success time", lambda: query(
-        host, prometheus, f"borgstack_backup_last_success_timestamp_seconds >= {started}"), 45)
+    result = wait_for("this backup's success time", lambda: query(
+        host, prometheus, f"borgstack_backup_last_success_timestamp_seconds >= {started}"), 45, every=3)
     assert float(result[0]["value"][1]) >= started
     assert query(host, prometheus, f"borgstack_backup_last_run_timestamp_seconds >= {started}"
                                    " and on() borgstack_backup_last_status == 1")
@@ -181,7 +169,7 @@ def test_a_stopped_container_is_mailed_then_resolved(host, prometheus, smtp):
     assert not smtp.find(VICTIM), "an alert about the victim before the fault"
     assert host.run(f"docker stop {VICTIM}").rc == 0
     try:
-        fired = wait_until("the alert e-mail", lambda: smtp.find("PROBLEMA", "ServicoFora", VICTIM), 150)
+        fired = wait_for("the alert e-mail", lambda: smtp.find("PROBLEMA", "ServicoFora", VICTIM), 150, every=3)
     finally:
         assert host.run(f"docker start {VICTIM}").rc == 0
     mail = fired[0]
@@ -190,5 +178,5 @@ def test_a_stopped_container_is_mailed_then_resolved(host, prometheus, smtp):
     assert f"{VICTIM} (directus) não responde à verificação de saúde" in mail["body"]
     assert "Quem usa directus não consegue trabalhar" in mail["body"]
     assert f"docker logs --tail 50 {VICTIM}" in mail["body"]
-    wait_until("the resolved e-mail", lambda: smtp.find("RESOLVIDO", "ServicoFora", VICTIM), 150)
+    wait_for("the resolved e-mail", lambda: smtp.find("RESOLVIDO", "ServicoFora", VICTIM), 150, every=3)
     assert query(host, prometheus, f'probe_success{{container="{VICTIM}"}} == 1')
