@@ -441,7 +441,13 @@ def test_agent_message_sends_message_created(srv, receiver):
     assert payload["conversation"]["id"] == conv_id
     assert payload["conversation"]["meta"]["sender"]["phone_number"] == PHONE
     assert payload["conversation"]["meta"]["sender"]["identifier"] == "whatsapp:5511987654321"
-    webhooks = srv.control("GET", "/_webhooks")[1]
+    # The server records a delivery's status once the receiver has answered, a moment after the body arrived here.
+    deadline = time.monotonic() + 10
+    while True:
+        webhooks = srv.control("GET", "/_webhooks")[1]
+        if all(w["status"] is not None for w in webhooks) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert [w["status"] for w in webhooks] == [200, 200]
 
 
