@@ -24,8 +24,7 @@
 // Prints one JSON line {"changed": bool, "actions": [...]} (names and ids only); exits 1 with a reason otherwise.
 // No secret is ever printed: credential data goes to the n8n CLI only, through a file in a private temporary
 // directory (mode 0600, the container's user node) removed right after the import.
-'use strict';
-const http = require('http');
+// request() and ready() come from n8n_http.js, which the role puts before this file.
 const crypto = require('crypto');
 const { spawnSync } = require('child_process');
 const fs = require('fs');
@@ -42,39 +41,6 @@ const KEY_SCOPES = ['workflow:read', 'workflow:update', 'workflow:activate', 'wo
 const KEY_CLAIMS = { issuer: 'n8n', audience: 'public-api' };
 // The public API's path (N8N_PUBLIC_API_ENDPOINT, "api" unless the operator moved it).
 const API = `/${process.env.N8N_PUBLIC_API_ENDPOINT || 'api'}/v1`;
-
-function request(port, method, path, { body, headers = {} } = {}) {
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const all = { ...headers };
-    if (data) Object.assign(all, { 'Content-Type': 'application/json', 'Content-Length': data.length });
-    const req = http.request({ host: '127.0.0.1', port, method, path, timeout: 60000, headers: all }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString() }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer in 60 s`)));
-    req.on('error', reject);
-    if (data) req.write(data);
-    req.end();
-  });
-}
-
-async function ready(port, seconds) {
-  const deadline = Date.now() + seconds * 1000;
-  let last = '';
-  for (;;) {
-    try {
-      const answer = await request(port, 'GET', '/rest/settings');
-      if (answer.status === 200) return;
-      last = `GET /rest/settings answered ${answer.status}`;
-    } catch (error) {
-      last = error.message;
-    }
-    if (Date.now() > deadline) throw new Error(`n8n not ready after ${seconds} s (${last})`);
-    await new Promise((resolve) => { setTimeout(resolve, 1000); });
-  }
-}
 
 // --- n8n's settings, as n8n itself reads them ------------------------------------------------------------------------
 // A VAR or VAR_FILE setting (the file read whole, as @n8n/config does).
