@@ -27,7 +27,9 @@ _CONTAINER_KEYS = frozenset(("kind", "port", "health", "health_body", "replicas"
 _KINDS = ("web", "worker", "job")
 _MEMORY_KEYS = frozenset(("weight", "min_mb", "max_mb"))
 _SITE_KEYS = frozenset(("hostname", "container", "websockets", "max_body_mb", "csp", "headers", "basic_auth",
-                        "ready"))
+                        "ready", "refuse_auth"))
+# An HTTP authentication scheme's name (RFC 9110 token, kept to letters, digits and '-': it goes into Caddy's regexp).
+_AUTH_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,31}$")
 # A site's ready path: an absolute URL path, no query (Caddy's health_uri).
 _READY_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 # CSP directives an app may loosen (fetch directives and the few navigation ones that take sources).
@@ -282,7 +284,7 @@ def _container_errors(where: str, name: str, containers: Any) -> List[str]:
 def _site_errors(where: str, site: Any, containers: Any) -> List[str]:
     if not isinstance(site, Mapping):
         return [f"{where}.site must be a dict (hostname, container, websockets, max_body_mb, csp, headers, "
-                f"basic_auth), found {site!r}"]
+                f"basic_auth, ready, refuse_auth), found {site!r}"]
     errors: List[str] = []
     extra = sorted(set(site) - _SITE_KEYS)
     if extra:
@@ -307,6 +309,10 @@ def _site_errors(where: str, site: Any, containers: Any) -> List[str]:
     if "max_body_mb" in site and not _is_int(site["max_body_mb"], 1, 102400):
         errors.append(f"{where}.site.max_body_mb must be an integer from 1 to 102400 (MiB), found "
                       f"{site['max_body_mb']!r}")
+    refuse = site.get("refuse_auth", [])
+    if not isinstance(refuse, list) or not all(isinstance(s, str) and _AUTH_SCHEME_RE.match(s) for s in refuse):
+        errors.append(f"{where}.site.refuse_auth must be a list of HTTP authentication scheme names (e.g. [PreAuth]: "
+                      f"letters, digits and -) that Caddy refuses from outside, found {refuse!r}")
     csp = site.get("csp", {})
     if not isinstance(csp, Mapping):
         errors.append(f"{where}.site.csp must be a dict {{<directive>: \"<sources>\"}} added to the default policy, "
@@ -509,8 +515,9 @@ def mongodb_users(registry: Any, master: Any, overrides: Any = None, every: bool
 
 def caddy_sites(registry: Any, domain: Any, endpoints: Any, credentials: Any = None) -> List[Dict[str, Any]]:
     """Caddy's sites: one per enabled service with a ``site``, sorted by host name -
-    [{hostname, upstream, max_body_mb, csp_extra: {directive: sources}, headers_extra, basic_auth, health_uri}]. The
-    proxy itself is skipped; ``health_uri`` is the site's ``ready`` path, when it has one.
+    [{hostname, upstream, max_body_mb, csp_extra: {directive: sources}, headers_extra, basic_auth, health_uri,
+    refuse_auth}]. The proxy itself is skipped; ``health_uri`` is the site's ``ready`` path, when it has one;
+    ``refuse_auth`` the authentication schemes Caddy answers 403 to (credentials meant for the host only).
 
     ``credentials`` is basic_auth_users' answer ({service: {user, password, hash}}): a site with ``basic_auth:
     true`` gets ``basic_auth: {user, hash}`` (never the password); one without its credentials is refused."""
@@ -538,6 +545,8 @@ def caddy_sites(registry: Any, domain: Any, endpoints: Any, credentials: Any = N
             entry["max_body_mb"] = site["max_body_mb"]
         if site.get("ready"):
             entry["health_uri"] = site["ready"]
+        if site.get("refuse_auth"):
+            entry["refuse_auth"] = sorted(set(site["refuse_auth"]))
         if site.get("basic_auth") is True:
             cred = credentials.get(name)
             if not isinstance(cred, Mapping) or not cred.get("user") or not cred.get("hash"):

@@ -6,20 +6,24 @@ of them (only variables the image reads, no upstream default left where it is pu
 the Compose file or the output, the container's image, name, ports, networks, mounts and memory limit)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Sequence, Tuple
 
 import pytest
 import yaml
+from lab_prerequisites import unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "ti@example.com.br"
 DOMAIN = "example.com.br"
+CADDY_IMAGE = os.environ.get("BORGSTACK_CADDY_IMAGE", "borgstack-lab/caddy:2.11.7")
 
 
 def _ansible_bin(name: str) -> str:
@@ -239,3 +243,38 @@ def container_facts(service: Mapping[str, Any]) -> Dict[str, Any]:
         "mounts": {m["target"]: (m["type"], m["source"]) for m in service["volumes"]},
         "mem_limit MiB": int(service["mem_limit"]) // (1024 * 1024),
     }
+
+
+@contextlib.contextmanager
+def real_caddy(caddyfile: Path, host: str, ready_status: str) -> Iterator[Callable[..., str]]:
+    """A real Caddy (the lab image) serving the rendered ``caddyfile``, once ``caddy validate`` accepted it. Yields
+    ``status(*curl_args)``: the HTTP status of ``https://<host>/`` through it as text, or "held" when Caddy accepted
+    the request and still holds it for an upstream that is not there (its retry window; curl's own 8 s limit ends
+    it). Waits until a plain request answers ``ready_status`` - proof that the site is up before anything is
+    concluded from an answer."""
+    if subprocess.run(["docker", "image", "inspect", CADDY_IMAGE], capture_output=True, check=False).returncode:
+        unavailable(f"{CADDY_IMAGE} is not on this machine (lab/build-images.sh builds it)")
+    check = subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{caddyfile}:/etc/caddy/Caddyfile:ro",
+                            CADDY_IMAGE, "caddy", "validate", "--config", "/etc/caddy/Caddyfile", "--adapter",
+                            "caddyfile"], capture_output=True, text=True, check=False, timeout=120)
+    assert check.returncode == 0, check.stderr
+    container = subprocess.run(["docker", "run", "-d", "--rm", "-v", f"{caddyfile}:/etc/caddy/Caddyfile:ro",
+                                CADDY_IMAGE], capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    try:
+        address = subprocess.run(["docker", "inspect", "--format", "{{.NetworkSettings.IPAddress}}", container],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+
+        def status(*curl_args: str) -> str:
+            done = subprocess.run(["curl", "-sk", "--max-time", "8", "-o", "/dev/null", "-w", "%{http_code}",
+                                   "--resolve", f"{host}:443:{address}", *curl_args, f"https://{host}/"],
+                                  capture_output=True, text=True, check=False, timeout=30)
+            # curl exits 28 when its time limit ends a request Caddy accepted and still holds.
+            return "held" if done.returncode == 28 and done.stdout == "000" else done.stdout
+
+        deadline = time.monotonic() + 60
+        while (last := status()) != ready_status and time.monotonic() < deadline:
+            time.sleep(1)
+        assert last == ready_status, f"Caddy never answered {ready_status} for {host} (last: {last})"
+        yield status
+    finally:
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)

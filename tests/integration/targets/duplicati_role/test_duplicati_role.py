@@ -25,6 +25,8 @@ real wiring (playbooks/group_vars/all linked into a throwaway inventory) and Dup
   keys the environment references), never in the Compose file or the output;
 - what is backed up: the dump directory and the enabled apps' volumes, all read-only, no database volume, and
   every source path of the job is a mount of the container;
+- the Caddyfile the caddy role renders: a real Caddy (the lab image) answers 403 to the play's pre-authenticated
+  scheme (``Authorization: PreAuth``) from outside and passes other requests on;
 - the role's ``validate`` entry point refuses issue 10's bad input - an unknown destination scheme, a retention
   string Duplicati would refuse (checked against a parser written from upstream's, in the contract server), a
   missing destination - and other bad settings, naming the variable, never printing a secret.
@@ -39,8 +41,8 @@ from typing import Any
 
 import pytest
 import yaml
-from role_harness import (REPO_ROOT, app_inventory, assert_outcome, assert_reads_only, container_facts, render_app,
-                          render_task, run_validation)
+from role_harness import (DOMAIN, REPO_ROOT, app_inventory, assert_outcome, assert_reads_only, container_facts,
+                          expose_role, real_caddy, render_app, render_task, run_validation)
 
 sys.path.insert(0, str(REPO_ROOT / "lab" / "contract"))
 from duplicati_contract import parse_retention_policy  # noqa: E402  # pylint: disable=wrong-import-position
@@ -50,7 +52,9 @@ FACTS = yaml.safe_load((HERE / "duplicati-2.1.1.102-env.yml").read_text())
 MASTER = "d" * 24 + "Duplicati-Test-Master-0123456789"
 S3_SECRET = "S3-secret-Access-Key-0123456789"
 DESTINATION = f"s3://borgstack-backups/prod?s3-server-name=s3.example.com&auth-username=AKIA1&auth-password={S3_SECRET}"
-ON = {"borgstack_services": {"duplicati": {"enabled": True}}, "duplicati_destination_url": DESTINATION}
+ON = {"borgstack_services": {"duplicati": {"enabled": True}}, "duplicati_destination_url": DESTINATION,
+      "caddy_acme_email": "ti@example.com.br", "caddy_tls_internal": True}
+HOST = f"duplicati.{DOMAIN}"
 DATABASE_VOLUMES = {"borgstack_postgresql_data", "borgstack_mongodb_data", "borgstack_mongodb_config",
                     "borgstack_redis_data"}
 
@@ -77,6 +81,9 @@ def _render(tmp: Path, settings: dict[str, Any]) -> dict[str, Any]:
         render_task("Render the recovery keys", role / "templates" / "recovery-keys.txt.j2",
                     out / "RECOVERY-KEYS.txt", "0600"),
         render_task("Render the unit drop-in", role / "templates" / "duplicati.conf.j2", tmp / "duplicati.conf"),
+        expose_role("caddy"),
+        render_task("Render the Caddyfile", REPO_ROOT / "roles" / "caddy" / "templates" / "Caddyfile.j2",
+                    tmp / "Caddyfile"),
         {"name": "Render the trigger's settings", "no_log": True,
          "ansible.builtin.copy": {"dest": str(tmp / "trigger.json"), "mode": "0600",
                                   "content": "{{ duplicati_trigger_config | to_json }}"}},
@@ -95,6 +102,7 @@ def _render(tmp: Path, settings: dict[str, Any]) -> dict[str, Any]:
     rendered["secrets"] = json.loads((out / "secrets.json").read_text())
     rendered["recovery"] = (out / "RECOVERY-KEYS.txt").read_text()
     rendered["dropin"] = (tmp / "duplicati.conf").read_text()
+    rendered["caddyfile"] = tmp / "Caddyfile"
     rendered["trigger"] = json.loads((tmp / "trigger.json").read_text())
     return rendered
 
@@ -224,6 +232,22 @@ def test_container_networks_limit_no_published_port_and_healthcheck(rendered):
     assert "user" not in svc  # root: the dump sets are root-only
     test = svc["healthcheck"]["test"]
     assert test[:3] == ["CMD", "bash", "-c"] and "/dev/tcp/127.0.0.1/8200" in test[3] and "GET /health" in test[3]
+
+
+def test_caddy_refuses_the_play_token_from_outside(rendered):
+    """The play's pre-authenticated token is for calls from the host to the container: a real Caddy with the rendered
+    Caddyfile answers 403 to ``Authorization: PreAuth ...`` (any case; the token's value does not matter) and passes
+    everything else on to the (absent) upstream, where it holds the request or answers 502. No Duplicati runs here:
+    whether it would accept that token is the duplicati_backup contract test's part."""
+    token = "x" * 40
+    with real_caddy(rendered["caddyfile"], HOST, "held") as status:
+        observed = {"preauth": status("-H", f"Authorization: PreAuth {token}"),
+                    "lower case": status("-H", f"Authorization: preauth {token}"),
+                    "scheme alone": status("-H", "Authorization: PreAuth"),
+                    "bearer": status("-H", f"Authorization: Bearer {token}"),
+                    "a scheme that starts alike": status("-H", f"Authorization: PreAuthX {token}")}
+    assert observed == {"preauth": "403", "lower case": "403", "scheme alone": "403", "bearer": "held",
+                        "a scheme that starts alike": "held"}, observed
 
 
 def test_job_options_recovery_keys_trigger_and_dropin(rendered):

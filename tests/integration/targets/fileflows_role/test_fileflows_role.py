@@ -27,20 +27,17 @@ What IS checked, through Ansible itself (``ansible-playbook -c local``) with the
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from role_harness import (ADMIN, REPO_ROOT, app_inventory, assert_outcome, assert_reads_only, container_facts,
-                          expose_role, render_app, render_task, run_validation)
+                          expose_role, real_caddy, render_app, render_task, run_validation)
 import yaml
 
 HERE = Path(__file__).resolve().parent
 FACTS = yaml.safe_load((HERE / "fileflows-25.09-env.yml").read_text())
 MASTER = "m" * 24 + "FileFlows-Test-Master-0123456789"
-CADDY_IMAGE = os.environ.get("BORGSTACK_CADDY_IMAGE", "borgstack-lab/caddy:2.11.7")
 HOST = "fileflows.example.com.br"
 
 pytestmark = pytest.mark.integration
@@ -141,45 +138,15 @@ def test_health_check_expects_401_and_the_login_line_names_the_password_file(ren
                     f"{rendered['tmp'] / 'project'}/services/fileflows/admin-password")
 
 
-def _caddy_image_present() -> bool:
-    return subprocess.run(["docker", "image", "inspect", CADDY_IMAGE], capture_output=True,
-                          check=False).returncode == 0
-
-
 def test_caddy_validates_the_caddyfile_and_enforces_the_password(rendered):
     """A real Caddy with the rendered Caddyfile: 401 without or with a wrong password; with the right one the request
-    passes and goes to the (absent) upstream, where Caddy holds it for its retry window (held: curl's own 8 s limit
-    ends it) or answers 502 - anything but 401."""
-    if not _caddy_image_present():
-        pytest.skip(f"{CADDY_IMAGE} is not on this machine (lab/build-images.sh builds it)")
-    caddyfile = rendered["tmp"] / "Caddyfile"
-    check = subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{caddyfile}:/etc/caddy/Caddyfile:ro",
-                            CADDY_IMAGE, "caddy", "validate", "--config", "/etc/caddy/Caddyfile", "--adapter",
-                            "caddyfile"], capture_output=True, text=True, check=False, timeout=120)
-    assert check.returncode == 0, check.stderr
-    run = subprocess.run(["docker", "run", "-d", "--rm", "-v", f"{caddyfile}:/etc/caddy/Caddyfile:ro", CADDY_IMAGE],
-                         capture_output=True, text=True, check=True, timeout=60)
-    container = run.stdout.strip()
-    try:
-        address = subprocess.run(["docker", "inspect", "--format", "{{.NetworkSettings.IPAddress}}", container],
-                                 capture_output=True, text=True, check=True).stdout.strip()
-
-        def status(*auth: str) -> str:
-            done = subprocess.run(["curl", "-sk", "--max-time", "8", "-o", "/dev/null", "-w", "%{http_code}",
-                                   "--resolve", f"{HOST}:443:{address}", *auth, f"https://{HOST}/"],
-                                  capture_output=True, text=True, check=False, timeout=30)
-            # curl exits 28 when its time limit ends a request Caddy accepted and still holds.
-            return "held" if done.returncode == 28 and done.stdout == "000" else done.stdout
-
-        deadline = time.monotonic() + 60
-        while status() != "401" and time.monotonic() < deadline:
-            time.sleep(1)
+    passes and goes to the (absent) upstream, where Caddy holds it for its retry window or answers 502 - anything
+    but 401."""
+    with real_caddy(rendered["tmp"] / "Caddyfile", HOST, "401") as status:
         observed = {"none": status(), "wrong": status("-u", f"{ADMIN}:wrong-password"),
                     "right": status("-u", f"{ADMIN}:{rendered['wiring']['password']}")}
-        assert observed["none"] == "401" and observed["wrong"] == "401", observed
-        assert observed["right"] in ("held", "502"), observed
-    finally:
-        subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+    assert observed["none"] == "401" and observed["wrong"] == "401", observed
+    assert observed["right"] in ("held", "502"), observed
 
 
 # --- The validate entry point with bad input ---------------------------------------------------------------------

@@ -73,6 +73,9 @@ def test_merge_is_recursive_for_dicts_and_replaces_lists():
          "borgstack_services.n8n.site.csp.script-src must be a string"),
         ({"n8n": {"site": {"csp": {"scirpt-src": "'self'"}}}}, "borgstack_services.n8n.site.csp.scirpt-src: not a"),
         ({"n8n": {"site": {"max_body_mb": 0}}}, "borgstack_services.n8n.site.max_body_mb"),
+        ({"n8n": {"site": {"refuse_auth": "PreAuth"}}}, "borgstack_services.n8n.site.refuse_auth must be a list"),
+        ({"n8n": {"site": {"refuse_auth": ["Pre Auth"]}}}, "borgstack_services.n8n.site.refuse_auth must be a list"),
+        ({"n8n": {"site": {"refuse_auth": ["PreAuth)|(.*"]}}}, "borgstack_services.n8n.site.refuse_auth must be a"),
         ({"n8n": {"site": {"container": "n8n-worker"}}}, "borgstack_services.n8n.site.container 'n8n-worker'"),
         ({"n8n": {"site": {"websockets": "yes"}}}, "borgstack_services.n8n.site.websockets"),
         ({"n8n": {"containers": {"n8n-worker": {"port": 5678}}}},
@@ -436,6 +439,11 @@ def test_caddy_sites_and_health_checks_of_a_basic_auth_site():
     assert fileflows["csp_extra"]["connect-src"] == "wss://fileflows.example.com.br"
     assert "basic_auth" not in sites["lowcoder.example.com.br"]
     assert sites["lowcoder.example.com.br"]["max_body_mb"] == 50
+    # Duplicati's pre-authenticated token is for the play on the host: its site refuses that scheme; no other does.
+    on = service_registry(DEFAULTS, {"duplicati": {"enabled": True}})
+    on_sites = {s["hostname"]: s for s in caddy_sites(on, DOMAIN, service_endpoints(on, "borgstack", "i"), creds)}
+    assert on_sites["duplicati.example.com.br"]["refuse_auth"] == ["PreAuth"]
+    assert [h for h, s in on_sites.items() if "refuse_auth" in s] == ["duplicati.example.com.br"]
     with pytest.raises(AnsibleFilterError, match=r"borgstack_services.fileflows.site.basic_auth is true"):
         caddy_sites(reg, DOMAIN, ends)
     checks = {c["name"]: c for c in health_checks(reg, DOMAIN, ends, [], "")}
