@@ -19,7 +19,8 @@ was read in its public forks) and answers as that source does:
 - ``POST /api/library-file/search`` ``{Path, FromDate, ToDate, Status?, Limit}`` (LibraryFileSearchModel) ->
   ``[LibraryFile]`` whose name contains Path.
 - ``GET /api/library-file/{uid}`` -> the LibraryFile or 204 (a null result); ``GET /api/library-file/download/{uid}``
-  -> the file's bytes (``application/octet-stream``): its Name if that file still exists, else its OutputPath, else
+  -> the file's bytes (``application/octet-stream``, Content-Disposition attachment with the file's name, as
+  ASP.NET's File(stream, type, name) answers): its Name if that file still exists, else its OutputPath, else
   404 "File not found.".
 - LibraryFile as the API serialises it (PascalCase, as the community scripts read it: ``Uid``, ``Name``,
   ``RelativePath``, ``Status``, ``OutputPath``, ``FinalSize``, ``OriginalSize``, ``FlowName``, ``LibraryName``,
@@ -183,13 +184,13 @@ class FileFlows:
             item = self.files.get(uid)
             return dict(item) if item else None
 
-    def download(self, uid: str) -> bytes:
+    def download(self, uid: str) -> tuple[bytes, str]:
         item = self.get(uid)
         if item is None:
             raise HttpError(404, "File not found.")
         for path in (item["Name"], item["OutputPath"]):
             if path and os.path.exists(path):
-                return Path(path).read_bytes()
+                return Path(path).read_bytes(), Path(path).name
         raise HttpError(404, "File not found.")
 
 
@@ -219,6 +220,9 @@ def make_handler(state: FileFlows):
 
         def _send(self, status: int, body: bytes = b"", content_type: str = "text/plain; charset=utf-8") -> None:
             self.send_response(status)
+            for key, value in getattr(self, "extra_headers", {}).items():
+                self.send_header(key, value)
+            self.extra_headers = {}
             if body:
                 self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
@@ -271,7 +275,9 @@ def make_handler(state: FileFlows):
                 return 200, json.dumps(state.search(body)).encode(), "application/json; charset=utf-8"
             match = re.fullmatch(r"/api/library-file/download/([0-9a-fA-F-]{36})", path)
             if method == "GET" and match:
-                return 200, state.download(match.group(1)), "application/octet-stream"
+                data, name = state.download(match.group(1))
+                self.extra_headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+                return 200, data, "application/octet-stream"
             match = re.fullmatch(r"/api/library-file/([0-9a-fA-F-]{36})", path)
             if method == "GET" and match:
                 item = state.get(match.group(1))
