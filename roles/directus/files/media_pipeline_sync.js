@@ -112,7 +112,7 @@ function wanted(source, processed) {
     condition: { key: 'na_pasta_de_midia', name: 'Na pasta de mídia', type: 'condition', position_x: 19, position_y: 1,
       options: { filter: { $trigger: { payload: { folder: { _eq: source } } } } } },
     request: { key: 'enviar_ao_n8n', name: 'Enviar ao n8n', type: 'request', position_x: 37, position_y: 1,
-      options: { method: 'POST', url: input.webhook_url, headers: [],
+      options: { method: 'POST', url: input.webhook_url, headers: [{ header: 'Content-Type', value: 'application/json' }],
         body: JSON.stringify({ file: '{{$trigger.key}}', processed_folder: processed }) } },
   };
 }
