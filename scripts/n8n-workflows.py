@@ -816,6 +816,11 @@ def media_pipeline_workflow():
     return doc
 
 
+# The media workflow alone on stdout, nothing written (tests/unit/roles/test_media_pipeline_workflow.py reads it).
+if "--print-media" in sys.argv[1:]:
+    print(json.dumps(media_pipeline_workflow(), ensure_ascii=False))
+    sys.exit(0)
+
 STALE = []
 for wf_id, doc in ((WF1, WF1_JSON), (WF2, WF2_JSON), (WF3, WF3_JSON)):
     name = {WF1: "whatsapp-to-chatwoot", WF2: "chatwoot-to-whatsapp", WF3: "replay-failed"}[wf_id]

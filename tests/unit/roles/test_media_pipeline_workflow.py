@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-WORKFLOW = json.loads((ROOT / "roles/n8n/files/media/media-pipeline.json").read_text(encoding="utf-8"))
+# Built by the script (the source of truth); test_n8n_workflows checks the shipped file is the script's output.
+WORKFLOW = json.loads(subprocess.run([sys.executable, str(ROOT / "scripts/n8n-workflows.py"), "--print-media"],
+                                     capture_output=True, text=True, check=True, timeout=60).stdout)
 NODES = {n["name"]: n for n in WORKFLOW["nodes"]}
 SETTINGS = {"media_timeout_seconds": "10", "media_poll_seconds": "2"}
 
