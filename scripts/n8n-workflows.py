@@ -707,10 +707,13 @@ const limit = Math.max(1, Math.ceil(Number('@@media_timeout_seconds@@') / Number
 const name = $('Send to FileFlows').first().json.data;
 if (file && file.Status === 1) return [{ json: { next: 'done', uid: file.Uid } }];
 if (file && (file.Status === 3 || file.Status === 4)) {
-  return [{ json: { next: 'failed', step: 'fileflows', error: `FileFlows não processou ${name}: ${file.FailureReason || (file.Status === 3 ? 'fluxo não encontrado' : 'falha no processamento')}` } }];
+  const reason = file.FailureReason || (file.Status === 3 ? 'fluxo não encontrado' : 'falha no processamento');
+  return [{ json: { next: 'failed', step: 'fileflows', error: `FileFlows não processou ${name}: ${reason}` } }];
 }
 if ($runIndex + 1 >= limit) {
-  return [{ json: { next: 'failed', step: 'fileflows', error: `FileFlows não terminou ${name} em @@media_timeout_seconds@@ s (status ${file ? file.Status : 'desconhecido'})` } }];
+  const status = file ? file.Status : 'desconhecido';
+  const error = `FileFlows não terminou ${name} em @@media_timeout_seconds@@ s (status ${status})`;
+  return [{ json: { next: 'failed', step: 'fileflows', error } }];
 }
 return [{ json: { next: 'wait' } }];
 """

@@ -111,8 +111,8 @@ def test_an_upload_comes_back_processed(host, root_cert, token, fileflows, tmp_p
     assert found["head"]["status"] == 200, f"the processed file is not in SeaweedFS: {found}"
     calls = _control("GET", "/_calls")
     assert [c for c in calls if c["rejected_reason"]] == [], calls
-    assert [c["path"] for c in calls][:3] == ["/api/library-file/upload", "/api/library-file/process-file",
-                                             "/api/library-file/search"]
+    assert [c["path"] for c in calls][:3] == [
+        "/api/library-file/upload", "/api/library-file/process-file", "/api/library-file/search"]
     # The processed folder is not watched: the result was not sent to FileFlows again.
     assert sum(c["path"] == "/api/library-file/upload" for c in calls) == 1
 
