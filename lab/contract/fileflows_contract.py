@@ -337,7 +337,7 @@ def main() -> None:
     parser.add_argument("--output", default="/tmp/fileflows/output")
     parser.add_argument("--processing-seconds", type=float, default=0.3)
     args = parser.parse_args()
-    server, _ = start(args.library, args.output, args.port, args.bind, args.processing_seconds)
+    server = start(args.library, args.output, args.port, args.bind, args.processing_seconds)[0]
     print(f"FileFlows contract on {args.bind}:{server.server_address[1]}", flush=True)
     threading.Event().wait()
 

@@ -95,12 +95,16 @@ def _file(host, root_cert, tok, file_id: str) -> dict:
     return body["data"]
 
 
+def _tagged(info: dict, tag: str) -> dict | None:
+    return info if tag in (info["tags"] or []) else None
+
+
 def test_an_upload_comes_back_processed(host, root_cert, token, fileflows, tmp_path, s3):  # noqa: F811
     source, processed_folder = _folder(host, root_cert, token, FOLDER), _folder(host, root_cert, token, PROCESSED_FOLDER)
     data = os.urandom(64 * 1024)
     original = _upload(host, root_cert, token, tmp_path, "foto.bin", data, source)
-    done = wait_for("the original tagged processado", lambda: (lambda f: f if "processado" in (f["tags"] or [])
-                    else None)(_file(host, root_cert, token, original)), timeout=60, every=1)
+    done = wait_for("the original tagged processado",
+                    lambda: _tagged(_file(host, root_cert, token, original), "processado"), timeout=60, every=1)
     media = done["metadata"]["borgstack_media"]
     assert media["status"] == "processed", media
     result = _file(host, root_cert, token, media["processed_file"])
@@ -121,8 +125,8 @@ def test_a_fileflows_failure_is_an_error_the_operator_sees(host, root_cert, toke
     source = _folder(host, root_cert, token, FOLDER)
     _control("POST", "/_fail", {"reason": "FFmpeg saiu com código 1", "times": 1})
     original = _upload(host, root_cert, token, tmp_path, "video.bin", b"x" * 2048, source)
-    failed = wait_for("the original tagged erro-processamento", lambda: (lambda f: f if "erro-processamento" in
-                      (f["tags"] or []) else None)(_file(host, root_cert, token, original)), timeout=60, every=1)
+    failed = wait_for("the original tagged erro-processamento",
+                      lambda: _tagged(_file(host, root_cert, token, original), "erro-processamento"), timeout=60, every=1)
     media = failed["metadata"]["borgstack_media"]
     assert media["status"] == "failed" and "FFmpeg saiu com código 1" in media["error"], media
     rows = host.check_output(

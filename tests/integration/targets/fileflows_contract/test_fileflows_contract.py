@@ -60,7 +60,7 @@ def wait_status(base, name, wanted, timeout=5.0):
 
 
 def test_upload_process_and_download(server):
-    base, _ = server
+    base = server[0]
     body, hdrs = multipart({"chunkNumber": 0, "totalChunks": 1, "fileName": "foto.jpg"}, b"abc")
     status, path = call(base, "POST", "/api/library-file/upload", body, hdrs)
     assert status == 200 and path.decode().endswith("/foto.jpg")
