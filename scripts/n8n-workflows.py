@@ -664,10 +664,178 @@ conns3 = {
 WF3_JSON = workflow(WF3, "BorgStack: replay failed customer-service events", nodes3, conns3,
                     "Delivers the events stored in borgstack_cs_errors again through their original webhook.")
 
+# ---------------------------------------------------------------- Media pipeline (docs/directus-fileflows.md)
+# Directus upload in the chosen folder -> (Directus flow) -> this webhook -> FileFlows (upload + process-file, status
+# polled with search) -> the result uploaded to Directus' processed folder (Directus keeps it in its SeaweedFS bucket)
+# -> the original file tagged and linked to it. A failure: a row in borgstack_cs_errors (the monitoring's error
+# counter and the replay webhook see it) and the original tagged "erro-processamento" with the reason.
+WFM = "BorgStackMedia01"
+MEDIA_OUT = OUT.parent / "media"
+MEDIA_CRED = {"id": "BorgStackCrDir01", "name": "BorgStack Directus"}
+MEDIA_TAG_DONE, MEDIA_TAG_FAILED = "processado", "erro-processamento"
+
+
+def media_http(name, method, url, pos, cred=True, response=None, **params):
+    """An HTTP Request node of the media pipeline: errors go to its second output (the error branch)."""
+    options = {"timeout": 120000}
+    if response:
+        options["response"] = {"response": {"responseFormat": response}}
+    body = {"method": method, "url": url, "options": options, **params}
+    extra = {"onError": "continueErrorOutput"}
+    if cred:
+        body.update({"authentication": "genericCredentialType", "genericAuthType": "httpHeaderAuth"})
+        extra["credentials"] = {"httpHeaderAuth": MEDIA_CRED}
+    return node(WFM, name, "n8n-nodes-base.httpRequest", 4.2, body, pos, **extra)
+
+
+MEDIA_ROUTE = r"""
+// Directus' flow "BorgStack: mídia" (event files.upload in the chosen folder) posts {file, processed_folder}.
+// Only calls from inside the stack are taken (X-Forwarded-For: the call came through Caddy).
+if ($json.headers?.['x-forwarded-for']) return [];
+const body = $json.body ?? {};
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+if (!uuid.test(String(body.file ?? '')) || !uuid.test(String(body.processed_folder ?? ''))) return [];
+return [{ json: { payload: body, file: body.file, processedFolder: body.processed_folder } }];
+"""
+MEDIA_JUDGE = r"""
+// FileFlows' answer to search {Path, Limit: 1}: Processed (1) goes on, FlowNotFound (3) / ProcessingFailed (4) is an
+// error with FileFlows' reason, Unprocessed (0) / Processing (2) waits again - until the time limit.
+let files = [];
+try { files = JSON.parse($json.data || '[]'); } catch (error) { files = []; }
+const file = Array.isArray(files) ? files[0] : undefined;
+const limit = Math.max(1, Math.ceil(Number('@@media_timeout_seconds@@') / Number('@@media_poll_seconds@@')));
+const name = $('Send to FileFlows').first().json.data;
+if (file && file.Status === 1) return [{ json: { next: 'done', uid: file.Uid } }];
+if (file && (file.Status === 3 || file.Status === 4)) {
+  const reason = file.FailureReason || (file.Status === 3 ? 'fluxo não encontrado' : 'falha no processamento');
+  return [{ json: { next: 'failed', step: 'fileflows', error: `FileFlows não processou ${name}: ${reason}` } }];
+}
+if ($runIndex + 1 >= limit) {
+  const status = file ? file.Status : 'desconhecido';
+  const error = `FileFlows não terminou ${name} em @@media_timeout_seconds@@ s (status ${status})`;
+  return [{ json: { next: 'failed', step: 'fileflows', error } }];
+}
+return [{ json: { next: 'wait' } }];
+"""
+MEDIA_ERROR = r"""
+// Any failed step: one row in borgstack_cs_errors (counted by the monitoring, delivered again by the replay webhook)
+// and what the Directus file gets: the tag and the reason in its metadata.
+const route = $('Route upload').first().json;
+const failure = $json.error ?? $json;
+const step = $json.step ?? $prevNode.name;
+const status = Number(failure.httpCode ?? failure.status ?? 0) || null;
+const error = String($json.step ? $json.error : (failure.message ?? JSON.stringify(failure))).slice(0, 1000);
+let info = {};
+try { info = $('Read file info').first().json.data ?? {}; } catch (e) { info = {}; }
+const tags = [...new Set([...(info.tags ?? []).filter((t) => t !== '@@tag_done@@'), '@@tag_failed@@'])];
+return [{ json: {
+  row: JSON.stringify({ workflow: $workflow.name, webhook_path: 'borgstack/media', step, status, error, payload: route.payload }),
+  mark: { tags, metadata: { ...(info.metadata ?? {}), borgstack_media: { status: 'failed', step, error, at: new Date().toISOString() } } },
+} }];
+"""
+MEDIA_DONE = r"""
+// The processed file is in Directus (and so in its SeaweedFS bucket): tag the original and point it at the result.
+const info = $('Read file info').first().json.data ?? {};
+const stored = $json.data ?? {};
+const tags = [...new Set([...(info.tags ?? []).filter((t) => t !== '@@tag_failed@@'), '@@tag_done@@'])];
+return [{ json: { mark: { tags, metadata: { ...(info.metadata ?? {}), borgstack_media: {
+  status: 'processed', processed_file: stored.id, at: new Date().toISOString() } } } } }];
+"""
+
+
+def media_pipeline_workflow():
+    """The media pipeline's workflow document (fixed id WFM)."""
+    directus, fileflows = "@@directus_url@@", "@@fileflows_url@@"
+    route = "$('Route upload').first().json"
+    consts = {"@@tag_done@@": MEDIA_TAG_DONE, "@@tag_failed@@": MEDIA_TAG_FAILED}
+
+    def js(text):
+        for key, value in consts.items():
+            text = text.replace(key, value)
+        return text
+
+    nodes = [
+        webhook(WFM, "Directus upload", "borgstack/media", (0, 0)),
+        code(WFM, "Route upload", MEDIA_ROUTE, (220, 0)),
+        media_http("Read file info", "GET", f"={directus}/files/{{{{ {route}.file }}}}", (440, 0)),
+        media_http("Download original", "GET", f"={directus}/assets/{{{{ {route}.file }}}}", (660, 0), response="file"),
+        media_http("Send to FileFlows", "POST", f"={fileflows}/api/library-file/upload", (880, 0), cred=False,
+                   response="text", sendBody=True, contentType="multipart-form-data", bodyParameters={"parameters": [
+                       {"parameterType": "formData", "name": "chunkNumber", "value": "0"},
+                       {"parameterType": "formData", "name": "totalChunks", "value": "1"},
+                       {"parameterType": "formData", "name": "fileName",
+                        "value": f"={{{{ {route}.file + '-' + $('Read file info').first().json.data.filename_download }}}}"},
+                       {"parameterType": "formBinaryData", "name": "file", "inputDataFieldName": "data"}]}),
+        media_http("Queue in FileFlows", "POST", f"={fileflows}/api/library-file/process-file", (1100, 0), cred=False,
+                   response="text", sendQuery=True, queryParameters={"parameters": [
+                       {"name": "filename", "value": "={{ $('Send to FileFlows').first().json.data }}"}]}),
+        wait(WFM, "Poll wait", "@@media_poll_seconds@@", (1320, 0)),
+        media_http("Read FileFlows status", "POST", f"={fileflows}/api/library-file/search", (1540, 0), cred=False,
+                   response="text", sendBody=True, specifyBody="json",
+                   jsonBody="={{ JSON.stringify({ Path: $('Send to FileFlows').first().json.data, Limit: 1 }) }}"),
+        code(WFM, "Judge processing", MEDIA_JUDGE, (1760, 0)),
+        switch(WFM, "Processing", 3, "({done: 0, wait: 1, failed: 2})[$json.next]", (1980, 0)),
+        media_http("Download result", "GET", f"={fileflows}/api/library-file/download/{{{{ $json.uid }}}}", (2200, 0),
+                   cred=False, response="file"),
+        media_http("Store in Directus", "POST", f"={directus}/files", (2420, 0), sendBody=True,
+                   contentType="multipart-form-data", bodyParameters={"parameters": [
+                       {"parameterType": "formData", "name": "folder", "value": f"={{{{ {route}.processedFolder }}}}"},
+                       {"parameterType": "formBinaryData", "name": "file", "inputDataFieldName": "data"}]}),
+        code(WFM, "Processed", js(MEDIA_DONE), (2640, 0)),
+        media_http("Mark processed", "PATCH", f"={directus}/files/{{{{ {route}.file }}}}", (2860, 0), sendBody=True,
+                   specifyBody="json", jsonBody="={{ JSON.stringify($json.mark) }}"),
+        code(WFM, "Error row", js(MEDIA_ERROR), (1320, 400)),
+        pg(WFM, "Ensure error table", ERROR_TABLE, None, (1540, 400)),
+        pg(WFM, "Store error", INSERT_ERROR, "$('Error row').first().json.row", (1760, 400)),
+        media_http("Mark failed", "PATCH", f"={directus}/files/{{{{ {route}.file }}}}", (1980, 400), sendBody=True,
+                   specifyBody="json", jsonBody="={{ JSON.stringify($('Error row').first().json.mark) }}"),
+    ]
+    conns = {
+        "Directus upload": [["Route upload"]],
+        "Route upload": [["Read file info"]],
+        "Read file info": [["Download original"], ["Error row"]],
+        "Download original": [["Send to FileFlows"], ["Error row"]],
+        "Send to FileFlows": [["Queue in FileFlows"], ["Error row"]],
+        "Queue in FileFlows": [["Poll wait"], ["Error row"]],
+        "Poll wait": [["Read FileFlows status"]],
+        "Read FileFlows status": [["Judge processing"], ["Error row"]],
+        "Judge processing": [["Processing"]],
+        "Processing": [["Download result"], ["Poll wait"], ["Error row"]],
+        "Download result": [["Store in Directus"], ["Error row"]],
+        "Store in Directus": [["Processed"], ["Error row"]],
+        "Processed": [["Mark processed"]],
+        "Mark processed": [[], ["Error row"]],
+        "Error row": [["Ensure error table"]],
+        "Ensure error table": [["Store error"]],
+        "Store error": [["Mark failed"]],
+    }
+    doc = workflow(WFM, "BorgStack: Directus -> FileFlows (mídia)", nodes, conns,
+                   "Uploads to Directus' media folder go through FileFlows; the result comes back to Directus' "
+                   "processed folder and the original is tagged (processado / erro-processamento).")
+    # "Mark failed" is best effort: a Directus that is down must not hide the error row already stored.
+    for item in doc["nodes"]:
+        if item["name"] == "Mark failed":
+            item["onError"] = "continueRegularOutput"
+    return doc
+
+
+# The media workflow alone on stdout, nothing written (tests/unit/roles/test_media_pipeline_workflow.py reads it).
+if "--print-media" in sys.argv[1:]:
+    print(json.dumps(media_pipeline_workflow(), ensure_ascii=False))
+    sys.exit(0)
+
 STALE = []
 for wf_id, doc in ((WF1, WF1_JSON), (WF2, WF2_JSON), (WF3, WF3_JSON)):
     name = {WF1: "whatsapp-to-chatwoot", WF2: "chatwoot-to-whatsapp", WF3: "replay-failed"}[wf_id]
     target, text = OUT / f"{name}.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    if "--check" in sys.argv[1:]:
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            STALE.append(target.name)
+    else:
+        target.write_text(text, encoding="utf-8")
+MEDIA_OUT.mkdir(exist_ok=True)
+for target, doc in ((MEDIA_OUT / "media-pipeline.json", media_pipeline_workflow()),):
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if "--check" in sys.argv[1:]:
         if not target.exists() or target.read_text(encoding="utf-8") != text:
             STALE.append(target.name)

@@ -79,6 +79,14 @@ CASES = [
      "borgstack_secret_versions.redis_password must be 1 or more"),
     ("secret version that is not an integer", {"borgstack_secret_versions": {"postgresql_n8n": "two"}, **_services()},
      "borgstack_secret_versions.postgresql_n8n must be an integer"),
+    # The media pipeline: the result folder must not be the watched one; FileFlows off and no address given.
+    ("media pipeline writing into its own folder",
+     {"borgstack_media_pipeline": {"enabled": True, "folder": "Mídia", "processed_folder": "mídia",
+                                   "fileflows_url": "http://borgstack-fileflows:5000"}, **_services()},
+     "borgstack_media_pipeline is on: its folder (found 'Mídia') and processed_folder"),
+    ("media pipeline without FileFlows",
+     {"borgstack_media_pipeline": {"enabled": True, "folder": "Mídia", "processed_folder": "Saída"},
+      **_services(fileflows={"enabled": False})}, "it needs FileFlows"),
     ("secret version of an unknown secret", {"borgstack_secret_versions": {"postgresql_n8m": 2}, **_services()},
      "borgstack_secret_versions.postgresql_n8m: unknown secret"),
 ]

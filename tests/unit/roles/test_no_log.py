@@ -107,6 +107,16 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("roles/n8n/tasks/workflows.yml", "Show what changed in the workflows"): (
         "shows the install script's list of actions, which holds credential and workflow ids and names only "
         "(roles/n8n/files/workflows_sync.js); the operator needs it to see which workflow was replaced"),
+    ("roles/n8n/tasks/media_pipeline.yml", "Fail when the media pipeline's workflow could not be installed"): (
+        "reads only rc and stderr of the install script (roles/n8n/files/workflows_sync.js), which never writes "
+        "credential data; no_log would hide why the install failed"),
+    ("roles/n8n/tasks/media_pipeline.yml", "Show what changed in the media pipeline's workflow"): (
+        "shows the install script's list of actions: workflow and credential ids and names only"),
+    ("roles/directus/tasks/media_pipeline.yml", "Fail when the media pipeline could not be set up"): (
+        "reads only rc and stderr of roles/directus/files/media_pipeline_sync.js, which writes the failing step and "
+        "Directus' answer, never the token or the password; no_log would hide why the setup failed"),
+    ("roles/directus/tasks/media_pipeline.yml", "Show what changed in Directus' media pipeline"): (
+        "shows the setup script's list of actions: account e-mail, folder and flow names only"),
     ("roles/evolution_api/tasks/instance.yml", "Fail when the instance could not be created"): (
         "reads only rc and stderr of the instance script, which writes the failing step and Evolution's answer and "
         "never the API key (roles/evolution_api/files/instance.js); no_log would hide why the creation failed"),
