@@ -103,11 +103,12 @@ def test_weekly_report_matches_prometheus(host, evolution, prometheus, smtp):  #
     status, body = evolution.post_to_n8n(EVOLUTION_HOOK, incoming("5511912345678", "Relatório, teste", "3EB0REPORT01"))
     assert status == 200, body
     wait_for("the message in Chatwoot", lambda: evolution.state()["chatwoot"]["messages"], 60)
-    count = 'SELECT count(*) FROM execution_entity WHERE status = \'success\' AND "stoppedAt" > now() - interval \'7 days\''
-    received = int(sql(host, count + " AND \"workflowId\" = 'BorgStackCsEvo01'")[0][0])
+    count = ("SELECT count(*) FROM execution_entity WHERE status = 'success' AND \"workflowId\" = 'BorgStackCsEvo01'"
+             " AND \"stoppedAt\" > now() - interval '7 days'")
+    received = int(sql(host, count)[0][0])
     assert received >= 1
-    wait_for("the exporter's count", lambda: query(host, prometheus,
-                                                    f"borgstack_cs_messages_received_week >= {received}"), 60, every=3)
+    exported = f"borgstack_cs_messages_received_week >= {received}"
+    wait_for("the exporter's count", lambda: query(host, prometheus, exported), 60, every=3)
 
     run = run_site(playbook="weekly-report.yml", timeout=300)
     assert run.rc == 0, run.output[-3000:]

@@ -317,8 +317,8 @@ def test_amtool_matchers():
 # ---- the WhatsApp relay's text -----------------------------------------------------------------------------------
 
 def _relay():
-    spec = importlib.util.spec_from_file_location("alert_whatsapp_relay",
-                                                  REPO_ROOT / "roles" / "monitoring" / "files" / "alert_whatsapp_relay.py")
+    path = REPO_ROOT / "roles" / "monitoring" / "files" / "alert_whatsapp_relay.py"
+    spec = importlib.util.spec_from_file_location("alert_whatsapp_relay", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
