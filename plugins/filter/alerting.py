@@ -7,7 +7,7 @@ of the silence playbook (``alertmanager_silence_plan``).
 Written against Alertmanager 0.25 (config/notifiers.go at v0.25.0): ``email_configs`` read ``auth_password_file``;
 ``telegram_configs`` read ``bot_token`` only (``bot_token_file`` arrived in 0.26, so it is used only when the caller
 gives a file); Alertmanager has no WhatsApp receiver, so WhatsApp goes through a ``webhook_configs`` entry to the
-relay (playbooks/files/alert_whatsapp_relay.py) that calls Evolution API's sendText.
+relay (roles/monitoring/files/alert_whatsapp_relay.py) that calls Evolution API's sendText.
 
 The alert rules (owned by the monitoring role) give every alert the labels ``severity`` (``critical`` or
 ``warning``) and ``service``, and the annotations ``summary`` (what happened), ``impact`` (what it affects) and

@@ -62,6 +62,10 @@ CASES = [
     # A zone with the right shape that the zone database does not have.
     ("time zone that does not exist", {"n8n_timezone": "America/Sao_Paul", **_services()},
      "n8n_timezone: 'America/Sao_Paul' is not a time zone"),
+    # WhatsApp cannot report its own outage (a closed session): never the only alert channel.
+    ("WhatsApp as the only alert channel", {"monitoring_alerting": {"whatsapp": {"number": "+5511987654321"}},
+                                            **_services()},
+     "monitoring_alerting: WhatsApp is the only alert channel"),
     # Moving tags, in any case.
     ("moving image tag", _services(n8n={"image": "borgstack-lab/n8n:stable"}), "borgstack_services.n8n.image"),
     ("moving image tag in upper case", _services(caddy={"image": "caddy:LATEST"}), "borgstack_services.caddy.image"),

@@ -7,7 +7,7 @@ prometheus-alertmanager in the lab's monitoring image borgstack-lab/monitoring:b
   AUTH with the password Alertmanager reads from ``auth_password_file``;
 - Telegram to the Bot API contract server (lab/contract/telegram_contract.py: only ``sendMessage`` with the
   documented fields, Telegram's HTML parsing, the right token and chat);
-- WhatsApp through the relay (playbooks/files/alert_whatsapp_relay.py, run as its own process with its secrets in
+- WhatsApp through the relay (roles/monitoring/files/alert_whatsapp_relay.py, run as its own process with its secrets in
   files) to the Evolution API 2.2.3 contract server (lab/contract/contract_server.py, ``POST
   /message/sendText/{instance}`` with ``apikey``).
 
@@ -187,7 +187,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, Any]]:
             path.chmod(0o644)  # read by the container's prometheus user (test-only secrets)
         relay_port = _free_port()
         relay = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, str(REPO_ROOT / "playbooks" / "files" / "alert_whatsapp_relay.py")],
+            [sys.executable, str(REPO_ROOT / "roles" / "monitoring" / "files" / "alert_whatsapp_relay.py")],
             env={"PATH": os.environ["PATH"], "EVOLUTION_URL": f"http://127.0.0.1:{ports['EVOLUTION_PORT']}",
                  "EVOLUTION_API_KEY_FILE": str(tmp / "evolution_key"), "ALERT_NUMBER": OWNER,
                  "EVOLUTION_INSTANCE": "principal", "RELAY_TOKEN_FILE": str(tmp / "relay_token"),

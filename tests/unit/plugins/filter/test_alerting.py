@@ -1,5 +1,5 @@
 """Table-driven tests of the alerting filters (plugins/filter/alerting.py) and of the WhatsApp relay's message text
-(playbooks/files/alert_whatsapp_relay.py). Alertmanager itself reads the rendered configuration in
+(roles/monitoring/files/alert_whatsapp_relay.py). Alertmanager itself reads the rendered configuration in
 tests/integration/targets/alerting."""
 from __future__ import annotations
 
@@ -317,8 +317,8 @@ def test_amtool_matchers():
 # ---- the WhatsApp relay's text -----------------------------------------------------------------------------------
 
 def _relay():
-    spec = importlib.util.spec_from_file_location("alert_whatsapp_relay",
-                                                  REPO_ROOT / "playbooks" / "files" / "alert_whatsapp_relay.py")
+    path = REPO_ROOT / "roles" / "monitoring" / "files" / "alert_whatsapp_relay.py"
+    spec = importlib.util.spec_from_file_location("alert_whatsapp_relay", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -362,3 +362,19 @@ def test_filter_module_exports():
 @pytest.mark.parametrize("name", NAMES)
 def test_sidecar_doc_matches_signature(name):
     check_sidecar_doc(getattr(alerting, name), Path(alerting.__file__).parent / f"{name}.yml")
+
+
+def test_relay_text_body_and_disabled_mode(tmp_path):
+    relay = _relay()
+    assert relay.format_text({"text": "Relatório semanal"}) == "Relatório semanal"
+    assert len(relay.format_text({"text": "x" * 5000})) == relay.MAX_TEXT
+    for bad in ({"text": "  "}, {"texto": "a"}, ["a"]):
+        with pytest.raises(ValueError, match="non-empty text"):
+            relay.format_text(bad)
+    # Without a number (WhatsApp alerts off) the relay starts without Evolution's settings and sends nothing.
+    assert relay.Relay({}).enabled is False
+    key = tmp_path / "key"
+    key.write_text("k\n")
+    on = relay.Relay({"EVOLUTION_URL": "http://evo:8080/", "EVOLUTION_API_KEY_FILE": str(key),
+                      "ALERT_NUMBER": "+5511987654321"})
+    assert (on.enabled, on.url, on.api_key, on.number) == (True, "http://evo:8080", "k", "5511987654321")

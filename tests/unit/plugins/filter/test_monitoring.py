@@ -156,7 +156,7 @@ def test_the_shipped_registry_pins_every_monitoring_image():
     reg = service_registry(DEFAULTS, {})
     assert registry_errors(reg, DOMAIN) == []
     images = [spec.get("image", reg["monitoring"]["image"]) for spec in reg["monitoring"]["containers"].values()]
-    assert len(set(images)) == 6
+    assert len(set(images)) == 7
 
 
 # --- Settings ---------------------------------------------------------------------------------------------------------

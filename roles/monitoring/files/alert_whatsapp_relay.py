@@ -6,6 +6,8 @@ alerts with labels and annotations, truncatedAlerts); this relay turns it into o
 owner's number through Evolution API v2.2.3 ``POST /message/sendText/{instance}`` (header ``apikey``, body
 ``{"number": <digits>, "text": <text>}``, answer 201).
 
+``POST /text`` with ``{"text": "..."}`` sends that text as it is (the weekly report, from the host).
+
 It answers Alertmanager 200 once Evolution accepted the text; 502 when Evolution could not be reached or failed
 (5xx), so Alertmanager retries; 422 when Evolution refused the request (4xx: retrying would not help; the log says
 why); 401 without the right ``Authorization: Bearer`` token when one is configured.
@@ -13,7 +15,9 @@ why); 401 without the right ``Authorization: Bearer`` token when one is configur
 Environment: ``EVOLUTION_URL`` (e.g. http://borgstack-evolution-api:8080), ``EVOLUTION_API_KEY_FILE``,
 ``ALERT_NUMBER`` (E.164, e.g. +5511987654321), ``EVOLUTION_INSTANCE`` (default ``principal``),
 ``RELAY_TOKEN_FILE`` (optional: the Bearer token Alertmanager sends), ``RELAY_LISTEN`` (default 0.0.0.0:9099).
-Secrets are read from files, never from the environment, so ``docker inspect`` does not show them.
+Secrets are read from files, never from the environment, so ``docker inspect`` does not show them. Without
+``ALERT_NUMBER`` (WhatsApp alerts not configured) the relay only answers ``/health`` and refuses to send (503): the
+monitoring service runs it either way, so its container and probe do not depend on the inventory.
 
 Run: ``python3 alert_whatsapp_relay.py``. ``GET /health`` answers 200 for the container's health check.
 """
@@ -71,19 +75,31 @@ def format_message(payload: Dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def format_text(payload: Dict[str, Any]) -> str:
+    """The text of a ``POST /text`` body ``{"text": ...}``, cut to WhatsApp's practical size."""
+    text = payload.get("text") if isinstance(payload, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("the body must be {\"text\": \"...\"} with a non-empty text")
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 1] + "…"
+
+
 class Relay:
     """Configuration read once at start; ``send`` does one sendText call."""
 
     def __init__(self, env: Dict[str, str]) -> None:
-        self.url = env["EVOLUTION_URL"].rstrip("/")
         self.instance = env.get("EVOLUTION_INSTANCE") or "principal"
+        self.token = ""
+        number = (env.get("ALERT_NUMBER") or "").strip()
+        self.enabled = bool(number)
+        if not self.enabled:
+            self.url = self.api_key = self.number = ""
+            return
+        self.url = env["EVOLUTION_URL"].rstrip("/")
         with open(env["EVOLUTION_API_KEY_FILE"], encoding="utf-8") as handle:
             self.api_key = handle.read().strip()
-        number = env["ALERT_NUMBER"].strip()
         if not E164_RE.fullmatch(number):
             raise SystemExit(f"ALERT_NUMBER: {number!r} is not in E.164 (+5511987654321)")
         self.number = number[1:]
-        self.token = ""
         if env.get("RELAY_TOKEN_FILE"):
             with open(env["RELAY_TOKEN_FILE"], encoding="utf-8") as handle:
                 self.token = handle.read().strip()
@@ -128,17 +144,21 @@ def make_handler(relay: Relay) -> type:
             self._answer(200, "ok") if self.path == "/health" else self._answer(404, "not found")
 
         def do_POST(self) -> None:  # noqa: N802
-            if self.path != "/alert":
+            if self.path not in ("/alert", "/text"):
                 self._answer(404, "not found")
                 return
             if not relay.authorized(self.headers.get("Authorization")):
                 self._answer(401, "unauthorized")
                 return
+            if not relay.enabled:
+                self._answer(503, "WhatsApp alerts are not configured (monitoring_alerting.whatsapp)")
+                return
             try:
                 length = int(self.headers.get("Content-Length") or 0)
-                text = format_message(json.loads(self.rfile.read(length)))
+                payload = json.loads(self.rfile.read(length))
+                text = format_text(payload) if self.path == "/text" else format_message(payload)
             except (ValueError, TypeError, AttributeError) as exc:
-                self._answer(400, f"not an Alertmanager notification: {exc}")
+                self._answer(400, f"not a {'text' if self.path == '/text' else 'Alertmanager notification'}: {exc}")
                 return
             status, line = relay.send(text)
             sys.stderr.write(f"{line}\n")
