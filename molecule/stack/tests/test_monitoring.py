@@ -1,15 +1,16 @@
 """The monitoring service in the converged lab stack: every scrape target up, a query per metric family answers,
-Prometheus' page only through Caddy behind the login the play created, and one alert end to end - a stopped
-container, its e-mail received by a real SMTP server (aiosmtpd, on this machine at the default bridge's gateway,
-where molecule/stack/inventory/hosts.yml points Alertmanager), then the resolved e-mail after the repair.
+Prometheus' page only through Caddy behind the login the play created, a configuration promtool refuses never
+replaces the live one, and every alert of issue 22 that the lab can produce proven end to end by its injected fault:
+the e-mail received by a real SMTP server (aiosmtpd, on this machine at the default bridge's gateway, where
+molecule/stack/inventory/hosts.yml points Alertmanager), then the resolved e-mail after the repair - all faults in
+one batch (see test_every_alert_fires_on_its_fault_and_resolves for the faults, and for the alerts not proven here).
 
-Lab-only short delays (hosts.yml: down_for 20s, scrape and evaluation every 10s, group_wait 5s, group_interval 10s)
-keep the cycle near 2 minutes. Runs on bookworm's Prometheus 2.42, Alertmanager 0.25 and exporters (one image,
-borgstack-lab/monitoring); production pins the official images. What did not run here: Evolution API (no image) -
-no WhatsApp session probe in the lab (the probe's config and rule are unit-tested with promtool); n8n runs in regular
-mode, so its Bull queue keys do not exist (the redis exporter exports them only when they do); the restore drill's
-metrics are not produced here (the drill runs in test_backup's scenario, not in this test); the other alerts are
-proven by promtool (tests/unit/plugins/filter/test_monitoring.py), not by injected faults.
+Lab-only short delays (hosts.yml: down_for/fault_for/queue_stuck_for 20s, errors/restart windows 1m, scrape and
+evaluation every 10s, group_wait 5s, group_interval 10s) keep the batch near 3 minutes. Runs on bookworm's Prometheus
+2.42, Alertmanager 0.25 and exporters (one image, borgstack-lab/monitoring); production pins the official images.
+What did not run here: Evolution API (no image) - the WhatsApp session probe asks the Evolution contract server
+(molecule/stack/tests/contract.py); n8n runs in regular mode, so its Bull queue is stood in for by the key Bull would
+write; the restore drill runs in test_backup, not here.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import urllib.parse
 
 import pytest
 import contract  # pylint: disable=import-error
-from conftest import PUBLIC_IP, derived, public_ip, wait_for  # pylint: disable=import-error
+from conftest import PUBLIC_IP, derived, inspect, public_ip, run_site, wait_for  # pylint: disable=import-error
 
 PROJECT_DIR = "/opt/borgstack"
 PROMETHEUS = "borgstack-monitoring"
@@ -131,6 +132,20 @@ def test_prometheus_is_published_only_behind_the_login(host):
         probe = subprocess.run(["curl", "-s", "-o", "/dev/null", "--max-time", "3", f"http://{ip}:{port}/"],
                                capture_output=True, text=True, timeout=30, check=False)
         assert probe.returncode != 0, f"port {port} answers on the public address"
+
+
+def test_a_configuration_promtool_refuses_never_reaches_prometheus(host, prometheus):
+    """A scrape interval Prometheus cannot parse (the settings' types let a string through): the play stops at the
+    promtool check naming the problem, the live prometheus.yml is untouched and Prometheus keeps running."""
+    live = f"{PROJECT_DIR}/services/monitoring/prometheus.yml"
+    before = host.file(live).content_string
+    started = inspect(host, PROMETHEUS)["State"]["StartedAt"]
+    run = run_site("--tags", "monitoring", "-e", json.dumps({"monitoring_scrape_interval": "10x"}))
+    assert run.rc != 0 and "promtool refused the new Prometheus configuration" in run.output, run.output[-3000:]
+    assert "10x" in run.output
+    assert host.file(live).content_string == before
+    assert inspect(host, PROMETHEUS)["State"]["StartedAt"] == started
+    assert query(host, prometheus, 'up{job="prometheus"} == 1')
 
 
 class Inbox:
