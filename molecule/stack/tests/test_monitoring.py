@@ -134,6 +134,25 @@ def test_prometheus_is_published_only_behind_the_login(host):
         assert probe.returncode != 0, f"port {port} answers on the public address"
 
 
+def test_the_certificate_probe_measures_what_caddy_serves(host, prometheus):
+    """CertificadoVencendo reads probe_ssl_earliest_cert_expiry: it must be the earliest notAfter of the chain Caddy
+    really serves for the site (read here from the public address with openssl). An expiring certificate cannot be
+    produced in the lab (Caddy's internal CA renews its short-lived certificates by itself), so the alert is proven
+    by promtool and by this measure, not by a fault."""
+    from cryptography import x509  # pylint: disable=import-outside-toplevel
+    ip = public_ip(host) or PUBLIC_IP
+    shown = subprocess.run(["openssl", "s_client", "-connect", f"{ip}:443", "-servername", HOSTNAME, "-showcerts"],
+                           input="", capture_output=True, text=True, timeout=30, check=False).stdout
+    pems = re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", shown, re.S)
+    assert pems, shown[-2000:]
+    earliest = min(x509.load_pem_x509_certificate(p.encode()).not_valid_after_utc.timestamp() for p in pems)
+    found = wait_for("the TLS probe of the site", lambda: query(
+        host, prometheus, f'probe_ssl_earliest_cert_expiry{{job="tls",hostname="{HOSTNAME}"}}'), 45, every=3)
+    # Equal; or, when Caddy renewed between the probe and openssl, the previous certificate's (at most a day older).
+    measured = float(found[0]["value"][1])
+    assert 0 <= earliest - measured < 86400, (measured, earliest)
+
+
 def test_a_configuration_promtool_refuses_never_reaches_prometheus(host, prometheus):
     """A scrape interval Prometheus cannot parse (the settings' types let a string through): the play stops at the
     promtool check naming the problem, the live prometheus.yml is untouched and Prometheus keeps running."""
