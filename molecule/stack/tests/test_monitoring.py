@@ -295,7 +295,7 @@ def test_every_alert_fires_on_its_fault_and_resolves(host, prometheus, smtp, evo
     costs more than the whole CI margin: test_backup runs the drill; a stale backup needs 26 hours).
     """
     lab = host.ansible.get_variables().get("ansible_host") or host.backend.host
-    host.run_test(f"install -d -m 0700 {WORK}")
+    host.run_expect([0], f"install -d -m 0700 {WORK}")
     # Before: the session is open (the probe passes) and none of these alerts is firing for the same reason.
     wait_for("the WhatsApp session probe passing", lambda: query(
         host, prometheus, f'probe_success{{job="whatsapp",instance_name="{WHATSAPP_INSTANCE}"}} == 1'), 60, every=2)
@@ -303,28 +303,28 @@ def test_every_alert_fires_on_its_fault_and_resolves(host, prometheus, smtp, evo
               f'or ALERTS{{container="{VICTIM}"}} or ALERTS{{name="{VICTIM}"}}')
     wait_for("no alert left from before", lambda: not query(host, prometheus, before), 90, every=3)
     # The tmpfs is mounted first and seen empty, so the fill is a fall in free space (DiscoEnchendo's trend).
-    host.run_test(f"mkdir -p {DISK} && mount -t tmpfs -o size=64m,mode=0700 borgstack-alerttest {DISK}")
+    host.run_expect([0], f"mkdir -p {DISK} && mount -t tmpfs -o size=64m,mode=0700 borgstack-alerttest {DISK}")
     try:
-        host.run_test(f"docker restart {NODE_EXPORTER}")
+        host.run_expect([0], f"docker restart {NODE_EXPORTER}")
         wait_for("the new file system in Prometheus", lambda: query(
             host, prometheus, f'node_filesystem_avail_bytes{{mountpoint="{DISK}"}} > 60e6'), 60, every=2)
         mark = smtp.count()
 
         # --- every fault -------------------------------------------------------------------------------------
-        host.run_test(f"docker stop {VICTIM}")
+        host.run_expect([0], f"docker stop {VICTIM}")
         common = "docker run -d --label com.docker.compose.project=borgstack --network none --entrypoint sh"
-        host.run_test(f"{common} --name {UNHEALTHY} --memory 32m --health-cmd false --health-interval 2s "
+        host.run_expect([0], f"{common} --name {UNHEALTHY} --memory 32m --health-cmd false --health-interval 2s "
                       f"--health-retries 1 {LAB_IMAGE} -c 'sleep 3600'")
-        host.run_test(f"{common} --name {LOOPING} --memory 32m --restart always {LAB_IMAGE} -c 'sleep 1; exit 1'")
-        host.run_test(f"{common} --name {OOM} --memory 16m --memory-swap 16m {LAB_IMAGE} "
+        host.run_expect([0], f"{common} --name {LOOPING} --memory 32m --restart always {LAB_IMAGE} -c 'sleep 1; exit 1'")
+        host.run_expect([0], f"{common} --name {OOM} --memory 16m --memory-swap 16m {LAB_IMAGE} "
                       "-c 'x=0123456789; while :; do x=$x$x; done'")
         evolution.control("POST", "/_evolution/session", {"state": "close"})
         config = json.loads(host.file("/etc/borgstack/backup.json").content_string)
         config.update(postgresql_container="borgstack-no-such-container", notify_webhook_url="", notify_email="")
-        host.run_test(f"umask 077 && cat > {WORK}/backup.json <<'EOF'\n{json.dumps(config)}\nEOF")
+        host.run_expect([0], f"umask 077 && cat > {WORK}/backup.json <<'EOF'\n{json.dumps(config)}\nEOF")
         failed = host.run(f"/usr/local/sbin/borgstack-backup --config {WORK}/backup.json")
         assert failed.rc == 1 and "borgstack-no-such-container" in failed.stderr, failed.stderr
-        host.run_test(f"fallocate -l 61M {DISK}/fill")
+        host.run_expect([0], f"fallocate -l 61M {DISK}/fill")
         _n8n_sql(host, f"{CS_ERRORS_TABLE}; INSERT INTO borgstack_cs_errors (workflow, webhook_path, step, status, "
                        "error, payload) VALUES ('whatsapp-to-chatwoot', '/webhook/borgstack/evolution', 'chatwoot', "
                        "500, 'alert test', '{}'::jsonb)")
