@@ -318,10 +318,10 @@ def test_every_alert_fires_on_its_fault_and_resolves(host, prometheus, smtp, evo
         host.run_expect([0], f"docker stop {VICTIM}")
         common = "docker run -d --label com.docker.compose.project=borgstack --network none --entrypoint sh"
         host.run_expect([0], f"{common} --name {UNHEALTHY} --memory 32m --health-cmd false --health-interval 2s "
-                      f"--health-retries 1 {LAB_IMAGE} -c 'sleep 3600'")
+                             f"--health-retries 1 {LAB_IMAGE} -c 'sleep 3600'")
         host.run_expect([0], f"{common} --name {LOOPING} --memory 32m --restart always {LAB_IMAGE} -c 'sleep 1; exit 1'")
         host.run_expect([0], f"{common} --name {OOM} --memory 16m --memory-swap 16m {LAB_IMAGE} "
-                      "-c 'x=0123456789; while :; do x=$x$x; done'")
+                             "-c 'x=0123456789; while :; do x=$x$x; done'")
         evolution.control("POST", "/_evolution/session", {"state": "close"})
         config = json.loads(host.file("/etc/borgstack/backup.json").content_string)
         config.update(postgresql_container="borgstack-no-such-container", notify_webhook_url="", notify_email="")
@@ -337,14 +337,14 @@ def test_every_alert_fires_on_its_fault_and_resolves(host, prometheus, smtp, evo
         def all_fired():
             alerts = smtp.alerts(mark)
             missing = [(name, text) for name, text in EXPECTED if not any(
-                status == "PROBLEMA" and alert == name and text in block for _, status, alert, block in alerts)]
+                status == "PROBLEMA" and alert == name and text in block for _number, status, alert, block in alerts)]
             return alerts if not missing else None
 
         try:
             fired = wait_for("every alert e-mail", all_fired, 150, every=3)
         finally:
             missing = [name for name, text in EXPECTED if not any(
-                s == "PROBLEMA" and a == name and text in b for _, s, a, b in smtp.alerts(mark))]
+                s == "PROBLEMA" and a == name and text in b for _number, s, a, b in smtp.alerts(mark))]
             # --- every repair (also when an alert did not come, so the stack is left whole) -----------------------
             repaired = smtp.count()
             host.run("docker start " + VICTIM)
@@ -359,7 +359,7 @@ def test_every_alert_fires_on_its_fault_and_resolves(host, prometheus, smtp, evo
         first = {name: min(n for n, s, a, b in fired if s == "PROBLEMA" and a == name and text in b)
                  for name, text in EXPECTED}
         # The pt-BR text of one of them in full: what happened, what it affects, the first thing to do.
-        block = next(b for _, s, a, b in fired if s == "PROBLEMA" and a == "WhatsAppDesconectado")
+        block = next(b for _number, s, a, b in fired if s == "PROBLEMA" and a == "WhatsAppDesconectado")
         assert "Clientes no WhatsApp não estão sendo atendidos" in block and "leia o QR code" in block, block
         assert smtp.messages[first["ServicoFora"]]["to"] == ["dono@example.com"]
 
