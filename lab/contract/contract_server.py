@@ -22,6 +22,8 @@ Listeners (one process): 8080 Evolution API, 3000 Chatwoot, 9000 control API (JS
   agent attaches; ``size`` pads the file with zero bytes); ``POST /_evolution/media`` ``{id, base64}``: the file
   WhatsApp holds for received media message ``id``
   (what getBase64FromMediaMessage returns); ``GET /_blob/{key}``: a stored attachment's bytes (base64);
+- ``POST /_evolution/session`` ``{state}``: the WhatsApp session's state that ``connectionState`` reports (``open``,
+  the default, ``connecting`` or ``close``: the phone unpaired or the session lost);
 - ``POST /_http`` ``{method, url, headers, body}``: make an HTTP request from this container (tests use it to reach
   n8n on the internal network) and answer ``{status, headers, body}``;
 - ``GET /_health``.
@@ -435,6 +437,8 @@ class Contract:
             # received media messages by message id (what getBase64FromMediaMessage downloads).
             self.blobs: dict[str, dict[str, Any]] = {}
             self.whatsapp_media: dict[str, bytes] = {}
+            # The WhatsApp session's connection state (Baileys' connection: open, connecting, close).
+            self.session_state = "open"
             self.next_id = {"contact": 1, "contact_inbox": 1, "conversation": 1, "message": 1, "attachment": 1}
 
     def new_id(self, kind: str) -> int:
@@ -467,6 +471,15 @@ class Contract:
         with self.lock:
             self.whatsapp_media[spec["id"]] = data
         return {"id": spec["id"], "size": len(data), "sha256": sha256(data)}
+
+    def set_session_state(self, spec: Any) -> dict[str, Any]:
+        """The WhatsApp session's state as connectionState reports it (``{state: open|connecting|close}``)."""
+        state = spec.get("state") if isinstance(spec, dict) else None
+        if state not in ("open", "connecting", "close"):
+            raise ValueError("state must be open, connecting or close")
+        with self.lock:
+            self.session_state = state
+        return {"state": state}
 
     def store_attachment(self, msg: dict[str, Any], upload: dict[str, Any]) -> dict[str, Any]:
         """One attachments[] file of a message: an ActiveStorage blob plus the Attachment row (push_event_data)."""
@@ -722,7 +735,8 @@ class Evolution:
                      "documentation": "https://doc.evolution-api.com"}
 
     def connection_state(self, params, body, query):
-        return 200, {"instance": {"instanceName": self.c.instance, "state": "open"}}
+        # A closed session still answers 200: instance.controller.ts connectionState reports the state, it does not fail.
+        return 200, {"instance": {"instanceName": self.c.instance, "state": self.c.session_state}}
 
     def send_text(self, params, body, query):
         if not body["text"].strip():
@@ -1247,6 +1261,8 @@ def make_control(contract: Contract) -> type[BaseHTTPRequestHandler]:
                     return self._answer(200, http_request(body))
                 if path == "/_evolution/media":
                     return self._answer(200, contract.add_whatsapp_media(body))
+                if path == "/_evolution/session":
+                    return self._answer(200, contract.set_session_state(body))
             except (ValueError, KeyError, TypeError, re.error) as exc:
                 return self._answer(400, {"error": str(exc)})
             return self._answer(404, {"error": f"no control path {path}"})

@@ -208,7 +208,9 @@ def alert_rules(thresholds: Any, durations: Any) -> Dict[str, Any]:
     disk = t["disk_percent"] / 100
     mem = t["memory_percent"] / 100
     cmem = t["container_memory_percent"] / 100
-    fs = 'fstype!~"tmpfs|overlay|squashfs|nsfs|proc|sysfs",mountpoint!~"/(run|proc|sys|dev)(/.*)?"'
+    # Container layers and pseudo file systems are not disks; tmpfs is watched outside the runtime directories (a
+    # full /tmp, tmpfs by default on Debian 13, breaks apt and the play as surely as a full disk).
+    fs = 'fstype!~"overlay|squashfs|nsfs|proc|sysfs",mountpoint!~"/(run|proc|sys|dev)(/.*)?"'
     rules = [
         _alert("ServicoFora", 'probe_success{job="health"} == 0', d["down_for"], "critical",
                "{{ $labels.container }} ({{ $labels.service }}) não responde à verificação de saúde",

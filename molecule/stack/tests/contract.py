@@ -2,7 +2,7 @@
 """Run the lab's contract servers (Evolution API 2.2.3 and Chatwoot 4.6.0 stand-ins) inside a lab host, and talk to
 them from a test.
 
-The image ``borgstack-lab/contract:1`` (lab/build-images.sh) runs on the lab host's Docker engine, on the stack's
+The image ``borgstack-lab/contract:2`` (lab/build-images.sh) runs on the lab host's Docker engine, on the stack's
 internal network, under the host names the stack uses for the real applications (``borgstack-evolution-api`` port
 8080, ``borgstack-chatwoot`` port 3000), so n8n reaches it exactly as it would reach them. What the servers accept
 and answer is written in lab/contract/evolution.json and chatwoot.json (facts from upstream); see
@@ -47,7 +47,7 @@ from contract_server import (  # noqa: E402,F401  (re-exported for the tests)
 __all__ = ["ALIASES", "IMAGE", "NAME", "NETWORK", "Contract", "ContractError", "chatwoot_message_created",
            "evolution_messages_update", "evolution_messages_upsert", "load_image", "post_to_n8n", "stale_sources", "start",
            "stop"]
-IMAGE = "borgstack-lab/contract:1"
+IMAGE = "borgstack-lab/contract:2"
 NAME = "borgstack-contract"
 NETWORK = "borgstack_internal"
 ALIASES = ("borgstack-evolution-api", "borgstack-chatwoot")

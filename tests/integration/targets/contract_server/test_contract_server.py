@@ -4,7 +4,7 @@
 proves nothing.
 
 What runs: the server as a local process (``python3 lab/contract/contract_server.py`` on free local ports) for the
-contract itself, and the image ``borgstack-lab/contract:1`` on a throwaway Docker network under the stack's host
+contract itself, and the image ``borgstack-lab/contract:2`` on a throwaway Docker network under the stack's host
 names (``borgstack-evolution-api``, ``borgstack-chatwoot``), called from a second container by those names, with
 its secrets given as files (not in ``docker inspect``).
 
@@ -37,7 +37,7 @@ sys.path.insert(0, str(CONTRACT_DIR))
 # pylint: disable=wrong-import-position,import-error
 import contract_server  # noqa: E402
 
-IMAGE = os.environ.get("BORGSTACK_CONTRACT_IMAGE", "borgstack-lab/contract:1")
+IMAGE = os.environ.get("BORGSTACK_CONTRACT_IMAGE", "borgstack-lab/contract:2")
 API_KEY = secrets.token_hex(24)
 TOKEN = secrets.token_hex(12)
 PHONE = "+5511987654321"
@@ -218,6 +218,19 @@ def test_send_text_accepts_unknown_fields_as_upstream_does(srv):
     """textMessageSchema has no additionalProperties: false (jsonschema then accepts extra fields)."""
     status, body, _hdrs = srv.evolution("POST", SEND, {"number": "5511987654321", "text": "x", "options": {"a": 1}})
     assert status == 201, body
+
+
+def test_connection_state_reports_the_session_state_the_control_sets(srv):
+    """connectionState answers 200 with the session's state (open by default; close when the phone is unpaired):
+    the monitoring's WhatsApp probe must tell them apart by the body, not the status."""
+    path = "/instance/connectionState/principal"
+    assert srv.evolution("GET", path)[:2] == (200, {"instance": {"instanceName": "principal", "state": "open"}})
+    assert srv.control("POST", "/_evolution/session", {"state": "close"})[:2] == (200, {"state": "close"})
+    assert srv.evolution("GET", path)[:2] == (200, {"instance": {"instanceName": "principal", "state": "close"}})
+    assert srv.control("POST", "/_evolution/session", {"state": "lost"})[0] == 400
+    assert srv.evolution("GET", path)[1]["instance"]["state"] == "close"
+    assert srv.control("POST", "/_reset", {})[0] == 200
+    assert srv.evolution("GET", path)[1]["instance"]["state"] == "open"
 
 
 def test_unknown_instance_is_404_before_the_key_is_checked(srv):

@@ -264,8 +264,11 @@ CASES = {
                                  {"borgstack_restore_drill_last_status": "1x2"}),
     "TesteDeRestauracaoAtrasado": (H, {"borgstack_restore_drill_last_success_timestamp_seconds": "0x200"}, "195h",
                                    {"borgstack_restore_drill_last_success_timestamp_seconds": "0x2 7200+3600x198"}),
+    # A full tmpfs /tmp (Debian 13's default) is a full disk too; /run's tmpfs is the system's, not data.
     "DiscoCheio": (M, {'node_filesystem_avail_bytes{mountpoint="/",fstype="ext4"}': "10x10",
-                       'node_filesystem_size_bytes{mountpoint="/",fstype="ext4"}': "100x10"}, "6m",
+                       'node_filesystem_size_bytes{mountpoint="/",fstype="ext4"}': "100x10",
+                       'node_filesystem_avail_bytes{mountpoint="/tmp",fstype="tmpfs"}': "10x10",
+                       'node_filesystem_size_bytes{mountpoint="/tmp",fstype="tmpfs"}': "100x10"}, "6m",
                    {'node_filesystem_avail_bytes{mountpoint="/",fstype="ext4"}': "16x10",
                     'node_filesystem_size_bytes{mountpoint="/",fstype="ext4"}': "100x10",
                     'node_filesystem_avail_bytes{mountpoint="/run",fstype="tmpfs"}': "0x10",
