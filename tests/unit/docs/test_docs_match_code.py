@@ -101,6 +101,7 @@ TAGS = (set(STACK["borgstack_fixed_tags"]) | {"bootstrap", "data", "apps", "prox
 VOLUMES = {f"borgstack_{name}_{volume}" for name, entry in REGISTRY.items() for volume in entry.get("volumes") or {}}
 NETWORKS = {"borgstack_internal", "borgstack_external"}
 PURPOSES = set(secret_policies(REGISTRY))
+CHOICES = _choices()
 CHECKOUT_PATH = re.compile(r"(?<![\w/.-])((?:playbooks|scripts|roles|inventories|molecule|tests|lab|plugins|docs)"
                            r"/[\w./<>-]*[\w>])")
 
@@ -175,11 +176,11 @@ def path_errors(doc: str, text: str) -> list[str]:
 
 
 def name_errors(doc: str, text: str) -> list[str]:
+    known = VARIABLES | PURPOSES | VOLUMES | NETWORKS | PLUGINS | CHOICES | _keys(REGISTRY) | set(OTHER_NAMES)
     errors = []
     for n, code in _inline(text):
         name = re.split(r"[:=.\s\[(]", code.strip(), maxsplit=1)[0]
-        if SETTING.match(name) and name not in (VARIABLES | PURPOSES | VOLUMES | NETWORKS | PLUGINS | _choices() | _keys(REGISTRY)
-                                                | set(OTHER_NAMES)):
+        if SETTING.match(name) and name not in known:
             errors.append(f"{doc}:{n}: `{name}` is no variable, secret purpose, volume or network of the project")
     return errors
 
