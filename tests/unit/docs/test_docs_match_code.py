@@ -236,4 +236,5 @@ def test_the_installation_guide_lists_every_public_name_and_login():
               _table_rows(text, "8. Primeiro acesso") if "/opt/borgstack/services/" in row[2]}
     expected = {f"{name}/{entry['login']['password_file']}" for name, entry in REGISTRY.items() if entry.get("login")}
     expected.add("evolution_api/api-key")  # Evolution API's manager asks for the global API key, not a login
-    assert logins == expected, f"first-access table: missing {sorted(expected - logins)}, extra {sorted(logins - expected)}"
+    assert logins == expected, (f"first-access table: missing {sorted(expected - logins)}, "
+                                f"extra {sorted(logins - expected)}")
