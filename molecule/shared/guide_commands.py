@@ -29,6 +29,8 @@ COMMANDS = SHELLS + ("shell", "console", "zsh", "powershell", "ps1", "cmd", "bat
 SKIP = "não-roda"
 # Why a command block cannot run on the converged lab host; the block names one or more after SKIP.
 REASONS = {
+    # The playbooks these blocks run are run against the lab by the molecule scenario itself (converge, idempotence,
+    # test_backup: backup.yml, restore.yml, restore-drill.yml), with the lab inventory instead of the operator's.
     "controlador": "runs on the operator's computer (Ansible, git, the checkout, ssh to the server), not on the server",
     "muda-o-servidor": "changes the server (restore, restart, delete, a backup or a setting): not a read-only check",
     "fora-do-lab": "about a service or a setup the lab stack does not run (Evolution API, Chatwoot, n8n workers, "
