@@ -7,6 +7,12 @@ converged server; molecule/stack/tests/test_guides.py runs every such block on t
 (``bash``, ``sh``, no info string, ``yaml``…) is never run. Operator values are written as ``<placeholder>``; a marked
 block may use only the placeholders the runner knows (PLACEHOLDERS), so that nothing runs half-filled.
 
+No command block goes unchecked in silence: a command block (info string ``bash``, ``sh``, ``powershell``…) that does
+not run says why, ``bash não-roda <motivo>`` with a reason of REASONS (it runs on the controller, changes the server,
+prints a secret…), and every other block names what it holds (``text`` for output, ``yaml``…).
+``unexplained()`` lists the blocks that break the rule; tests/unit/docs/test_guide_commands.py fails on any in
+docs/*.md and README.md.
+
 Pure functions, no I/O besides reading the files given: tests/unit/docs/test_guide_commands.py tests them.
 """
 from __future__ import annotations
@@ -18,6 +24,23 @@ from pathlib import Path
 
 MARK = "seguro"
 SHELLS = ("bash", "sh")
+# Info strings of blocks that hold commands: each one either runs (MARK, shells only) or says why not (SKIP).
+COMMANDS = SHELLS + ("shell", "console", "zsh", "powershell", "ps1", "cmd", "bat")
+SKIP = "não-roda"
+# Why a command block cannot run on the converged lab host; the block names one or more after SKIP.
+REASONS = {
+    # The playbooks these blocks run are run against the lab by the molecule scenario itself (converge, idempotence,
+    # test_backup: backup.yml, restore.yml, restore-drill.yml), with the lab inventory instead of the operator's.
+    "controlador": "runs on the operator's computer (Ansible, git, the checkout, ssh to the server), not on the server",
+    "muda-o-servidor": "changes the server (restore, restart, delete, a backup or a setting): not a read-only check",
+    "fora-do-lab": "about a service or a setup the lab stack does not run (Evolution API, Chatwoot, n8n workers, "
+                   "Duplicati: no image here)",
+    "segredo": "prints a secret, which has no place in a test log",
+    "domínio-real": "needs a real domain, public DNS or a scan from outside the server",
+    "desenvolvimento": "a developer's command in the checkout (scripts/, tests/), run by the test suite itself",
+    "após-falha": "reads what only exists after a failure the converged lab has not had (a failed delivery's table, "
+                  "an update's rollback dump)",
+}
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 PLACEHOLDER = re.compile(r"<[a-zà-ú][a-zà-ú0-9-]*>")
 # What each placeholder the guides use means; the runner gives a value for each.
@@ -43,6 +66,16 @@ class Block:
     def marked(self) -> bool:
         words = self.info.split()
         return len(words) >= 2 and words[0] in SHELLS and MARK in words[1:]
+
+    @property
+    def language(self) -> str:
+        return self.info.split()[0] if self.info.split() else ""
+
+    @property
+    def skip_reasons(self) -> tuple[str, ...]:
+        """The reasons after SKIP (empty when the block does not carry SKIP)."""
+        words = self.info.split()
+        return tuple(words[words.index(SKIP) + 1:]) if SKIP in words[1:] else ()
 
     def start_of(self, offset: int) -> int:
         """The first line of the command that ends on line ``offset`` (continued lines end with a backslash)."""
@@ -90,6 +123,40 @@ def marked_blocks(paths: list[Path], root: Path) -> list[Block]:
     for path in sorted(paths):
         out += [b for b in blocks(path.read_text(encoding="utf-8"), str(path.relative_to(root))) if b.marked]
     return out
+
+
+def unexplained(found: list[Block]) -> list[str]:
+    """What is wrong with the blocks' marks, one line each (empty: every command block runs or says why not)."""
+    problems: list[str] = []
+    for block in found:
+        where, words = f"{block.doc}:{block.line}", block.info.split()
+        if not words:
+            problems.append(f"{where}: a block with no info string: name what it holds (`bash seguro`, "
+                            f"`bash {SKIP} <motivo>`, `text` for output, `yaml`...)")
+            continue
+        if block.language not in COMMANDS:
+            if MARK in words[1:] or SKIP in words[1:]:
+                problems.append(f"{where}: `{block.info}`: only command blocks ({', '.join(COMMANDS)}) carry "
+                                f"`{MARK}` or `{SKIP}`")
+            continue
+        runs, skips = MARK in words[1:], SKIP in words[1:]
+        if runs and skips:
+            problems.append(f"{where}: `{block.info}`: either `{MARK}` or `{SKIP}`, not both")
+        elif runs and block.language not in SHELLS:
+            problems.append(f"{where}: `{block.info}`: only {', '.join(SHELLS)} blocks run on the lab host")
+        elif runs and words[1:] != [MARK]:
+            problems.append(f"{where}: `{block.info}`: unknown word(s) after the language")
+        elif skips and words.index(SKIP) != 1:
+            problems.append(f"{where}: `{block.info}`: `{SKIP}` comes right after the language")
+        elif skips and not block.skip_reasons:
+            problems.append(f"{where}: `{block.info}`: say why it does not run: one of {', '.join(REASONS)}")
+        elif skips and set(block.skip_reasons) - set(REASONS):
+            unknown = ", ".join(r for r in block.skip_reasons if r not in REASONS)
+            problems.append(f"{where}: `{block.info}`: unknown reason(s) {unknown}; known: {', '.join(REASONS)}")
+        elif not runs and not skips:
+            problems.append(f"{where}: `{block.info}` neither runs in the lab test (`{block.language} {MARK}`) nor "
+                            f"says why not (`{block.language} {SKIP} <motivo>`, motivo one of {', '.join(REASONS)})")
+    return problems
 
 
 FUNCTION = re.compile(r"^[a-z_][a-z0-9_]*\(\) \{.*\}\s*$")

@@ -14,8 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "molecule" / "shared"))
 # pylint: disable=wrong-import-position,import-error
-from guide_commands import (PLACEHOLDERS, blocks, definitions, describe_failure, marked_blocks, script,
-                            unknown_placeholders)  # noqa: E402
+from guide_commands import (PLACEHOLDERS, REASONS, blocks, definitions, describe_failure, marked_blocks, script,
+                            unexplained, unknown_placeholders)  # noqa: E402
 
 PAGE = """# Página
 
@@ -120,3 +120,47 @@ def test_functions_defined_earlier_on_the_page_are_kept():
     assert not definitions(marked[0], marked)
     other = blocks("```bash seguro\nr c\n```\n", "q.md")
     assert not definitions(other[0], marked + other)
+
+
+GUIDES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+
+
+def test_every_command_block_of_the_guides_runs_or_says_why_not():
+    """No block of docs/*.md or README.md is left unchecked in silence: commands run in the lab test (``seguro``)
+    or name why they cannot (``não-roda <motivo>``); every other block names what it holds."""
+    problems = [p for path in GUIDES for p in unexplained(blocks(path.read_text(encoding="utf-8"),
+                                                                 str(path.relative_to(ROOT))))]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("page, problem", [
+    ("```bash\nls\n```\n", "neither runs in the lab test"),
+    ("```sh\nls\n```\n", "neither runs in the lab test"),
+    ("```powershell\nwsl --install\n```\n", "neither runs in the lab test"),
+    ("```\nls\n```\n", "a block with no info string"),
+    ("```bash não-roda\nls\n```\n", "say why it does not run"),
+    ("```bash não-roda cansado\nls\n```\n", "unknown reason(s) cansado"),
+    ("```bash seguro não-roda segredo\nls\n```\n", "not both"),
+    ("```powershell seguro\nls\n```\n", "only bash, sh blocks run"),
+    ("```bash seguro talvez\nls\n```\n", "unknown word(s)"),
+    ("```yaml seguro\na: 1\n```\n", "only command blocks"),
+    ("```text não-roda segredo\nx\n```\n", "only command blocks"),
+])
+def test_a_block_that_neither_runs_nor_says_why_is_refused(page, problem):
+    found = unexplained(blocks(page, "p.md"))
+    assert len(found) == 1 and found[0].startswith("p.md:2: ") and problem in found[0], found
+
+
+@pytest.mark.parametrize("page", [
+    "```bash seguro\nls\n```\n", "```sh seguro\nls\n```\n", "```bash não-roda controlador\nls\n```\n",
+    "```powershell não-roda controlador\nwsl\n```\n", "```bash não-roda muda-o-servidor fora-do-lab\nls\n```\n",
+    "```text\nsaída\n```\n", "```yaml\na: 1\n```\n",
+])
+def test_a_block_that_runs_or_says_why_passes(page):
+    assert not unexplained(blocks(page, "p.md"))
+
+
+def test_the_reasons_are_explained():
+    assert all(len(text) > 20 for text in REASONS.values())
+    assert blocks("```bash não-roda segredo domínio-real\nx\n```\n", "p.md")[0].skip_reasons == (
+        "segredo", "domínio-real")
