@@ -21,7 +21,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import sys
+
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from playbook_runner import inventory, run_site  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 LAB = PROJECT / "lab" / "lab.sh"
@@ -144,6 +149,41 @@ def test_outside_scan_finds_no_swarm_or_docker_port():
                 assert any(port in line and peer in line and "ALLOW" in line for line in rules.splitlines()), (
                     node, peer, port, rules)
         assert address not in rules  # a node never lists itself
+
+
+def test_bad_cluster_input_is_refused_before_any_change():
+    """One validation run with three faults at once (cluster_errors reports them all): an even manager count, every
+    host claiming PostgreSQL's data, Evolution API asked to run twice. Refused by the validation play, changed=0."""
+    bad = json.dumps({"borgstack_swarm_managers": 2, "borgstack_node_data": ["postgresql"],
+                      "swarm_replicas": {"evolution_api": 2}})
+    run = run_site("borgstack-swarm-1", "--tags", "swarm", "-e", bad, json_output=True, timeout=600)
+    assert run.rc != 0 and run.changed == 0, run.output[-3000:]
+    messages = " ".join(f.message for f in run.failures)
+    assert all(f.play == "Validate every setting before anything changes" for f in run.failures), run.failures
+    for expected in ("swarm_managers is 2: an even number of managers",
+                     "postgresql is claimed by hosts borgstack-swarm-1, borgstack-swarm-2, borgstack-swarm-3",
+                     "swarm_replicas.evolution_api is 2: evolution_api must run exactly once"):
+        assert expected in messages, messages
+
+
+def test_a_host_that_cannot_reach_the_swarm_ports_is_refused_naming_it():
+    """swarm-1 (the first manager) drops swarm-3's packets to 2377/tcp for the length of one run: the swarm role's
+    pre-flight on swarm-3 stops the run naming the host and the ports to open."""
+    rule = ["INPUT", "-s", NODES["borgstack-swarm-3"], "-p", "tcp", "--dport", "2377", "-j", "DROP"]
+    sh("borgstack-swarm-1", "iptables", "-I", *rule)
+    try:
+        env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0"}
+        proc = subprocess.run(
+            ["ansible-playbook", str(PROJECT / "site.yml"), "-i", inventory(), "--limit",
+             "borgstack-swarm-1,borgstack-swarm-3", "--tags", "swarm", "-e", "swarm_preflight_timeout=3"],
+            cwd=PROJECT, capture_output=True, text=True, timeout=600, env=env, check=False)
+    finally:
+        sh("borgstack-swarm-1", "iptables", "-D", *rule)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-3000:]
+    assert ("Host borgstack-swarm-3 (198.51.100.49) cannot reach the first manager borgstack-swarm-1 at "
+            "198.51.100.47 on the swarm ports") in " ".join(output.split()), output[-3000:]
+    assert "Open 2377/tcp, 7946/tcp+udp and 4789/udp" in " ".join(output.split())
 
 
 def test_losing_the_leader_elects_another_and_it_rejoins():
