@@ -103,20 +103,24 @@ def test_overlay_carries_http_between_containers_on_two_nodes():
         subprocess.run([str(LAB), "load-images", node, IMAGE], check=True, capture_output=True, timeout=300)
     server = "borgstack-overlay-probe"
     sh("borgstack-swarm-2", "docker", "rm", "-f", server, check=False)
+    # This image's Python has no http package: a minimal HTTP/1.0 exchange over a plain socket.
     sh("borgstack-swarm-2", "docker", "run", "-d", "--name", server, "--network", NETWORK, IMAGE, "python3", "-c",
-       "import http.server as h\n"
-       "class H(h.BaseHTTPRequestHandler):\n"
-       " def do_GET(s):\n"
-       f"  s.send_response(200); s.end_headers(); s.wfile.write(b'{token}')\n"
-       "h.HTTPServer(('', 8080), H).serve_forever()")
+       "import socket\n"
+       "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('', 8080)); s.listen()\n"
+       "while True:\n"
+       " c, _ = s.accept(); c.recv(1024)\n"
+       f" c.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Length: 16\\r\\n\\r\\n{token}'); c.close()")
     try:
-        client = ("import sys, urllib.request\n"
-                  f"print(urllib.request.urlopen('http://{server}:8080/', timeout=3).read().decode())")
+        client = ("import socket\n"
+                  f"c = socket.create_connection(('{server}', 8080), timeout=5)\n"
+                  "c.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); data = b''\n"
+                  "while chunk := c.recv(1024): data += chunk\n"
+                  "print(data.decode().split('\\r\\n\\r\\n', 1)[1])")
         body = wait_for(
             "an HTTP answer from borgstack-swarm-2's container to borgstack-swarm-3's over the overlay",
             lambda: sh("borgstack-swarm-3", "docker", "run", "--rm", "--network", NETWORK, IMAGE, "python3", "-c",
                        client, check=False).stdout.strip() == token,
-            timeout=30, every=2)
+            timeout=60, every=2)
         assert body
         # The answer crossed nodes: the server runs on swarm-2 only.
         assert sh("borgstack-swarm-3", "docker", "ps", "-q", "--filter", f"name={server}").stdout.strip() == ""
