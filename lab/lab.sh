@@ -8,6 +8,11 @@
 #   lab/lab.sh create [NAME] [--os trixie|bookworm] [--ip N]   start a lab host
 #   lab/lab.sh reset [NAME] [--os ...] [--ip N]                destroy + create
 #   lab/lab.sh destroy [NAME]                                  remove it and its Docker data
+#   lab/lab.sh cluster create PREFIX --ip N [--count C] [--os ...]
+#                                                              C lab hosts PREFIX-1..C (default 3) at
+#                                                              N, N+1, ...: one public network, so
+#                                                              each reaches the others' swarm ports
+#   lab/lab.sh cluster destroy PREFIX [--count C]              remove PREFIX-1..C
 #   lab/lab.sh status [NAME]                                   state, OS, address, systemd
 #   lab/lab.sh load-images [NAME] IMAGE...                     copy images into its engine
 #   lab/lab.sh probe [NAME] PORT [--ipv6]                      TCP port open, closed
@@ -77,7 +82,7 @@ LAB_LOG_PREFIX=lab
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
-    sed -n '8,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '8,36p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # ---- Helpers -----------------------------------------------------------------------
@@ -464,6 +469,42 @@ cmd_address() {
     printf '%s\n' "$ip"
 }
 
+# A cluster: C lab hosts PREFIX-1..C on the public network at consecutive addresses. They share that network (a
+# bridge with inter-container traffic on), as the private network of a provider's VPSes does, so nothing but their
+# own firewalls stands between their swarm ports.
+cmd_cluster() {
+    local action=${1:-} prefix=${2:-} ip="" count=3 os=$DEFAULT_OS i n
+    (($# >= 2)) || die "usage: lab/lab.sh cluster create|destroy PREFIX [--ip N] [--count C] [--os OS]"
+    shift 2
+    while (($# > 0)); do
+        case "$1" in
+            --ip) ip=${2:?--ip needs a value}; shift 2 ;;
+            --count) count=${2:?--count needs a value}; shift 2 ;;
+            --os) os=${2:?--os needs a value}; shift 2 ;;
+            *) die "unknown cluster option '$1'" ;;
+        esac
+    done
+    [[ "$count" =~ ^[2-9]$ ]] || die "--count must be 2..9, got '$count'"
+    case "$action" in
+        create)
+            [[ -n "$ip" ]] || die "cluster create needs --ip N (the first host's address; the others follow)"
+            ip=${ip#"$PUBLIC_PREFIX."}
+            [[ "$ip" =~ ^[0-9]{1,3}$ ]] || die "--ip must be N or $PUBLIC_PREFIX.N, got '$ip'"
+            for ((i = 1; i <= count; i++)); do
+                n=$((10#$ip + i - 1))
+                cmd_create "$prefix-$i" "$os" "$n" >/dev/null
+                note "cluster member $prefix-$i at $PUBLIC_PREFIX.$n"
+            done
+            ;;
+        destroy)
+            for ((i = 1; i <= count; i++)); do
+                cmd_destroy "$prefix-$i"
+            done
+            ;;
+        *) die "cluster takes create or destroy, got '$action'" ;;
+    esac
+}
+
 # ---- Arguments ---------------------------------------------------------------------
 
 main() {
@@ -508,6 +549,9 @@ main() {
             name=${name:-$DEFAULT_NAME}
             [[ "$cmd" == reset ]] && cmd_destroy "$name"
             cmd_create "$name" "$os" "$ip"
+            ;;
+        cluster)
+            cmd_cluster "$@"
             ;;
         destroy | status | address)
             (($# <= 1)) || die "$cmd takes at most one NAME"

@@ -7,7 +7,8 @@
 #   4. unit tests (filters, modules) and integration tests against real PostgreSQL, Redis, Caddy
 #   5. molecule scenarios on disposable lab hosts: bootstrap (trixie + bookworm), stack (data + n8n + Caddy + drift),
 #      and beside them the PostgreSQL 15 -> 17 major upgrade on a lab host of its own (step upgrade)
-# Usage: scripts/test.sh [step...]   steps: setup images lint sanity unit integration molecule upgrade lab
+# Usage: scripts/test.sh [step...]   steps: setup images lint sanity unit integration molecule upgrade lab cluster
+#   (cluster: the three-host Docker Swarm scenario, molecule/cluster; only when asked for, not a default step)
 # The default is setup images lint sanity unit lab, where `lab` = integration + molecule + upgrade with the long stack
 # scenario in one lane and bootstrap -> upgrade -> integration in the other (each on its own lab host): the same tests
 # as running the three steps one after the other, in less wall time.
@@ -99,6 +100,9 @@ side_lane() {
 step_molecule() { side_lane bootstrap upgrade; }
 # Everything that needs lab hosts: the integration tests join the side lane after the upgrade test.
 step_lab() { side_lane bootstrap upgrade integration; }
+
+# Three lab hosts form a Docker Swarm (molecule/cluster). Not in the default steps: run alone, scripts/test.sh cluster.
+step_cluster() { molecule test -s cluster; }
 
 for s in "${steps[@]}"; do run_step "$s" "step_$s"; done
 printf '\n=== timings ===\n'

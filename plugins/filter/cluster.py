@@ -1,0 +1,164 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The cluster the inventory describes: which hosts form a Docker Swarm, which of them are managers, the node labels
+placement will read, and the firewall peers of each host - and everything wrong with that description.
+
+One host in the group: no cluster (``enabled`` false, no peers, no labels): today's single-server deployment.
+Two or more: a swarm. Each host's inventory variables say what it is:
+
+- ``borgstack_node_address``: the address the other hosts reach it at (advertise address); defaults to ansible_host.
+- ``borgstack_node_data``: the stateful services whose data lives on it (e.g. [postgresql, redis]).
+- ``borgstack_node_edge``: true on the public edge host(s), where Caddy will publish 80/443.
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Dict, List, Mapping
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.borgstack.stack.plugins.plugin_utils._filters import NamedFilters
+
+# The label prefix every BorgStack node label carries (placement constraints read node.labels.<prefix>.…).
+LABEL_PREFIX = "borgstack"
+# Swarm's own ports (Docker docs, "Use overlay networks"): cluster management, node gossip, VXLAN data path.
+SWARM_PORTS = ({"port": 2377, "proto": "tcp"}, {"port": 7946, "proto": "tcp"}, {"port": 7946, "proto": "udp"},
+               {"port": 4789, "proto": "udp"})
+
+
+def cluster_nodes(hosts: Any, hostvars: Any) -> Dict[str, Dict[str, Any]]:
+    """{host: {address, data, edge}} for the hosts of the group, read from their inventory variables."""
+    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+        raise AnsibleFilterError("cluster_nodes: expects the list of the group's host names (groups['borgstack'])")
+    nodes = {}
+    for host in hosts:
+        try:
+            hv = hostvars[host]
+        except KeyError as exc:
+            raise AnsibleFilterError(f"cluster_nodes: no variables for host {host!r}") from exc
+        address = hv.get("borgstack_node_address") or hv.get("ansible_host") or host
+        nodes[host] = {"address": address, "data": hv.get("borgstack_node_data", []),
+                       "edge": hv.get("borgstack_node_edge", False)}
+    return nodes
+
+
+def _nodes(filter_name: str, nodes: Any) -> Mapping[str, Mapping[str, Any]]:
+    if not isinstance(nodes, Mapping) or not all(isinstance(v, Mapping) for v in nodes.values()):
+        raise AnsibleFilterError(f"{filter_name}: expects {{host: {{address, data, edge}}}} (filter cluster_nodes)")
+    return nodes
+
+
+def _manager_count(nodes: Mapping[str, Any], managers: Any) -> int:
+    """0 = automatic: three managers from three hosts on (one loss tolerated), one below."""
+    if managers in (0, None, ""):
+        return 3 if len(nodes) >= 3 else 1
+    return managers
+
+
+def cluster_errors(nodes: Any, managers: Any = 0, stateful: Any = None, single_instance: Any = None,
+                   replicas: Any = None) -> List[str]:
+    """Everything wrong with the cluster the inventory describes, one message per problem naming the host or the
+    variable and the fix. Empty for a single host (no cluster: nothing here applies).
+
+    ``managers``: swarm_managers (0 = automatic); ``stateful``: the services whose data pins them to one host;
+    ``single_instance``: services that must never run twice; ``replicas``: {service: replicas asked for}."""
+    nodes = _nodes("cluster_errors", nodes)
+    if len(nodes) < 2:
+        return []
+    errors = []
+    if not isinstance(managers, int) or isinstance(managers, bool) or managers < 0:
+        return [f"swarm_managers must be 0 (automatic) or a positive odd number, found {managers!r}"]
+    count = _manager_count(nodes, managers)
+    if count % 2 == 0:
+        errors.append(f"swarm_managers is {count}: an even number of managers tolerates no more losses than one "
+                      f"fewer (Raft needs a majority); set it to {count - 1} or {count + 1}, or 0 for automatic")
+    elif count > len(nodes):
+        errors.append(f"swarm_managers is {count} but the group has {len(nodes)} hosts: set it to at most "
+                      f"{len(nodes) if len(nodes) % 2 else len(nodes) - 1}, or 0 for automatic")
+    stateful = list(stateful or [])
+    owners: Dict[str, List[str]] = {}
+    seen_addresses: Dict[str, str] = {}
+    for host, node in nodes.items():
+        address = node.get("address")
+        try:
+            ipaddress.ip_address(str(address))
+        except ValueError:
+            errors.append(f"host {host}: borgstack_node_address must be the IP address the other hosts reach it at "
+                          f"(its private network address where it has one), found {address!r}: set it in the "
+                          f"inventory for this host")
+        else:
+            if address in seen_addresses:
+                errors.append(f"hosts {seen_addresses[address]} and {host} share the address {address}: give each "
+                              f"host its own borgstack_node_address")
+            seen_addresses[str(address)] = host
+        data = node.get("data")
+        if not isinstance(data, list) or not all(isinstance(s, str) for s in data):
+            errors.append(f"host {host}: borgstack_node_data must be a list of service names, found {data!r}")
+            continue
+        for service in data:
+            if service not in stateful:
+                errors.append(f"host {host}: borgstack_node_data names {service!r}, which is not a stateful service "
+                              f"(one of: {', '.join(stateful)}): remove it or fix the spelling")
+            owners.setdefault(service, []).append(host)
+        if not isinstance(node.get("edge"), bool):
+            errors.append(f"host {host}: borgstack_node_edge must be true or false, found {node.get('edge')!r}")
+    if not any(isinstance(n.get("data"), list) and n.get("data") for n in nodes.values()):
+        errors.append(f"no host of the {len(nodes)}-host cluster carries data: set borgstack_node_data (e.g. "
+                      f"[{', '.join(stateful) or 'postgresql'}]) on the host whose disk holds the databases")
+    for service, hosts in owners.items():
+        if len(hosts) > 1:
+            errors.append(f"{service} is claimed by hosts {', '.join(hosts)} in borgstack_node_data: a stateful "
+                          f"service keeps its data on exactly one host; keep it on one of them")
+    if not any(n.get("edge") is True for n in nodes.values()):
+        errors.append("no host is a public edge: set borgstack_node_edge: true on the host(s) your DNS names point "
+                      "to (Caddy publishes 80/443 there)")
+    replicas = replicas or {}
+    if not isinstance(replicas, Mapping):
+        errors.append(f"swarm_replicas must be a dict {{service: replicas}}, found {replicas!r}")
+        replicas = {}
+    for service in single_instance or []:
+        asked = replicas.get(service, 1)
+        if asked != 1:
+            errors.append(f"swarm_replicas.{service} is {asked!r}: {service} must run exactly once (two processes "
+                          f"on one WhatsApp session corrupt it); set it to 1 or remove it")
+    return errors
+
+
+def cluster_plan(nodes: Any, managers: Any = 0) -> Dict[str, Any]:
+    """The swarm the inventory describes (call after cluster_errors found nothing):
+    ``enabled``, ``first_manager`` (initialises the swarm), ``managers``, ``workers`` (inventory order),
+    ``nodes.<host>.{address, role, labels}`` and ``peers.<host>`` (the other members' addresses, the only sources
+    the firewall lets reach the swarm ports). A single host: enabled false, nothing else."""
+    nodes = _nodes("cluster_plan", nodes)
+    if len(nodes) < 2:
+        return {"enabled": False, "first_manager": None, "managers": [], "workers": [], "nodes": {}, "peers": {}}
+    hosts = list(nodes)
+    count = _manager_count(nodes, managers)
+    managers_list, workers = hosts[:count], hosts[count:]
+    plan_nodes = {}
+    for host in hosts:
+        node = nodes[host]
+        data = node.get("data") or []
+        labels = {f"{LABEL_PREFIX}.data": str(bool(data)).lower(),
+                  f"{LABEL_PREFIX}.edge": str(node.get("edge") is True).lower()}
+        labels.update({f"{LABEL_PREFIX}.data.{service}": "true" for service in data})
+        plan_nodes[host] = {"address": str(node["address"]),
+                            "role": "manager" if host in managers_list else "worker", "labels": labels}
+    peers = {host: [plan_nodes[other]["address"] for other in hosts if other != host] for host in hosts}
+    return {"enabled": True, "first_manager": hosts[0], "managers": managers_list, "workers": workers,
+            "nodes": plan_nodes, "peers": peers}
+
+
+def cluster_firewall_rules(peers: Any, ports: Any = None) -> List[Dict[str, Any]]:
+    """The firewall rules that let the other cluster members (and only them) reach the swarm ports:
+    one {port, proto, from, comment} per peer address and port."""
+    if not isinstance(peers, list):
+        raise AnsibleFilterError(f"cluster_firewall_rules: expects a list of peer addresses, found {peers!r}")
+    return [{"port": p["port"], "proto": p["proto"], "from": str(peer), "comment": "Docker Swarm peer"}
+            for peer in peers for p in (ports or SWARM_PORTS)]
+
+
+class FilterModule(NamedFilters):
+    """Cluster (Docker Swarm) filters."""
+
+    FILTERS = (cluster_nodes, cluster_errors, cluster_plan, cluster_firewall_rules)

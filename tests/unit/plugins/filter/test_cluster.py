@@ -1,0 +1,130 @@
+"""Table-driven tests of the cluster filters: the inventory decides whether a swarm forms, its managers, labels and
+firewall peers, and bad cluster descriptions are refused naming the host or variable and the fix."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.borgstack.stack.plugins.filter import cluster
+from ansible_collections.borgstack.stack.plugins.filter.cluster import (cluster_errors, cluster_firewall_rules,
+                                                                        cluster_nodes, cluster_plan)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sidecar_doc import check_sidecar_doc  # pylint: disable=import-error,wrong-import-position  # noqa: E402
+
+STATEFUL = ["postgresql", "redis", "mongodb", "seaweedfs"]
+FILTER_DIR = Path(__file__).resolve().parents[4] / "plugins" / "filter"
+
+
+def node(address, data=(), edge=False):
+    return {"address": address, "data": list(data), "edge": edge}
+
+
+THREE = {"n1": node("10.0.0.1", ["postgresql", "redis"]), "n2": node("10.0.0.2", edge=True),
+         "n3": node("10.0.0.3", ["seaweedfs"])}
+
+
+def test_one_host_is_no_cluster_whatever_it_says():
+    single = {"solo": node("not-an-ip", ["nonsense"], edge="maybe")}
+    assert cluster_errors(single, 2, STATEFUL, ["evolution_api"], {"evolution_api": 3}) == []
+    assert cluster_plan(single) == {"enabled": False, "first_manager": None, "managers": [], "workers": [],
+                                    "nodes": {}, "peers": {}}
+
+
+def test_three_hosts_make_three_managers_with_labels_and_peers():
+    assert cluster_errors(THREE, 0, STATEFUL, ["evolution_api"], {}) == []
+    plan = cluster_plan(THREE)
+    assert plan["enabled"] and plan["first_manager"] == "n1"
+    assert plan["managers"] == ["n1", "n2", "n3"] and plan["workers"] == []
+    assert plan["nodes"]["n1"] == {"address": "10.0.0.1", "role": "manager",
+                                   "labels": {"borgstack.data": "true", "borgstack.edge": "false",
+                                              "borgstack.data.postgresql": "true", "borgstack.data.redis": "true"}}
+    assert plan["nodes"]["n2"]["labels"] == {"borgstack.data": "false", "borgstack.edge": "true"}
+    assert plan["peers"] == {"n1": ["10.0.0.2", "10.0.0.3"], "n2": ["10.0.0.1", "10.0.0.3"],
+                             "n3": ["10.0.0.1", "10.0.0.2"]}
+
+
+@pytest.mark.parametrize(("count", "managers", "workers"), [
+    (2, 0, ["h0"]), (3, 0, ["h0", "h1", "h2"]), (5, 0, ["h0", "h1", "h2"]), (5, 5, ["h0", "h1", "h2", "h3", "h4"]),
+    (4, 1, ["h0"]),
+])
+def test_managers_are_the_first_hosts_three_from_three_on(count, managers, workers):
+    nodes = {f"h{i}": node(f"10.0.0.{i + 1}", ["postgresql"] if i == 0 else [], edge=i == 0) for i in range(count)}
+    assert cluster_errors(nodes, managers, STATEFUL) == []
+    plan = cluster_plan(nodes, managers)
+    assert plan["managers"] == workers
+    assert plan["workers"] == [h for h in nodes if h not in workers]
+    assert all(plan["nodes"][h]["role"] == ("manager" if h in workers else "worker") for h in nodes)
+
+
+BAD = [
+    ("no data label", {"a": node("10.0.0.1", edge=True), "b": node("10.0.0.2")}, {},
+     "no host of the 2-host cluster carries data: set borgstack_node_data (e.g. [postgresql, redis, mongodb, "
+     "seaweedfs]) on the host whose disk holds the databases"),
+    ("same stateful service twice", {"a": node("10.0.0.1", ["postgresql"], True), "b": node("10.0.0.2", ["postgresql"])},
+     {}, "postgresql is claimed by hosts a, b in borgstack_node_data: a stateful service keeps its data on exactly "
+     "one host; keep it on one of them"),
+    ("even managers", THREE, {"managers": 2},
+     "swarm_managers is 2: an even number of managers tolerates no more losses than one fewer (Raft needs a "
+     "majority); set it to 1 or 3, or 0 for automatic"),
+    ("more managers than hosts", THREE, {"managers": 5},
+     "swarm_managers is 5 but the group has 3 hosts: set it to at most 3, or 0 for automatic"),
+    ("negative managers", THREE, {"managers": -1}, "swarm_managers must be 0 (automatic) or a positive odd number, "
+     "found -1"),
+    ("evolution twice", THREE, {"replicas": {"evolution_api": 2}},
+     "swarm_replicas.evolution_api is 2: evolution_api must run exactly once (two processes on one WhatsApp session "
+     "corrupt it); set it to 1 or remove it"),
+    ("address not an IP", {**THREE, "n2": node("n2.example.com", edge=True)}, {},
+     "host n2: borgstack_node_address must be the IP address the other hosts reach it at (its private network "
+     "address where it has one), found 'n2.example.com': set it in the inventory for this host"),
+    ("shared address", {**THREE, "n3": node("10.0.0.1")}, {},
+     "hosts n1 and n3 share the address 10.0.0.1: give each host its own borgstack_node_address"),
+    ("unknown data service", {**THREE, "n3": node("10.0.0.3", ["postgres"])}, {},
+     "host n3: borgstack_node_data names 'postgres', which is not a stateful service (one of: postgresql, redis, "
+     "mongodb, seaweedfs): remove it or fix the spelling"),
+    ("data not a list", {**THREE, "n3": node("10.0.0.3") | {"data": "seaweedfs"}}, {},
+     "host n3: borgstack_node_data must be a list of service names, found 'seaweedfs'"),
+    ("no edge", {**THREE, "n2": node("10.0.0.2")}, {},
+     "no host is a public edge: set borgstack_node_edge: true on the host(s) your DNS names point to (Caddy "
+     "publishes 80/443 there)"),
+    ("edge not a bool", {**THREE, "n3": node("10.0.0.3", edge="yes")}, {},
+     "host n3: borgstack_node_edge must be true or false, found 'yes'"),
+]
+
+
+@pytest.mark.parametrize(("case", "nodes", "options", "message"), BAD, ids=[b[0] for b in BAD])
+def test_bad_clusters_are_refused_naming_host_or_variable_and_fix(case, nodes, options, message):
+    errors = cluster_errors(nodes, options.get("managers", 0), STATEFUL, ["evolution_api"], options.get("replicas"))
+    assert errors == [message], case
+
+
+def test_one_replica_of_a_single_instance_service_is_fine_and_others_may_scale():
+    assert cluster_errors(THREE, 0, STATEFUL, ["evolution_api"], {"evolution_api": 1, "n8n": 4}) == []
+
+
+def test_firewall_rules_open_the_swarm_ports_to_each_peer_only():
+    rules = cluster_firewall_rules(["10.0.0.2", "10.0.0.3"])
+    assert [(r["from"], r["port"], r["proto"]) for r in rules] == [
+        (peer, port, proto) for peer in ["10.0.0.2", "10.0.0.3"]
+        for port, proto in [(2377, "tcp"), (7946, "tcp"), (7946, "udp"), (4789, "udp")]]
+    assert cluster_firewall_rules([]) == []
+    with pytest.raises(AnsibleFilterError):
+        cluster_firewall_rules("10.0.0.2")
+
+
+def test_nodes_read_the_inventory_with_defaults():
+    hostvars = {"a": {"ansible_host": "10.0.0.1", "borgstack_node_data": ["redis"], "borgstack_node_edge": True},
+                "b": {"ansible_host": "b.example", "borgstack_node_address": "10.0.0.2"}}
+    assert cluster_nodes(["a", "b"], hostvars) == {"a": node("10.0.0.1", ["redis"], True), "b": node("10.0.0.2")}
+    with pytest.raises(AnsibleFilterError):
+        cluster_nodes(["c"], hostvars)
+    with pytest.raises(AnsibleFilterError):
+        cluster_plan(["a"])
+
+
+@pytest.mark.parametrize("name", ["cluster_nodes", "cluster_errors", "cluster_plan", "cluster_firewall_rules"])
+def test_sidecar_docs(name):
+    check_sidecar_doc(getattr(cluster, name), FILTER_DIR / f"{name}.yml")
