@@ -107,7 +107,7 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("roles/n8n/tasks/workflows.yml", "Show what changed in the workflows"): (
         "shows the install script's list of actions, which holds credential and workflow ids and names only "
         "(roles/n8n/files/workflows_sync.js); the operator needs it to see which workflow was replaced"),
-    ("roles/evolution_api/tasks/instance.yml", "Fail when the instance could not be created"): (
+    ("roles/evolution_api/tasks/instance.yml", "Fail when an instance could not be created"): (
         "reads only rc and stderr of the instance script, which writes the failing step and Evolution's answer and "
         "never the API key (roles/evolution_api/files/instance.js); no_log would hide why the creation failed"),
 }
