@@ -49,12 +49,18 @@ NUMBER_FOUND = r"""((step, body, number) => {
   if (step === 'inbox') {
     const list = Array.isArray(body.payload) ? body.payload : [];
     const found = list.find((i) => i.name === number.inbox);
-    if (!found) return { error: `Chatwoot has no inbox named "${number.inbox}" (borgstack_customer_service.numbers, instance ${number.instance}): run the play, which creates it` };
+    if (!found) {
+      return { error: `Chatwoot has no inbox named "${number.inbox}" (borgstack_customer_service.numbers, `
+        + `instance ${number.instance}): run the play, which creates it` };
+    }
     return { state: { inboxId: Number(found.id) }, next: number.team ? 'team' : 'search' };
   }
   const list = Array.isArray(body) ? body : (Array.isArray(body.payload) ? body.payload : []);
   const found = list.find((t) => String(t.name).toLowerCase() === String(number.team).toLowerCase());
-  if (!found) return { error: `Chatwoot has no team named "${number.team}" (borgstack_customer_service.numbers, instance ${number.instance}): run the play, which creates it` };
+  if (!found) {
+    return { error: `Chatwoot has no team named "${number.team}" (borgstack_customer_service.numbers, `
+      + `instance ${number.instance}): run the play, which creates it` };
+  }
   return { state: { teamId: Number(found.id) }, next: 'search' };
 })"""
 NUMBER_SNIPPETS = {"@@route_number@@": ROUTE_NUMBER, "@@reply_number@@": REPLY_NUMBER, "@@number_found@@": NUMBER_FOUND}

@@ -5,12 +5,13 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.borgstack.stack.plugins.filter import whatsapp_numbers as module
-from ansible_collections.borgstack.stack.plugins.filter.whatsapp_numbers import (whatsapp_number_errors,
-                                                                                whatsapp_numbers)
+from ansible_collections.borgstack.stack.plugins.filter.whatsapp_numbers import whatsapp_number_errors
+from ansible_collections.borgstack.stack.plugins.filter.whatsapp_numbers import whatsapp_numbers
 
 BASE = {"instance": "principal", "chatwoot_account_id": 1, "chatwoot_inbox_id": 1}
-TWO = {**BASE, "teams": ["Vendas"], "numbers": [{"instance": "principal", "inbox": "WhatsApp"},
-                                                 {"instance": "vendas", "inbox": "Vendas", "team": "Vendas"}]}
+TWO = {**BASE, "teams": ["Vendas"],
+       "numbers": [{"instance": "principal", "inbox": "WhatsApp"},
+                   {"instance": "vendas", "inbox": "Vendas", "team": "Vendas"}]}
 
 
 def test_no_list_is_todays_single_number():
@@ -86,8 +87,8 @@ def test_team_is_optional_and_matched_ignoring_case():
 
 
 def test_every_problem_is_reported_at_once():
-    errors = whatsapp_number_errors(numbers({"instance": "a b", "inbox": ""}, {"instance": "c", "inbox": "C",
-                                                                             "team": "X"}))
+    errors = whatsapp_number_errors(numbers({"instance": "a b", "inbox": ""},
+                                            {"instance": "c", "inbox": "C", "team": "X"}))
     assert len(errors) == 3
 
 
