@@ -12,7 +12,7 @@ import sys
 import uuid
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "roles" / "n8n" / "files" / "workflows"
-VERSION = 2
+VERSION = 3
 DEBUG = bool(os.environ.get("WF_DEBUG"))
 NS = uuid.UUID("6f1d3c1e-5b7a-4c1e-9a43-b0a6b0a6b0a6")
 CRED = {
@@ -30,6 +30,48 @@ def node(wf, name, type_, version, params, pos, **extra):
     return n
 
 
+# ---------------------------------------------------------------- Several WhatsApp numbers
+# @@numbers@@ (filled in by roles/n8n/files/workflows_sync.js) is the list of numbers, the default one first:
+# [{instance, inbox, inbox_id, team}] (plugins/filter/whatsapp_numbers.py). A number's inbox_id is null when Chatwoot
+# gave its inbox the id (every number after the first): the workflows find it by name. Messages and replies never
+# cross: an event of an instance that is not listed is dropped, a reply leaves through the instance of its inbox.
+ROUTE_NUMBER = r"""((instance) => (@@numbers@@).find((n) => n.instance === instance) ?? null)"""
+REPLY_NUMBER = r"""((body) => {
+  const numbers = @@numbers@@;
+  const id = body.conversation?.inbox_id ?? body.inbox?.id;
+  if (id === undefined || id === null) return numbers[0];
+  return numbers.find((n) => (n.inbox_id !== null && n.inbox_id !== undefined
+    ? Number(n.inbox_id) === Number(id) : body.inbox?.name !== undefined && n.inbox === body.inbox.name)) ?? null;
+})"""
+# After GET /inboxes (payload: [{id, name, ...}]) or GET /teams ([{id, name, ...}], names kept in lower case by
+# Chatwoot): the number's inbox id / team id, or why the message cannot be delivered.
+NUMBER_FOUND = r"""((step, body, number) => {
+  if (step === 'inbox') {
+    const list = Array.isArray(body.payload) ? body.payload : [];
+    const found = list.find((i) => i.name === number.inbox);
+    if (!found) {
+      return { error: `Chatwoot has no inbox named "${number.inbox}" (borgstack_customer_service.numbers, `
+        + `instance ${number.instance}): run the play, which creates it` };
+    }
+    return { state: { inboxId: Number(found.id) }, next: number.team ? 'team' : 'search' };
+  }
+  const list = Array.isArray(body) ? body : (Array.isArray(body.payload) ? body.payload : []);
+  const found = list.find((t) => String(t.name).toLowerCase() === String(number.team).toLowerCase());
+  if (!found) {
+    return { error: `Chatwoot has no team named "${number.team}" (borgstack_customer_service.numbers, `
+      + `instance ${number.instance}): run the play, which creates it` };
+  }
+  return { state: { teamId: Number(found.id) }, next: 'search' };
+})"""
+NUMBER_SNIPPETS = {"@@route_number@@": ROUTE_NUMBER, "@@reply_number@@": REPLY_NUMBER, "@@number_found@@": NUMBER_FOUND}
+START_NUMBER = r"""
+// The first step for the event's number: its inbox by name (when Chatwoot gave it its id), its team, the contact.
+const number = $('Route event').first().json.number;
+const known = number.inbox_id !== null && number.inbox_id !== undefined;
+const state = known ? { inboxId: Number(number.inbox_id) } : {};
+return [{ json: { state, step: known ? (number.team ? 'team' : 'search') : 'inbox', attempt: 0 } }];
+"""
+
 # Media limits. Incoming (WhatsApp -> Chatwoot): Chatwoot's attachment limit, 40 MB (app/models/attachment.rb
 # validate_file_size; the dashboard's MAXIMUM_FILE_UPLOAD_SIZE): a bigger file is not downloaded, the agents get a
 # note. Outgoing (Chatwoot -> WhatsApp): WhatsApp's documented limits per media type (WhatsApp Business Platform,
@@ -42,7 +84,7 @@ MEDIA_NOUNS = {"imageMessage": "imagem", "videoMessage": "vídeo", "audioMessage
 MEDIA_ARTICLES = {"imageMessage": "uma imagem", "videoMessage": "um vídeo", "audioMessage": "um áudio",
                   "documentMessage": "um documento", "stickerMessage": "uma figurinha", "ptvMessage": "um vídeo",
                   "image": "a imagem", "video": "o vídeo", "audio": "o áudio", "document": "o documento"}
-CONSTANTS = {"@@media_limit_in@@": str(MEDIA_LIMIT_IN), "@@whatsapp_limits@@": json.dumps(WHATSAPP_LIMITS),
+CONSTANTS = {**NUMBER_SNIPPETS, "@@media_limit_in@@": str(MEDIA_LIMIT_IN), "@@whatsapp_limits@@": json.dumps(WHATSAPP_LIMITS),
              "@@media_nouns@@": json.dumps(MEDIA_NOUNS, ensure_ascii=False),
              "@@media_articles@@": json.dumps(MEDIA_ARTICLES, ensure_ascii=False)}
 
@@ -223,6 +265,10 @@ if (event === 'messages.update') {
     from_me: Boolean(data.fromMe ?? data.key?.fromMe), status: String(data.status) } } }];
 }
 if (event !== 'messages.upsert') return [];
+// Several numbers: an instance that is not one of them is no customer number of this stack (Route number).
+const routed = (@@route_number@@)(body.instance);
+if (!routed) return [];
+base.number = routed;
 const key = data.key ?? {};
 if (key.fromMe === true) return [];
 const jid = String(key.remoteJid ?? '');
@@ -269,15 +315,17 @@ PLAN_CHATWOOT = r"""
 // One step of the delivery to Chatwoot, built from the event (Route event) and what earlier steps found.
 const event = $('Route event').first().json;
 const m = event.message;
-const cfg = { account: '@@chatwoot_account_id@@', inbox: Number('@@chatwoot_inbox_id@@'), url: '@@chatwoot_url@@' };
 const prev = $json.state ? $json : { state: {}, step: 'search', attempt: 0 };
 const state = { ...prev.state };
+const cfg = { account: '@@chatwoot_account_id@@', inbox: Number(state.inboxId ?? '@@chatwoot_inbox_id@@'), url: '@@chatwoot_url@@' };
 let step = prev.step;
 const attempt = $json.next === 'retry' ? $json.attempt : 0;
 const identifier = `whatsapp:${m.number}`;
 const api = `/api/v1/accounts/${cfg.account}`;
 let request;
-if (step === 'search' || step === 'search_again') {
+if (step === 'inbox' || step === 'team') {
+  request = { method: 'GET', path: `${api}/${step === 'inbox' ? 'inboxes' : 'teams'}` };
+} else if (step === 'search' || step === 'search_again') {
   request = { method: 'GET', path: `${api}/contacts/search?q=${encodeURIComponent(m.number)}` };
 } else if (step === 'create_contact') {
   request = { method: 'POST', path: `${api}/contacts`, acceptStatus: [422], body: {
@@ -292,6 +340,7 @@ if (step === 'search' || step === 'search_again') {
   } };
   // The contact's link to the inbox, when Chatwoot told us (else Chatwoot makes one from contact_id + inbox_id).
   if (state.sourceId) request.body.source_id = state.sourceId;
+  if (state.teamId) request.body.team_id = state.teamId;
 } else if (step === 'download') {
   // The file of a WhatsApp media message, through Evolution API (it downloads and decrypts it from WhatsApp).
   const path = `/chat/getBase64FromMediaMessage/${encodeURIComponent(event.instance ?? '@@evolution_instance@@')}`;
@@ -324,9 +373,9 @@ ADVANCE_CHATWOOT = r"""
 // After a successful answer: take what it says and pick the next step (or finish).
 const event = $('Route event').first().json;
 const m = event.message;
-const inbox = Number('@@chatwoot_inbox_id@@');
 const { step, last } = $json;
 const state = { ...$json.state };
+const inbox = Number(state.inboxId ?? '@@chatwoot_inbox_id@@');
 const body = last.body ?? {};
 const identifier = `whatsapp:${m.number}`;
 const unwrap = (value) => value?.payload?.contact ?? value?.payload ?? value?.contact ?? value;
@@ -338,7 +387,12 @@ const tooBigNote = (size) => {
     + 'Peça ao cliente que envie um arquivo menor ou um link.';
 };
 let next;
-if (step === 'search' || step === 'search_again') {
+if (step === 'inbox' || step === 'team') {
+  const found = (@@number_found@@)(step, body, event.number);
+  if (found.error) return [{ json: { ...$json, next: 'failed', error: found.error } }];
+  Object.assign(state, found.state);
+  next = found.next;
+} else if (step === 'search' || step === 'search_again') {
   const list = Array.isArray(body.payload) ? body.payload : [];
   const found = list.find((c) => c.identifier === identifier) ?? list.find((c) => c.phone_number === `+${m.number}`);
   if (found) {
@@ -471,7 +525,7 @@ nodes += [
     code(WF1, "Lock taken", LOCK_TAKEN, (880, 0)),
     switch(WF1, "Lock", 2, "$json.next === 'go' ? 0 : 1", (1100, 0)),
     wait(WF1, "Lock wait", "0.5", (1100, 200)),
-    code(WF1, "Start", "return [{ json: { state: {}, step: 'search', attempt: 0 } }];", (1320, 0)),
+    code(WF1, "Start", START_NUMBER, (1320, 0)),
     code(WF1, "Advance", ADVANCE_CHATWOOT, (2440, -200)),
     switch(WF1, "Next", 3, "({call: 0, done: 1, failed: 2})[$json.next]", (2660, -200)),
     redis(WF1, "Release lock", "delete", "'borgstack:cs:lock:' + $('Route event').first().json.message.number", (2880, -200)),
@@ -513,9 +567,8 @@ if (body.event !== 'message_created') return [];
 const type = body.message_type;
 if (!(type === 'outgoing' || type === 1)) return [];
 if (body.private === true || body.private === 'true') return [];
-const inbox = Number('@@chatwoot_inbox_id@@');
-const inboxId = body.conversation?.inbox_id ?? body.inbox?.id;
-if (inboxId !== undefined && Number(inboxId) !== inbox) return [];
+const routed = (@@reply_number@@)(body);
+if (!routed) return [];
 const contact = body.contact ?? body.conversation?.meta?.sender ?? {};
 let number = String(contact.phone_number ?? '').replace(/\D/g, '');
 if (!number && String(contact.identifier ?? '').startsWith('whatsapp:')) number = contact.identifier.slice(9).replace(/\D/g, '');
@@ -540,7 +593,8 @@ const captioned = sends.find((f) => f.kind !== 'audio');
 if (text && captioned) captioned.caption = text;
 if (text && !captioned) sends.unshift({ kind: 'text', text });
 const conversationId = body.conversation?.id ?? null;
-return [{ json: { payload: body, reply: { number, text, sends, conversationId, accountId: body.account?.id ?? null } } }];
+return [{ json: { payload: body, reply: { number, text, sends, conversationId, accountId: body.account?.id ?? null,
+  instance: routed.instance } } }];
 """
 PLAN_EVOLUTION = r"""
 // One request of the agent's reply (the same again on a retry): sendText, or per file: fetch it from Chatwoot, then
@@ -550,7 +604,7 @@ const prev = $json.state ? $json : { state: { index: 0, phase: 'send' }, step: '
 const state = { ...prev.state };
 const attempt = $json.next === 'retry' ? $json.attempt : 0;
 const item = reply.sends[state.index];
-const instance = encodeURIComponent('@@evolution_instance@@');
+const instance = encodeURIComponent(reply.instance ?? '@@evolution_instance@@');
 let request;
 let step = `${state.phase}:${item.kind}`;
 if (item.kind === 'text') {

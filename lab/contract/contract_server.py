@@ -356,7 +356,8 @@ def chatwoot_message_created(content: str, *, message_type: str = "outgoing", pr
                              account_name: str = "BorgStack", contact: dict[str, Any] | None = None,
                              conversation_status: str = "open", source_id: str | None = None,
                              sender: dict[str, Any] | None = None,
-                             attachments: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                             attachments: list[dict[str, Any]] | None = None,
+                             inbox_name: str = "WhatsApp") -> dict[str, Any]:
     """The body Chatwoot 4.6 POSTs to an account webhook subscribed to ``message_created``.
 
     Message#webhook_data merged with ``event`` (WebhookListener#message_created); see chatwoot.json
@@ -386,7 +387,7 @@ def chatwoot_message_created(content: str, *, message_type: str = "outgoing", pr
         "conversation": _conversation_webhook(conv, contact, [msg], account),
         "created_at": iso_now(),
         "id": message_id,
-        "inbox": {"id": inbox_id, "name": "WhatsApp"},
+        "inbox": {"id": inbox_id, "name": inbox_name},  # Inbox#webhook_data
         "message_type": message_type,
         "private": private,
         "sender": sender,
@@ -398,6 +399,12 @@ def chatwoot_message_created(content: str, *, message_type: str = "outgoing", pr
 
 
 # ---- State --------------------------------------------------------------------------------------------------
+
+
+def _id_names(spec: str) -> list[tuple[int, str]]:
+    """'1:WhatsApp,2:Vendas' -> [(1, 'WhatsApp'), (2, 'Vendas')]."""
+    pairs = [item.split(":", 1) for item in spec.split(",") if item]
+    return [(int(key), name) for key, name in pairs]
 
 
 class Contract:
@@ -417,6 +424,13 @@ class Contract:
         self.account_id = int(env.get("CHATWOOT_ACCOUNT_ID") or 1)
         self.inbox_id = int(env.get("CHATWOOT_INBOX_ID") or 1)
         self.instance = env.get("EVOLUTION_INSTANCE") or "principal"
+        # Several WhatsApp numbers: EVOLUTION_INSTANCES "principal,vendas" (the first is self.instance),
+        # CHATWOOT_INBOXES "1:WhatsApp,2:Vendas" (the first is self.inbox_id), CHATWOOT_TEAMS "1:vendas".
+        self.instances = [n for n in (env.get("EVOLUTION_INSTANCES") or self.instance).split(",") if n]
+        self.instance = self.instances[0]
+        self.inbox_names = dict(_id_names(env.get("CHATWOOT_INBOXES") or f"{self.inbox_id}:WhatsApp"))
+        self.inbox_id = next(iter(self.inbox_names))
+        self.teams = dict(_id_names(env.get("CHATWOOT_TEAMS") or ""))
         self.webhook_url = env.get("CHATWOOT_WEBHOOK_URL") or ""
         # Chatwoot builds an attachment's data_url from FRONTEND_URL (its public address), not the internal one.
         self.frontend_url = (env.get("CHATWOOT_FRONTEND_URL") or "https://chatwoot.lab.borgstack.test").rstrip("/")
@@ -549,19 +563,20 @@ class Contract:
     def find_conversation(self, display_id: int) -> dict[str, Any] | None:
         return next((c for c in self.conversations if c["display_id"] == display_id), None)
 
-    def inbox(self) -> dict[str, Any]:
-        return {"id": self.inbox_id, "avatar_url": "", "channel_id": 1, "name": "WhatsApp",
+    def inbox(self, inbox_id: int | None = None) -> dict[str, Any]:
+        inbox_id = self.inbox_id if inbox_id is None else inbox_id
+        return {"id": inbox_id, "avatar_url": "", "channel_id": inbox_id, "name": self.inbox_names[inbox_id],
                 "channel_type": "Channel::Api", "greeting_enabled": False, "greeting_message": None,
                 "working_hours_enabled": False, "enable_email_collect": True, "csat_survey_enabled": False,
                 "enable_auto_assignment": True, "out_of_office_message": None, "working_hours": [],
                 "timezone": "UTC", "callback_webhook_url": None, "allow_messages_after_resolved": True,
                 "lock_to_single_conversation": False, "sender_name_type": "friendly", "business_name": None,
-                "webhook_url": "", "inbox_identifier": "borgstack-lab-inbox", "additional_attributes": {},
+                "webhook_url": "", "inbox_identifier": f"borgstack-lab-inbox-{inbox_id}", "additional_attributes": {},
                 "provider": None}
 
     def contact_view(self, contact: dict[str, Any]) -> dict[str, Any]:
         """api/v1/models/_contact.json.jbuilder with contact inboxes (the /contacts endpoints)."""
-        inboxes = [{"source_id": ci["source_id"], "inbox": self.inbox()} for ci in contact["contact_inboxes"]]
+        inboxes = [{"source_id": ci["source_id"], "inbox": self.inbox(ci["inbox_id"])} for ci in contact["contact_inboxes"]]
         return {
             "additional_attributes": contact.get("additional_attributes", {}),
             "availability_status": "offline",
@@ -629,7 +644,8 @@ class Contract:
             conversation_id=conv["display_id"], inbox_id=conv["inbox_id"], account_id=self.account_id,
             contact=contact, conversation_status=conv["status"], source_id=msg.get("source_id"),
             sender=_contact_webhook(contact, self.account) if msg["message_type"] == "incoming"
-            else _user_webhook(AGENT), attachments=msg.get("attachments_push"))
+            else _user_webhook(AGENT), attachments=msg.get("attachments_push"),
+            inbox_name=self.inbox_names.get(conv["inbox_id"], "WhatsApp"))
         payload["conversation"] = _conversation_webhook(
             conv, contact, [m for m in self.messages if m["conversation_display_id"] == conv["display_id"]],
             self.account)
@@ -702,7 +718,7 @@ class Evolution:
 
     def handle(self, op: dict[str, Any], params: dict[str, str], headers: Any, body: Any, query: dict[str, Any]
                ) -> tuple[int, Any]:
-        if "instance" in params and params["instance"] != self.c.instance:
+        if "instance" in params and params["instance"] not in self.c.instances:
             raise self.error(404, "Not Found", [f'The "{params["instance"]}" instance does not exist'],
                              "unknown instance")
         if op.get("auth", True):
@@ -736,7 +752,7 @@ class Evolution:
 
     def connection_state(self, params, body, query):
         # A closed session still answers 200: instance.controller.ts connectionState reports the state, it does not fail.
-        return 200, {"instance": {"instanceName": self.c.instance, "state": self.c.session_state}}
+        return 200, {"instance": {"instanceName": params["instance"], "state": self.c.session_state}}
 
     def send_text(self, params, body, query):
         if not body["text"].strip():
@@ -760,7 +776,7 @@ class Evolution:
             "source": "unknown",
         }
         with self.c.lock:
-            self.c.sent.append({"number": number, "text": body["text"], "delay": body.get("delay"),
+            self.c.sent.append({"instance": params["instance"], "number": number, "text": body["text"], "delay": body.get("delay"),
                                 "at": time.time(), "response": sent})
         return 201, sent
 
@@ -806,7 +822,7 @@ class Evolution:
             content["caption"] = body["caption"]
         sent = self._sent_message(body["number"], {f"{mediatype}Message": content}, f"{mediatype}Message")
         with self.c.lock:
-            self.c.sent.append({"number": body["number"], "kind": "media", "mediatype": mediatype,
+            self.c.sent.append({"instance": params["instance"], "number": body["number"], "kind": "media", "mediatype": mediatype,
                                 "mimetype": mimetype, "fileName": file_name, "caption": body.get("caption"),
                                 "size": len(data), "sha256": sha256(data), "at": time.time(), "response": sent})
         return 201, sent
@@ -821,7 +837,7 @@ class Evolution:
             "url": "https://mmg.whatsapp.net/lab", "mimetype": "audio/ogg; codecs=opus", "ptt": True,
             "fileLength": str(len(data))}}, "audioMessage")
         with self.c.lock:
-            self.c.sent.append({"number": body["number"], "kind": "audio", "mediatype": "audio",
+            self.c.sent.append({"instance": params["instance"], "number": body["number"], "kind": "audio", "mediatype": "audio",
                                 "mimetype": "audio/ogg; codecs=opus", "encoding": body.get("encoding", True),
                                 "size": len(data), "sha256": sha256(data), "at": time.time(), "response": sent})
         return 201, sent
@@ -947,7 +963,11 @@ class Chatwoot:
                                    "auto_offline": True, "custom_role_id": None, "custom_role": None}]}
 
     def inboxes(self, params, body, query):
-        return 200, {"payload": [self.c.inbox()]}
+        return 200, {"payload": [self.c.inbox(inbox_id) for inbox_id in self.c.inbox_names]}
+
+    def teams(self, params, body, query):
+        return 200, [{"id": team_id, "name": name, "description": "", "allow_auto_assign": True,
+                      "account_id": self.c.account_id, "is_member": False} for team_id, name in self.c.teams.items()]
 
     def contact_create(self, params, body, query):
         errors = []
@@ -964,7 +984,7 @@ class Chatwoot:
             errors.append(("email", "is invalid"))
         if errors:
             raise self.record_invalid(errors)
-        if int(body["inbox_id"]) != self.c.inbox_id:
+        if int(body["inbox_id"]) not in self.c.inbox_names:
             raise self.resource_not_found()
         now = int(time.time())
         contact = {"id": self.c.new_id("contact"), "name": body.get("name") or "", "email": email,
@@ -972,12 +992,13 @@ class Chatwoot:
                    "additional_attributes": body.get("additional_attributes") or {},
                    "custom_attributes": body.get("custom_attributes") or {}, "blocked": bool(body.get("blocked")),
                    "created_at": now, "last_activity_at": None, "contact_inboxes": []}
-        contact_inbox = {"id": self.c.new_id("contact_inbox"), "inbox_id": self.c.inbox_id,
+        contact_inbox = {"id": self.c.new_id("contact_inbox"), "inbox_id": int(body["inbox_id"]),
                          "source_id": body.get("source_id") or str(uuid.uuid4())}
         contact["contact_inboxes"].append(contact_inbox)
         self.c.contacts.append(contact)
         return 200, {"payload": {"contact": self.c.contact_view(contact),
-                                 "contact_inbox": {"inbox": self.c.inbox(), "source_id": contact_inbox["source_id"]}}}
+                                 "contact_inbox": {"inbox": self.c.inbox(contact_inbox["inbox_id"]),
+                                                   "source_id": contact_inbox["source_id"]}}}
 
     def contact_search(self, params, body, query):
         q = (query.get("q") or [""])[0].strip()
@@ -1014,16 +1035,17 @@ class Chatwoot:
         contact_id, inbox_id = body.get("contact_id"), body.get("inbox_id")
         if contact_id is not None and inbox_id is not None:
             contact = self.c.find_contact(int(contact_id))
-            if not contact or int(inbox_id) != self.c.inbox_id:
+            if not contact or int(inbox_id) not in self.c.inbox_names:
                 raise self.resource_not_found()
             source_id = body.get("source_id")
-            contact_inbox = next((ci for ci in contact["contact_inboxes"]
-                                  if source_id is None or ci["source_id"] == source_id), None)
+            # ContactInboxBuilder: the contact's link to this inbox (another inbox's link is not reused).
+            contact_inbox = next((ci for ci in contact["contact_inboxes"] if ci["inbox_id"] == int(inbox_id)
+                                  and (source_id is None or ci["source_id"] == source_id)), None)
             if contact_inbox is None:
                 if any(ci["source_id"] == source_id for c in self.c.contacts for ci in c["contact_inboxes"]):
                     raise Reply(422, {"error": "source_id should be unique"}, "source_id taken", rejected=False)
-                contact_inbox = {"id": self.c.new_id("contact_inbox"), "inbox_id": self.c.inbox_id,
-                                 "source_id": source_id}
+                contact_inbox = {"id": self.c.new_id("contact_inbox"), "inbox_id": int(inbox_id),
+                                 "source_id": source_id or str(uuid.uuid4())}
                 contact["contact_inboxes"].append(contact_inbox)
         else:
             found = [(c, ci) for c in self.c.contacts for ci in c["contact_inboxes"]
@@ -1034,7 +1056,8 @@ class Chatwoot:
         now = int(time.time())
         display_id = self.c.new_id("conversation")
         conv = {"id": display_id, "display_id": display_id, "uuid": str(uuid.uuid4()),
-                "account_id": self.c.account_id, "inbox_id": self.c.inbox_id, "contact_id": contact["id"],
+                "account_id": self.c.account_id, "inbox_id": contact_inbox["inbox_id"], "contact_id": contact["id"],
+                "team_id": body.get("team_id"),
                 "contact_inbox_id": contact_inbox["id"], "source_id": contact_inbox["source_id"],
                 "status": body.get("status") or "open",
                 "custom_attributes": body.get("custom_attributes") or {},

@@ -28,6 +28,7 @@ request goes in on stdin, so no secret is on a command line. The secrets reach t
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -47,7 +48,7 @@ from contract_server import (  # noqa: E402,F401  (re-exported for the tests)
 __all__ = ["ALIASES", "IMAGE", "NAME", "NETWORK", "Contract", "ContractError", "chatwoot_message_created",
            "evolution_messages_update", "evolution_messages_upsert", "load_image", "post_to_n8n", "stale_sources", "start",
            "stop"]
-IMAGE = "borgstack-lab/contract:2"
+IMAGE = os.environ.get("BORGSTACK_CONTRACT_IMAGE") or "borgstack-lab/contract:2"
 NAME = "borgstack-contract"
 NETWORK = "borgstack_internal"
 ALIASES = ("borgstack-evolution-api", "borgstack-chatwoot")

@@ -36,14 +36,17 @@ INSTALL_TASK = "Install the customer-service workflows and their credentials"
 INSTANCE = "principal"
 ACCOUNT = 1
 INBOX = 1
+# The scenario's second number (molecule/stack/inventory/hosts.yml, borgstack_customer_service.numbers): its own
+# instance, an inbox Chatwoot gives the next id (found by name) and a team (Chatwoot keeps team names in lower case).
+SALES = {"instance": "vendas", "inbox": "Vendas", "inbox_id": 2, "team": "vendas", "team_id": 1}
 
 
 # --- payloads: the architecture document's examples ------------------------------------------------------------------
-def incoming(number: str, text: str, message_id: str, from_me: bool = False) -> dict:
+def incoming(number: str, text: str, message_id: str, from_me: bool = False, instance: str = INSTANCE) -> dict:
     """Evolution API -> n8n, messages.upsert (architecture document, Workflow 1 example 1)."""
     return {
         "event": "messages.upsert",
-        "instance": INSTANCE,
+        "instance": instance,
         "data": {
             "key": {"remoteJid": f"{number}@s.whatsapp.net", "fromMe": from_me, "id": message_id},
             "message": {"conversation": text},
@@ -141,7 +144,11 @@ def server(host):
         {"EVOLUTION_API_KEY": derived("evolution_api_key", 48),
          "CHATWOOT_API_TOKEN": derived("chatwoot_api_token", 32),
          "CHATWOOT_WEBHOOK_URL": "http://borgstack-n8n:5678" + CHATWOOT_HOOK,
-         "CHATWOOT_ACCOUNT_ID": str(ACCOUNT), "CHATWOOT_INBOX_ID": str(INBOX), "EVOLUTION_INSTANCE": INSTANCE})
+         "CHATWOOT_ACCOUNT_ID": str(ACCOUNT), "CHATWOOT_INBOX_ID": str(INBOX), "EVOLUTION_INSTANCE": INSTANCE,
+         # Both numbers of the scenario: the default one and SALES.
+         "EVOLUTION_INSTANCES": f"{INSTANCE},{SALES['instance']}",
+         "CHATWOOT_INBOXES": f"{INBOX}:WhatsApp,{SALES['inbox_id']}:{SALES['inbox']}",
+         "CHATWOOT_TEAMS": f"{SALES['team_id']}:{SALES['team']}"})
     yield started
     contract.stop(lab)
 
@@ -229,6 +236,43 @@ def test_chatwoot_failing_is_retried_1_2_4_s_then_stored_and_replayed(host, clea
     time.sleep(3)
     assert len([m for m in chatwoot(clean, "messages") if m["content"] == "vai falhar"]) == 1
     assert len(contacts_with(clean, number)) == 1
+
+
+def test_two_numbers_never_cross(clean):
+    """Issue 21 item 3: the same customer writes to both numbers of the scenario - each message lands in its
+    number's inbox (the second number's inbox and team found by name), the agents' replies leave through the
+    instance of the inbox they were written in, and an instance that is not one of the numbers reaches nothing."""
+    customer = "5511955554444"
+    post(clean, EVOLUTION_HOOK, incoming(customer, "quero comprar", "TWO-SALES1", instance=SALES["instance"]))
+    post(clean, EVOLUTION_HOOK, incoming(customer, "preciso de suporte", "TWO-MAIN1"))
+    post(clean, EVOLUTION_HOOK, incoming(customer, "de outra instância", "TWO-OTHER1", instance="outra"))
+    # Posted last: once it is in Chatwoot, n8n has had the unknown instance's event before it.
+    post(clean, EVOLUTION_HOOK, incoming(customer, "de novo no suporte", "TWO-MAIN2"))
+    wait_for("three messages in Chatwoot", lambda: len(chatwoot(clean, "messages")) >= 3)
+    conversations = {c["inbox_id"]: c for c in chatwoot(clean, "conversations")}
+    assert sorted(conversations) == [INBOX, SALES["inbox_id"]], chatwoot(clean, "conversations")
+    assert conversations[SALES["inbox_id"]].get("team_id") == SALES["team_id"], conversations[SALES["inbox_id"]]
+    assert conversations[INBOX].get("team_id") is None, conversations[INBOX]
+    by_conversation = {}
+    for message in chatwoot(clean, "messages"):
+        # Sorted: the per-customer lock lets the two default-number messages go in either order.
+        by_conversation.setdefault(message["conversation_display_id"], []).append(message["content"])
+        by_conversation[message["conversation_display_id"]].sort()
+    sales, main = conversations[SALES["inbox_id"]]["display_id"], conversations[INBOX]["display_id"]
+    assert by_conversation == {sales: ["quero comprar"], main: ["de novo no suporte", "preciso de suporte"]}, \
+        by_conversation
+    assert len(contacts_with(clean, customer)) == 1
+
+    # An agent answers in the sales inbox, then in the default one: each reply leaves through its own instance.
+    clean.agent_message(sales, "Temos sim, qual modelo?")
+    wait_for("the sales reply sent", lambda: sent(clean))
+    clean.agent_message(main, "Vamos verificar seu pedido.")
+    wait_for("both replies sent", lambda: len(sent(clean)) >= 2)
+    assert [(s["instance"], s["number"], s["text"]) for s in sent(clean)] == [
+        (SALES["instance"], customer, "Temos sim, qual modelo?"), (INSTANCE, customer, "Vamos verificar seu pedido.")]
+    assert [c["path"] for c in calls_to(clean, "evolution", "POST")] == [
+        f"/message/sendText/{SALES['instance']}", f"/message/sendText/{INSTANCE}"]
+    assert_nothing_rejected(clean)
 
 
 def test_calls_through_caddy_are_dropped(host, clean, root_cert):

@@ -6,7 +6,7 @@
 # Run by the chatwoot role inside the web container:
 #   docker exec -i <web> bundle exec rails runner /borgstack/setup.rb  < settings.json
 # The settings come on stdin (never on the command line): account_name, account_id, admin_name, admin_email,
-# admin_password, api_token, inbox_name, inbox_id, webhook_url, webhook_events, check.
+# admin_password, api_token, inbox_name, inbox_id, extra_inboxes, teams, webhook_url, webhook_events, check.
 # With "check": true nothing is written. The last line printed is
 #   BORGSTACK_RESULT {"changed":…,"actions":[…],"account_id":…,"inbox_id":…}   or   BORGSTACK_RESULT {"error":"…"}
 # and it never holds the password or the token.
@@ -27,10 +27,12 @@ class BorgstackChatwootSetup
     ensure_membership(account, user)
     ensure_token(user)
     inbox = ensure_inbox(account)
+    extra = ensure_extra_inboxes(account)
+    ensure_teams(account)
     ensure_webhook(account)
     finish_onboarding
     { changed: !@actions.empty?, actions: @actions, account_id: account&.id || @s['account_id'],
-      inbox_id: inbox&.id || @s['inbox_id'] }
+      inbox_id: inbox&.id || @s['inbox_id'], extra_inbox_ids: extra }
   end
 
   private
@@ -136,6 +138,35 @@ class BorgstackChatwootSetup
       end
     end
     inbox
+  end
+
+  # The API inboxes of the other WhatsApp numbers (extra_inboxes: names), found by name, created when missing. n8n
+  # finds their ids by name too (GET /inboxes). An inbox of that name that is not an API channel is refused.
+  def ensure_extra_inboxes(account)
+    return {} if account.nil?
+
+    Array(@s['extra_inboxes']).to_h do |name|
+      inbox = account.inboxes.find_by(name: name)
+      if inbox && inbox.channel_type != 'Channel::Api'
+        raise Refused, "the inbox named #{name} (borgstack_customer_service.numbers) is a #{inbox.channel_type} " \
+                       'inbox, not an API channel: rename it in Chatwoot or give the number another inbox name'
+      end
+      act("create the API inbox #{name}") do
+        inbox = Inbox.create!(account: account, name: name, channel: Channel::Api.create!(account: account))
+      end if inbox.nil?
+      [name, inbox&.id]
+    end
+  end
+
+  # The teams the numbers' conversations are given to (teams: names; Chatwoot keeps team names in lower case).
+  def ensure_teams(account)
+    return if account.nil?
+
+    Array(@s['teams']).each do |name|
+      next if account.teams.where('LOWER(name) = ?', name.downcase).exists?
+
+      act("create the team #{name}") { Team.create!(account: account, name: name) }
+    end
   end
 
   # The account webhook to n8n (Webhook model, account_type), with exactly the events the workflows handle.

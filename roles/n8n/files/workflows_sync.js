@@ -162,7 +162,9 @@ function substitute(value, settings) {
   if (typeof value === 'string') {
     return value.replace(/@@([a-z0-9_]+)@@/g, (whole, name) => {
       if (!(name in settings)) throw new Error(`shipped workflow uses @@${name}@@, which the role does not set`);
-      return String(settings[name]);
+      // A list or dict (the WhatsApp numbers) goes in as a JSON literal of the workflow's code.
+      const setting = settings[name];
+      return setting !== null && typeof setting === 'object' ? JSON.stringify(setting) : String(setting);
     });
   }
   if (Array.isArray(value)) return value.map((item) => substitute(item, settings));

@@ -117,7 +117,7 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
         "Directus' answer, never the token or the password; no_log would hide why the setup failed"),
     ("roles/directus/tasks/media_pipeline.yml", "Show what changed in Directus' media pipeline"): (
         "shows the setup script's list of actions: account e-mail, folder and flow names only"),
-    ("roles/evolution_api/tasks/instance.yml", "Fail when the instance could not be created"): (
+    ("roles/evolution_api/tasks/instance.yml", "Fail when an instance could not be created"): (
         "reads only rc and stderr of the instance script, which writes the failing step and Evolution's answer and "
         "never the API key (roles/evolution_api/files/instance.js); no_log would hide why the creation failed"),
 }

@@ -212,7 +212,8 @@ def test_the_setup_script_parses_and_reads_what_the_role_sends():
     assert read == sent, f"read but not sent: {sorted(read - sent)}; sent but not read: {sorted(sent - read)}"
     # The names checked against upstream's source (see the module docstring).
     for name in ("AccountBuilder.new", "AccessToken", "Channel::Api.create!", "Webhook.create!",
-                 "Redis::Alfred::CHATWOOT_INSTALLATION_ONBOARDING", "AccountUser.roles['administrator']"):
+                 "Redis::Alfred::CHATWOOT_INSTALLATION_ONBOARDING", "AccountUser.roles['administrator']",
+                 "Team.create!"):
         assert name in script
 
 
@@ -222,6 +223,19 @@ BAD_KEY = "A" * 70 + "/+="
 SHORT_TOKEN = "abc123abc123abc"
 VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
     "wiring": ({}, None),
+    # Several WhatsApp numbers (issue 21 item 3): an inbox per number, the teams listed.
+    "numbers_two_inboxes": ({"borgstack_customer_service": {
+        "instance": "principal", "chatwoot_account_id": 1, "chatwoot_inbox_id": 1, "teams": ["Vendas"],
+        "numbers": [{"instance": "principal", "inbox": "WhatsApp"},
+                    {"instance": "vendas", "inbox": "Vendas", "team": "Vendas"}]}}, None),
+    "numbers_same_inbox": ({"borgstack_customer_service": {
+        "instance": "principal", "chatwoot_account_id": 1, "chatwoot_inbox_id": 1,
+        "numbers": [{"instance": "principal", "inbox": "WhatsApp"}, {"instance": "vendas", "inbox": "WhatsApp"}]}},
+        "borgstack_customer_service.numbers[1].inbox: 'WhatsApp' is already numbers[0]'s inbox"),
+    "numbers_unknown_team": ({"borgstack_customer_service": {
+        "instance": "principal", "chatwoot_account_id": 1, "chatwoot_inbox_id": 1,
+        "numbers": [{"instance": "principal", "inbox": "WhatsApp", "team": "Suporte"}]}},
+        "borgstack_customer_service.numbers[0].team: 'Suporte' is not one of borgstack_customer_service.teams"),
     "secret_key_base_not_alphanumeric": (
         {"borgstack_secret_overrides": {"chatwoot_secret_key_base": BAD_KEY}},
         "borgstack_secret_overrides.chatwoot_secret_key_base when overridden) must be at least 64 letters and digits"),

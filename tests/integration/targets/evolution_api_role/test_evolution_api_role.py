@@ -308,6 +308,15 @@ def test_container_volume_networks_limit_and_healthcheck(rendered):
 
 # --- The validate entry point with bad input ---------------------------------------------------------------------
 
+CS_BASE = {"instance": "principal", "chatwoot_account_id": 1, "chatwoot_inbox_id": 1}
+CS_TWO = {**CS_BASE, "teams": ["Vendas"], "numbers": [{"instance": "principal", "inbox": "WhatsApp"},
+                                                      {"instance": "vendas", "inbox": "Vendas", "team": "Vendas"}]}
+
+
+def cs_numbers(*numbers: dict[str, Any]) -> dict[str, Any]:
+    return {**CS_BASE, "teams": ["Vendas"], "numbers": list(numbers)}
+
+
 SHORT_KEY = "short-evolution-key-0123"  # 24 characters: accepted by stack_secret (>= 12), refused by the role
 VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
     # case: (play vars over the wiring, None when accepted or a fragment of the failure message)
@@ -342,6 +351,21 @@ VALIDATION_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
     "s3_secret_override_too_short": ({"evolution_api_s3_enabled": True,
                                       "borgstack_secret_overrides": {"seaweedfs_s3_secret_key": "s" * 13}},
                                      "borgstack_secret_overrides.seaweedfs_s3_secret_key"),
+    # Several WhatsApp numbers (borgstack_customer_service.numbers, issue 21 item 3): refused before any change.
+    "two_numbers": ({"borgstack_customer_service": CS_TWO}, None),
+    "numbers_same_instance": ({"borgstack_customer_service": cs_numbers({"instance": "principal", "inbox": "WhatsApp"},
+                                                                        {"instance": "principal", "inbox": "Vendas"})},
+                              "borgstack_customer_service.numbers[1].instance: 'principal' is already numbers[0]'s"),
+    "numbers_same_inbox": ({"borgstack_customer_service": cs_numbers({"instance": "principal", "inbox": "WhatsApp"},
+                                                                     {"instance": "vendas", "inbox": "whatsapp"})},
+                           "borgstack_customer_service.numbers[1].inbox: 'whatsapp' is already numbers[0]'s inbox"),
+    "numbers_bad_instance": ({"borgstack_customer_service": cs_numbers({"instance": "principal", "inbox": "WhatsApp"},
+                                                                       {"instance": "loja sp", "inbox": "Vendas"})},
+                             "borgstack_customer_service.numbers[1].instance: 'loja sp' is not an Evolution API"),
+    "numbers_unknown_team": ({"borgstack_customer_service": cs_numbers({"instance": "principal", "inbox": "WhatsApp"},
+                                                                       {"instance": "vendas", "inbox": "Vendas",
+                                                                        "team": "Compras"})},
+                             "borgstack_customer_service.numbers[1].team: 'Compras' is not one of"),
     "disabled_ignores_bad_values": ({"borgstack_services": {"evolution_api": {"enabled": False}},
                                      "evolution_api_instance": "a b"}, None),
 }
