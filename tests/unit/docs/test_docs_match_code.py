@@ -46,6 +46,10 @@ OTHER_NAMES = {
     "borgstack_validated_roles": "a fact the validation play sets",
     "borgstack_data": "the project's layer name in Compose",
     "stack_service_files": "a fact the stack role sets (the services with a Compose file on the host)",
+    "borgstack_cs_flow": "a query block of the PostgreSQL exporter (roles/monitoring/files/queries.yaml)",
+    "borgstack_cluster": "the overlay network the swarm role creates (swarm_network_name)",
+    "docker_swarm": "a community.docker module the swarm role uses",
+    "docker_node": "a community.docker module the swarm role uses",
 }
 ANSIBLE_VARIABLES = {"ansible_host", "ansible_user", "ansible_port", "ansible_ssh_private_key_file",
                      "ansible_become_password", "ansible_python_interpreter"}
@@ -76,14 +80,14 @@ def _variables() -> set[str]:
         for entry in yaml.safe_load(spec.read_text())["argument_specs"].values():
             names |= set(entry.get("options") or {})
     for path in [*ROOT.glob("roles/*/defaults/main.yml"), *ROOT.glob("playbooks/group_vars/all/*.yml"),
-                 *ROOT.glob("inventories/*/group_vars/*/*")]:
+                 *ROOT.glob("inventories/*/group_vars/*/*"), *ROOT.glob("inventories/*/hosts.yml")]:
         text = path.read_text()
         data = yaml.safe_load(text) if path.suffix in (".yml", ".example") else None
-        names |= set(data) if isinstance(data, dict) else set()
+        names |= set(data) if isinstance(data, dict) and "hosts.yml" != path.name else set()
         # A role's dict settings (monitoring's thresholds: `backup_max_age`) are named by their keys too.
         names |= _keys(data) if "defaults" in path.parts else set()
         # The example inventory's commented settings ("# duplicati_destination_url: ...") are settings too.
-        names |= set(re.findall(r"^#\s?([a-z][a-z0-9_]*):", text, re.M))
+        names |= set(re.findall(r"^[ \t]*#\s?([a-z][a-z0-9_]*):", text, re.M))
     for playbook in ROOT.glob("playbooks/*.yml"):
         for play in yaml.safe_load(playbook.read_text()) or []:
             names |= set(play.get("vars") or {}) if isinstance(play, dict) else set()
@@ -120,13 +124,30 @@ def _inline(text: str):
                 yield n, code
 
 
+def _settings(data) -> dict:
+    """The settings a YAML block sets: its top-level keys, or, for an inventory (groups with ``hosts``, ``children``
+    or ``vars``), the variables of every group and host in it."""
+    if not isinstance(data, dict):
+        return {}
+    groups = [g for g in data.values() if isinstance(g, dict) and {"hosts", "children", "vars"} & set(g)]
+    if not groups or len(groups) != len(data):
+        return data
+    out: dict = {}
+    for group in groups:
+        out.update(group.get("vars") or {})
+        for host in (group.get("hosts") or {}).values():
+            out.update(host or {})
+        out.update(_settings(group.get("children") or {}))
+    return out
+
+
 def yaml_key_errors(doc: str, text: str) -> list[str]:
     errors = []
     for block in blocks(text, doc):
         if block.language != "yaml" or doc in TEMPLATE_PAGES:
             continue
-        data = yaml.safe_load("\n".join(block.lines))
-        for key, value in (data or {}).items() if isinstance(data, dict) else ():
+        data = _settings(yaml.safe_load("\n".join(block.lines)))
+        for key, value in data.items():
             if key not in VARIABLES:
                 errors.append(f"{doc}:{block.line}: `{key}` is no variable of the project")
             if key == "borgstack_services" and isinstance(value, dict):
