@@ -418,6 +418,13 @@ inputs_of() {
 smoke() {
     local key=$1 image=$2 out name
     case "$key" in
+        python)
+            # The modules the stack's own programs import (the WhatsApp relay, the weekly report): a python3-minimal
+            # would lack some of them (hmac, smtplib), and the relay would never turn healthy.
+            out=$(docker run --rm "$image" python3 -c 'import email.message, hashlib, hmac, http.server, json, smtplib, ssl
+import urllib.request, zoneinfo, sys; print(sys.version.split()[0])') || smoke_failed "$image" "stdlib modules missing"
+            note "$image: Python $out, standard library present"
+            ;;
         debian-*)
             out=$(docker run --rm "$image" bash -c 'cat /etc/debian_version && apt-get --version | head -n 1') ||
                 smoke_failed "$image" "bash/apt-get do not run"

@@ -32,7 +32,7 @@ def _get(host, path: str, *auth: str) -> tuple[str, str]:
     run = subprocess.run(["curl", "-sk", "--max-time", "20", "-w", "\n%{http_code}", "--resolve",
                           f"{HOSTNAME}:443:{ip}", *auth, f"https://{HOSTNAME}{path}"], capture_output=True,
                          text=True, timeout=30, check=False)
-    body, _, status = run.stdout.rpartition("\n")
+    body, _sep, status = run.stdout.rpartition("\n")
     return body, status
 
 
