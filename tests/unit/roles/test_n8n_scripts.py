@@ -27,7 +27,7 @@ def test_every_task_that_runs_a_script_puts_the_shared_helpers_first():
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_each_script_parses_with_the_helpers(script, tmp_path):
-    node = shutil.which("node") or shutil.which("nodejs")
+    node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
     joined = tmp_path / script
