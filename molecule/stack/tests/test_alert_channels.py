@@ -110,7 +110,7 @@ def test_weekly_report_matches_prometheus(host, evolution, prometheus, smtp):  #
     exported = f"borgstack_cs_messages_received_week >= {received}"
     wait_for("the exporter's count", lambda: query(host, prometheus, exported), 60, every=3)
 
-    run = run_site(playbook="weekly-report.yml", timeout=300)
+    run = run_site(playbook="playbooks/weekly-report.yml", timeout=300)
     assert run.rc == 0, run.output[-3000:]
     mail = wait_for("the report e-mail", lambda: smtp.find("Relatório semanal"), 60, every=1)[0]
     text = mail["body"]
