@@ -190,6 +190,11 @@ class Inbox:
         with self.lock:
             return len(self.messages)
 
+    def find(self, subject: str) -> list:
+        """The messages whose subject contains ``subject`` (the weekly report's, for one)."""
+        with self.lock:
+            return [m for m in self.messages if subject in m["subject"]]
+
     def alerts(self, after: int = 0) -> list:
         """Every alert of the messages from number ``after`` on, one per block of the text body (plugins/filter/
         alerting.py's template: "PROBLEMA|RESOLVIDO: summary", ..., "... - alerta NAME - desde ..."):
