@@ -85,9 +85,11 @@ def _inventory(tmp: Path, upgraded: bool = False) -> Path:
     lab["postgresql_major_version"] = 17 if upgraded else 15
     if upgraded:
         lab["postgresql_volume"] = NEW_VOLUME
-    # Both majors are side-loaded (no registry): the upgrade finds its target image on the host.
-    lab["images_sideload"] = ("{{ (borgstack_enabled | map('extract', borgstack_registry) | map(attribute='image')"
-                              f" | list + ['{OLD_IMAGE}', '{NEW_IMAGE}']) | unique }}}}")
+    # Both majors are side-loaded (no registry) besides what the lab loads (every enabled service's image and its
+    # containers' own, e.g. the monitoring relay's): the upgrade finds its target image on the host.
+    loads = lab["images_sideload"].strip()
+    assert loads.startswith("{{") and loads.endswith("}}"), loads
+    lab["images_sideload"] = f"{{{{ ({loads[2:-2].strip()} + ['{OLD_IMAGE}', '{NEW_IMAGE}']) | unique }}}}"
     inv = tmp / ("inventory-upgraded" if upgraded else "inventory")
     (inv / "group_vars" / "borgstack").mkdir(parents=True)
     (inv / "group_vars" / "all").symlink_to(REPO_ROOT / "playbooks" / "group_vars" / "all")
