@@ -28,6 +28,12 @@ def _is_name(value: Any) -> bool:
     return isinstance(value, str) and value.strip() == value and 0 < len(value) <= NAME_MAX
 
 
+def _claim(seen: dict[str, int], name: str, index: int) -> int | None:
+    """The index of the number that already has ``name`` (case ignored); else ``name`` is now ``index``'s."""
+    earlier = seen.setdefault(name.lower(), index)
+    return None if earlier == index else earlier
+
+
 def whatsapp_number_errors(customer_service: Any) -> list[str]:
     """Every problem of ``borgstack_customer_service.numbers`` / ``.teams``, each naming the variable and the fix
     (empty: the numbers are fine)."""
@@ -66,22 +72,18 @@ def whatsapp_number_errors(customer_service: Any) -> list[str]:
         if not isinstance(instance, str) or not INSTANCE.match(instance):
             errors.append(f"{where}.instance: {instance!r} is not an Evolution API instance name; use 1-64 letters, "
                           "digits, _ or - (no spaces, it is part of every API path), e.g. vendas")
-        elif instance.lower() in seen_instances:
-            # Evolution API finds instances by name; two names that differ only in case are one WhatsApp session's
-            # files and Redis keys on a case-insensitive volume, and certainly one operator's mistake.
-            errors.append(f"{where}.instance: {instance!r} is already numbers[{seen_instances[instance.lower()]}]'s "
+        # Evolution API finds instances by name; two names that differ only in case are one WhatsApp session's
+        # files and Redis keys on a case-insensitive volume, and certainly one operator's mistake.
+        elif (earlier := _claim(seen_instances, instance, index)) is not None:
+            errors.append(f"{where}.instance: {instance!r} is already numbers[{earlier}]'s "
                           "instance; give each number its own instance name")
-        else:
-            seen_instances[instance.lower()] = index
         inbox = number.get("inbox")
         if not _is_name(inbox):
             errors.append(f"{where}.inbox: {inbox!r} is not a Chatwoot inbox name; write 1-{NAME_MAX} characters "
                           "without leading or trailing spaces, e.g. Vendas")
-        elif inbox.lower() in seen_inboxes:
-            errors.append(f"{where}.inbox: {inbox!r} is already numbers[{seen_inboxes[inbox.lower()]}]'s inbox; give "
+        elif (earlier := _claim(seen_inboxes, inbox, index)) is not None:
+            errors.append(f"{where}.inbox: {inbox!r} is already numbers[{earlier}]'s inbox; give "
                           "each number its own inbox name (the workflows route replies by inbox)")
-        else:
-            seen_inboxes[inbox.lower()] = index
         if "team" in number and number["team"] is not None:
             team = number["team"]
             if not _is_name(team) or team.lower() not in {t.lower() for t in teams}:
