@@ -31,6 +31,7 @@ ssh-keygen   openssh-client
 hey          hey
 wrk          wrk
 uptime       procps
+pkill        procps
 '
 need_pkgs=()
 while read -r program package; do

@@ -8,6 +8,7 @@
 #   5. molecule scenarios on disposable lab hosts: bootstrap (trixie + bookworm), stack (data + n8n + Caddy + drift),
 #      and beside them the PostgreSQL 15 -> 17 major upgrade on a lab host of its own (step upgrade)
 # Usage: scripts/test.sh [step...]   steps: setup images lint sanity unit integration molecule upgrade lab cluster
+#   (with no step named, lint runs in the background beside the steps after it; named steps run in order)
 #   (cluster: the three-host Docker Swarm scenario, molecule/cluster; only when asked for, not a default step)
 # The default is setup images lint sanity unit lab, where `lab` = integration + molecule + upgrade with the long stack
 # scenario in one lane and bootstrap -> upgrade -> integration in the other (each on its own lab host): the same tests
@@ -104,6 +105,32 @@ step_lab() { side_lane bootstrap upgrade integration; }
 # Three lab hosts form a Docker Swarm (molecule/cluster). Not in the default steps: run alone, scripts/test.sh cluster.
 step_cluster() { molecule test -s cluster; }
 
-for s in "${steps[@]}"; do run_step "$s" "step_$s"; done
+# In the default run, lint (one CPU for ~8 minutes, reading files only) runs in the background from the moment the
+# machine is set up, beside the steps that follow; its log, exit code and time are printed at the end, and a lint
+# failure fails the run. Named on the command line, every step runs in the foreground, in order.
+lint_bg=false
+[ $# -gt 0 ] || lint_bg=true
+lint_pid='' lint_log=''
+stop_lint() { [ -z "$lint_pid" ] || { pkill -P "$lint_pid" 2>/dev/null; kill "$lint_pid" 2>/dev/null; } || true; }
+trap stop_lint EXIT
+for s in "${steps[@]}"; do
+  if $lint_bg && [ "$s" = lint ]; then
+    lint_log=$(mktemp)
+    printf '\n=== lint (in the background; its log is printed at the end) ===\n'
+    ( t0=$SECONDS; rc=0; step_lint >"$lint_log" 2>&1 || rc=$?; echo "$rc $((SECONDS - t0))" >"$lint_log.done" ) &
+    lint_pid=$!
+    continue
+  fi
+  run_step "$s" "step_$s"
+done
+if [ -n "$lint_pid" ]; then
+  wait "$lint_pid" || true
+  lint_pid=''
+  read -r lint_rc took[lint] <"$lint_log.done"
+  printf '\n=== lint (exit %s, %ss, beside the other steps) ===\n' "$lint_rc" "${took[lint]}"
+  cat "$lint_log"
+  rm -f "$lint_log" "$lint_log.done"
+fi
 printf '\n=== timings ===\n'
 for s in "${steps[@]}"; do printf '%-12s %4ss\n' "$s" "${took[$s]}"; done
+[ "${lint_rc:-0}" -eq 0 ] || { echo "lint failed (log above)" >&2; exit 1; }
