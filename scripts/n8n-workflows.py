@@ -12,7 +12,7 @@ import sys
 import uuid
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "roles" / "n8n" / "files" / "workflows"
-VERSION = 3
+VERSION = 4
 DEBUG = bool(os.environ.get("WF_DEBUG"))
 NS = uuid.UUID("6f1d3c1e-5b7a-4c1e-9a43-b0a6b0a6b0a6")
 CRED = {
@@ -264,6 +264,8 @@ if (event === 'messages.update') {
     instance: body.instance ?? null, message_id: String(messageId), remote_jid: data.remoteJid ?? data.key?.remoteJid ?? null,
     from_me: Boolean(data.fromMe ?? data.key?.fromMe), status: String(data.status) } } }];
 }
+// connection.update: the WhatsApp session workflow (borgstack/evolution-session) takes it.
+if (event === 'connection.update') return [{ json: { ...base, kind: 'connection' } }];
 if (event !== 'messages.upsert') return [];
 // Several numbers: an instance that is not one of them is no customer number of this stack (Route number).
 const routed = (@@route_number@@)(body.instance);
@@ -514,13 +516,184 @@ def workflow(wf, name, nodes, conns, description):
     }
 
 
+# ---------------------------------------------------------------- WhatsApp session (connection.update)
+# Evolution API 2.2.3 (whatsapp.baileys.service.ts connectionUpdate) sends connection.update {instance, state,
+# statusReason, ...} to the global webhook. A `close` reaches the webhook only when Evolution gives the session up
+# (statusReason 401 loggedOut, 403 forbidden, 402, 406: the phone must be paired again); a drop it reconnects by
+# itself sends `connecting` and then `open`, never `close`. `refused` (statusReason 428) = the QR code limit was reached
+# without a scan. Workflow 1 owns the only webhook Evolution calls and hands these events on to this workflow, which
+# posts a private note in every open Chatwoot conversation of that number's inbox - and, when the same instance is
+# `open` again, a second note saying replies go out again (Chatwoot 4.6.0 cannot take a message back: its
+# DELETE .../messages/{id} leaves "This message was deleted" in place, and the agent needs to know which replies of
+# the gap did not reach the customer). A Redis counter per instance makes each change post once: the first `close`
+# counts 1 and posts, repeated ones count on and post nothing; `open` posts only when a `close` was counted, then
+# clears the counter (Evolution also sends `open` at every start).
+WFS = "BorgStackCsSes01"
+SESSION_PATH = "borgstack/evolution-session"
+SESSION_KEY = "'borgstack:cs:session:' + $('Route session').first().json.number.instance"
+# Chatwoot 4.6.0 GET /api/v1/accounts/{a}/conversations (ConversationFinder, Kaminari's 25 a page); at most
+# SESSION_MAX_PAGES pages are read (1000 open conversations of one inbox).
+SESSION_PAGE, SESSION_MAX_PAGES = 25, 40
+SESSION_NOTE = r"""((route) => {
+  const n = route.number;
+  const where = `do número da caixa "${n.inbox}" (instância ${n.instance} da Evolution API)`;
+  if (route.kind === 'up') {
+    return `WhatsApp reconectado: a sessão ${where} está aberta de novo e as respostas voltam a chegar ao cliente. `
+      + 'O que foi respondido aqui enquanto ela estava fechada não foi entregue: ficou na tabela de erros, que o '
+      + 'administrador pode reenviar (docs/whatsapp-chatwoot.md, "Falhas, novas tentativas e replay"), ou reescreva.';
+  }
+  const why = ({ 401: 'o aparelho saiu da sessão (desconectado no celular)', 403: 'o WhatsApp recusou o número',
+    428: 'o QR code não foi lido a tempo' })[route.reason] ?? `código ${route.reason ?? 'desconhecido'}`;
+  return `WhatsApp desconectado: a sessão ${where} foi fechada (${why}). As respostas escritas aqui NÃO chegam ao `
+    + 'cliente até o número ser pareado de novo: o administrador lê o QR code no gerenciador da Evolution API '
+    + '(docs/evolution-api.md). Outra nota avisa quando a sessão voltar.';
+})"""
+ROUTE_SESSION = r"""
+// connection.update of one WhatsApp instance, handed on by workflow 1 (or replayed) from inside the stack only.
+if ($json.headers?.['x-forwarded-for']) return [];
+const body = $json.body ?? {};
+if (String(body.event ?? '').toLowerCase().replace(/_/g, '.') !== 'connection.update') return [];
+const number = (@@route_number@@)(body.instance);
+if (!number) return [];
+const data = Array.isArray(body.data) ? body.data[0] : (body.data ?? {});
+const state = String(data.state ?? '');
+// close / refused: replies cannot be delivered; open: they can again; connecting: Evolution is still trying.
+const kind = state === 'close' || state === 'refused' ? 'down' : (state === 'open' ? 'up' : null);
+if (!kind) return [];
+return [{ json: { payload: body, number, kind, state, reason: Number(data.statusReason) || null } }];
+"""
+SESSION_CHANGED = r"""
+// The Redis node answers {<key>: <count after INCR>}. down: only the first close since the last open posts.
+// up: a count of 2 or more means a close was counted before this open: post, then the counter is cleared either way.
+const route = $('Route session').first().json;
+const count = Number(Object.values($json)[0]);
+if (route.kind === 'down') return [{ json: { next: count === 1 ? 'post' : 'none', post: count === 1 } }];
+return [{ json: { next: 'clear', post: count >= 2 } }];
+"""
+SESSION_START = r"""
+// The number's inbox: its id when known, else found by name first.
+const number = $('Route session').first().json.number;
+const known = number.inbox_id !== null && number.inbox_id !== undefined;
+return [{ json: { state: { inboxId: known ? Number(number.inbox_id) : null, page: 1, conversations: [], index: 0 },
+  step: known ? 'list' : 'inbox', attempt: 0 } }];
+"""
+PLAN_SESSION = r"""
+// One request: the inbox list (by name), a page of the inbox's open conversations, or the note in one of them.
+const route = $('Route session').first().json;
+const state = { ...$json.state };
+const step = $json.step;
+const attempt = $json.next === 'retry' ? $json.attempt : 0;
+const api = '/api/v1/accounts/@@chatwoot_account_id@@';
+let request;
+if (step === 'inbox') {
+  request = { method: 'GET', path: `${api}/inboxes` };
+} else if (step === 'list') {
+  request = { method: 'GET', path: `${api}/conversations?inbox_id=${state.inboxId}&status=open&page=${state.page}` };
+} else if (step === 'note') {
+  request = { method: 'POST', path: `${api}/conversations/${state.conversations[state.index]}/messages`, body: {
+    content: (@@session_note@@)(route), message_type: 'outgoing', private: true } };
+} else {
+  throw new Error(`unknown step ${step}`);
+}
+request.url = '@@chatwoot_url@@' + request.path;
+return [{ json: { step, state, attempt, request } }];
+"""
+ADVANCE_SESSION = r"""
+// After a successful answer: the inbox id, the next page, the next conversation, or the end.
+const route = $('Route session').first().json;
+const { step, last } = $json;
+const state = { ...$json.state, conversations: [...($json.state.conversations ?? [])] };
+const body = last.body ?? {};
+const again = (next) => [{ json: { step: next, state, next: 'call', attempt: 0 } }];
+if (step === 'inbox') {
+  const found = (@@number_found@@)('inbox', body, route.number);
+  if (found.error) return [{ json: { ...$json, next: 'failed', error: found.error } }];
+  state.inboxId = found.state.inboxId;
+  return again('list');
+}
+if (step === 'list') {
+  const list = Array.isArray(body.data?.payload) ? body.data.payload : [];
+  for (const c of list) {
+    if (c.status === 'open' && Number(c.inbox_id) === Number(state.inboxId) && !state.conversations.includes(c.id)) {
+      state.conversations.push(c.id);
+    }
+  }
+  if (list.length >= @@session_page@@ && state.page < @@session_max_pages@@) { state.page += 1; return again('list'); }
+  if (!state.conversations.length) return [{ json: { ...$json, state, next: 'done' } }];
+  state.index = 0;
+  return again('note');
+}
+state.index += 1;
+if (state.index < state.conversations.length) return again('note');
+return [{ json: { ...$json, state, next: 'done' } }];
+"""
+
+
+def session_js(js):
+    """The session workflow's own constants filled in (before code() fills in the shared ones)."""
+    for key, value in {"@@session_note@@": SESSION_NOTE, "@@session_page@@": str(SESSION_PAGE),
+                       "@@session_max_pages@@": str(SESSION_MAX_PAGES)}.items():
+        js = js.replace(key, value)
+    return js
+
+
+def session_code(wf, name, js, pos):
+    """A Code node of the session workflow."""
+    return code(wf, name, session_js(js), pos)
+
+
+def forward_session(wf, pos):
+    """Workflow 1's hand-over of connection.update to the session workflow (the event as Evolution sent it)."""
+    return node(wf, "Forward session event", "n8n-nodes-base.httpRequest", 4.2, {
+        "method": "POST", "url": f"=http://127.0.0.1:@@n8n_port@@/webhook/{SESSION_PATH}",
+        "sendBody": True, "specifyBody": "json", "jsonBody": "={{ JSON.stringify($('Route event').first().json.payload) }}",
+        "options": {"timeout": 15000}}, pos)
+
+
+def session_workflow():
+    """The WhatsApp session workflow document (fixed id WFS)."""
+    nodes, conns = delivery_loop(WFS, 1540, 0, "chatwoot", "Route session", SESSION_PATH, session_js(PLAN_SESSION))
+    nodes += [
+        webhook(WFS, "Session webhook", SESSION_PATH, (0, 0)),
+        session_code(WFS, "Route session", ROUTE_SESSION, (220, 0)),
+        redis(WFS, "Count session change", "incr", SESSION_KEY, (440, 0)),
+        session_code(WFS, "Session changed", SESSION_CHANGED, (660, 0)),
+        switch(WFS, "Change", 3, "({post: 0, clear: 1})[$json.next] ?? 2", (880, 0)),
+        redis(WFS, "Clear session change", "delete", SESSION_KEY, (880, 200)),
+        switch(WFS, "Was closed", 2, "$('Session changed').first().json.post ? 0 : 1", (1100, 200)),
+        session_code(WFS, "Start", SESSION_START, (1320, 0)),
+        session_code(WFS, "Advance", ADVANCE_SESSION, (2420, -200)),
+        switch(WFS, "Next", 3, "({call: 0, done: 1, failed: 2})[$json.next]", (2640, -200)),
+    ]
+    conns.update({
+        "Session webhook": [["Route session"]],
+        "Route session": [["Count session change"]],
+        "Count session change": [["Session changed"]],
+        "Session changed": [["Change"]],
+        "Change": [["Start"], ["Clear session change"], []],
+        "Clear session change": [["Was closed"]],
+        "Was closed": [["Start"], []],
+        "Start": [["Plan"]],
+        "Advance": [["Next"]],
+        "Next": [["Plan"], [], ["Error row"]],
+    })
+    conns["Outcome"] = [["Advance"], ["Back off"], ["Error row"]]
+    return workflow(WFS, "BorgStack: WhatsApp session -> Chatwoot notes", nodes, conns,
+                    "Evolution API connection.update (handed on by the WhatsApp -> Chatwoot workflow): a closed "
+                    "session posts a private note in each open conversation of its inbox, the reopened one a second.")
+
+
+WFS_JSON = session_workflow()
+
+
 # ---- workflow 1
 
 nodes, conns = delivery_loop(WF1, 1560, 0, "chatwoot", "Route event", "borgstack/evolution", PLAN_CHATWOOT)
 nodes += [
     webhook(WF1, "Evolution webhook", "borgstack/evolution", (0, 0)),
     code(WF1, "Route event", ROUTE_EVOLUTION, (220, 0)),
-    switch(WF1, "Event kind", 2, "$json.kind === 'status' ? 1 : 0", (440, 0)),
+    switch(WF1, "Event kind", 3, "({status: 1, connection: 2})[$json.kind] ?? 0", (440, 0)),
+    forward_session(WF1, (660, 600)),
     redis(WF1, "Take lock", "incr", "'borgstack:cs:lock:' + $('Route event').first().json.message.number", (660, 0), ttl=5),
     code(WF1, "Lock taken", LOCK_TAKEN, (880, 0)),
     switch(WF1, "Lock", 2, "$json.next === 'go' ? 0 : 1", (1100, 0)),
@@ -537,7 +710,7 @@ nodes += [
 conns.update({
     "Evolution webhook": [["Route event"]],
     "Route event": [["Event kind"]],
-    "Event kind": [["Take lock"], ["Status row"]],
+    "Event kind": [["Take lock"], ["Status row"], ["Forward session event"]],
     "Take lock": [["Lock taken"]],
     "Lock taken": [["Lock"]],
     "Lock": [["Start"], ["Lock wait"]],
@@ -553,7 +726,8 @@ conns["Outcome"] = [["Advance"], ["Back off"], ["Error row"]]
 # "Next: failed" (a duplicate that cannot be read back) goes to the error row as well.
 WF1_JSON = workflow(WF1, "BorgStack: WhatsApp -> Chatwoot", nodes, conns,
                     "Evolution API events: messages.upsert to Chatwoot (contact, conversation, message); "
-                    "messages.update into borgstack_cs_message_status.")
+                    "messages.update into borgstack_cs_message_status; connection.update to the WhatsApp "
+                    "session workflow.")
 
 # ---------------------------------------------------------------- Chatwoot -> WhatsApp
 WF2 = "BorgStackCsCwt01"
@@ -879,8 +1053,8 @@ if "--print-media" in sys.argv[1:]:
     sys.exit(0)
 
 STALE = []
-for wf_id, doc in ((WF1, WF1_JSON), (WF2, WF2_JSON), (WF3, WF3_JSON)):
-    name = {WF1: "whatsapp-to-chatwoot", WF2: "chatwoot-to-whatsapp", WF3: "replay-failed"}[wf_id]
+for wf_id, doc in ((WF1, WF1_JSON), (WF2, WF2_JSON), (WF3, WF3_JSON), (WFS, WFS_JSON)):
+    name = {WF1: "whatsapp-to-chatwoot", WF2: "chatwoot-to-whatsapp", WF3: "replay-failed", WFS: "whatsapp-session"}[wf_id]
     target, text = OUT / f"{name}.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if "--check" in sys.argv[1:]:
         if not target.exists() or target.read_text(encoding="utf-8") != text:

@@ -35,7 +35,8 @@ EVOLUTION_INSTANCE (principal), CHATWOOT_WEBHOOK_URL (optional: where message_cr
 (0.0.0.0).
 
 The module also holds builders of the webhook payloads the real applications send (``evolution_messages_upsert``,
-``evolution_messages_update``, ``chatwoot_message_created``), from the same facts, for tests to drive n8n with.
+``evolution_messages_update``, ``evolution_connection_update``, ``chatwoot_message_created``), from the same
+facts, for tests to drive n8n with.
 """
 from __future__ import annotations
 
@@ -266,6 +267,29 @@ def evolution_messages_update(number: str, message_id: str, status: str = "READ"
         "server_url": server_url,
         "apikey": apikey,
     }
+
+
+def evolution_connection_update(state: str, status_reason: int | None = None, *, instance: str = "principal",
+                                server_url: str = "http://borgstack-evolution-api:8080", apikey: str = "",
+                                sender: str = "5511999887766@s.whatsapp.net",
+                                destination: str = f"{N8N_EVOLUTION_WEBHOOK}/connection-update") -> dict[str, Any]:
+    """The body Evolution API 2.2.3 POSTs when an instance's WhatsApp connection changes (``connection.update``).
+
+    whatsapp.baileys.service.ts connectionUpdate: ``open`` (with wuid, profileName, profilePictureUrl) and
+    ``connecting`` carry {instance, state, statusReason}; ``close`` is sent only when Evolution does not reconnect
+    (statusReason 401 loggedOut, 403 forbidden, 402, 406); ``refused`` (statusReason 428) when the QR code limit is
+    reached. statusReason defaults to 200 when Baileys gave no error (see evolution.json ``connection.update``)."""
+    if state not in ("open", "connecting", "close", "refused"):
+        raise ValueError(f"state {state!r} is not one Evolution API sends")
+    if state == "close" and status_reason not in (401, 402, 403, 406):
+        raise ValueError("Evolution 2.2.3 reconnects (and sends no close) unless statusReason is 401, 402, 403 or 406")
+    data: dict[str, Any] = {"instance": instance, "state": state,
+                            "statusReason": status_reason if status_reason is not None else
+                            (428 if state == "refused" else 200)}
+    if state in ("open", "refused"):
+        data.update({"wuid": sender, "profileName": "BorgStack", "profilePictureUrl": None})
+    return {"event": "connection.update", "instance": instance, "data": data, "destination": destination,
+            "date_time": iso_now(), "sender": sender, "server_url": server_url, "apikey": apikey}
 
 
 def _contact_push(contact: dict[str, Any]) -> dict[str, Any]:
@@ -1030,6 +1054,37 @@ class Chatwoot:
         convs = [self.c.conversation_view(c) for c in self.c.conversations if c["contact_id"] == contact["id"]]
         convs.sort(key=lambda c: c["last_activity_at"], reverse=True)
         return 200, {"payload": convs}
+
+    def conversation_list(self, params, body, query):
+        """ConversationFinder: the inbox's (or every) conversation in one status, newest activity first, 25 a page.
+        Query values outside the swagger's enums, and the filters the contract does not keep (q, labels), are
+        refused (a test must not pass on a filter the server ignored)."""
+        one = {k: v[0] for k, v in query.items()}
+        status = one.get("status", "open")
+        assignee = one.get("assignee_type", "all")
+        problems = [name for name in ("q", "labels", "labels[]") if name in one]
+        if status not in ("all", "open", "resolved", "pending", "snoozed"):
+            problems.append("status")
+        if assignee not in ("me", "unassigned", "all", "assigned"):
+            problems.append("assignee_type")
+        for name in ("inbox_id", "team_id", "page"):
+            if name in one and not str(one[name]).isdigit():
+                problems.append(name)
+        if problems:
+            raise Reply(400, {"error": f"query parameters the contract does not take: {', '.join(problems)}"},
+                        "conversation list query: " + ", ".join(problems))
+        convs = [c for c in self.c.conversations if status == "all" or c["status"] == status]
+        if "inbox_id" in one:
+            convs = [c for c in convs if c["inbox_id"] == int(one["inbox_id"])]
+        if "team_id" in one:
+            convs = [c for c in convs if c.get("team_id") == int(one["team_id"])]
+        # The lab's agent is assigned nothing: every conversation is unassigned.
+        counts = {"mine_count": 0, "assigned_count": 0, "unassigned_count": len(convs), "all_count": len(convs)}
+        if assignee in ("me", "assigned"):
+            convs = []
+        views = sorted((self.c.conversation_view(c) for c in convs), key=lambda v: v["last_activity_at"], reverse=True)
+        page = max(int(one.get("page") or 1), 1)
+        return 200, {"data": {"meta": counts, "payload": views[(page - 1) * 25: page * 25]}}
 
     def conversation_create(self, params, body, query):
         contact_id, inbox_id = body.get("contact_id"), body.get("inbox_id")

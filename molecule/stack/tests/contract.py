@@ -41,12 +41,13 @@ sys.path.insert(0, str(_LAB_CONTRACT))
 # pylint: disable=wrong-import-position,import-error
 from contract_server import (  # noqa: E402,F401  (re-exported for the tests)
     chatwoot_message_created,
+    evolution_connection_update,
     evolution_messages_update,
     evolution_messages_upsert,
 )
 
 __all__ = ["ALIASES", "IMAGE", "NAME", "NETWORK", "Contract", "ContractError", "chatwoot_message_created",
-           "evolution_messages_update", "evolution_messages_upsert", "load_image", "post_to_n8n", "stale_sources", "start",
+           "evolution_connection_update", "evolution_messages_update", "evolution_messages_upsert", "load_image", "post_to_n8n", "stale_sources", "start",
            "stop"]
 IMAGE = os.environ.get("BORGSTACK_CONTRACT_IMAGE") or "borgstack-lab/contract:2"
 NAME = "borgstack-contract"

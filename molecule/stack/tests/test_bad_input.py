@@ -66,6 +66,10 @@ CASES = [
     ("WhatsApp as the only alert channel", {"monitoring_alerting": {"whatsapp": {"number": "+5511987654321"}},
                                             **_services()},
      "monitoring_alerting: WhatsApp is the only alert channel"),
+    # Prometheus' intervals: checked by the validation play, not first by promtool inside the monitoring role (the
+    # other interval rules: tests/unit/plugins/filter/test_monitoring_intervals.py).
+    ("scrape interval Prometheus cannot parse", {"monitoring_scrape_interval": "10x", **_services()},
+     "monitoring_scrape_interval must be a Prometheus duration of one unit"),
     # Moving tags, in any case.
     ("moving image tag", _services(n8n={"image": "borgstack-lab/n8n:stable"}), "borgstack_services.n8n.image"),
     ("moving image tag in upper case", _services(caddy={"image": "caddy:LATEST"}), "borgstack_services.caddy.image"),

@@ -275,6 +275,77 @@ def test_two_numbers_never_cross(clean):
     assert_nothing_rejected(clean)
 
 
+def session_redis(host, *command: str) -> list[str]:
+    """redis-cli in the Redis container on n8n's database 0 (the session workflow's counters), one line per value
+    ('' for a missing key); the password through docker exec's environment."""
+    run = host.run(
+        "REDISCLI_AUTH=\"$(python3 -c 'import json; print(json.load(open(\"/etc/borgstack/backup.json\"))"
+        "[\"redis_password\"])')\" docker exec -e REDISCLI_AUTH borgstack-redis redis-cli --no-auth-warning -n 0 "
+        + " ".join(shlex.quote(part) for part in command))
+    assert run.rc == 0, run.stderr
+    # One line per value, a missing key an empty one: only the last newline goes.
+    return run.stdout.removesuffix("\n").split("\n")
+
+
+def session_counters(host) -> list[str]:
+    """The counters of both numbers' instances: [default, sales]."""
+    return session_redis(host, "MGET", f"borgstack:cs:session:{INSTANCE}", f"borgstack:cs:session:{SALES['instance']}")
+
+
+def test_closed_session_notes_each_open_conversation_of_its_inbox_once(host, clean):
+    """Issue 22 item 6: Evolution reports the default number's session closed (connection.update, state close,
+    statusReason 401: the phone logged out - the only kind of close Evolution 2.2.3 does not reconnect from): a
+    private note in each open conversation of that number's inbox, none in the other number's; the same close again
+    posts nothing; open posts the "reconectado" note in the same conversations and clears the counter. The notes are
+    private: Chatwoot's message_created for them sends nothing to WhatsApp. Evolution's webhook is posted by the test
+    (no WhatsApp session in the lab); n8n, Redis (the counter) and the workflows are the real ones."""
+    session_redis(host, "DEL", f"borgstack:cs:session:{INSTANCE}", f"borgstack:cs:session:{SALES['instance']}")
+    # Two customers of the default number and one of the sales number write at once (three open conversations).
+    posts = [threading.Thread(target=post, args=(clean, EVOLUTION_HOOK, incoming(
+        f"551197777000{n}", text, f"SES-{n}", instance=instance))) for n, (instance, text) in enumerate(
+            [(INSTANCE, "cadê meu pedido?"), (INSTANCE, "quero trocar"), (SALES["instance"], "tem em azul?")])]
+    for thread in posts:
+        thread.start()
+    for thread in posts:
+        thread.join()
+    wait_for("three conversations in Chatwoot", lambda: len(chatwoot(clean, "messages")) >= 3)
+    by_inbox = {}
+    for conversation in chatwoot(clean, "conversations"):
+        by_inbox.setdefault(conversation["inbox_id"], set()).add(conversation["display_id"])
+    assert {inbox: len(ids) for inbox, ids in by_inbox.items()} == {INBOX: 2, SALES["inbox_id"]: 1}, by_inbox
+
+    def notes() -> dict[int, list[str]]:
+        found: dict[int, list[str]] = {}
+        for message in chatwoot(clean, "messages"):
+            if message["private"]:
+                found.setdefault(message["conversation_display_id"], []).append(message["content"])
+        return found
+
+    post(clean, EVOLUTION_HOOK, contract.evolution_connection_update("close", 401, instance=INSTANCE))
+    wait_for("a note in both open conversations of the default inbox", lambda: len(notes()) >= 2)
+    # The same close again: the counter shows the workflow took it (2) - and posted nothing more (checked below,
+    # after the open, whose count 3 comes after it).
+    post(clean, EVOLUTION_HOOK, contract.evolution_connection_update("close", 401, instance=INSTANCE))
+    wait_for("the repeated close counted", lambda: session_counters(host)[0] == "2")
+    post(clean, EVOLUTION_HOOK, contract.evolution_connection_update("open", instance=INSTANCE))
+    wait_for("the reconnection note in both conversations",
+             lambda: sum(len(texts) for texts in notes().values()) >= 4)
+    found = notes()
+    assert set(found) == by_inbox[INBOX], f"notes outside the closed number's inbox: {found}"
+    for texts in found.values():
+        assert len(texts) == 2, found
+        assert texts[0].startswith("WhatsApp desconectado") and "NÃO chegam ao cliente" in texts[0], texts
+        assert texts[1].startswith("WhatsApp reconectado"), texts
+    assert wait_for("the counter cleared", lambda: session_counters(host)[0] == "" and session_counters(host)) == \
+        ["", ""], "the sales number's counter moved"
+    # (Only to these customers: the lab's WhatsApp alert relay may send alerts through the same contract server.)
+    leaked = [s for s in sent(clean) if s["number"].startswith("55119777700")]
+    assert not leaked, f"a private note went out to WhatsApp: {leaked}"
+    assert [c["query"] for c in calls_to(clean, "chatwoot", "GET")
+            if c["path"] == f"/api/v1/accounts/{ACCOUNT}/conversations"] == [{"inbox_id": str(INBOX), "status": "open", "page": "1"}] * 2
+    assert_nothing_rejected(clean)
+
+
 def test_calls_through_caddy_are_dropped(host, clean, root_cert):
     """From the internet the webhooks answer (n8n's webhook answers before the workflow runs) but the workflows
     drop what came through Caddy (X-Forwarded-For): nobody outside can inject messages, replies or replays."""

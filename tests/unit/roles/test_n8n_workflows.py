@@ -16,7 +16,7 @@ FILES = sorted((ROOT / "roles/n8n/files/workflows").glob("*.json"))
 TASK = yaml.safe_load((ROOT / "roles/n8n/tasks/workflows.yml").read_text())[0]
 INPUT = TASK["vars"]["__n8n_workflows_input"]
 CREDENTIALS = {c["id"]: c for c in INPUT["credentials"]}
-WEBHOOKS = {"borgstack/evolution", "borgstack/chatwoot", "borgstack/replay"}
+WEBHOOKS = {"borgstack/evolution", "borgstack/chatwoot", "borgstack/replay", "borgstack/evolution-session"}
 
 
 def load(path: Path) -> dict:
@@ -25,7 +25,7 @@ def load(path: Path) -> dict:
 
 def test_ids_are_fixed_and_unique():
     ids = [load(path)["id"] for path in FILES]
-    assert len(FILES) == 3 and len(set(ids)) == len(ids), ids
+    assert len(FILES) == 4 and len(set(ids)) == len(ids), ids
     assert all(re.fullmatch(r"[A-Za-z0-9]{16}", i) for i in ids + list(CREDENTIALS)), ids
 
 
@@ -48,7 +48,7 @@ def test_workflow_is_consistent(path):
     assert placeholders <= set(INPUT["settings"]), placeholders - set(INPUT["settings"])
 
 
-def test_the_three_webhooks_are_shipped():
+def test_the_four_webhooks_are_shipped():
     paths = {node["parameters"]["path"] for path in FILES for node in load(path)["nodes"]
              if node["type"] == "n8n-nodes-base.webhook"}
     assert paths == WEBHOOKS

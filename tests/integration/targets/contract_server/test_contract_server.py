@@ -513,6 +513,46 @@ def test_payload_builders_follow_the_schema_facts():
     assert "contact" not in created
 
 
+def test_connection_update_builder_follows_evolution_2_2_3():
+    """close only with a reason Evolution does not reconnect from; the envelope as every other event's."""
+    evolution = json.loads((CONTRACT_DIR / "evolution.json").read_text(encoding="utf-8"))["webhooks"]
+    closed = contract_server.evolution_connection_update("close", 401, instance="vendas")
+    assert set(closed) == set(evolution["envelope"]["shape"])
+    assert closed["event"] == "connection.update" and closed["instance"] == "vendas"
+    assert closed["data"] == {"instance": "vendas", "state": "close", "statusReason": 401}
+    assert set(contract_server.evolution_connection_update("open")["data"]) == {
+        "instance", "state", "statusReason", "wuid", "profileName", "profilePictureUrl"}
+    assert contract_server.evolution_connection_update("refused")["data"]["statusReason"] == 428
+    for state, reason in (("close", 428), ("close", None), ("closed", 401)):
+        with pytest.raises(ValueError):
+            contract_server.evolution_connection_update(state, reason)
+
+
+def test_conversation_list_filters_by_inbox_and_status_and_pages_by_25(srv):
+    """ConversationFinder: status open by default, inbox_id, newest first, 25 a page, counts in data.meta."""
+    first = _conversation(srv)
+    for n in range(25):
+        status, body = _new_contact(srv, f"+55219999{n:05d}")
+        assert status == 200, body
+        contact = body["payload"]["contact"]["id"]
+        assert srv.chatwoot("POST", f"{ACCOUNT}/conversations",
+                            {"inbox_id": 1, "contact_id": contact, "status": "open"})[0] == 200
+    srv.chatwoot("POST", f"{ACCOUNT}/conversations/{first}/toggle_status", {"status": "resolved"})
+    status, body, _hdrs = srv.chatwoot("GET", f"{ACCOUNT}/conversations?inbox_id=1&status=open")
+    assert status == 200 and body["data"]["meta"]["all_count"] == 25, body["data"]["meta"]
+    assert len(body["data"]["payload"]) == 25 and first not in [c["id"] for c in body["data"]["payload"]]
+    assert all(c["status"] == "open" and c["inbox_id"] == 1 for c in body["data"]["payload"])
+    assert srv.chatwoot("GET", f"{ACCOUNT}/conversations?inbox_id=1&page=2")[1]["data"]["payload"] == []
+    pages = [srv.chatwoot("GET", f"{ACCOUNT}/conversations?inbox_id=1&status=all&page={n}")[1]["data"]["payload"]
+             for n in (1, 2)]
+    assert [len(page) for page in pages] == [25, 1]
+    assert sorted(c["id"] for page in pages for c in page) == list(range(1, 27))
+    assert srv.chatwoot("GET", f"{ACCOUNT}/conversations?inbox_id=7")[1]["data"]["payload"] == []
+    for query in ("status=closed", "inbox_id=um", "q=pedido", "assignee_type=everyone"):
+        status, body, _hdrs = srv.chatwoot("GET", f"{ACCOUNT}/conversations?{query}")
+        assert status == 400 and srv.last_call()["rejected_reason"], (query, body)
+
+
 # ---- Media ---------------------------------------------------------------------------------------------------
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
