@@ -24,7 +24,7 @@ from conftest import derived, run_site, wait_for
 from test_customer_service import EVOLUTION_HOOK, incoming, sql
 from test_monitoring import container_ip, query, smtp  # noqa: F401  pylint: disable=unused-import
 
-OWNER = "5511987654321"
+OWNER = "5511900009999"
 RELAY = "borgstack-monitoring-whatsapp-relay"
 TEXTFILE = "/var/lib/prometheus/node-exporter/borgstack_backup.prom"
 SUMMARY = "O último backup falhou"
@@ -60,7 +60,7 @@ def test_relay_runs_internal_only_with_its_key_in_a_file(host):
                               f"{RELAY}")
     assert relay.startswith(("{}", "null")), f"the relay publishes a port: {relay}"
     assert derived("evolution_api_key", 48) not in relay, "Evolution's key is in the relay's environment"
-    assert "ALERT_NUMBER=+5511987654321" in relay and "EVOLUTION_API_KEY_FILE=" in relay
+    assert "ALERT_NUMBER=+5511900009999" in relay and "EVOLUTION_API_KEY_FILE=" in relay
     key = host.file("/opt/borgstack/services/monitoring/evolution-api-key")
     assert (key.mode, key.uid) == (0o400, 65534)
     assert key.content_string == derived("evolution_api_key", 48)
