@@ -42,18 +42,22 @@ function data(answer, what) {
 
 const enc = encodeURIComponent;
 
+// Directus' API answers (/server/ping): what this script reads and writes lives in its database. Not
+// /server/health, which also checks the file storage: with SeaweedFS down, a check run waited the whole timeout
+// for an answer it does not need. Check mode looks at a running Directus or reports; it does not wait for a start.
 async function ready() {
-  const deadline = Date.now() + Number(input.wait || 300) * 1000;
+  const seconds = input.check ? Math.min(Number(input.wait || 300), 30) : Number(input.wait || 300);
+  const deadline = Date.now() + seconds * 1000;
   let last = '';
   while (Date.now() < deadline) {
     try {
-      const answer = await api('GET', '/server/health');
+      const answer = await api('GET', '/server/ping');
       if (answer.status === 200) return;
       last = `answered ${answer.status}`;
     } catch (error) { last = error.message; }
     await new Promise((resolve) => setTimeout(resolve, 2000));
   }
-  throw new Error(`Directus did not become healthy in ${input.wait} s (${last})`);
+  throw new Error(`Directus' API did not answer in ${seconds} s (${last})`);
 }
 
 // The play's token, made to work if it does not: null in a check where it does not work yet.
