@@ -125,8 +125,13 @@ options:
     type: list
     elements: dict
     suboptions:
-      name: {description: Name of the reader role (same rules as O(name); not V(pg_)...)., type: str, required: true}
-      password: {description: Its password; required with O(readers[].state=present). Stored as SCRAM., type: str}
+      name:
+        description: Name of the reader role - same rules as O(name), not starting with V(pg_).
+        type: str
+        required: true
+      password:
+        description: Its password, required with O(readers[].state=present); stored as a SCRAM verifier.
+        type: str
       roles:
         description: Predefined roles it is a member of (V(pg_monitor), V(pg_read_all_stats), V(pg_stat_scan_tables), V(pg_read_all_settings) only); other memberships are revoked.
         type: list
@@ -140,8 +145,15 @@ options:
         suboptions:
           database: {description: Name of the database., type: str, required: true}
           tables: {description: Tables of schema C(public) it may C(SELECT)., type: list, elements: str, default: []}
-      connection_limit: {description: Maximum concurrent connections; V(-1) means no limit., type: int, default: 3}
-      state: {description: V(present) or V(absent) (drop the role and its grants)., type: str, choices: [present, absent], default: present}
+      connection_limit:
+        description: Maximum concurrent connections; V(-1) means no limit.
+        type: int
+        default: 3
+      state:
+        description: V(present), or V(absent) to drop the role and its grants.
+        type: str
+        choices: [present, absent]
+        default: present
 notes:
   - The module connects twice - to O(login_db) for roles and databases, and to the tenant database for
     extensions and schema.
