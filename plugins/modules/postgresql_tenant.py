@@ -133,7 +133,9 @@ options:
         description: Its password, required with O(readers[].state=present); stored as a SCRAM verifier.
         type: str
       roles:
-        description: Predefined roles it is a member of (V(pg_monitor), V(pg_read_all_stats), V(pg_stat_scan_tables), V(pg_read_all_settings) only); other memberships are revoked.
+        description:
+          - Predefined roles it is a member of - V(pg_monitor), V(pg_read_all_stats), V(pg_stat_scan_tables) and
+            V(pg_read_all_settings) only; other memberships are revoked.
         type: list
         elements: str
         default: [pg_monitor]
@@ -144,7 +146,11 @@ options:
         default: []
         suboptions:
           database: {description: Name of the database., type: str, required: true}
-          tables: {description: Tables of schema C(public) it may C(SELECT)., type: list, elements: str, default: []}
+          tables:
+            description: Tables of schema C(public) it may C(SELECT).
+            type: list
+            elements: str
+            default: []
       connection_limit:
         description: Maximum concurrent connections; V(-1) means no limit.
         type: int
