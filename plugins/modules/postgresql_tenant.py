@@ -220,12 +220,31 @@ EXAMPLES = r"""
 
 RETURN = r"""
 readers:
-  description:
-    - With O(readers), one result per reader, in order - RV(readers[].reader), RV(readers[].queries),
-      RV(readers[].pending) (V(database.table) of the named tables that do not exist yet) and RV(readers[].diff).
+  description: With O(readers), one result per reader, in order.
   returned: when O(tenants) or O(readers) is given
   type: list
   elements: dict
+  contains:
+    reader:
+      description: Name of the reader role.
+      type: str
+      returned: always
+      sample: monitoring_reader
+    queries:
+      description: SQL statements run, or that check mode would run (the password verifier as C(%s)).
+      type: list
+      elements: str
+      returned: always
+    pending:
+      description: V(database.table) of the named tables that do not exist yet (the event trigger grants them).
+      type: list
+      elements: str
+      returned: always
+      sample: [n8n.borgstack_cs_errors]
+    diff:
+      description: The reader's state before and after (role, memberships, per database CONNECT and granted tables).
+      type: dict
+      returned: always
 tenants:
   description:
     - With O(tenants), one result per tenant, in order, each with the keys below (RV(tenant), RV(database),
