@@ -15,6 +15,7 @@ and the per-service logins), read by the validation play's ``secret_version_erro
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, Iterator, List, Mapping, Tuple
 
 from ansible.errors import AnsibleFilterError
@@ -40,6 +41,9 @@ DATABASES = ("postgresql", "redis", "mongodb")
 BACKUPS = ("files", "dump", "none")
 # A service's Redis key spaces (``redis_keys``): which keys of its own Redis database a restore brings back.
 REDIS_KEY_KEYS = frozenset(("match", "restore", "why"))
+# A reader's predefined roles (the postgresql_tenant module's list) and a table name of its ``read``.
+READER_ROLES = ("pg_monitor", "pg_read_all_settings", "pg_read_all_stats", "pg_stat_scan_tables")
+_TABLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 def volume_name(service: str, key: str) -> str:
@@ -259,7 +263,79 @@ def service_contracts(registry: Any, stack: Any) -> Dict[str, Dict[str, Any]]:
         contracts[name] = contract
     if "duplicati" in contracts:
         contracts["duplicati"].update(backup_sources(registry))
+    readers = postgres_readers(registry, secrets, tenants)
+    if "postgresql" in contracts:
+        contracts["postgresql"]["readers"] = readers
+    pg = endpoints.get("postgresql") or {}
+    for reader in readers:
+        if reader["state"] == "present":
+            contracts[reader["service"]]["postgres_reader"] = {
+                "host": pg.get("host"), "port": pg.get("port"), "user": reader["name"],
+                "password": reader["password"]}
     return contracts
+
+
+READER_KEYS = frozenset(("secret", "roles", "read", "why"))
+
+
+def reader_name(service: str) -> str:
+    """The PostgreSQL role of a service's ``postgres_reader``: ``<service>_reader``."""
+    return f"{service}_reader"
+
+
+def postgres_readers(registry: Mapping[str, Any], secrets: Mapping[str, Mapping[str, str]],
+                     tenants: Mapping[str, Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """The postgresql_tenant module's ``readers``: one per service with a ``postgres_reader`` entry - a login with
+    the entry's predefined ``roles`` (pg_monitor) and SELECT on the tables of ``read`` ({service: [tables]}, each
+    service's tenant database; only those of enabled services). Its password is the entry's own registry secret
+    (``secret``: a purpose of its ``secrets``, with its rotation policy). A disabled service's reader is
+    ``state: absent`` (the role and its grants are removed)."""
+    enabled = _enabled(registry)
+    out: List[Dict[str, Any]] = []
+    for name, svc in registry.items():
+        spec = svc.get("postgres_reader") if isinstance(svc, Mapping) else None
+        if not isinstance(spec, Mapping):
+            continue
+        if name not in enabled or "postgresql" not in enabled:
+            out.append({"service": name, "name": reader_name(name), "state": "absent", "password": "",
+                        "roles": [], "grants": []})
+            continue
+        grants = [{"database": tenants[other]["database"], "tables": list(tables or [])}
+                  for other, tables in (spec.get("read") or {}).items() if other in enabled and other in tenants]
+        out.append({"service": name, "name": reader_name(name), "state": "present",
+                    "password": secrets[name][str(spec["secret"])], "roles": list(spec.get("roles") or []),
+                    "grants": grants})
+    return out
+
+
+def _reader_errors(where: str, name: str, svc: Mapping[str, Any], registry: Mapping[str, Any]) -> List[str]:
+    """Problems in a service's ``postgres_reader`` entry ({secret, roles, read: {service: [tables]}})."""
+    spec = svc.get("postgres_reader")
+    if spec is None:
+        return []
+    at = f"{where}.postgres_reader"
+    if not isinstance(spec, Mapping):
+        return [f"{at} must be a dict (secret, roles, read), found {spec!r}"]
+    errors: List[str] = []
+    unknown = sorted(set(map(str, spec)) - READER_KEYS)
+    if unknown:
+        errors.append(f"{at}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(READER_KEYS))})")
+    if str(spec.get("secret")) not in map(str, (svc.get("secrets") or {})):
+        errors.append(f"{at}.secret must name one of {where}.secrets (its password, with its rotation policy), "
+                      f"found {spec.get('secret')!r}")
+    if not isinstance(spec.get("roles", []), list) or any(r not in READER_ROLES for r in spec.get("roles", [])):
+        errors.append(f"{at}.roles must be a list of {', '.join(sorted(READER_ROLES))}, found {spec.get('roles')!r}")
+    read = spec.get("read") or {}
+    if not isinstance(read, Mapping):
+        return errors + [f"{at}.read must be a dict <service>: [tables], found {read!r}"]
+    for other, tables in read.items():
+        if not isinstance(registry.get(other), Mapping) or not isinstance(registry[other].get("postgres"), Mapping):
+            errors.append(f"{at}.read.{other}: not a service with a PostgreSQL tenant (borgstack_services.<name>."
+                          "postgres)")
+        if not isinstance(tables, list) or not all(isinstance(t, str) and _TABLE_RE.match(t) for t in tables):
+            errors.append(f"{at}.read.{other} must be a list of table names of schema public ([a-z_][a-z0-9_]*), "
+                          f"found {tables!r}")
+    return errors
 
 
 def secret_policies(registry: Any) -> Dict[str, Dict[str, str]]:
@@ -381,6 +457,7 @@ def contract_errors(registry: Any) -> List[str]:
         errors.extend(_secret_errors(where, svc.get("secrets") or {}, registry, owners))
         errors.extend(_volume_errors(where, name, svc.get("volumes") or {}))
         errors.extend(_redis_key_errors(where, svc))
+        errors.extend(_reader_errors(where, name, svc, registry))
     return errors
 
 

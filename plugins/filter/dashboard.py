@@ -61,8 +61,9 @@ def _service(name: str) -> Dict[str, Any]:
 
 def _customer_service(whatsapp: bool) -> Dict[str, Any]:
     items = [
-        _item("Mensagens recebidas (24 h)", "borgstack_cs_flow_messages_in_24h", "number"),
-        _item("Respostas enviadas (24 h)", "borgstack_cs_flow_replies_out_24h", "number"),
+        # The weekly report's "messages handled" over 24 h (roles/monitoring/files/queries.yaml: borgstack_cs_messages).
+        _item("Mensagens recebidas (24 h)", 'borgstack_cs_messages_handled{direction="in",period="24h"}', "number"),
+        _item("Respostas enviadas (24 h)", 'borgstack_cs_messages_handled{direction="out",period="24h"}', "number"),
         _item("Erros não reenviados", "borgstack_cs_errors_pending", "number"),
         _item("Erros novos (24 h)", "increase(borgstack_cs_errors_total[24h])", "number"),
         _item("Execuções do n8n com erro (1 h)", "borgstack_n8n_executions_failed_last_hour", "number"),

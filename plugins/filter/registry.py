@@ -21,7 +21,7 @@ from ansible_collections.borgstack.stack.plugins.plugin_utils._filters import Na
 
 _KEYS = frozenset(
     ("enabled", "layer", "image", "requires", "containers", "site", "postgres", "redis_db", "s3_bucket", "mongodb",
-     "login", "volumes", "secrets", "redis_keys")
+     "login", "volumes", "secrets", "redis_keys", "postgres_reader")
 )
 _CONTAINER_KEYS = frozenset(("kind", "port", "health", "health_body", "replicas", "memory", "image", "metrics"))
 _KINDS = ("web", "worker", "job")

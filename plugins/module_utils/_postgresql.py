@@ -77,12 +77,16 @@ def postgresql_tenant_module_kwargs() -> dict[str, Any]:
     # Several tenants in one call (one module run instead of one per tenant): each element takes the options above.
     spec["tenants"] = {"type": "list", "elements": "dict",
                        "options": {**tenant, "name": {"type": "str", "required": True}}}
+    # Reader roles (module_utils/_postgresql_reader.py): logins that watch, after the tenants whose tables they read.
+    from ansible_collections.borgstack.stack.plugins.module_utils._postgresql_reader import READER_OPTIONS
+
+    spec["readers"] = {"type": "list", "elements": "dict", "options": READER_OPTIONS}
     spec.update(postgresql_login_argument_spec())
     return {
         "argument_spec": spec,
-        "required_one_of": [("name", "tenants")],
+        "required_one_of": [("name", "tenants", "readers")],
         "mutually_exclusive": [("login_unix_socket", "login_host"), ("tenants", "name"), ("tenants", "database"),
-                               ("tenants", "owner"), ("tenants", "password")],
+                               ("tenants", "owner"), ("tenants", "password"), ("readers", "name")],
         "supports_check_mode": True,
     }
 
@@ -576,11 +580,15 @@ class TenantManager:
 
 def run_tenants(module: Any) -> dict[str, Any]:
     """The ``tenants`` form: each tenant read, planned and applied in turn, as one call per tenant would; the
-    first that fails stops the run, naming it (the ones before it are done, as with a loop)."""
+    first that fails stops the run, naming it (the ones before it are done, as with a loop). Then the ``readers``,
+    each the same way (``readers`` in the result)."""
+    from ansible_collections.borgstack.stack.plugins.module_utils._postgresql_reader import run_readers
+
     results: list[dict[str, Any]] = []
+    readers: list[dict[str, Any]] = []
     cluster = None  # one connection to the maintenance database for every tenant, opened by the first
     try:
-        for tenant in module.params["tenants"]:
+        for tenant in module.params["tenants"] or []:
             params = {**module.params, **{option: tenant.get(option) for option in TENANT_OPTIONS}}
             manager = TenantManager(module, params, cluster, keep_cluster=True)
             try:
@@ -590,8 +598,13 @@ def run_tenants(module: Any) -> dict[str, Any]:
                                   queries=manager.queries) from exc
             finally:
                 cluster = manager.cluster
+        try:
+            readers, cluster = run_readers(module, cluster)
+        except TenantError as exc:
+            exc.details["results"] = results
+            raise
     finally:
         if cluster is not None:
             cluster.close()
-    return {"changed": any(result["changed"] for result in results), "tenants": results,
-            "diff": [result["diff"] for result in results]}
+    return {"changed": any(result["changed"] for result in results + readers), "tenants": results,
+            "readers": readers, "diff": [result["diff"] for result in results + readers]}

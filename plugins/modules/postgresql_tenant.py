@@ -50,7 +50,7 @@ options:
       - Name of the tenant, usually the application (V(n8n), V(chatwoot)).
       - Must be a plain SQL identifier - 1 to 63 characters from V(a-z), V(0-9) and V(_), not starting with a
         digit. Other names are refused.
-      - One of O(name) and O(tenants) is required.
+      - One of O(name), O(tenants) and O(readers) is required.
     type: str
   database:
     description:
@@ -110,6 +110,56 @@ options:
       connection_limit: {description: As O(connection_limit)., type: int, default: -1}
       state: {description: As O(state)., type: str, choices: [present, absent], default: present}
       drop_database: {description: As O(drop_database)., type: bool, default: false}
+  readers:
+    description:
+      - Reader roles, handled after the tenants - a login that watches (an exporter) rather than owns - with
+        C(LOGIN) and no other attribute, a member of O(readers[].roles), C(CONNECT) on each database of
+        O(readers[].grants) and C(SELECT) on the tables named there (schema C(public)), nothing else.
+      - A named table that does not exist yet (created later by the app's migrations or a workflow) is granted when
+        it is created - an event trigger in that database grants C(SELECT) on exactly the named tables to the
+        reader - and is listed under RV(readers[].pending) meanwhile. C(ALTER DEFAULT PRIVILEGES) is not used (it
+        cannot name a table, so every later table of the owner would be readable).
+      - A database of O(readers[].grants) that does not exist is skipped; a later run grants it.
+      - With O(readers[].state=absent) the event triggers and their functions are dropped, the grants revoked
+        (C(DROP OWNED BY)) and the role dropped.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Name of the reader role - same rules as O(name), not starting with V(pg_).
+        type: str
+        required: true
+      password:
+        description: Its password, required with O(readers[].state=present); stored as a SCRAM verifier.
+        type: str
+      roles:
+        description:
+          - Predefined roles it is a member of - V(pg_monitor), V(pg_read_all_stats), V(pg_stat_scan_tables) and
+            V(pg_read_all_settings) only; other memberships are revoked.
+        type: list
+        elements: str
+        default: [pg_monitor]
+      grants:
+        description: Databases it may connect to, each with the tables of schema C(public) it may read.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          database: {description: Name of the database., type: str, required: true}
+          tables:
+            description: Tables of schema C(public) it may C(SELECT).
+            type: list
+            elements: str
+            default: []
+      connection_limit:
+        description: Maximum concurrent connections; V(-1) means no limit.
+        type: int
+        default: 3
+      state:
+        description: V(present), or V(absent) to drop the role and its grants.
+        type: str
+        choices: [present, absent]
+        default: present
 notes:
   - The module connects twice - to O(login_db) for roles and databases, and to the tenant database for
     extensions and schema.
@@ -144,6 +194,16 @@ EXAMPLES = r"""
       - {name: directus, password: "{{ directus_postgresql_password }}", extensions: [postgis]}
     login_unix_socket: /var/run/postgresql
 
+- name: Let the PostgreSQL exporter read server statistics and two of n8n's tables, nothing else
+  borgstack.stack.postgresql_tenant:
+    readers:
+      - name: monitoring_reader
+        password: "{{ monitoring_reader_password }}"
+        roles: [pg_monitor]
+        grants:
+          - {database: n8n, tables: [execution_entity, borgstack_cs_errors]}
+    login_unix_socket: /var/run/postgresql
+
 - name: Retire a tenant but keep its data (the role can no longer log in)
   borgstack.stack.postgresql_tenant:
     name: lowcoder
@@ -159,6 +219,32 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+readers:
+  description: With O(readers), one result per reader, in order.
+  returned: when O(tenants) or O(readers) is given
+  type: list
+  elements: dict
+  contains:
+    reader:
+      description: Name of the reader role.
+      type: str
+      returned: always
+      sample: monitoring_reader
+    queries:
+      description: SQL statements run, or that check mode would run (the password verifier as C(%s)).
+      type: list
+      elements: str
+      returned: always
+    pending:
+      description: V(database.table) of the named tables that do not exist yet (the event trigger grants them).
+      type: list
+      elements: str
+      returned: always
+      sample: [n8n.borgstack_cs_errors]
+    diff:
+      description: The reader's state before and after (role, memberships, per database CONNECT and granted tables).
+      type: dict
+      returned: always
 tenants:
   description:
     - With O(tenants), one result per tenant, in order, each with the keys below (RV(tenant), RV(database),
@@ -252,7 +338,7 @@ def main() -> None:
     module = AnsibleModule(**postgresql_tenant_module_kwargs())
     if not HAS_PSYCOPG:
         fail_without_psycopg(module)
-    if module.params["tenants"] is not None:
+    if module.params["tenants"] is not None or module.params["readers"] is not None:
         try:
             module.exit_json(**run_tenants(module))
         except TenantError as exc:

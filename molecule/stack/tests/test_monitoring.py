@@ -95,6 +95,7 @@ def test_every_scrape_target_is_up(host, prometheus):
     "pg_up == 1",                                                         # PostgreSQL
     "pg_stat_database_xact_commit",
     "borgstack_cs_errors_total",                                          # customer-service error table
+    'borgstack_cs_messages_handled{period="7d"}',                        # messages handled (dashboard, report)
     "borgstack_n8n_executions_failed_last_hour",                          # n8n's failed executions
     "redis_up == 1",                                                      # Redis
     "redis_memory_used_bytes",
@@ -104,6 +105,28 @@ def test_every_scrape_target_is_up(host, prometheus):
 ])
 def test_each_metric_family_returns_data(host, prometheus, promql):
     wait_for(promql, lambda: query(host, prometheus, promql), 45, every=3)
+
+
+def test_the_postgres_exporter_reads_with_its_own_least_privilege_login(host, prometheus):
+    """The exporter logs in as monitoring_reader (pg_monitor + SELECT on the tables its queries read), with its own
+    derived secret in a file only the exporter's user reads - not the superuser, not n8n's owner login. A table it
+    is not given (n8n's credentials and users) stays closed to it."""
+    wait_for("the exporter up with its custom queries", lambda: query(
+        host, prometheus, "pg_up == 1 and on() count(borgstack_cs_messages_handled) == 4"), 45, every=3)
+    secret = host.file(f"{PROJECT_DIR}/services/monitoring/postgres-password")
+    assert (secret.uid, secret.gid, oct(secret.mode)) == (65534, 65534, "0o400")
+    assert secret.content_string == derived("postgresql_monitoring")
+    assert secret.content_string not in (derived("postgresql_superuser"), derived("postgresql_n8n"))
+    exporter = container_ip(host, "borgstack-monitoring-postgres-exporter")
+    check = ("SELECT (SELECT string_agg(DISTINCT usename, ',') FROM pg_stat_activity WHERE client_addr = "
+             f"'{exporter}'), r.rolsuper OR r.rolcreaterole OR r.rolcreatedb, pg_has_role(r.oid, 'pg_monitor', 'member'),"
+             " has_table_privilege(r.oid, 'public.execution_entity', 'SELECT'),"
+             " has_table_privilege(r.oid, 'public.credentials_entity', 'SELECT'),"
+             " has_table_privilege(r.oid, 'public.user', 'SELECT'),"
+             " has_table_privilege(r.oid, 'public.execution_entity', 'INSERT')"
+             " FROM pg_roles r WHERE r.rolname = 'monitoring_reader'")
+    row = host.check_output(f"docker exec {PG} psql -U postgres -X -At -d n8n -c {shlex.quote(check)}")
+    assert row == "monitoring_reader|f|t|t|f|f|f", row
 
 
 def test_backup_results_reach_prometheus(host, prometheus):

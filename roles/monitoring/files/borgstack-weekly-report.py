@@ -41,8 +41,9 @@ QUERIES = {
     "backup_success": "borgstack_backup_last_success_timestamp_seconds",
     "drill_status": "borgstack_restore_drill_last_status",
     "drill_success": "borgstack_restore_drill_last_success_timestamp_seconds",
-    "received": "borgstack_cs_messages_received_week",
-    "replied": "borgstack_cs_messages_replied_week",
+    # The dashboard's "messages handled" over 7 days instead of 24 h (queries.yaml: borgstack_cs_messages).
+    "received": 'borgstack_cs_messages_handled{direction="in",period="7d"}',
+    "replied": 'borgstack_cs_messages_handled{direction="out",period="7d"}',
     "errors": "increase(borgstack_cs_errors_total[7d])",
 }
 

@@ -232,3 +232,97 @@ def test_no_secret_text_in_module_output(pg_server, tenant_module, fresh_name):
         if secret in run.output
     ]
     assert (len(tenant_module.runs), verifier, leaks) == (5, None, [])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reader roles (the readers option): the monitoring exporter's own login
+# ---------------------------------------------------------------------------------------------------------------
+def _reader_sees(pg_server: Any, user: str, password: str, dbname: str, query: str) -> str:
+    """The first value ``query`` gives the reader, or the server's refusal (its SQLSTATE class name)."""
+    try:
+        with pg_server.tcp(user, password, dbname) as conn:
+            return str(conn.execute(query).fetchone()[0])
+    except psycopg.Error as exc:
+        return type(exc).__name__
+
+
+def test_reader_reads_only_the_named_tables_also_those_created_later(pg_server, tenant_module, fresh_name):
+    """A tenant with one table at the start; the reader is given it and a table the app creates only later (as the
+    n8n workflows create borgstack_cs_errors on their first error). Check mode, apply, idempotence, the table made
+    later readable the moment the app creates it with no module run in between (the rerun stays unchanged), a table
+    not named never readable, pg_monitor's statistics, password rotation, and state=absent."""
+    app_password, first, second = _password(), _password(), _password()
+    reader = f"{fresh_name}_reader"
+    tenant_module(tenants=[{"name": fresh_name, "password": app_password},
+                           {"name": f"{fresh_name}_o", "password": app_password}])
+    with pg_server.tcp(fresh_name, app_password, fresh_name) as conn:
+        conn.execute("CREATE TABLE early (n int); INSERT INTO early VALUES (1); CREATE TABLE secret (n int)")
+    readers = [{"name": reader, "password": first, "roles": ["pg_monitor"],
+                "grants": [{"database": fresh_name, "tables": ["early", "later"]}]}]
+
+    observed = []
+    run = tenant_module(check=True, readers=readers)
+    observed.append(("check fresh", run.failed, run.changed, _role_exists(pg_server, reader)))
+    run = tenant_module(readers=readers)
+    observed.append(("apply", run.failed, run.changed, run.result["readers"][0]["pending"]))
+    run = tenant_module(readers=readers)
+    observed.append(("apply again", run.failed, run.changed, run.result["readers"][0]["queries"]))
+    observed.append(("early", _reader_sees(pg_server, reader, first, fresh_name, "SELECT count(*) FROM early")))
+    observed.append(("not named", _reader_sees(pg_server, reader, first, fresh_name, "SELECT count(*) FROM secret")))
+    observed.append(("pg_monitor", _reader_sees(pg_server, reader, first, fresh_name,
+                                                "SELECT count(*) > 0 FROM pg_stat_activity WHERE query <> ''")))
+    observed.append(("write refused", _reader_sees(pg_server, reader, first, fresh_name,
+                                                   "INSERT INTO early VALUES (2) RETURNING n")))
+    observed.append(("other tenant", _reader_sees(pg_server, reader, first, f"{fresh_name}_o", "SELECT 1")))
+    # The app creates the later table (its owner, as n8n does), no module run in between.
+    with pg_server.tcp(fresh_name, app_password, fresh_name) as conn:
+        conn.execute("CREATE TABLE later (n int); INSERT INTO later VALUES (7); CREATE TABLE later_not_named (n int)")
+    observed.append(("later", _reader_sees(pg_server, reader, first, fresh_name, "SELECT sum(n) FROM later")))
+    observed.append(("later, not named", _reader_sees(pg_server, reader, first, fresh_name,
+                                                      "SELECT count(*) FROM later_not_named")))
+    run = tenant_module(readers=readers)
+    observed.append(("rerun after the app's table", run.changed, run.result["readers"][0]["pending"]))
+    # Drift heals: a grant revoked by hand comes back.
+    with pg_server.superuser(fresh_name) as conn:
+        conn.execute(f'REVOKE SELECT ON early FROM "{reader}"')
+    run = tenant_module(readers=readers)
+    observed.append(("drift", run.changed, run.result["readers"][0]["queries"]))
+    readers[0]["password"] = second
+    run = tenant_module(readers=readers)
+    observed.append(("rotation", run.changed, run.result["readers"][0]["queries"],
+                     _reader_sees(pg_server, reader, second, fresh_name, "SELECT 1"),
+                     "password authentication failed" in _can_login(pg_server, reader, first, fresh_name)))
+    readers[0]["state"] = "absent"
+    run = tenant_module(check=True, readers=readers)
+    observed.append(("check absent", run.failed, run.changed, _role_exists(pg_server, reader)))
+    run = tenant_module(readers=readers)
+    observed.append(("absent", run.failed, run.changed, _role_exists(pg_server, reader),
+                     pg_server.scalar("SELECT count(*) FROM pg_event_trigger", dbname=fresh_name)))
+    run = tenant_module(readers=readers)
+    observed.append(("absent again", run.changed))
+
+    assert observed == [
+        ("check fresh", False, True, False),
+        ("apply", False, True, [f"{fresh_name}.later"]),
+        ("apply again", False, False, []),
+        ("early", "1"),
+        ("not named", "InsufficientPrivilege"),
+        ("pg_monitor", "True"),
+        ("write refused", "InsufficientPrivilege"),
+        ("other tenant", "OperationalError"),   # CONNECT only where it reads
+        ("later", "7"),
+        ("later, not named", "InsufficientPrivilege"),
+        ("rerun after the app's table", False, []),
+        ("drift", True, [f'GRANT SELECT ON "public"."early" TO "{reader}"']),
+        ("rotation", True, [f'ALTER ROLE "{reader}" WITH PASSWORD %s'], "1", True),
+        ("check absent", False, True, True),
+        ("absent", False, True, False, 0),
+        ("absent again", False),
+    ]
+    assert first not in str(tenant_module.runs) and second not in str(tenant_module.runs)
+
+
+def test_reader_cannot_be_made_a_member_of_a_role_that_writes(pg_server, tenant_module, fresh_name):
+    run = tenant_module(readers=[{"name": f"{fresh_name}_r", "password": _password(), "roles": ["pg_write_all_data"]}])
+    assert run.failed and "roles: pg_write_all_data not allowed" in run.result["msg"], run.result
+    assert not _role_exists(pg_server, f"{fresh_name}_r")

@@ -81,7 +81,7 @@ def small(**services):
 # ---------------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, extra", [
-    ("postgresql", {"tenants"}),
+    ("postgresql", {"tenants", "readers"}),
     ("redis", {"key_spaces"}),
     ("mongodb", {"users"}),
     ("seaweedfs", {"buckets"}),
@@ -540,3 +540,55 @@ def test_key_spaces_of_enabled_services_with_restore_true_in_registry_order():
     assert contract.redis_key_spaces(registry(evolution_api={"enabled": False})) == []
     # A space that is not exactly true is not taken (the validation refuses it first).
     assert contract.redis_key_spaces(registry(evolution_api={"redis_keys": {"session": {"restore": "yes"}}})) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# postgres_reader: the monitoring exporter's own PostgreSQL login
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_the_exporter_reads_with_its_own_login_not_the_superuser_or_an_app(shipped):
+    readers = shipped["postgresql"]["readers"]
+    assert [(r["name"], r["state"], r["roles"]) for r in readers] == [("monitoring_reader", "present", ["pg_monitor"])]
+    assert readers[0]["grants"] == [{"database": "n8n",
+                                     "tables": ["execution_entity", "execution_data", "borgstack_cs_errors"]}]
+    login = shipped["monitoring"]["postgres_reader"]
+    assert login["user"] == "monitoring_reader" and login["password"] == readers[0]["password"]
+    assert login["password"] == stack_secret("postgresql_monitoring", MASTER, {})
+    others = {shipped["postgresql"]["secrets"]["postgresql_superuser"], shipped["n8n"]["postgres"]["password"]}
+    assert login["password"] not in others
+    # The superuser's password no longer reaches the monitoring service.
+    assert "postgresql_superuser" not in shipped["monitoring"]["secrets"]
+    assert (login["host"], login["port"]) == (shipped["postgresql"]["container"], shipped["postgresql"]["port"])
+
+
+def test_the_readers_secret_follows_the_registry_policy_and_rotates():
+    assert secret_policies(registry())["postgresql_monitoring"] == {"rotation": "allowed", "why": ""}
+    first = contracts()["monitoring"]["postgres_reader"]["password"]
+    rotated = contracts(versions={"postgresql_monitoring": 2})
+    assert rotated["monitoring"]["postgres_reader"]["password"] not in (first, "")
+    assert rotated["postgresql"]["readers"][0]["password"] == rotated["monitoring"]["postgres_reader"]["password"]
+    overridden = contracts(overrides={"postgresql_monitoring": "chosen-by-the-operator-1234"})
+    assert overridden["postgresql"]["readers"][0]["password"] == "chosen-by-the-operator-1234"
+
+
+def test_a_disabled_reader_is_removed_and_grants_skip_disabled_services():
+    off = contracts(registry(monitoring={"enabled": False}))
+    assert [(r["name"], r["state"]) for r in off["postgresql"]["readers"]] == [("monitoring_reader", "absent")]
+    assert "postgres_reader" not in off["monitoring"]
+    no_n8n = contracts(registry(n8n={"enabled": False}))
+    assert no_n8n["postgresql"]["readers"][0]["grants"] == []
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"secret": "nope", "roles": ["pg_monitor"]}, "postgres_reader.secret must name one of"),
+    ({"secret": "mon_pw", "roles": ["pg_write_all_data"]}, "postgres_reader.roles must be a list of"),
+    ({"secret": "mon_pw", "read": {"web": ["t"]}}, "postgres_reader.read.web: not a service with a PostgreSQL tenant"),
+    ({"secret": "mon_pw", "read": {"app": ["Bad-Name"]}}, "postgres_reader.read.app must be a list of table names"),
+    ({"secret": "mon_pw", "grant": {}}, "postgres_reader: unknown key(s) grant"),
+    ("pg_monitor", "postgres_reader must be a dict"),
+])
+def test_reader_entry_errors_name_the_variable(entry, message):
+    reg = small(app={"postgres": {"database": "app"}}, web={},
+                mon={"secrets": {"mon_pw": {"rotation": "allowed"}}, "postgres_reader": entry})
+    errors = contract_errors(reg)
+    assert any(e.startswith("borgstack_services.mon.") and message in e for e in errors), errors

@@ -74,7 +74,8 @@ def test_the_whatsapp_session_only_when_it_is_probed_and_certificates_only_with_
     no_sites = dict(watch(), sites=[])
     assert "Certificados" not in [s["title"] for s in dashboard_panels(no_sites, {})]
     # Messages in, replies out, errors and backups are always there.
-    for metric in ("borgstack_cs_flow_messages_in_24h", "borgstack_cs_flow_replies_out_24h",
+    for metric in ('borgstack_cs_messages_handled{direction="in",period="24h"}',
+                   'borgstack_cs_messages_handled{direction="out",period="24h"}',
                    "borgstack_cs_errors_pending", "borgstack_backup_last_status",
                    "borgstack_restore_drill_last_status"):
         assert metric in queries(dashboard_panels(no_sites, {}))
