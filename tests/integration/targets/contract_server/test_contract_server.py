@@ -4,7 +4,7 @@
 proves nothing.
 
 What runs: the server as a local process (``python3 lab/contract/contract_server.py`` on free local ports) for the
-contract itself, and the image ``borgstack-lab/contract:2`` on a throwaway Docker network under the stack's host
+contract itself, and the image ``borgstack-lab/contract:3`` on a throwaway Docker network under the stack's host
 names (``borgstack-evolution-api``, ``borgstack-chatwoot``), called from a second container by those names, with
 its secrets given as files (not in ``docker inspect``).
 
@@ -37,7 +37,7 @@ sys.path.insert(0, str(CONTRACT_DIR))
 # pylint: disable=wrong-import-position,import-error
 import contract_server  # noqa: E402
 
-IMAGE = os.environ.get("BORGSTACK_CONTRACT_IMAGE", "borgstack-lab/contract:2")
+IMAGE = os.environ.get("BORGSTACK_CONTRACT_IMAGE", "borgstack-lab/contract:3")
 API_KEY = secrets.token_hex(24)
 TOKEN = secrets.token_hex(12)
 PHONE = "+5511987654321"
@@ -470,9 +470,32 @@ def test_reset_forgets_everything(srv):
     srv.control("POST", "/_reset", {})
     assert srv.calls() == [] and srv.control("GET", "/_fault")[1] == []
     assert srv.control("GET", "/_state")[1] == {"chatwoot": {"contacts": [], "conversations": [], "messages": []},
-                                                "evolution": {"sent": []}}
+                                                "evolution": {"sent": [], "received": []}}
     assert _new_contact(srv)[0] == 200   # no fault left, ids restart
     assert srv.control("GET", "/_state")[1]["chatwoot"]["contacts"][0]["id"] == 1
+
+
+def test_find_messages_answers_saved_messages_newest_first_in_pages(srv):
+    """findMessages (channel.service.ts fetchMessages): the window needs gte and lte, key.fromMe false filters
+    nothing (upstream tests it for truthiness), offset is the page size."""
+    for number, ts, mid in (("5511900000001", 1000, "A"), ("5511900000002", 1010, "B"),
+                            ("5511900000001", 1020, "C")):
+        srv.control("POST", "/_evolution/received", contract_server.evolution_messages_upsert(
+            number, mid, message_id=mid, timestamp=ts))
+    find = "/chat/findMessages/principal"
+    status, body, _headers = srv.evolution("POST", find, {})
+    assert status == 200 and [r["key"]["id"] for r in body["messages"]["records"]] == ["C", "B", "A"]
+    page = {k: body["messages"][k] for k in ("total", "pages", "currentPage")}
+    assert page == {"total": 3, "pages": 1, "currentPage": 1}
+    window = {"where": {"messageTimestamp": {"gte": "1970-01-01T00:16:45Z", "lte": "1970-01-01T00:17:00Z"},
+                        "key": {"fromMe": False}}, "page": 2, "offset": 1}
+    status, body, _headers = srv.evolution("POST", find, window)
+    assert status == 200 and [r["key"]["id"] for r in body["messages"]["records"]] == ["B"], body
+    assert body["messages"]["total"] == 2 and body["messages"]["pages"] == 2
+    only_gte = {"where": {"messageTimestamp": {"gte": "1970-01-01T00:16:45Z"}}}
+    assert srv.evolution("POST", find, only_gte)[1]["messages"]["total"] == 3   # one bound: no filter upstream
+    assert srv.evolution("POST", find, {"where": []})[0] == 400
+    assert srv.evolution("POST", find, {}, key="wrong")[0] == 401
 
 
 def test_calls_record_every_field(srv):
