@@ -240,8 +240,8 @@ def workflows(b):
 #   - a 429 from Evolution API (WhatsApp's rate limit) queues the rest of the reply, from the item refused, until
 #     Retry-After (else n8n_reply_queue_retry seconds) - unless it is the first 429 of the reply and Retry-After is
 #     at most INLINE_429_MAX seconds: that short wait happens in the execution, as before.
-# A reply queued for the first time gets a private note in its Chatwoot conversation ("na fila"); once the queue
-# delivered it, a second note says so. The queue is the table borgstack_cs_reply_queue in n8n's database; the
+# A reply queued for the first time gets a private note in its Chatwoot conversation ("na fila"), its id kept in the
+# row; once the queue delivered the reply, the note is cleared (deleted in Chatwoot). The queue is the table borgstack_cs_reply_queue in n8n's database; the
 # "reply queue" workflow sends its due rows again, oldest first, one after the other, through the same workflow (the
 # limiter counts them too), every n8n_reply_queue_interval seconds or on demand (POST /webhook/borgstack/reply-queue).
 QUEUE = "BorgStackCsQue01"
@@ -263,7 +263,8 @@ CREATE TABLE IF NOT EXISTS borgstack_cs_reply_queue (
   attempts integer NOT NULL DEFAULT 0,
   next_attempt_at timestamptz NOT NULL,
   delivered_at timestamptz,
-  failed_at timestamptz
+  failed_at timestamptz,
+  note_id bigint
 );
 END $$;
 """
@@ -297,7 +298,14 @@ SET delivered_at = CASE WHEN input.r->>'outcome' = 'delivered' THEN now() END,
     failed_at = CASE WHEN input.r->>'outcome' = 'failed' THEN now() END
 FROM (SELECT $1::jsonb AS r) AS input
 WHERE q.id = (input.r->>'id')::bigint
-RETURNING q.id, q.conversation_id, q.account_id, q.created_at;
+RETURNING q.id, q.conversation_id, q.account_id, q.created_at, q.note_id;
+"""
+# The id of the private note that tells the agents a reply waits (cleared once the reply went out).
+KEEP_NOTE = """
+UPDATE borgstack_cs_reply_queue AS q SET note_id = (input.r->>'note_id')::bigint
+FROM (SELECT $1::jsonb AS r) AS input
+WHERE q.id = (input.r->>'id')::bigint AND input.r->>'note_id' IS NOT NULL
+RETURNING q.id, q.note_id;
 """
 DUE = """
 SELECT id, start_index, payload::text AS payload
@@ -372,12 +380,12 @@ const outcome = $json.next === 'done' ? 'delivered' : 'failed';
 return [{ json: { row: JSON.stringify({ id: reply.queue.id, outcome }), outcome } }];
 """
 NOTE_DELIVERED = r"""
-// Delivered from the queue: the agents' note says so.
-if ($('Queue outcome').first().json.outcome !== 'delivered' || !$json.conversation_id) return [];
-const path = `/api/v1/accounts/${$json.account_id ?? '@@chatwoot_account_id@@'}/conversations/${$json.conversation_id}/messages`;
-return [{ json: { request: { method: 'POST', path, url: '@@chatwoot_url@@' + path, body: {
-  content: `Resposta da fila entregue ao cliente (fila ${$json.id}).`, message_type: 'outgoing', private: true,
-} } } }];
+// Delivered from the queue: the agents' "waiting" note is cleared (Chatwoot's DELETE of a message: it stays in the
+// conversation as "deleted"). A failed reply keeps its note: the error table and its replay take over.
+if ($('Queue outcome').first().json.outcome !== 'delivered' || !$json.conversation_id || !$json.note_id) return [];
+const path = `/api/v1/accounts/${$json.account_id ?? '@@chatwoot_account_id@@'}/conversations/${$json.conversation_id}`
+  + `/messages/${$json.note_id}`;
+return [{ json: { request: { method: 'DELETE', path, url: '@@chatwoot_url@@' + path } } }];
 """
 
 
@@ -402,10 +410,12 @@ def extend_replies(b, wf, nodes, conns):
         b.pg(wf, "Store queued", STORE_QUEUED, "$('Queue row').first().json.row", (2200, 600)),
         b.code(wf, "Note queued", NOTE_QUEUED, (2420, 600)),
         b.http(wf, "Post queued note", "chatwoot", (2640, 600)),
+        b.pg(wf, "Keep note id", KEEP_NOTE, "JSON.stringify({ id: $('Store queued').first().json.id, "
+             "note_id: Number.isInteger($json.body?.id) ? $json.body.id : null })", (2860, 600)),
         b.code(wf, "Queue outcome", QUEUE_OUTCOME, (2200, -400)),
         b.pg(wf, "Mark queue row", MARK_QUEUE, "$('Queue outcome').first().json.row", (2420, -400)),
         b.code(wf, "Note delivered", NOTE_DELIVERED, (2640, -400)),
-        b.http(wf, "Post delivered note", "chatwoot", (2860, -400)),
+        b.http(wf, "Clear queued note", "chatwoot", (2860, -400)),
     ]
     conns["Route reply"] = [["Ensure queue table"]]
     conns.update({
@@ -421,9 +431,10 @@ def extend_replies(b, wf, nodes, conns):
         "Queue row": [["Store queued"]],
         "Store queued": [["Note queued"]],
         "Note queued": [["Post queued note"]],
+        "Post queued note": [["Keep note id"]],
         "Queue outcome": [["Mark queue row"]],
         "Mark queue row": [["Note delivered"]],
-        "Note delivered": [["Post delivered note"]],
+        "Note delivered": [["Clear queued note"]],
         "Store error": [["Queue outcome"]],
     })
     conns["Outcome"] = [["Advance"], ["Retry or queue"], ["Error row"]]

@@ -1177,6 +1177,18 @@ class Chatwoot:
                               "assignee": None, "agent_last_seen_at": 0, "assignee_last_seen_at": 0},
                      "payload": msgs}
 
+    def message_destroy(self, params, body, query):
+        conv = self._conversation(params)
+        wanted = int(params["message_id"]) if params["message_id"].isdigit() else None
+        msg = next((m for m in self.c.messages if m["id"] == wanted
+                    and m["conversation_display_id"] == conv["display_id"]), None)
+        if msg is None:
+            raise self.resource_not_found()
+        # The row stays, emptied and marked (messages_controller#destroy), its files gone.
+        msg.update(content="This message was deleted", content_type="text", content_attributes={"deleted": True})
+        msg.pop("attachments_push", None)
+        return 200, self.c.message_view(msg)
+
     def toggle_status(self, params, body, query):
         conv = self._conversation(params)
         conv["status"] = body.get("status") or ("resolved" if conv["status"] == "open" else "open")

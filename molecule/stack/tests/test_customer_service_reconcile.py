@@ -1,18 +1,20 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Nothing lost between WhatsApp and Chatwoot, run by the real n8n of the lab:
-- the reconciliation (architecture, customer service, scenario 3): messages that reached Evolution API while n8n was
-  stopped are in Chatwoot exactly once, in order, marked recovered, after the reconciliation workflow ran - and a
-  second run over the same window adds nothing;
+- the reconciliation (architecture, customer service, scenario 3): messages that reached Evolution API - on both
+  numbers of the scenario - while n8n was stopped are in Chatwoot exactly once, in order, in their number's inbox,
+  marked recovered, after the scheduled reconciliation ran once n8n was back (its schedule trigger and the webhooks
+  of the restarted n8n are the real ones) - and a second run over the same window adds nothing;
 - the per-number limiter and the rate-limit queue (scenario 4): a burst of replies above the limit is delivered in
-  full, never more than the limit in a window, with a private note while a reply waits and one when it went out; a
-  reply WhatsApp refuses twice with 429 waits in the queue and goes out.
+  full, never more than the limit in a window, with a private note while a reply waits, cleared (deleted in
+  Chatwoot) once it went out; a reply WhatsApp refuses twice with 429 waits in the queue and goes out.
 
 What did not run: Evolution API and Chatwoot are the contract server (lab/contract): "WhatsApp delivered a message"
 is the test telling the contract server to save it (what Evolution API does with DATABASE_SAVE_DATA_NEW_MESSAGE)
 and posting its webhook, which fails while n8n is stopped. n8n (stopped and started for real), PostgreSQL and Redis
-(the run's lock and cursor, the per-number lock) are the real ones. The lab runs the reconciliation every 20 s
-(molecule/stack/inventory/hosts.yml); the test also starts it through its webhook, whichever comes first. The
-limiter is 5 replies per number in 10 s there, the queue runs every 2 s.
+(the runs' leases, the queue, the cursor, the per-number lock and limiter) are the real ones. The lab runs the
+reconciliation every 20 s (molecule/stack/inventory/hosts.yml): the first recovery waits for that schedule, the
+second run is started through its webhook. The limiter is 5 replies per number in 10 s there, the queue runs every
+2 s.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ EVOLUTION_HOOK = "/webhook/borgstack/evolution"
 RECONCILE_HOOK = "/webhook/borgstack/reconcile"
 CHATWOOT_HOOK = "/webhook/borgstack/chatwoot"
 INSTANCE = "principal"
+# The scenario's second number (molecule/stack/inventory/hosts.yml, borgstack_customer_service.numbers).
+SALES = {"instance": "vendas", "inbox": "Vendas", "inbox_id": 2, "team": "vendas", "team_id": 1}
 # The lab's limiter (molecule/stack/inventory/hosts.yml: n8n_reply_rate_limit, n8n_reply_rate_window).
 LIMIT, WINDOW = 5, 10
 
@@ -41,17 +45,20 @@ def server(host):
         {"EVOLUTION_API_KEY": derived("evolution_api_key", 48),
          "CHATWOOT_API_TOKEN": derived("chatwoot_api_token", 32),
          "CHATWOOT_WEBHOOK_URL": "http://borgstack-n8n:5678" + CHATWOOT_HOOK,
-         "CHATWOOT_ACCOUNT_ID": "1", "CHATWOOT_INBOX_ID": "1", "EVOLUTION_INSTANCE": INSTANCE})
+         "CHATWOOT_ACCOUNT_ID": "1", "CHATWOOT_INBOX_ID": "1", "EVOLUTION_INSTANCE": INSTANCE,
+         "EVOLUTION_INSTANCES": f"{INSTANCE},{SALES['instance']}",
+         "CHATWOOT_INBOXES": f"1:WhatsApp,{SALES['inbox_id']}:{SALES['inbox']}",
+         "CHATWOOT_TEAMS": f"{SALES['team_id']}:{SALES['team']}"})
     yield started
     contract.stop(lab)
 
 
-def arrive(server, number: str, text: str, name: str) -> dict:
-    """WhatsApp delivers a customer's message: Evolution API saves it and posts its webhook to n8n (lost when n8n is
-    down). Returns the payload."""
-    payload = contract.evolution_messages_upsert(number, text, push_name=name,
+def arrive(server, number: str, text: str, name: str, *, instance: str = INSTANCE, at: int | None = None) -> dict:
+    """WhatsApp delivers a customer's message to one of the numbers: Evolution API saves it and posts its webhook to
+    n8n (lost when n8n is down). Returns the payload."""
+    payload = contract.evolution_messages_upsert(number, text, push_name=name, instance=instance,
                                                  message_id=uuid.uuid4().hex[:20].upper(),
-                                                 timestamp=int(time.time()))
+                                                 timestamp=at or int(time.time()))
     server.received(payload)
     return payload
 
@@ -88,48 +95,52 @@ def test_messages_sent_while_n8n_was_down_reach_chatwoot_once_in_order(host, ser
 
     host.check_output("docker stop borgstack-n8n")
     try:
-        lost = [arrive(server, known, "Ainda não chegou.", "Ana Souza"),
-                arrive(server, new, "Olá, quero um orçamento.", "Bruno Lima"),
-                arrive(server, known, "Podem verificar?", "Ana Souza"),
-                arrive(server, new, "São 3 unidades.", "Bruno Lima")]
+        # WhatsApp's timestamps are whole seconds: each message its own second (the next ones, no waiting), so the
+        # order is theirs. The last one reached the sales number.
+        now = int(time.time())
+        lost = [arrive(server, known, "Ainda não chegou.", "Ana Souza", at=now),
+                arrive(server, new, "Olá, quero um orçamento.", "Bruno Lima", at=now + 1),
+                arrive(server, known, "Podem verificar?", "Ana Souza", at=now + 2),
+                arrive(server, new, "São 3 unidades.", "Bruno Lima", at=now + 3),
+                arrive(server, new, "Vocês vendem no atacado?", "Bruno Lima", instance=SALES["instance"], at=now + 4)]
         for payload in lost:
             status, _body = server.post_to_n8n(EVOLUTION_HOOK, payload, timeout=5)
             assert status is None, "n8n answered although it was stopped"
-            time.sleep(1.1)  # WhatsApp timestamps are whole seconds: each message its own, the order is theirs
     finally:
         host.check_output("docker start borgstack-n8n")
     lost_ids = [p["data"]["key"]["id"] for p in lost]
     assert not set(lost_ids) & set(by_whatsapp_id(server)), "a message sent while n8n was down reached Chatwoot"
 
-    first = reconcile(server, start)
-
+    # Nobody asks: the schedule (every 20 s in the lab) of the restarted n8n finds them.
     def all_there():
         found = by_whatsapp_id(server)
         return found if all(i in found for i in lost_ids) else None
-    found = wait_for("every lost message in Chatwoot", all_there, 60)
+    found = wait_for("every lost message in Chatwoot through the scheduled reconciliation", all_there, 150, every=1)
     ids = [live["data"]["key"]["id"], *lost_ids]
     assert {i: len(found.get(i, [])) for i in ids} == {i: 1 for i in ids}, found
     for wid in lost_ids:
         attributes = found[wid][0]["content_attributes"]
         assert attributes.get("borgstack_recovered") is True, attributes
     assert "borgstack_recovered" not in found[live["data"]["key"]["id"]][0]["content_attributes"]
+    # Each in its number's inbox: the sales number's message in the Vendas inbox, the others in the default one.
+    inbox_of = {c["display_id"]: c["inbox_id"] for c in server.state()["chatwoot"]["conversations"]}
+    assert [inbox_of[found[i][0]["conversation_display_id"]] for i in lost_ids] == [1, 1, 1, 1, SALES["inbox_id"]]
     # In order: per conversation, Chatwoot's messages follow the WhatsApp timestamps.
     messages = server.state()["chatwoot"]["messages"]
-    for number in (known, new):
-        expected = [p["data"]["key"]["id"] for p in [live, *lost] if p["data"]["key"]["remoteJid"].startswith(number)]
+    for conv in {found[i][0]["conversation_display_id"] for i in ids}:
         got = [m["content_attributes"]["whatsapp_message_id"] for m in messages
-               if m["content_attributes"].get("whatsapp_message_id") in expected]
-        assert got == expected, (number, got, expected)
-    assert first["checked"] >= 5, first
-    assert [c for c in server.calls() if c["service"] == "evolution" and "/chat/findMessages/" in c["path"]]
+               if m["conversation_display_id"] == conv and m["content_attributes"].get("whatsapp_message_id") in ids]
+        assert got == [i for i in ids if i in got], (conv, got)
+    searched = {c["path"] for c in server.calls() if c["service"] == "evolution" and "/chat/findMessages/" in c["path"]}
+    assert searched == {f"/chat/findMessages/{INSTANCE}", f"/chat/findMessages/{SALES['instance']}"}, searched
 
     # A second run over the same window finds every message in Chatwoot already: nothing is added.
     before = len(server.state()["chatwoot"]["messages"])
     checks_before = len([c for c in server.calls() if c["method"] == "GET" and c["path"].endswith("/messages")])
     second = reconcile(server, start)
-    assert second["checked"] >= 5, second
+    assert second["checked"] >= 6 and not second["failed"], second
     checks = len([c for c in server.calls() if c["method"] == "GET" and c["path"].endswith("/messages")])
-    assert checks - checks_before >= 5, "the second run did not read the conversations back"
+    assert checks - checks_before >= 6, "the second run did not read the conversations back"
     assert len(server.state()["chatwoot"]["messages"]) == before
     assert {i: len(v) for i, v in by_whatsapp_id(server).items() if i in ids} == {i: 1 for i in ids}
     rejected = [c for c in server.calls() if c.get("rejected_reason")]
@@ -175,6 +186,12 @@ def notes(server, conv_id: int, needle: str) -> list[dict]:
             and m["private"] and needle in (m["content"] or "")]
 
 
+def cleared(server, conv_id: int) -> list[dict]:
+    """The conversation's private notes n8n deleted (Chatwoot keeps them as "deleted")."""
+    return [m for m in server.state()["chatwoot"]["messages"] if m["conversation_display_id"] == conv_id
+            and m["private"] and (m.get("content_attributes") or {}).get("deleted") is True]
+
+
 def test_a_burst_above_the_limiter_is_all_delivered_never_over_the_limit(host, server):
     server.clear_faults()
     server.reset()
@@ -194,8 +211,9 @@ def test_a_burst_above_the_limiter_is_all_delivered_never_over_the_limit(host, s
     assert len(sent_to(server, number)) == LIMIT, sent_to(server, number)
     assert {row[1] for row in queued} == {"limiter"}, queued
     boundary = min(float(row[2]) for row in queued)
-    wait_for("every reply delivered and noted", lambda: len(sent_to(server, number)) == len(texts)
-             and len(notes(server, conv_id, "entregue")) == 3, 3 * WINDOW)
+    wait_for("every reply delivered and its note cleared", lambda: len(sent_to(server, number)) == len(texts)
+             and len(cleared(server, conv_id)) == 3, 3 * WINDOW)
+    assert not notes(server, conv_id, "na fila"), "a waiting note is still shown"
     out = sent_to(server, number)
     assert sorted(s["text"] for s in out) == sorted(texts), out   # each once, none lost
     assert len([s for s in out if s["at"] < boundary]) <= LIMIT
@@ -216,4 +234,5 @@ def test_a_reply_refused_twice_with_429_waits_in_the_queue(host, server):
     wait_for("the reply sent after the queue", lambda: len(sent_to(server, number)) == 1, 20)
     assert [row[1] for row in queue_rows(host, number)] == ["429"]
     assert len(notes(server, conv_id, "na fila")) == 1
-    wait_for("the delivered note", lambda: notes(server, conv_id, "entregue"), 10)
+    wait_for("the waiting note cleared", lambda: cleared(server, conv_id), 10)
+    assert not notes(server, conv_id, "na fila")

@@ -17,11 +17,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 NODE = shutil.which("node")
+NUMBERS = [{"instance": "principal", "inbox": "WhatsApp", "inbox_id": 1, "team": None},
+           {"instance": "vendas", "inbox": "Vendas", "inbox_id": 2, "team": None}]
 SETTINGS = {"chatwoot_url": "http://borgstack-chatwoot:3000", "chatwoot_account_id": "1", "chatwoot_inbox_id": "1",
             "evolution_url": "http://borgstack-evolution-api:8080", "evolution_instance": "principal",
-            "n8n_port": "5678", "reconcile_field": "seconds", "reconcile_seconds": "20", "reconcile_minutes": "5",
-            "reconcile_lookback": "3600", "reconcile_grace": "2", "rate_limit": "5", "rate_window": "10",
-            "queue_retry": "7", "queue_field": "seconds", "queue_seconds": "2", "queue_minutes": "5"}
+            "numbers": json.dumps(NUMBERS).replace('"', '\\"'),
+            "n8n_port": "5678", "reconcile_cron": "*/20 * * * * *", "reconcile_lookback": "3600",
+            "reconcile_grace": "2", "rate_limit": "5", "rate_window": "10", "queue_retry": "7",
+            "queue_cron": "*/2 * * * * *"}
 
 # Runs one Code node: stdin {code, input, nodes: {name: [json...]}}, prints the items' json.
 HARNESS = r"""
@@ -34,9 +37,10 @@ const $ = (name) => {
 };
 const $input = wrap([spec.input]);
 const $workflow = { name: 'test' };
+const $execution = { id: '41' };
 const $runIndex = 0;
-const run = new Function('$', '$input', '$workflow', '$runIndex', spec.code);
-process.stdout.write(JSON.stringify((run($, $input, $workflow, $runIndex) || []).map((item) => item.json)));
+const run = new Function('$', '$input', '$workflow', '$runIndex', '$execution', spec.code);
+process.stdout.write(JSON.stringify((run($, $input, $workflow, $runIndex, $execution) || []).map((item) => item.json)));
 """
 
 pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")
@@ -111,10 +115,11 @@ def test_a_recovered_message_is_marked(workflows):
 
 
 # --- the reconciliation: which saved messages, in which order --------------------------------------------------------
-def record(mid: str, ts: int, jid: str = "5511987654321@s.whatsapp.net", from_me: bool = False) -> dict:
+def record(mid: str, ts: int, jid: str = "5511987654321@s.whatsapp.net", from_me: bool = False,
+           instance: str = "principal") -> dict:
     return {"id": mid.lower(), "key": {"id": mid, "remoteJid": jid, "fromMe": from_me}, "pushName": "Ana",
             "messageType": "conversation", "message": {"conversation": mid}, "messageTimestamp": ts,
-            "instanceId": "x", "source": "android"}
+            "instanceId": "x", "source": "android", "borgstack_instance": instance}
 
 
 def test_candidates_are_customers_messages_once_oldest_first(workflows):
@@ -125,6 +130,80 @@ def test_candidates_are_customers_messages_once_oldest_first(workflows):
     assert all(o["body"]["borgstack_recovered"] is True and o["body"]["event"] == "messages.upsert" for o in out)
     assert run(workflows["reconcile"], "Candidates", {"records": [record("MINE", 1, from_me=True)]}) == [
         {"empty": True}]
+
+
+def test_each_candidate_goes_back_through_its_own_number(workflows):
+    records = [record("V1", 11, instance="vendas"), record("P1", 10), record("V0", 9, instance="vendas")]
+    out = run(workflows["reconcile"], "Candidates", {"records": records})
+    assert [(o["body"]["instance"], o["body"]["data"]["key"]["id"]) for o in out] == [
+        ("vendas", "V0"), ("principal", "P1"), ("vendas", "V1")]
+    # The same WhatsApp id under two numbers is two messages.
+    twice = run(workflows["reconcile"], "Candidates", {"records": [record("X", 1), record("X", 1, instance="vendas")]})
+    assert len(twice) == 2
+
+
+def test_every_number_is_searched_page_after_page(workflows):
+    window = run(workflows["reconcile"], "Window", {"cursor": "1000"})[0]
+    assert window["instances"] == ["principal", "vendas"] and window["at"] == 0
+    page = run(workflows["reconcile"], "Page", window)[0]
+    assert page["request"]["path"] == "/chat/findMessages/principal"
+    answer = {"statusCode": 200, "body": {"messages": {"pages": 2, "records": [record("A", 1000)]}}}
+    more = run(workflows["reconcile"], "Collect", answer, {"Page": [page]})[0]
+    assert (more["next"], more["page"], more["at"]) == ("more", 2, 0)
+    last = {"statusCode": 200, "body": {"messages": {"pages": 2, "records": [record("B", 999)]}}}
+    turn = run(workflows["reconcile"], "Collect", last, {"Page": [{**page, **more}]})[0]
+    assert (turn["next"], turn["page"], turn["at"]) == ("more", 1, 1)
+    assert run(workflows["reconcile"], "Page", turn)[0]["request"]["path"] == "/chat/findMessages/vendas"
+    done = run(workflows["reconcile"], "Collect", {"statusCode": 200, "body": {"messages": {"pages": 0, "records": []}}},
+               {"Page": [{**page, **turn}]})[0]
+    assert done["next"] == "done" and [r["key"]["id"] for r in done["records"]] == ["A", "B"]
+    assert [r["borgstack_instance"] for r in done["records"]] == ["principal", "principal"]
+
+
+def test_a_failed_search_delivers_nothing_and_keeps_the_cursor(workflows):
+    window = run(workflows["reconcile"], "Window", {"cursor": "1000"})[0]
+    page = run(workflows["reconcile"], "Page", window)[0]
+    failed = run(workflows["reconcile"], "Collect", {"statusCode": 500, "body": {}}, {"Page": [page]})[0]
+    assert failed["failed"] and failed["next"] == "done"
+    assert run(workflows["reconcile"], "Candidates", failed) == [{"empty": True}]
+    cursor = run(workflows["reconcile"], "Cursor", {}, {"Collect": [failed], "Candidates": [{"empty": True}],
+                                                        "Read cursor": [{"cursor": "1000"}]})[0]
+    assert cursor["cursor"] == "1000" and cursor["failed"], cursor
+
+
+@pytest.mark.parametrize("statuses,moved", [([200, 200], True), ([200, 404], False), ([500], False)])
+def test_the_cursor_moves_only_when_every_recovered_message_was_delivered(workflows, statuses, moved):
+    collect = {"from": 900, "to": 1500, "failed": None}
+    candidates = [{"empty": False, "body": {}} for _ in statuses]
+    cursor = run(workflows["reconcile"], "Cursor", {}, {
+        "Collect": [collect], "Candidates": candidates, "Read cursor": [{"cursor": "1000"}],
+        "Recover": [{"statusCode": status} for status in statuses]})[0]
+    assert cursor["cursor"] == ("1500" if moved else "1000"), cursor
+    assert bool(cursor["failed"]) is not moved
+
+
+@pytest.mark.parametrize("workflow", ["reconcile", "reply-queue"])
+@pytest.mark.parametrize("holder,goes_on", [("41", True), ("7", False), (None, False)])
+def test_a_run_goes_on_only_with_its_own_lease(workflows, workflow, holder, goes_on):
+    answer = {"holder": holder} if holder else {"success": True}
+    assert bool(run(workflows[workflow], "Lease taken", answer)) is goes_on
+
+
+@pytest.mark.parametrize("workflow", ["reconcile", "reply-queue"])
+def test_the_schedule_is_the_cron_the_role_computed(workflows, workflow):
+    node = next(n for n in workflows[workflow]["nodes"] if n["type"] == "n8n-nodes-base.scheduleTrigger")
+    rule = node["parameters"]["rule"]["interval"][0]
+    assert rule == {"field": "cronExpression", "expression": SETTINGS[{"reconcile": "reconcile_cron", "reply-queue": "queue_cron"}[workflow]]}
+
+
+def test_the_limiter_counts_per_whatsapp_number_of_the_stack(workflows):
+    node = next(n for n in workflows["chatwoot-to-whatsapp"]["nodes"] if n["name"] == "Count reply")
+    expr = node["parameters"]["key"][len("={{"):-len("}}")]
+    spec = {"code": f"return [{{ json: {{ key: {expr} }} }}];", "input": {},
+            "nodes": {"Route reply": [{"reply": {"number": "5511", "instance": "vendas"}}]}}
+    answer = subprocess.run([NODE, "-e", HARNESS], input=json.dumps(spec), capture_output=True, text=True,
+                            check=True, timeout=30)
+    assert re.fullmatch(r"borgstack:cs:rate:vendas:\d+0", json.loads(answer.stdout)[0]["key"])
 
 
 def test_the_window_starts_at_the_cursor_less_the_grace(workflows):
@@ -184,3 +263,16 @@ def test_only_a_second_or_long_429_goes_to_the_queue(workflows):
         answer = subprocess.run([NODE, "-e", HARNESS], input=json.dumps(spec), capture_output=True, text=True,
                                 check=True, timeout=30)
         assert json.loads(answer.stdout)[0]["out"] == queued, judged
+
+
+@pytest.mark.parametrize("outcome,note_id,cleared", [("delivered", 77, True), ("failed", 77, False),
+                                                     ("delivered", None, False)])
+def test_the_waiting_note_is_cleared_once_the_reply_went_out(workflows, outcome, note_id, cleared):
+    out = run(workflows["chatwoot-to-whatsapp"], "Note delivered",
+              {"id": 4, "conversation_id": 3, "account_id": 1, "note_id": note_id},
+              {"Queue outcome": [{"outcome": outcome}]})
+    if not cleared:
+        assert out == [], out
+        return
+    assert out[0]["request"]["method"] == "DELETE"
+    assert out[0]["request"]["path"] == "/api/v1/accounts/1/conversations/3/messages/77"

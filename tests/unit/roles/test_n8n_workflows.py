@@ -23,7 +23,7 @@ WEBHOOKS = {"borgstack/evolution", "borgstack/chatwoot", "borgstack/replay",
             "borgstack/chatwoot-queued"}
 # Calls outside the retry loop, on purpose: a failed findMessages ends the reconciliation run (the schedule is its
 # retry, the cursor stays); the queue's notes to the agents are best effort (a lost note is not a lost message).
-NOT_RETRIED = {"Find messages", "Post queued note", "Post delivered note"}
+NOT_RETRIED = {"Find messages", "Post queued note", "Clear queued note"}
 
 
 def load(path: Path) -> dict:
