@@ -103,7 +103,7 @@ class Local:
         env = {**os.environ, "EVOLUTION_API_KEY": API_KEY, "CHATWOOT_API_TOKEN": TOKEN, "CONTRACT_BIND": "127.0.0.1",
                "EVOLUTION_PORT": str(self.ports["evolution"]), "CHATWOOT_PORT": str(self.ports["chatwoot"]),
                "CONTROL_PORT": str(self.ports["control"]), "CHATWOOT_WEBHOOK_URL": receiver.url,
-               "PYTHONDONTWRITEBYTECODE": "1"}
+               "PYTHONDONTWRITEBYTECODE": "1", "EVOLUTION_INSTANCES": "principal,vendas"}
         self.proc = subprocess.Popen([sys.executable, str(CONTRACT_DIR / "contract_server.py")], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 20
@@ -496,6 +496,35 @@ def test_find_messages_answers_saved_messages_newest_first_in_pages(srv):
     assert srv.evolution("POST", find, only_gte)[1]["messages"]["total"] == 3   # one bound: no filter upstream
     assert srv.evolution("POST", find, {"where": []})[0] == 400
     assert srv.evolution("POST", find, {}, key="wrong")[0] == 401
+
+
+def test_find_messages_answers_the_instance_s_own_messages(srv):
+    """fetchMessages reads the messages of the instance asked for (where instanceId): a second number's saved
+    messages are not the first one's; an instance the server does not know is refused when saving."""
+    for instance, mid in (("principal", "P1"), ("vendas", "V1"), ("vendas", "V2")):
+        srv.control("POST", "/_evolution/received", contract_server.evolution_messages_upsert(
+            "5511900000001", mid, message_id=mid, timestamp=1000, instance=instance))
+    ids = {name: [r["key"]["id"] for r in srv.evolution("POST", f"/chat/findMessages/{name}", {})[1]["messages"][
+        "records"]] for name in ("principal", "vendas")}
+    assert ids == {"principal": ["P1"], "vendas": ["V1", "V2"]}, ids
+    assert "_instance" not in srv.evolution("POST", "/chat/findMessages/vendas", {})[1]["messages"]["records"][0]
+    assert srv.control("POST", "/_evolution/received", contract_server.evolution_messages_upsert(
+        "5511900000001", "X", message_id="X", timestamp=1000, instance="outra"))[0] == 400
+
+
+def test_deleting_a_message_keeps_it_marked_deleted(srv):
+    """messages_controller#destroy: the row stays, its content replaced and content_attributes {deleted: true}; a
+    message of another conversation, or none, is 404."""
+    conv = _conversation(srv)
+    status, note, _hdrs = srv.chatwoot("POST", f"{ACCOUNT}/conversations/{conv}/messages",
+                                       {"content": "Resposta na fila", "private": True, "message_type": "outgoing"})
+    assert status == 200, note
+    status, body, _hdrs = srv.chatwoot("DELETE", f"{ACCOUNT}/conversations/{conv}/messages/{note['id']}")
+    assert status == 200 and body["content_attributes"] == {"deleted": True}, body
+    stored = [m for m in srv.control("GET", "/_state")[1]["chatwoot"]["messages"] if m["id"] == note["id"]]
+    assert stored[0]["content"] == "This message was deleted" and stored[0]["content_attributes"] == {"deleted": True}
+    assert srv.chatwoot("DELETE", f"{ACCOUNT}/conversations/{conv}/messages/999")[0] == 404
+    assert srv.chatwoot("DELETE", f"{ACCOUNT}/conversations/{conv}/messages/{note['id']}", token="wrong")[0] == 401
 
 
 def test_calls_record_every_field(srv):
