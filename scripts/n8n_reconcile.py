@@ -74,6 +74,8 @@ def release_node(b, wf, name, ttl, pos):
     release = b.pg(wf, "Release lease", RELEASE_LEASE, lease_row(name, ttl), pos)
     release["alwaysOutputData"] = True
     return release
+
+
 REQUEST = r"""
 // POST /webhook/borgstack/reconcile from inside the stack only (X-Forwarded-For: it came through Caddy).
 // Body {} - from the cursor; {"since": <unix seconds>} - check again everything since then (the operator's choice).
@@ -147,7 +149,8 @@ CURSOR = r"""
 // window's end is the next run's start. A failed search or delivery keeps the cursor where it was.
 const w = $('Collect').last().json;
 const candidates = $('Candidates').all().filter((item) => !item.json.empty).length;
-const answers = candidates ? $('Recover').all() : [];
+// From the loop's "done" output: every answer of Recover (from "Any", when there was nothing: one empty item).
+const answers = candidates ? $input.all() : [];
 const refused = answers.filter((item) => Number(item.json.statusCode ?? 0) !== 200).length;
 const failed = w.failed ?? (refused ? `${refused} of ${candidates} recovered messages not delivered` : null);
 const before = Number($('Read cursor').first().json.cursor ?? 0) || 0;
@@ -157,6 +160,14 @@ CURSOR_KEY = "'borgstack:cs:reconcile:cursor'"
 # A run that dies (n8n stopped mid-run) holds its lease this long at most; a live run ends well before.
 RECONCILE_LEASE = 300
 QUEUE_LEASE = 300
+
+
+def one_at_a_time(b, wf, name, pos):
+    """n8n's Loop Over Items (SplitInBatches v3, outputs done/loop) with one item a batch: the call after it runs
+    for the next item only once the previous call answered. (The HTTP Request node's batching option does not do
+    that: it only spaces the sends - HttpRequestV3 starts every request and awaits them together - so recovered
+    messages and queued replies went out at the same time, in any order.)"""
+    return b.node(wf, name, "n8n-nodes-base.splitInBatches", 3, {"batchSize": 1, "options": {}}, pos)
 
 
 def schedule_node(b, wf, cron):
@@ -173,10 +184,8 @@ def workflows(b):
     recover = b.node(WF, "Recover", "n8n-nodes-base.httpRequest", 4.2, {
         "method": "POST", "url": "=http://127.0.0.1:@@n8n_port@@/webhook/borgstack/evolution-recovered",
         "sendBody": True, "specifyBody": "json", "jsonBody": "={{ JSON.stringify($json.body) }}",
-        # One at a time: the recovery webhook answers when its delivery ended, so the next starts after it (order).
-        "options": {"batching": {"batch": {"batchSize": 1, "batchInterval": 0}},
-                    "response": {"response": {"fullResponse": True, "neverError": True}}, "timeout": 120000}},
-        (1980, 0))
+        "options": {"response": {"response": {"fullResponse": True, "neverError": True}}, "timeout": 120000}},
+        (2200, 200))
     schedule = schedule_node(b, WF, "@@reconcile_cron@@")
     hook = b.webhook(WF, "Reconcile webhook", "borgstack/reconcile", (0, 200))
     hook["parameters"]["responseMode"] = "lastNode"
@@ -199,6 +208,7 @@ def workflows(b):
         b.switch(WF, "More pages", 2, "$json.next === 'more' ? 1 : 0", (1760, 0)),
         b.code(WF, "Candidates", CANDIDATES, (1760, 200)),
         b.switch(WF, "Any", 2, "$json.empty ? 1 : 0", (1980, 200)),
+        one_at_a_time(b, WF, "Recover loop", (1980, 0)),
         recover,
         b.code(WF, "Cursor", CURSOR, (2200, 0)),
         save, release,
@@ -219,8 +229,9 @@ def workflows(b):
         "Collect": [["More pages"]],
         "More pages": [["Candidates"], ["Page"]],
         "Candidates": [["Any"]],
-        "Any": [["Recover"], ["Cursor"]],
-        "Recover": [["Cursor"]],
+        "Any": [["Recover loop"], ["Cursor"]],
+        "Recover loop": [["Cursor"], ["Recover"]],
+        "Recover": [["Recover loop"]],
         "Cursor": [["Save cursor"]],
         "Save cursor": [["Release lease"]],
         "Release lease": [["Done"]],
@@ -457,9 +468,8 @@ def queue_workflow(b):
         "sendBody": True, "specifyBody": "json",
         "jsonBody": ("={{ JSON.stringify({ ...JSON.parse($json.payload), borgstack_queue: { id: Number($json.id), "
                      "index: Number($json.start_index) } }) }}"),
-        "options": {"batching": {"batch": {"batchSize": 1, "batchInterval": 0}},
-                    "response": {"response": {"fullResponse": True, "neverError": True}}, "timeout": 120000}
-    }, (1320, 0))
+        "options": {"response": {"response": {"fullResponse": True, "neverError": True}}, "timeout": 120000}
+    }, (1320, 200))
     nodes = [
         schedule, hook,
         b.code(wf, "Queue request", "if ($json.headers?.['x-forwarded-for']) return [];\nreturn [{ json: {} }];",
@@ -468,6 +478,7 @@ def queue_workflow(b):
         b.pg(wf, "Ensure queue table", QUEUE_TABLE, None, (660, 0)),
         b.pg(wf, "Due replies", DUE, None, (880, 0)),
         b.switch(wf, "Any", 2, "$json.id ? 0 : 1", (1100, 0)),
+        one_at_a_time(b, wf, "Send loop", (1320, 0)),
         resend,
         b.code(wf, "Count", "return [{ json: { sent: $('Due replies').all().filter((i) => i.json.id).length } }];",
                (1540, 0)),
@@ -485,8 +496,9 @@ def queue_workflow(b):
         "Lease taken": [["Ensure queue table"]],
         "Ensure queue table": [["Due replies"]],
         "Due replies": [["Any"]],
-        "Any": [["Send again"], ["Count"]],
-        "Send again": [["Count"]],
+        "Any": [["Send loop"], ["Count"]],
+        "Send loop": [["Count"], ["Send again"]],
+        "Send again": [["Send loop"]],
         "Count": [["Release lease"]],
         "Release lease": [["Done"]],
     }

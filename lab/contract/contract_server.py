@@ -499,6 +499,7 @@ class Contract:
         with self.lock:
             self.session_state = state
         return {"state": state}
+
     def add_received(self, spec: Any) -> dict[str, Any]:
         """A message WhatsApp delivered to Evolution API (a messages.upsert webhook body, or its ``data``): saved
         as Evolution's Message row, whether or not its webhook reached n8n."""

@@ -35,7 +35,7 @@ const $ = (name) => {
   if (!(name in spec.nodes)) return { isExecuted: false, first: () => { throw new Error(`${name} did not run`); } };
   return wrap(spec.nodes[name]);
 };
-const $input = wrap([spec.input]);
+const $input = wrap(Array.isArray(spec.inputs) ? spec.inputs : [spec.input]);
 const $workflow = { name: 'test' };
 const $execution = { id: '41' };
 const $runIndex = 0;
@@ -62,8 +62,10 @@ def code_of(workflow: dict, name: str) -> str:
     return next(n for n in workflow["nodes"] if n["name"] == name)["parameters"]["jsCode"]
 
 
-def run(workflow: dict, name: str, input_json: dict, nodes: dict | None = None) -> list[dict]:
-    spec = {"code": code_of(workflow, name), "input": input_json, "nodes": nodes or {}}
+def run(workflow: dict, name: str, input_json: dict | list, nodes: dict | None = None) -> list[dict]:
+    """Run one Code node; a list is several input items."""
+    key = "inputs" if isinstance(input_json, list) else "input"
+    spec = {"code": code_of(workflow, name), key: input_json, "nodes": nodes or {}}
     answer = subprocess.run([NODE, "-e", HARNESS], input=json.dumps(spec), capture_output=True, text=True,
                             check=False, timeout=30)
     assert answer.returncode == 0, answer.stderr
@@ -174,10 +176,10 @@ def test_a_failed_search_delivers_nothing_and_keeps_the_cursor(workflows):
 @pytest.mark.parametrize("statuses,moved", [([200, 200], True), ([200, 404], False), ([500], False)])
 def test_the_cursor_moves_only_when_every_recovered_message_was_delivered(workflows, statuses, moved):
     collect = {"from": 900, "to": 1500, "failed": None}
-    candidates = [{"empty": False, "body": {}} for _ in statuses]
-    cursor = run(workflows["reconcile"], "Cursor", {}, {
-        "Collect": [collect], "Candidates": candidates, "Read cursor": [{"cursor": "1000"}],
-        "Recover": [{"statusCode": status} for status in statuses]})[0]
+    candidates = [{"empty": False, "body": {}}] * len(statuses)
+    # The loop's "done" output: Recover's answers, one an item.
+    cursor = run(workflows["reconcile"], "Cursor", [{"statusCode": status} for status in statuses], {
+        "Collect": [collect], "Candidates": candidates, "Read cursor": [{"cursor": "1000"}]})[0]
     assert cursor["cursor"] == ("1500" if moved else "1000"), cursor
     assert bool(cursor["failed"]) is not moved
 
@@ -276,3 +278,15 @@ def test_the_waiting_note_is_cleared_once_the_reply_went_out(workflows, outcome,
         return
     assert out[0]["request"]["method"] == "DELETE"
     assert out[0]["request"]["path"] == "/api/v1/accounts/1/conversations/3/messages/77"
+
+
+@pytest.mark.parametrize("workflow,loop,call,after", [("reconcile", "Recover loop", "Recover", "Cursor"),
+                                                      ("reply-queue", "Send loop", "Send again", "Count")])
+def test_recovered_messages_and_queued_replies_go_one_after_the_other(workflows, workflow, loop, call, after):
+    """The call sits inside a one-item loop (the next starts when the previous answered); no batching option."""
+    nodes = {n["name"]: n for n in workflows[workflow]["nodes"]}
+    assert nodes[loop]["type"] == "n8n-nodes-base.splitInBatches" and nodes[loop]["parameters"]["batchSize"] == 1
+    conns = workflows[workflow]["connections"]
+    assert [[t["node"] for t in out] for out in conns[loop]["main"]] == [[after], [call]]
+    assert [t["node"] for t in conns[call]["main"][0]] == [loop]
+    assert "batching" not in nodes[call]["parameters"]["options"]
