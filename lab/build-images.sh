@@ -45,7 +45,7 @@ readonly DIRECTUS_VERSION=11.17.4
 readonly DIRECTUS_NODE_VERSION=22.23.3
 readonly DIRECTUS_NPM_VERSION=10.9.9
 # The contract servers (lab/contract/): the image's tag is the contract's version, bumped when its interface changes.
-readonly CONTRACT_VERSION=2
+readonly CONTRACT_VERSION=3
 readonly CONTRACT_SOURCES=(contract_server.py evolution.json chatwoot.json)
 # Monitoring: bookworm's Prometheus 2.42 + Alertmanager 0.25 + exporters in one image; the tag counts recipe changes.
 readonly MONITORING_TAG=bookworm-1

@@ -11,7 +11,13 @@ import pathlib
 import sys
 import uuid
 
-OUT = pathlib.Path(__file__).resolve().parents[1] / "roles" / "n8n" / "files" / "workflows"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import n8n_reconcile  # noqa: E402  (the reconciliation and the reply queue: scripts/n8n_reconcile.py)
+
+# N8N_WORKFLOWS_OUT: write elsewhere (tests/unit/roles/test_n8n_reconcile_code.py builds the workflows from this
+# script into a temporary directory, so that a change here is what its tests run).
+OUT = pathlib.Path(os.environ.get("N8N_WORKFLOWS_OUT")
+                   or pathlib.Path(__file__).resolve().parents[1] / "roles" / "n8n" / "files" / "workflows")
 VERSION = 4
 DEBUG = bool(os.environ.get("WF_DEBUG"))
 NS = uuid.UUID("6f1d3c1e-5b7a-4c1e-9a43-b0a6b0a6b0a6")
@@ -87,6 +93,15 @@ MEDIA_ARTICLES = {"imageMessage": "uma imagem", "videoMessage": "um vídeo", "au
 CONSTANTS = {**NUMBER_SNIPPETS, "@@media_limit_in@@": str(MEDIA_LIMIT_IN), "@@whatsapp_limits@@": json.dumps(WHATSAPP_LIMITS),
              "@@media_nouns@@": json.dumps(MEDIA_NOUNS, ensure_ascii=False),
              "@@media_articles@@": json.dumps(MEDIA_ARTICLES, ensure_ascii=False)}
+# The reconciliation's duplicate test (scripts/n8n_reconcile.py): used by the WhatsApp -> Chatwoot workflow on a
+# recovered message, inside the per-number lock.
+RECOVERED_ALREADY = r"""
+// A conversation's messages (GET .../messages: {payload: [...]}) already hold WhatsApp message `id`: by the id the
+// workflow stores in content_attributes, or a source_id Chatwoot or another integration gave it.
+const recoveredAlready = (answer, id) => (Array.isArray(answer?.payload) ? answer.payload : []).some((msg) =>
+  String(msg?.content_attributes?.whatsapp_message_id ?? '') === String(id) || String(msg?.source_id ?? '') === String(id));
+"""
+CONSTANTS["@@recovered_already@@"] = RECOVERED_ALREADY.strip()
 
 
 def code(wf, name, js, pos):
@@ -100,6 +115,14 @@ def webhook(wf, name, path, pos):
     return node(wf, name, "n8n-nodes-base.webhook", 2, {"httpMethod": "POST", "path": path,
                 "responseMode": "onReceived", "options": {}}, pos,
                 webhookId=str(uuid.uuid5(NS, wf + "/webhook/" + path)))
+
+
+def recovery_webhook(wf, pos):
+    """The reconciliation's way in (scripts/n8n_reconcile.py): the same event, answered when the workflow ends, so
+    that recovered messages go to Chatwoot one after the other, in order."""
+    hook = webhook(wf, "Recovery webhook", "borgstack/evolution-recovered", pos)
+    hook["parameters"]["responseMode"] = "lastNode"
+    return hook
 
 
 def switch(wf, name, n, expr, pos):
@@ -358,8 +381,12 @@ if (step === 'inbox' || step === 'team') {
   const noun = m.media ? (@@media_nouns@@)[m.media.type] ?? 'arquivo' : '';
   request = { method: 'POST', path: `${api}/conversations/${state.conversationId}/messages`, body: {
     content: m.text || `[${noun}]`, message_type: 'incoming', private: false,
-    content_attributes: { whatsapp_message_id: m.id, whatsapp_message_type: m.type, received_at: m.receivedAt },
+    content_attributes: { whatsapp_message_id: m.id, whatsapp_message_type: m.type, received_at: m.receivedAt,
+      ...(event.payload?.borgstack_recovered === true ? { borgstack_recovered: true } : {}) },
   } };
+} else if (step === 'check_recovered') {
+  // A message the reconciliation recovered: is it in the conversation already? (Chatwoot's last 20 messages)
+  request = { method: 'GET', path: `${api}/conversations/${state.conversationId}/messages` };
 } else if (step === 'note') {
   // A private note for the agents: the file was not attached, and why.
   request = { method: 'POST', path: `${api}/conversations/${state.conversationId}/messages`, body: {
@@ -382,6 +409,7 @@ const body = last.body ?? {};
 const identifier = `whatsapp:${m.number}`;
 const unwrap = (value) => value?.payload?.contact ?? value?.payload ?? value?.contact ?? value;
 const megabytes = (bytes) => String(Math.round(bytes / 104857.6) / 10).replace('.', ',');
+@@recovered_already@@
 const tooBigNote = (size) => {
   const what = (@@media_articles@@)[m.media.type] ?? 'um arquivo';
   return `O cliente enviou pelo WhatsApp ${what} de ${megabytes(size)} MB, `
@@ -438,7 +466,12 @@ if (step === 'inbox' || step === 'team') {
 } else if (step === 'note') {
   state.noted = true;
   return [{ json: { ...$json, state, next: 'done' } }];
+} else if (step === 'check_recovered') {
+  state.checked = true;
+  if (recoveredAlready(body, m.id)) return [{ json: { ...$json, state, next: 'done' } }];
+  next = 'message';
 }
+if (next === 'message' && event.payload?.borgstack_recovered === true && !state.checked) next = 'check_recovered';
 if (next === 'message' && m.media && !state.file && !state.note) {
   // A media message: its file first (or, above the limit, no download and a note after the message).
   if (m.media.tooBig) state.note = tooBigNote(m.media.size); else next = 'download';
@@ -691,6 +724,7 @@ WFS_JSON = session_workflow()
 nodes, conns = delivery_loop(WF1, 1560, 0, "chatwoot", "Route event", "borgstack/evolution", PLAN_CHATWOOT)
 nodes += [
     webhook(WF1, "Evolution webhook", "borgstack/evolution", (0, 0)),
+    recovery_webhook(WF1, (0, 200)),
     code(WF1, "Route event", ROUTE_EVOLUTION, (220, 0)),
     switch(WF1, "Event kind", 3, "({status: 1, connection: 2})[$json.kind] ?? 0", (440, 0)),
     forward_session(WF1, (660, 600)),
@@ -709,6 +743,7 @@ nodes += [
 ]
 conns.update({
     "Evolution webhook": [["Route event"]],
+    "Recovery webhook": [["Route event"]],
     "Route event": [["Event kind"]],
     "Event kind": [["Take lock"], ["Status row"], ["Forward session event"]],
     "Take lock": [["Lock taken"]],
@@ -767,8 +802,10 @@ const captioned = sends.find((f) => f.kind !== 'audio');
 if (text && captioned) captioned.caption = text;
 if (text && !captioned) sends.unshift({ kind: 'text', text });
 const conversationId = body.conversation?.id ?? null;
+// A reply the queue sends again (scripts/n8n_reconcile.py): its row, and the item of the reply to start from.
+const queue = Number.isInteger(body.borgstack_queue?.id) ? body.borgstack_queue : null;
 return [{ json: { payload: body, reply: { number, text, sends, conversationId, accountId: body.account?.id ?? null,
-  instance: routed.instance } } }];
+  instance: routed.instance, queue } } }];
 """
 PLAN_EVOLUTION = r"""
 // One request of the agent's reply (the same again on a retry): sendText, or per file: fetch it from Chatwoot, then
@@ -834,7 +871,8 @@ nodes2, conns2 = delivery_loop(WF2, 880, 0, "evolution", "Route reply", "borgsta
 FIRST_SEND = r"""
 // The first item of the reply: a text is sent at once, a file is fetched from Chatwoot first.
 const reply = $('Route reply').first().json.reply;
-return [{ json: { state: { index: 0, phase: reply.sends[0].kind === 'text' ? 'send' : 'fetch' }, step: 'start', attempt: 0 } }];
+const index = Math.min(Number(reply.queue?.index ?? 0) || 0, reply.sends.length - 1);
+return [{ json: { state: { index, phase: reply.sends[index].kind === 'text' ? 'send' : 'fetch' }, step: 'start', attempt: 0 } }];
 """
 nodes2 += [
     webhook(WF2, "Chatwoot webhook", "borgstack/chatwoot", (0, 0)),
@@ -846,6 +884,8 @@ nodes2 += [
 conns2.update({"Chatwoot webhook": [["Route reply"]], "Route reply": [["Start"]], "Start": [["Plan"]],
                "Advance": [["Next"]], "Next": [["Plan"], [], ["Error row"]]})
 conns2["Outcome"] = [["Advance"], ["Back off"], ["Error row"]]
+# The per-number limiter and the rate-limit queue (scripts/n8n_reconcile.py) rewire Route reply, Outcome and Next.
+n8n_reconcile.extend_replies(sys.modules[__name__], WF2, nodes2, conns2)
 WF2_JSON = workflow(WF2, "BorgStack: Chatwoot -> WhatsApp", nodes2, conns2,
                     "Chatwoot message_created (agent's public reply) to Evolution API: sendText, and each attachment "
                     "fetched from Chatwoot and sent with sendMedia / sendWhatsAppAudio (above WhatsApp's limit: a "
@@ -1053,8 +1093,10 @@ if "--print-media" in sys.argv[1:]:
     sys.exit(0)
 
 STALE = []
-for wf_id, doc in ((WF1, WF1_JSON), (WF2, WF2_JSON), (WF3, WF3_JSON), (WFS, WFS_JSON)):
-    name = {WF1: "whatsapp-to-chatwoot", WF2: "chatwoot-to-whatsapp", WF3: "replay-failed", WFS: "whatsapp-session"}[wf_id]
+FILES = {"whatsapp-to-chatwoot": WF1_JSON, "chatwoot-to-whatsapp": WF2_JSON, "replay-failed": WF3_JSON,
+         "whatsapp-session": WFS_JSON}
+FILES.update(n8n_reconcile.workflows(sys.modules[__name__]))
+for name, doc in FILES.items():
     target, text = OUT / f"{name}.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if "--check" in sys.argv[1:]:
         if not target.exists() or target.read_text(encoding="utf-8") != text:

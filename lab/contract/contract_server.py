@@ -24,6 +24,9 @@ Listeners (one process): 8080 Evolution API, 3000 Chatwoot, 9000 control API (JS
   (what getBase64FromMediaMessage returns); ``GET /_blob/{key}``: a stored attachment's bytes (base64);
 - ``POST /_evolution/session`` ``{state}``: the WhatsApp session's state that ``connectionState`` reports (``open``,
   the default, ``connecting`` or ``close``: the phone unpaired or the session lost);
+  (what getBase64FromMediaMessage returns); ``POST /_evolution/received`` a messages.upsert body: the message
+  WhatsApp delivered, saved in Evolution's database (what findMessages answers), whether or not n8n got its webhook;
+  ``GET /_blob/{key}``: a stored attachment's bytes (base64);
 - ``POST /_http`` ``{method, url, headers, body}``: make an HTTP request from this container (tests use it to reach
   n8n on the internal network) and answer ``{status, headers, body}``;
 - ``GET /_health``.
@@ -477,6 +480,8 @@ class Contract:
             self.whatsapp_media: dict[str, bytes] = {}
             # The WhatsApp session's connection state (Baileys' connection: open, connecting, close).
             self.session_state = "open"
+            # Messages Evolution API saved in its database (DATABASE_SAVE_DATA_NEW_MESSAGE), what findMessages reads.
+            self.received: list[dict[str, Any]] = []
             self.next_id = {"contact": 1, "contact_inbox": 1, "conversation": 1, "message": 1, "attachment": 1}
 
     def new_id(self, kind: str) -> int:
@@ -492,7 +497,7 @@ class Contract:
         with self.lock:
             return {"chatwoot": {"contacts": self.contacts, "conversations": self.conversations,
                                  "messages": self.messages},
-                    "evolution": {"sent": self.sent}}
+                    "evolution": {"sent": self.sent, "received": self.received}}
 
     def blob(self, key: str) -> dict[str, Any] | None:
         """A stored file as base64 (tests compare it with what they sent): {filename, content_type, base64}."""
@@ -518,6 +523,27 @@ class Contract:
         with self.lock:
             self.session_state = state
         return {"state": state}
+
+    def add_received(self, spec: Any) -> dict[str, Any]:
+        """A message WhatsApp delivered to Evolution API (a messages.upsert webhook body, or its ``data``): saved
+        as Evolution's Message row, whether or not its webhook reached n8n."""
+        data = spec.get("data", spec) if isinstance(spec, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("key"), dict) or not data["key"].get("id"):
+            raise ValueError("give a messages.upsert body (or its data) with key.id")
+        if not isinstance(data.get("messageTimestamp"), int):
+            raise ValueError("messageTimestamp (seconds) is required")
+        row = {"id": uuid.uuid4().hex[:25], "key": data["key"], "pushName": data.get("pushName"),
+               "messageType": data.get("messageType", "conversation"), "message": data.get("message") or {},
+               "messageTimestamp": data["messageTimestamp"], "instanceId": data.get("instanceId"),
+               "source": data.get("source", "android"), "contextInfo": None, "MessageUpdate": []}
+        # The instance that saved it (fetchMessages reads the instance's own rows: where.instanceId).
+        instance = spec.get("instance", self.instance) if isinstance(spec, dict) and "data" in spec else self.instance
+        if instance not in self.instances:
+            raise ValueError(f"unknown instance {instance!r}")
+        row["_instance"] = instance
+        with self.lock:
+            self.received.append(row)
+        return {"id": row["id"], "key": row["key"]}
 
     def store_attachment(self, msg: dict[str, Any], upload: dict[str, Any]) -> dict[str, Any]:
         """One attachments[] file of a message: an ActiveStorage blob plus the Attachment row (push_event_data)."""
@@ -866,6 +892,42 @@ class Evolution:
                                 "size": len(data), "sha256": sha256(data), "at": time.time(), "response": sent})
         return 201, sent
 
+    def find_messages(self, params, body, query):
+        """channel.service.ts fetchMessages: the instance's saved messages, newest first, a page at a time."""
+        where = body.get("where") or {}
+        if not isinstance(where, dict):
+            raise self.error(400, "Bad Request", ["where is not of a type(s) object"], "validation: where")
+        key = where.get("key") or {}
+        stamp = where.get("messageTimestamp") or {}
+
+        def seconds(value: Any) -> int:
+            # new Date(x).getTime() / 1000: an ISO date or milliseconds; anything else is NaN (Prisma then fails)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return int(value // 1000)
+            try:
+                return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
+            except ValueError as exc:
+                raise self.error(400, "Bad Request", ["Invalid date"], "findMessages: messageTimestamp not a date"
+                                 ) from exc
+        with self.c.lock:
+            # The instance's own messages only (fetchMessages: where instanceId = this instance's id).
+            rows = [{k: v for k, v in r.items() if k != "_instance"} for r in self.c.received
+                    if r["_instance"] == params["instance"]]
+        if isinstance(stamp, dict) and stamp.get("gte") and stamp.get("lte"):
+            low, high = seconds(stamp["gte"]), seconds(stamp["lte"])
+            rows = [r for r in rows if low <= r["messageTimestamp"] <= high]
+        for field in ("id", "remoteJid", "participants"):
+            if key.get(field):
+                rows = [r for r in rows if r["key"].get(field) == key[field]]
+        if key.get("fromMe"):  # a false fromMe filters nothing upstream
+            rows = [r for r in rows if r["key"].get("fromMe") == key["fromMe"]]
+        rows.sort(key=lambda r: r["messageTimestamp"], reverse=True)
+        size = body.get("offset") or 50
+        page = body.get("page") or 1
+        start = size * (0 if page == 1 else page - 1)
+        return 200, {"messages": {"total": len(rows), "pages": -(-len(rows) // size), "currentPage": page,
+                                  "records": rows[start:start + size]}}
+
     def get_base64(self, params, body, query):
         """chat.controller getBase64FromMediaMessage -> whatsapp.baileys.service.ts getBase64FromMediaMessage."""
         def refuse(message: str) -> Reply:
@@ -1161,11 +1223,27 @@ class Chatwoot:
     def message_index(self, params, body, query):
         conv = self._conversation(params)
         contact = self.c.find_contact(conv["contact_id"])
-        msgs = [_message_push(m, contact, self.c.account) for m in self.c.messages
-                if m["conversation_display_id"] == conv["display_id"]]
+        # MessageFinder (app/finders/message_finder.rb): the last 20 messages, oldest first; ?before=<id> the 20
+        # before that message.
+        before = (query.get("before") or [""])[0]
+        found = [m for m in self.c.messages if m["conversation_display_id"] == conv["display_id"]
+                 and (not before.isdigit() or m["id"] < int(before))]
+        msgs = [_message_push(m, contact, self.c.account) for m in found[-20:]]
         return 200, {"meta": {"labels": [], "additional_attributes": {}, "contact": _contact_push(contact),
                               "assignee": None, "agent_last_seen_at": 0, "assignee_last_seen_at": 0},
                      "payload": msgs}
+
+    def message_destroy(self, params, body, query):
+        conv = self._conversation(params)
+        wanted = int(params["message_id"]) if params["message_id"].isdigit() else None
+        msg = next((m for m in self.c.messages if m["id"] == wanted
+                    and m["conversation_display_id"] == conv["display_id"]), None)
+        if msg is None:
+            raise self.resource_not_found()
+        # The row stays, emptied and marked (messages_controller#destroy), its files gone.
+        msg.update(content="This message was deleted", content_type="text", content_attributes={"deleted": True})
+        msg.pop("attachments_push", None)
+        return 200, self.c.message_view(msg)
 
     def toggle_status(self, params, body, query):
         conv = self._conversation(params)
@@ -1341,6 +1419,8 @@ def make_control(contract: Contract) -> type[BaseHTTPRequestHandler]:
                     return self._answer(200, contract.add_whatsapp_media(body))
                 if path == "/_evolution/session":
                     return self._answer(200, contract.set_session_state(body))
+                if path == "/_evolution/received":
+                    return self._answer(200, contract.add_received(body))
             except (ValueError, KeyError, TypeError, re.error) as exc:
                 return self._answer(400, {"error": str(exc)})
             return self._answer(404, {"error": f"no control path {path}"})

@@ -2,7 +2,7 @@
 """Run the lab's contract servers (Evolution API 2.2.3 and Chatwoot 4.6.0 stand-ins) inside a lab host, and talk to
 them from a test.
 
-The image ``borgstack-lab/contract:2`` (lab/build-images.sh) runs on the lab host's Docker engine, on the stack's
+The image ``borgstack-lab/contract:3`` (lab/build-images.sh) runs on the lab host's Docker engine, on the stack's
 internal network, under the host names the stack uses for the real applications (``borgstack-evolution-api`` port
 8080, ``borgstack-chatwoot`` port 3000), so n8n reaches it exactly as it would reach them. What the servers accept
 and answer is written in lab/contract/evolution.json and chatwoot.json (facts from upstream); see
@@ -49,7 +49,8 @@ from contract_server import (  # noqa: E402,F401  (re-exported for the tests)
 __all__ = ["ALIASES", "IMAGE", "NAME", "NETWORK", "Contract", "ContractError", "chatwoot_message_created",
            "evolution_connection_update", "evolution_messages_update", "evolution_messages_upsert", "load_image", "post_to_n8n", "stale_sources", "start",
            "stop"]
-IMAGE = os.environ.get("BORGSTACK_CONTRACT_IMAGE") or "borgstack-lab/contract:2"
+# BORGSTACK_CONTRACT_IMAGE: another tag of the same image (a developer testing a changed contract beside others).
+IMAGE = os.environ.get("BORGSTACK_CONTRACT_IMAGE") or "borgstack-lab/contract:3"
 NAME = "borgstack-contract"
 NETWORK = "borgstack_internal"
 ALIASES = ("borgstack-evolution-api", "borgstack-chatwoot")
@@ -276,6 +277,11 @@ class Contract:
 
         return self.control("POST", "/_evolution/media",
                             {"id": message_id, "base64": base64.b64encode(data).decode()})["body"]
+
+    def received(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """WhatsApp delivered this message (a messages.upsert body) to Evolution API, which saved it: findMessages
+        answers it from now on, whether or not its webhook reaches n8n."""
+        return self.control("POST", "/_evolution/received", payload)["body"]
 
     def blob(self, key: str) -> bytes:
         """The bytes of a file Chatwoot stored (a message attachment's ``blob_key``)."""

@@ -37,7 +37,9 @@ def evolution(host):
         lab, "borgstack_internal", ["borgstack-evolution-api", "borgstack-chatwoot"],
         {"EVOLUTION_API_KEY": derived("evolution_api_key", 48), "CHATWOOT_API_TOKEN": derived("chatwoot_api_token", 32),
          "CHATWOOT_WEBHOOK_URL": "http://borgstack-n8n:5678/webhook/borgstack/chatwoot",
-         "CHATWOOT_ACCOUNT_ID": "1", "CHATWOOT_INBOX_ID": "1", "EVOLUTION_INSTANCE": "principal"})
+         "CHATWOOT_ACCOUNT_ID": "1", "CHATWOOT_INBOX_ID": "1", "EVOLUTION_INSTANCE": "principal",
+         # Both numbers of the scenario: the scheduled reconciliation searches each (findMessages) meanwhile.
+         "EVOLUTION_INSTANCES": "principal,vendas"})
     yield started
     contract.stop(lab)
 

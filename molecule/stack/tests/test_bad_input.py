@@ -95,6 +95,10 @@ CASES = [
     ("media pipeline without FileFlows",
      {"borgstack_media_pipeline": {"enabled": True, "folder": "Mídia", "processed_folder": "Saída"},
       **_services(fileflows={"enabled": False})}, "it needs FileFlows"),
+    # The reply limiter and the schedules of the reconciliation and the queue (docs/whatsapp-chatwoot.md).
+    ("reply limiter of 0", {"n8n_reply_rate_limit": 0, **_services()}, "n8n_reply_rate_limit (found 0)"),
+    ("reconciliation interval n8n cannot schedule", {"n8n_reconcile_interval": 90, **_services()},
+     "n8n_reconcile_interval (found 90): set 1 to 59 seconds, or a whole number of minutes"),
     ("secret version of an unknown secret", {"borgstack_secret_versions": {"postgresql_n8m": 2}, **_services()},
      "borgstack_secret_versions.postgresql_n8m: unknown secret"),
 ]

@@ -240,10 +240,16 @@ def test_chatwoot_failing_is_retried_1_2_4_s_then_stored_and_replayed(host, clea
     clean.clear_faults()
     post(clean, EVOLUTION_HOOK, incoming("5541933332222", "já funciona", "NEXT1"))
     wait_for("the next message", lambda: [m for m in chatwoot(clean, "messages") if m["content"] == "já funciona"])
-    post(clean, REPLAY_HOOK, {})
+    # The operator's one command (playbooks/replay.yml, docs/whatsapp-chatwoot.md): it asks the replay workflow for
+    # the row and returns once the row is marked replayed.
+    replay = run_site("-e", f"replay_id={rows[0][0]}", playbook="playbooks/replay.yml", timeout=300)
+    assert replay.rc == 0 and replay.changed >= 1, replay.output[-3000:]
+    assert error_rows(host, number)[0][3] == "t"
     wait_for("the replayed message", lambda: [m for m in chatwoot(clean, "messages") if m["content"] == "vai falhar"])
-    wait_for("the row marked replayed", lambda: error_rows(host, number)[0][3] == "t")
     post(clean, REPLAY_HOOK, {})
+    # Nothing left: the same command changes nothing.
+    again = run_site("-e", f"replay_id={rows[0][0]}", playbook="playbooks/replay.yml", timeout=300)
+    assert again.rc == 0 and again.changed == 0, again.output[-3000:]
     time.sleep(3)
     assert len([m for m in chatwoot(clean, "messages") if m["content"] == "vai falhar"]) == 1
     assert len(contacts_with(clean, number)) == 1
@@ -281,7 +287,8 @@ def test_two_numbers_never_cross(clean):
     wait_for("both replies sent", lambda: len(sent(clean)) >= 2)
     assert [(s["instance"], s["number"], s["text"]) for s in sent(clean)] == [
         (SALES["instance"], customer, "Temos sim, qual modelo?"), (INSTANCE, customer, "Vamos verificar seu pedido.")]
-    assert [c["path"] for c in calls_to(clean, "evolution", "POST")] == [
+    # (The sends only: the scheduled reconciliation's findMessages calls are POSTs too.)
+    assert [c["path"] for c in calls_to(clean, "evolution", "POST", "/message/")] == [
         f"/message/sendText/{SALES['instance']}", f"/message/sendText/{INSTANCE}"]
     assert_nothing_rejected(clean)
 

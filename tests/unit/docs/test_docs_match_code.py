@@ -42,6 +42,9 @@ STACK = yaml.safe_load((ROOT / "playbooks" / "group_vars" / "all" / "stack.yml")
 OTHER_NAMES = {
     "borgstack_cs_errors": "PostgreSQL table of the customer-service workflows (n8n's database)",
     "borgstack_cs_message_status": "PostgreSQL table of the customer-service workflows (n8n's database)",
+    "borgstack_cs_reply_queue": "PostgreSQL table of the reply queue (scripts/n8n_reconcile.py, n8n's database)",
+    "borgstack_cs_leases": "PostgreSQL table of the reconciliation's and the queue's run leases (scripts/n8n_reconcile.py)",
+    "borgstack_recovered": "content attribute the reconciliation puts on a recovered Chatwoot message",
     "borgstack_chatwoot_migrations": "the Chatwoot migration container's name",
     "borgstack_validated_roles": "a fact the validation play sets",
     "borgstack_data": "the project's layer name in Compose",

@@ -2,7 +2,7 @@
 """borgstack.stack.compose_deploy draining a proxied container before an update replaces it, against this machine's
 real Docker engine, iptables and nsenter.
 
-The "app" is a small Python HTTP server (the lab's contract image, borgstack-lab/contract:2, which has python3)
+The "app" is a small Python HTTP server (the lab's contract image, borgstack-lab/contract:3, which has python3)
 whose ``/slow`` answers only once the test drops a file into a mounted directory (at most 120 s), and which exits at
 once on SIGTERM, as a busy app stopped by ``docker stop`` does. So the request is still in flight whenever the update
 starts, however slow the machine: the test releases it only after it saw a new connection refused.
@@ -36,7 +36,7 @@ from lab_prerequisites import require_docker_images
 
 pytestmark = pytest.mark.integration
 
-IMAGE = os.environ.get("BORGSTACK_CONTRACT_IMAGE", "borgstack-lab/contract:2")
+IMAGE = os.environ.get("BORGSTACK_CONTRACT_IMAGE", "borgstack-lab/contract:3")
 MODULE = "borgstack.stack.compose_deploy"
 SERVER = (
     "import http.server, os, signal, time\n"

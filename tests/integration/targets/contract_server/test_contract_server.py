@@ -4,7 +4,7 @@
 proves nothing.
 
 What runs: the server as a local process (``python3 lab/contract/contract_server.py`` on free local ports) for the
-contract itself, and the image ``borgstack-lab/contract:2`` on a throwaway Docker network under the stack's host
+contract itself, and the image ``borgstack-lab/contract:3`` on a throwaway Docker network under the stack's host
 names (``borgstack-evolution-api``, ``borgstack-chatwoot``), called from a second container by those names, with
 its secrets given as files (not in ``docker inspect``).
 
@@ -37,7 +37,7 @@ sys.path.insert(0, str(CONTRACT_DIR))
 # pylint: disable=wrong-import-position,import-error
 import contract_server  # noqa: E402
 
-IMAGE = os.environ.get("BORGSTACK_CONTRACT_IMAGE", "borgstack-lab/contract:2")
+IMAGE = os.environ.get("BORGSTACK_CONTRACT_IMAGE", "borgstack-lab/contract:3")
 API_KEY = secrets.token_hex(24)
 TOKEN = secrets.token_hex(12)
 PHONE = "+5511987654321"
@@ -103,7 +103,7 @@ class Local:
         env = {**os.environ, "EVOLUTION_API_KEY": API_KEY, "CHATWOOT_API_TOKEN": TOKEN, "CONTRACT_BIND": "127.0.0.1",
                "EVOLUTION_PORT": str(self.ports["evolution"]), "CHATWOOT_PORT": str(self.ports["chatwoot"]),
                "CONTROL_PORT": str(self.ports["control"]), "CHATWOOT_WEBHOOK_URL": receiver.url,
-               "PYTHONDONTWRITEBYTECODE": "1"}
+               "PYTHONDONTWRITEBYTECODE": "1", "EVOLUTION_INSTANCES": "principal,vendas"}
         self.proc = subprocess.Popen([sys.executable, str(CONTRACT_DIR / "contract_server.py")], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 20
@@ -470,9 +470,61 @@ def test_reset_forgets_everything(srv):
     srv.control("POST", "/_reset", {})
     assert srv.calls() == [] and srv.control("GET", "/_fault")[1] == []
     assert srv.control("GET", "/_state")[1] == {"chatwoot": {"contacts": [], "conversations": [], "messages": []},
-                                                "evolution": {"sent": []}}
+                                                "evolution": {"sent": [], "received": []}}
     assert _new_contact(srv)[0] == 200   # no fault left, ids restart
     assert srv.control("GET", "/_state")[1]["chatwoot"]["contacts"][0]["id"] == 1
+
+
+def test_find_messages_answers_saved_messages_newest_first_in_pages(srv):
+    """findMessages (channel.service.ts fetchMessages): the window needs gte and lte, key.fromMe false filters
+    nothing (upstream tests it for truthiness), offset is the page size."""
+    for number, ts, mid in (("5511900000001", 1000, "A"), ("5511900000002", 1010, "B"),
+                            ("5511900000001", 1020, "C")):
+        srv.control("POST", "/_evolution/received", contract_server.evolution_messages_upsert(
+            number, mid, message_id=mid, timestamp=ts))
+    find = "/chat/findMessages/principal"
+    status, body, _headers = srv.evolution("POST", find, {})
+    assert status == 200 and [r["key"]["id"] for r in body["messages"]["records"]] == ["C", "B", "A"]
+    page = {k: body["messages"][k] for k in ("total", "pages", "currentPage")}
+    assert page == {"total": 3, "pages": 1, "currentPage": 1}
+    window = {"where": {"messageTimestamp": {"gte": "1970-01-01T00:16:45Z", "lte": "1970-01-01T00:17:00Z"},
+                        "key": {"fromMe": False}}, "page": 2, "offset": 1}
+    status, body, _headers = srv.evolution("POST", find, window)
+    assert status == 200 and [r["key"]["id"] for r in body["messages"]["records"]] == ["B"], body
+    assert body["messages"]["total"] == 2 and body["messages"]["pages"] == 2
+    only_gte = {"where": {"messageTimestamp": {"gte": "1970-01-01T00:16:45Z"}}}
+    assert srv.evolution("POST", find, only_gte)[1]["messages"]["total"] == 3   # one bound: no filter upstream
+    assert srv.evolution("POST", find, {"where": []})[0] == 400
+    assert srv.evolution("POST", find, {}, key="wrong")[0] == 401
+
+
+def test_find_messages_answers_the_instance_s_own_messages(srv):
+    """fetchMessages reads the messages of the instance asked for (where instanceId): a second number's saved
+    messages are not the first one's; an instance the server does not know is refused when saving."""
+    for instance, mid in (("principal", "P1"), ("vendas", "V1"), ("vendas", "V2")):
+        srv.control("POST", "/_evolution/received", contract_server.evolution_messages_upsert(
+            "5511900000001", mid, message_id=mid, timestamp=1000, instance=instance))
+    ids = {name: [r["key"]["id"] for r in srv.evolution("POST", f"/chat/findMessages/{name}", {})[1]["messages"][
+        "records"]] for name in ("principal", "vendas")}
+    assert ids == {"principal": ["P1"], "vendas": ["V1", "V2"]}, ids
+    assert "_instance" not in srv.evolution("POST", "/chat/findMessages/vendas", {})[1]["messages"]["records"][0]
+    assert srv.control("POST", "/_evolution/received", contract_server.evolution_messages_upsert(
+        "5511900000001", "X", message_id="X", timestamp=1000, instance="outra"))[0] == 400
+
+
+def test_deleting_a_message_keeps_it_marked_deleted(srv):
+    """messages_controller#destroy: the row stays, its content replaced and content_attributes {deleted: true}; a
+    message of another conversation, or none, is 404."""
+    conv = _conversation(srv)
+    status, note, _hdrs = srv.chatwoot("POST", f"{ACCOUNT}/conversations/{conv}/messages",
+                                       {"content": "Resposta na fila", "private": True, "message_type": "outgoing"})
+    assert status == 200, note
+    status, body, _hdrs = srv.chatwoot("DELETE", f"{ACCOUNT}/conversations/{conv}/messages/{note['id']}")
+    assert status == 200 and body["content_attributes"] == {"deleted": True}, body
+    stored = [m for m in srv.control("GET", "/_state")[1]["chatwoot"]["messages"] if m["id"] == note["id"]]
+    assert stored[0]["content"] == "This message was deleted" and stored[0]["content_attributes"] == {"deleted": True}
+    assert srv.chatwoot("DELETE", f"{ACCOUNT}/conversations/{conv}/messages/999")[0] == 404
+    assert srv.chatwoot("DELETE", f"{ACCOUNT}/conversations/{conv}/messages/{note['id']}", token="wrong")[0] == 401
 
 
 def test_calls_record_every_field(srv):
