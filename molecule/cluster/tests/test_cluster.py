@@ -302,7 +302,7 @@ def test_losing_an_app_node_moves_its_tasks_and_loses_nothing_pinned():
     their very tasks on swarm-1, and Caddy on the edge still answers. Then it comes back."""
     lost = "borgstack-swarm-3"
     # Settled first (the leader's loss above restarted what ran on it).
-    wait_for("every service at its count", lambda: all(len(running_tasks(s)) == c for s, (_, c) in PLACED.items()),
+    wait_for("every service at its count", lambda: all(len(running_tasks(s)) == placed[1] for s, placed in PLACED.items()),
              timeout=300, every=3)
     before = {service: running_tasks(service) for service in PLACED}
     moved = [service for service, tasks in before.items() if any(t["node"] == lost for t in tasks)]
