@@ -13,8 +13,10 @@ Two or more: a swarm. Each host's inventory variables say what it is:
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any, Dict, List, Mapping
 
+import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.borgstack.stack.plugins.plugin_utils._filters import NamedFilters
@@ -158,7 +160,136 @@ def cluster_firewall_rules(peers: Any, ports: Any = None) -> List[Dict[str, Any]
             for peer in peers for p in (ports or SWARM_PORTS)]
 
 
+# --- Services placed on the swarm ------------------------------------------------------------------------------
+# Compose keys `docker stack deploy` ignores or refuses, dropped from a service's Compose file (their swarm forms are
+# written in its deploy section): the container's name (a task's name is the swarm's; the name stays reachable as
+# a network alias), the restart policy, the start order (a stack has none: the playbook orders the services), the
+# memory limit and the shared memory size (a tmpfs on /dev/shm instead).
+_SWARM_DROPPED = ("container_name", "restart", "depends_on", "mem_limit", "shm_size")
+_PORT = re.compile(r"^(?P<published>[0-9]+):(?P<target>[0-9]+)(?:/(?P<protocol>tcp|udp))?$")
+_SIZE = re.compile(r"^(?P<number>[0-9]+)(?P<unit>[bkmg]?)$")
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+# The Compose file format the rendered stacks declare (every key written below exists in it).
+SWARM_STACK_VERSION = "3.8"
+
+
+def _labels_true(labels: Mapping[str, Any], key: str) -> bool:
+    return str(labels.get(key, "")).lower() == "true"
+
+
+def swarm_hosts(plan: Any, service: Any, stateful: Any = None, edge: Any = None) -> List[str]:
+    """The hosts that may run ``service``'s tasks, by the labels ``cluster_plan`` gives them: the host holding its
+    data for a stateful service, the edge hosts for an edge service (Caddy), every host otherwise. The service's
+    files (configuration, passwords) are written there only. A single host (no cluster): []."""
+    if not isinstance(plan, Mapping) or not plan.get("enabled"):
+        return []
+    nodes = plan.get("nodes") or {}
+    if service in (stateful or []):
+        return [host for host, node in nodes.items()
+                if _labels_true(node.get("labels") or {}, f"{LABEL_PREFIX}.data.{service}")]
+    if service in (edge or []):
+        return [host for host, node in nodes.items() if _labels_true(node.get("labels") or {}, f"{LABEL_PREFIX}.edge")]
+    return list(nodes)
+
+
+def _bytes(value: Any, where: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE.match(str(value).strip().lower())
+    if not match:
+        raise AnsibleFilterError(f"swarm_stack: {where} {value!r} is not a size (e.g. 256m)")
+    return int(match["number"]) * _UNITS[match["unit"]]
+
+
+def _host_ports(ports: Any, where: str) -> List[Dict[str, Any]]:
+    """Published ports in the long form, mode host (the routing mesh needs IPVS; a host-mode port answers on the
+    node that runs the task, which is where the edge's DNS points)."""
+    out = []
+    for port in ports or []:
+        match = _PORT.match(str(port))
+        if not match:
+            raise AnsibleFilterError(f"swarm_stack: {where}.ports {port!r}: only <published>:<target>[/tcp|udp] can be "
+                                     f"placed on a swarm (a host address cannot be bound by a swarm service)")
+        out.append({"target": int(match["target"]), "published": int(match["published"]),
+                    "protocol": match["protocol"] or "tcp", "mode": "host"})
+    return out
+
+
+def _swarm_service(key: str, spec: Mapping[str, Any], service: str, settings: Mapping[str, Any]) -> Dict[str, Any]:
+    where = f"{service}'s Compose service {key}"
+    stateful = service in (settings.get("stateful") or [])
+    edge = service in (settings.get("edge") or [])
+    replicas = (settings.get("replicas") or {}).get(key, 1)
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
+        raise AnsibleFilterError(f"swarm_stack: swarm_replicas.{key} must be a whole number from 1 (found {replicas!r})")
+    single = bool({key, service} & set(settings.get("single") or []))
+    if replicas != 1 and (stateful or edge or single):
+        raise AnsibleFilterError(f"swarm_stack: swarm_replicas.{key} is {replicas}: {service} runs once per node "
+                                 f"that holds it (its data, or the edge's ports); set it to 1 or remove it")
+    out = {k: v for k, v in spec.items() if k not in _SWARM_DROPPED}
+    network = settings["network"]
+    alias = spec.get("container_name")
+    out["networks"] = {network: {"aliases": [alias]} if alias else None}
+    if out["networks"][network] is None:
+        out["networks"] = [network]
+    if spec.get("ports"):
+        out["ports"] = _host_ports(spec["ports"], where)
+    volumes = list(out.get("volumes") or [])
+    if spec.get("shm_size"):
+        volumes.append({"type": "tmpfs", "target": "/dev/shm",
+                        "tmpfs": {"size": _bytes(spec["shm_size"], f"{where}.shm_size")}})
+    if volumes:
+        out["volumes"] = volumes
+    # Two processes on one data directory (or on one n8n's triggers, one WhatsApp session, one host port) must
+    # never overlap: those stop first; the rest start the new task before stopping the old one.
+    order = "stop-first" if (stateful or edge or single or key in (settings.get("stop_first") or [])) else "start-first"
+    deploy: Dict[str, Any] = {
+        "endpoint_mode": "dnsrr",
+        "restart_policy": {"condition": "any", "delay": "5s"},
+        "update_config": {"parallelism": 1, "order": order, "failure_action": "rollback", "monitor": "30s"},
+        "rollback_config": {"parallelism": 1, "order": order},
+    }
+    if edge:
+        # One Caddy on each edge node: each answers 80/443 on its own address.
+        deploy["mode"] = "global"
+        deploy["placement"] = {"constraints": [f"node.labels.{LABEL_PREFIX}.edge == true"]}
+    else:
+        deploy["replicas"] = replicas
+        if stateful:
+            deploy["placement"] = {"constraints": [f"node.labels.{LABEL_PREFIX}.data.{service} == true"]}
+    if spec.get("mem_limit"):
+        deploy["resources"] = {"limits": {"memory": str(spec["mem_limit"])}}
+    out["deploy"] = deploy
+    return out
+
+
+def swarm_stack(compose: Any, service: Any, settings: Any) -> Dict[str, Any]:
+    """A service's stack file for ``docker stack deploy``, derived from the Compose file its role rendered (the one
+    place that describes the service): every Compose service placed by the node labels - a stateful service
+    (``settings.stateful``) pinned to the node holding its data, an edge service (``settings.edge``, Caddy) once on
+    each edge node with host-mode ports, the others at ``settings.replicas.<key>`` (default 1) anywhere - with
+    ``endpoint_mode: dnsrr`` (no IPVS needed), its memory limit, a rolling update that rolls back on failure
+    (``start-first`` unless stateful, edge, single-instance or in ``settings.stop_first``), its container name as an
+    alias on the overlay network ``settings.network`` (every address the contracts give still answers), and every
+    network it named replaced by that overlay."""
+    if isinstance(compose, str):
+        try:
+            compose = yaml.safe_load(compose)
+        except yaml.YAMLError as exc:
+            raise AnsibleFilterError(f"swarm_stack: {service}'s Compose file is not YAML: {exc}") from exc
+    if not isinstance(compose, Mapping) or not isinstance(compose.get("services"), Mapping):
+        raise AnsibleFilterError(f"swarm_stack: {service}'s Compose file has no services")
+    if not isinstance(settings, Mapping) or not settings.get("network"):
+        raise AnsibleFilterError("swarm_stack: settings.network (the overlay network) is required")
+    stack: Dict[str, Any] = {"version": SWARM_STACK_VERSION, "services": {
+        key: _swarm_service(str(key), spec or {}, str(service), settings) for key, spec in compose["services"].items()}}
+    stack["networks"] = {settings["network"]: {"external": True}}
+    if compose.get("volumes"):
+        stack["volumes"] = compose["volumes"]
+    return stack
+
+
 class FilterModule(NamedFilters):
     """Cluster (Docker Swarm) filters."""
 
-    FILTERS = (cluster_nodes, cluster_errors, cluster_plan, cluster_firewall_rules)
+    FILTERS = (cluster_nodes, cluster_errors, cluster_plan, cluster_firewall_rules, swarm_hosts, swarm_stack)

@@ -161,6 +161,29 @@ def docker_compose_config(compose_file: Path) -> Dict[str, Any]:
     return json.loads(full.stdout)
 
 
+# What a cluster's swarm settings hold besides the plan (playbooks/group_vars/all/stack.yml, compose_service_swarm).
+SWARM_SETTINGS = {"network": "borgstack_cluster", "replicas": {}, "edge": ["caddy"], "single": ["evolution_api"],
+                  "stateful": ["postgresql", "redis", "mongodb", "seaweedfs"], "stop_first": ["n8n"]}
+
+
+def swarm_stack_config(compose_file: Path, service: str) -> Dict[str, Any]:
+    """The stack file a cluster would deploy for ``service`` (filter swarm_stack of the rendered Compose file),
+    accepted by ``docker stack config`` (no swarm needed: it only parses and checks the file); the parsed output."""
+    from ansible_collections.borgstack.stack.plugins.filter.cluster import swarm_stack  # pylint: disable=import-outside-toplevel
+    stack = swarm_stack(compose_file.read_text(), service, SWARM_SETTINGS)
+    stack_file = compose_file.with_name("stack.yaml")
+    stack_file.write_text(yaml.safe_dump(stack))
+    proc = subprocess.run(["docker", "stack", "config", "--compose-file", str(stack_file)], capture_output=True,
+                          text=True, check=False, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    config = yaml.safe_load(proc.stdout)
+    for key, spec in config["services"].items():
+        assert spec["deploy"]["endpoint_mode"] == "dnsrr", key
+        assert spec["deploy"]["update_config"]["failure_action"] == "rollback", key
+        assert list(spec["networks"]) == ["borgstack_cluster"], key
+    return config
+
+
 def secrets_env_task(template: Path, dest: Path) -> Dict[str, Any]:
     """A task that renders a role's secrets.env.j2 (the mapping tasks/main.yml hands compose_service as
     compose_service_env) the way compose_deploy writes secrets.env: KEY="json string", one a line, root-only."""

@@ -7,7 +7,11 @@ What could not run here, and why: this kernel has no ESP, so the overlay is unen
 (swarm_network_encrypted: false in molecule.yml; production keeps the role's default, true - checked below from the
 role's defaults). The outside scan is a TCP scan (lab/lab.sh probe): 7946/udp and 4789/udp are not probed from
 outside (UDP gives no answer either way); the UFW rules that admit only the peers to them are checked instead.
-The services are not placed on the swarm yet (a later slice of issue 24).
+The services that run for real in the lab are placed on the swarm (PostgreSQL, Redis and SeaweedFS on the data
+node, Caddy on the edge node, n8n and Directus - two replicas - wherever the scheduler puts them); the others
+(MongoDB, Chatwoot, Evolution API, Lowcoder, FileFlows, Duplicati, monitoring) are off here - their stack files are
+rendered and checked by `docker stack config` in their role tests. Caddy's certificates come from its internal CA,
+whose root is not copied out on a swarm yet: the HTTPS probes below do not check the chain (-k).
 
 The tests run once for the scenario (no testinfra ``host`` fixture): each speaks to the nodes through docker exec.
 """
@@ -128,6 +132,88 @@ def test_overlay_carries_http_between_containers_on_two_nodes():
         sh("borgstack-swarm-2", "docker", "rm", "-f", server, check=False)
 
 
+STACK = "borgstack"
+# Where the inventory's labels put each service's tasks (None: anywhere), and how many run.
+PLACED = {"postgresql": ({"borgstack-swarm-1"}, 1), "redis": ({"borgstack-swarm-1"}, 1),
+          "seaweedfs": ({"borgstack-swarm-1"}, 1), "caddy": ({"borgstack-swarm-2"}, 1), "n8n": (None, 1),
+          "directus": (None, 2)}
+
+
+def running_tasks(service: str, manager: str = "borgstack-swarm-1") -> list[dict]:
+    """The running tasks of one stack service: [{id, node, state}]."""
+    out = sh(manager, "docker", "service", "ps", f"{STACK}_{service}", "--filter", "desired-state=running",
+             "--format", "{{.ID}}|{{.Node}}|{{.CurrentState}}").stdout
+    tasks = [dict(zip(("id", "node", "state"), line.split("|"))) for line in out.splitlines() if line.strip()]
+    return [t for t in tasks if t["state"].startswith("Running")]
+
+
+def overlay_address(node: str, service: str) -> list[str]:
+    """The overlay addresses of ``service``'s task containers on ``node``."""
+    names = sh(node, "docker", "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={STACK}_{service}").stdout
+    return [sh(node, "docker", "inspect", "--format",
+               "{{ (index .NetworkSettings.Networks \"%s\").IPAddress }}" % NETWORK, cid).stdout.strip()
+            for cid in names.split()]
+
+
+def test_tasks_run_where_their_labels_say():
+    """Each service's tasks run on the nodes its labels allow, at its count; the app tier on more than one node."""
+    app_nodes = set()
+    for service, (allowed, count) in PLACED.items():
+        tasks = running_tasks(service)
+        assert len(tasks) == count, (service, tasks)
+        nodes = {t["node"] for t in tasks}
+        if allowed:
+            assert nodes == allowed, (service, tasks)
+        else:
+            app_nodes |= nodes
+        spec = json.loads(sh("borgstack-swarm-1", "docker", "service", "inspect", f"{STACK}_{service}").stdout)[0]
+        assert spec["Spec"]["EndpointSpec"]["Mode"] == "dnsrr", service
+        assert spec["Spec"]["UpdateConfig"]["FailureAction"] == "rollback", service
+        assert spec["Spec"]["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"] > 0, service
+    assert len(app_nodes) >= 2, app_nodes
+    # Directus' two replicas on two nodes.
+    assert len({t["node"] for t in running_tasks("directus")}) == 2
+    # Rolling updates: the apps that may overlap start the new task first; the data and the edge stop first.
+    orders = {service: json.loads(sh("borgstack-swarm-1", "docker", "service", "inspect", "--format",
+                                     "{{json .Spec.UpdateConfig.Order}}", f"{STACK}_{service}").stdout)
+              for service in ("directus", "n8n", "postgresql", "caddy")}
+    assert orders == {"directus": "start-first", "n8n": "stop-first", "postgresql": "stop-first",
+                      "caddy": "stop-first"}, orders
+
+
+def test_n8n_and_directus_reach_postgresql_across_hosts():
+    """PostgreSQL (on swarm-1) sees each app's tenant connected from the overlay address of a task running on
+    another node: the apps' database traffic crossed hosts over the overlay."""
+    query = ("SELECT DISTINCT usename || ' ' || host(client_addr) FROM pg_stat_activity "
+             "WHERE usename IN ('n8n', 'directus') AND client_addr IS NOT NULL")
+    pg = sh("borgstack-swarm-1", "docker", "ps", "-q", "--filter",
+            f"label=com.docker.swarm.service.name={STACK}_postgresql").stdout.strip()
+    seen = set(sh("borgstack-swarm-1", "docker", "exec", pg, "psql", "-U", "postgres", "-tAc", query)
+               .stdout.split("\n"))
+    crossed = set()
+    for app in ("n8n", "directus"):
+        for task in running_tasks(app):
+            for address in overlay_address(task["node"], app):
+                if f"{app} {address}" in seen and task["node"] != "borgstack-swarm-1":
+                    crossed.add(app)
+    assert crossed == {"n8n", "directus"}, (seen, {a: running_tasks(a) for a in ("n8n", "directus")})
+
+
+def test_caddy_answers_on_the_edge_node_only():
+    """From a peer, n8n's and Directus' public names resolved to the edge node's address: Caddy answers there (and
+    proxies to the apps over the overlay); the data node's 443 has no Caddy."""
+    def https(name: str, address: str, path: str) -> str:
+        return sh("borgstack-swarm-3", "curl", "-k", "--silent", "--max-time", "10", "--output", "/dev/null",
+                  "--write-out", "%{http_code}", "--resolve", f"{name}:443:{address}", f"https://{name}{path}",
+                  check=False).stdout.strip()
+    edge = NODES["borgstack-swarm-2"]
+    wait_for("n8n and Directus answering through Caddy on the edge",
+             lambda: (https("n8n.lab.borgstack.test", edge, "/healthz"),
+                      https("directus.lab.borgstack.test", edge, "/server/health")) == ("200", "200"),
+             timeout=120, every=3)
+    assert https("n8n.lab.borgstack.test", NODES["borgstack-swarm-1"], "/healthz") == "000"
+
+
 def _probe(node: str, port: int) -> tuple[str, int, str]:
     proc = subprocess.run([str(LAB), "probe", node, str(port)], capture_output=True, text=True, timeout=60,
                           check=False)
@@ -209,3 +295,31 @@ def test_losing_the_leader_elects_another_and_it_rejoins():
              lambda: all(n["Status"] == "Ready" and n["ManagerStatus"] in ("Leader", "Reachable")
                          for n in nodes_seen_from(witness)) and len(nodes_seen_from(witness)) == 3,
              timeout=120, every=2)
+
+
+def test_losing_an_app_node_moves_its_tasks_and_loses_nothing_pinned():
+    """swarm-3 (no data, not the edge) stops: its app tasks run again on the survivors, the pinned services keep
+    their very tasks on swarm-1, and Caddy on the edge still answers. Then it comes back."""
+    lost = "borgstack-swarm-3"
+    # Settled first (the leader's loss above restarted what ran on it).
+    wait_for("every service at its count", lambda: all(len(running_tasks(s)) == placed[1] for s, placed in PLACED.items()),
+             timeout=300, every=3)
+    before = {service: running_tasks(service) for service in PLACED}
+    moved = [service for service, tasks in before.items() if any(t["node"] == lost for t in tasks)]
+    assert moved, before  # the spread put app tasks on swarm-3 (test_tasks_run_where_their_labels_say)
+    started = time.monotonic()
+    subprocess.run(["docker", "stop", "--time", "30", lost], check=True, capture_output=True, timeout=90)
+    try:
+        def rescheduled():
+            now = {service: running_tasks(service) for service in moved}
+            return all(len(tasks) == PLACED[service][1] and lost not in {t["node"] for t in tasks}
+                       for service, tasks in now.items())
+        wait_for(f"{', '.join(moved)} running again without {lost}", rescheduled, timeout=300, every=3)
+        print(f"{', '.join(moved)} back at their replica count {time.monotonic() - started:.1f} s after {lost} stopped")
+        for service in ("postgresql", "redis", "seaweedfs", "caddy"):
+            assert [(t["id"], t["node"]) for t in running_tasks(service)] == [
+                (t["id"], t["node"]) for t in before[service]], service
+    finally:
+        subprocess.run(["docker", "start", lost], check=True, capture_output=True, timeout=90)
+    wait_for(f"{lost} back Ready", lambda: all(n["Status"] == "Ready" for n in nodes_seen_from("borgstack-swarm-1"))
+             and len(nodes_seen_from("borgstack-swarm-1")) == 3, timeout=180, every=3)

@@ -39,7 +39,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from role_harness import (REPO_ROOT, app_inventory, assert_outcome, assert_public_defaults_overridden,
-                          assert_reads_only, assert_secrets_hidden, render_app, run_validation, unique_secrets)
+                          assert_reads_only, assert_secrets_hidden, render_app, run_validation, swarm_stack_config,
+                          unique_secrets)
 import yaml
 
 HERE = Path(__file__).resolve().parent
@@ -296,3 +297,11 @@ def test_the_override_is_named_never_printed(validation_outcomes):
 def test_chatwoot_without_its_database_or_redis_is_refused(validation_outcomes, dep):
     errors = validation_outcomes["outcomes"][f"registry_without_{dep}"]["errors"]
     assert any(e.startswith(f"chatwoot needs {dep}: enable borgstack_services.{dep}") for e in errors), errors
+
+
+def test_the_cluster_would_place_it_on_the_swarm(rendered):
+    """Issue 24: on a cluster this service is not deployed yet (the validation refuses it there), but the stack file
+    its Compose file becomes is rendered and accepted by ``docker stack config``; nothing runs on a swarm here."""
+    config = swarm_stack_config(rendered["out"] / "compose.yaml", "chatwoot")
+    for spec in config["services"].values():
+        assert spec["deploy"]["replicas"] >= 1 and "placement" not in spec["deploy"]

@@ -42,7 +42,7 @@ from typing import Any
 import pytest
 import yaml
 from role_harness import (DOMAIN, REPO_ROOT, app_inventory, assert_outcome, assert_reads_only, container_facts,
-                          expose_role, real_caddy, render_app, render_task, run_validation)
+                          expose_role, real_caddy, render_app, render_task, run_validation, swarm_stack_config)
 
 sys.path.insert(0, str(REPO_ROOT / "lab" / "contract"))
 from duplicati_contract import parse_retention_policy  # noqa: E402  # pylint: disable=wrong-import-position
@@ -352,3 +352,11 @@ def test_the_messages_never_show_the_destination_or_a_secret(validation_outcomes
     text = validation_outcomes["output"] + json.dumps(validation_outcomes["outcomes"])
     assert S3_SECRET not in text
     assert "short-but-12+" not in text
+
+
+def test_the_cluster_would_place_it_on_the_swarm(rendered):
+    """Issue 24: on a cluster this service is not deployed yet (the validation refuses it there), but the stack file
+    its Compose file becomes is rendered and accepted by ``docker stack config``; nothing runs on a swarm here."""
+    config = swarm_stack_config(rendered["out"] / "compose.yaml", "duplicati")
+    for spec in config["services"].values():
+        assert spec["deploy"]["replicas"] >= 1 and "placement" not in spec["deploy"]

@@ -42,7 +42,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from role_harness import (app_inventory, assert_outcome, assert_reads_only, assert_secrets_hidden, container_facts,
-                          render_app, run_validation, unique_secrets)
+                          render_app, run_validation, swarm_stack_config, unique_secrets)
 import yaml
 
 HERE = Path(__file__).resolve().parent
@@ -388,3 +388,11 @@ def test_validation_names_the_override_and_never_prints_it(validation_outcomes):
     msg = validation_outcomes["outcomes"]["api_key_override_too_short"]["msg"]
     assert "at least 32" in msg and "borgstack_secret_overrides.evolution_api_key" in msg
     assert SHORT_KEY not in validation_outcomes["output"] + json.dumps(validation_outcomes["outcomes"])
+
+
+def test_the_cluster_would_place_it_on_the_swarm(rendered):
+    """Issue 24: on a cluster this service is not deployed yet (the validation refuses it there), but the stack file
+    its Compose file becomes is rendered and accepted by ``docker stack config``; nothing runs on a swarm here."""
+    config = swarm_stack_config(rendered["out"] / "compose.yaml", "evolution_api")
+    for spec in config["services"].values():
+        assert spec["deploy"]["replicas"] == 1 and spec["deploy"]["update_config"]["order"] == "stop-first"

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 from role_harness import (ADMIN, REPO_ROOT, app_inventory, assert_outcome, assert_reads_only, container_facts,
-                          expose_role, real_caddy, render_app, render_task, run_validation)
+                          expose_role, real_caddy, render_app, render_task, run_validation, swarm_stack_config)
 import yaml
 
 HERE = Path(__file__).resolve().parent
@@ -176,3 +176,11 @@ def validation_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
 @pytest.mark.parametrize("case", list(VALIDATION_CASES))
 def test_validation(validation_outcomes, case):
     assert_outcome(validation_outcomes["outcomes"][case], VALIDATION_CASES[case][1])
+
+
+def test_the_cluster_would_place_it_on_the_swarm(rendered):
+    """Issue 24: on a cluster this service is not deployed yet (the validation refuses it there), but the stack file
+    its Compose file becomes is rendered and accepted by ``docker stack config``; nothing runs on a swarm here."""
+    config = swarm_stack_config(rendered["out"] / "compose.yaml", "fileflows")
+    for spec in config["services"].values():
+        assert spec["deploy"]["replicas"] >= 1 and "placement" not in spec["deploy"]

@@ -41,7 +41,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from role_harness import (ADMIN, app_inventory, assert_outcome, assert_public_defaults_overridden, assert_reads_only,
-                          assert_secrets_hidden, container_facts, render_app, run_validation, unique_secrets)
+                          assert_secrets_hidden, container_facts, render_app, run_validation, swarm_stack_config,
+                          unique_secrets)
 import yaml
 
 HERE = Path(__file__).resolve().parent
@@ -255,3 +256,11 @@ def test_validation_names_the_override_and_never_prints_it(validation_outcomes):
     msg = validation_outcomes["outcomes"]["api_key_override_too_short"]["msg"]
     assert "borgstack_secret_overrides.lowcoder_api_key_secret" in msg and "at least 32" in msg
     assert SHORT_KEY not in validation_outcomes["output"] + json.dumps(validation_outcomes["outcomes"])
+
+
+def test_the_cluster_would_place_it_on_the_swarm(rendered):
+    """Issue 24: on a cluster this service is not deployed yet (the validation refuses it there), but the stack file
+    its Compose file becomes is rendered and accepted by ``docker stack config``; nothing runs on a swarm here."""
+    config = swarm_stack_config(rendered["out"] / "compose.yaml", "lowcoder")
+    for spec in config["services"].values():
+        assert spec["deploy"]["replicas"] >= 1 and "placement" not in spec["deploy"]

@@ -43,7 +43,7 @@ from typing import Any
 
 import pytest
 from role_harness import (assert_outcome, docker_compose_config, expose_role, local_inventory, render_task,
-                          run_playbook, run_validation, wiring_inventory)
+                          run_playbook, run_validation, swarm_stack_config, wiring_inventory)
 from lab_prerequisites import require_env, unavailable
 import yaml
 
@@ -508,3 +508,11 @@ def test_lab_failed_pull_leaves_secrets_root_only(tmp_path):
                      "mongod.conf": "644 root"}
     assert USER_PASSWORD not in output and _lab_root_password() not in output
     assert _lab_exec("docker", "ps", "-aq", "--filter", "name=borgstack-mongodb").stdout.strip() == ""
+
+
+def test_the_cluster_would_place_it_on_the_swarm(sample):
+    """Issue 24: on a cluster this service is not deployed yet (the validation refuses it there), but the stack file
+    its Compose file becomes is rendered and accepted by ``docker stack config``; nothing runs on a swarm here."""
+    config = swarm_stack_config(sample["compose_file"], "mongodb")
+    for spec in config["services"].values():
+        assert spec["deploy"]["placement"]["constraints"] == ["node.labels.borgstack.data.mongodb == true"]

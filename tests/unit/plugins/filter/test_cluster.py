@@ -2,6 +2,7 @@
 firewall peers, and bad cluster descriptions are refused naming the host or variable and the fix."""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.borgstack.stack.plugins.filter import cluster
 from ansible_collections.borgstack.stack.plugins.filter.cluster import (cluster_errors, cluster_firewall_rules,
-                                                                        cluster_nodes, cluster_plan)
+                                                                        cluster_nodes, cluster_plan, swarm_hosts,
+                                                                        swarm_stack)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sidecar_doc import check_sidecar_doc  # pylint: disable=import-error,wrong-import-position  # noqa: E402
@@ -125,6 +127,95 @@ def test_nodes_read_the_inventory_with_defaults():
         cluster_plan(["a"])
 
 
-@pytest.mark.parametrize("name", ["cluster_nodes", "cluster_errors", "cluster_plan", "cluster_firewall_rules"])
+@pytest.mark.parametrize("name", ["cluster_nodes", "cluster_errors", "cluster_plan", "cluster_firewall_rules",
+                                  "swarm_hosts", "swarm_stack"])
 def test_sidecar_docs(name):
     check_sidecar_doc(getattr(cluster, name), FILTER_DIR / f"{name}.yml")
+
+
+# --- Services placed on the swarm ---------------------------------------------------------------------------------
+SETTINGS = {"network": "borgstack_cluster", "replicas": {"directus": 2}, "stateful": STATEFUL, "edge": ["caddy"],
+            "single": ["evolution_api"], "stop_first": ["n8n"]}
+PG_COMPOSE = """
+services:
+  postgresql:
+    image: postgres:17
+    container_name: borgstack-postgresql
+    restart: unless-stopped
+    volumes: [borgstack_postgresql_data:/var/lib/postgresql]
+    networks: [borgstack_internal]
+    shm_size: 256m
+    mem_limit: 512m
+    depends_on: {redis: {condition: service_healthy}}
+    healthcheck: {test: [CMD, pg_isready]}
+networks:
+  borgstack_internal: {external: true}
+volumes:
+  borgstack_postgresql_data: {name: borgstack_postgresql_data}
+"""
+
+
+def test_swarm_hosts_follow_the_labels():
+    plan = cluster_plan(THREE)
+    assert swarm_hosts(plan, "postgresql", STATEFUL, ["caddy"]) == ["n1"]
+    assert swarm_hosts(plan, "seaweedfs", STATEFUL, ["caddy"]) == ["n3"]
+    assert swarm_hosts(plan, "caddy", STATEFUL, ["caddy"]) == ["n2"]
+    assert swarm_hosts(plan, "n8n", STATEFUL, ["caddy"]) == ["n1", "n2", "n3"]
+    assert swarm_hosts(cluster_plan({"solo": node("10.0.0.1")}), "n8n", STATEFUL, ["caddy"]) == []
+
+
+def test_a_stateful_service_is_pinned_to_its_data_node_and_stops_first():
+    stack = swarm_stack(PG_COMPOSE, "postgresql", SETTINGS)
+    pg = stack["services"]["postgresql"]
+    assert not {"container_name", "restart", "depends_on", "mem_limit", "shm_size"} & set(pg)
+    assert pg["networks"] == {"borgstack_cluster": {"aliases": ["borgstack-postgresql"]}}
+    assert pg["deploy"]["placement"] == {"constraints": ["node.labels.borgstack.data.postgresql == true"]}
+    assert pg["deploy"]["replicas"] == 1 and pg["deploy"]["endpoint_mode"] == "dnsrr"
+    assert pg["deploy"]["resources"] == {"limits": {"memory": "512m"}}
+    assert pg["deploy"]["update_config"]["order"] == "stop-first"
+    assert pg["deploy"]["update_config"]["failure_action"] == "rollback"
+    assert pg["volumes"][-1] == {"type": "tmpfs", "target": "/dev/shm", "tmpfs": {"size": 256 * 1024 ** 2}}
+    assert pg["healthcheck"] == {"test": ["CMD", "pg_isready"]}
+    assert stack["networks"] == {"borgstack_cluster": {"external": True}}
+    assert stack["volumes"] == {"borgstack_postgresql_data": {"name": "borgstack_postgresql_data"}}
+
+
+def test_caddy_runs_on_each_edge_node_with_host_mode_ports():
+    compose = {"services": {"caddy": {"image": "caddy", "container_name": "borgstack-caddy",
+                                      "ports": ["80:80/tcp", "443:443/tcp", "443:443/udp"],
+                                      "networks": ["borgstack_internal", "borgstack_external"]}}}
+    caddy = swarm_stack(compose, "caddy", SETTINGS)["services"]["caddy"]
+    assert caddy["deploy"]["mode"] == "global" and "replicas" not in caddy["deploy"]
+    assert caddy["deploy"]["placement"] == {"constraints": ["node.labels.borgstack.edge == true"]}
+    assert caddy["ports"] == [{"target": 80, "published": 80, "protocol": "tcp", "mode": "host"},
+                              {"target": 443, "published": 443, "protocol": "tcp", "mode": "host"},
+                              {"target": 443, "published": 443, "protocol": "udp", "mode": "host"}]
+    assert caddy["networks"] == {"borgstack_cluster": {"aliases": ["borgstack-caddy"]}}
+
+
+@pytest.mark.parametrize(("service", "key", "replicas", "order"), [
+    ("directus", "directus", 2, "start-first"), ("n8n", "n8n", 1, "stop-first"),
+    ("n8n", "n8n-worker-1", 1, "start-first"), ("evolution_api", "evolution-api", 1, "stop-first"),
+])
+def test_the_app_tier_spreads_with_rolling_updates(service, key, replicas, order):
+    app = swarm_stack({"services": {key: {"image": "x"}}}, service, SETTINGS)["services"][key]
+    assert app["deploy"]["replicas"] == replicas and "placement" not in app["deploy"]
+    assert app["deploy"]["update_config"]["order"] == order
+    assert app["deploy"]["rollback_config"]["order"] == order
+    assert app["networks"] == ["borgstack_cluster"]
+
+
+@pytest.mark.parametrize(("compose", "service", "settings", "message"), [
+    ("services: [", "n8n", SETTINGS, "n8n's Compose file is not YAML"),
+    ({"volumes": {}}, "n8n", SETTINGS, "n8n's Compose file has no services"),
+    ({"services": {"n8n": {}}}, "n8n", {}, "settings.network"),
+    ({"services": {"caddy": {"ports": ["127.0.0.1:80:80"]}}}, "caddy", SETTINGS, "caddy.ports '127.0.0.1:80:80'"),
+    ({"services": {"redis": {}}}, "redis", dict(SETTINGS, replicas={"redis": 2}), "swarm_replicas.redis is 2"),
+    ({"services": {"evolution-api": {}}}, "evolution_api", dict(SETTINGS, replicas={"evolution-api": 3}),
+     "swarm_replicas.evolution-api is 3"),
+    ({"services": {"n8n": {}}}, "n8n", dict(SETTINGS, replicas={"n8n": 0}), "swarm_replicas.n8n must be"),
+    ({"services": {"postgresql": {"shm_size": "lots"}}}, "postgresql", SETTINGS, "shm_size 'lots' is not a size"),
+])
+def test_bad_stack_input_is_refused_naming_it(compose, service, settings, message):
+    with pytest.raises(AnsibleFilterError, match=re.escape(message)):
+        swarm_stack(compose, service, settings)
