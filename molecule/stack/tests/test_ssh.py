@@ -143,8 +143,13 @@ def test_drift_in_the_drop_in_is_healed(host, known_hosts, lab_key):
                     f"&& grep -qx 'PasswordAuthentication yes' {DROPIN} && systemctl reload ssh.service")
     assert edit.rc == 0, edit.stderr
     try:
-        # Positive control: with passwords back on, the server offers them (the refusal check can fail).
+        # Positive control: with passwords back on, the server offers them (the refusal check can fail). A reload
+        # re-executes sshd: on a loaded machine it may not listen yet for a moment.
+        deadline = time.monotonic() + 30
         offered = _password_login(host, known_hosts)
+        while "Connection refused" in offered.stderr and time.monotonic() < deadline:
+            time.sleep(1)
+            offered = _password_login(host, known_hosts)
         assert "Permission denied (publickey,password)." in offered.stderr, offered.stderr
         heal = run_site("--tags", "ssh")
         assert heal.rc == 0, heal.output[-4000:]
