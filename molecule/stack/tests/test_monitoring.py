@@ -44,9 +44,11 @@ def container_ip(host, name: str) -> str:
     return next(n["IPAddress"] for key, n in networks.items() if key.endswith("_internal"))
 
 
-def query(host, ip: str, promql: str) -> list:
-    """An instant query against the real Prometheus, from the lab host (it reaches the internal network)."""
-    url = f"http://{ip}:9090/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+def query(host, ip: str, promql: str, at: float | None = None) -> list:
+    """An instant query against the real Prometheus, from the lab host (it reaches the internal network); ``at``:
+    the Unix time to evaluate at (default: now)."""
+    params = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
+    url = f"http://{ip}:9090/api/v1/query?" + urllib.parse.urlencode(params)
     result = host.run(f"curl -sf --max-time 10 {shlex.quote(url)}")
     assert result.rc == 0, f"Prometheus did not answer {promql}: {result.stderr}"
     answer = json.loads(result.stdout)
