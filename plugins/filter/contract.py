@@ -265,7 +265,10 @@ def service_contracts(registry: Any, stack: Any) -> Dict[str, Dict[str, Any]]:
         contracts["duplicati"].update(backup_sources(registry))
     readers = postgres_readers(registry, secrets, tenants)
     if "postgresql" in contracts:
-        contracts["postgresql"]["readers"] = readers
+        # In the postgresql_tenant module's own shape (its ``readers`` option): the role, the restore and the
+        # major upgrade pass the list as it is.
+        contracts["postgresql"]["readers"] = [{key: value for key, value in reader.items() if key != "service"}
+                                              for reader in readers]
     pg = endpoints.get("postgresql") or {}
     for reader in readers:
         if reader["state"] == "present":

@@ -561,6 +561,16 @@ def test_the_exporter_reads_with_its_own_login_not_the_superuser_or_an_app(shipp
     assert (login["host"], login["port"]) == (shipped["postgresql"]["container"], shipped["postgresql"]["port"])
 
 
+def test_the_readers_are_in_the_tenant_modules_own_shape(shipped):
+    """The role, the restore and the major upgrade pass the list to postgresql_tenant's ``readers`` as it is: every
+    key is one of the module's reader options, none it requires is missing."""
+    from ansible_collections.borgstack.stack.plugins.module_utils._postgresql_reader import (  # pylint: disable=C0415
+        READER_OPTIONS)
+    required = {key for key, option in READER_OPTIONS.items() if option.get("required")}
+    for reader in shipped["postgresql"]["readers"]:
+        assert required <= set(reader) <= set(READER_OPTIONS), (sorted(reader), sorted(READER_OPTIONS))
+
+
 def test_the_readers_secret_follows_the_registry_policy_and_rotates():
     assert secret_policies(registry())["postgresql_monitoring"] == {"rotation": "allowed", "why": ""}
     first = contracts()["monitoring"]["postgres_reader"]["password"]
