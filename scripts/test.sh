@@ -10,9 +10,10 @@
 # Usage: scripts/test.sh [step...]   steps: setup images lint sanity unit integration molecule upgrade lab cluster
 #   (with no step named, lint runs in the background beside the steps after it; named steps run in order)
 #   (cluster: the three-host Docker Swarm scenario, molecule/cluster; only when asked for, not a default step)
-# The default is setup images lint sanity unit lab, where `lab` = integration + molecule + upgrade with the long stack
-# scenario in one lane and bootstrap -> upgrade -> integration in the other (each on its own lab host): the same tests
-# as running the three steps one after the other, in less wall time.
+# The default is setup images lint lab, where `lab` = sanity + unit + integration + molecule + upgrade with the long
+# stack scenario in one lane and sanity -> unit -> bootstrap -> upgrade -> integration in the other (each scenario on
+# its own lab host): the same tests as running the steps one after the other, in less wall time. Named on the command
+# line, `lab` runs the lab-host parts only (sanity and unit are steps of their own).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -20,12 +21,15 @@ export ANSIBLE_COLLECTIONS_PATH="$ROOT/collections" ANSIBLE_FORCE_COLOR=0 PY_COL
 export BORGSTACK_REQUIRE_INTEGRATION=1
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(setup images lint sanity unit lab)
+lab_parts=(bootstrap upgrade integration)
+[ ${#steps[@]} -gt 0 ] || { steps=(setup images lint lab); lab_parts=(sanity unit bootstrap upgrade integration); }
 declare -A took
+order=()
 run_step() {
   local name=$1; shift
   local t0=$SECONDS
   printf '\n=== %s ===\n' "$name"
+  order+=("$name")
   "$@"
   took[$name]=$((SECONDS - t0))
 }
@@ -73,25 +77,45 @@ step_upgrade() {
   lab/lab.sh destroy "$host" >/dev/null 2>&1 || true
   return "$rc"
 }
+# Copies a molecule log, each action's "Executing" line prefixed with the seconds since $1 (a SECONDS value).
+stamp_actions() {
+  local start=$1 line
+  while IFS= read -r line; do
+    case $line in
+      *'] Executing'*) printf '[lane +%ss] %s\n' "$((SECONDS - start))" "$line" ;;
+      *) printf '%s\n' "$line" ;;
+    esac
+  done
+}
 side_lane() {
   # The stack scenario runs in the background; the named parts run one after the other beside it, each on its own
   # lab host with its own log (printed, with its exit code and time, when it ends). Fails when any part failed.
   local logs pid_stack rc_stack=0 rc part t0 failed=0 lane0=$SECONDS
   logs=$(mktemp -d)
-  molecule test -s stack >"$logs/stack.log" 2>&1 &
+  # Each molecule action's start is stamped with the lane's elapsed seconds (its phases are in the timings).
+  { molecule test -s stack 2>&1; echo "molecule-exit $?"; } | stamp_actions "$lane0" >"$logs/stack.log" &
   pid_stack=$!
   for part in "$@"; do
     t0=$SECONDS rc=0
+    order+=("lab:$part")
     case $part in
+      sanity) step_sanity >"$logs/$part.log" 2>&1 || rc=$? ;;
+      unit) step_unit >"$logs/$part.log" 2>&1 || rc=$? ;;
       bootstrap) molecule test -s bootstrap >"$logs/$part.log" 2>&1 || rc=$? ;;
       upgrade) step_upgrade >"$logs/$part.log" 2>&1 || rc=$? ;;
       integration) step_integration >"$logs/$part.log" 2>&1 || rc=$? ;;
     esac
-    printf '\n--- %s (exit %s, %ss) ---\n' "$part" "$rc" "$((SECONDS - t0))"; cat "$logs/$part.log"
+    took[lab:$part]=$((SECONDS - t0))
+    printf '\n--- %s (exit %s, %ss) ---\n' "$part" "$rc" "${took[lab:$part]}"; cat "$logs/$part.log"
     [ "$rc" -eq 0 ] || failed=1
   done
   wait "$pid_stack" || rc_stack=$?
-  printf '\n--- molecule stack (exit %s, %ss) ---\n' "$rc_stack" "$((SECONDS - lane0))"; cat "$logs/stack.log"
+  [ "$(tail -n 1 "$logs/stack.log")" = "molecule-exit 0" ] || rc_stack=1
+  took[lab:stack]=$((SECONDS - lane0))
+  order+=("lab:stack")
+  stack_phases=$(grep -o '^\[lane +[0-9]*s\] INFO *\[stack > [a-z]*\] Executing' "$logs/stack.log" \
+                 | sed -E 's/^\[lane \+([0-9]+)s\].*> ([a-z]+)\].*/\2 at +\1s/' | tr '\n' ' ' || true)
+  printf '\n--- molecule stack (exit %s, %ss) ---\n' "$rc_stack" "${took[lab:stack]}"; cat "$logs/stack.log"
   rm -rf "$logs"
   [ "$failed" -eq 0 ] && [ "$rc_stack" -eq 0 ]
 }
@@ -99,8 +123,9 @@ side_lane() {
 # long one; the bootstrap one mostly waits on package downloads, then the PostgreSQL upgrade test runs on its own
 # host while the stack scenario goes on).
 step_molecule() { side_lane bootstrap upgrade; }
-# Everything that needs lab hosts: the integration tests join the side lane after the upgrade test.
-step_lab() { side_lane bootstrap upgrade integration; }
+# Everything that needs lab hosts: the integration tests join the side lane after the upgrade test (and, in the
+# default run, sanity and unit lead it: they need no lab host and are off the critical path there).
+step_lab() { side_lane "${lab_parts[@]}"; }
 
 # Three lab hosts form a Docker Swarm (molecule/cluster). Not in the default steps: run alone, scripts/test.sh cluster.
 step_cluster() { molecule test -s cluster; }
@@ -110,9 +135,16 @@ step_cluster() { molecule test -s cluster; }
 # failure fails the run. Named on the command line, every step runs in the foreground, in order.
 lint_bg=false
 [ $# -gt 0 ] || lint_bg=true
-lint_pid='' lint_log=''
+lint_pid='' lint_log='' stack_phases=''
 stop_lint() { [ -z "$lint_pid" ] || { pkill -P "$lint_pid" 2>/dev/null; kill "$lint_pid" 2>/dev/null; } || true; }
-trap stop_lint EXIT
+# Printed last whatever failed, so that the tail of a CI log holds where the time went.
+print_timings() {
+  local name
+  printf '\n=== timings (total %ss) ===\n' "$SECONDS"
+  for name in "${order[@]}"; do printf '%-16s %5ss\n' "$name" "${took[$name]:-?}"; done
+  [ -z "$stack_phases" ] || printf 'stack phases: %s\n' "$stack_phases"
+}
+trap 'rc=$?; stop_lint; print_timings; exit $rc' EXIT
 for s in "${steps[@]}"; do
   if $lint_bg && [ "$s" = lint ]; then
     lint_log=$(mktemp)
@@ -127,10 +159,9 @@ if [ -n "$lint_pid" ]; then
   wait "$lint_pid" || true
   lint_pid=''
   read -r lint_rc took[lint] <"$lint_log.done"
+  order+=(lint)
   printf '\n=== lint (exit %s, %ss, beside the other steps) ===\n' "$lint_rc" "${took[lint]}"
   cat "$lint_log"
   rm -f "$lint_log" "$lint_log.done"
 fi
-printf '\n=== timings ===\n'
-for s in "${steps[@]}"; do printf '%-12s %4ss\n' "$s" "${took[$s]}"; done
 [ "${lint_rc:-0}" -eq 0 ] || { echo "lint failed (log above)" >&2; exit 1; }
