@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,20 @@ def inventory() -> str:
     return os.path.dirname(require_env(INVENTORY_FILE_VARIABLE, "run through molecule verify"))
 
 
+# Every playbook run of the session: (what ran, seconds) - summed up at the end of a verify (``runs_summary``),
+# since playbook runs are most of a scenario's test time.
+RUNS: list[tuple[str, float]] = []
+
+
+def runs_summary(top: int = 8) -> list[str]:
+    """Lines for the terminal summary: how many playbook runs, their total seconds and the slowest."""
+    if not RUNS:
+        return []
+    lines = [f"{len(RUNS)} playbook runs took {sum(s for _r, s in RUNS):.0f} s; the slowest:"]
+    lines += [f"{seconds:7.1f} s  {what}" for what, seconds in sorted(RUNS, key=lambda r: -r[1])[:top]]
+    return lines
+
+
 def run_site(host: str, *args: str, timeout: int = 1500, json_output: bool = False,
              playbook: str = "site.yml") -> Run:
     """ansible-playbook site.yml --limit HOST ARGS... with the scenario's inventory; the recap must name HOST.
@@ -74,6 +89,7 @@ def run_site(host: str, *args: str, timeout: int = 1500, json_output: bool = Fal
 
     ``json_output`` runs with the json stdout callback and fills ``Run.failures``.
     """
+    started = time.monotonic()
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0",
            "ANSIBLE_ROLES_PATH": str(PROJECT / "roles")}
     if json_output:
@@ -83,6 +99,7 @@ def run_site(host: str, *args: str, timeout: int = 1500, json_output: bool = Fal
         cwd=PROJECT, capture_output=True, text=True, timeout=timeout, env=env, check=False,
     )
     output = proc.stdout + proc.stderr
+    RUNS.append((" ".join([playbook, *args])[:100], time.monotonic() - started))
     if json_output:
         try:
             report = json.loads(proc.stdout)

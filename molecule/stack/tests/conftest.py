@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbook_runner import PROJECT, Run, inventory, run_site as _run_site  # noqa: E402  pylint: disable=wrong-import-position
+from playbook_runner import PROJECT, Run, inventory, runs_summary, run_site as _run_site  # noqa: E402  pylint: disable=wrong-import-position
 
 sys.path.insert(0, str(PROJECT / "collections"))
 # pylint: disable=wrong-import-position,import-error
@@ -175,3 +175,9 @@ def wait_for(what: str, probe, timeout: float = 60, every: float = 0.5):
             return last
         time.sleep(every)
     pytest.fail(f"{what} did not happen within {timeout} s (last: {last!r})")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The playbook runs' share of the verify time (for the CI-time work)."""
+    for line in runs_summary():
+        terminalreporter.write_line(line)
