@@ -171,7 +171,11 @@ def test_backup_takes_a_checked_root_only_dump_set(host, held_timer, backed_up):
     newest = f"{BACKUP_DIR}/{backed_up['set']}"
     files = set(host.check_output(f"ls {newest}").split())
     assert {"postgresql-globals.sql", "postgresql-n8n.dump", "postgresql-directus.dump", "redis-dump.rdb",
-            "manifest.json", "SHA256SUMS"} <= files, files
+            "postgresql-n8n.tables", "postgresql-directus.tables", "manifest.json", "SHA256SUMS"} <= files, files
+    # The figures of each dump's own snapshot: the rows the test wrote before the backup, counted as the apps left them.
+    figures = dict(line.split("|")[:2] for line in host.file(f"{newest}/postgresql-directus.tables").content_string
+                   .splitlines())
+    assert int(figures[f"public.{COLLECTION}"]) == backed_up["counts"][f"directus.{COLLECTION}"], figures
     assert host.file(BACKUP_DIR).mode == 0o700 and host.file(newest).mode == 0o700
     for name in files:
         info = host.file(f"{newest}/{name}")
@@ -218,10 +222,17 @@ def test_a_damaged_dump_set_is_refused(host, backed_up):
 
 
 def test_the_drill_restores_beside_the_stack_and_finds_no_difference(host, backed_up):
+    """Also when the apps wrote since the dump (a Directus row here; n8n's schedules all along): the drill compares
+    the restored databases with the figures the backup took in each dump's own snapshot, not with live ones."""
     started = {name: _started_at(host, name) for name in (PG, "borgstack-n8n", "borgstack-directus")}
-    run = _playbook("restore-drill.yml")
+    _sql(host, "directus", f"INSERT INTO {COLLECTION} (note) VALUES ('after the dump')")
+    try:
+        run = _playbook("restore-drill.yml")
+    finally:
+        _sql(host, "directus", f"DELETE FROM {COLLECTION} WHERE note = 'after the dump'")
     assert run.rc == 0, run.output[-4000:]
     assert "differences: none" in run.output
+    assert "compared with the figures taken in the dump's own snapshot" in run.output
     total = backed_up["counts"]["n8n.credentials_entity"]
     assert f"n8n credentials: {total}/{total} decrypt with the stack key" in run.output
     assert "redis snapshot: OK" in run.output
@@ -231,13 +242,21 @@ def test_the_drill_restores_beside_the_stack_and_finds_no_difference(host, backe
 
 
 def test_the_drill_fails_on_a_difference(host, backed_up):
-    """The drill can fail: a row added to the live database after the dump is a difference."""
-    _sql(host, "directus", f"INSERT INTO {COLLECTION} (note) VALUES ('after the dump')")
+    """The drill can fail: a copy of the set whose dump holds one row less than its figures say (the figures edited,
+    SHA256SUMS made to match: what a dump that silently lost a row would look like) fails naming the table."""
+    lost = "19990101T000002Z"
+    host.run_test(f"cp -a {BACKUP_DIR}/{backed_up['set']} {BACKUP_DIR}/{lost}")
     try:
-        run = _playbook("restore-drill.yml")
-        assert run.rc != 0 and f"public.{COLLECTION} rows live" in run.output, run.output[-3000:]
+        count = backed_up["counts"][f"directus.{COLLECTION}"]
+        host.run_test(f"sed -i 's/^public[.]{COLLECTION}|{count}|/public.{COLLECTION}|{count + 1}|/' "
+                      f"{BACKUP_DIR}/{lost}/postgresql-directus.tables")
+        host.run_test(f"cd {BACKUP_DIR}/{lost} && sha256sum $(cut -d' ' -f3 SHA256SUMS) > SHA256SUMS.new "
+                      "&& mv SHA256SUMS.new SHA256SUMS")
+        run = _playbook("restore-drill.yml", "-e", f"restore_set={lost}")
+        assert run.rc != 0 and f"directus: public.{COLLECTION} rows dumped {count + 1} restored {count}" in run.output, \
+            run.output[-3000:]
     finally:
-        _sql(host, "directus", f"DELETE FROM {COLLECTION} WHERE note = 'after the dump'")
+        host.run(f"rm -rf {BACKUP_DIR}/{lost}")
 
 
 def test_destroyed_data_comes_back_with_restore(host, root_cert, backed_up):

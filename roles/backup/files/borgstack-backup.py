@@ -4,7 +4,9 @@
 
 Reads its settings (containers, databases, passwords) from a root-only JSON file - never from its command line - and
 writes <dir>/<UTC time>/ (0700): postgresql-globals.sql (pg_dumpall --globals-only), postgresql-<service>.dump
-(pg_dump -Fc of each tenant), redis-<service>.keys.json (the Redis keys a service's state needs besides its
+(pg_dump -Fc of each tenant) with postgresql-<service>.tables (every table's row count and checksum, taken in the
+snapshot the dump was taken in: what a restore of that dump must give back, whatever the apps wrote since - the
+restore drill compares with it), redis-<service>.keys.json (the Redis keys a service's state needs besides its
 database - its registry's redis_keys with restore: true -, taken right after that service's dump: Redis DUMP
 payloads with their type, expiry and a digest of their value), mongodb-<service>.archive.gz (mongodump --archive
 --gzip), redis-dump.rdb (after a BGSAVE), manifest.json and SHA256SUMS. The set is written under a hidden name and renamed when complete, so a set
@@ -34,7 +36,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 SET_NAME = re.compile(r"^\d{8}T\d{6}Z$")
 CHUNK = 1 << 20
@@ -274,6 +276,42 @@ def keys_command(cfg: Dict[str, Any], path: str, scratch: Optional[str]) -> int:
     return 0 if not summary["differences"] else 1
 
 
+SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
+
+
+def in_one_snapshot(container: str, database: str, sql: str, dump: Callable[[str], None]) -> List[str]:
+    """Run ``dump(snapshot)`` inside a snapshot this psql session exports (pg_dump --snapshot), then run ``sql`` (the
+    table figures, table_checksums.sql) in the same snapshot: the figures describe exactly what the dump holds.
+    Returns the figures' lines; fails when the session, the dump or the figures fail."""
+    if not sql.strip():
+        raise BackupError("the settings have no table_figures_sql (rerun the backup role)")
+    cmd = ["docker", "exec", "-i", container, "psql", "-U", "postgres", "-X", "-At", "-q", "-v", "ON_ERROR_STOP=1",
+           "-d", database]
+    what = f"the snapshot session on {database}"
+    with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        try:
+            proc.stdin.write("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\nSELECT pg_export_snapshot();\n")
+            proc.stdin.flush()
+            snapshot = proc.stdout.readline().strip()   # psql flushes each result: the session stays open
+            if not SNAPSHOT_ID.match(snapshot):
+                proc.kill()
+                _out, err = proc.communicate()
+                raise BackupError(f"{what} exported no snapshot ({snapshot!r}): {err.strip()}")
+            dump(snapshot)
+            out, err = proc.communicate(f"{sql}\nCOMMIT;\n")
+        except BaseException:
+            if proc.poll() is None:
+                proc.kill()
+            raise
+    if proc.returncode != 0:
+        raise BackupError(f"the table figures of {database} failed (exit {proc.returncode}): {err.strip()}")
+    lines = [line for line in out.splitlines() if line]
+    if any(line.count("|") != 2 for line in lines):
+        raise BackupError(f"the table figures of {database} are not <table>|<rows>|<checksum> lines")
+    return lines
+
+
 def dump_postgresql(cfg: Dict[str, Any], work: Path, manifest: Dict[str, Any]) -> None:
     container = cfg.get("postgresql_container")
     units = {unit["service"]: unit for unit in cfg.get("redis_key_units", [])} if cfg.get("redis_container") else {}
@@ -285,11 +323,19 @@ def dump_postgresql(cfg: Dict[str, Any], work: Path, manifest: Dict[str, Any]) -
     manifest["postgresql"] = {"container": container, "globals": "postgresql-globals.sql", "tenants": {}}
     for tenant in cfg.get("postgres_tenants", []):
         name, database = tenant["name"], tenant["database"]
-        target = work / f"postgresql-{name}.dump"
-        run_to_file(["docker", "exec", container, "pg_dump", "-U", "postgres", "-Fc", "-d", database], target,
-                    f"pg_dump of {database} (service {name})")
-        manifest["postgresql"]["tenants"][name] = {"database": database, "file": target.name}
-        log(f"postgresql: {database} ({name}) -> {target.name}, {target.stat().st_size} bytes")
+        target, tables = work / f"postgresql-{name}.dump", work / f"postgresql-{name}.tables"
+
+        def dump(snapshot: str, name: str = name, database: str = database, target: Path = target) -> None:
+            run_to_file(["docker", "exec", container, "pg_dump", "-U", "postgres", "-Fc", f"--snapshot={snapshot}",
+                         "-d", database], target, f"pg_dump of {database} (service {name})")
+
+        figures = in_one_snapshot(container, database, cfg.get("table_figures_sql", ""), dump)
+        fd = os.open(tables, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.writelines(f"{line}\n" for line in figures)
+        manifest["postgresql"]["tenants"][name] = {"database": database, "file": target.name, "tables": tables.name}
+        log(f"postgresql: {database} ({name}) -> {target.name}, {target.stat().st_size} bytes, "
+            f"{len(figures)} tables' figures")
         # The service's Redis keys right after its database, the older of the two: a key newer than the database
         # (a pre-key not yet counted in Evolution's creds) is harmless, a database newer than its keys is not.
         if name in units:
