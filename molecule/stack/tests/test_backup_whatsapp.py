@@ -242,7 +242,8 @@ def test_the_dump_set_holds_the_session_as_one_unit(host, whatsapp):
     newest = f"{BACKUP_DIR}/{whatsapp['set']}"
     manifest = json.loads(host.file(f"{newest}/manifest.json").content_string)
     assert manifest["postgresql"]["tenants"]["evolution_api"] == {"database": "evolution",
-                                                                  "file": "postgresql-evolution_api.dump"}
+                                                                  "file": "postgresql-evolution_api.dump",
+                                                                  "tables": "postgresql-evolution_api.tables"}
     assert manifest["redis_keys"] == {"evolution_api": {"db": 3, "file": "redis-evolution_api.keys.json",
                                                         "spaces": {"session": ["*:instance:*"]}, "keys": 2}}
     # Taken together: the keys right after the service's own dump (the log's order), both in SHA256SUMS, root-only.
