@@ -10,7 +10,7 @@ evaluation every 10s, group_wait 5s, group_interval 10s) keep the batch near 3 m
 2.42, Alertmanager 0.25 and exporters (one image, borgstack-lab/monitoring); production pins the official images.
 What did not run here: Evolution API (no image) - the WhatsApp session probe asks the Evolution contract server
 (molecule/stack/tests/contract.py); n8n runs in regular mode, so its Bull queue is stood in for by the key Bull would
-write; the restore drill runs in test_backup, not here.
+write; the drill that restores without a difference runs in test_backup (the batch here runs one that fails).
 """
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 import contract  # pylint: disable=import-error
@@ -281,8 +283,23 @@ EXPECTED = (
     ("ContainerReiniciandoEmLaco", LOOPING), ("ContainerSemMemoria", OOM),
     ("WhatsAppDesconectado", f"WhatsApp {WHATSAPP_INSTANCE} não está aberta"), ("BackupFalhou", "backup falhou"),
     ("DiscoCheio", DISK), ("DiscoEnchendo", DISK), ("ErrosAtendimentoCrescendo", "Erros novos no atendimento"),
-    ("FilaN8nParada", "A fila do n8n"),
+    ("FilaN8nParada", "A fila do n8n"), ("BackupAtrasado", "O último backup bom tem mais de 26h"),
+    ("TesteDeRestauracaoFalhou", "O último teste de restauração falhou"),
+    ("TesteDeRestauracaoAtrasado", "O último teste de restauração bom tem mais de 8d"),
 )
+# The node exporter's textfile directory; the drill's two records there (playbooks/restore-drill.yml).
+TEXTFILE = "/var/lib/prometheus/node-exporter"
+DRILL_RECORDS = ("borgstack_restore_drill.prom", "borgstack_restore_drill_success.prom")
+# The backup script's own write_metrics, its clock 27 hours back: a success recorded then (what a stopped timer
+# leaves a day and more later).
+STALE_BACKUP = """import importlib.machinery, importlib.util, time
+loader = importlib.machinery.SourceFileLoader("borgstack_backup", "/usr/local/sbin/borgstack-backup")
+script = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+loader.exec_module(script)
+clock = time.time
+time.time = lambda: clock() - 27 * 3600
+script.write_metrics(0)
+"""
 # The customer-service error table as the workflows create it (roles/n8n/files/workflows/replay-failed.json).
 CS_ERRORS_TABLE = ("CREATE TABLE IF NOT EXISTS borgstack_cs_errors (id bigserial PRIMARY KEY, created_at timestamptz NOT "
                    "NULL DEFAULT now(), workflow text NOT NULL, webhook_path text NOT NULL, step text NOT NULL, status "
@@ -320,20 +337,36 @@ def test_every_alert_fires_on_its_fault_and_resolves(host, prometheus, smtp, evo
     and ContainerReiniciandoEmLaco resolve when no new error / restart happened within their window (1 minute in
     the lab).
 
+    The backup's and the drill's records, in the same batch:
+    - TesteDeRestauracaoFalhou: a real restore drill (playbooks/restore-drill.yml, in a thread while the other
+      faults go in) that really fails - the error row above is written after the latest dump set, so the drill
+      finds that difference (test_backup's test_the_drill_fails_on_a_difference mechanism) - and records its
+      failed result itself.
+    - BackupAtrasado (the age simulated): the record a stopped timer leaves 26 hours on - the last run a success
+      27 hours ago - written by the backup script's own write_metrics with its clock set 27 hours back; the
+      failing run above then keeps that success time, as a day of failing runs would. Repaired by the real
+      successful backup.
+    - TesteDeRestauracaoAtrasado (the age simulated): the drill's own last-success file
+      (borgstack_restore_drill_success.prom, in the drill's one-line format) with a time 9 days old; the failed
+      drill leaves that file as it is, as a week of failing drills would.
+    Both drill alerts are repaired by putting back the drill's records as they were before the batch (the last
+    real drill's: test_backup ends with a good one), not by a second drill (another half minute of CI, and its
+    comparison would race the writes n8n makes after the other repairs).
+
     The lab host's / is a private mount, so the node exporter is restarted to see the new tmpfs (on a normal host
     / is shared and its rslave bind sees a new mount at once). Not proven here by an injected fault (their rules
     run under promtool in tests/unit/plugins/filter/test_monitoring.py): MemoriaAlta (the lab host's memory is
     the whole machine's, shared with other work: filling it is not safe), CertificadoVencendo (Caddy's internal
-    CA renews its 12-hour certificates by itself; the test below checks that the probe measures the certificate
-    Caddy really serves), BackupAtrasado, TesteDeRestauracaoFalhou and TesteDeRestauracaoAtrasado (a drill run
-    costs more than the whole CI margin: test_backup runs the drill; a stale backup needs 26 hours).
+    CA renews its 12-hour certificates by itself; the test above checks that the probe measures the certificate
+    Caddy really serves).
     """
     lab = host.ansible.get_variables().get("ansible_host") or host.backend.host
     host.run_expect([0], f"install -d -m 0700 {WORK}")
     # Before: the session is open (the probe passes) and none of these alerts is firing for the same reason.
     wait_for("the WhatsApp session probe passing", lambda: query(
         host, prometheus, f'probe_success{{job="whatsapp",instance_name="{WHATSAPP_INSTANCE}"}} == 1'), 60, every=2)
-    before = ('ALERTS{alertname=~"WhatsAppDesconectado|BackupFalhou|ErrosAtendimentoCrescendo|FilaN8nParada"} '
+    before = ('ALERTS{alertname=~"WhatsAppDesconectado|BackupFalhou|BackupAtrasado|TesteDeRestauracaoFalhou|'
+              'TesteDeRestauracaoAtrasado|ErrosAtendimentoCrescendo|FilaN8nParada"} '
               f'or ALERTS{{container="{VICTIM}"}} or ALERTS{{name="{VICTIM}"}}')
     wait_for("no alert left from before", lambda: not query(host, prometheus, before), 90, every=3)
     # The tmpfs is mounted first and seen empty, so the fill is a fall in free space (DiscoEnchendo's trend).
@@ -343,8 +376,18 @@ def test_every_alert_fires_on_its_fault_and_resolves(host, prometheus, smtp, evo
         wait_for("the new file system in Prometheus", lambda: query(
             host, prometheus, f'node_filesystem_avail_bytes{{mountpoint="{DISK}"}} > 60e6'), 60, every=2)
         mark = smtp.count()
+        # The drill's records as the last real drill left them (absent when no drill ran): their repair.
+        host.run_expect([0], f"cd {TEXTFILE} && for f in {' '.join(DRILL_RECORDS)}; do "
+                             f"[ ! -e $f ] || cp -p $f {WORK}/; done")
 
         # --- every fault -------------------------------------------------------------------------------------
+        # The error row first: written after the latest dump set, it is the difference the drill finds.
+        _n8n_sql(host, f"{CS_ERRORS_TABLE}; INSERT INTO borgstack_cs_errors (workflow, webhook_path, step, status, "
+                       "error, payload) VALUES ('whatsapp-to-chatwoot', '/webhook/borgstack/evolution', 'chatwoot', "
+                       "500, 'alert test', '{}'::jsonb)")
+        pool = ThreadPoolExecutor(1)
+        drill = pool.submit(run_site, playbook="playbooks/restore-drill.yml", timeout=600)
+        pool.shutdown(wait=False)
         host.run_expect([0], f"docker stop {VICTIM}")
         common = "docker run -d --label com.docker.compose.project=borgstack --network none --entrypoint sh"
         host.run_expect([0], f"{common} --name {UNHEALTHY} --memory 32m --health-cmd false --health-interval 2s "
@@ -356,12 +399,16 @@ def test_every_alert_fires_on_its_fault_and_resolves(host, prometheus, smtp, evo
         config = json.loads(host.file("/etc/borgstack/backup.json").content_string)
         config.update(postgresql_container="borgstack-no-such-container", notify_webhook_url="", notify_email="")
         host.run_expect([0], f"umask 077 && cat > {WORK}/backup.json <<'EOF'\n{json.dumps(config)}\nEOF")
+        # The last backup a success 27 hours ago, in the script's own words (its write_metrics, clock set back).
+        host.run_expect([0], "python3 - <<'EOF'\n" + STALE_BACKUP + "EOF")
         failed = host.run(f"/usr/local/sbin/borgstack-backup --config {WORK}/backup.json")
         assert failed.rc == 1 and "borgstack-no-such-container" in failed.stderr, failed.stderr
+        record = host.file(f"{TEXTFILE}/borgstack_backup.prom").content_string
+        # The last good drill 9 days ago, in the drill's own format (the failing drill leaves this file alone).
+        host.run_expect([0], f"umask 022 && echo borgstack_restore_drill_last_success_timestamp_seconds "
+                             f"$(( $(date +%s) - 9 * 86400 )) > {TEXTFILE}/.drill-success.tmp && "
+                             f"mv {TEXTFILE}/.drill-success.tmp {TEXTFILE}/{DRILL_RECORDS[1]}")
         host.run_expect([0], f"fallocate -l 61M {DISK}/fill")
-        _n8n_sql(host, f"{CS_ERRORS_TABLE}; INSERT INTO borgstack_cs_errors (workflow, webhook_path, step, status, "
-                       "error, payload) VALUES ('whatsapp-to-chatwoot', '/webhook/borgstack/evolution', 'chatwoot', "
-                       "500, 'alert test', '{}'::jsonb)")
         assert _redis(host, "LPUSH bull:jobs:wait borgstack-alerttest").strip().isdigit()
 
         def all_fired():
@@ -371,12 +418,23 @@ def test_every_alert_fires_on_its_fault_and_resolves(host, prometheus, smtp, evo
             return alerts if not missing else None
 
         try:
+            # The record kept by the failing run is the one of 27 hours ago (the script's own format and path).
+            found = re.search(r"^borgstack_backup_last_success_timestamp_seconds (\d+)$", record, re.M)
+            assert found and 26 * 3600 < time.time() - int(found.group(1)) < 28 * 3600, record
+            failed_drill = drill.result()
+            assert failed_drill.rc != 0 and "borgstack_cs_errors" in failed_drill.output \
+                and "The restore drill found differences" in failed_drill.output, failed_drill.output[-3000:]
+            assert "borgstack_restore_drill_last_status 0" in \
+                host.file(f"{TEXTFILE}/{DRILL_RECORDS[0]}").content_string
             fired = wait_for("every alert e-mail", all_fired, 150, every=3)
         finally:
             missing = [name for name, text in EXPECTED if not any(
                 s == "PROBLEMA" and a == name and text in b for _number, s, a, b in smtp.alerts(mark))]
             # --- every repair (also when an alert did not come, so the stack is left whole) -----------------------
             repaired = smtp.count()
+            wait([drill])
+            host.run(f"cd {TEXTFILE} && rm -f {' '.join(DRILL_RECORDS)} && for f in {' '.join(DRILL_RECORDS)}; do "
+                     f"[ ! -e {WORK}/$f ] || cp -p {WORK}/$f .; done")
             host.run("docker start " + VICTIM)
             host.run("docker rm -f " + " ".join(TEST_CONTAINERS))
             evolution.control("POST", "/_evolution/session", {"state": "open"})
