@@ -217,18 +217,6 @@ def test_a_damaged_dump_set_is_refused(host, backed_up):
         host.run(f"rm -rf {BACKUP_DIR}/{damaged}")
 
 
-def test_the_drill_fails_on_a_difference(host, backed_up):
-    """The drill can fail: a row added to the live database after the dump is a difference. It runs before the
-    drill that finds none, so the drill's last recorded result is a good one (test_monitoring's alert batch starts
-    from it)."""
-    _sql(host, "directus", f"INSERT INTO {COLLECTION} (note) VALUES ('after the dump')")
-    try:
-        run = _playbook("restore-drill.yml")
-        assert run.rc != 0 and f"public.{COLLECTION} rows live" in run.output, run.output[-3000:]
-    finally:
-        _sql(host, "directus", f"DELETE FROM {COLLECTION} WHERE note = 'after the dump'")
-
-
 def test_the_drill_restores_beside_the_stack_and_finds_no_difference(host, backed_up):
     started = {name: _started_at(host, name) for name in (PG, "borgstack-n8n", "borgstack-directus")}
     run = _playbook("restore-drill.yml")
@@ -240,6 +228,16 @@ def test_the_drill_restores_beside_the_stack_and_finds_no_difference(host, backe
     assert host.run("docker ps -a --filter label=org.borgstack.restore-drill=1 -q").stdout.strip() == ""
     assert host.run("docker network ls --filter label=org.borgstack.restore-drill=1 -q").stdout.strip() == ""
     assert {name: _started_at(host, name) for name in started} == started, "the drill touched a live container"
+
+
+def test_the_drill_fails_on_a_difference(host, backed_up):
+    """The drill can fail: a row added to the live database after the dump is a difference."""
+    _sql(host, "directus", f"INSERT INTO {COLLECTION} (note) VALUES ('after the dump')")
+    try:
+        run = _playbook("restore-drill.yml")
+        assert run.rc != 0 and f"public.{COLLECTION} rows live" in run.output, run.output[-3000:]
+    finally:
+        _sql(host, "directus", f"DELETE FROM {COLLECTION} WHERE note = 'after the dump'")
 
 
 def test_destroyed_data_comes_back_with_restore(host, root_cert, backed_up):
