@@ -557,6 +557,7 @@ class TenantManager:
 
     # ----------------------------------------------------------------------------------------------- result
     def run(self) -> dict[str, Any]:
+        """Validate, then read -> plan -> apply (connections closed whatever happens); the module's result."""
         self.validate()
         try:
             self.read()
@@ -564,6 +565,9 @@ class TenantManager:
             self.apply()
         finally:
             self.close()
+        return self.result()
+
+    def result(self) -> dict[str, Any]:
         result: dict[str, Any] = {
             "changed": bool(self.steps),
             "tenant": self.name,

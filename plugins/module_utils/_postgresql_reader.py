@@ -21,6 +21,7 @@ from typing import Any
 
 from ansible_collections.borgstack.stack.plugins.module_utils._postgresql import (
     IDENTIFIER_RE,
+    _ROLE_FLAGS,
     TenantError,
     TenantManager,
     _Step,
@@ -29,15 +30,8 @@ from ansible_collections.borgstack.stack.plugins.module_utils._postgresql import
 )
 from ansible_collections.borgstack.stack.plugins.module_utils._psycopg import sql
 
-# Attributes of a reader: it logs in and holds no cluster-wide power (as a tenant owner).
-_READER_FLAGS = (
-    ("rolcanlogin", "LOGIN", True),
-    ("rolsuper", "SUPERUSER", False),
-    ("rolcreatedb", "CREATEDB", False),
-    ("rolcreaterole", "CREATEROLE", False),
-    ("rolreplication", "REPLICATION", False),
-    ("rolbypassrls", "BYPASSRLS", False),
-)
+# Attributes of a reader: those of a tenant owner - it logs in and holds no cluster-wide power.
+_READER_FLAGS = _ROLE_FLAGS
 # The predefined roles a reader may be made a member of: reading statistics, never writing or reading files.
 READER_ROLES = frozenset(("pg_monitor", "pg_read_all_stats", "pg_stat_scan_tables", "pg_read_all_settings"))
 
@@ -193,14 +187,7 @@ class ReaderManager(TenantManager):
             conn.close()
         super().close()
 
-    def run(self) -> dict[str, Any]:
-        self.validate()
-        try:
-            self.read()
-            self.plan()
-            self.apply()
-        finally:
-            self.close()
+    def result(self) -> dict[str, Any]:
         return {"changed": bool(self.steps), "reader": self.name, "queries": self.queries,
                 "pending": pending_tables(self.grants, self.state) if self.params["state"] == "present" else [],
                 "diff": {"before": self.before, "after": self.after}}

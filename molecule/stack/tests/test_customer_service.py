@@ -133,6 +133,27 @@ def sql(host, query: str) -> list[list[str]]:
     return [line.split("|") for line in out.splitlines() if line]
 
 
+# The customer-service workflows whose executions the "nothing else happened" checks wait on (fixed ids,
+# scripts/n8n-workflows.py): WhatsApp -> Chatwoot, Chatwoot -> WhatsApp, the replay.
+CS_WORKFLOWS = "('BorgStackCsEvo01', 'BorgStackCsCwt01', 'BorgStackCsRpl01')"
+
+
+def finished_executions(host) -> int:
+    """How many executions of the customer-service workflows n8n has finished (they are all saved)."""
+    return int(sql(host, f'SELECT count(*) FROM execution_entity WHERE "workflowId" IN {CS_WORKFLOWS} '
+                         "AND status NOT IN ('new', 'running', 'waiting')")[0][0])
+
+
+def settle(host, before: int, events: int) -> None:
+    """Wait until n8n has finished at least ``events`` more executions of the customer-service workflows than
+    ``before`` and runs none of them: the events a test posted were handled to the end, and whatever they were going
+    to send has been sent. Replaces a fixed sleep before a "nothing else was sent" check."""
+    running = (f'SELECT count(*) FROM execution_entity WHERE "workflowId" IN {CS_WORKFLOWS} '
+               "AND status IN ('new', 'running')")
+    wait_for(f"{events} more finished executions and none running",
+             lambda: finished_executions(host) >= before + events and sql(host, running)[0][0] == "0", timeout=60)
+
+
 def error_rows(host, number: str) -> list[list[str]]:
     """The error-table rows of one number's events ([] while the workflow has not created the table yet)."""
     if sql(host, "SELECT to_regclass('borgstack_cs_errors') IS NULL")[0][0] == "t":
@@ -173,11 +194,12 @@ def clean(server):
 
 
 # --- WhatsApp -> Chatwoot --------------------------------------------------------------------------------------------
-def test_incoming_message_makes_one_contact_conversation_and_message(clean):
+def test_incoming_message_makes_one_contact_conversation_and_message(host, clean):
     number, text = "5511987654321", "Olá, preciso de ajuda com meu pedido #12345"
+    before = finished_executions(host)
     post(clean, EVOLUTION_HOOK, incoming(number, text, "3EB0C8F3E7E3A7D8C0F1"))
     messages = wait_for("the message in Chatwoot", lambda: chatwoot(clean, "messages"))
-    time.sleep(2)   # anything extra n8n might still send
+    settle(host, before, 1)   # anything extra n8n might still send has been sent
     contacts = contacts_with(clean, number)
     assert len(contacts) == 1, f"expected one contact whatsapp:{number}, found {contacts}"
     assert contacts[0].get("phone_number") == f"+{number}"
@@ -197,8 +219,9 @@ def test_incoming_message_makes_one_contact_conversation_and_message(clean):
     assert_nothing_rejected(clean)
 
 
-def test_two_messages_at_once_from_a_new_number_make_one_contact(clean):
+def test_two_messages_at_once_from_a_new_number_make_one_contact(host, clean):
     number = "5521912345678"
+    before = finished_executions(host)
     threads = [threading.Thread(target=post, args=(clean, EVOLUTION_HOOK, incoming(number, f"mensagem {n}", f"ID{n}")))
                for n in (1, 2)]
     for thread in threads:
@@ -206,18 +229,19 @@ def test_two_messages_at_once_from_a_new_number_make_one_contact(clean):
     for thread in threads:
         thread.join()
     wait_for("both messages in Chatwoot", lambda: len(chatwoot(clean, "messages")) == 2)
-    time.sleep(2)
+    settle(host, before, 2)
     assert len(contacts_with(clean, number)) == 1, chatwoot(clean, "contacts")
     assert len(chatwoot(clean, "conversations")) == 1, chatwoot(clean, "conversations")
     assert sorted(m["content"] for m in chatwoot(clean, "messages")) == ["mensagem 1", "mensagem 2"]
 
 
-def test_from_me_messages_are_not_sent_to_chatwoot(clean):
+def test_from_me_messages_are_not_sent_to_chatwoot(host, clean):
+    before = finished_executions(host)
     post(clean, EVOLUTION_HOOK, incoming("5511987654321", "enviada pelo próprio número", "FROMME1", from_me=True))
     # A message sent right after it is delivered: once it is there, the fromMe one had its chance too.
     post(clean, EVOLUTION_HOOK, incoming("5531988887777", "depois", "AFTER1"))
     wait_for("the later message", lambda: chatwoot(clean, "messages"))
-    time.sleep(2)
+    settle(host, before, 2)
     assert [m["content"] for m in chatwoot(clean, "messages")] == ["depois"]
     assert not contacts_with(clean, "5511987654321")
 
@@ -246,11 +270,12 @@ def test_chatwoot_failing_is_retried_1_2_4_s_then_stored_and_replayed(host, clea
     assert replay.rc == 0 and replay.changed >= 1, replay.output[-3000:]
     assert error_rows(host, number)[0][3] == "t"
     wait_for("the replayed message", lambda: [m for m in chatwoot(clean, "messages") if m["content"] == "vai falhar"])
+    before = finished_executions(host)
     post(clean, REPLAY_HOOK, {})
     # Nothing left: the same command changes nothing.
     again = run_site("-e", f"replay_id={rows[0][0]}", playbook="playbooks/replay.yml", timeout=300)
     assert again.rc == 0 and again.changed == 0, again.output[-3000:]
-    time.sleep(3)
+    settle(host, before, 1)
     assert len([m for m in chatwoot(clean, "messages") if m["content"] == "vai falhar"]) == 1
     assert len(contacts_with(clean, number)) == 1
 
@@ -368,6 +393,7 @@ def test_calls_through_caddy_are_dropped(host, clean, root_cert):
     """From the internet the webhooks answer (n8n's webhook answers before the workflow runs) but the workflows
     drop what came through Caddy (X-Forwarded-For): nobody outside can inject messages, replies or replays."""
     payload = json.dumps(incoming("5511911112222", "de fora", "XFF1"))
+    before = finished_executions(host)
     domain = "lab.borgstack.test"
     for path in (EVOLUTION_HOOK, REPLAY_HOOK):
         run = subprocess.run(
@@ -376,7 +402,7 @@ def test_calls_through_caddy_are_dropped(host, clean, root_cert):
              "--output", "/dev/null", "--write-out", "%{http_code}", f"https://n8n.{domain}{path}"],
             capture_output=True, text=True, timeout=60, check=False)
         assert run.returncode == 0 and run.stdout == "200", f"POST {path} through Caddy: {run.stdout} {run.stderr}"
-    time.sleep(4)
+    settle(host, before, 2)
     assert not calls_to(clean, "chatwoot"), "a webhook call from the internet reached Chatwoot"
 
 
@@ -393,13 +419,14 @@ def test_status_updates_are_recorded(host, clean):
 
 
 # --- Chatwoot -> WhatsApp --------------------------------------------------------------------------------------------
-def test_agent_reply_is_sent_once_and_private_notes_are_not(clean):
+def test_agent_reply_is_sent_once_and_private_notes_are_not(host, clean):
     number, text = "5511987654321", "Olá João! Vou verificar o status do pedido #12345 para você."
+    before = finished_executions(host)
     post(clean, CHATWOOT_HOOK, agent_reply(number, "nota interna", private=True))
     post(clean, CHATWOOT_HOOK, agent_reply(number, "mensagem do cliente", message_type="incoming"))
     post(clean, CHATWOOT_HOOK, agent_reply(number, text))
     wait_for("the reply sent through Evolution API", lambda: calls_to(clean, "evolution", "POST", "/message/sendText/"))
-    time.sleep(3)
+    settle(host, before, 3)
     calls = calls_to(clean, "evolution", "POST", "/message/sendText/")
     assert len(calls) == 1, calls
     assert calls[0]["path"] == f"/message/sendText/{urllib.parse.quote(INSTANCE)}"
@@ -408,16 +435,17 @@ def test_agent_reply_is_sent_once_and_private_notes_are_not(clean):
     assert_nothing_rejected(clean)
 
 
-def test_reply_written_in_the_chatwoot_contract_reaches_whatsapp(clean):
+def test_reply_written_in_the_chatwoot_contract_reaches_whatsapp(host, clean):
     """The same through the contract server's own message_created webhook (Chatwoot's real payload shape: the
     contact under conversation.meta.sender), after a customer's first message made the conversation."""
     number = "5511976543210"
+    before = finished_executions(host)
     post(clean, EVOLUTION_HOOK, incoming(number, "oi", "FIRST1"))
     conversation = wait_for("the conversation", lambda: chatwoot(clean, "conversations"))[0]
     clean.agent_message(conversation.get("display_id", conversation["id"]), "Olá, em que posso ajudar?")
     clean.agent_message(conversation.get("display_id", conversation["id"]), "só para a equipe", private=True)
     wait_for("the reply sent", lambda: calls_to(clean, "evolution", "POST", "/message/sendText/"))
-    time.sleep(3)
+    settle(host, before, 3)   # the customer's message and the two messages the agent wrote
     calls = calls_to(clean, "evolution", "POST", "/message/sendText/")
     assert [(c["body"]["number"], c["body"]["text"]) for c in calls] == [(number, "Olá, em que posso ajudar?")]
     assert_nothing_rejected(clean)

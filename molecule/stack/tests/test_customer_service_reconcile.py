@@ -18,39 +18,22 @@ second run is started through its webhook. The limiter is 5 replies per number i
 """
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
-import pytest
-from conftest import derived, wait_for
+from conftest import wait_for
 
 import contract
+# The same contract servers as the other customer-service tests (the module-scoped fixture), and their SQL helper.
+from test_customer_service import server, sql  # noqa: F401  pylint: disable=unused-import
 
 EVOLUTION_HOOK = "/webhook/borgstack/evolution"
 RECONCILE_HOOK = "/webhook/borgstack/reconcile"
-CHATWOOT_HOOK = "/webhook/borgstack/chatwoot"
 INSTANCE = "principal"
 # The scenario's second number (molecule/stack/inventory/hosts.yml, borgstack_customer_service.numbers).
 SALES = {"instance": "vendas", "inbox": "Vendas", "inbox_id": 2, "team": "vendas", "team_id": 1}
 # The lab's limiter (molecule/stack/inventory/hosts.yml: n8n_reply_rate_limit, n8n_reply_rate_window).
 LIMIT, WINDOW = 5, 10
-
-
-@pytest.fixture(scope="module")
-def server(host):
-    lab = host.ansible.get_variables().get("ansible_host") or host.backend.host
-    started = contract.start(
-        lab, "borgstack_internal", ["borgstack-evolution-api", "borgstack-chatwoot"],
-        {"EVOLUTION_API_KEY": derived("evolution_api_key", 48),
-         "CHATWOOT_API_TOKEN": derived("chatwoot_api_token", 32),
-         "CHATWOOT_WEBHOOK_URL": "http://borgstack-n8n:5678" + CHATWOOT_HOOK,
-         "CHATWOOT_ACCOUNT_ID": "1", "CHATWOOT_INBOX_ID": "1", "EVOLUTION_INSTANCE": INSTANCE,
-         "EVOLUTION_INSTANCES": f"{INSTANCE},{SALES['instance']}",
-         "CHATWOOT_INBOXES": f"1:WhatsApp,{SALES['inbox_id']}:{SALES['inbox']}",
-         "CHATWOOT_TEAMS": f"{SALES['team_id']}:{SALES['team']}"})
-    yield started
-    contract.stop(lab)
 
 
 def arrive(server, number: str, text: str, name: str, *, instance: str = INSTANCE, at: int | None = None) -> dict:
@@ -145,12 +128,6 @@ def test_messages_sent_while_n8n_was_down_reach_chatwoot_once_in_order(host, ser
     assert {i: len(v) for i, v in by_whatsapp_id(server).items() if i in ids} == {i: 1 for i in ids}
     rejected = [c for c in server.calls() if c.get("rejected_reason")]
     assert not rejected, rejected
-
-
-def sql(host, query: str) -> list[list[str]]:
-    out = host.check_output(
-        f"docker exec borgstack-postgresql psql -U postgres -d n8n -tA -F '|' -c {json.dumps(query)}")
-    return [line.split("|") for line in out.splitlines() if line]
 
 
 def queue_rows(host, number: str) -> list[list[str]]:

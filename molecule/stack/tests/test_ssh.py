@@ -21,6 +21,7 @@ Environment: BORGSTACK_PUBLIC_IP (else the host's ``lab_public_ip`` inventory va
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import List
 
 import pytest
 import yaml
-from conftest import PROJECT, changed_tasks, public_ip, run_site
+from conftest import PROJECT, VALIDATION_PLAY, changed_tasks, public_ip, run_site
 
 DEFAULTS = yaml.safe_load((PROJECT / "roles" / "ssh" / "defaults" / "main.yml").read_text())
 DROPIN = "/etc/ssh/sshd_config.d/50-borgstack.conf"
@@ -142,8 +143,13 @@ def test_drift_in_the_drop_in_is_healed(host, known_hosts, lab_key):
                     f"&& grep -qx 'PasswordAuthentication yes' {DROPIN} && systemctl reload ssh.service")
     assert edit.rc == 0, edit.stderr
     try:
-        # Positive control: with passwords back on, the server offers them (the refusal check can fail).
+        # Positive control: with passwords back on, the server offers them (the refusal check can fail). A reload
+        # re-executes sshd: on a loaded machine it may not listen yet for a moment.
+        deadline = time.monotonic() + 30
         offered = _password_login(host, known_hosts)
+        while "Connection refused" in offered.stderr and time.monotonic() < deadline:
+            time.sleep(1)
+            offered = _password_login(host, known_hosts)
         assert "Permission denied (publickey,password)." in offered.stderr, offered.stderr
         heal = run_site("--tags", "ssh")
         assert heal.rc == 0, heal.output[-4000:]
@@ -160,3 +166,25 @@ def test_drift_in_the_drop_in_is_healed(host, known_hosts, lab_key):
     _assert_key_only(_password_login(host, known_hosts))
     again = run_site("--tags", "ssh")
     assert again.rc == 0 and again.changed == 0, (again.changed, changed_tasks(again.output))
+
+
+def test_a_key_the_server_does_not_know_is_refused_before_any_change(host, tmp_path, known_hosts, lab_key):
+    """Issue 23's bad input: new settings (MaxAuthTries 4) while the account the play proves with logs in with a key
+    the server does not hold (a fresh pair, never installed): the validation play's proof cannot log in to the
+    temporary sshd, so the run stops there, naming ssh_login_user and the key, and nothing changed - the live
+    drop-in is the one before, and the real key still logs in."""
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "not-authorized", "-f", str(stranger)],
+                   check=True, capture_output=True, timeout=30)
+    before = host.file(DROPIN).content_string
+    assert f"MaxAuthTries {DEFAULTS['ssh_max_auth_tries']}" in before and DEFAULTS["ssh_max_auth_tries"] != 4, \
+        "positive control: the refused run would really change the drop-in"
+    run = run_site("-e", json.dumps({"ssh_max_auth_tries": 4, "ssh_login_key_file": str(stranger)}), json_output=True)
+    assert run.rc != 0, "a key the server does not know passed the proof"
+    assert any("ssh_login_user root could not log in with a key" in f.message and str(stranger) in f.message
+               and "Permission denied" in f.message for f in run.failures), run.failures
+    assert run.changed == 0 and {f.play for f in run.failures} == {VALIDATION_PLAY}, run.failures
+    assert host.file(DROPIN).content_string == before
+    test_the_proof_left_nothing_behind(host)
+    login = _key_login(host, known_hosts, lab_key)
+    assert login.returncode == 0 and login.stdout.strip() == "root", f"rc {login.returncode}: {login.stderr}"
