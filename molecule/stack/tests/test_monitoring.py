@@ -372,11 +372,10 @@ def _serve_short_lived_certificate(host) -> None:
     managed = f"\n{CERT_SITE} {{\n\ttls internal\n"
     assert caddyfile.count(managed) == 1, f"no single `tls internal` site block for {CERT_SITE} in the Caddyfile"
     cert, key = _short_lived_certificate(CERT_SITE, 50)
+    faulty = caddyfile.replace(managed, f"\n{CERT_SITE} {{\n\ttls /etc/caddy/{SHORT_CERT}.crt /etc/caddy/{SHORT_CERT}.key\n")
     host.run_expect([0], f"cp -p {CADDY_DIR}/Caddyfile {WORK}/Caddyfile && cd {CADDY_DIR} && umask 077 && "
                          f"printf %s {shlex.quote(cert)} > {SHORT_CERT}.crt && printf %s {shlex.quote(key)} > "
-                         f"{SHORT_CERT}.key && printf %s " + shlex.quote(caddyfile.replace(managed, (
-                             f"\n{CERT_SITE} {{\n\ttls /etc/caddy/{SHORT_CERT}.crt /etc/caddy/{SHORT_CERT}.key\n")))
-                     + " > Caddyfile")
+                         f"{SHORT_CERT}.key && printf %s {shlex.quote(faulty)} > Caddyfile")
     host.run_expect([0], CADDY_RELOAD)
 
 
