@@ -309,6 +309,10 @@ CADDY = "borgstack-caddy"
 CADDY_DIR = f"{PROJECT_DIR}/services/caddy/config"
 CADDY_RELOAD = f"docker exec {CADDY} caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile"
 SHORT_CERT = "borgstack-alerttest"
+# The alerts on an increase within a window: they resolve once their window passes without a new error or restart,
+# which for the restart loop can come before the repair (Docker doubles the wait between restarts, so within the
+# lab's 1-minute window they soon fall under 3; production's 15-minute window holds a lasting loop).
+WINDOWED = ("ErrosAtendimentoCrescendo", "ContainerReiniciandoEmLaco")
 # The node exporter's textfile directory; the drill's two records there (playbooks/restore-drill.yml).
 TEXTFILE = "/var/lib/prometheus/node-exporter"
 DRILL_RECORDS = ("borgstack_restore_drill.prom", "borgstack_restore_drill_success.prom")
@@ -537,14 +541,15 @@ def test_every_alert_fires_on_its_fault_and_resolves(host, prometheus, smtp, evo
         assert "Clientes no WhatsApp não estão sendo atendidos" in block and "leia o QR code" in block, block
         assert smtp.messages[first["ServicoFora"]]["to"] == ["dono@example.com"]
 
-        # Resolved after the repair; the two "growing" alerts after their fired message (their window elapses).
+        # Resolved after the repair; the two "growing" alerts after their fired message (their window elapses: the
+        # restart loop's can even before the repair, as Docker's back-off stretches the restarts past 3 a minute).
         unresolved = []
 
         def all_resolved():
             alerts = smtp.alerts(mark)
             unresolved[:] = [name for name, text in EXPECTED if not any(
                 status == "RESOLVIDO" and alert == name and text in block
-                and number >= (first[name] + 1 if name in ("ErrosAtendimentoCrescendo",) else repaired)
+                and number >= (first[name] + 1 if name in WINDOWED else repaired)
                 for number, status, alert, block in alerts)]
             return alerts if not unresolved else None
 
