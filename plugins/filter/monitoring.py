@@ -35,6 +35,14 @@ DURATION_KEYS = ("down_for", "fault_for", "backup_max_age", "drill_max_age", "ce
                  "errors_window", "restart_window")
 # The collector's and the backup's textfile metrics are older than this: the collector stopped.
 _STALE_SECONDS = 300
+# Caddy's internal CA (caddy_tls_internal) issues 12-hour leaf certificates (caddytls' defaultInternalCertLifetime)
+# and certmagic renews one once a third of its lifetime is left (DefaultRenewalWindowRatio), looking every 10
+# minutes (DefaultRenewCheckInterval): checked in Caddy 2.11 / certmagic 0.25. A healthy site's certificate thus
+# keeps at least 4 h - 10 min; a cert_min_validity at or above that would alert all the time.
+INTERNAL_CERT_RENEWAL_FLOOR = 12 * 3600 // 3 - 600
+# What the validation tells a lab or LAN install to use: under the floor by more than an hour and a half, so the
+# alert means "Caddy has not renewed for almost two hours past its renewal point".
+INTERNAL_CERT_MIN_VALIDITY = "2h"
 
 
 def _seconds(value: str) -> int:
@@ -333,9 +341,11 @@ def alert_rules(thresholds: Any, durations: Any) -> Dict[str, Any]:
     return {"groups": [{"name": "borgstack", "rules": rules}]}
 
 
-def monitoring_errors(thresholds: Any, durations: Any) -> List[str]:
+def monitoring_errors(thresholds: Any, durations: Any, tls_internal_ca: Any = False) -> List[str]:
     """Problems in monitoring_thresholds (each 0-100, in %) and monitoring_durations (Prometheus durations such as
-    2m, 26h, 8d), each naming the variable and the fix."""
+    2m, 26h, 8d), each naming the variable and the fix. With ``tls_internal_ca`` (Caddy's internal CA serves the
+    sites: monitoring_tls_internal_ca) cert_min_validity must be under the time those certificates keep before
+    Caddy renews them (INTERNAL_CERT_RENEWAL_FLOOR), or CertificadoVencendo would fire all the time."""
     errors: List[str] = []
     if not isinstance(thresholds, Mapping):
         return [f"monitoring_thresholds must be a dict {{{', '.join(PERCENT_KEYS)}}}, found {thresholds!r}"]
@@ -353,7 +363,22 @@ def monitoring_errors(thresholds: Any, durations: Any) -> List[str]:
             errors.append(f"monitoring_durations.{key} must be a duration such as 30s, 2m, 26h or 8d, found {value!r}")
     for key in sorted(set(map(str, durations)) - set(DURATION_KEYS)):
         errors.append(f"monitoring_durations.{key} is unknown (known: {', '.join(DURATION_KEYS)})")
+    validity = durations.get("cert_min_validity")
+    if _truthy(tls_internal_ca) and isinstance(validity, str) and _DURATION_RE.match(validity) \
+            and _seconds(validity) >= INTERNAL_CERT_RENEWAL_FLOOR:
+        errors.append(
+            f"monitoring_durations.cert_min_validity: {validity} is not below the {INTERNAL_CERT_RENEWAL_FLOOR // 60} "
+            "minutes a certificate of Caddy's internal CA keeps before Caddy renews it (caddy_tls_internal: true - "
+            "12-hour certificates, renewed with a third left), so CertificadoVencendo would alert all the time; set "
+            f"monitoring_durations.cert_min_validity to {INTERNAL_CERT_MIN_VALIDITY}")
     return errors
+
+
+def _truthy(value: Any) -> bool:
+    """A boolean setting as Ansible passes it (a bool, or its string from a template)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "on", "1")
+    return bool(value)
 
 
 class FilterModule:

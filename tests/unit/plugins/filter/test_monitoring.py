@@ -185,6 +185,31 @@ def test_good_settings_pass_including_the_bounds():
     assert monitoring_errors([], DURATIONS)[0].startswith("monitoring_thresholds must be a dict")
 
 
+@pytest.mark.parametrize("tls_internal_ca, validity, refused", [
+    # Caddy's internal CA: 12-hour certificates renewed with 4 h left, looked at every 10 minutes (3 h 50 min kept).
+    (True, "14d", True), (True, "4h", True), (True, "230m", True), (True, "229m", False), (True, "2h", False),
+    ("true", "14d", True), ("True", "5h", True), ("false", "14d", False),
+    # ACME (90-day certificates renewed with 30 days left): the 14-day default means a renewal failing for 16 days.
+    (False, "14d", False), (False, "2h", False),
+])
+def test_the_certificate_threshold_must_be_below_the_internal_cas_renewal_point(tls_internal_ca, validity, refused):
+    errors = monitoring_errors(THRESHOLDS, {**DURATIONS, "cert_min_validity": validity}, tls_internal_ca)
+    if refused:
+        assert len(errors) == 1, errors
+        assert errors[0].startswith(f"monitoring_durations.cert_min_validity: {validity} is not below the 230 minutes")
+        assert "caddy_tls_internal: true" in errors[0] and errors[0].endswith("cert_min_validity to 2h"), errors
+    else:
+        assert errors == []
+
+
+def test_the_suggested_internal_certificate_threshold_passes_its_own_check():
+    assert monitoring.INTERNAL_CERT_RENEWAL_FLOOR == 4 * 3600 - 600
+    assert monitoring_errors(THRESHOLDS, {**DURATIONS, "cert_min_validity": monitoring.INTERNAL_CERT_MIN_VALIDITY},
+                             True) == []
+    # A malformed value is named once, by the shape check, not twice.
+    assert len(monitoring_errors(THRESHOLDS, {**DURATIONS, "cert_min_validity": "14 days"}, True)) == 1
+
+
 def test_every_rule_speaks_pt_br_and_says_what_to_do():
     rules = alert_rules(THRESHOLDS, DURATIONS)["groups"][0]["rules"]
     assert len({r["alert"] for r in rules}) == len(rules)
