@@ -342,6 +342,23 @@ def _redis(host, command: str) -> str:
         + command)
 
 
+BACKUP_DIR = "/var/backups/borgstack"
+LOST_ROW_SET = "19990101T000003Z"   # sorts before every real set: "latest" stays the real one
+
+
+def _set_that_lost_a_row(host) -> str:
+    """A copy of the latest dump set whose n8n figures count one row of the error table more than its dump holds,
+    its SHA256SUMS made to match: a set whose dump silently lost a row. Returns its name."""
+    host.run_expect([0], f"""set -e; cd {BACKUP_DIR}; umask 077
+        latest=$(ls | grep -E '^[0-9]{{8}}T[0-9]{{6}}Z$' | grep -v {LOST_ROW_SET} | tail -n 1)
+        rm -rf {LOST_ROW_SET}; cp -a "$latest" {LOST_ROW_SET}; cd {LOST_ROW_SET}
+        grep -q '^public[.]borgstack_cs_errors|' postgresql-n8n.tables
+        awk -F'|' -v OFS='|' '$1 == "public.borgstack_cs_errors" {{ $2 = $2 + 1 }} 1' postgresql-n8n.tables > t
+        mv t postgresql-n8n.tables
+        sha256sum $(cut -d' ' -f3 SHA256SUMS) > sums; mv sums SHA256SUMS""")
+    return LOST_ROW_SET
+
+
 def _good_drill_record(host) -> None:
     """The two files a drill that finds no difference writes (playbooks/restore-drill.yml's last tasks), now."""
     host.run_expect([0], f"cd {TEXTFILE} && umask 022 && now=$(date +%s) && "
@@ -419,9 +436,9 @@ def test_every_alert_fires_on_its_fault_and_resolves(host, prometheus, smtp, evo
 
     The backup's and the drill's records, in the same batch:
     - TesteDeRestauracaoFalhou: a real restore drill (playbooks/restore-drill.yml, in a thread while the other
-      faults go in) that really fails - the error row above is written after the latest dump set, so the drill
-      finds that difference (test_backup's test_the_drill_fails_on_a_difference mechanism) - and records its
-      failed result itself.
+      faults go in) that really fails and records its failed result itself: it drills a copy of the latest dump
+      set whose n8n dump holds one row of the error table less than the figures of its snapshot say (the figures
+      edited, SHA256SUMS made to match: test_backup's test_the_drill_fails_on_a_difference mechanism).
     - BackupAtrasado (the age simulated): the record a stopped timer leaves 26 hours on - the last run a success
       27 hours ago - written by the backup script's own write_metrics with its clock set 27 hours back; the
       failing run above then keeps that success time, as a day of failing runs would. Repaired by the real
@@ -471,12 +488,12 @@ def test_every_alert_fires_on_its_fault_and_resolves(host, prometheus, smtp, evo
         mark = smtp.count()
 
         # --- every fault -------------------------------------------------------------------------------------
-        # The error row first: written after the latest dump set, it is the difference the drill finds.
         _n8n_sql(host, f"{CS_ERRORS_TABLE}; INSERT INTO borgstack_cs_errors (workflow, webhook_path, step, status, "
                        "error, payload) VALUES ('whatsapp-to-chatwoot', '/webhook/borgstack/evolution', 'chatwoot', "
                        "500, 'alert test', '{}'::jsonb)")
         pool = ThreadPoolExecutor(1)
-        drill = pool.submit(run_site, playbook="playbooks/restore-drill.yml", timeout=600)
+        drill = pool.submit(run_site, "-e", f"restore_set={_set_that_lost_a_row(host)}",
+                            playbook="playbooks/restore-drill.yml", timeout=600)
         pool.shutdown(wait=False)
         host.run_expect([0], f"docker stop {VICTIM}")
         common = "docker run -d --label com.docker.compose.project=borgstack --network none --entrypoint sh"
@@ -526,6 +543,7 @@ def test_every_alert_fires_on_its_fault_and_resolves(host, prometheus, smtp, evo
             repaired = smtp.count()
             wait([drill])
             _good_drill_record(host)
+            host.run(f"rm -rf {BACKUP_DIR}/{LOST_ROW_SET}")
             host.run("docker start " + VICTIM)
             host.run("docker rm -f " + " ".join(TEST_CONTAINERS))
             evolution.control("POST", "/_evolution/session", {"state": "open"})
