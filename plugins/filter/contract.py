@@ -130,8 +130,11 @@ def _served(name: str, registry: Mapping[str, Any], stack: Mapping[str, Any], en
         return {"key_spaces": redis_key_spaces(registry)}
     if name == "monitoring":
         # What to watch, and each enabled service's database (the exporter's custom queries read n8n's tables).
+        # And whether the sites' certificates come from Caddy's internal CA (12-hour certificates: the validation
+        # holds the certificate alert's threshold under their renewal point).
         return {"watch": monitoring_targets(registry, endpoints, stack["domain"]),
-                "databases": {service: t["database"] for service, t in logins["postgres"].items() if service in enabled}}
+                "databases": {service: t["database"] for service, t in logins["postgres"].items() if service in enabled},
+                "tls_internal_ca": bool(stack.get("tls_internal", False))}
     return {}
 
 
