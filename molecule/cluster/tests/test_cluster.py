@@ -341,8 +341,10 @@ def test_n8n_runs_in_queue_mode_with_a_worker_on_another_node():
     (one swarm service) spread by the swarm - at least one on a node other than the main's - on the same database,
     Redis database and binary-data mode."""
     main = wait_for("n8n's main task running", lambda: running_tasks("n8n"), timeout=120, every=3)
-    workers = wait_for("both n8n workers running", lambda: (lambda t: t if len(t) == 2 else None)(
-        running_tasks("n8n-worker")), timeout=180, every=3)
+    def both_workers():
+        tasks = running_tasks("n8n-worker")
+        return tasks if len(tasks) == 2 else None
+    workers = wait_for("both n8n workers running", both_workers, timeout=180, every=3)
     assert len(main) == 1, main
     assert {t["node"] for t in workers} - {main[0]["node"]}, (main, workers)
     main_env, worker_env = _service_env("n8n"), _service_env("n8n-worker")
@@ -361,7 +363,7 @@ def _n8n(method: str, path: str, data=None, node: str = "borgstack-swarm-3") -> 
     if data is not None:
         argv += ["--data", json.dumps(data)]
     out = sh(node, *argv, f"https://{N8N_HOST}{path}", check=False).stdout
-    body, _, status = out.rpartition("\n")
+    body, _newline, status = out.rpartition("\n")
     return int(status or 0), json.loads(body or "{}")
 
 
@@ -382,9 +384,10 @@ def test_a_webhook_through_caddy_runs_on_a_worker():
     workflow = body["data"]["id"]
     status, body = _n8n("PATCH", f"/rest/workflows/{workflow}", {"active": True})
     assert status == 200 and body["data"]["active"] is True, body
-    status, body = wait_for("the production webhook answering through Caddy",
-                            lambda: (lambda r: r if r[0] == 200 else None)(
-                                _n8n("POST", f"/webhook/{path}", {"pedido": 42})), timeout=60, every=2)
+    def called():
+        answer = _n8n("POST", f"/webhook/{path}", {"pedido": 42})
+        return answer if answer[0] == 200 else None
+    status, body = wait_for("the production webhook answering through Caddy", called, timeout=60, every=2)
     pg = sh("borgstack-swarm-1", "docker", "ps", "-q", "--filter",
             f"label=com.docker.swarm.service.name={STACK}_postgresql").stdout.strip()
     query = (f"SELECT id || ' ' || status || ' ' || mode FROM execution_entity WHERE \"workflowId\" = '{workflow}' "
@@ -399,9 +402,10 @@ def test_a_webhook_through_caddy_runs_on_a_worker():
     def log(service: str) -> str:
         return sh("borgstack-swarm-1", "docker", "service", "logs", "--raw", "--no-trunc", f"{STACK}_{service}",
                   timeout=120).stdout
-    worker_log = wait_for("a worker's log naming the execution", lambda: (lambda text: text if
-                          f"Worker finished execution {execution} " in text else None)(log("n8n-worker")),
-                          timeout=60, every=3)
+    def worker_finished():
+        text = log("n8n-worker")
+        return text if f"Worker finished execution {execution} " in text else None
+    worker_log = wait_for("a worker's log naming the execution", worker_finished, timeout=60, every=3)
     assert f"Worker started execution {execution} " in worker_log
     main_log = log("n8n")
     # The main queued it (n8n 1.113.3's scaling service logs that at info level) and did not run it.
