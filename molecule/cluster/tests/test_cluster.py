@@ -341,6 +341,7 @@ def test_n8n_runs_in_queue_mode_with_a_worker_on_another_node():
     (one swarm service) spread by the swarm - at least one on a node other than the main's - on the same database,
     Redis database and binary-data mode."""
     main = wait_for("n8n's main task running", lambda: running_tasks("n8n"), timeout=120, every=3)
+
     def both_workers():
         tasks = running_tasks("n8n-worker")
         return tasks if len(tasks) == 2 else None
@@ -384,6 +385,7 @@ def test_a_webhook_through_caddy_runs_on_a_worker():
     workflow = body["data"]["id"]
     status, body = _n8n("PATCH", f"/rest/workflows/{workflow}", {"active": True})
     assert status == 200 and body["data"]["active"] is True, body
+
     def called():
         answer = _n8n("POST", f"/webhook/{path}", {"pedido": 42})
         return answer if answer[0] == 200 else None
@@ -402,6 +404,7 @@ def test_a_webhook_through_caddy_runs_on_a_worker():
     def log(service: str) -> str:
         return sh("borgstack-swarm-1", "docker", "service", "logs", "--raw", "--no-trunc", f"{STACK}_{service}",
                   timeout=120).stdout
+
     def worker_finished():
         text = log("n8n-worker")
         return text if f"Worker finished execution {execution} " in text else None
