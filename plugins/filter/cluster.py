@@ -13,12 +13,15 @@ Two or more: a swarm. Each host's inventory variables say what it is:
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from typing import Any, Dict, List, Mapping
 
 import yaml
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.borgstack.stack.plugins.filter.registry import memory_specs
+from ansible_collections.borgstack.stack.plugins.filter.sizing import ram_budget
 from ansible_collections.borgstack.stack.plugins.plugin_utils._filters import NamedFilters
 
 # The label prefix every BorgStack node label carries (placement constraints read node.labels.<prefix>.…).
@@ -219,7 +222,9 @@ def _swarm_service(key: str, spec: Mapping[str, Any], service: str, settings: Ma
     where = f"{service}'s Compose service {key}"
     stateful = service in (settings.get("stateful") or [])
     edge = service in (settings.get("edge") or [])
-    replicas = (settings.get("replicas") or {}).get(key, 1)
+    # The Compose file may say how many (n8n's workers: deploy.replicas, from the registry); swarm_replicas wins.
+    own = spec.get("deploy") if isinstance(spec.get("deploy"), Mapping) else {}
+    replicas = (settings.get("replicas") or {}).get(key, own.get("replicas", 1))
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
         raise AnsibleFilterError(f"swarm_stack: swarm_replicas.{key} must be a whole number from 1 (found {replicas!r})")
     single = bool({key, service} & set(settings.get("single") or []))
@@ -289,7 +294,67 @@ def swarm_stack(compose: Any, service: Any, settings: Any) -> Dict[str, Any]:
     return stack
 
 
+def cluster_ram_plan(plan: Any, ram_by_host: Any, registry: Any) -> Dict[str, Any]:
+    """The RAM plan of a cluster, node by node. Each node's RAM (``ram_by_host``: {host: MiB}) is split by
+    ``ram_budget`` among the containers that may run there: a stateful service's (the registry's data layer) on the
+    node holding its data, the proxy layer's on the edge nodes, the apps' on every node - a container with N replicas
+    counted for the share one node carries when the swarm spreads them (ceil(N / nodes)). Every task of a swarm
+    service has one limit: each container gets the smallest limit any of its nodes gives it. PostgreSQL's, Redis' and
+    MongoDB's derived settings come from the plan of the node that holds them. The result has ``ram_budget``'s shape
+    (its totals summed over the nodes) plus ``nodes.<host>``, each node's own plan."""
+    if not isinstance(plan, Mapping) or not plan.get("enabled"):
+        raise AnsibleFilterError("cluster_ram_plan: expects an enabled cluster_plan (one host: use ram_budget)")
+    if not isinstance(ram_by_host, Mapping):
+        raise AnsibleFilterError(f"cluster_ram_plan: expects {{host: RAM in MiB}}, found {ram_by_host!r}")
+    if not isinstance(registry, Mapping):
+        raise AnsibleFilterError("cluster_ram_plan: expects the service registry")
+    nodes = plan.get("nodes") or {}
+    specs = memory_specs(registry)
+    # {container: (service, layer)} for the containers the RAM plan sizes.
+    owner = {key: (name, svc.get("layer")) for name, svc in registry.items() if isinstance(svc, Mapping)
+             for key in (svc.get("containers") or {}) if key in specs}
+    per_host: Dict[str, Dict[str, Dict[str, Any]]] = {host: {} for host in nodes}
+    hosts_of: Dict[str, List[str]] = {}
+    for key, spec in specs.items():
+        service, layer = owner.get(key, (key, "apps"))
+        if layer == "data":
+            hosts = [h for h, n in nodes.items()
+                     if _labels_true(n.get("labels") or {}, f"{LABEL_PREFIX}.data.{service}")]
+        elif layer == "proxy":
+            hosts = [h for h, n in nodes.items() if _labels_true(n.get("labels") or {}, f"{LABEL_PREFIX}.edge")]
+        else:
+            hosts = []
+        hosts = hosts or list(nodes)
+        hosts_of[key] = hosts
+        share = 1 if layer in ("data", "proxy") else math.ceil(spec["count"] / len(hosts))
+        for host in hosts:
+            per_host[host][key] = dict(spec, count=share)
+    node_plans = {}
+    for host, host_specs in per_host.items():
+        if host not in ram_by_host:
+            raise AnsibleFilterError(f"cluster_ram_plan: no RAM size for host {host} (borgstack_ram_mb)")
+        try:
+            node_plans[host] = ram_budget(ram_by_host[host], host_specs)
+        except AnsibleFilterError as exc:
+            raise AnsibleFilterError(f"host {host}: {exc}") from exc
+    services = {}
+    for key, spec in specs.items():
+        limit = min(node_plans[h]["services"][key]["limit_mb"] for h in hosts_of[key])
+        services[key] = {"limit_mb": limit, "count": spec["count"]}
+    out: Dict[str, Any] = {
+        field: sum(p[field] for p in node_plans.values())
+        for field in ("total_mb", "reserve_mb", "budget_mb", "allocated_mb")}
+    out["services"] = services
+    for derived in ("postgresql", "redis", "mongodb"):
+        holders = [p[derived] for h in hosts_of.get(derived, []) for p in [node_plans[h]] if derived in p]
+        if holders:
+            out[derived] = holders[0]
+    out["nodes"] = node_plans
+    return out
+
+
 class FilterModule(NamedFilters):
     """Cluster (Docker Swarm) filters."""
 
-    FILTERS = (cluster_nodes, cluster_errors, cluster_plan, cluster_firewall_rules, swarm_hosts, swarm_stack)
+    FILTERS = (cluster_nodes, cluster_errors, cluster_plan, cluster_firewall_rules, swarm_hosts, swarm_stack,
+               cluster_ram_plan)

@@ -22,6 +22,7 @@ import os
 import secrets
 import subprocess
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -136,7 +137,7 @@ STACK = "borgstack"
 # Where the inventory's labels put each service's tasks (None: anywhere), and how many run.
 PLACED = {"postgresql": ({"borgstack-swarm-1"}, 1), "redis": ({"borgstack-swarm-1"}, 1),
           "seaweedfs": ({"borgstack-swarm-1"}, 1), "caddy": ({"borgstack-swarm-2"}, 1), "n8n": (None, 1),
-          "directus": (None, 2)}
+          "n8n-worker": (None, 2), "directus": (None, 2)}
 
 
 def running_tasks(service: str, manager: str = "borgstack-swarm-1") -> list[dict]:
@@ -323,3 +324,94 @@ def test_losing_an_app_node_moves_its_tasks_and_loses_nothing_pinned():
         subprocess.run(["docker", "start", lost], check=True, capture_output=True, timeout=90)
     wait_for(f"{lost} back Ready", lambda: all(n["Status"] == "Ready" for n in nodes_seen_from("borgstack-swarm-1"))
              and len(nodes_seen_from("borgstack-swarm-1")) == 3, timeout=180, every=3)
+
+
+# --- n8n in queue mode ----------------------------------------------------------------------------------------
+N8N_HOST = "n8n.lab.borgstack.test"
+ADMIN = "admin@example.com"
+
+
+def _service_env(service: str) -> dict:
+    spec = json.loads(sh("borgstack-swarm-1", "docker", "service", "inspect", f"{STACK}_{service}").stdout)[0]
+    return dict(item.split("=", 1) for item in spec["Spec"]["TaskTemplate"]["ContainerSpec"].get("Env", []))
+
+
+def test_n8n_runs_in_queue_mode_with_a_worker_on_another_node():
+    """A cluster runs n8n in queue mode without being asked: the main process once, the registry's two workers
+    (one swarm service) spread by the swarm - at least one on a node other than the main's - on the same database,
+    Redis database and binary-data mode."""
+    main = wait_for("n8n's main task running", lambda: running_tasks("n8n"), timeout=120, every=3)
+
+    def both_workers():
+        tasks = running_tasks("n8n-worker")
+        return tasks if len(tasks) == 2 else None
+    workers = wait_for("both n8n workers running", both_workers, timeout=180, every=3)
+    assert len(main) == 1, main
+    assert {t["node"] for t in workers} - {main[0]["node"]}, (main, workers)
+    main_env, worker_env = _service_env("n8n"), _service_env("n8n-worker")
+    for key in ("EXECUTIONS_MODE", "QUEUE_BULL_REDIS_HOST", "QUEUE_BULL_REDIS_DB", "DB_POSTGRESDB_HOST",
+                "N8N_DEFAULT_BINARY_DATA_MODE"):
+        assert main_env.get(key) == worker_env.get(key), key
+    assert main_env["EXECUTIONS_MODE"] == "queue" and main_env["N8N_DEFAULT_BINARY_DATA_MODE"] == "default"
+
+
+def _n8n(method: str, path: str, data=None, node: str = "borgstack-swarm-3") -> tuple[int, dict]:
+    """n8n's REST API through Caddy on the edge node (from a peer, the public name resolved to the edge), with a
+    cookie jar kept on that node."""
+    argv = ["curl", "-k", "--silent", "--max-time", "30", "-b", "/tmp/queue-n8n-cookies", "-c",
+            "/tmp/queue-n8n-cookies", "-X", method, "-H", "Content-Type: application/json",
+            "--resolve", f"{N8N_HOST}:443:{NODES['borgstack-swarm-2']}", "--write-out", "\n%{http_code}"]
+    if data is not None:
+        argv += ["--data", json.dumps(data)]
+    out = sh(node, *argv, f"https://{N8N_HOST}{path}", check=False).stdout
+    body, _newline, status = out.rpartition("\n")
+    return int(status or 0), json.loads(body or "{}")
+
+
+def test_a_webhook_through_caddy_runs_on_a_worker():
+    """A webhook workflow, active, called through Caddy on the edge: the execution row PostgreSQL holds finished
+    successfully, the log of a worker task says it started and finished that execution, and the main's log says it
+    queued it and never started it."""
+    password = sh("borgstack-swarm-1", "cat", "/opt/borgstack/services/n8n/owner-password").stdout.strip()
+    status, body = _n8n("POST", "/rest/login", {"emailOrLdapLoginId": ADMIN, "password": password})
+    assert status == 200, body
+    path = f"queue-{secrets.token_hex(4)}"
+    status, body = _n8n("POST", "/rest/workflows", {
+        "name": f"queue proof {path}", "active": False, "connections": {}, "settings": {},
+        "nodes": [{"id": str(uuid.uuid4()), "name": "Webhook", "type": "n8n-nodes-base.webhook", "typeVersion": 2,
+                   "position": [0, 0], "webhookId": str(uuid.uuid4()),
+                   "parameters": {"httpMethod": "POST", "path": path, "responseMode": "onReceived"}}]})
+    assert status == 200, body
+    workflow = body["data"]["id"]
+    status, body = _n8n("PATCH", f"/rest/workflows/{workflow}", {"active": True})
+    assert status == 200 and body["data"]["active"] is True, body
+
+    def called():
+        answer = _n8n("POST", f"/webhook/{path}", {"pedido": 42})
+        return answer if answer[0] == 200 else None
+    status, body = wait_for("the production webhook answering through Caddy", called, timeout=60, every=2)
+    pg = sh("borgstack-swarm-1", "docker", "ps", "-q", "--filter",
+            f"label=com.docker.swarm.service.name={STACK}_postgresql").stdout.strip()
+    query = (f"SELECT id || ' ' || status || ' ' || mode FROM execution_entity WHERE \"workflowId\" = '{workflow}' "
+             f"AND finished ORDER BY id")
+    rows = wait_for("the execution finished in PostgreSQL", lambda: sh(
+        "borgstack-swarm-1", "docker", "exec", pg, "psql", "-U", "postgres", "-d", "n8n", "-tAc", query)
+        .stdout.split("\n")[:-1] or None, timeout=60, every=2)
+    assert len(rows) == 1, rows
+    execution, state, mode = rows[0].split()
+    assert (state, mode) == ("success", "webhook"), rows
+
+    def log(service: str) -> str:
+        return sh("borgstack-swarm-1", "docker", "service", "logs", "--raw", "--no-trunc", f"{STACK}_{service}",
+                  timeout=120).stdout
+
+    def worker_finished():
+        text = log("n8n-worker")
+        return text if f"Worker finished execution {execution} " in text else None
+    worker_log = wait_for("a worker's log naming the execution", worker_finished, timeout=60, every=3)
+    assert f"Worker started execution {execution} " in worker_log
+    main_log = log("n8n")
+    # The main queued it (n8n 1.113.3's scaling service logs that at info level) and did not run it.
+    assert f"Enqueued execution {execution} " in main_log
+    assert f"Worker started execution {execution} " not in main_log
+    _n8n("PATCH", f"/rest/workflows/{workflow}", {"active": False})

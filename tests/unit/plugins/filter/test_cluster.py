@@ -11,8 +11,8 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.borgstack.stack.plugins.filter import cluster
 from ansible_collections.borgstack.stack.plugins.filter.cluster import (cluster_errors, cluster_firewall_rules,
-                                                                        cluster_nodes, cluster_plan, swarm_hosts,
-                                                                        swarm_stack)
+                                                                        cluster_nodes, cluster_plan, cluster_ram_plan,
+                                                                        swarm_hosts, swarm_stack)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sidecar_doc import check_sidecar_doc  # pylint: disable=import-error,wrong-import-position  # noqa: E402
@@ -128,7 +128,7 @@ def test_nodes_read_the_inventory_with_defaults():
 
 
 @pytest.mark.parametrize("name", ["cluster_nodes", "cluster_errors", "cluster_plan", "cluster_firewall_rules",
-                                  "swarm_hosts", "swarm_stack"])
+                                  "swarm_hosts", "swarm_stack", "cluster_ram_plan"])
 def test_sidecar_docs(name):
     check_sidecar_doc(getattr(cluster, name), FILTER_DIR / f"{name}.yml")
 
@@ -219,3 +219,58 @@ def test_the_app_tier_spreads_with_rolling_updates(service, key, replicas, order
 def test_bad_stack_input_is_refused_naming_it(compose, service, settings, message):
     with pytest.raises(AnsibleFilterError, match=re.escape(message)):
         swarm_stack(compose, service, settings)
+
+
+# --- n8n's workers and the RAM plan per node --------------------------------------------------------------------
+def test_the_compose_files_own_replicas_count_unless_swarm_replicas_says():
+    compose = {"services": {"n8n-worker": {"image": "x", "deploy": {"replicas": 3}}}}
+    assert swarm_stack(compose, "n8n", SETTINGS)["services"]["n8n-worker"]["deploy"]["replicas"] == 3
+    asked = dict(SETTINGS, replicas={"n8n-worker": 4})
+    assert swarm_stack(compose, "n8n", asked)["services"]["n8n-worker"]["deploy"]["replicas"] == 4
+    with pytest.raises(AnsibleFilterError, match=re.escape("swarm_replicas.n8n-worker must be a whole number")):
+        swarm_stack({"services": {"n8n-worker": {"deploy": {"replicas": 0}}}}, "n8n", SETTINGS)
+
+
+def _registry(workers=2):
+    return {
+        "postgresql": {"enabled": True, "layer": "data",
+                       "containers": {"postgresql": {"kind": "web", "memory": {"weight": 30, "min_mb": 1024}}}},
+        "caddy": {"enabled": True, "layer": "proxy",
+                  "containers": {"caddy": {"kind": "web", "memory": {"weight": 2, "min_mb": 128}}}},
+        "n8n": {"enabled": True, "layer": "apps", "containers": {
+            "n8n": {"kind": "web", "memory": {"weight": 10, "min_mb": 1024}},
+            "n8n-worker": {"kind": "worker", "replicas": workers, "memory": {"weight": 6, "min_mb": 768}}}},
+        "directus": {"enabled": False, "layer": "apps",
+                     "containers": {"directus": {"kind": "web", "memory": {"weight": 6, "min_mb": 512}}}},
+    }
+
+
+def test_each_node_plans_only_what_may_run_there_and_each_limit_is_the_smallest():
+    nodes = {"n1": node("10.0.0.1", ["postgresql"]), "n2": node("10.0.0.2", edge=True), "n3": node("10.0.0.3")}
+    plan = cluster_ram_plan(cluster_plan(nodes), {"n1": 16384, "n2": 8192, "n3": 16384}, _registry())
+    per_node = plan["nodes"]
+    assert set(per_node["n1"]["services"]) == {"postgresql", "n8n", "n8n-worker"}
+    assert set(per_node["n2"]["services"]) == {"caddy", "n8n", "n8n-worker"}
+    assert set(per_node["n3"]["services"]) == {"n8n", "n8n-worker"}
+    # Two workers over three nodes: one on a node at most; the plan keeps their total.
+    assert {p["services"]["n8n-worker"]["count"] for p in per_node.values()} == {1}
+    assert plan["services"]["n8n-worker"]["count"] == 2
+    for key in ("n8n", "n8n-worker"):
+        limits = [p["services"][key]["limit_mb"] for p in per_node.values()]
+        assert plan["services"][key]["limit_mb"] == min(limits) < max(limits)
+    # The data node's own plan sizes PostgreSQL; the edge's, Caddy.
+    assert plan["services"]["postgresql"] == per_node["n1"]["services"]["postgresql"] | {"count": 1}
+    assert plan["postgresql"] == per_node["n1"]["postgresql"]
+    assert plan["services"]["caddy"]["limit_mb"] == per_node["n2"]["services"]["caddy"]["limit_mb"]
+    assert "directus" not in plan["services"]
+    assert plan["total_mb"] == 16384 + 8192 + 16384
+
+
+def test_a_node_too_small_for_what_may_run_there_is_named():
+    nodes = {"n1": node("10.0.0.1", ["postgresql"]), "n2": node("10.0.0.2", edge=True)}
+    with pytest.raises(AnsibleFilterError, match="host n2: ram_budget: the minimums"):
+        cluster_ram_plan(cluster_plan(nodes), {"n1": 16384, "n2": 2048}, _registry())
+    with pytest.raises(AnsibleFilterError, match="no RAM size for host n2"):
+        cluster_ram_plan(cluster_plan(nodes), {"n1": 16384}, _registry())
+    with pytest.raises(AnsibleFilterError, match="enabled cluster_plan"):
+        cluster_ram_plan(cluster_plan({"solo": node("10.0.0.9")}), {"solo": 4096}, _registry())
