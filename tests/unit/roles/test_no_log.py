@@ -92,9 +92,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
         "validation: alerting_errors only asks whether the SMTP password file is given and whether the Telegram token "
         "has the right shape, and its messages name the variable, never a value (tests/unit/plugins/filter/"
         "test_alerting.py); no_log would hide which setting is wrong"),
-    ("roles/postgresql/tasks/validate.yml", "Refuse an inventory that still names the server from before the upgrade"): (
-        "validation: the slurped record holds only an image, a major version, volume names and a dump path (written "
-        "by roles/postgresql/tasks/upgrade.yml), and the message that names them is the point"),
     ("roles/n8n/tasks/validate.yml", "Check the owner's first password against n8n's rules"): (
         "validation: the task var turns the password into one boolean; the assertion and fail_msg name only the "
         "variable, and no_log would hide the message that says which rule failed"),
