@@ -347,13 +347,13 @@ LOST_ROW_SET = "19990101T000003Z"   # sorts before every real set: "latest" stay
 
 
 def _set_that_lost_a_row(host) -> str:
-    """A copy of the latest dump set whose n8n figures count one row of the error table more than its dump holds,
+    """A copy of the latest dump set whose n8n figures count one workflow more than its dump holds,
     its SHA256SUMS made to match: a set whose dump silently lost a row. Returns its name."""
     host.run_expect([0], f"""set -e; cd {BACKUP_DIR}; umask 077
         latest=$(ls | grep -E '^[0-9]{{8}}T[0-9]{{6}}Z$' | grep -v {LOST_ROW_SET} | tail -n 1)
         rm -rf {LOST_ROW_SET}; cp -a "$latest" {LOST_ROW_SET}; cd {LOST_ROW_SET}
-        grep -q '^public[.]borgstack_cs_errors|' postgresql-n8n.tables
-        awk -F'|' -v OFS='|' '$1 == "public.borgstack_cs_errors" {{ $2 = $2 + 1 }} 1' postgresql-n8n.tables > t
+        grep -q '^public[.]workflow_entity|' postgresql-n8n.tables
+        awk -F'|' -v OFS='|' '$1 == "public.workflow_entity" {{ $2 = $2 + 1 }} 1' postgresql-n8n.tables > t
         mv t postgresql-n8n.tables
         sha256sum $(cut -d' ' -f3 SHA256SUMS) > sums; mv sums SHA256SUMS""")
     return LOST_ROW_SET
@@ -437,8 +437,8 @@ def test_every_alert_fires_on_its_fault_and_resolves(host, prometheus, smtp, evo
     The backup's and the drill's records, in the same batch:
     - TesteDeRestauracaoFalhou: a real restore drill (playbooks/restore-drill.yml, in a thread while the other
       faults go in) that really fails and records its failed result itself: it drills a copy of the latest dump
-      set whose n8n dump holds one row of the error table less than the figures of its snapshot say (the figures
-      edited, SHA256SUMS made to match: test_backup's test_the_drill_fails_on_a_difference mechanism).
+      set whose n8n dump holds one workflow less than the figures of its snapshot say (the figures edited,
+      SHA256SUMS made to match: test_backup's test_the_drill_fails_on_a_difference mechanism).
     - BackupAtrasado (the age simulated): the record a stopped timer leaves 26 hours on - the last run a success
       27 hours ago - written by the backup script's own write_metrics with its clock set 27 hours back; the
       failing run above then keeps that success time, as a day of failing runs would. Repaired by the real
@@ -530,7 +530,7 @@ def test_every_alert_fires_on_its_fault_and_resolves(host, prometheus, smtp, evo
             found = re.search(r"^borgstack_backup_last_success_timestamp_seconds (\d+)$", record, re.M)
             assert found and 26 * 3600 < time.time() - int(found.group(1)) < 28 * 3600, record
             failed_drill = drill.result()
-            assert failed_drill.rc != 0 and "borgstack_cs_errors" in failed_drill.output \
+            assert failed_drill.rc != 0 and "public.workflow_entity rows dumped" in failed_drill.output \
                 and "The restore drill found differences" in failed_drill.output, failed_drill.output[-3000:]
             assert "borgstack_restore_drill_last_status 0" in \
                 host.file(f"{TEXTFILE}/{DRILL_RECORDS[0]}").content_string
