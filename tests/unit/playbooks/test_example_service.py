@@ -209,7 +209,7 @@ def added(tmp_path_factory):
     # The validation play's own output (before the play that reads the values): the role's spec was checked.
     validation = run.stdout.split("PLAY [Read what the registry derives")[0]
     assert f"borgstack.stack.{NAME} : Validating arguments against arg spec 'validate'" in validation, validation
-    assert f"borgstack.stack.{NAME} : Check what the registry gives the wiki" in validation
+    assert f"borgstack.stack.{NAME} : Check the wiki's settings" in validation
     return {"repo": repo, "values": json.loads((out / "values.json").read_text()),
             "compose": yaml.safe_load((out / "compose.yaml").read_text())}
 

@@ -18,10 +18,10 @@ from wiring_snapshot import REPO_ROOT, evaluate  # noqa: E402  pylint: disable=w
 DEFAULTS = yaml.safe_load((REPO_ROOT / "roles/monitoring/defaults/main.yml").read_text(encoding="utf-8"))
 ROLE = {key: DEFAULTS[key] for key in ("monitoring_thresholds", "monitoring_durations", "monitoring_service",
                                      "monitoring_tls_internal_ca")}
-# The role's own check, read from tasks/validate.yml (the expression of the task that asserts it is empty).
+# The role's own check, read from tasks/validate.yml (the expression of the task variable its rule wants empty).
 VALIDATE = yaml.safe_load((REPO_ROOT / "roles/monitoring/tasks/validate.yml").read_text(encoding="utf-8"))
 CHECK = next(t["vars"]["__monitoring_errors"] for t in VALIDATE
-             if t["name"] == "Check the alert thresholds and durations").strip().removeprefix("{{").removesuffix("}}")
+             if "__monitoring_errors" in t.get("vars", {})).strip().removeprefix("{{").removesuffix("}}")
 
 
 def test_the_lab_uses_the_internal_ca_and_a_threshold_under_its_renewal_point():

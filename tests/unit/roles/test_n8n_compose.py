@@ -83,10 +83,8 @@ def _validate_play(case: str, host: str, out: Path, play_vars: Mapping[str, Any]
                 "dest": str(out / f"{case}.result.json"), "mode": "0600", "content": '{"failed": false}'}}],
         "rescue": [{"name": "Record the failure", "ansible.builtin.copy": {
             "dest": str(out / f"{case}.result.json"), "mode": "0600",
-            # A loop's failure: each failed item's own message.
-            "content": "{{ {'failed': true, 'msg': ansible_failed_result.results | default([])"
-                       " | selectattr('failed', 'defined') | selectattr('failed') | map(attribute='msg')"
-                       " | join(' | ')} | to_json }}"}}]}]}
+            # The checks task's message: every failed rule's own, joined.
+            "content": "{{ {'failed': true, 'msg': ansible_failed_result.msg} | to_json }}"}}]}]}
 
 
 def _run(tmp: Path, inventory: Path, plays: List[Dict[str, Any]]) -> None:

@@ -15,7 +15,8 @@ A task handles secret material when one of these holds (the first that matches i
    attribute whose name matches SECRET_RE, or one of SECRET_VARIABLES, or the registered result of another
    task that handles secret material (a slurp's content, a command's output). Looked at: the task name, module
    arguments, loop items, task ``vars`` and ``environment``. Not looked at: conditionals (``when``,
-   ``changed_when``, ``failed_when``, ``until``, assert's ``that``), which Ansible evaluates but does not print;
+   ``changed_when``, ``failed_when``, ``until``, assert's ``that``, a borgstack.stack.checks rule's ``that`` and
+   ``when``), which Ansible evaluates but does not print;
    plain text outside ``{{ }}`` / ``{% %}`` and string literals inside (a message may name a variable without
    showing its value); a value piped into ``length`` (prints a number); and the fields of a registered result
    that hold no output (SAFE_RESULT_FIELDS: ``__x.rc``, ``__x.stat``).
@@ -74,26 +75,27 @@ SLURP = "slurp"
 INCLUDES = frozenset({"include_role", "import_role", "include_tasks", "import_tasks"})
 # (file relative to the repository, task name) -> why no no_log is needed.
 _NAMES_ONLY = (
-    "validation: the task var reads each password only to measure its length and holds the names of the bad "
+    "validation (the rule on the users or tenants): the task var reads each password only to measure its length and "
+    "holds the names of the bad "
     "entries, which fail_msg shows; no_log would hide that message and leave the operator guessing"
 )
 EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("playbooks/tasks/validate_stack.yml", "Check the secret versions (rotation; before any secret is derived with them)"): (
-        "validation: borgstack_secret_versions holds version numbers, not secrets; the messages of "
+    ("playbooks/tasks/validate_stack.yml", "Check the stack-wide settings"): (
+        "validation (the rule on the secret versions): borgstack_secret_versions holds version numbers, not secrets; the messages of "
         "secret_version_errors name purposes and never a value (tests/unit/plugins/filter/test_secrets.py), and "
         "no_log would hide why a rotation is refused"),
-    ("roles/mongodb/tasks/validate.yml", "Check the users (names only are shown)"): _NAMES_ONLY,
+    ("roles/mongodb/tasks/validate.yml", "Check MongoDB's settings"): _NAMES_ONLY,
     ("roles/lowcoder/tasks/admin_lookup.yml", "Check MongoDB's answer"): (
         "reads rc and stderr of mongosh (the URL with the password reached it through docker's environment, never "
         "its output) and replaces Lowcoder's MongoDB password in stderr before showing it; no_log would hide why "
         "MongoDB could not be asked"),
-    ("roles/postgresql/tasks/validate.yml", "Check the tenants (names only are shown)"): _NAMES_ONLY,
-    ("roles/monitoring/tasks/validate.yml", "Check the alert channels"): (
-        "validation: alerting_errors only asks whether the SMTP password file is given and whether the Telegram token "
+    ("roles/postgresql/tasks/validate.yml", "Check PostgreSQL's settings"): _NAMES_ONLY,
+    ("roles/monitoring/tasks/validate.yml", "Check the monitoring settings"): (
+        "validation (the rule on the alert channels): alerting_errors only asks whether the SMTP password file is given and whether the Telegram token "
         "has the right shape, and its messages name the variable, never a value (tests/unit/plugins/filter/"
         "test_alerting.py); no_log would hide which setting is wrong"),
-    ("roles/n8n/tasks/validate.yml", "Check the owner's first password against n8n's rules"): (
-        "validation: the task var turns the password into one boolean; the assertion and fail_msg name only the "
+    ("roles/n8n/tasks/validate.yml", "Check n8n's settings"): (
+        "validation (the rule on the owner's first password): the task var turns the password into one boolean; the assertion and fail_msg name only the "
         "variable, and no_log would hide the message that says which rule failed"),
     ("roles/n8n/tasks/owner.yml", "Fail when the owner account could not be created"): (
         "reads only rc and stderr of the setup script, which writes the failing step and n8n's answer and never "
@@ -193,6 +195,14 @@ def expressions(value: Any, bare: bool = False) -> Iterator[str]:
 def printed_expressions(task: dict[str, Any]) -> Iterator[str]:
     module, args = module_of(task)
     yield from expressions(task.get("name", ""))
+    if module == "checks" and isinstance(args, dict):
+        # borgstack.stack.checks evaluates each rule's that and when (never printed) and prints a failed rule's msg;
+        # a rule's loop feeds its msg (item), so it counts as printed.
+        rules = args.get("rules") or []
+        args = {"rules": [{k: v for k, v in rule.items() if k not in ("that", "when")} for rule in rules
+                          if isinstance(rule, dict)]}
+        for rule in args["rules"]:
+            yield from expressions(rule.pop("loop", None), bare=True)
     if isinstance(args, dict):
         args = {k: v for k, v in args.items() if not (module in ("assert", "fail") and k == "that")}
         args = {k: v for k, v in args.items() if k not in MASKED_OPTIONS.get(module, (frozenset(), {}))[0]}
