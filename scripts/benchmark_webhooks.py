@@ -289,7 +289,7 @@ def node_loss(work: str, ip: str, hostname: str, path: str, workers: str, manage
     in_flight = [r for r in results if r.answered >= stop_began and r.sent < node_down]
     later = [r for r in results if r.sent >= node_down]
     slowest = max((r.seconds for r in results), default=0.0)
-    print(f"docker stop {node}: {node_down - stop_began:.1f} s (its containers stopped, then the host)")
+    print(f"docker stop {node}: {node_down - stop_began:.1f} s (the lab host shuts down: SIGRTMIN+3 to its systemd)")
     print(f"requests through Caddy  {summary(results)}  slowest answer={slowest:.1f} s")
     print(f"  before the loss         {summary(earlier)}")
     print(f"  in flight at the loss   {summary(in_flight)}  (sent before {node} was down, answered after its stop "
