@@ -17,7 +17,8 @@
 # the requests go to the edge node (the first host with borgstack_node_edge; --host is ignored), the "new version" is
 # built on every node, the playbook runs on all hosts (a swarm update is one deploy from the first manager), and
 # the webhook is a workflow the benchmark creates through Caddy as n8n's owner and deletes at the end.
-# --node-loss (a cluster only): no update; the same requests run while the lab host of a node with neither data nor
+# --node-loss (a cluster only): no update; --workers requests a second (each sent on its own: a request Caddy holds
+# does not hold back the next) run while the lab host of a node with neither data nor
 # the edge (--node, default the last such host) is stopped (docker stop): the requests lost in flight at the loss and
 # after it (target: 0) are counted, and the seconds until every swarm service is back at its replica count; then the
 # node is started again and rejoins.
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
     --requests) requests=$2; shift 2 ;;
     --node-loss) node_loss=1; shift ;;
     --node) lost=$2; shift 2 ;;
-    *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 done
 
@@ -135,7 +136,7 @@ fi
 
 if [ "$node_loss" -eq 1 ]; then
   [ "$lost" != "$manager" ] || manager=${cluster[1]}
-  echo "node loss under webhook load through Caddy on $host ($ip), $workers clients, POST https://n8n.$domain/$path"
+  echo "node loss under webhook load through Caddy on $host ($ip), $workers requests/s, POST https://n8n.$domain/$path"
   echo "cluster of ${#cluster[@]} (${cluster[*]}); load: $(uptime | sed 's/.*load average: //')"
   echo "target: failed=0 after the loss"
   python3 scripts/benchmark_webhooks.py node-loss "$work" "$ip" "n8n.$domain" "$path" "$workers" "$manager" "$lost"

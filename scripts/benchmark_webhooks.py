@@ -10,8 +10,9 @@ something changes behind the proxy: scripts/benchmark-update.sh (an n8n update) 
         logs in to n8n through Caddy, creates and activates a webhook workflow answering at once, prints
         "<workflow id> webhook/<path>" (a cluster runs no shipped workflows, so there is no webhook to call).
     benchmark_webhooks.py webhook-delete IP HOSTNAME CAFILE EMAIL PASSWORD_FILE ID
-    benchmark_webhooks.py node-loss WORK IP HOSTNAME PATH WORKERS MANAGER NODE
-        stops the lab host NODE (docker stop) under load, counts the requests lost in flight at the loss and
+    benchmark_webhooks.py node-loss WORK IP HOSTNAME PATH RATE MANAGER NODE
+        stops the lab host NODE (docker stop) while RATE requests a second are sent (each on its own, so held ones
+        do not slow the rest), counts the requests lost in flight at the loss and
         after it, the seconds until every swarm service is back at its replica count, then starts NODE again.
 """
 from __future__ import annotations
@@ -97,6 +98,44 @@ class Load:
     def stop(self) -> None:
         self.stopped.set()
         for thread in self.threads:
+            thread.join()
+
+
+class SteadyLoad(Load):
+    """RATE requests a second whatever the earlier ones do (each in its own thread): requests held by Caddy do not
+    hold back the next ones, so requests keep being sent after a loss as before it."""
+
+    def __init__(self, ip: str, hostname: str, path: str, cafile: str, rate: int) -> None:
+        super().__init__(ip, hostname, path, cafile, 0)
+        self.rate = rate
+        self.threads = [threading.Thread(target=self._dispatch, daemon=True)]
+        self.sent: list[threading.Thread] = []
+
+    def _dispatch(self) -> None:
+        while not self.stopped.is_set():
+            thread = threading.Thread(target=self._send, daemon=True)
+            thread.start()
+            self.sent.append(thread)
+            time.sleep(1 / self.rate)
+
+    def _send(self) -> None:
+        sent = time.monotonic()
+        try:
+            conn = connection(self.ip, self.hostname, self.cafile)
+            conn.request("POST", f"/{self.path}", body=b"{}",
+                         headers={"Content-Type": "application/json", "Connection": "close"})
+            answer = conn.getresponse()
+            answer.read()
+            outcome: int | str = answer.status
+            conn.close()
+        except (OSError, http.client.HTTPException) as exc:
+            outcome = type(exc).__name__
+        with self.lock:
+            self.results.append(Result(outcome, sent, time.monotonic()))
+
+    def stop(self) -> None:
+        super().stop()
+        for thread in self.sent:  # every request sent gets its answer (or its error) counted
             thread.join()
 
 
@@ -238,7 +277,7 @@ def nodes_ready(manager: str) -> dict[str, str]:
     return dict(line.split("\t") for line in out.splitlines())
 
 
-def node_loss(work: str, ip: str, hostname: str, path: str, workers: str, manager: str, node: str) -> int:
+def node_loss(work: str, ip: str, hostname: str, path: str, rate: str, manager: str, node: str) -> int:
     def at_count(without: str = "") -> bool:
         running = running_tasks(manager)
         return all(len([n for n in running.get(s, []) if n != without]) >= count for s, count in wanted.items())
@@ -252,7 +291,11 @@ def node_loss(work: str, ip: str, hostname: str, path: str, workers: str, manage
     before = running_tasks(manager)
     on_node = sorted(f"{service} ({nodes.count(node)})" for service, nodes in before.items() if node in nodes)
     print(f"on {node} before the loss: {', '.join(on_node) or 'no task'}", flush=True)
-    load = Load(ip, hostname, path, f"{work}/root.crt", int(workers))
+    if not on_node:  # a loss that moves nothing would measure nothing (the swarm does not rebalance by itself)
+        print(f"benchmark: no task runs on {node}; move one there first (e.g. docker service update --force "
+              f"borgstack_n8n on {manager}) and run again", file=sys.stderr)
+        return 1
+    load = SteadyLoad(ip, hostname, path, f"{work}/root.crt", int(rate))
     load.start()
     time.sleep(5)
     stop_began = time.monotonic()
