@@ -7,25 +7,72 @@
 # failed) with the slowest answer, and the time each update took. Asserts nothing about time.
 #
 #   scripts/benchmark-update.sh [--inventory DIR] [--host NAME] [--workers N] [--requests N]
+#   scripts/benchmark-update.sh --inventory DIR --node-loss [--node NAME] [--workers N]
 #
 # Defaults: the lab inventory (inventories/lab, host borgstack-lab, its container and public address read from the
 # inventory), 4 concurrent clients, at most 3000 requests per update. The lab stack must be converged first
 # (scripts/lab-up.sh). The webhook is POST /webhook/borgstack/replay of the shipped customer-service workflows
 # (n8n_customer_service_workflows: true in the lab): through Caddy it answers at once and does nothing.
+# A cluster (two or more hosts in the inventory's borgstack group, e.g. molecule/cluster's inventory directory):
+# the requests go to the edge node (the first host with borgstack_node_edge; --host is ignored), the "new version" is
+# built on every node, the playbook runs on all hosts (a swarm update is one deploy from the first manager), and
+# the webhook is a workflow the benchmark creates through Caddy as n8n's owner and deletes at the end.
+# --node-loss (a cluster only): no update; --workers requests a second (each sent on its own: a request Caddy holds
+# does not hold back the next) run while the lab host of a node with neither data nor
+# the edge (--node, default the last such host) is stopped (docker stop): the requests lost in flight at the loss and
+# after it (target: 0) are counted, and the seconds until every swarm service is back at its replica count; then the
+# node is started again and rejoins.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 export ANSIBLE_COLLECTIONS_PATH="$ROOT/collections" ANSIBLE_FORCE_COLOR=0
-inventory=inventories/lab host=borgstack-lab workers=4 requests=3000
+# A molecule inventory looks the stack's master secret up through lab/lab.sh in the project directory.
+export MOLECULE_PROJECT_DIRECTORY="${MOLECULE_PROJECT_DIRECTORY:-$ROOT}" ANSIBLE_ROLES_PATH="$ROOT/roles"
+inventory=inventories/lab host=borgstack-lab workers=4 requests=3000 node_loss=0 lost=""
 while [ $# -gt 0 ]; do
   case $1 in
     --inventory) inventory=$2; shift 2 ;;
     --host) host=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
     --requests) requests=$2; shift 2 ;;
-    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    --node-loss) node_loss=1; shift ;;
+    --node) lost=$2; shift 2 ;;
+    *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 done
+
+# The hosts of the borgstack group, in inventory order; on a cluster: the edge node, and the first manager.
+members=$(ansible-inventory -i "$inventory" --list | python3 -c '
+import json, sys
+inv = json.load(sys.stdin)
+def hosts(group):
+    found = list(inv.get(group, {}).get("hosts", []))
+    for child in inv.get(group, {}).get("children", []):
+        found += [h for h in hosts(child) if h not in found]
+    return found
+print(" ".join(hosts("borgstack")))')
+read -r -a cluster <<<"$members"
+if [ "${#cluster[@]}" -gt 1 ]; then
+  manager=${cluster[0]}
+  host=$(for name in "${cluster[@]}"; do
+    ansible-inventory -i "$inventory" --host "$name" | python3 -c '
+import json, sys
+sys.exit(0 if json.load(sys.stdin).get("borgstack_node_edge") else 1)' && { echo "$name"; break; }
+  done)
+  [ -n "$host" ] || { echo "benchmark: no host with borgstack_node_edge in $inventory" >&2; exit 1; }
+  if [ -z "$lost" ]; then
+    for name in "${cluster[@]}"; do
+      ansible-inventory -i "$inventory" --host "$name" | python3 -c '
+import json, sys
+v = json.load(sys.stdin)
+sys.exit(1 if v.get("borgstack_node_edge") or v.get("borgstack_node_data") else 0)' && lost=$name
+    done
+  fi
+  [ "$node_loss" -eq 0 ] || [ -n "$lost" ] || { echo "benchmark: no host without data and edge to stop" >&2; exit 1; }
+else
+  cluster=()
+  [ "$node_loss" -eq 0 ] || { echo "benchmark: --node-loss needs a cluster inventory (2+ hosts)" >&2; exit 2; }
+fi
 
 vars=$(ansible-inventory -i "$inventory" --host "$host")
 get() { python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2], ""))' "$vars" "$1"; }
@@ -34,109 +81,80 @@ ip=$(get lab_public_ip); ip=${ip:-$(docker inspect -f '{{(index .NetworkSettings
 domain=$(get borgstack_domain)
 # The inventory's services with n8n's image replaced (-e replaces the whole dict, so every other key is kept).
 services_with() {
-  python3 - "$inventory" "$1" <<'PY'
-import json, sys, yaml
-from pathlib import Path
-services = {}
-for path in sorted(Path(sys.argv[1], "group_vars").rglob("*.yml")):
-    services.update((yaml.safe_load(path.read_text()) or {}).get("borgstack_services") or {})
+  python3 -c '
+import json, sys
+services = json.loads(sys.argv[1]).get("borgstack_services") or {}
 services.setdefault("n8n", {})["image"] = sys.argv[2]
-print(json.dumps({"borgstack_services": services}))
-PY
+print(json.dumps({"borgstack_services": services}))' "$vars" "$1"
 }
 
 # n8n's image in the inventory (else the registry's default).
-base=$(python3 - "$inventory" <<'PY'
-import sys, yaml
-from pathlib import Path
-for path in sorted(Path(sys.argv[1], "group_vars").rglob("*.yml")):
-    image = ((yaml.safe_load(path.read_text()) or {}).get("borgstack_services") or {}).get("n8n", {}).get("image")
-    if image:
-        print(image)
-        break
-PY
-)
+base=$(python3 -c 'import json,sys; print(((json.loads(sys.argv[1]).get("borgstack_services") or {}).get("n8n") or {}).get("image", ""))' "$vars")
 [ -n "$base" ] || base=$(grep -A6 '^  n8n:' playbooks/group_vars/all/services.yml | sed -n 's/^ *image: //p' | head -1)
 bench="${base}-bench"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+workflow=""
+cleanup() {
+  if [ -n "$workflow" ]; then
+    python3 scripts/benchmark_webhooks.py webhook-delete "$ip" "n8n.$domain" "$work/root.crt" "$email" \
+      "$work/owner-password" "$workflow" || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
-running=$(docker exec "$lab" docker inspect -f '{{.Config.Image}}' borgstack-n8n)
+if [ "${#cluster[@]}" -gt 0 ]; then
+  running=$(docker exec "$manager" docker service inspect -f '{{.Spec.TaskTemplate.ContainerSpec.Image}}' borgstack_n8n)
+else
+  running=$(docker exec "$lab" docker inspect -f '{{.Config.Image}}' borgstack-n8n)
+fi
 [ "$running" = "$base" ] || { echo "benchmark: n8n runs $running, not the inventory's $base: converge first" >&2; exit 1; }
-# The "new version": the same build with another label, so another image id and another reference.
-printf 'FROM %s\nLABEL org.borgstack.benchmark="update %s"\n' "$base" "$(date -u +%FT%TZ)" \
-  | docker exec -i "$lab" docker build --quiet --tag "$bench" - >/dev/null
-docker exec "$lab" cat /opt/borgstack/services/caddy/root.crt >"$work/root.crt"
+# The "new version": the same build with another label, so another image id and another reference (on a cluster, on
+# every node: a task may land on any of them, and there is no registry).
+label="update $(date -u +%FT%TZ)"
+for node in "${cluster[@]:-$lab}"; do
+  [ "$node_loss" -eq 0 ] || break
+  printf 'FROM %s\nLABEL org.borgstack.benchmark="%s"\n' "$base" "$label" \
+    | docker exec -i "$node" docker build --quiet --tag "$bench" - >/dev/null
+done
+if [ "${#cluster[@]}" -gt 0 ]; then
+  # Caddy's internal CA root, from the Caddy task on the edge node (no copy of it on a swarm yet).
+  caddy=$(docker exec "$lab" docker ps -q --filter label=com.docker.swarm.service.name=borgstack_caddy | head -1)
+  docker exec "$lab" docker exec "$caddy" cat /data/caddy/pki/authorities/local/root.crt >"$work/root.crt"
+  email=$(get borgstack_admin_email)
+  docker exec "$manager" cat /opt/borgstack/services/n8n/owner-password >"$work/owner-password"
+  chmod 600 "$work/owner-password"
+  read -r workflow path < <(python3 scripts/benchmark_webhooks.py webhook-create "$ip" "n8n.$domain" "$work/root.crt" \
+    "$email" "$work/owner-password")
+  [ -n "$workflow" ] || exit 1
+  playbook=(ansible-playbook site.yml -i "$inventory" --tags n8n)
+else
+  docker exec "$lab" cat /opt/borgstack/services/caddy/root.crt >"$work/root.crt"
+  path=webhook/borgstack/replay
+  playbook=(ansible-playbook site.yml -i "$inventory" --limit "$host" --tags n8n)
+fi
+
+if [ "$node_loss" -eq 1 ]; then
+  [ "$lost" != "$manager" ] || manager=${cluster[1]}
+  echo "node loss under webhook load through Caddy on $host ($ip), $workers requests/s, POST https://n8n.$domain/$path"
+  echo "cluster of ${#cluster[@]} (${cluster[*]}); load: $(uptime | sed 's/.*load average: //')"
+  echo "target: failed=0 after the loss"
+  python3 scripts/benchmark_webhooks.py node-loss "$work" "$ip" "n8n.$domain" "$path" "$workers" "$manager" "$lost"
+  exit
+fi
 
 measure() {  # measure LABEL IMAGE: the request loop around one `--tags n8n` run that sets n8n's image to IMAGE
-  local label=$1 image=$2
-  services_with "$image" >"$work/extra.json"
-  python3 - "$work" "$label" "$ip" "n8n.$domain" "$workers" "$requests" \
-    ansible-playbook site.yml -i "$inventory" --limit "$host" --tags n8n -e "@$work/extra.json" <<'PY'
-import http.client, json, re, socket, ssl, subprocess, sys, threading, time
-work, label, ip, hostname, workers, limit = sys.argv[1:7]
-log_path = f"{work}/{re.sub('[^A-Za-z0-9.-]+', '_', label)}.log"
-workers, limit = int(workers), int(limit)
-command = sys.argv[7:]
-context = ssl.create_default_context(cafile=f"{work}/root.crt")
-
-class Connection(http.client.HTTPSConnection):
-    """HTTPS to the lab host's public address with the site's name (SNI and certificate check): curl --resolve."""
-    def connect(self):
-        self.sock = self._context.wrap_socket(socket.create_connection((ip, 443), self.timeout),
-                                              server_hostname=self.host)
-
-lock, stop = threading.Lock(), threading.Event()
-results = []  # (status or error, seconds)
-
-def client():
-    while not stop.is_set():
-        with lock:
-            if len(results) >= limit:
-                return
-        started = time.monotonic()
-        try:
-            conn = Connection(hostname, 443, context=context, timeout=150)
-            conn.request("POST", "/webhook/borgstack/replay", body=b"{}",
-                         headers={"Content-Type": "application/json", "Connection": "close"})
-            answer = conn.getresponse()
-            answer.read()
-            outcome = answer.status
-            conn.close()
-        except (OSError, http.client.HTTPException) as exc:
-            outcome = type(exc).__name__
-        with lock:
-            results.append((outcome, time.monotonic() - started))
-
-threads = [threading.Thread(target=client, daemon=True) for _ in range(workers)]
-for thread in threads:
-    thread.start()
-time.sleep(3)  # requests already flowing before the update starts
-started = time.monotonic()
-with open(log_path, "w") as log:
-    rc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
-took = time.monotonic() - started
-time.sleep(5)  # and after it ended
-stop.set()
-for thread in threads:
-    thread.join()
-failed = [r for r in results if not (isinstance(r[0], int) and 200 <= r[0] < 300)]
-kinds = {}
-for outcome, _secs in failed:
-    kinds[str(outcome)] = kinds.get(str(outcome), 0) + 1
-slowest = max((secs for _o, secs in results), default=0.0)
-recap = [line for line in open(log_path) if " changed=" in line]
-print(f"{label:<28} playbook rc={rc} in {took:6.1f} s ({recap[-1].split(':', 1)[1].split()[1] if recap else '?'})  "
-      f"requests sent={len(results)} failed={len(failed)}{' ' + json.dumps(kinds) if kinds else ''}  "
-      f"slowest answer={slowest:.1f} s")
-if rc != 0:
-    print(open(log_path).read()[-3000:], file=sys.stderr)
-sys.exit(rc)
-PY
+  services_with "$2" >"$work/extra.json"
+  python3 scripts/benchmark_webhooks.py update "$work" "$1" "$ip" "n8n.$domain" "$path" "$workers" "$requests" \
+    -- "${playbook[@]}" -e "@$work/extra.json"
 }
 
-echo "n8n update through Caddy on $host ($ip), $workers clients, POST https://n8n.$domain/webhook/borgstack/replay"
+echo "n8n update through Caddy on $host ($ip), $workers clients, POST https://n8n.$domain/$path"
+[ "${#cluster[@]}" -eq 0 ] || echo "cluster of ${#cluster[@]} (${cluster[*]}); load: $(uptime | sed 's/.*load average: //')"
 echo "target: failed=0"
 measure "update to $bench" "$bench"
 measure "update back to $base" "$base"
-docker exec "$lab" docker image rm "$bench" >/dev/null
+for node in "${cluster[@]:-$lab}"; do
+  # On a swarm the old tasks' stopped containers still hold the image for a while: left in place then.
+  docker exec "$node" docker image rm "$bench" >/dev/null 2>&1 || [ "${#cluster[@]}" -gt 0 ]
+done

@@ -172,8 +172,13 @@ _SWARM_DROPPED = ("container_name", "restart", "depends_on", "mem_limit", "shm_s
 _PORT = re.compile(r"^(?P<published>[0-9]+):(?P<target>[0-9]+)(?:/(?P<protocol>tcp|udp))?$")
 _SIZE = re.compile(r"^(?P<number>[0-9]+)(?P<unit>[bkmg]?)$")
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
-# The Compose file format the rendered stacks declare (every key written below exists in it).
-SWARM_STACK_VERSION = "3.8"
+# The Compose file format the rendered stacks declare (every key written below exists in it; healthcheck
+# start_interval needs 3.12, which the Docker CLI 25 and later read).
+SWARM_STACK_VERSION = "3.12"
+# How often a new task's health check runs during its start period. A swarm task enters the service's DNS (the
+# name Caddy dials) only once healthy: with the app's own interval (n8n: 15 s) a ready app would wait that long
+# unseen, while Caddy holds the requests of a stop-first update.
+SWARM_START_INTERVAL = "2s"
 
 
 def _labels_true(labels: Mapping[str, Any], key: str) -> bool:
@@ -245,6 +250,9 @@ def _swarm_service(key: str, spec: Mapping[str, Any], service: str, settings: Ma
                         "tmpfs": {"size": _bytes(spec["shm_size"], f"{where}.shm_size")}})
     if volumes:
         out["volumes"] = volumes
+    health = spec.get("healthcheck")
+    if isinstance(health, Mapping) and health.get("start_period") and "start_interval" not in health:
+        out["healthcheck"] = {**health, "start_interval": SWARM_START_INTERVAL}
     # Two processes on one data directory (or on one n8n's triggers, one WhatsApp session, one host port) must
     # never overlap: those stop first; the rest start the new task before stopping the old one.
     order = "stop-first" if (stateful or edge or single or key in (settings.get("stop_first") or [])) else "start-first"

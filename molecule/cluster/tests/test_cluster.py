@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -415,3 +416,55 @@ def test_a_webhook_through_caddy_runs_on_a_worker():
     assert f"Enqueued execution {execution} " in main_log
     assert f"Worker started execution {execution} " not in main_log
     _n8n("PATCH", f"/rest/workflows/{workflow}", {"active": False})
+
+
+# --- a rolling update that fails ----------------------------------------------------------------------------------
+def test_a_bad_n8n_version_is_rolled_back_and_the_play_fails_naming_it():
+    """An n8n "version" that never starts (the lab build with /bin/false as its entrypoint, built on every node)
+    through `site.yml --tags n8n`: the swarm's update fails, it rolls the main and the workers back
+    (failure_action: rollback) to the inventory's image, and the play fails naming the service - it waits for the
+    swarm's update state, not only for N/N tasks (which an old task satisfies before it is replaced). Then the next
+    run deploys the inventory's image and changes nothing. Runs last: n8n is down for part of it."""
+    base = "borgstack-lab/n8n:1.113.3"
+    broken = f"{base}-broken"
+    for node in NODES:
+        subprocess.run(["docker", "exec", "-i", node, "docker", "build", "--quiet", "--tag", broken, "-"],
+                       input=f'FROM {base}\nENTRYPOINT ["/bin/false"]\n', text=True, check=True,
+                       capture_output=True, timeout=300)
+    scenario = yaml.safe_load((Path(__file__).resolve().parents[1] / "molecule.yml").read_text())
+    services = scenario["provisioner"]["inventory"]["group_vars"]["borgstack"]["borgstack_services"]
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0",
+           "ANSIBLE_ROLES_PATH": str(PROJECT / "roles")}
+
+    def play(image: str) -> subprocess.CompletedProcess:
+        extra = json.dumps({"borgstack_services": {**services, "n8n": {"image": image}}})
+        return subprocess.run(["ansible-playbook", str(PROJECT / "site.yml"), "-i", inventory(), "--tags", "n8n",
+                               "-e", extra], cwd=PROJECT, capture_output=True, text=True, timeout=1500, env=env,
+                              check=False)
+
+    started = time.monotonic()
+    proc = play(broken)
+    output = " ".join((proc.stdout + proc.stderr).split())
+    print(f"the bad version's run failed after {time.monotonic() - started:.0f} s")
+    assert proc.returncode != 0, output[-3000:]
+    assert "The swarm did not finish the update of borgstack_n8n" in output, output[-3000:]
+    assert "rollback_completed" in output, output[-3000:]
+    for service in ("n8n", "n8n-worker"):
+        spec = json.loads(sh("borgstack-swarm-1", "docker", "service", "inspect", f"{STACK}_{service}").stdout)[0]
+        assert spec["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == base, (service, spec["Spec"])
+    main = wait_for("n8n's main running again", lambda: running_tasks("n8n"), timeout=300, every=3)
+    assert len(main) == 1, main
+    # The inventory's image again: the swarm already runs it, so nothing changes.
+    proc = play(base)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert all(int(c) == 0 for c in re_changed(output)), output[-3000:]
+    for node in NODES:
+        sh(node, "docker", "image", "rm", broken, check=False)
+
+
+def re_changed(output: str) -> list[str]:
+    """The changed= counts of a play recap, one per host (three here)."""
+    counts = re.findall(r"^borgstack-swarm-\d\s*: ok=\d+\s+changed=(\d+)", output, re.M)
+    assert len(counts) == len(NODES), output[-3000:]
+    return counts

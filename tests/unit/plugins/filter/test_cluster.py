@@ -274,3 +274,21 @@ def test_a_node_too_small_for_what_may_run_there_is_named():
         cluster_ram_plan(cluster_plan(nodes), {"n1": 16384}, _registry())
     with pytest.raises(AnsibleFilterError, match="enabled cluster_plan"):
         cluster_ram_plan(cluster_plan({"solo": node("10.0.0.9")}), {"solo": 4096}, _registry())
+
+
+def test_a_health_check_with_a_start_period_checks_often_while_the_task_starts():
+    """A swarm task joins its service's DNS only once healthy: during the start period the check runs every
+    SWARM_START_INTERVAL, not at the app's own pace; a check without a start period, or with its own start interval,
+    is kept as written."""
+    compose = {"services": {
+        "n8n": {"image": "n8n", "healthcheck": {"test": ["CMD", "true"], "interval": "15s", "start_period": "300s"}},
+        "own": {"image": "x", "healthcheck": {"test": ["CMD", "true"], "start_period": "9s", "start_interval": "5s"}},
+        "plain": {"image": "y", "healthcheck": {"test": ["CMD", "true"], "interval": "15s"}}}}
+    services = swarm_stack(compose, "n8n", SETTINGS)["services"]
+    assert services["n8n"]["healthcheck"] == {"test": ["CMD", "true"], "interval": "15s", "start_period": "300s",
+                                              "start_interval": "2s"}
+    assert services["own"]["healthcheck"]["start_interval"] == "5s"
+    assert "start_interval" not in services["plain"]["healthcheck"]
+    assert compose["services"]["n8n"]["healthcheck"] == {"test": ["CMD", "true"], "interval": "15s",
+                                                         "start_period": "300s"}  # the input is not changed
+
