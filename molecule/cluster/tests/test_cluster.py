@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -460,3 +461,87 @@ def test_health_play_counts_every_task_and_names_one_that_keeps_failing():
         sh(DATA, "docker", "service", "rollback", "--detach", service, check=False)
     wait_for(f"{service} back at 2 running tasks", lambda: len(running_tasks("n8n-worker")) == 2, timeout=300,
              every=3)
+
+
+# --- Shrinking and growing by inventory ----------------------------------------------------------------------
+LAST = list(NODES)[-1]  # an app node (no data, not the edge): the one taken out and put back
+
+
+def _inventory_without(tmp_path: Path, host: str) -> Path:
+    """A copy of the scenario's inventory with ``host`` moved out of the borgstack group into borgstack_retired (the
+    inventory still reaches it, so the play can make it leave; its connection variables go with it)."""
+    source = Path(inventory())
+    copy = tmp_path / "inventory"
+    subprocess.run(["cp", "-r", str(source), str(copy)], check=True)
+    moved = False
+    for path in copy.glob("*.y*ml"):
+        data = yaml.safe_load(path.read_text()) or {}
+        for root in (data, data.get("all", {}).get("children", {})):
+            group = (root or {}).get("borgstack") if isinstance(root, dict) else None
+            if isinstance(group, dict) and host in (group.get("hosts") or {}):
+                host_vars = group["hosts"].pop(host)
+                root["borgstack_retired"] = {"hosts": {host: host_vars}}
+                moved = True
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert moved, f"{host} not found in the borgstack group of {source}"
+    return copy
+
+
+def _play(inventory_dir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0",
+           "ANSIBLE_ROLES_PATH": str(PROJECT / "roles")}
+    return subprocess.run(["ansible-playbook", str(PROJECT / "site.yml"), "-i", str(inventory_dir), *args],
+                          cwd=PROJECT, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+
+
+def _changed(output: str) -> dict[str, int]:
+    """{host: changed} from the play recap."""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)", output, re.M)}
+
+
+def _rules_for(node: str, address: str) -> list[str]:
+    return [line for line in sh(node, "ufw", "status").stdout.splitlines() if address in line]
+
+
+def test_a_host_removed_from_the_inventory_is_drained_and_leaves_and_comes_back_on_return(tmp_path):
+    """The last node (apps only) leaves the borgstack group: the rerun drains it (its tasks start on the others),
+    the host leaves the swarm, a manager removes it from the node list, and the other members' UFW rules for its
+    address are deleted; a second rerun changes nothing. Holding data no other host takes over is refused before
+    any change, naming node and service. Then the node is put back: the rerun makes it join, and after a forced
+    rebalance of the n8n workers (the swarm does not move running tasks by itself) it runs tasks again."""
+    address = NODES[LAST]
+    assert all(_rules_for(node, address) for node in NODES if node != LAST)
+    smaller = _inventory_without(tmp_path, LAST)
+    run = _play(smaller, "--tags", "swarm")
+    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+    assert "Take out the nodes" in run.stdout or "Drain the departing nodes" in run.stdout, run.stdout[-3000:]
+    assert LAST not in {n["Hostname"] for n in nodes_seen_from(DATA)}
+    assert sh(LAST, "docker", "info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip() == "inactive"
+    for node in NODES:
+        if node != LAST:
+            assert _rules_for(node, address) == [], (node, sh(node, "ufw", "status").stdout)
+    def settled_without_it():
+        now = {service: running_tasks(service) for service in PLACED}
+        return all(len(now[s]) == count and LAST not in {t["node"] for t in now[s]}
+                   for s, (_allowed, count) in PLACED.items())
+    wait_for("every service at its count without the removed node", settled_without_it, timeout=300, every=3)
+    again = _play(smaller, "--tags", "swarm")
+    assert again.returncode == 0 and set(_changed(again.stdout).values()) == {0}, again.stdout[-4000:]
+
+    # Taking the data node out with no other host holding PostgreSQL: refused before any change, naming both.
+    refused = _play(_inventory_without(tmp_path / "data", DATA), "--tags", "swarm", timeout=600)
+    output = " ".join((refused.stdout + refused.stderr).split())
+    assert refused.returncode != 0 and set(_changed(refused.stdout).values()) == {0}, output[-3000:]
+    assert (f"swarm node {DATA} ({NODES[DATA]}) is no longer in the inventory but holds the data of postgresql"
+            in output), output[-3000:]
+    assert DATA in {n["Hostname"] for n in nodes_seen_from(EDGE)}
+
+    # Back in the inventory: it joins (the firewall role gives the others their rules for it again).
+    back = _play(Path(inventory()), "--tags", "firewall,swarm")
+    assert back.returncode == 0, (back.stdout + back.stderr)[-5000:]
+    wait_for(f"{LAST} Ready again", lambda: any(n["Hostname"] == LAST and n["Status"] == "Ready"
+                                                for n in nodes_seen_from(DATA)), timeout=120, every=3)
+    assert all(_rules_for(node, address) for node in NODES if node != LAST)
+    sh(DATA, "docker", "service", "update", "--force", "--detach", f"{STACK}_n8n-worker")
+    wait_for(f"an n8n worker task on {LAST}",
+             lambda: LAST in {t["node"] for t in running_tasks("n8n-worker")}, timeout=300, every=3)
