@@ -63,8 +63,8 @@ def test_all_running_is_healthy_with_the_nodes_listed_once():
 
 
 def test_a_task_starting_or_shutting_down_is_not_counted_running():
-    rows = [task("borgstack_n8n.1", "node-3", "Starting"), task("borgstack_n8n.1", "node-2", "Running",
-                                                                   desired="Shutdown")]
+    rows = [task("borgstack_n8n.1", "node-3", "Starting"),
+            task("borgstack_n8n.1", "node-2", "Running", desired="Shutdown")]
     summary = task_summary("borgstack_n8n", "0/1", rows)
     assert (summary["running"], summary["nodes"]) == (0, [])
     assert summary_problem(summary) == "borgstack_n8n 0/1 tasks running"
