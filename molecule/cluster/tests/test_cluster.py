@@ -473,6 +473,7 @@ def _inventory_without(tmp_path: Path, host: str) -> Path:
     inventory still reaches it, so the play can make it leave; its connection variables go with it)."""
     source = Path(inventory())
     copy = tmp_path / "inventory"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cp", "-r", str(source), str(copy)], check=True)
     moved = False
     for path in copy.glob("*.y*ml"):
