@@ -657,16 +657,19 @@ def _verdict(problems: Iterable[str]) -> str:
 
 
 def render_table(report: list[dict[str, Any]]) -> list[str]:
-    """``service | url | status`` lines, columns padded to the widest cell."""
-    rows = [("service", "url", "status")] + [
+    """``service | url | status`` lines, columns padded to the widest cell; on a swarm (entries with ``replicas``)
+    a fourth column, ``tasks @nodes``, gives each swarm service's running/desired tasks and their nodes."""
+    swarm = any("replicas" in entry for entry in report)
+    rows = [("service", "url", "status") + (("tasks @nodes",) if swarm else ())] + [
         (entry["name"], entry.get("url") or "-",
-         (entry["status"] if entry["status"] == OK else f"failing ({', '.join(_failing_names(entry))})")
-         + (f" | {summary_cell(entry['replicas'])}" if entry.get("replicas") else ""))
+         entry["status"] if entry["status"] == OK else f"failing ({', '.join(_failing_names(entry))})")
+        + ((summary_cell(entry.get("replicas") or []) or "-",) if swarm else ())
         for entry in report
     ]
-    widths = [max(len(row[col]) for row in rows) for col in range(2)]
-    lines = [f"{row[0].ljust(widths[0])} | {row[1].ljust(widths[1])} | {row[2]}" for row in rows]
-    lines.insert(1, f"{'-' * widths[0]}-+-{'-' * widths[1]}-+-{'-' * 6}")
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]) - 1)]
+    lines = [" | ".join([cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]]) for row in rows]
+    rule = "-+-".join(["-" * width for width in widths] + ["-" * max(6, len(rows[0][-1]))])
+    lines.insert(1, rule)
     return lines
 
 

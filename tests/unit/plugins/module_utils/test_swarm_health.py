@@ -179,7 +179,9 @@ def test_a_healthy_swarm_reports_replicas_and_nodes_per_service():
     assert n8n["checks"] == {"replicas": "ok", "public": "ok"}
     assert [(r["service"], r["running"], r["desired"], r["nodes"]) for r in n8n["replicas"]] == [
         ("borgstack_n8n", 1, 1, ["node-3"]), ("borgstack_n8n-worker", 2, 2, ["node-2", "node-4"])]
-    assert result["table"][3].endswith("| ok | n8n 1/1 @node-3, n8n-worker 2/2 @node-2,node-4")
+    assert result["table"][0].split(" | ")[-1] == "tasks @nodes"
+    assert result["table"][3] == ("n8n        | https://n8n.lab.test/healthz | ok     | "
+                                  "n8n 1/1 @node-3, n8n-worker 2/2 @node-2,node-4")
     # The public URL went to the edge node's address; nothing was inspected on this node.
     assert ("http", "https://n8n.lab.test/healthz", "10.0.0.2", False) in swarm.calls
     assert not any(call[0] == "swarm_logs" for call in swarm.calls)
