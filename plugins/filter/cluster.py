@@ -61,12 +61,15 @@ def _manager_count(nodes: Mapping[str, Any], managers: Any) -> int:
 
 
 def cluster_errors(nodes: Any, managers: Any = 0, stateful: Any = None, single_instance: Any = None,
-                   replicas: Any = None) -> List[str]:
+                   replicas: Any = None, seen: Any = None) -> List[str]:
     """Everything wrong with the cluster the inventory describes, one message per problem naming the host or the
     variable and the fix. Empty for a single host (no cluster: nothing here applies).
 
     ``managers``: swarm_managers (0 = automatic); ``stateful``: the services whose data pins them to one host;
-    ``single_instance``: services that must never run twice; ``replicas``: {service: replicas asked for}."""
+    ``single_instance``: services that must never run twice; ``replicas``: {service: replicas asked for};
+    ``seen``: ``docker node inspect`` of the swarm's nodes as the first manager sees them (empty before the swarm
+    exists) - a node the inventory no longer has that holds a stateful service's data (its
+    ``borgstack.data.<service>`` label) no host of the inventory takes over is refused: leaving would strand it."""
     nodes = _nodes("cluster_errors", nodes)
     if len(nodes) < 2:
         return []
@@ -126,7 +129,73 @@ def cluster_errors(nodes: Any, managers: Any = 0, stateful: Any = None, single_i
         if asked != 1:
             errors.append(f"swarm_replicas.{service} is {asked!r}: {service} must run exactly once (two processes "
                           f"on one WhatsApp session corrupt it); set it to 1 or remove it")
+    for node in swarm_departures(seen or [], nodes):
+        pinned = [key[len(DATA_LABEL):] for key, value in node["labels"].items()
+                  if key.startswith(DATA_LABEL) and str(value).lower() == "true"]
+        for service in pinned:
+            if service not in owners:
+                errors.append(f"swarm node {node['hostname']} ({node['address']}) is no longer in the inventory but "
+                              f"holds the data of {service} (node label {DATA_LABEL}{service}), and no host of the "
+                              f"inventory takes {service} over: taking the node out would strand that data. Put "
+                              f"{node['hostname']} back in the inventory, or move {service}'s data to another host "
+                              f"and give it {service} in borgstack_node_data")
     return errors
+
+
+# --- Nodes the inventory no longer has, labels it no longer gives ------------------------------------------------
+DATA_LABEL = f"{LABEL_PREFIX}.data."
+
+
+def _seen(filter_name: str, seen: Any) -> List[Mapping[str, Any]]:
+    if not isinstance(seen, list) or not all(isinstance(n, Mapping) and n.get("ID") for n in seen):
+        raise AnsibleFilterError(f"{filter_name}: expects the list `docker node inspect` prints (each with an ID), "
+                                 f"found {seen!r}")
+    return seen
+
+
+def _seen_node(node: Mapping[str, Any]) -> Dict[str, Any]:
+    """The parts of one ``docker node inspect`` entry the play uses. The address is the one the node advertises
+    (Status.Addr; a manager that listens on every interface shows 0.0.0.0 there, its ManagerStatus has it)."""
+    spec = node.get("Spec") or {}
+    status = node.get("Status") or {}
+    address = str(status.get("Addr") or "")
+    if address in ("", "0.0.0.0"):
+        address = str((node.get("ManagerStatus") or {}).get("Addr") or "").rsplit(":", 1)[0]
+    return {"id": str(node["ID"]), "hostname": str((node.get("Description") or {}).get("Hostname") or node["ID"]),
+            "address": address, "role": str(spec.get("Role") or "worker"),
+            "availability": str(spec.get("Availability") or "active"), "state": str(status.get("State") or ""),
+            "labels": dict(spec.get("Labels") or {})}
+
+
+def swarm_departures(seen: Any, nodes: Any) -> List[Dict[str, Any]]:
+    """The swarm's nodes the inventory no longer has - ``{id, hostname, address, role, availability, state,
+    labels}`` each, in the order ``seen`` lists them: a node whose address no host of ``nodes`` (filter
+    cluster_nodes) has, and a ``down`` node whose address a live node of the swarm has taken (the host left and
+    joined again: its old entry stays behind until a manager removes it)."""
+    seen = [_seen_node(node) for node in _seen("swarm_departures", seen)]
+    addresses = {str(node.get("address")) for node in _nodes("swarm_departures", nodes).values()}
+    live = {node["address"] for node in seen if node["state"] != "down"}
+    return [node for node in seen
+            if node["address"] not in addresses or (node["state"] == "down" and node["address"] in live)]
+
+
+def swarm_stale_labels(seen: Any, plan: Any) -> Dict[str, List[str]]:
+    """{node ID: [label keys]} - the ``borgstack.*`` labels a node of the plan (filter cluster_plan) carries that the
+    plan no longer gives it (a host that stopped holding a service's data, stopped being an edge). Other labels are
+    the operator's and stay. Nodes the plan does not have are swarm_departures' business."""
+    if not isinstance(plan, Mapping) or not isinstance(plan.get("nodes"), Mapping):
+        raise AnsibleFilterError("swarm_stale_labels: expects the cluster_plan")
+    by_address = {str(node["address"]): node for node in plan["nodes"].values()}
+    stale: Dict[str, List[str]] = {}
+    for node in (_seen_node(n) for n in _seen("swarm_stale_labels", seen)):
+        wanted = by_address.get(node["address"])
+        if wanted is None or node["state"] == "down":
+            continue
+        keys = sorted(key for key in node["labels"]
+                      if (key == LABEL_PREFIX or key.startswith(LABEL_PREFIX + ".")) and key not in wanted["labels"])
+        if keys:
+            stale[node["id"]] = keys
+    return stale
 
 
 def cluster_plan(nodes: Any, managers: Any = 0) -> Dict[str, Any]:
@@ -365,4 +434,4 @@ class FilterModule(NamedFilters):
     """Cluster (Docker Swarm) filters."""
 
     FILTERS = (cluster_nodes, cluster_errors, cluster_plan, cluster_firewall_rules, swarm_hosts, swarm_stack,
-               cluster_ram_plan)
+               cluster_ram_plan, swarm_departures, swarm_stale_labels)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
@@ -70,6 +71,28 @@ def ufw_rules(ssh_ports: Any, ssh_limit: Any, public_ports: Any, extra_rules: An
     return rules
 
 
+_PEER_RULE = re.compile(r"^ufw allow from (?P<from>\S+) to any port (?P<port>[0-9]+) proto (?P<proto>tcp|udp) "
+                        r"comment 'Docker Swarm peer'$")
+
+
+def stale_cluster_rules(added: Any, peers: Any) -> list[dict[str, Any]]:
+    """The swarm-port rules (``ufw show added`` lines with the comment ``Docker Swarm peer``, which only the
+    cluster's rules carry) whose source is not one of ``peers`` any more - a host that left the cluster - as
+    ``{port, proto, from}`` to delete. Every other rule is left alone."""
+    if not isinstance(added, list) or not all(isinstance(line, str) for line in added):
+        raise AnsibleFilterError("stale_cluster_rules: expects the lines of `ufw show added`")
+    if not isinstance(peers, list):
+        raise AnsibleFilterError(f"stale_cluster_rules: expects the list of peer addresses, found {peers!r}")
+    keep = {str(peer) for peer in peers}
+    stale = []
+    for line in added:
+        match = _PEER_RULE.match(line.strip())
+        if match and match.group("from") not in keep:
+            stale.append({"port": int(match.group("port")), "proto": match.group("proto"),
+                          "from": match.group("from")})
+    return stale
+
+
 def _chain_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip().startswith("-A DOCKER-USER ")]
 
@@ -112,4 +135,4 @@ def managed_block_in_place(text: Any, block: Any, marker: str = MARKER) -> bool:
 class FilterModule(NamedFilters):
     """Firewall state filters."""
 
-    FILTERS = (firewall_state, ufw_rules, firewall_in_place, managed_block_in_place)
+    FILTERS = (firewall_state, ufw_rules, firewall_in_place, managed_block_in_place, stale_cluster_rules)

@@ -616,13 +616,16 @@ def postgres_tenants(registry: Any, master: Any, overrides: Any = None, every: b
     return tenants
 
 
-def health_checks(registry: Any, domain: Any, endpoints: Any, tenants: Any, redis_password: Any = "") -> List[Dict[str, Any]]:
+def health_checks(registry: Any, domain: Any, endpoints: Any, tenants: Any, redis_password: Any = "",
+                  swarm_stack: Any = "") -> List[Dict[str, Any]]:
     """The stack_health module's ``services`` list for the enabled services.
 
     Every long-running container of a service is checked (workers per replica); the main container answers an HTTP
     check on its ``health`` path (else a TCP check on its port); services with a site get a check of
     ``https://<hostname><health>`` through the proxy, those with a PostgreSQL tenant a real login with the tenant's
-    password (``tenants``: postgres_tenants' list), and Redis a password-checked PING.
+    password (``tenants``: postgres_tenants' list), and Redis a password-checked PING. With ``swarm_stack`` (a
+    cluster) each check also names the swarm services of the service: ``<stack>_<Compose service>`` per long-running
+    container of the registry (the stack file's service keys).
     """
     registry = _mapping("health_checks", registry, "the registry")
     endpoints = _mapping("health_checks", endpoints, "the endpoints")
@@ -642,6 +645,9 @@ def health_checks(registry: Any, domain: Any, endpoints: Any, tenants: Any, redi
             check["container"] = names[0]
         else:
             check["containers"] = names
+        if swarm_stack:
+            check["swarm_services"] = [f"{swarm_stack}_{key}" for key, spec in containers.items()
+                                       if spec.get("kind") != "job" and _replicas(spec) > 0]
         spec = containers.get(main, {})
         if spec.get("health"):
             check["internal_check"] = {"type": "http", "port": spec["port"], "path": spec["health"]}

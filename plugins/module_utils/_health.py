@@ -21,10 +21,18 @@ from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
 from ansible_collections.borgstack.stack.plugins.module_utils._psycopg import psycopg
+from ansible_collections.borgstack.stack.plugins.module_utils._swarm_health import (
+    parse_json_lines,
+    summary_cell,
+    summary_problem,
+    task_summary,
+)
 
 OK = "ok"
 SKIPPED = "skipped"
 CHECK_NAMES = ("container", "health", "internal", "public", "database")
+# On a swarm the tasks run on other nodes: their containers and overlay addresses cannot be inspected from here.
+SWARM_CHECK_NAMES = ("replicas", "public")
 
 BACKOFF_FIRST = 1.0
 BACKOFF_CAP = 15.0
@@ -66,6 +74,7 @@ def stack_health_module_kwargs() -> dict[str, Any]:
         "internal_check": {"type": "dict", "options": internal_check},
         "public_url": {"type": "str"},
         "public_expect_status": {"type": "list", "elements": "int", "default": [200]},
+        "swarm_services": {"type": "list", "elements": "str"},
         "database": {
             "type": "dict",
             "options": database,
@@ -89,6 +98,7 @@ def stack_health_module_kwargs() -> dict[str, Any]:
             "validate_certs": {"type": "bool", "default": True},
             "timeout": {"type": "int", "default": 300},
             "log_lines": {"type": "int", "default": 20},
+            "swarm_stack": {"type": "str"},
         },
         "supports_check_mode": True,
     }
@@ -162,6 +172,36 @@ class Probe:
         rc, out, err = self._docker_cli("logs", "--timestamps", "--tail", str(lines), container)
         if rc != 0:
             return [f"(docker logs failed: {err.strip()})"]
+        return merge_timestamped_logs(out, err, lines)
+
+    # Swarm (on a manager) -------------------------------------------------------------------------------------
+    def swarm_services(self, stack: str) -> dict[str, str]:
+        """{service name: REPLICAS cell} of every service of the stack ``stack``."""
+        rc, out, err = self._docker_cli("service", "ls", "--filter", f"label=com.docker.stack.namespace={stack}",
+                                        "--format", "{{json .}}")
+        if rc != 0:
+            raise ProbeError(f"docker service ls failed (is this host a swarm manager?): {err.strip()}")
+        try:
+            return {str(row["Name"]): str(row.get("Replicas") or "") for row in parse_json_lines(out)}
+        except (ValueError, KeyError) as exc:
+            raise ProbeError(f"docker service ls: unreadable output ({exc})") from exc
+
+    def swarm_tasks(self, service: str) -> list[dict[str, Any]]:
+        """``docker service ps`` rows of one service, its task history included (newest first per slot)."""
+        rc, out, err = self._docker_cli("service", "ps", "--no-trunc", "--format", "{{json .}}", service)
+        if rc != 0:
+            raise ProbeError(f"docker service ps {service} failed: {err.strip()}")
+        try:
+            return parse_json_lines(out)
+        except ValueError as exc:
+            raise ProbeError(f"docker service ps {service}: unreadable output ({exc})") from exc
+
+    def swarm_logs(self, target: str, lines: int) -> list[str]:
+        """The last ``lines`` lines of a swarm service or task (by ID), from whichever node ran it."""
+        rc, out, err = self._docker_cli("service", "logs", "--timestamps", "--no-trunc", "--tail", str(lines),
+                                        target)
+        if rc != 0:
+            return [f"(docker service logs failed: {err.strip()})"]
         return merge_timestamped_logs(out, err, lines)
 
     # Network --------------------------------------------------------------------------------------------------
@@ -301,11 +341,15 @@ def merge_timestamped_logs(stdout: str, stderr: str, lines: int) -> list[str]:
 class ServiceState:
     """What is known about one service after the latest round of checks."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], swarm_stack: str | None = None) -> None:
         self.spec = spec
         self.name: str = spec["name"]
         self.containers: list[str] = list(spec.get("containers") or [spec["container"]])
-        self.checks: dict[str, str] = {name: SKIPPED for name in CHECK_NAMES}
+        self.swarm_services: list[str] = (list(spec.get("swarm_services") or [f"{swarm_stack}_{self.name}"])
+                                          if swarm_stack else [])
+        self.swarm: list[dict[str, Any]] = []
+        self.checks: dict[str, str] = {name: SKIPPED
+                                       for name in (SWARM_CHECK_NAMES if swarm_stack else CHECK_NAMES)}
         self.docker_health: dict[str, str] = {}
         self.url: str | None = spec.get("public_url") or spec.get("internal_url")
         self.elapsed: float = 0.0
@@ -325,8 +369,9 @@ class StackHealth:
     def __init__(self, services: list[dict[str, Any]], probe: Any, *, network: str = "borgstack_internal",
                  public_resolve: dict[str, str] | None = None, ca_path: str | None = None,
                  validate_certs: bool = True, timeout: int = 300, log_lines: int = 20,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.services = [ServiceState(spec) for spec in services]
+                 swarm_stack: str | None = None, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.swarm_stack = swarm_stack or None
+        self.services = [ServiceState(spec, self.swarm_stack) for spec in services]
         self.probe = probe
         self.network = network
         self.public_resolve = dict(public_resolve or {})
@@ -368,6 +413,9 @@ class StackHealth:
 
     # One service ----------------------------------------------------------------------------------------------
     def check_service(self, service: ServiceState) -> None:
+        if self.swarm_stack:
+            self.check_swarm_service(service)
+            return
         spec = service.spec
         inspected: dict[str, dict[str, Any] | None] = {}
         container_problems: list[str] = []
@@ -401,6 +449,26 @@ class StackHealth:
         service.checks["internal"] = self._check_internal(service, inspected)
         service.checks["public"] = self._check_public(spec)
         service.checks["database"] = self._check_database(service, inspected)
+
+    def check_swarm_service(self, service: ServiceState) -> None:
+        """On a swarm manager: every swarm service of the service runs all its wanted tasks; its public URL answers."""
+        problems: list[str] = []
+        service.swarm = []
+        try:
+            listed = self.probe.swarm_services(self.swarm_stack)
+            for name in service.swarm_services:
+                if name not in listed:
+                    problems.append(f"swarm service {name} does not exist in stack {self.swarm_stack}")
+                    continue
+                summary = task_summary(name, listed[name], self.probe.swarm_tasks(name))
+                service.swarm.append(summary)
+                problem = summary_problem(summary)
+                if problem:
+                    problems.append(problem)
+        except (ProbeError, ValueError) as exc:
+            problems.append(str(exc))
+        service.checks["replicas"] = _verdict(self._clean(problem) for problem in problems)
+        service.checks["public"] = self._check_public(service.spec)
 
     def _address_of(self, container: str, info: dict[str, Any] | None) -> str:
         """The container's IP on ``network``; raises ProbeError with the reason when it has none."""
@@ -511,19 +579,33 @@ class StackHealth:
                 "containers": list(service.containers),
                 "docker_health": dict(service.docker_health),
             }
+            if self.swarm_stack:
+                entry["replicas"] = [dict(summary) for summary in service.swarm]
             if not service.ok:
                 failing.append(service.name)
                 if self.log_lines:
-                    logs[service.name] = {
-                        container: [self._clean(line) for line in self.probe.logs(container, self.log_lines)]
-                        for container in service.containers
-                    }
+                    logs[service.name] = self._failing_logs(service)
                     entry["logs"] = logs[service.name]
             report.append(entry)
         result: dict[str, Any] = {"report": report, "failing": failing, "table": render_table(report)}
         if failing:
             result["msg"] = self.failure_message(failing, logs)
         return result
+
+    def _failing_logs(self, service: ServiceState) -> dict[str, list[str]]:
+        """The last log lines of a failing service: per container, or on a swarm per task that keeps failing (else
+        per swarm service that does not run all its tasks)."""
+        if not self.swarm_stack:
+            return {container: [self._clean(line) for line in self.probe.logs(container, self.log_lines)]
+                    for container in service.containers}
+        logs: dict[str, list[str]] = {}
+        for summary in service.swarm:
+            if not summary_problem(summary):
+                continue
+            targets = [(task["task"], task["id"]) for task in summary["failing_tasks"] if task["id"]]
+            for label, target in targets or [(summary["service"], summary["service"])]:
+                logs[label] = [self._clean(line) for line in self.probe.swarm_logs(target, self.log_lines)]
+        return logs
 
     def failure_message(self, failing: list[str], logs: dict[str, dict[str, list[str]]]) -> str:
         by_name = {service.name: service for service in self.services}
@@ -575,15 +657,19 @@ def _verdict(problems: Iterable[str]) -> str:
 
 
 def render_table(report: list[dict[str, Any]]) -> list[str]:
-    """``service | url | status`` lines, columns padded to the widest cell."""
-    rows = [("service", "url", "status")] + [
+    """``service | url | status`` lines, columns padded to the widest cell; on a swarm (entries with ``replicas``)
+    a fourth column, ``tasks @nodes``, gives each swarm service's running/desired tasks and their nodes."""
+    swarm = any("replicas" in entry for entry in report)
+    rows = [("service", "url", "status") + (("tasks @nodes",) if swarm else ())] + [
         (entry["name"], entry.get("url") or "-",
          entry["status"] if entry["status"] == OK else f"failing ({', '.join(_failing_names(entry))})")
+        + ((summary_cell(entry.get("replicas") or []) or "-",) if swarm else ())
         for entry in report
     ]
-    widths = [max(len(row[col]) for row in rows) for col in range(2)]
-    lines = [f"{row[0].ljust(widths[0])} | {row[1].ljust(widths[1])} | {row[2]}" for row in rows]
-    lines.insert(1, f"{'-' * widths[0]}-+-{'-' * widths[1]}-+-{'-' * 6}")
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]) - 1)]
+    lines = [" | ".join([cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]]) for row in rows]
+    rule = "-+-".join(["-" * width for width in widths] + ["-" * max(6, len(rows[0][-1]))])
+    lines.insert(1, rule)
     return lines
 
 

@@ -18,6 +18,12 @@ description:
     the full report too.
   - Internal endpoints and databases are reached at the container's IP address on O(network), read with
     C(docker inspect); the host can reach containers there even on an C(internal) network.
+  - On a Docker Swarm (O(swarm_stack) set) the module runs on a manager and checks, per service, that each of
+    its swarm services (O(services[].swarm_services)) runs all the tasks it wants (a task with a healthcheck counts
+    once healthy), on which nodes they run, and which task keeps failing (two or more failed or rejected tasks in
+    one slot), with its last error and the last O(log_lines) lines of its newest failed task (C(docker service
+    logs), from whichever node ran it); then the public URL. The containers, their internal endpoints and the
+    database logins are not checked there - they run on other nodes, on an overlay network this host is not on.
   - Only reads. The Docker CLI is used for C(docker inspect) and C(docker logs); PostgreSQL logins need psycopg 3;
     Redis is spoken to over a plain socket (C(AUTH), C(SELECT), C(PING)), without a Redis library.
 extends_documentation_fragment:
@@ -107,6 +113,12 @@ options:
         type: list
         elements: int
         default: [200]
+      swarm_services:
+        description:
+          - With O(swarm_stack), the swarm services that make up the service (V(borgstack_n8n),
+            V(borgstack_n8n-worker)). Defaults to O(swarm_stack), an underscore and O(services[].name).
+        type: list
+        elements: str
       database:
         description:
           - A database the service uses, checked with a real login.
@@ -184,6 +196,11 @@ options:
       - Number of the last log lines of each container of a failing service to show and return.
     type: int
     default: 20
+  swarm_stack:
+    description:
+      - Name of the Docker Swarm stack (V(borgstack)) the services run in. Set it on a cluster and run the module
+        on a manager; the checks are then the swarm's (see the description). Unset on a single host.
+    type: str
 requirements:
   - The Docker CLI on the host.
   - psycopg 3 (Debian C(python3-psycopg)) when a PostgreSQL login is checked.
@@ -292,8 +309,26 @@ report:
       type: dict
       returned: always
       sample: {borgstack-n8n-1: healthy}
+    replicas:
+      description:
+        - With O(swarm_stack), one entry per swarm service - running and desired task counts, the nodes of the
+          running tasks, the task slots that keep failing (C(task), C(id), C(failures), C(node), C(error)) and the
+          reasons pending tasks give.
+      type: list
+      elements: dict
+      returned: when O(swarm_stack) is set
+      sample:
+        - service: borgstack_directus
+          running: 1
+          desired: 2
+          nodes: [node-2]
+          failing_tasks:
+            - {task: borgstack_directus.2, id: x3k9, failures: 4, node: node-3, error: "task: non-zero exit (1)"}
+          pending: []
     logs:
-      description: The last O(log_lines) log lines of each container, by container name.
+      description:
+        - The last O(log_lines) log lines of each container, by container name; on a swarm, of each task that keeps
+          failing (by task slot), else of each swarm service that does not run all its tasks.
       type: dict
       returned: when the service is failing and O(log_lines) is not 0
   sample:
@@ -312,7 +347,9 @@ failing:
   elements: str
   sample: [redis]
 table:
-  description: A printable table, one line per service (C(service | url | status)) after a header and a rule.
+  description:
+    - A printable table, one line per service (C(service | url | status)) after a header and a rule.
+    - With O(swarm_stack) the status is followed by each swarm service's running/desired tasks and nodes.
   returned: always
   type: list
   elements: str
@@ -349,6 +386,7 @@ def main() -> None:
         validate_certs=params["validate_certs"],
         timeout=params["timeout"],
         log_lines=params["log_lines"],
+        swarm_stack=params["swarm_stack"],
     )
     result = checker.run()
     if result["failing"]:

@@ -36,17 +36,21 @@ from playbook_runner import inventory, run_site  # noqa: E402  pylint: disable=w
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 LAB = PROJECT / "lab" / "lab.sh"
-NODES = {"borgstack-swarm-1": "198.51.100.47", "borgstack-swarm-2": "198.51.100.48",
-         "borgstack-swarm-3": "198.51.100.49"}
+# The scenario's nodes in inventory order - the data node, the edge node, then app nodes - as molecule.yml has them.
+# A private copy of the scenario on other lab hosts (other names, addresses, a fourth node) says which in
+# BORGSTACK_CLUSTER_NODES="name=address,name=address,...".
+NODES = dict(item.split("=", 1) for item in os.environ.get(
+    "BORGSTACK_CLUSTER_NODES",
+    "borgstack-swarm-1=198.51.100.47,borgstack-swarm-2=198.51.100.48,borgstack-swarm-3=198.51.100.49").split(","))
+DATA, EDGE, APP = list(NODES)[:3]
 NETWORK = "borgstack_cluster"
 IMAGE = "borgstack-lab/python:3.11"
 # Inventory of molecule.yml: which node carries data, which is the public edge.
 LABELS = {
-    "borgstack-swarm-1": {"borgstack.data": "true", "borgstack.edge": "false", "borgstack.data.postgresql": "true",
-                          "borgstack.data.redis": "true", "borgstack.data.mongodb": "true",
-                          "borgstack.data.seaweedfs": "true"},
-    "borgstack-swarm-2": {"borgstack.data": "false", "borgstack.edge": "true"},
-    "borgstack-swarm-3": {"borgstack.data": "false", "borgstack.edge": "false"},
+    DATA: {"borgstack.data": "true", "borgstack.edge": "false", "borgstack.data.postgresql": "true",
+           "borgstack.data.redis": "true", "borgstack.data.mongodb": "true", "borgstack.data.seaweedfs": "true"},
+    EDGE: {"borgstack.data": "false", "borgstack.edge": "true"},
+    **{name: {"borgstack.data": "false", "borgstack.edge": "false"} for name in list(NODES)[2:]},
 }
 
 
@@ -77,15 +81,16 @@ def wait_for(what: str, probe, timeout: float, every: float = 1.0):
 
 
 def test_three_managers_ready_one_leader():
-    nodes = nodes_seen_from("borgstack-swarm-1")
+    nodes = nodes_seen_from(DATA)
     assert sorted(n["Hostname"] for n in nodes) == sorted(NODES), nodes
     assert all(n["Status"] == "Ready" and n["Availability"] == "Active" for n in nodes), nodes
-    assert sorted(n["ManagerStatus"] for n in nodes) == ["Leader", "Reachable", "Reachable"], nodes
+    # Three managers (the first three hosts); a fourth host and more are workers.
+    assert sorted(n["ManagerStatus"] for n in nodes if n["ManagerStatus"]) == ["Leader", "Reachable", "Reachable"], nodes
 
 
 def test_node_labels_come_from_the_inventory():
     for name, labels in LABELS.items():
-        spec = json.loads(sh("borgstack-swarm-1", "docker", "node", "inspect", name, "--format",
+        spec = json.loads(sh(DATA, "docker", "node", "inspect", name, "--format",
                              "{{json .Spec.Labels}}").stdout)
         assert spec == labels, name
     # Each node advertises the address the inventory gave it.
@@ -94,7 +99,7 @@ def test_node_labels_come_from_the_inventory():
 
 
 def test_overlay_is_attachable_and_unencrypted_only_in_the_lab():
-    net = json.loads(sh("borgstack-swarm-1", "docker", "network", "inspect", NETWORK).stdout)[0]
+    net = json.loads(sh(DATA, "docker", "network", "inspect", NETWORK).stdout)[0]
     assert net["Driver"] == "overlay" and net["Scope"] == "swarm" and net["Attachable"] is True, net
     # The lab's kernel has no ESP (LAB-FACTS.md): molecule.yml turns encryption off, so the option is absent here...
     assert "encrypted" not in (net.get("Options") or {}), net["Options"]
@@ -105,12 +110,12 @@ def test_overlay_is_attachable_and_unencrypted_only_in_the_lab():
 
 def test_overlay_carries_http_between_containers_on_two_nodes():
     token = secrets.token_hex(8)
-    for node in ("borgstack-swarm-2", "borgstack-swarm-3"):
+    for node in (EDGE, APP):
         subprocess.run([str(LAB), "load-images", node, IMAGE], check=True, capture_output=True, timeout=300)
     server = "borgstack-overlay-probe"
-    sh("borgstack-swarm-2", "docker", "rm", "-f", server, check=False)
+    sh(EDGE, "docker", "rm", "-f", server, check=False)
     # This image's Python has no http package: a minimal HTTP/1.0 exchange over a plain socket.
-    sh("borgstack-swarm-2", "docker", "run", "-d", "--name", server, "--network", NETWORK, IMAGE, "python3", "-c",
+    sh(EDGE, "docker", "run", "-d", "--name", server, "--network", NETWORK, IMAGE, "python3", "-c",
        "import socket\n"
        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('', 8080)); s.listen()\n"
        "while True:\n"
@@ -123,25 +128,25 @@ def test_overlay_carries_http_between_containers_on_two_nodes():
                   "while chunk := c.recv(1024): data += chunk\n"
                   "print(data.decode().split('\\r\\n\\r\\n', 1)[1])")
         body = wait_for(
-            "an HTTP answer from borgstack-swarm-2's container to borgstack-swarm-3's over the overlay",
-            lambda: sh("borgstack-swarm-3", "docker", "run", "--rm", "--network", NETWORK, IMAGE, "python3", "-c",
+            f"an HTTP answer from {EDGE}'s container to {APP}'s over the overlay",
+            lambda: sh(APP, "docker", "run", "--rm", "--network", NETWORK, IMAGE, "python3", "-c",
                        client, check=False).stdout.strip() == token,
             timeout=60, every=2)
         assert body
         # The answer crossed nodes: the server runs on swarm-2 only.
-        assert sh("borgstack-swarm-3", "docker", "ps", "-q", "--filter", f"name={server}").stdout.strip() == ""
+        assert sh(APP, "docker", "ps", "-q", "--filter", f"name={server}").stdout.strip() == ""
     finally:
-        sh("borgstack-swarm-2", "docker", "rm", "-f", server, check=False)
+        sh(EDGE, "docker", "rm", "-f", server, check=False)
 
 
 STACK = "borgstack"
 # Where the inventory's labels put each service's tasks (None: anywhere), and how many run.
-PLACED = {"postgresql": ({"borgstack-swarm-1"}, 1), "redis": ({"borgstack-swarm-1"}, 1),
-          "seaweedfs": ({"borgstack-swarm-1"}, 1), "caddy": ({"borgstack-swarm-2"}, 1), "n8n": (None, 1),
+PLACED = {"postgresql": ({DATA}, 1), "redis": ({DATA}, 1),
+          "seaweedfs": ({DATA}, 1), "caddy": ({EDGE}, 1), "n8n": (None, 1),
           "n8n-worker": (None, 2), "directus": (None, 2)}
 
 
-def running_tasks(service: str, manager: str = "borgstack-swarm-1") -> list[dict]:
+def running_tasks(service: str, manager: str = DATA) -> list[dict]:
     """The running tasks of one stack service: [{id, node, state}]."""
     out = sh(manager, "docker", "service", "ps", f"{STACK}_{service}", "--filter", "desired-state=running",
              "--format", "{{.ID}}|{{.Node}}|{{.CurrentState}}").stdout
@@ -168,7 +173,7 @@ def test_tasks_run_where_their_labels_say():
             assert nodes == allowed, (service, tasks)
         else:
             app_nodes |= nodes
-        spec = json.loads(sh("borgstack-swarm-1", "docker", "service", "inspect", f"{STACK}_{service}").stdout)[0]
+        spec = json.loads(sh(DATA, "docker", "service", "inspect", f"{STACK}_{service}").stdout)[0]
         assert spec["Spec"]["EndpointSpec"]["Mode"] == "dnsrr", service
         assert spec["Spec"]["UpdateConfig"]["FailureAction"] == "rollback", service
         assert spec["Spec"]["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"] > 0, service
@@ -176,7 +181,7 @@ def test_tasks_run_where_their_labels_say():
     # Directus' two replicas on two nodes.
     assert len({t["node"] for t in running_tasks("directus")}) == 2
     # Rolling updates: the apps that may overlap start the new task first; the data and the edge stop first.
-    orders = {service: json.loads(sh("borgstack-swarm-1", "docker", "service", "inspect", "--format",
+    orders = {service: json.loads(sh(DATA, "docker", "service", "inspect", "--format",
                                      "{{json .Spec.UpdateConfig.Order}}", f"{STACK}_{service}").stdout)
               for service in ("directus", "n8n", "postgresql", "caddy")}
     assert orders == {"directus": "start-first", "n8n": "stop-first", "postgresql": "stop-first",
@@ -188,15 +193,15 @@ def test_n8n_and_directus_reach_postgresql_across_hosts():
     another node: the apps' database traffic crossed hosts over the overlay."""
     query = ("SELECT DISTINCT usename || ' ' || host(client_addr) FROM pg_stat_activity "
              "WHERE usename IN ('n8n', 'directus') AND client_addr IS NOT NULL")
-    pg = sh("borgstack-swarm-1", "docker", "ps", "-q", "--filter",
+    pg = sh(DATA, "docker", "ps", "-q", "--filter",
             f"label=com.docker.swarm.service.name={STACK}_postgresql").stdout.strip()
-    seen = set(sh("borgstack-swarm-1", "docker", "exec", pg, "psql", "-U", "postgres", "-tAc", query)
+    seen = set(sh(DATA, "docker", "exec", pg, "psql", "-U", "postgres", "-tAc", query)
                .stdout.split("\n"))
     crossed = set()
     for app in ("n8n", "directus"):
         for task in running_tasks(app):
             for address in overlay_address(task["node"], app):
-                if f"{app} {address}" in seen and task["node"] != "borgstack-swarm-1":
+                if f"{app} {address}" in seen and task["node"] != DATA:
                     crossed.add(app)
     assert crossed == {"n8n", "directus"}, (seen, {a: running_tasks(a) for a in ("n8n", "directus")})
 
@@ -205,15 +210,15 @@ def test_caddy_answers_on_the_edge_node_only():
     """From a peer, n8n's and Directus' public names resolved to the edge node's address: Caddy answers there (and
     proxies to the apps over the overlay); the data node's 443 has no Caddy."""
     def https(name: str, address: str, path: str) -> str:
-        return sh("borgstack-swarm-3", "curl", "-k", "--silent", "--max-time", "10", "--output", "/dev/null",
+        return sh(APP, "curl", "-k", "--silent", "--max-time", "10", "--output", "/dev/null",
                   "--write-out", "%{http_code}", "--resolve", f"{name}:443:{address}", f"https://{name}{path}",
                   check=False).stdout.strip()
-    edge = NODES["borgstack-swarm-2"]
+    edge = NODES[EDGE]
     wait_for("n8n and Directus answering through Caddy on the edge",
              lambda: (https("n8n.lab.borgstack.test", edge, "/healthz"),
                       https("directus.lab.borgstack.test", edge, "/server/health")) == ("200", "200"),
              timeout=120, every=3)
-    assert https("n8n.lab.borgstack.test", NODES["borgstack-swarm-1"], "/healthz") == "000"
+    assert https("n8n.lab.borgstack.test", NODES[DATA], "/healthz") == "000"
 
 
 def _probe(node: str, port: int) -> tuple[str, int, str]:
@@ -248,12 +253,12 @@ def test_bad_cluster_input_is_refused_before_any_change():
     host claiming PostgreSQL's data, Evolution API asked to run twice. Refused by the validation play, changed=0."""
     bad = json.dumps({"borgstack_swarm_managers": 2, "borgstack_node_data": ["postgresql"],
                       "swarm_replicas": {"evolution_api": 2}})
-    run = run_site("borgstack-swarm-1", "--tags", "swarm", "-e", bad, json_output=True, timeout=600)
+    run = run_site(DATA, "--tags", "swarm", "-e", bad, json_output=True, timeout=600)
     assert run.rc != 0 and run.changed == 0, run.output[-3000:]
     messages = " ".join(f.message for f in run.failures)
     assert all(f.play == "Validate every setting before anything changes" for f in run.failures), run.failures
     for expected in ("swarm_managers is 2: an even number of managers",
-                     "postgresql is claimed by hosts borgstack-swarm-1, borgstack-swarm-2, borgstack-swarm-3",
+                     f"postgresql is claimed by hosts {', '.join(NODES)}",
                      "swarm_replicas.evolution_api is 2: evolution_api must run exactly once"):
         assert expected in messages, messages
 
@@ -261,25 +266,25 @@ def test_bad_cluster_input_is_refused_before_any_change():
 def test_a_host_that_cannot_reach_the_swarm_ports_is_refused_naming_it():
     """swarm-1 (the first manager) drops swarm-3's packets to 2377/tcp for the length of one run: the swarm role's
     pre-flight on swarm-3 stops the run naming the host and the ports to open."""
-    rule = ["INPUT", "-s", NODES["borgstack-swarm-3"], "-p", "tcp", "--dport", "2377", "-j", "DROP"]
-    sh("borgstack-swarm-1", "iptables", "-I", *rule)
+    rule = ["INPUT", "-s", NODES[APP], "-p", "tcp", "--dport", "2377", "-j", "DROP"]
+    sh(DATA, "iptables", "-I", *rule)
     try:
         env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0"}
         proc = subprocess.run(
             ["ansible-playbook", str(PROJECT / "site.yml"), "-i", inventory(), "--limit",
-             "borgstack-swarm-1,borgstack-swarm-3", "--tags", "swarm", "-e", "swarm_preflight_timeout=3"],
+             f"{DATA},{APP}", "--tags", "swarm", "-e", "swarm_preflight_timeout=3"],
             cwd=PROJECT, capture_output=True, text=True, timeout=600, env=env, check=False)
     finally:
-        sh("borgstack-swarm-1", "iptables", "-D", *rule)
+        sh(DATA, "iptables", "-D", *rule)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output[-3000:]
-    assert ("Host borgstack-swarm-3 (198.51.100.49) cannot reach the first manager borgstack-swarm-1 at "
-            "198.51.100.47 on the swarm ports") in " ".join(output.split()), output[-3000:]
+    assert (f"Host {APP} ({NODES[APP]}) cannot reach the first manager {DATA} at "
+            f"{NODES[DATA]} on the swarm ports") in " ".join(output.split()), output[-3000:]
     assert "Open 2377/tcp, 7946/tcp+udp and 4789/udp" in " ".join(output.split())
 
 
 def test_losing_the_leader_elects_another_and_it_rejoins():
-    nodes = nodes_seen_from("borgstack-swarm-1")
+    nodes = nodes_seen_from(DATA)
     leader = next(n["Hostname"] for n in nodes if n["ManagerStatus"] == "Leader")
     witness = next(name for name in NODES if name != leader)
     started = time.monotonic()
@@ -295,14 +300,14 @@ def test_losing_the_leader_elects_another_and_it_rejoins():
         subprocess.run(["docker", "start", leader], check=True, capture_output=True, timeout=90)
     wait_for(f"{leader} back Ready and Reachable",
              lambda: all(n["Status"] == "Ready" and n["ManagerStatus"] in ("Leader", "Reachable")
-                         for n in nodes_seen_from(witness)) and len(nodes_seen_from(witness)) == 3,
+                         for n in nodes_seen_from(witness)) and len(nodes_seen_from(witness)) == len(NODES),
              timeout=120, every=2)
 
 
 def test_losing_an_app_node_moves_its_tasks_and_loses_nothing_pinned():
     """swarm-3 (no data, not the edge) stops: its app tasks run again on the survivors, the pinned services keep
     their very tasks on swarm-1, and Caddy on the edge still answers. Then it comes back."""
-    lost = "borgstack-swarm-3"
+    lost = APP
     # Settled first (the leader's loss above restarted what ran on it).
     wait_for("every service at its count", lambda: all(len(running_tasks(s)) == placed[1] for s, placed in PLACED.items()),
              timeout=300, every=3)
@@ -323,8 +328,8 @@ def test_losing_an_app_node_moves_its_tasks_and_loses_nothing_pinned():
                 (t["id"], t["node"]) for t in before[service]], service
     finally:
         subprocess.run(["docker", "start", lost], check=True, capture_output=True, timeout=90)
-    wait_for(f"{lost} back Ready", lambda: all(n["Status"] == "Ready" for n in nodes_seen_from("borgstack-swarm-1"))
-             and len(nodes_seen_from("borgstack-swarm-1")) == 3, timeout=180, every=3)
+    wait_for(f"{lost} back Ready", lambda: all(n["Status"] == "Ready" for n in nodes_seen_from(DATA))
+             and len(nodes_seen_from(DATA)) == len(NODES), timeout=180, every=3)
 
 
 # --- n8n in queue mode ----------------------------------------------------------------------------------------
@@ -333,7 +338,7 @@ ADMIN = "admin@example.com"
 
 
 def _service_env(service: str) -> dict:
-    spec = json.loads(sh("borgstack-swarm-1", "docker", "service", "inspect", f"{STACK}_{service}").stdout)[0]
+    spec = json.loads(sh(DATA, "docker", "service", "inspect", f"{STACK}_{service}").stdout)[0]
     return dict(item.split("=", 1) for item in spec["Spec"]["TaskTemplate"]["ContainerSpec"].get("Env", []))
 
 
@@ -356,12 +361,12 @@ def test_n8n_runs_in_queue_mode_with_a_worker_on_another_node():
     assert main_env["EXECUTIONS_MODE"] == "queue" and main_env["N8N_DEFAULT_BINARY_DATA_MODE"] == "default"
 
 
-def _n8n(method: str, path: str, data=None, node: str = "borgstack-swarm-3") -> tuple[int, dict]:
+def _n8n(method: str, path: str, data=None, node: str = APP) -> tuple[int, dict]:
     """n8n's REST API through Caddy on the edge node (from a peer, the public name resolved to the edge), with a
     cookie jar kept on that node."""
     argv = ["curl", "-k", "--silent", "--max-time", "30", "-b", "/tmp/queue-n8n-cookies", "-c",
             "/tmp/queue-n8n-cookies", "-X", method, "-H", "Content-Type: application/json",
-            "--resolve", f"{N8N_HOST}:443:{NODES['borgstack-swarm-2']}", "--write-out", "\n%{http_code}"]
+            "--resolve", f"{N8N_HOST}:443:{NODES[EDGE]}", "--write-out", "\n%{http_code}"]
     if data is not None:
         argv += ["--data", json.dumps(data)]
     out = sh(node, *argv, f"https://{N8N_HOST}{path}", check=False).stdout
@@ -373,7 +378,7 @@ def test_a_webhook_through_caddy_runs_on_a_worker():
     """A webhook workflow, active, called through Caddy on the edge: the execution row PostgreSQL holds finished
     successfully, the log of a worker task says it started and finished that execution, and the main's log says it
     queued it and never started it."""
-    password = sh("borgstack-swarm-1", "cat", "/opt/borgstack/services/n8n/owner-password").stdout.strip()
+    password = sh(DATA, "cat", "/opt/borgstack/services/n8n/owner-password").stdout.strip()
     status, body = _n8n("POST", "/rest/login", {"emailOrLdapLoginId": ADMIN, "password": password})
     assert status == 200, body
     path = f"queue-{secrets.token_hex(4)}"
@@ -391,19 +396,19 @@ def test_a_webhook_through_caddy_runs_on_a_worker():
         answer = _n8n("POST", f"/webhook/{path}", {"pedido": 42})
         return answer if answer[0] == 200 else None
     status, body = wait_for("the production webhook answering through Caddy", called, timeout=60, every=2)
-    pg = sh("borgstack-swarm-1", "docker", "ps", "-q", "--filter",
+    pg = sh(DATA, "docker", "ps", "-q", "--filter",
             f"label=com.docker.swarm.service.name={STACK}_postgresql").stdout.strip()
     query = (f"SELECT id || ' ' || status || ' ' || mode FROM execution_entity WHERE \"workflowId\" = '{workflow}' "
              f"AND finished ORDER BY id")
     rows = wait_for("the execution finished in PostgreSQL", lambda: sh(
-        "borgstack-swarm-1", "docker", "exec", pg, "psql", "-U", "postgres", "-d", "n8n", "-tAc", query)
+        DATA, "docker", "exec", pg, "psql", "-U", "postgres", "-d", "n8n", "-tAc", query)
         .stdout.split("\n")[:-1] or None, timeout=60, every=2)
     assert len(rows) == 1, rows
     execution, state, mode = rows[0].split()
     assert (state, mode) == ("success", "webhook"), rows
 
     def log(service: str) -> str:
-        return sh("borgstack-swarm-1", "docker", "service", "logs", "--raw", "--no-trunc", f"{STACK}_{service}",
+        return sh(DATA, "docker", "service", "logs", "--raw", "--no-trunc", f"{STACK}_{service}",
                   timeout=120).stdout
 
     def worker_finished():
@@ -468,3 +473,127 @@ def re_changed(output: str) -> list[str]:
     counts = re.findall(r"^borgstack-swarm-\d\s*: ok=\d+\s+changed=(\d+)", output, re.M)
     assert len(counts) == len(NODES), output[-3000:]
     return counts
+# --- Health on the swarm (stack_health with swarm_stack) ------------------------------------------------------
+def test_health_play_counts_every_task_and_names_one_that_keeps_failing():
+    """The health play (stack_health on the first manager) passes on the converged cluster, its table giving each
+    swarm service's running/desired tasks and nodes. Then n8n's workers are broken for real - the swarm runs them
+    with a command that prints a marker and exits 3, over and over - and the same play fails naming n8n, the worker
+    slot that keeps failing and the marker from that task's logs (read from the node that ran it). Rolled back after.
+    What is not checked on a swarm: the containers' internal endpoints and the database logins (other nodes, an
+    overlay this host is not on); Caddy's chain (its internal root is not copied out on a cluster)."""
+    healthy = run_site(DATA, "--tags", "health", timeout=900)
+    assert healthy.rc == 0 and healthy.failed == 0, healthy.output[-4000:]
+    table = " ".join(healthy.output.split())  # the YAML callback folds long lines
+    assert f"postgresql 1/1 @{DATA}" in table, healthy.output[-4000:]
+    assert f"caddy 1/1 @{EDGE}" in table, healthy.output[-4000:]
+    assert "n8n-worker 2/2 @" in table and "directus 2/2 @" in table, healthy.output[-4000:]
+
+    marker = f"grow-broken-{uuid.uuid4().hex[:8]}"
+    service = f"{STACK}_n8n-worker"
+    sh(DATA, "docker", "service", "update", "--detach", "--update-failure-action", "continue", "--update-order",
+       "stop-first", "--update-parallelism", "0", "--entrypoint", "sh", "--args",
+       f"-c 'echo {marker} cannot start >&2; exit 3'", service)
+    try:
+        def keeps_failing():
+            rows = sh(DATA, "docker", "service", "ps", "--format", "{{.CurrentState}}", service).stdout
+            return sum(line.startswith("Failed") for line in rows.splitlines()) >= 4
+        wait_for(f"{service} failing twice per slot", keeps_failing, timeout=180, every=3)
+        broken = run_site(DATA, "--tags", "health", "-e", "borgstack_health_timeout=15", json_output=True,
+                          timeout=900)
+        messages = " ".join(f.message for f in broken.failures)
+        assert broken.rc != 0 and broken.changed == 0, broken.output[-4000:]
+        assert "services still failing" in messages and ": n8n." in messages, messages[-3000:]
+        assert f"task {service}." in messages and "keeps failing" in messages, messages[-3000:]
+        assert "non-zero exit (3)" in messages, messages[-3000:]
+        assert marker in messages, messages[-3000:]  # the failed task's own log line, from its node
+        # The other services are not blamed.
+        assert "directus" not in messages.split("\n")[0] and "postgresql" not in messages.split("\n")[0], messages
+    finally:
+        sh(DATA, "docker", "service", "rollback", "--detach", service, check=False)
+    wait_for(f"{service} back at 2 running tasks", lambda: len(running_tasks("n8n-worker")) == 2, timeout=300,
+             every=3)
+
+
+# --- Shrinking and growing by inventory ----------------------------------------------------------------------
+LAST = list(NODES)[-1]  # an app node (no data, not the edge): the one taken out and put back
+
+
+def _inventory_without(tmp_path: Path, host: str) -> Path:
+    """A copy of the scenario's inventory with ``host`` moved out of the borgstack group into borgstack_retired (the
+    inventory still reaches it, so the play can make it leave; its connection variables go with it)."""
+    source = Path(inventory())
+    copy = tmp_path / "inventory"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-r", str(source), str(copy)], check=True)
+    moved = False
+    for path in copy.glob("*.y*ml"):
+        data = yaml.safe_load(path.read_text()) or {}
+        for root in (data, data.get("all", {}).get("children", {})):
+            group = (root or {}).get("borgstack") if isinstance(root, dict) else None
+            if isinstance(group, dict) and host in (group.get("hosts") or {}):
+                host_vars = group["hosts"].pop(host)
+                root["borgstack_retired"] = {"hosts": {host: host_vars}}
+                moved = True
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert moved, f"{host} not found in the borgstack group of {source}"
+    return copy
+
+
+def _play(inventory_dir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0",
+           "ANSIBLE_ROLES_PATH": str(PROJECT / "roles")}
+    return subprocess.run(["ansible-playbook", str(PROJECT / "site.yml"), "-i", str(inventory_dir), *args],
+                          cwd=PROJECT, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+
+
+def _changed(output: str) -> dict[str, int]:
+    """{host: changed} from the play recap."""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)", output, re.M)}
+
+
+def _rules_for(node: str, address: str) -> list[str]:
+    return [line for line in sh(node, "ufw", "status").stdout.splitlines() if address in line]
+
+
+def test_a_host_removed_from_the_inventory_is_drained_and_leaves_and_comes_back_on_return(tmp_path):
+    """The last node (apps only) leaves the borgstack group: the rerun drains it (its tasks start on the others),
+    the host leaves the swarm, a manager removes it from the node list, and the other members' UFW rules for its
+    address are deleted; a second rerun changes nothing. Holding data no other host takes over is refused before
+    any change, naming node and service. Then the node is put back: the rerun makes it join, and after a forced
+    rebalance of the n8n workers (the swarm does not move running tasks by itself) it runs tasks again."""
+    address = NODES[LAST]
+    assert all(_rules_for(node, address) for node in NODES if node != LAST)
+    smaller = _inventory_without(tmp_path, LAST)
+    run = _play(smaller, "--tags", "swarm")
+    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+    assert "Take out the nodes" in run.stdout or "Drain the departing nodes" in run.stdout, run.stdout[-3000:]
+    assert LAST not in {n["Hostname"] for n in nodes_seen_from(DATA)}
+    assert sh(LAST, "docker", "info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip() == "inactive"
+    for node in NODES:
+        if node != LAST:
+            assert _rules_for(node, address) == [], (node, sh(node, "ufw", "status").stdout)
+    def settled_without_it():
+        now = {service: running_tasks(service) for service in PLACED}
+        return all(len(now[s]) == count and LAST not in {t["node"] for t in now[s]}
+                   for s, (_allowed, count) in PLACED.items())
+    wait_for("every service at its count without the removed node", settled_without_it, timeout=300, every=3)
+    again = _play(smaller, "--tags", "swarm")
+    assert again.returncode == 0 and set(_changed(again.stdout).values()) == {0}, again.stdout[-4000:]
+
+    # Taking the data node out with no other host holding PostgreSQL: refused before any change, naming both.
+    refused = _play(_inventory_without(tmp_path / "data", DATA), "--tags", "swarm", timeout=600)
+    output = " ".join((refused.stdout + refused.stderr).split())
+    assert refused.returncode != 0 and set(_changed(refused.stdout).values()) == {0}, output[-3000:]
+    assert (f"swarm node {DATA} ({NODES[DATA]}) is no longer in the inventory but holds the data of postgresql"
+            in output), output[-3000:]
+    assert DATA in {n["Hostname"] for n in nodes_seen_from(EDGE)}
+
+    # Back in the inventory: it joins (the firewall role gives the others their rules for it again).
+    back = _play(Path(inventory()), "--tags", "firewall,swarm")
+    assert back.returncode == 0, (back.stdout + back.stderr)[-5000:]
+    wait_for(f"{LAST} Ready again", lambda: any(n["Hostname"] == LAST and n["Status"] == "Ready"
+                                                for n in nodes_seen_from(DATA)), timeout=120, every=3)
+    assert all(_rules_for(node, address) for node in NODES if node != LAST)
+    sh(DATA, "docker", "service", "update", "--force", "--detach", f"{STACK}_n8n-worker")
+    wait_for(f"an n8n worker task on {LAST}",
+             lambda: LAST in {t["node"] for t in running_tasks("n8n-worker")}, timeout=300, every=3)

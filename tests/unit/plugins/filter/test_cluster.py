@@ -12,7 +12,8 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.borgstack.stack.plugins.filter import cluster
 from ansible_collections.borgstack.stack.plugins.filter.cluster import (cluster_errors, cluster_firewall_rules,
                                                                         cluster_nodes, cluster_plan, cluster_ram_plan,
-                                                                        swarm_hosts, swarm_stack)
+                                                                        swarm_departures, swarm_hosts,
+                                                                        swarm_stack, swarm_stale_labels)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sidecar_doc import check_sidecar_doc  # pylint: disable=import-error,wrong-import-position  # noqa: E402
@@ -128,7 +129,8 @@ def test_nodes_read_the_inventory_with_defaults():
 
 
 @pytest.mark.parametrize("name", ["cluster_nodes", "cluster_errors", "cluster_plan", "cluster_firewall_rules",
-                                  "swarm_hosts", "swarm_stack", "cluster_ram_plan"])
+                                  "swarm_hosts", "swarm_stack", "cluster_ram_plan", "swarm_departures",
+                                  "swarm_stale_labels"])
 def test_sidecar_docs(name):
     check_sidecar_doc(getattr(cluster, name), FILTER_DIR / f"{name}.yml")
 
@@ -292,3 +294,67 @@ def test_a_health_check_with_a_start_period_checks_often_while_the_task_starts()
     assert compose["services"]["n8n"]["healthcheck"] == {"test": ["CMD", "true"], "interval": "15s",
                                                          "start_period": "300s"}  # the input is not changed
 
+# --- Nodes the inventory no longer has ------------------------------------------------------------------------
+def seen_node(node_id, address, hostname=None, role="worker", state="ready", labels=None, manager_addr=None):
+    """One entry of `docker node inspect`, the parts the filters read."""
+    entry = {"ID": node_id, "Description": {"Hostname": hostname or node_id},
+             "Spec": {"Role": role, "Availability": "active", "Labels": labels or {}},
+             "Status": {"State": state, "Addr": address}}
+    if manager_addr:
+        entry["ManagerStatus"] = {"Addr": manager_addr, "Reachability": "reachable"}
+    return entry
+
+
+SEEN = [seen_node("id1", "10.0.0.1", "n1", "manager", labels={"borgstack.data": "true", "borgstack.edge": "false",
+                                                            "borgstack.data.postgresql": "true",
+                                                            "borgstack.data.redis": "true"}),
+        seen_node("id2", "0.0.0.0", "n2", "manager", manager_addr="10.0.0.2:2377",
+                  labels={"borgstack.data": "false", "borgstack.edge": "true", "team": "web"}),
+        seen_node("id3", "10.0.0.3", "n3", "manager", labels={"borgstack.data.seaweedfs": "true"}),
+        seen_node("id4", "10.0.0.4", "n4", labels={"borgstack.data": "false", "borgstack.edge": "false"})]
+
+
+def test_a_node_whose_address_left_the_inventory_departs():
+    assert swarm_departures(SEEN[:3], THREE) == []
+    gone = swarm_departures(SEEN, THREE)
+    assert [(n["id"], n["hostname"], n["address"], n["role"]) for n in gone] == [("id4", "n4", "10.0.0.4", "worker")]
+    # A manager listening on every interface is matched by its ManagerStatus address: n2 stays.
+    assert "id2" not in {n["id"] for n in gone}
+
+
+def test_a_down_duplicate_of_a_live_address_departs_too():
+    seen = SEEN[:3] + [seen_node("old3", "10.0.0.3", "n3", state="down")]
+    assert [n["id"] for n in swarm_departures(seen, THREE)] == ["old3"]
+    # A down node alone at its address is still the inventory's (a stopped host): it stays.
+    seen = SEEN[:2] + [seen_node("id3", "10.0.0.3", "n3", state="down")]
+    assert swarm_departures(seen, THREE) == []
+
+
+def test_leaving_a_node_that_holds_data_no_other_host_takes_is_refused_naming_node_and_service():
+    pinned = SEEN[:3] + [seen_node("id4", "10.0.0.4", "n4", labels={"borgstack.data.mongodb": "true",
+                                                                     "borgstack.data.redis": "true"})]
+    errors = cluster_errors(THREE, 0, STATEFUL, [], {}, pinned)
+    assert errors == ["swarm node n4 (10.0.0.4) is no longer in the inventory but holds the data of mongodb (node "
+                      "label borgstack.data.mongodb), and no host of the inventory takes mongodb over: taking the "
+                      "node out would strand that data. Put n4 back in the inventory, or move mongodb's data to "
+                      "another host and give it mongodb in borgstack_node_data"]
+    # Redis is n1's now (the inventory moved it): not refused. A data-free node leaves freely.
+    assert cluster_errors(THREE, 0, STATEFUL, [], {}, SEEN) == []
+    assert cluster_errors(THREE, 0, STATEFUL, [], {}, []) == []
+    with pytest.raises(AnsibleFilterError, match="docker node inspect"):
+        cluster_errors(THREE, 0, STATEFUL, [], {}, [{"no": "id"}])
+
+
+def test_stale_borgstack_labels_are_listed_the_operators_are_not():
+    plan = cluster_plan(THREE)
+    stale = swarm_stale_labels(SEEN, plan)
+    # n3 carries only seaweedfs' data label, the plan adds data/edge (merged by the role) and removes nothing else;
+    # n2's "team" label is the operator's; n4 is not the plan's (swarm_departures takes it out).
+    assert stale == {}
+    seen = [seen_node("id1", "10.0.0.1", "n1", labels={"borgstack.data": "true", "borgstack.edge": "true",
+                                                       "borgstack.data.postgresql": "true",
+                                                       "borgstack.data.mongodb": "true", "borgstack": "x",
+                                                       "borgstackish": "y"})]
+    assert swarm_stale_labels(seen, plan) == {"id1": ["borgstack", "borgstack.data.mongodb"]}
+    with pytest.raises(AnsibleFilterError):
+        swarm_stale_labels(seen, {"enabled": False})

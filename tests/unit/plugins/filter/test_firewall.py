@@ -135,3 +135,19 @@ def test_managed_block_in_place_refuses_bad_input():
         managed_block_in_place(None, BLOCK)
     with pytest.raises(AnsibleFilterError, match="managed_block_in_place"):
         managed_block_in_place(AFTER, 3)
+
+
+def test_stale_cluster_rules_lists_only_the_swarm_rules_of_former_peers():
+    from ansible_collections.borgstack.stack.plugins.filter.firewall import stale_cluster_rules
+    added = ["ufw limit 22/tcp comment 'SSH'",
+             "ufw allow from 10.0.0.2 to any port 2377 proto tcp comment 'Docker Swarm peer'",
+             "ufw allow from 10.0.0.4 to any port 2377 proto tcp comment 'Docker Swarm peer'",
+             "ufw allow from 10.0.0.4 to any port 7946 proto udp comment 'Docker Swarm peer'",
+             # The operator's own rule from the same address: not the cluster's, kept.
+             "ufw allow from 10.0.0.4 to any port 5432 proto tcp comment 'replica'",
+             "ufw allow from 10.0.0.4 to any port 4789 proto udp"]
+    assert stale_cluster_rules(added, ["10.0.0.2", "10.0.0.3"]) == [
+        {"port": 2377, "proto": "tcp", "from": "10.0.0.4"}, {"port": 7946, "proto": "udp", "from": "10.0.0.4"}]
+    assert stale_cluster_rules(added, ["10.0.0.2", "10.0.0.4"]) == []
+    with pytest.raises(AnsibleFilterError):
+        stale_cluster_rules("text", [])

@@ -269,6 +269,21 @@ def test_health_checks_follow_the_registry():
     reg = merged(directus={"enabled": True}, n8n={"enabled": False})
     disabled = {c["name"] for c in health_checks(reg, DOMAIN, service_endpoints(reg, "b", "i"), [], "")}
     assert "n8n" not in disabled
+    assert all("swarm_services" not in c for c in checks.values())  # one host: no swarm
+
+
+def test_health_checks_on_a_cluster_name_the_swarm_services():
+    """The stack file's keys are the registry's container keys: the workers are one swarm service, a worker asked
+    0 times is none, the main container is <stack>_<service>."""
+    reg = merged(directus={"enabled": True}, n8n={"containers": {"n8n-worker": {"replicas": 2}}})
+    ends = service_endpoints(reg, "borgstack", "borgstack_internal")
+    checks = {c["name"]: c for c in health_checks(reg, DOMAIN, ends, [], "", "borgstack")}
+    assert checks["n8n"]["swarm_services"] == ["borgstack_n8n", "borgstack_n8n-worker"]
+    assert checks["postgresql"]["swarm_services"] == ["borgstack_postgresql"]
+    assert checks["directus"]["swarm_services"] == ["borgstack_directus"]
+    reg = merged(n8n={"containers": {"n8n-worker": {"replicas": 0}}})
+    checks = {c["name"]: c for c in health_checks(reg, DOMAIN, service_endpoints(reg, "b", "i"), [], "", "b")}
+    assert checks["n8n"]["swarm_services"] == ["b_n8n"]
 
 
 def test_login_report_names_the_page_the_user_and_the_command_never_a_password():
