@@ -70,7 +70,7 @@ class Load:
         self.ip, self.hostname, self.path, self.cafile, self.limit = ip, hostname, path, cafile, limit
         self.lock, self.stopped = threading.Lock(), threading.Event()
         self.results: list[Result] = []
-        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(workers)]
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _worker in range(workers)]
 
     def _client(self) -> None:
         while not self.stopped.is_set():

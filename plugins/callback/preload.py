@@ -61,12 +61,12 @@ def preload() -> int:
     """Load every plugin a BorgStack run uses into this (the controller's) process; return how many."""
     count = 0
     for loader in (filter_loader, test_loader):
-        count += sum(1 for _ in loader.all())
+        count += len(list(loader.all()))
     for kind, loader in (("filter", filter_loader), ("test", test_loader)):
         for name in jinja_names(kind):
             count += bool(loader.get_with_context(f"{FQCN}.{name}").object)
     for loader in (lookup_loader, action_loader):
-        count += sum(1 for _ in loader.all(class_only=True))
+        count += len(list(loader.all(class_only=True)))
     for kind, loader in (("lookup", lookup_loader), ("action", action_loader)):
         for module in collection_modules(kind):
             count += bool(loader.get(f"{FQCN}.{module.__name__.rsplit('.', 1)[-1]}", class_only=True))

@@ -51,11 +51,13 @@ options:
         default: false
 attributes:
   action:
+    description: Runs on the controller as an action plugin; the host is never contacted.
     support: full
   check_mode:
     details:
       - Evaluates the same in check mode.
   async:
+    description: Evaluated at once on the controller; async does not apply.
     support: none
 """
 

@@ -473,6 +473,8 @@ def re_changed(output: str) -> list[str]:
     counts = re.findall(r"^borgstack-swarm-\d\s*: ok=\d+\s+changed=(\d+)", output, re.M)
     assert len(counts) == len(NODES), output[-3000:]
     return counts
+
+
 # --- Health on the swarm (stack_health with swarm_stack) ------------------------------------------------------
 def test_health_play_counts_every_task_and_names_one_that_keeps_failing():
     """The health play (stack_health on the first manager) passes on the converged cluster, its table giving each
@@ -507,7 +509,8 @@ def test_health_play_counts_every_task_and_names_one_that_keeps_failing():
         assert "non-zero exit (3)" in messages, messages[-3000:]
         assert marker in messages, messages[-3000:]  # the failed task's own log line, from its node
         # The other services are not blamed.
-        assert "directus" not in messages.split("\n")[0] and "postgresql" not in messages.split("\n")[0], messages
+        first = messages.split("\n", maxsplit=1)[0]
+        assert "directus" not in first and "postgresql" not in first, messages
     finally:
         sh(DATA, "docker", "service", "rollback", "--detach", service, check=False)
     wait_for(f"{service} back at 2 running tasks", lambda: len(running_tasks("n8n-worker")) == 2, timeout=300,
@@ -572,6 +575,7 @@ def test_a_host_removed_from_the_inventory_is_drained_and_leaves_and_comes_back_
     for node in NODES:
         if node != LAST:
             assert _rules_for(node, address) == [], (node, sh(node, "ufw", "status").stdout)
+
     def settled_without_it():
         now = {service: running_tasks(service) for service in PLACED}
         return all(len(now[s]) == count and LAST not in {t["node"] for t in now[s]}

@@ -17,7 +17,7 @@ from wiring_snapshot import REPO_ROOT, evaluate  # noqa: E402  pylint: disable=w
 
 DEFAULTS = yaml.safe_load((REPO_ROOT / "roles/monitoring/defaults/main.yml").read_text(encoding="utf-8"))
 ROLE = {key: DEFAULTS[key] for key in ("monitoring_thresholds", "monitoring_durations", "monitoring_service",
-                                     "monitoring_tls_internal_ca")}
+                                       "monitoring_tls_internal_ca")}
 # The role's own check, read from tasks/validate.yml (the expression of the task variable its rule wants empty).
 VALIDATE = yaml.safe_load((REPO_ROOT / "roles/monitoring/tasks/validate.yml").read_text(encoding="utf-8"))
 CHECK = next(t["vars"]["__monitoring_errors"] for t in VALIDATE

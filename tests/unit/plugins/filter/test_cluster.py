@@ -294,6 +294,7 @@ def test_a_health_check_with_a_start_period_checks_often_while_the_task_starts()
     assert compose["services"]["n8n"]["healthcheck"] == {"test": ["CMD", "true"], "interval": "15s",
                                                          "start_period": "300s"}  # the input is not changed
 
+
 # --- Nodes the inventory no longer has ------------------------------------------------------------------------
 def seen_node(node_id, address, hostname=None, role="worker", state="ready", labels=None, manager_addr=None):
     """One entry of `docker node inspect`, the parts the filters read."""
@@ -306,8 +307,8 @@ def seen_node(node_id, address, hostname=None, role="worker", state="ready", lab
 
 
 SEEN = [seen_node("id1", "10.0.0.1", "n1", "manager", labels={"borgstack.data": "true", "borgstack.edge": "false",
-                                                            "borgstack.data.postgresql": "true",
-                                                            "borgstack.data.redis": "true"}),
+                                                              "borgstack.data.postgresql": "true",
+                                                              "borgstack.data.redis": "true"}),
         seen_node("id2", "0.0.0.0", "n2", "manager", manager_addr="10.0.0.2:2377",
                   labels={"borgstack.data": "false", "borgstack.edge": "true", "team": "web"}),
         seen_node("id3", "10.0.0.3", "n3", "manager", labels={"borgstack.data.seaweedfs": "true"}),
@@ -332,7 +333,7 @@ def test_a_down_duplicate_of_a_live_address_departs_too():
 
 def test_leaving_a_node_that_holds_data_no_other_host_takes_is_refused_naming_node_and_service():
     pinned = SEEN[:3] + [seen_node("id4", "10.0.0.4", "n4", labels={"borgstack.data.mongodb": "true",
-                                                                     "borgstack.data.redis": "true"})]
+                                                                    "borgstack.data.redis": "true"})]
     errors = cluster_errors(THREE, 0, STATEFUL, [], {}, pinned)
     assert errors == ["swarm node n4 (10.0.0.4) is no longer in the inventory but holds the data of mongodb (node "
                       "label borgstack.data.mongodb), and no host of the inventory takes mongodb over: taking the "
