@@ -84,7 +84,7 @@ def test_the_preload_callback_loads_the_collection_and_core_plugins(tmp_path):
         {"name": "Use a filter", "ansible.builtin.debug": {
             "msg": "{{ 'UTC' | borgstack.stack.timezone_error('tz') | length }}"}}]}], "-vvv")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("borgstack.stack.preload:"))
+    line = next(row for row in proc.stdout.splitlines() if row.startswith("borgstack.stack.preload:"))
     # ansible-core's filters and tests alone are ~150; this collection adds its own.
     assert int(line.split()[1]) >= 200, line
 
