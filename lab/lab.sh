@@ -27,6 +27,9 @@
 #                                                              puts its public key in root's
 #                                                              authorized_keys, as a provider does)
 #   lab/lab.sh address [NAME]                                  print the host's public address
+#   lab/lab.sh bridge-gateway                                  print this machine's address on Docker's
+#                                                              default bridge (what lab hosts reach
+#                                                              it at, e.g. the tests' SMTP server)
 #
 # NAME defaults to borgstack-lab, --os to trixie. --ip picks the host's address on
 # the public network 198.51.100.0/24: N or 198.51.100.N, N in 10..127 (default: the
@@ -505,6 +508,19 @@ cmd_cluster() {
     esac
 }
 
+# This machine's address on Docker's default bridge: the gateway its IPAM records, or - when the engine records
+# only the subnet (seen with docker.io 20.10 on a new machine) - the bridge interface's own IPv4 address.
+cmd_bridge_gateway() {
+    local gateway bridge
+    gateway=$(docker network inspect bridge --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}')
+    if [[ -z "$gateway" ]]; then
+        bridge=$(docker network inspect bridge --format '{{index .Options "com.docker.network.bridge.name"}}')
+        gateway=$(ip -4 -o addr show dev "${bridge:-docker0}" | awk '{print $4}' | cut -d/ -f1 | head -n 1)
+    fi
+    [[ -n "$gateway" ]] || die "no IPv4 address on Docker's default bridge"
+    echo "$gateway"
+}
+
 # ---- Arguments ---------------------------------------------------------------------
 
 main() {
@@ -552,6 +568,10 @@ main() {
             ;;
         cluster)
             cmd_cluster "$@"
+            ;;
+        bridge-gateway)
+            (($# == 0)) || die "bridge-gateway takes no argument"
+            cmd_bridge_gateway
             ;;
         destroy | status | address)
             (($# <= 1)) || die "$cmd takes at most one NAME"

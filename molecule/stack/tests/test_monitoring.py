@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
 
 import pytest
 import contract  # pylint: disable=import-error
@@ -255,8 +256,9 @@ class Inbox:
 def smtp():
     # requirements.txt pins aiosmtpd: a missing module is an error, not a skip.
     from aiosmtpd.controller import Controller  # pylint: disable=import-outside-toplevel
-    gateway = json.loads(subprocess.run(["docker", "network", "inspect", "bridge"], capture_output=True, text=True,
-                                        check=True).stdout)[0]["IPAM"]["Config"][0]["Gateway"]
+    # Where the inventory points monitoring_alerting.email.smtp_host (molecule/stack/inventory/hosts.yml).
+    gateway = subprocess.run([str(Path(__file__).resolve().parents[3] / "lab" / "lab.sh"), "bridge-gateway"],
+                             capture_output=True, text=True, check=True).stdout.strip()
     inbox = Inbox()
     controller = Controller(inbox, hostname=gateway, port=SMTP_PORT)
     controller.start()
