@@ -77,19 +77,23 @@ class Load:
             with self.lock:
                 if self.limit and len(self.results) >= self.limit:
                     return
-            sent = time.monotonic()
-            try:
-                conn = connection(self.ip, self.hostname, self.cafile)
-                conn.request("POST", f"/{self.path}", body=b"{}",
-                             headers={"Content-Type": "application/json", "Connection": "close"})
-                answer = conn.getresponse()
-                answer.read()
-                outcome: int | str = answer.status
-                conn.close()
-            except (OSError, http.client.HTTPException) as exc:
-                outcome = type(exc).__name__
-            with self.lock:
-                self.results.append(Result(outcome, sent, time.monotonic()))
+            self._send()
+
+    def _send(self) -> None:
+        """One webhook request; its outcome (HTTP status or error name) and times recorded."""
+        sent = time.monotonic()
+        try:
+            conn = connection(self.ip, self.hostname, self.cafile)
+            conn.request("POST", f"/{self.path}", body=b"{}",
+                         headers={"Content-Type": "application/json", "Connection": "close"})
+            answer = conn.getresponse()
+            answer.read()
+            outcome: int | str = answer.status
+            conn.close()
+        except (OSError, http.client.HTTPException) as exc:
+            outcome = type(exc).__name__
+        with self.lock:
+            self.results.append(Result(outcome, sent, time.monotonic()))
 
     def start(self) -> None:
         for thread in self.threads:
@@ -117,21 +121,6 @@ class SteadyLoad(Load):
             thread.start()
             self.sent.append(thread)
             time.sleep(1 / self.rate)
-
-    def _send(self) -> None:
-        sent = time.monotonic()
-        try:
-            conn = connection(self.ip, self.hostname, self.cafile)
-            conn.request("POST", f"/{self.path}", body=b"{}",
-                         headers={"Content-Type": "application/json", "Connection": "close"})
-            answer = conn.getresponse()
-            answer.read()
-            outcome: int | str = answer.status
-            conn.close()
-        except (OSError, http.client.HTTPException) as exc:
-            outcome = type(exc).__name__
-        with self.lock:
-            self.results.append(Result(outcome, sent, time.monotonic()))
 
     def stop(self) -> None:
         super().stop()
