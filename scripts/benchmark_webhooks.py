@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Webhook requests through Caddy, from the public side, for the benchmarks that count requests lost while
-something changes behind the proxy: scripts/benchmark-update.sh (an n8n update) and scripts/benchmark-node-loss.sh
+something changes behind the proxy: scripts/benchmark-update.sh (an n8n update) and scripts/benchmark-update.sh --node-loss
 (a cluster node stopped). Prints figures; asserts nothing about time.
 
     benchmark_webhooks.py update WORK LABEL IP HOSTNAME PATH WORKERS LIMIT -- COMMAND...
