@@ -75,7 +75,7 @@ class ActionModule(ActionBase):
         for rule in rules:
             try:
                 for templar in self._templars(rule, task_vars):
-                    if self._applies(templar, rule) and not self._holds(templar, rule):
+                    if self._all_true(templar, rule.get("when", True)) and not self._all_true(templar, rule["that"]):
                         messages.append(str(templar.template(rule["msg"])).strip())
                         failed.append(rule.get("name", ""))
             except AnsibleError as error:
@@ -96,12 +96,9 @@ class ActionModule(ActionBase):
         return result
 
     @staticmethod
-    def _applies(templar, rule) -> bool:
-        return all(templar.evaluate_conditional(c) for c in _as_list(rule.get("when", True)))
-
-    @staticmethod
-    def _holds(templar, rule) -> bool:
-        return all(templar.evaluate_conditional(c) for c in _as_list(rule["that"]))
+    def _all_true(templar, conditions) -> bool:
+        """Each condition (a string or a list of them) evaluated as assert's that and a task's when are."""
+        return all(templar.evaluate_conditional(c) for c in _as_list(conditions))
 
     def _templars(self, rule, task_vars):
         """One templar per evaluation: the task's, or one per item of the rule's loop (``item`` or its loop_var)."""
