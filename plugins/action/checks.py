@@ -10,12 +10,20 @@ The rules are kept as written (Ansible does not template them before the action 
 a rule's ``when`` and ``that`` are evaluated, its ``msg`` templated only when it fails. A rule that cannot even be
 evaluated after an earlier rule failed is a consequence of that failure and is not reported twice; before any failure
 it is reported, naming the rule. A ``secret`` rule never shows what it evaluated nor the error it raised.
+
+With ``argument_spec`` (an entry point of the running role's meta/argument_specs.yml), the role's options are first
+checked against it as Ansible checks a role's argument spec (the same validator, the same message), and the rules are
+evaluated only when they pass: the spec's check and the rules are one task instead of two. ``rules_when`` says when
+the rules apply at all (the spec is checked whatever it says), as a ``when`` on the task did before.
 """
 from __future__ import annotations
 
 import typing as t
 
+import os
+
 from ansible.errors import AnsibleError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
 RULE_KEYS = frozenset({"name", "that", "msg", "when", "loop", "loop_var", "secret"})
@@ -25,8 +33,10 @@ def _as_list(value: t.Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def rule_errors(rules: t.Any) -> list[str]:
+def rule_errors(rules: t.Any, required: bool = True) -> list[str]:
     """What is wrong with the rules themselves (a typo in a role, caught by its unit tests and at run time)."""
+    if rules is None and not required:
+        return []
     if not isinstance(rules, list) or not rules:
         return ["rules must be a non-empty list"]
     errors = []
@@ -56,7 +66,7 @@ class ActionModule(ActionBase):
     def finalize_task_arg(cls, name, value, templar, context):
         # The rules are evaluated one by one in run(): templating them all up front would render every message (and
         # fail on a message whose variables only exist when its rule applies).
-        if name == "rules":
+        if name in ("rules", "rules_when"):
             return value
         return super().finalize_task_arg(name, value, templar, context)
 
@@ -65,10 +75,22 @@ class ActionModule(ActionBase):
         del tmp
         task_vars = task_vars or {}
         rules = self._task.args.get("rules")
-        unknown = sorted(set(self._task.args) - {"rules"})
-        problems = rule_errors(rules) + ([f"unknown option(s) {', '.join(unknown)}"] if unknown else [])
+        entry_point = self._task.args.get("argument_spec")
+        unknown = sorted(set(self._task.args) - {"rules", "rules_when", "argument_spec"})
+        problems = rule_errors(rules, required=entry_point is None) + (
+            [f"unknown option(s) {', '.join(unknown)}"] if unknown else [])
         if problems:
             raise AnsibleError("borgstack.stack.checks: " + "; ".join(problems))
+        if entry_point is not None:
+            spec_errors = self._argument_spec_errors(str(entry_point), task_vars)
+            if spec_errors:
+                # Ansible's own message for a role whose options break its argument spec.
+                result.update(failed=True, changed=False, failed_rules=[], argument_errors=spec_errors,
+                              msg="Validation of arguments failed:\n" + "\n".join(spec_errors))
+                return result
+        if rules is None or not self._all_true(self._templar, self._task.args.get("rules_when", True)):
+            result.update(changed=False, failed_rules=[], msg="the argument spec holds; no rule applies")
+            return result
 
         failed: list[str] = []
         messages: list[str] = []
@@ -94,6 +116,19 @@ class ActionModule(ActionBase):
         else:
             result["msg"] = f"{len(rules)} rules hold"
         return result
+
+    def _argument_spec_errors(self, entry_point: str, task_vars: dict) -> list[str]:
+        """The role's options (the task's variables, templated) against an entry point of its argument spec."""
+        role_path = task_vars.get("role_path")
+        if not role_path:
+            raise AnsibleError("borgstack.stack.checks: argument_spec needs the task to run inside a role")
+        path = os.path.join(role_path, "meta", "argument_specs.yml")
+        specs = (self._loader.load_from_file(path) or {}).get("argument_specs", {})
+        if entry_point not in specs:
+            raise AnsibleError(f"borgstack.stack.checks: {path} has no entry point {entry_point}")
+        options = specs[entry_point].get("options") or {}
+        provided = self._templar.template({name: task_vars[name] for name in options if name in task_vars})
+        return list(ArgumentSpecValidator(options).validate(provided, validate_role_argument_spec=True).error_messages)
 
     @staticmethod
     def _all_true(templar, conditions) -> bool:

@@ -18,11 +18,23 @@ extends_documentation_fragment:
   - borgstack.stack.attributes.read_only
   - borgstack.stack.attributes
 options:
+  argument_spec:
+    description:
+      - An entry point of the running role's C(meta/argument_specs.yml). The role's options (the task's variables,
+        templated) are checked against it first, with Ansible's own validator and message
+        (C(Validation of arguments failed)); the rules are evaluated only when they pass.
+      - Include the role with C(rolespec_validate=false) so that the spec is not checked twice.
+    type: str
+  rules_when:
+    description: Conditions under which the rules apply (all must be true); the argument spec is checked whatever
+      they say.
+    type: raw
   rules:
-    description: The rules, evaluated in order. Ansible does not template them before the action runs.
+    description:
+      - The rules, evaluated in order. Ansible does not template them before the action runs.
+      - Required without O(argument_spec).
     type: list
     elements: dict
-    required: true
     suboptions:
       name:
         description: What the rule checks, shown when it cannot be evaluated.
@@ -64,6 +76,8 @@ attributes:
 EXAMPLES = r"""
 - name: Check the Redis settings
   borgstack.stack.checks:
+    argument_spec: validate
+    rules_when: redis_service.enabled | bool
     rules:
       - name: memory
         that: redis_maxmemory_mb | int >= 32
@@ -75,6 +89,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+argument_errors:
+  description: What breaks the argument spec, one message per option (Ansible's validator's words).
+  returned: when the argument spec does not hold
+  type: list
+  elements: str
 failed_rules:
   description: The names of the rules that did not hold (or could not be evaluated).
   returned: always

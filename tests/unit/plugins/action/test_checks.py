@@ -95,3 +95,69 @@ def test_a_secret_rule_shows_nothing_it_read(outcomes):
 def test_a_rule_with_an_unknown_key_is_refused(outcomes):
     found = outcomes["typo"]
     assert found["failed"] and "unknown key(s) fail_msg" in found["msg"] and "needs that and msg" in found["msg"]
+
+
+SPEC_CASES = {
+    # The spec holds and the rules apply: a broken rule fails with its own message.
+    "spec-holds": {"count": 5, "mode": "fast", "on": True},
+    # The spec breaks: Ansible's message naming the option; the rules are not evaluated (their message would be).
+    "spec-breaks": {"count": "many", "mode": "slow", "on": True},
+    # rules_when false: the spec is still checked, no rule applies.
+    "rules-off": {"count": 5, "mode": "fast", "on": False},
+    "rules-off-spec-breaks": {"count": 5, "mode": "slow", "on": False},
+}
+
+
+@pytest.fixture(scope="module")
+def spec_outcomes(tmp_path_factory) -> dict:
+    """A role whose checks task carries argument_spec (entry point validate) and rules_when, included as the
+    validation play includes the roles (tasks_from validate, rolespec_validate false)."""
+    out = tmp_path_factory.mktemp("checks_spec")
+    role = out / "roles" / "specrole"
+    (role / "meta").mkdir(parents=True)
+    (role / "tasks").mkdir()
+    (role / "meta" / "argument_specs.yml").write_text(yaml.safe_dump({"argument_specs": {"validate": {
+        "short_description": "t", "options": {
+            "count": {"type": "int", "required": True, "description": "c"},
+            "mode": {"type": "str", "choices": ["fast"], "description": "m"}}}}}))
+    (role / "tasks" / "validate.yml").write_text(yaml.safe_dump([{
+        "name": "Check", "register": "__spec_out", "ignore_errors": True,
+        "borgstack.stack.checks": {"argument_spec": "validate", "rules_when": "on | bool", "rules": [
+            {"name": "big", "that": "count | int > 10", "msg": "count must be over 10 (found {{ count }})"}]}}]))
+    tasks = []
+    for case, values in SPEC_CASES.items():
+        tasks.append({"name": case, "ansible.builtin.include_role": {
+            "name": "specrole", "tasks_from": "validate", "rolespec_validate": False}, "vars": values})
+        tasks.append({"name": f"keep {case}", "ansible.builtin.set_fact": {
+            f"__{case.replace('-', '_')}": "{{ {'failed': __spec_out.failed | default(false), 'msg': __spec_out.msg, "
+                                           "'argument_errors': __spec_out.argument_errors | default([])} }}"}})
+    record = "{{ {%s} | to_json }}" % ", ".join(f"'{case}': __{case.replace('-', '_')}" for case in SPEC_CASES)
+    tasks.append({"name": "Record", "ansible.builtin.copy": {"dest": str(out / "outcomes.json"), "content": record,
+                                                             "mode": "0600"}})
+    playbook = out / "play.yml"
+    playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}],
+                                       sort_keys=False))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_ROLES_PATH=str(out / "roles"),
+               ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"), ANSIBLE_LOCALHOST_WARNING="0")
+    proc = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", "-e",
+                           f"ansible_python_interpreter={sys.executable}", str(playbook)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return json.loads((out / "outcomes.json").read_text())
+
+
+def test_the_argument_spec_is_checked_before_the_rules(spec_outcomes):
+    assert spec_outcomes["spec-holds"] == {"failed": True, "msg": "count must be over 10 (found 5)",
+                                           "argument_errors": []}
+    broken = spec_outcomes["spec-breaks"]
+    assert broken["failed"] and broken["msg"].startswith("Validation of arguments failed:\n"), broken
+    assert any("count" in e for e in broken["argument_errors"]), broken
+    assert any("mode" in e and "fast" in e for e in broken["argument_errors"]), broken
+    assert "count must be over 10" not in broken["msg"]
+
+
+def test_rules_when_turns_off_the_rules_but_not_the_spec(spec_outcomes):
+    assert spec_outcomes["rules-off"] == {"failed": False, "msg": "the argument spec holds; no rule applies",
+                                          "argument_errors": []}
+    broken = spec_outcomes["rules-off-spec-breaks"]
+    assert broken["failed"] and any("mode" in e for e in broken["argument_errors"]), broken
