@@ -15,6 +15,8 @@ from ansible_collections.borgstack.stack.plugins.filter.monitoring import alert_
 
 ROOT = Path(__file__).resolve().parents[3]
 TASKS = yaml.safe_load((ROOT / "roles/monitoring/tasks/main.yml").read_text(encoding="utf-8"))
+# The check itself, included by main.yml only when the candidates differ from the live files.
+PROMTOOL = yaml.safe_load((ROOT / "roles/monitoring/tasks/promtool.yml").read_text(encoding="utf-8"))
 DEFAULTS = yaml.safe_load((ROOT / "roles/monitoring/defaults/main.yml").read_text(encoding="utf-8"))
 IMAGE = "borgstack-lab/monitoring:bookworm-1"
 WATCH = {"probes": [{"service": "n8n", "container": "borgstack-n8n", "module": "http_2xx",
@@ -31,15 +33,20 @@ def _gate():
     return next(t for t in TASKS if t.get("name", "").startswith("Check Prometheus' new configuration"))
 
 
+def _include():
+    """The gate's task that includes promtool.yml, and promtool.yml's block."""
+    return next(t for t in _gate()["block"] if t.get("ansible.builtin.include_tasks") == "promtool.yml")
+
+
 def _inner():
-    return next(t for t in _gate()["block"] if "block" in t)
+    return next(t for t in PROMTOOL if "block" in t)
 
 
 def test_the_gate_runs_before_the_deploy_and_only_for_changed_files():
     names = _names(TASKS)
     assert names.index(_gate()["name"]) < names.index("Deploy Prometheus, Alertmanager and the exporters")
     # Both live files are compared with the candidates; the check runs when either differs.
-    condition = _inner()["when"]
+    condition = _include()["when"]
     assert "__monitoring_prometheus_yml" in condition and "__monitoring_rules_yml" in condition
     # The deploy writes the very text that was checked.
     deploy = next(t for t in TASKS if t.get("name") == "Deploy Prometheus, Alertmanager and the exporters")
