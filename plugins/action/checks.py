@@ -26,7 +26,7 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
-RULE_KEYS = frozenset({"name", "that", "msg", "when", "loop", "loop_var", "secret"})
+RULE_KEYS = frozenset({"name", "that", "msg", "when", "loop", "loop_var", "secret", "error_msg"})
 
 
 def _as_list(value: t.Any) -> list:
@@ -103,8 +103,7 @@ class ActionModule(ActionBase):
             except AnsibleError as error:
                 if failed:
                     continue  # follows from a rule that already failed
-                detail = "its values are not shown" if rule.get("secret") else str(error)
-                messages.append(f"the rule '{rule.get('name', '')}' could not be evaluated ({detail})")
+                messages.append(self._error_message(rule, error, task_vars))
                 failed.append(rule.get("name", ""))
 
         result["changed"] = False
@@ -129,6 +128,16 @@ class ActionModule(ActionBase):
         options = specs[entry_point].get("options") or {}
         provided = self._templar.template({name: task_vars[name] for name in options if name in task_vars})
         return list(ArgumentSpecValidator(options).validate(provided, validate_role_argument_spec=True).error_messages)
+
+    def _error_message(self, rule: dict, error: AnsibleError, task_vars: dict) -> str:
+        """A rule that could not be evaluated: its error_msg (templated with the error as ``error``), or its name."""
+        if rule.get("secret"):
+            return f"the rule '{rule.get('name', '')}' could not be evaluated (its values are not shown)"
+        detail = str(error)
+        if "error_msg" in rule:
+            templar = self._templar.copy_with_new_env(available_variables={**task_vars, "error": detail})
+            return str(templar.template(rule["error_msg"])).strip()
+        return f"the rule '{rule.get('name', '')}' could not be evaluated ({detail})"
 
     @staticmethod
     def _all_true(templar, conditions) -> bool:

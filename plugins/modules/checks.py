@@ -57,6 +57,10 @@ options:
         description: The name each element of O(rules[].loop) gets.
         type: str
         default: item
+      error_msg:
+        description: What to say when the rule cannot be evaluated (a filter that refuses the settings, for example),
+          templated with the error's text as C(error); without it the task names the rule and quotes the error.
+        type: str
       secret:
         description: The rule reads a secret; an error while evaluating it is reported without its details.
         type: bool

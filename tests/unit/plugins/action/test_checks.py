@@ -34,6 +34,10 @@ CASES = {
     "error-first": [
         {"name": "broken", "that": "no_such_variable.x > 1", "msg": "never templated"},
     ],
+    "error-msg": [
+        {"name": "sized", "that": "(number | to_datetime).year > 0", "msg": "never templated",
+         "error_msg": "number {{ number }} cannot be read: {{ error }}"},
+    ],
     "secret-error": [
         # to_datetime's error quotes the value it could not read.
         {"name": "the password", "that": "(password | to_datetime).year > 0", "msg": "x", "secret": True},
@@ -84,6 +88,12 @@ def test_an_error_before_any_failure_names_the_rule(outcomes):
     found = outcomes["error-first"]
     assert found["failed"] and found["failed_rules"] == ["broken"], found
     assert found["msg"].startswith("the rule 'broken' could not be evaluated (") and "no_such_variable" in found["msg"]
+
+
+def test_a_rule_that_cannot_be_evaluated_says_its_own_error_msg(outcomes):
+    found = outcomes["error-msg"]
+    assert found["failed"] and found["failed_rules"] == ["sized"], found
+    assert found["msg"].startswith("number 5 cannot be read: ") and "to_datetime" in found["msg"], found
 
 
 def test_a_secret_rule_shows_nothing_it_read(outcomes):
