@@ -107,3 +107,20 @@ def test_a_role_validated_up_front_does_not_validate_again(role):
     assert includes[0].get("when") == f"'{role.name}' not in borgstack_validated_roles | default([])", (
         f"{role.name}: the validate.yml include must say when: \"'{role.name}' not in borgstack_validated_roles "
         "| default([])\"")
+
+
+SITE = yaml.safe_load((ROLES.parent / "playbooks" / "site.yml").read_text())
+
+
+@pytest.mark.parametrize("role", [r for r in ROLE_DIRS if (r / "tasks" / "deploy.yml").exists()], ids=lambda p: p.name)
+def test_site_runs_the_roles_deploy_entry_point_without_their_validation(role):
+    """site.yml validated every role up front: it imports a role's deploy.yml (no validation include in it, not even
+    a skipped one), while main.yml - the role run alone - validates and then imports the same deploy.yml."""
+    imports = [t["ansible.builtin.import_role"] for play in SITE for t in play.get("tasks", [])
+               if t.get("ansible.builtin.import_role", {}).get("name") == f"borgstack.stack.{role.name}"]
+    assert [i.get("tasks_from") for i in imports] == ["deploy"], f"{role.name}: site.yml must import tasks_from: deploy"
+    deploy = yaml.safe_load((role / "tasks" / "deploy.yml").read_text())
+    assert not [t for t in deploy if t.get("ansible.builtin.include_tasks") == "validate.yml"], role.name
+    main = yaml.safe_load((role / "tasks" / "main.yml").read_text())
+    assert [t.get("ansible.builtin.include_tasks") or t.get("ansible.builtin.import_tasks") for t in main] == [
+        "validate.yml", "deploy.yml"], f"{role.name}: main.yml must validate, then import deploy.yml"

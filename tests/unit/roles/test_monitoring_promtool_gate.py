@@ -14,7 +14,7 @@ import yaml
 from ansible_collections.borgstack.stack.plugins.filter.monitoring import alert_rules, prometheus_config
 
 ROOT = Path(__file__).resolve().parents[3]
-TASKS = yaml.safe_load((ROOT / "roles/monitoring/tasks/main.yml").read_text(encoding="utf-8"))
+TASKS = yaml.safe_load((ROOT / "roles/monitoring/tasks/deploy.yml").read_text(encoding="utf-8"))
 # The check itself, included by main.yml only when the candidates differ from the live files.
 PROMTOOL = yaml.safe_load((ROOT / "roles/monitoring/tasks/promtool.yml").read_text(encoding="utf-8"))
 DEFAULTS = yaml.safe_load((ROOT / "roles/monitoring/defaults/main.yml").read_text(encoding="utf-8"))
