@@ -358,8 +358,9 @@ def _is_job(spec: Mapping[str, Any]) -> bool:
 
 
 def _swarm_job(key: str, spec: Mapping[str, Any], service: str, settings: Mapping[str, Any]) -> Dict[str, Any]:
-    """A one-off job as a swarm job (mode replicated-job): one task run to completion, again only when its
-    definition changes (a new image); retried on failure, never restarted once done. A job has no rolling update."""
+    """A one-off job as a swarm job (mode replicated-job): one task run to completion, retried on failure (at most
+    JOB_MAX_ATTEMPTS times), never restarted once done; every ``docker stack deploy`` of it runs it again (its own
+    marker makes that a no-op when nothing changed). A job has no rolling update and no name on the network."""
     replicas = (settings.get("replicas") or {}).get(key, 1)
     if replicas != 1:
         raise AnsibleFilterError(f"swarm_stack: swarm_replicas.{key} is {replicas!r}: {service}'s {key} is a one-off "
@@ -468,12 +469,13 @@ def swarm_stack(compose: Any, service: Any, settings: Any, part: Any = "all") ->
 
 def cluster_ram_plan(plan: Any, ram_by_host: Any, registry: Any) -> Dict[str, Any]:
     """The RAM plan of a cluster, node by node. Each node's RAM (``ram_by_host``: {host: MiB}) is split by
-    ``ram_budget`` among the containers that may run there: a stateful service's (the registry's data layer) on the
-    node holding its data, the proxy layer's on the edge nodes, the apps' on every node - a container with N replicas
-    counted for the share one node carries when the swarm spreads them (ceil(N / nodes)). Every task of a swarm
-    service has one limit: each container gets the smallest limit any of its nodes gives it. PostgreSQL's, Redis' and
-    MongoDB's derived settings come from the plan of the node that holds them. The result has ``ram_budget``'s shape
-    (its totals summed over the nodes) plus ``nodes.<host>``, each node's own plan."""
+    ``ram_budget`` among the containers that may run there: a stateful service's (the registry's data layer, and the
+    apps with ``placement: node``) on the node holding its data, the proxy layer's on the edge nodes, the other apps'
+    on every node - a container with N replicas counted for the share one node carries when the swarm spreads them
+    (ceil(N / nodes)). Every task of a swarm service has one limit: each container gets the smallest limit any of its
+    nodes gives it. PostgreSQL's, Redis' and MongoDB's derived settings come from the plan of the node that holds
+    them. The result has ``ram_budget``'s shape (its totals summed over the nodes) plus ``nodes.<host>``, each node's
+    own plan."""
     if not isinstance(plan, Mapping) or not plan.get("enabled"):
         raise AnsibleFilterError("cluster_ram_plan: expects an enabled cluster_plan (one host: use ram_budget)")
     if not isinstance(ram_by_host, Mapping):
