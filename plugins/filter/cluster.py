@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Mapping
 import yaml
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.borgstack.stack.plugins.filter.registry import memory_specs
+from ansible_collections.borgstack.stack.plugins.filter.registry import memory_specs, pinned_services
 from ansible_collections.borgstack.stack.plugins.filter.sizing import ram_budget
 from ansible_collections.borgstack.stack.plugins.plugin_utils._filters import NamedFilters
 
@@ -125,10 +125,12 @@ def cluster_errors(nodes: Any, managers: Any = 0, stateful: Any = None, single_i
         errors.append(f"swarm_replicas must be a dict {{service: replicas}}, found {replicas!r}")
         replicas = {}
     for service in single_instance or []:
-        asked = replicas.get(service, 1)
-        if asked != 1:
-            errors.append(f"swarm_replicas.{service} is {asked!r}: {service} must run exactly once (two processes "
-                          f"on one WhatsApp session corrupt it); set it to 1 or remove it")
+        # swarm_replicas is read by Compose service (evolution-api) by swarm_stack: both spellings are refused.
+        for key in dict.fromkeys((service, service.replace("_", "-"))):
+            asked = replicas.get(key, 1)
+            if asked != 1:
+                errors.append(f"swarm_replicas.{key} is {asked!r}: {service} must run exactly once (two processes "
+                              f"on one WhatsApp session corrupt it); set it to 1 or remove it")
     for node in swarm_departures(seen or [], nodes):
         pinned = [key[len(DATA_LABEL):] for key, value in node["labels"].items()
                   if key.startswith(DATA_LABEL) and str(value).lower() == "true"]
@@ -139,6 +141,57 @@ def cluster_errors(nodes: Any, managers: Any = 0, stateful: Any = None, single_i
                               f"inventory takes {service} over: taking the node out would strand that data. Put "
                               f"{node['hostname']} back in the inventory, or move {service}'s data to another host "
                               f"and give it {service} in borgstack_node_data")
+    return errors
+
+
+def cluster_placement_errors(nodes: Any, registry: Any, replicas: Any = None, single_instance: Any = None,
+                             backup: Any = "duplicati") -> List[str]:
+    """What the enabled services need of the cluster's placement, one message per problem naming the variable and
+    the fix (empty for a single host). A pinned service (filter pinned_services: the data services and the apps with
+    ``placement: node``) that is enabled needs a host listing it in ``borgstack_node_data`` (else its tasks would
+    wait for a node that never comes) and runs once (``swarm_replicas`` of its Compose services other than 1 is
+    refused; the ``single_instance`` services are cluster_errors' business). The ``backup`` app reads the volumes it
+    backs up on its own node: it must be listed on the host of every enabled pinned service with a ``backup: files``
+    volume."""
+    nodes = _nodes("cluster_placement_errors", nodes)
+    if len(nodes) < 2:
+        return []
+    if not isinstance(registry, Mapping):
+        raise AnsibleFilterError("cluster_placement_errors: expects the service registry")
+    replicas = replicas if isinstance(replicas, Mapping) else {}
+    pinned = pinned_services(registry)
+    enabled = [name for name, svc in registry.items() if isinstance(svc, Mapping) and svc.get("enabled") is True]
+    holder: Dict[str, str] = {}
+    for host, node in nodes.items():
+        data = node.get("data")
+        for service in data if isinstance(data, list) else []:
+            holder.setdefault(str(service), host)
+    errors = []
+    for service in pinned:
+        if service not in enabled:
+            continue
+        if service not in holder:
+            errors.append(f"{service} is enabled and, on a cluster, runs on the one host that keeps its data, but no "
+                          f"host lists it in borgstack_node_data: add {service} to borgstack_node_data of the host "
+                          f"whose disk keeps its volumes")
+        if service in (single_instance or []):
+            continue
+        keys = [service, *(registry[service].get("containers") or {})]
+        for key in dict.fromkeys(str(k) for k in keys):
+            asked = replicas.get(key, 1)
+            if asked != 1:
+                errors.append(f"swarm_replicas.{key} is {asked!r}: {service} runs once, on the host that keeps its "
+                              f"data (two processes on one data directory corrupt it); set it to 1 or remove it")
+    if backup in enabled and backup in holder:
+        for service in pinned:
+            volumes = registry[service].get("volumes") or {}
+            backed_up = any(isinstance(v, Mapping) and v.get("backup") == "files" for v in volumes.values())
+            if service == backup or service not in enabled or not backed_up or service not in holder:
+                continue
+            if holder[service] != holder[backup]:
+                errors.append(f"{backup} (host {holder[backup]}) backs up the volumes of {service}, which are on "
+                              f"host {holder[service]}: a volume is read on its own node only; list {backup} and "
+                              f"{service} in borgstack_node_data of the same host")
     return errors
 
 
@@ -248,6 +301,10 @@ SWARM_STACK_VERSION = "3.12"
 # name Caddy dials) only once healthy: with the app's own interval (n8n: 15 s) a ready app would wait that long
 # unseen, while Caddy holds the requests of a stop-first update.
 SWARM_START_INTERVAL = "2s"
+# The label of a one-off job in a Compose file (compose_deploy's JOB_LABEL): on a swarm, a replicated-job service.
+JOB_LABEL = "org.borgstack.job"
+# How many times the swarm runs a failing job before it gives up (the play then fails naming it).
+JOB_MAX_ATTEMPTS = 3
 
 
 def _labels_true(labels: Mapping[str, Any], key: str) -> bool:
@@ -292,7 +349,40 @@ def _host_ports(ports: Any, where: str) -> List[Dict[str, Any]]:
     return out
 
 
+def _is_job(spec: Mapping[str, Any]) -> bool:
+    """A one-off job of the Compose file (a migration): labelled org.borgstack.job (what compose_deploy reads)."""
+    labels = spec.get("labels")
+    if isinstance(labels, Mapping):
+        return str(labels.get(JOB_LABEL, "")).lower() == "true"
+    return f"{JOB_LABEL}=true" in [str(label) for label in labels or []]
+
+
+def _swarm_job(key: str, spec: Mapping[str, Any], service: str, settings: Mapping[str, Any]) -> Dict[str, Any]:
+    """A one-off job as a swarm job (mode replicated-job): one task run to completion, retried on failure (at most
+    JOB_MAX_ATTEMPTS times), never restarted once done; every ``docker stack deploy`` of it runs it again (its own
+    marker makes that a no-op when nothing changed). A job has no rolling update and no name on the network."""
+    replicas = (settings.get("replicas") or {}).get(key, 1)
+    if replicas != 1:
+        raise AnsibleFilterError(f"swarm_stack: swarm_replicas.{key} is {replicas!r}: {service}'s {key} is a one-off "
+                                 f"job that runs once per deployment; remove it")
+    out = {k: v for k, v in spec.items() if k not in _SWARM_DROPPED}
+    out["networks"] = [settings["network"]]
+    deploy: Dict[str, Any] = {"mode": "replicated-job", "replicas": 1,
+                              "restart_policy": {"condition": "on-failure", "delay": "5s",
+                                                 "max_attempts": JOB_MAX_ATTEMPTS}}
+    # Its volume (a marker: the work is done once per image) stays on one node: the service's own for a pinned
+    # service, a node holding data otherwise (the database it migrates is there).
+    label = f"data.{service}" if service in (settings.get("stateful") or []) else "data"
+    deploy["placement"] = {"constraints": [f"node.labels.{LABEL_PREFIX}.{label} == true"]}
+    if spec.get("mem_limit"):
+        deploy["resources"] = {"limits": {"memory": str(spec["mem_limit"])}}
+    out["deploy"] = deploy
+    return out
+
+
 def _swarm_service(key: str, spec: Mapping[str, Any], service: str, settings: Mapping[str, Any]) -> Dict[str, Any]:
+    if _is_job(spec):
+        return _swarm_job(key, spec, service, settings)
     where = f"{service}'s Compose service {key}"
     stateful = service in (settings.get("stateful") or [])
     edge = service in (settings.get("edge") or [])
@@ -345,7 +435,7 @@ def _swarm_service(key: str, spec: Mapping[str, Any], service: str, settings: Ma
     return out
 
 
-def swarm_stack(compose: Any, service: Any, settings: Any) -> Dict[str, Any]:
+def swarm_stack(compose: Any, service: Any, settings: Any, part: Any = "all") -> Dict[str, Any]:
     """A service's stack file for ``docker stack deploy``, derived from the Compose file its role rendered (the one
     place that describes the service): every Compose service placed by the node labels - a stateful service
     (``settings.stateful``) pinned to the node holding its data, an edge service (``settings.edge``, Caddy) once on
@@ -353,7 +443,10 @@ def swarm_stack(compose: Any, service: Any, settings: Any) -> Dict[str, Any]:
     ``endpoint_mode: dnsrr`` (no IPVS needed), its memory limit, a rolling update that rolls back on failure
     (``start-first`` unless stateful, edge, single-instance or in ``settings.stop_first``), its container name as an
     alias on the overlay network ``settings.network`` (every address the contracts give still answers), and every
-    network it named replaced by that overlay."""
+    network it named replaced by that overlay. A one-off job (label org.borgstack.job: a migration) becomes a swarm
+    job (``replicated-job``): one task run to completion, on a node holding data (its marker volume stays there).
+    ``part``: ``all``, ``jobs`` (the jobs alone: the play deploys them and waits until they complete, a stack has no
+    depends_on) or ``services`` (all but the jobs: each ``docker stack deploy`` of a job runs it again)."""
     if isinstance(compose, str):
         try:
             compose = yaml.safe_load(compose)
@@ -363,8 +456,11 @@ def swarm_stack(compose: Any, service: Any, settings: Any) -> Dict[str, Any]:
         raise AnsibleFilterError(f"swarm_stack: {service}'s Compose file has no services")
     if not isinstance(settings, Mapping) or not settings.get("network"):
         raise AnsibleFilterError("swarm_stack: settings.network (the overlay network) is required")
+    if part not in ("all", "jobs", "services"):
+        raise AnsibleFilterError(f"swarm_stack: part must be all, jobs or services, found {part!r}")
     stack: Dict[str, Any] = {"version": SWARM_STACK_VERSION, "services": {
-        key: _swarm_service(str(key), spec or {}, str(service), settings) for key, spec in compose["services"].items()}}
+        key: _swarm_service(str(key), spec or {}, str(service), settings) for key, spec in compose["services"].items()
+        if part == "all" or (part == "jobs") == _is_job(spec or {})}}
     stack["networks"] = {settings["network"]: {"external": True}}
     if compose.get("volumes"):
         stack["volumes"] = compose["volumes"]
@@ -373,12 +469,13 @@ def swarm_stack(compose: Any, service: Any, settings: Any) -> Dict[str, Any]:
 
 def cluster_ram_plan(plan: Any, ram_by_host: Any, registry: Any) -> Dict[str, Any]:
     """The RAM plan of a cluster, node by node. Each node's RAM (``ram_by_host``: {host: MiB}) is split by
-    ``ram_budget`` among the containers that may run there: a stateful service's (the registry's data layer) on the
-    node holding its data, the proxy layer's on the edge nodes, the apps' on every node - a container with N replicas
-    counted for the share one node carries when the swarm spreads them (ceil(N / nodes)). Every task of a swarm
-    service has one limit: each container gets the smallest limit any of its nodes gives it. PostgreSQL's, Redis' and
-    MongoDB's derived settings come from the plan of the node that holds them. The result has ``ram_budget``'s shape
-    (its totals summed over the nodes) plus ``nodes.<host>``, each node's own plan."""
+    ``ram_budget`` among the containers that may run there: a stateful service's (the registry's data layer, and the
+    apps with ``placement: node``) on the node holding its data, the proxy layer's on the edge nodes, the other apps'
+    on every node - a container with N replicas counted for the share one node carries when the swarm spreads them
+    (ceil(N / nodes)). Every task of a swarm service has one limit: each container gets the smallest limit any of its
+    nodes gives it. PostgreSQL's, Redis' and MongoDB's derived settings come from the plan of the node that holds
+    them. The result has ``ram_budget``'s shape (its totals summed over the nodes) plus ``nodes.<host>``, each node's
+    own plan."""
     if not isinstance(plan, Mapping) or not plan.get("enabled"):
         raise AnsibleFilterError("cluster_ram_plan: expects an enabled cluster_plan (one host: use ram_budget)")
     if not isinstance(ram_by_host, Mapping):
@@ -388,7 +485,9 @@ def cluster_ram_plan(plan: Any, ram_by_host: Any, registry: Any) -> Dict[str, An
     nodes = plan.get("nodes") or {}
     specs = memory_specs(registry)
     # {container: (service, layer)} for the containers the RAM plan sizes.
-    owner = {key: (name, svc.get("layer")) for name, svc in registry.items() if isinstance(svc, Mapping)
+    # An app pinned to the node holding its volumes (placement: node) is counted there only, as a data service is.
+    owner = {key: (name, "data" if svc.get("placement") == "node" else svc.get("layer"))
+             for name, svc in registry.items() if isinstance(svc, Mapping)
              for key in (svc.get("containers") or {}) if key in specs}
     per_host: Dict[str, Dict[str, Dict[str, Any]]] = {host: {} for host in nodes}
     hosts_of: Dict[str, List[str]] = {}
@@ -433,5 +532,5 @@ def cluster_ram_plan(plan: Any, ram_by_host: Any, registry: Any) -> Dict[str, An
 class FilterModule(NamedFilters):
     """Cluster (Docker Swarm) filters."""
 
-    FILTERS = (cluster_nodes, cluster_errors, cluster_plan, cluster_firewall_rules, swarm_hosts, swarm_stack,
-               cluster_ram_plan, swarm_departures, swarm_stale_labels)
+    FILTERS = (cluster_nodes, cluster_errors, cluster_placement_errors, cluster_plan, cluster_firewall_rules,
+               swarm_hosts, swarm_stack, cluster_ram_plan, swarm_departures, swarm_stale_labels)

@@ -21,8 +21,10 @@ from ansible_collections.borgstack.stack.plugins.plugin_utils._filters import Na
 
 _KEYS = frozenset(
     ("enabled", "layer", "image", "requires", "containers", "site", "postgres", "redis_db", "s3_bucket", "mongodb",
-     "login", "volumes", "secrets", "redis_keys", "postgres_reader")
+     "login", "volumes", "secrets", "redis_keys", "postgres_reader", "placement")
 )
+# Where a service's tasks may run on a cluster: any node, or the one node holding its volumes (its data).
+_PLACEMENTS = ("any", "node")
 _CONTAINER_KEYS = frozenset(("kind", "port", "health", "health_body", "replicas", "memory", "image", "metrics"))
 _KINDS = ("web", "worker", "job")
 _MEMORY_KEYS = frozenset(("weight", "min_mb", "max_mb"))
@@ -352,6 +354,12 @@ def registry_errors(registry: Any, domain: Any) -> List[str]:
             errors.append(f"{where}.enabled must be true, false or auto, found {svc.get('enabled')!r}")
         if svc.get("layer") not in _LAYERS:
             errors.append(f"{where}.layer must be one of {', '.join(_LAYERS)}, found {svc.get('layer')!r}")
+        placement = svc.get("placement", "any")
+        if placement not in _PLACEMENTS:
+            errors.append(f"{where}.placement must be node (on a cluster, pinned to the node holding its volumes) or "
+                          f"any, found {placement!r}")
+        elif placement == "any" and svc.get("layer") == "data" and "placement" in svc:
+            errors.append(f"{where}.placement: a data service always runs on the node holding its data; remove it")
         image_error = _image_error(where, svc.get("image"))
         if image_error:
             errors.append(image_error)
@@ -439,6 +447,17 @@ def service_roles(registry: Any) -> Dict[str, List[str]]:
                                      f"found {layer!r}")
         layers[layer].append(name)
     return layers
+
+
+def pinned_services(registry: Any) -> List[str]:
+    """The services whose tasks run, on a cluster, on the one node that holds their volumes, in registry order: every
+    data service, and the apps with ``placement: node`` (an app whose volume keeps what must not be shared or lost:
+    WhatsApp session keys, an SQLite database, uploads, the volumes a backup app reads). Each has a node label
+    ``borgstack.data.<service>`` given by ``borgstack_node_data``; enabled or not (a host may keep a disabled one's
+    data)."""
+    registry = _mapping("pinned_services", registry, "the registry")
+    return [name for name, svc in registry.items() if isinstance(svc, Mapping)
+            and (svc.get("layer") == "data" or svc.get("placement") == "node")]
 
 
 def service_endpoints(registry: Any, project: Any, network: Any) -> Dict[str, Dict[str, Any]]:
@@ -700,6 +719,6 @@ def login_report(registry: Any, domain: Any, project_dir: Any, admin_email: Any)
 class FilterModule(NamedFilters):
     """Service registry filters."""
 
-    FILTERS = (service_registry, service_hostname, service_hostnames, service_endpoints, service_roles,
+    FILTERS = (service_registry, service_hostname, service_hostnames, service_endpoints, service_roles, pinned_services,
                registry_errors, memory_specs, postgres_tenants, mongodb_users, basic_auth_users, s3_buckets,
                caddy_sites, health_checks, login_report)

@@ -11,7 +11,8 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.borgstack.stack.plugins.filter import cluster
 from ansible_collections.borgstack.stack.plugins.filter.cluster import (cluster_errors, cluster_firewall_rules,
-                                                                        cluster_nodes, cluster_plan, cluster_ram_plan,
+                                                                        cluster_nodes, cluster_placement_errors,
+                                                                        cluster_plan, cluster_ram_plan,
                                                                         swarm_departures, swarm_hosts,
                                                                         swarm_stack, swarm_stale_labels)
 
@@ -128,7 +129,8 @@ def test_nodes_read_the_inventory_with_defaults():
         cluster_plan(["a"])
 
 
-@pytest.mark.parametrize("name", ["cluster_nodes", "cluster_errors", "cluster_plan", "cluster_firewall_rules",
+@pytest.mark.parametrize("name", ["cluster_nodes", "cluster_errors", "cluster_placement_errors", "cluster_plan",
+                                  "cluster_firewall_rules",
                                   "swarm_hosts", "swarm_stack", "cluster_ram_plan", "swarm_departures",
                                   "swarm_stale_labels"])
 def test_sidecar_docs(name):
@@ -359,3 +361,155 @@ def test_stale_borgstack_labels_are_listed_the_operators_are_not():
     assert swarm_stale_labels(seen, plan) == {"id1": ["borgstack", "borgstack.data.mongodb"]}
     with pytest.raises(AnsibleFilterError):
         swarm_stale_labels(seen, {"enabled": False})
+
+
+# --- The other apps on a cluster: pinned apps, the migration job, the placement checks ---------------------------
+PINNED = [*STATEFUL, "lowcoder", "fileflows", "evolution_api", "duplicati"]
+APPS = dict(SETTINGS, replicas={"chatwoot": 2}, stateful=PINNED)
+CHATWOOT = {"services": {
+    "chatwoot": {"image": "c", "container_name": "borgstack-chatwoot", "restart": "unless-stopped",
+                 "depends_on": {"chatwoot-migrate": {"condition": "service_completed_successfully"}}},
+    "chatwoot-sidekiq": {"image": "c", "deploy": {"replicas": 3}},
+    "chatwoot-migrate": {"image": "c", "container_name": "borgstack-chatwoot-migrate", "restart": "no",
+                         "labels": {"org.borgstack.job": "true"}, "mem_limit": "512m",
+                         "volumes": ["borgstack_chatwoot_migrations:/borgstack-migrations"]}}}
+
+
+@pytest.mark.parametrize(("service", "key"), [("evolution_api", "evolution-api"), ("fileflows", "fileflows"),
+                                              ("lowcoder", "lowcoder"), ("duplicati", "duplicati"),
+                                              ("mongodb", "mongodb")])
+def test_an_app_with_its_own_data_is_pinned_to_its_node_once_and_stops_first(service, key):
+    app = swarm_stack({"services": {key: {"image": "x", "container_name": f"borgstack-{key}"}}}, service,
+                      APPS)["services"][key]
+    assert app["deploy"]["placement"] == {"constraints": [f"node.labels.borgstack.data.{service} == true"]}
+    assert app["deploy"]["replicas"] == 1
+    assert app["deploy"]["update_config"]["order"] == app["deploy"]["rollback_config"]["order"] == "stop-first"
+    assert app["networks"] == {"borgstack_cluster": {"aliases": [f"borgstack-{key}"]}}
+    with pytest.raises(AnsibleFilterError, match=re.escape(f"swarm_replicas.{key} is 2")):
+        swarm_stack({"services": {key: {"image": "x"}}}, service, dict(APPS, replicas={key: 2}))
+
+
+def test_chatwoot_spreads_its_web_and_workers_and_migrates_in_one_job():
+    stack = swarm_stack(CHATWOOT, "chatwoot", APPS)["services"]
+    web, workers, job = stack["chatwoot"], stack["chatwoot-sidekiq"], stack["chatwoot-migrate"]
+    assert web["deploy"]["replicas"] == 2 and workers["deploy"]["replicas"] == 3
+    for spread in (web, workers):
+        assert "placement" not in spread["deploy"] and spread["deploy"]["update_config"]["order"] == "start-first"
+    assert "depends_on" not in web
+    # The migration: one task run to completion (a swarm job), retried on failure a few times, never restarted once
+    # done, on a node holding data (where its marker volume stays); no rolling update, no name on the network.
+    assert job["deploy"] == {"mode": "replicated-job", "replicas": 1,
+                             "restart_policy": {"condition": "on-failure", "delay": "5s", "max_attempts": 3},
+                             "placement": {"constraints": ["node.labels.borgstack.data == true"]},
+                             "resources": {"limits": {"memory": "512m"}}}
+    assert job["networks"] == ["borgstack_cluster"] and "restart" not in job and "container_name" not in job
+    assert job["labels"] == {"org.borgstack.job": "true"}
+    with pytest.raises(AnsibleFilterError, match=re.escape("swarm_replicas.chatwoot-migrate is 2")):
+        swarm_stack(CHATWOOT, "chatwoot", dict(APPS, replicas={"chatwoot-migrate": 2}))
+
+
+def test_a_pinned_services_job_runs_on_its_own_node_and_a_list_label_marks_a_job():
+    compose = {"services": {"app-migrate": {"image": "x", "labels": ["org.borgstack.job=true"]}}}
+    job = swarm_stack(compose, "fileflows", APPS)["services"]["app-migrate"]
+    assert job["deploy"]["mode"] == "replicated-job"
+    assert job["deploy"]["placement"] == {"constraints": ["node.labels.borgstack.data.fileflows == true"]}
+
+
+@pytest.mark.parametrize(("part", "keys"), [("all", ["chatwoot", "chatwoot-sidekiq", "chatwoot-migrate"]),
+                                            ("jobs", ["chatwoot-migrate"]),
+                                            ("services", ["chatwoot", "chatwoot-sidekiq"])])
+def test_the_jobs_and_the_services_are_deployed_apart(part, keys):
+    stack = swarm_stack(CHATWOOT, "chatwoot", APPS, part)
+    assert list(stack["services"]) == keys
+    assert stack["networks"] == {"borgstack_cluster": {"external": True}}
+
+
+def test_a_file_without_jobs_has_an_empty_jobs_part_and_an_unknown_part_is_refused():
+    assert swarm_stack(PG_COMPOSE, "postgresql", SETTINGS, "jobs")["services"] == {}
+    with pytest.raises(AnsibleFilterError, match="part must be all, jobs or services"):
+        swarm_stack(PG_COMPOSE, "postgresql", SETTINGS, "some")
+
+
+def _apps_registry(**enabled):
+    def svc(layer, containers, volumes=None, placement=None, on=True):
+        out = {"enabled": on, "layer": layer, "containers": {c: {"kind": "web"} for c in containers},
+               "volumes": volumes or {}}
+        if placement:
+            out["placement"] = placement
+        return out
+    return {
+        "postgresql": svc("data", ["postgresql"], {"data": {"backup": "dump"}}),
+        "seaweedfs": svc("data", ["seaweedfs"], {"data": {"backup": "files"}}),
+        "mongodb": svc("data", ["mongodb"], {"data": {"backup": "dump"}}, on=enabled.get("mongodb", False)),
+        "n8n": svc("apps", ["n8n"], {"data": {"backup": "files"}}),
+        "chatwoot": svc("apps", ["chatwoot", "chatwoot-sidekiq"], {"migrations": {"backup": "none"}}),
+        "evolution_api": svc("apps", ["evolution-api"], {"instances": {"backup": "files"}}, "node",
+                             on=enabled.get("evolution_api", True)),
+        "fileflows": svc("apps", ["fileflows"], {"data": {"backup": "files"}, "temp": {"backup": "none"}}, "node",
+                         on=enabled.get("fileflows", True)),
+        "duplicati": svc("apps", ["duplicati"], {"data": {"backup": "none"}}, "node",
+                         on=enabled.get("duplicati", False)),
+    }
+
+
+APP_NODES = {"n1": node("10.0.0.1", ["postgresql", "seaweedfs", "evolution_api", "fileflows"]),
+             "n2": node("10.0.0.2", edge=True)}
+
+
+@pytest.mark.parametrize(("nodes", "registry", "replicas", "expected"), [
+    (APP_NODES, _apps_registry(), {"chatwoot": 3, "chatwoot-sidekiq": 2}, []),
+    # A single host: nothing here applies.
+    ({"solo": node("10.0.0.1")}, _apps_registry(), {"evolution-api": 2}, []),
+    ({"n1": node("10.0.0.1", ["postgresql", "seaweedfs", "evolution_api"]), "n2": node("10.0.0.2", edge=True)},
+     _apps_registry(), {},
+     ["fileflows is enabled and, on a cluster, runs on the one host that keeps its data, but no host lists it in "
+      "borgstack_node_data: add fileflows to borgstack_node_data of the host whose disk keeps its volumes"]),
+    # A disabled pinned app needs no host.
+    ({"n1": node("10.0.0.1", ["postgresql", "seaweedfs"]), "n2": node("10.0.0.2", edge=True)},
+     _apps_registry(evolution_api=False, fileflows=False), {}, []),
+    (APP_NODES, _apps_registry(), {"fileflows": 2, "seaweedfs": 2},
+     ["swarm_replicas.seaweedfs is 2: seaweedfs runs once, on the host that keeps its data (two processes on one "
+      "data directory corrupt it); set it to 1 or remove it",
+      "swarm_replicas.fileflows is 2: fileflows runs once, on the host that keeps its data (two processes on one "
+      "data directory corrupt it); set it to 1 or remove it"]),
+    # Evolution API's replicas are cluster_errors' business (single instance): not reported twice.
+    (APP_NODES, _apps_registry(), {"evolution-api": 2}, []),
+    # Duplicati reads the volumes it backs up on its own node: with them, or refused naming both.
+    ({"n1": node("10.0.0.1", ["postgresql", "seaweedfs", "evolution_api", "fileflows", "duplicati"]),
+      "n2": node("10.0.0.2", edge=True)}, _apps_registry(duplicati=True), {}, []),
+    ({"n1": node("10.0.0.1", ["postgresql", "seaweedfs", "evolution_api"]),
+      "n2": node("10.0.0.2", ["fileflows", "duplicati"], edge=True)}, _apps_registry(duplicati=True), {},
+     ["duplicati (host n2) backs up the volumes of seaweedfs, which are on host n1: a volume is read on its own node "
+      "only; list duplicati and seaweedfs in borgstack_node_data of the same host",
+      "duplicati (host n2) backs up the volumes of evolution_api, which are on host n1: a volume is read on its own "
+      "node only; list duplicati and evolution_api in borgstack_node_data of the same host"]),
+])
+def test_the_placement_of_the_enabled_services_is_checked(nodes, registry, replicas, expected):
+    assert cluster_placement_errors(nodes, registry, replicas, ["evolution_api"]) == expected
+
+
+def test_the_placement_check_needs_the_registry():
+    with pytest.raises(AnsibleFilterError, match="expects the service registry"):
+        cluster_placement_errors(APP_NODES, None)
+
+
+@pytest.mark.parametrize("key", ["evolution_api", "evolution-api"])
+def test_evolution_api_asked_twice_is_refused_by_either_name(key):
+    errors = cluster_errors(APP_NODES, 0, PINNED, ["evolution_api"], {key: 2})
+    assert errors == [f"swarm_replicas.{key} is 2: evolution_api must run exactly once (two processes on one "
+                      f"WhatsApp session corrupt it); set it to 1 or remove it"]
+
+
+def test_a_pinned_app_is_counted_on_its_node_only_in_the_ram_plan():
+    registry = {
+        "postgresql": {"enabled": True, "layer": "data",
+                       "containers": {"postgresql": {"kind": "web", "memory": {"weight": 30, "min_mb": 1024}}}},
+        "fileflows": {"enabled": True, "layer": "apps", "placement": "node",
+                      "containers": {"fileflows": {"kind": "web", "memory": {"weight": 8, "min_mb": 512}}}},
+        "n8n": {"enabled": True, "layer": "apps",
+                "containers": {"n8n": {"kind": "web", "memory": {"weight": 8, "min_mb": 512}}}},
+    }
+    plan = cluster_plan({"n1": node("10.0.0.1", ["postgresql"]), "n2": node("10.0.0.2", ["fileflows"], edge=True)})
+    ram = cluster_ram_plan(plan, {"n1": 8192, "n2": 8192}, registry)
+    assert sorted(ram["nodes"]["n1"]["services"]) == ["n8n", "postgresql"]
+    assert sorted(ram["nodes"]["n2"]["services"]) == ["fileflows", "n8n"]

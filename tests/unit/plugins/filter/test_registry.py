@@ -13,6 +13,7 @@ from ansible_collections.borgstack.stack.plugins.filter.registry import (
     health_checks,
     memory_specs,
     mongodb_users,
+    pinned_services,
     postgres_tenants,
     registry_errors,
     s3_buckets,
@@ -20,6 +21,7 @@ from ansible_collections.borgstack.stack.plugins.filter.registry import (
     service_hostnames,
     service_registry,
 )
+from ansible_collections.borgstack.stack.plugins.filter import registry as registry_module
 from ansible_collections.borgstack.stack.plugins.filter.sizing import ram_budget
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -502,3 +504,33 @@ def test_chatwoot_one_off_job_and_health_body():
                                   '"data_services":"ok"}')
     assert not re.search(pattern, '{"version":"4.6.0","timestamp":"x","queue_services":"ok",'
                                   '"data_services":"failing"}')
+
+
+# --- Placement on a cluster ---------------------------------------------------------------------------------------
+def test_the_pinned_services_are_the_data_services_and_the_apps_placed_on_their_node():
+    """The apps whose volumes keep what must not be shared or lost run on the one node holding them on a cluster:
+    Evolution API (WhatsApp session keys), FileFlows (its SQLite database), Lowcoder (uploaded assets) and
+    Duplicati (it reads the volumes it backs up); Chatwoot (attachments on S3), n8n and Directus spread."""
+    assert pinned_services(merged()) == ["postgresql", "redis", "mongodb", "seaweedfs", "lowcoder", "fileflows",
+                                         "evolution_api", "duplicati"]
+    assert "chatwoot" not in pinned_services(merged(chatwoot={"enabled": True}))
+    assert "n8n" in pinned_services(merged(n8n={"placement": "node"}))
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"n8n": {"placement": "here"}},
+     "borgstack_services.n8n.placement must be node (on a cluster, pinned to the node holding its volumes) or any, "
+     "found 'here'"),
+    ({"redis": {"placement": "any"}},
+     "borgstack_services.redis.placement: a data service always runs on the node holding its data; remove it"),
+])
+def test_a_bad_placement_is_refused_naming_it(changes, message):
+    assert message in registry_errors(merged(**changes), DOMAIN)
+    assert registry_errors(merged(n8n={"placement": "any"}, redis={"placement": "node"}), DOMAIN) == []
+
+
+def test_pinned_services_sidecar_doc():
+    import sys  # pylint: disable=import-outside-toplevel
+    sys.path.insert(0, str(Path(__file__).parent))
+    from sidecar_doc import check_sidecar_doc  # pylint: disable=import-error,import-outside-toplevel
+    check_sidecar_doc(registry_module.pinned_services, ROOT / "plugins" / "filter" / "pinned_services.yml")
