@@ -96,3 +96,44 @@ def test_the_project_and_every_scenario_enable_the_preload():
     for scenario in sorted((ROOT / "molecule").glob("*/molecule.yml")):
         options = yaml.safe_load(scenario.read_text())["provisioner"]["config_options"]["defaults"]
         assert options.get("callbacks_enabled") == "borgstack.stack.preload", scenario
+
+
+def _cache_run(tmp: Path, home: Path, extra_collections: Path) -> tuple[subprocess.CompletedProcess, str]:
+    """A run with a module task; returns it and the module-payload directory the preload says it kept."""
+    playbook = tmp / "cache.yml"
+    playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"name": "A module", "ansible.builtin.command": {"argv": ["true"]}, "changed_when": False}]}]))
+    env = dict(os.environ, HOME=str(home), ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0",
+               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_CALLBACKS_ENABLED="borgstack.stack.preload",
+               ANSIBLE_COLLECTIONS_PATH=f"{ROOT / 'collections'}:{extra_collections}")
+    proc = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", "-e",
+                           f"ansible_python_interpreter={sys.executable}", str(playbook), "-vvv"],
+                          cwd=tmp, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    line = next(row for row in proc.stdout.splitlines() if "module payloads kept in" in row)
+    return proc, line.rsplit(" ", 1)[1]
+
+
+def test_module_payloads_are_kept_between_runs_and_rebuilt_when_a_module_changes(tmp_path):
+    """The payload cache outlives the run; its key changes when a module of a source collection changes (size or
+    time), and a cache of another key unused for a week is removed (one used lately stays)."""
+    home, extra = tmp_path / "home", tmp_path / "extra"
+    module = extra / "ansible_collections" / "acme" / "thing" / "plugins" / "modules" / "probe.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("# a module\n")
+    cache_root = home / ".ansible" / "borgstack" / "ansiballz"
+    old, recent = cache_root / "old-key", cache_root / "recent-key"
+    old.mkdir(parents=True)
+    recent.mkdir()
+    week_ago = __import__("time").time() - 8 * 86400
+    os.utime(old, (week_ago, week_ago))
+
+    _, first = _cache_run(tmp_path, home, extra)
+    assert Path(first).parent == cache_root
+    assert any(p.name.startswith("ansible.modules.command") for p in Path(first).iterdir()), list(Path(first).iterdir())
+    assert not old.exists() and recent.exists()
+    _, again = _cache_run(tmp_path, home, extra)
+    assert again == first
+    module.write_text("# a module, edited\n")
+    _, edited = _cache_run(tmp_path, home, extra)
+    assert edited != first
