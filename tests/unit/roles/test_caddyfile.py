@@ -120,4 +120,5 @@ def test_a_cluster_sends_production_webhooks_to_the_processors(cluster):
     # Nothing else is sent to the processors: the editor, /rest, test webhooks and forms stay on the main.
     assert site.count("n8n-webhook") == 1 and "webhook-test" not in site and "/form" not in site
     # Directus has no processors: one proxy.
-    assert _site((cluster / "cluster.Caddyfile").read_text(), "directus.example.com.br").count("reverse_proxy") == 1
+    directus = _site((cluster / "cluster.Caddyfile").read_text(), "directus.example.com.br")
+    assert re.findall(r"^\treverse_proxy (.*?) \{$", directus, re.M) == ["borgstack-directus:8055"]
