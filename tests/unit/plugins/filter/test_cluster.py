@@ -13,7 +13,7 @@ from ansible_collections.borgstack.stack.plugins.filter import cluster
 from ansible_collections.borgstack.stack.plugins.filter.cluster import (cluster_errors, cluster_firewall_rules,
                                                                         cluster_nodes, cluster_plan, cluster_ram_plan,
                                                                         swarm_departures, swarm_hosts,
-                                                                        swarm_stack, swarm_stale_labels)
+                                                                        swarm_image_updates, swarm_stack, swarm_stale_labels)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sidecar_doc import check_sidecar_doc  # pylint: disable=import-error,wrong-import-position  # noqa: E402
@@ -359,3 +359,22 @@ def test_stale_borgstack_labels_are_listed_the_operators_are_not():
     assert swarm_stale_labels(seen, plan) == {"id1": ["borgstack", "borgstack.data.mongodb"]}
     with pytest.raises(AnsibleFilterError):
         swarm_stale_labels(seen, {"enabled": False})
+
+
+# --- The update a stack deploy is about to make (the pre-update dump runs before it) -----------------------------------
+def test_an_update_is_an_existing_service_getting_another_image():
+    stack = {"services": {"n8n": {"image": "n8nio/n8n:1.113.4"}, "n8n-worker": {"image": "n8nio/n8n:1.113.4"},
+                          "n8n-webhook": {"image": "n8nio/n8n:1.113.4"}}}
+    running = ["borgstack_n8n n8nio/n8n:1.113.3", "borgstack_n8n-worker n8nio/n8n:1.113.4"]
+    # The main changes; the worker runs the image already; the processors are new (a first deploy, no update).
+    assert swarm_image_updates(stack, "borgstack", running) == {
+        "borgstack_n8n": {"from": "n8nio/n8n:1.113.3", "to": "n8nio/n8n:1.113.4"}}
+    assert swarm_image_updates(stack, "borgstack", []) == {}
+    same = ["borgstack_n8n n8nio/n8n:1.113.4", "borgstack_n8n-worker n8nio/n8n:1.113.4"]
+    assert swarm_image_updates(stack, "borgstack", same) == {}
+    # Another stack's service of the same key is not this one.
+    assert swarm_image_updates(stack, "other", running) == {}
+    with pytest.raises(AnsibleFilterError, match="expects a stack file"):
+        swarm_image_updates("nope", "borgstack", [])
+    with pytest.raises(AnsibleFilterError, match="expects the lines"):
+        swarm_image_updates(stack, "borgstack", "borgstack_n8n x")
