@@ -467,6 +467,26 @@ def swarm_stack(compose: Any, service: Any, settings: Any, part: Any = "all") ->
     return stack
 
 
+def swarm_image_updates(stack: Any, project: Any, running: Any) -> Dict[str, Dict[str, str]]:
+    """The swarm services of a stack file (filter swarm_stack) that exist and will get another image: an update, as
+    compose_deploy's ``image_updates`` on one host - {<project>_<key>: {from, to}}. ``running``: the lines ``docker
+    service inspect --format '{{.Spec.Name}} {{.Spec.TaskTemplate.ContainerSpec.Image}}'`` printed (a service not
+    deployed yet has none: a first deploy is no update). The image a stack deploy gives a service is the reference
+    written (resolve_image never)."""
+    if not isinstance(stack, Mapping) or not isinstance(stack.get("services"), Mapping):
+        raise AnsibleFilterError("swarm_image_updates: expects a stack file (filter swarm_stack)")
+    if not isinstance(running, list):
+        raise AnsibleFilterError(f"swarm_image_updates: expects the lines of docker service inspect, found {running!r}")
+    current = dict(str(line).split(" ", 1) for line in running if " " in str(line).strip())
+    updates = {}
+    for key, spec in stack["services"].items():
+        name = f"{project}_{key}"
+        wanted = str((spec or {}).get("image") or "")
+        if name in current and wanted and current[name].strip() != wanted:
+            updates[name] = {"from": current[name].strip(), "to": wanted}
+    return updates
+
+
 def cluster_ram_plan(plan: Any, ram_by_host: Any, registry: Any) -> Dict[str, Any]:
     """The RAM plan of a cluster, node by node. Each node's RAM (``ram_by_host``: {host: MiB}) is split by
     ``ram_budget`` among the containers that may run there: a stateful service's (the registry's data layer, and the
@@ -533,4 +553,4 @@ class FilterModule(NamedFilters):
     """Cluster (Docker Swarm) filters."""
 
     FILTERS = (cluster_nodes, cluster_errors, cluster_placement_errors, cluster_plan, cluster_firewall_rules,
-               swarm_hosts, swarm_stack, cluster_ram_plan, swarm_departures, swarm_stale_labels)
+               swarm_hosts, swarm_stack, cluster_ram_plan, swarm_departures, swarm_stale_labels, swarm_image_updates)

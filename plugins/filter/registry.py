@@ -29,7 +29,9 @@ _CONTAINER_KEYS = frozenset(("kind", "port", "health", "health_body", "replicas"
 _KINDS = ("web", "worker", "job")
 _MEMORY_KEYS = frozenset(("weight", "min_mb", "max_mb"))
 _SITE_KEYS = frozenset(("hostname", "container", "websockets", "max_body_mb", "csp", "headers", "basic_auth",
-                        "ready", "refuse_auth"))
+                        "ready", "refuse_auth", "routes"))
+# A site route's path: a URL path, optionally ending in * (Caddy's path matcher: that prefix).
+_ROUTE_PATH_RE = re.compile(r"^/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*/?\*?$")
 # An HTTP authentication scheme's name (RFC 9110 token, kept to letters, digits and '-': it goes into Caddy's regexp).
 _AUTH_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,31}$")
 # A site's ready path: an absolute URL path, no query (Caddy's health_uri).
@@ -286,7 +288,7 @@ def _container_errors(where: str, name: str, containers: Any) -> List[str]:
 def _site_errors(where: str, site: Any, containers: Any) -> List[str]:
     if not isinstance(site, Mapping):
         return [f"{where}.site must be a dict (hostname, container, websockets, max_body_mb, csp, headers, "
-                f"basic_auth, ready, refuse_auth), found {site!r}"]
+                f"basic_auth, ready, refuse_auth, routes), found {site!r}"]
     errors: List[str] = []
     extra = sorted(set(site) - _SITE_KEYS)
     if extra:
@@ -327,6 +329,19 @@ def _site_errors(where: str, site: Any, containers: Any) -> List[str]:
             elif not isinstance(sources, str) or not _CSP_SOURCES_RE.match(sources):
                 errors.append(f"{where}.site.csp.{directive} must be a string of sources separated by spaces "
                               f"(no ; , or quotes \"), found {sources!r}")
+    routes = site.get("routes", {})
+    if not isinstance(routes, Mapping):
+        errors.append(f"{where}.site.routes must be a dict {{<path>: <worker container>}} (e.g. {{/webhook/*: "
+                      f"n8n-webhook}}), found {routes!r}")
+    else:
+        for path, key in routes.items():
+            spec = containers.get(key) if isinstance(containers, Mapping) and isinstance(key, str) else None
+            if not isinstance(path, str) or not _ROUTE_PATH_RE.match(path):
+                errors.append(f"{where}.site.routes: {path!r} is not a URL path such as /webhook/* (letters, digits, "
+                              f". _ ~ - /, an optional * at the end)")
+            if not isinstance(spec, Mapping) or spec.get("kind") != "worker":
+                errors.append(f"{where}.site.routes.{path}: {key!r} must name one of the service's worker containers "
+                              f"(the processes that answer that path on a cluster)")
     headers = site.get("headers", {})
     if not isinstance(headers, Mapping) or not all(
             isinstance(k, str) and _HEADER_RE.match(k) and isinstance(v, str) and _CSP_SOURCES_RE.match(v.replace(",", ""))
@@ -535,8 +550,10 @@ def mongodb_users(registry: Any, master: Any, overrides: Any = None, every: bool
 def caddy_sites(registry: Any, domain: Any, endpoints: Any, credentials: Any = None) -> List[Dict[str, Any]]:
     """Caddy's sites: one per enabled service with a ``site``, sorted by host name -
     [{hostname, upstream, max_body_mb, csp_extra: {directive: sources}, headers_extra, basic_auth, health_uri,
-    refuse_auth}]. The proxy itself is skipped; ``health_uri`` is the site's ``ready`` path, when it has one;
-    ``refuse_auth`` the authentication schemes Caddy answers 403 to (credentials meant for the host only).
+    refuse_auth, routes}]. The proxy itself is skipped; ``health_uri`` is the site's ``ready`` path, when it has one;
+    ``refuse_auth`` the authentication schemes Caddy answers 403 to (credentials meant for the host only);
+    ``routes`` ([{matcher, path, upstream}]) the paths a running worker of the service answers instead of the site's
+    container (``site.routes`` whose worker has replicas).
 
     ``credentials`` is basic_auth_users' answer ({service: {user, password, hash}}): a site with ``basic_auth:
     true`` gets ``basic_auth: {user, hash}`` (never the password); one without its credentials is refused."""
@@ -566,6 +583,17 @@ def caddy_sites(registry: Any, domain: Any, endpoints: Any, credentials: Any = N
             entry["health_uri"] = site["ready"]
         if site.get("refuse_auth"):
             entry["refuse_auth"] = sorted(set(site["refuse_auth"]))
+        # Paths another process of the service answers (n8n's production webhooks, its webhook processors): only
+        # while that worker runs (replicas > 0: on a cluster), by the one name all its tasks answer to on the
+        # overlay (<project>-<container>, dnsrr), on the site container's port. Without it, nothing changes.
+        routes = []
+        for path, key in (site.get("routes") or {}).items():
+            spec = _containers(svc).get(key, {})
+            if _replicas(spec) > 0:
+                prefix = endpoints[name]["container"][:-len(main)]
+                routes.append({"matcher": key.replace("-", "_"), "path": path, "upstream": f"{prefix}{key}:{port}"})
+        if routes:
+            entry["routes"] = routes
         if site.get("basic_auth") is True:
             cred = credentials.get(name)
             if not isinstance(cred, Mapping) or not cred.get("user") or not cred.get("hash"):

@@ -14,6 +14,10 @@ description:
     C(<database>.dump).
   - Each file is root-only (V(0600)) before it holds data. A dump that fails or writes nothing stops the run with
     pg_dump's own message, and its file is removed; the dumps written before it stay.
+  - With O(update), instead, one pre-update dump C(<update.name>-<UTC time>.dump) of the database
+    O(update.database) in O(dir), the oldest of that name beyond O(update.keep) deleted - the dump
+    M(borgstack.stack.compose_deploy) makes before an update on one host, taken here on the node that runs
+    PostgreSQL before a swarm update (the play delegates to it).
   - The same dump helper makes the pre-update dump of M(borgstack.stack.compose_deploy).
 extends_documentation_fragment:
   - borgstack.stack.attributes
@@ -46,6 +50,23 @@ options:
     description: Directory of the dumps (created root-only when missing; an existing one is made V(0700)).
     type: path
     required: true
+  update:
+    description:
+      - A pre-update dump (exclusive with O(databases) and O(globals)).
+    type: dict
+    suboptions:
+      database:
+        description: The database to dump.
+        type: str
+        required: true
+      name:
+        description: The service the dump is named after (C(<name>-<UTC time>.dump)).
+        type: str
+        required: true
+      keep:
+        description: How many pre-update dumps of O(update.name) are kept in O(dir) (the oldest are deleted).
+        type: int
+        default: 3
 notes:
   - Needs the Docker CLI on the target host.
 """
@@ -57,6 +78,13 @@ EXAMPLES = r"""
     globals: true
     databases: [n8n, directus]
     dir: /var/backups/borgstack/upgrades/pg15-to-pg17-20261206T120000Z
+
+- name: Dump n8n's database before its swarm services get a new image, on the node running PostgreSQL
+  borgstack.stack.postgresql_dump:
+    container: borgstack_postgresql.1.abcdefghijklmnopqrstuvwxy
+    dir: /var/backups/borgstack/updates
+    update: {database: n8n, name: n8n, keep: 3}
+  delegate_to: data-node
 """
 
 RETURN = r"""
@@ -66,6 +94,11 @@ files:
   type: list
   elements: str
   sample: [/var/backups/borgstack/upgrades/x/globals.sql, /var/backups/borgstack/upgrades/x/n8n.dump]
+dump:
+  description: With O(update), the pre-update dump written.
+  returned: success with O(update), outside check mode
+  type: str
+  sample: /var/backups/borgstack/updates/n8n-20261207T080000Z.dump
 commands:
   description: The docker commands run, abbreviated.
   returned: always
@@ -87,11 +120,19 @@ def main() -> None:
             "databases": {"type": "list", "elements": "str", "default": []},
             "globals": {"type": "bool", "default": False},
             "dir": {"type": "path", "required": True},
+            "update": {"type": "dict", "options": {
+                "database": {"type": "str", "required": True},
+                "name": {"type": "str", "required": True},
+                "keep": {"type": "int", "default": 3},
+            }},
         },
+        mutually_exclusive=[("update", "databases"), ("update", "globals")],
         supports_check_mode=True,
     )
     params = module.params
     directory = params["dir"]
+    if params["update"]:
+        _update_dump(module, params)
     # (database, file); None stands for the roles and tablespaces (pg_dumpall --globals-only)
     wanted = ([(None, os.path.join(directory, "globals.sql"))] if params["globals"] else []) + [
         (database, os.path.join(directory, f"{database}.dump")) for database in params["databases"]]
@@ -115,6 +156,23 @@ def main() -> None:
                              files=written, commands=commands)
         written.append(path)
     module.exit_json(changed=bool(written), files=written, commands=commands)
+
+
+def _update_dump(module: AnsibleModule, params: dict) -> None:
+    """The pre-update dump (PgDump.dump_rotated, as compose_deploy's); exits the module."""
+    update = params["update"]
+    commands: list[str] = []
+    if module.check_mode:
+        module.exit_json(changed=True, files=[], commands=commands,
+                         msg=f"the database {update['database']} would be dumped into {params['dir']}")
+    docker = module.get_bin_path("docker", required=True)
+    dumper = PgDump(module, docker, params["container"], commands, run_docker=None)
+    try:
+        path = dumper.dump_rotated(update["database"], params["dir"], update["name"], update["keep"])
+    except PgDumpError as exc:
+        module.fail_json(msg=f"{params['container']}: the pre-update dump of the database {update['database']} into "
+                             f"{params['dir']} failed, so nothing was updated: {exc}", files=[], commands=commands)
+    module.exit_json(changed=True, files=[path], dump=path, commands=commands)
 
 
 if __name__ == "__main__":

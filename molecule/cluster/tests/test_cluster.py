@@ -374,10 +374,35 @@ def _n8n(method: str, path: str, data=None, node: str = APP) -> tuple[int, dict]
     return int(status or 0), json.loads(body or "{}")
 
 
+def test_webhook_processors_run_apart_from_the_main_and_start_first():
+    """The registry's two webhook processors (one swarm service, `n8n webhook`) run, spread by the swarm, with the
+    main's settings, an update order that starts a new one before stopping an old one, and one name on the overlay
+    (the alias Caddy dials for /webhook/*) that answers with every processor task's address and no other."""
+    def both():
+        tasks = running_tasks("n8n-webhook")
+        return tasks if len(tasks) == 2 else None
+    tasks = wait_for("both webhook processors running", both, timeout=300, every=3)
+    spec = json.loads(sh(DATA, "docker", "service", "inspect", f"{STACK}_n8n-webhook").stdout)[0]["Spec"]
+    assert spec["TaskTemplate"]["ContainerSpec"]["Args"] == ["webhook"], spec["TaskTemplate"]["ContainerSpec"]
+    assert spec["UpdateConfig"]["Order"] == "start-first" and spec["UpdateConfig"]["FailureAction"] == "rollback"
+    main_env, hook_env = _service_env("n8n"), _service_env("n8n-webhook")
+    assert main_env == hook_env, "the processors must share every setting with the main"
+    addresses = sorted(a for node in {t["node"] for t in tasks} for a in overlay_address(node, "n8n-webhook"))
+    assert len(addresses) == 2, (tasks, addresses)
+    # Caddy's upstream name, resolved where Caddy runs (the edge node's Caddy task).
+    caddy = sh(EDGE, "docker", "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={STACK}_caddy").stdout
+    resolved = sh(EDGE, "docker", "exec", caddy.strip(), "getent", "ahostsv4", "borgstack-n8n-webhook").stdout
+    assert sorted({line.split()[0] for line in resolved.splitlines() if line.strip()}) == addresses, resolved
+
+
 def test_a_webhook_through_caddy_runs_on_a_worker():
     """A webhook workflow, active, called through Caddy on the edge: the execution row PostgreSQL holds finished
-    successfully, the log of a worker task says it started and finished that execution, and the main's log says it
-    queued it and never started it."""
+    successfully, the log of a worker task says it started and finished that execution, and a webhook processor's
+    log says it queued it - not the main's, which Caddy keeps for the editor: the login above (/rest) and a test
+    webhook (/webhook-test/, which only the main registers) go to it."""
+    # Only the logs written since this test began: after updates and benchmarks the services' whole logs take
+    # minutes to read on a loaded machine.
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
     password = sh(DATA, "cat", "/opt/borgstack/services/n8n/owner-password").stdout.strip()
     status, body = _n8n("POST", "/rest/login", {"emailOrLdapLoginId": ADMIN, "password": password})
     assert status == 200, body
@@ -408,7 +433,7 @@ def test_a_webhook_through_caddy_runs_on_a_worker():
     assert (state, mode) == ("success", "webhook"), rows
 
     def log(service: str) -> str:
-        return sh(DATA, "docker", "service", "logs", "--raw", "--no-trunc", f"{STACK}_{service}",
+        return sh(DATA, "docker", "service", "logs", "--raw", "--no-trunc", "--since", since, f"{STACK}_{service}",
                   timeout=120).stdout
 
     def worker_finished():
@@ -416,11 +441,84 @@ def test_a_webhook_through_caddy_runs_on_a_worker():
         return text if f"Worker finished execution {execution} " in text else None
     worker_log = wait_for("a worker's log naming the execution", worker_finished, timeout=60, every=3)
     assert f"Worker started execution {execution} " in worker_log
-    main_log = log("n8n")
-    # The main queued it (n8n 1.113.3's scaling service logs that at info level) and did not run it.
-    assert f"Enqueued execution {execution} " in main_log
-    assert f"Worker started execution {execution} " not in main_log
+    main_log, hook_log = log("n8n"), log("n8n-webhook")
+    # A processor queued it (n8n 1.113.3's scaling service logs that at info level); the main never saw it, and
+    # neither ran it.
+    assert f"Enqueued execution {execution} " in hook_log
+    assert f"Enqueued execution {execution} " not in main_log
+    assert f"Worker started execution {execution} " not in main_log + hook_log
+    # A test webhook is the main's (the editor's "listen for test event"): unregistered here, the main's own 404
+    # says so - the processors do not serve /webhook-test/ at all (Express' HTML 404).
+    status, body = _n8n("POST", f"/webhook-test/{path}", {"pedido": 43})
+    assert status == 404 and "is not registered" in json.dumps(body), (status, body)
     _n8n("PATCH", f"/rest/workflows/{workflow}", {"active": False})
+
+
+# --- the pre-update dump on a swarm -------------------------------------------------------------------------------
+UPDATES = "/var/backups/borgstack/updates"
+
+
+def _dumps(node: str) -> dict[str, str]:
+    """{file name: "<mode> <size>"} of n8n's pre-update dumps on ``node``."""
+    out = sh(node, "sh", "-c", f"stat -c '%n %a %s' {UPDATES}/n8n-*.dump 2>/dev/null", check=False).stdout
+    return {Path(name).name: f"{mode} {size}" for name, mode, size in (line.split() for line in out.splitlines())}
+
+
+def _site_n8n(image: str) -> subprocess.CompletedProcess:
+    """`site.yml --tags n8n` with n8n's image set through the inventory (the scenario's borgstack_services)."""
+    scenario = yaml.safe_load((Path(__file__).resolve().parents[1] / "molecule.yml").read_text())
+    services = scenario["provisioner"]["inventory"]["group_vars"]["borgstack"]["borgstack_services"]
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0",
+           "ANSIBLE_ROLES_PATH": str(PROJECT / "roles")}
+    extra = json.dumps({"borgstack_services": {**services, "n8n": {"image": image}}})
+    return subprocess.run(["ansible-playbook", str(PROJECT / "site.yml"), "-i", inventory(), "--tags", "n8n",
+                           "-e", extra], cwd=PROJECT, capture_output=True, text=True, timeout=1500, env=env,
+                          check=False)
+
+
+def test_a_new_n8n_image_is_preceded_by_a_dump_on_the_data_node():
+    """n8n's image changed through the inventory (a lab build of the same n8n under another tag, on every node):
+    before the stack deploy, n8n's database is dumped on the node holding PostgreSQL's data, through its running
+    task, into the same root-only directory, name and format as on one host - a new non-empty 0600 file that
+    pg_restore reads as n8n's database - and the services then run the new image. Back to the inventory's image:
+    another dump (an update again). A rerun with nothing to update takes none and changes nothing.
+    What this lab cannot show: here the data node is also the first manager (molecule.yml), so the delegation to
+    another node runs on the same host; the empty-dump refusal is proven by the module's unit test (a real
+    pg_dump of a live database is never empty)."""
+    base = "borgstack-lab/n8n:1.113.3"
+    other = f"{base}-dumptest"
+    for node in NODES:
+        subprocess.run(["docker", "exec", "-i", node, "docker", "build", "--quiet", "--tag", other, "-"],
+                       input=f"FROM {base}\nLABEL borgstack.test=pre-update-dump\n", text=True, check=True,
+                       capture_output=True, timeout=300)
+    before = _dumps(DATA)
+    try:
+        for image in (other, base):
+            proc = _site_n8n(image)
+            assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+            after = _dumps(DATA)
+            new = sorted(set(after) - set(before))
+            assert len(new) == 1 and re.fullmatch(r"n8n-\d{8}T\d{6}Z\.dump", new[0]), (before, after)
+            mode, size = after[new[0]].split()
+            assert mode == "600" and int(size) > 0, after
+            for node in NODES:
+                if node != DATA:
+                    assert not _dumps(node), f"a dump on {node}, which does not hold PostgreSQL"
+            assert sh(DATA, "stat", "-c", "%a %U", UPDATES).stdout.split() == ["700", "root"]
+            pg = sh(DATA, "docker", "ps", "-q", "--filter",
+                    f"label=com.docker.swarm.service.name={STACK}_postgresql").stdout.strip()
+            listing = sh(DATA, "sh", "-c", f"docker exec -i {pg} pg_restore --list < {UPDATES}/{new[0]}").stdout
+            assert "dbname: n8n" in listing and "TABLE public workflow_entity" in listing, listing[:1000]
+            spec = json.loads(sh(DATA, "docker", "service", "inspect", f"{STACK}_n8n").stdout)[0]["Spec"]
+            assert spec["TaskTemplate"]["ContainerSpec"]["Image"] == image
+            before = after
+        proc = _site_n8n(base)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        assert all(int(c) == 0 for c in re_changed(proc.stdout)), proc.stdout[-3000:]
+        assert _dumps(DATA) == before, "a dump without an update"
+    finally:
+        for node in NODES:
+            sh(node, "docker", "image", "rm", other, check=False)
 
 
 # --- a rolling update that fails ----------------------------------------------------------------------------------

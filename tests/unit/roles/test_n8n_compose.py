@@ -5,12 +5,14 @@
 - One host: the rendered Compose file is byte for byte the one this repository rendered before queue mode came to
   the cluster (fixtures/n8n-compose/, rendered from main at 24c58d6): regular mode by default, and the opt-in queue
   mode with two named workers.
-- Three hosts (a cluster): n8n runs in queue mode without being asked - one main process (one replica, stop-first)
-  and one ``n8n-worker`` swarm service with the registry's number of replicas (2 by default on a cluster), both on
+- Three hosts (a cluster): n8n runs in queue mode without being asked - one main process (one replica, stop-first),
+  one ``n8n-worker`` swarm service with the registry's number of replicas (2 by default on a cluster) and one
+  ``n8n-webhook`` service of webhook processors (2 by default, start-first), all on
   the same database, Redis database and password file, encryption key (secrets.env) and binary-data mode ``default``
   (n8n 1.113.3 has no shared mode without a licence: filesystem is one node's volume, s3 needs one); the worker's
   memory limit from the per-node RAM plan.
-- Bad input on a cluster is refused by the role's validation naming the variable.
+- Bad input on a cluster is refused by the role's validation naming the variable; webhook processors on one host
+  are refused.
 
 What does not run here: n8n itself (molecule/cluster runs it on three lab hosts and proves an execution on a
 worker).
@@ -68,17 +70,19 @@ def _render_play(name: str, host: str, out: Path, play_vars: Mapping[str, Any] |
         {"name": "Write the contract and the mode", "ansible.builtin.copy": {
             "dest": str(out / f"{name}.facts.json"), "mode": "0600",
             "content": "{{ {'redis': n8n_service.redis, 'worker': n8n_service.containers['n8n-worker'],"
+                       " 'webhook': n8n_service.containers['n8n-webhook'],"
                        " 'plan': borgstack_ram_plan, 'mode': n8n_executions_mode} | to_json }}"}},
     ]}
 
 
-def _validate_play(case: str, host: str, out: Path, play_vars: Mapping[str, Any]) -> Dict[str, Any]:
+def _validate_play(case: str, host: str, out: Path, play_vars: Mapping[str, Any],
+                   tasks_from: str = "validate_cluster") -> Dict[str, Any]:
     """A play that runs n8n's cluster checks (tasks/validate_cluster.yml, which validate.yml includes on a cluster:
     the whole validation takes ~25 s a case) and writes <out>/<case>.result.json: {failed, msg}."""
     return {"name": f"Case {case}", "hosts": host, "gather_facts": False, "vars": dict(play_vars), "tasks": [{
         "name": "Validate", "block": [
             {"name": "Run the role's validation",
-             "ansible.builtin.include_role": {"name": "borgstack.stack.n8n", "tasks_from": "validate_cluster"}},
+             "ansible.builtin.include_role": {"name": "borgstack.stack.n8n", "tasks_from": tasks_from}},
             {"name": "Record success", "ansible.builtin.copy": {
                 "dest": str(out / f"{case}.result.json"), "mode": "0600", "content": '{"failed": false}'}}],
         "rescue": [{"name": "Record the failure", "ansible.builtin.copy": {
@@ -101,7 +105,12 @@ def _run(tmp: Path, inventory: Path, plays: List[Dict[str, Any]]) -> None:
 def single(tmp_path_factory) -> Path:
     """One host: the default (regular) and the opt-in queue mode with two workers."""
     out = tmp_path_factory.mktemp("n8n-single")
+    # The check first: the render plays' include_vars outranks play vars for the rest of the run.
     _run(out, _inventory(out, {"localhost": LOCAL}, {}), [
+        _validate_play("one-host-processors", "localhost", out,
+                       {"borgstack_services": {"n8n": {"containers": {"n8n-worker": {"replicas": 1},
+                                                                      "n8n-webhook": {"replicas": 2}}}}},
+                       tasks_from="validate"),
         _render_play("regular", "localhost", out),
         _render_play("queue-two-workers", "localhost", out,
                      {"borgstack_services": {"n8n": {"containers": {"n8n-worker": {"replicas": 2}}}}}),
@@ -120,6 +129,9 @@ CLUSTER_CASES = {
     "workers-in-swarm-replicas": ({"swarm_replicas": {"n8n-worker": 3}},
                                   "swarm_replicas.n8n-worker (found 3): the number of workers is "
                                   "borgstack_services.n8n.containers.n8n-worker.replicas"),
+    "webhook-in-swarm-replicas": ({"swarm_replicas": {"n8n-webhook": 3}},
+                                  "swarm_replicas.n8n-webhook (found 3): the number of webhook processors is "
+                                  "borgstack_services.n8n.containers.n8n-webhook.replicas"),
     "regular-asked": ({"n8n_executions_mode": "regular"},
                       "n8n_executions_mode (found regular): on a cluster n8n runs in queue mode"),
     "defaults": ({}, None),
@@ -135,7 +147,10 @@ def cluster(tmp_path_factory) -> Path:
         *[_validate_play(case, "n1", out, settings) for case, (settings, _msg) in CLUSTER_CASES.items()],
         _render_play("cluster", "n1", out),
         _render_play("cluster-three", "n1", out,
-                     {"borgstack_services": {"n8n": {"containers": {"n8n-worker": {"replicas": 3}}}}}),
+                     {"borgstack_services": {"n8n": {"containers": {"n8n-worker": {"replicas": 3},
+                                                                    "n8n-webhook": {"replicas": 3}}}}}),
+        _render_play("cluster-no-processors", "n1", out,
+                     {"borgstack_services": {"n8n": {"containers": {"n8n-webhook": {"replicas": 0}}}}}),
     ])
     return out
 
@@ -162,7 +177,7 @@ def test_a_cluster_runs_n8n_in_queue_mode_with_workers(cluster):
     stack = json.loads((cluster / "cluster.stack.json").read_text())
     facts = json.loads((cluster / "cluster.facts.json").read_text())
     assert facts["mode"] == "queue"
-    assert sorted(stack["services"]) == ["n8n", "n8n-worker"]
+    assert sorted(stack["services"]) == ["n8n", "n8n-webhook", "n8n-worker"]
     main, worker = stack["services"]["n8n"], stack["services"]["n8n-worker"]
     assert main["deploy"]["replicas"] == 1 and main["deploy"]["update_config"]["order"] == "stop-first"
     assert worker["deploy"]["replicas"] == 2 and worker["deploy"]["update_config"]["order"] == "start-first"
@@ -180,6 +195,40 @@ def test_a_cluster_runs_n8n_in_queue_mode_with_workers(cluster):
     assert main_env["DB_POSTGRESDB_HOST"] == "borgstack-postgresql"
     assert main["env_file"] == worker["env_file"] == ["/opt/borgstack/services/n8n/secrets.env"]
     assert "/opt/borgstack/services/n8n/redis-password:/run/secrets/n8n-redis-password:ro" in worker["volumes"]
+
+
+def test_a_cluster_runs_webhook_processors_start_first(cluster):
+    """Two ``n8n webhook`` processors by default on a cluster, start-first (an update of n8n keeps one answering),
+    with every setting of the main, one name on the overlay for all their tasks (Caddy's upstream for /webhook/*), a
+    health check that passes only once the webhook routes answer, and their memory limit from the RAM plan."""
+    stack = json.loads((cluster / "cluster.stack.json").read_text())
+    facts = json.loads((cluster / "cluster.facts.json").read_text())
+    main, hook = stack["services"]["n8n"], stack["services"]["n8n-webhook"]
+    assert hook["command"] == ["webhook"]
+    assert hook["deploy"]["replicas"] == 2 == len(facts["webhook"]["names"])
+    assert hook["deploy"]["update_config"]["order"] == "start-first"
+    assert hook["deploy"]["rollback_config"]["order"] == "start-first"
+    assert hook["deploy"]["update_config"]["failure_action"] == "rollback"
+    assert hook["deploy"]["endpoint_mode"] == "dnsrr"
+    assert hook["networks"] == {"borgstack_cluster": {"aliases": ["borgstack-n8n-webhook"]}}
+    assert _env(hook) == _env(main) and hook["env_file"] == main["env_file"] and hook["volumes"] == main["volumes"]
+    probe = hook["healthcheck"]["test"]
+    assert probe[:3] == ["CMD", "node", "-e"]
+    assert "http://127.0.0.1:5678/webhook/borgstack-health" in probe[3] and "statusCode === 404" in probe[3]
+    assert "/json/" in probe[3] and hook["healthcheck"]["start_interval"] == "2s"
+    limit = facts["plan"]["services"]["n8n-webhook"]["limit_mb"]
+    assert hook["deploy"]["resources"]["limits"]["memory"] == f"{limit}m" and limit >= 512
+    three = json.loads((cluster / "cluster-three.stack.json").read_text())
+    assert three["services"]["n8n-webhook"]["deploy"]["replicas"] == 3
+    none = json.loads((cluster / "cluster-no-processors.stack.json").read_text())
+    assert sorted(none["services"]) == ["n8n", "n8n-worker"]
+
+
+def test_webhook_processors_on_one_host_are_refused(single):
+    outcome = json.loads((single / "one-host-processors.result.json").read_text())
+    assert outcome["failed"] is True, outcome
+    assert "borgstack_services.n8n.containers.n8n-webhook.replicas is 2" in outcome["msg"]
+    assert "run on a cluster only" in outcome["msg"] and "Nothing was changed" in outcome["msg"]
 
 
 def test_the_workers_memory_comes_from_the_per_node_ram_plan(cluster):

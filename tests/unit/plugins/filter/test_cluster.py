@@ -14,7 +14,7 @@ from ansible_collections.borgstack.stack.plugins.filter.cluster import (cluster_
                                                                         cluster_nodes, cluster_placement_errors,
                                                                         cluster_plan, cluster_ram_plan,
                                                                         swarm_departures, swarm_hosts,
-                                                                        swarm_stack, swarm_stale_labels)
+                                                                        swarm_image_updates, swarm_stack, swarm_stale_labels)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sidecar_doc import check_sidecar_doc  # pylint: disable=import-error,wrong-import-position  # noqa: E402
@@ -513,3 +513,20 @@ def test_a_pinned_app_is_counted_on_its_node_only_in_the_ram_plan():
     ram = cluster_ram_plan(plan, {"n1": 8192, "n2": 8192}, registry)
     assert sorted(ram["nodes"]["n1"]["services"]) == ["n8n", "postgresql"]
     assert sorted(ram["nodes"]["n2"]["services"]) == ["fileflows", "n8n"]
+# --- The update a stack deploy is about to make (the pre-update dump runs before it) -----------------------------------
+def test_an_update_is_an_existing_service_getting_another_image():
+    stack = {"services": {"n8n": {"image": "n8nio/n8n:1.113.4"}, "n8n-worker": {"image": "n8nio/n8n:1.113.4"},
+                          "n8n-webhook": {"image": "n8nio/n8n:1.113.4"}}}
+    running = ["borgstack_n8n n8nio/n8n:1.113.3", "borgstack_n8n-worker n8nio/n8n:1.113.4"]
+    # The main changes; the worker runs the image already; the processors are new (a first deploy, no update).
+    assert swarm_image_updates(stack, "borgstack", running) == {
+        "borgstack_n8n": {"from": "n8nio/n8n:1.113.3", "to": "n8nio/n8n:1.113.4"}}
+    assert swarm_image_updates(stack, "borgstack", []) == {}
+    same = ["borgstack_n8n n8nio/n8n:1.113.4", "borgstack_n8n-worker n8nio/n8n:1.113.4"]
+    assert swarm_image_updates(stack, "borgstack", same) == {}
+    # Another stack's service of the same key is not this one.
+    assert swarm_image_updates(stack, "other", running) == {}
+    with pytest.raises(AnsibleFilterError, match="expects a stack file"):
+        swarm_image_updates("nope", "borgstack", [])
+    with pytest.raises(AnsibleFilterError, match="expects the lines"):
+        swarm_image_updates(stack, "borgstack", "borgstack_n8n x")

@@ -198,7 +198,8 @@ def test_endpoints_name_every_container_once():
     ends = service_endpoints(merged(n8n={"containers": {"n8n-worker": {"replicas": 2}}}), "bs", "bs_int")
     assert ends["postgresql"] == {"host": "bs-postgresql", "container": "bs-postgresql", "port": 5432,
                                   "network": "bs_int", "containers": {"postgresql": ["bs-postgresql"]}}
-    assert ends["n8n"]["containers"] == {"n8n": ["bs-n8n"], "n8n-worker": ["bs-n8n-worker-1", "bs-n8n-worker-2"]}
+    assert ends["n8n"]["containers"] == {"n8n": ["bs-n8n"], "n8n-worker": ["bs-n8n-worker-1", "bs-n8n-worker-2"],
+                                         "n8n-webhook": []}
     assert ends["n8n"]["host"] == "bs-n8n" and ends["n8n"]["port"] == 5678
     assert service_endpoints(merged(), "bs", "x")["n8n"]["containers"]["n8n-worker"] == []
 
@@ -235,6 +236,31 @@ def test_caddy_sites_carry_what_each_app_loosens():
     assert [s["hostname"] for s in caddy_sites(without_n8n, DOMAIN, ends)] == ["directus.example.com.br"]
 
 
+def test_a_site_route_goes_to_its_worker_only_while_it_runs():
+    """n8n's /webhook/* goes to its webhook processors (site.routes) only when they have replicas (a cluster): by the
+    one name their tasks answer to, on the site's port. Without replicas the site is exactly as before."""
+    def n8n_site(**n8n):
+        reg = merged(n8n=n8n)
+        return caddy_sites(reg, DOMAIN, service_endpoints(reg, "borgstack", "i"))[0]
+    assert "routes" not in n8n_site()
+    assert n8n_site() == n8n_site(containers={"n8n-worker": {"replicas": 2}})
+    site = n8n_site(containers={"n8n-webhook": {"replicas": 2}})
+    assert site["routes"] == [{"matcher": "n8n_webhook", "path": "/webhook/*", "upstream": "borgstack-n8n-webhook:5678"}]
+    assert site["upstream"] == "borgstack-n8n:5678" and site["health_uri"] == "/rest/settings"
+
+
+@pytest.mark.parametrize("routes, message", [
+    ({"/webhook/*": "n8n"}, "site.routes./webhook/*: 'n8n' must name one of the service's worker containers"),
+    ({"/webhook/*": "nope"}, "site.routes./webhook/*: 'nope' must name one of the service's worker containers"),
+    ({"webhook/*": "n8n-webhook"}, "site.routes: 'webhook/*' is not a URL path such as /webhook/*"),
+    ({"/web hook/*": "n8n-webhook"}, "site.routes: '/web hook/*' is not a URL path"),
+    (["/webhook/*"], "site.routes must be a dict {<path>: <worker container>}"),
+])
+def test_bad_site_routes_are_refused_naming_the_variable(routes, message):
+    errors = registry_errors(merged(n8n={"site": {"routes": routes}}), DOMAIN)
+    assert any(e.startswith("borgstack_services.n8n.") and message in e for e in errors), errors
+
+
 def test_every_container_and_worker_fits_85_percent_of_16_gb():
     """Every service and worker of the registry enabled (MongoDB too, n8n with 4 workers): the sum of the limits,
     workers counted per replica, stays within 85 % of a 16 GB host."""
@@ -243,12 +269,14 @@ def test_every_container_and_worker_fits_85_percent_of_16_gb():
     assert all(svc["enabled"] for svc in reg.values())
     specs = memory_specs(reg)
     assert specs["n8n-worker"]["count"] == 4
-    assert set(specs) == {c for s in reg.values() for c in s["containers"]}
+    # n8n's webhook processors run on a cluster only (the n8n role refuses them on one host).
+    assert set(specs) == {c for s in reg.values() for c in s["containers"]} - {"n8n-webhook"}
     plan = ram_budget(16384, specs)
     total = sum(e["limit_mb"] * e["count"] for e in plan["services"].values())
     assert total == plan["allocated_mb"] <= 0.85 * 16384
     assert plan["services"]["n8n-worker"]["limit_mb"] < plan["services"]["n8n"]["limit_mb"]
     assert "n8n-worker" not in memory_specs(merged())  # no replicas, no limit
+    assert "n8n-webhook" not in memory_specs(merged())
 
 
 def test_health_checks_follow_the_registry():

@@ -78,3 +78,45 @@ def test_check_mode_dumps_nothing(monkeypatch, capsys, tmp_path):
     result = run(monkeypatch, capsys, fake, check_mode=True, databases=["n8n"], dir=str(tmp_path / "new"))
     assert result["changed"] and result["files"] == [str(tmp_path / "new" / "n8n.dump")]
     assert fake.commands == [] and not (tmp_path / "new").exists()
+
+
+# --- The pre-update dump of a swarm update (update: the same PgDump.dump_rotated as compose_deploy's) ----------------
+def test_a_pre_update_dump_is_rotated_and_root_only(monkeypatch, capsys, tmp_path):
+    out_dir = tmp_path / "updates"
+    out_dir.mkdir(mode=0o755)
+    # Three older dumps of n8n and one of directus: keep 2 of n8n's (the new one and the newest old one).
+    for name in ("n8n-20261201T000000Z.dump", "n8n-20261202T000000Z.dump", "n8n-20261203T000000Z.dump",
+                 "directus-20261201T000000Z.dump"):
+        (out_dir / name).write_bytes(b"old")
+    fake = FakeExec({"n8n": b"PGDMP n8n"})
+    result = run(monkeypatch, capsys, fake, dir=str(out_dir), update={"database": "n8n", "name": "n8n", "keep": 2})
+    assert result["changed"] and result["files"] == [result["dump"]]
+    dump = Path(result["dump"])
+    assert dump.parent == out_dir and re.fullmatch(r"n8n-\d{8}T\d{6}Z\.dump", dump.name)
+    assert dump.read_bytes() == b"PGDMP n8n" and dump.stat().st_mode & 0o777 == 0o600
+    assert out_dir.stat().st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(
+        ["directus-20261201T000000Z.dump", "n8n-20261203T000000Z.dump", dump.name])
+    assert len(fake.commands) == 1 and "docker exec bs-postgresql pg_dump -U postgres -Fc -d n8n" in fake.commands[0]
+
+
+def test_an_empty_pre_update_dump_fails_before_the_update(monkeypatch, capsys, tmp_path):
+    result = run(monkeypatch, capsys, FakeExec({}), dir=str(tmp_path),
+                 update={"database": "n8n", "name": "n8n", "keep": 3})
+    assert result["failed"] and "the pre-update dump of the database n8n" in result["msg"]
+    assert "so nothing was updated" in result["msg"] and "pg_dump wrote nothing" in result["msg"]
+    assert not list(tmp_path.iterdir())
+
+
+def test_check_mode_takes_no_pre_update_dump(monkeypatch, capsys, tmp_path):
+    fake = FakeExec({"n8n": b"PGDMP"})
+    result = run(monkeypatch, capsys, fake, check_mode=True, dir=str(tmp_path / "new"),
+                 update={"database": "n8n", "name": "n8n"})
+    assert result["changed"] and "would be dumped" in result["msg"]
+    assert fake.commands == [] and not (tmp_path / "new").exists()
+
+
+def test_a_pre_update_dump_is_one_database_only(monkeypatch, capsys, tmp_path):
+    result = run(monkeypatch, capsys, FakeExec({}), dir=str(tmp_path), databases=["n8n"],
+                 update={"database": "n8n", "name": "n8n"})
+    assert result["failed"] and "mutually exclusive" in result["msg"]
