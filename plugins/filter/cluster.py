@@ -145,6 +145,10 @@ def cluster_errors(nodes: Any, managers: Any = 0, stateful: Any = None, single_i
 
 # --- Nodes the inventory no longer has, labels it no longer gives ------------------------------------------------
 DATA_LABEL = f"{LABEL_PREFIX}.data."
+# Set by the caddy role on an edge node once its certificates volume holds the edge's certificates, CA and ACME
+# account (copied from another edge node, or none to copy): Caddy runs only where it is set, so a node that becomes an
+# edge never starts an empty Caddy that would ask the CA again. Kept while the node stays an edge.
+EDGE_READY_LABEL = f"{LABEL_PREFIX}.edge.ready"
 
 
 def _seen(filter_name: str, seen: Any) -> List[Mapping[str, Any]]:
@@ -182,8 +186,9 @@ def swarm_departures(seen: Any, nodes: Any) -> List[Dict[str, Any]]:
 
 def swarm_stale_labels(seen: Any, plan: Any) -> Dict[str, List[str]]:
     """{node ID: [label keys]} - the ``borgstack.*`` labels a node of the plan (filter cluster_plan) carries that the
-    plan no longer gives it (a host that stopped holding a service's data, stopped being an edge). Other labels are
-    the operator's and stay. Nodes the plan does not have are swarm_departures' business."""
+    plan no longer gives it (a host that stopped holding a service's data, stopped being an edge - its
+    ``borgstack.edge.ready`` too, which the caddy role sets on an edge). Other labels are the operator's and stay.
+    Nodes the plan does not have are swarm_departures' business."""
     if not isinstance(plan, Mapping) or not isinstance(plan.get("nodes"), Mapping):
         raise AnsibleFilterError("swarm_stale_labels: expects the cluster_plan")
     by_address = {str(node["address"]): node for node in plan["nodes"].values()}
@@ -192,8 +197,11 @@ def swarm_stale_labels(seen: Any, plan: Any) -> Dict[str, List[str]]:
         wanted = by_address.get(node["address"])
         if wanted is None or node["state"] == "down":
             continue
+        kept = set(wanted["labels"])
+        if _labels_true(wanted["labels"], f"{LABEL_PREFIX}.edge"):
+            kept.add(EDGE_READY_LABEL)
         keys = sorted(key for key in node["labels"]
-                      if (key == LABEL_PREFIX or key.startswith(LABEL_PREFIX + ".")) and key not in wanted["labels"])
+                      if (key == LABEL_PREFIX or key.startswith(LABEL_PREFIX + ".")) and key not in kept)
         if keys:
             stale[node["id"]] = keys
     return stale
@@ -449,7 +457,9 @@ def _swarm_service(key: str, spec: Mapping[str, Any], service: str, settings: Ma
     if edge:
         # One Caddy on each edge node: each answers 80/443 on its own address.
         deploy["mode"] = "global"
-        deploy["placement"] = {"constraints": [f"node.labels.{LABEL_PREFIX}.edge == true"]}
+        # ... once the caddy role has given the node the edge's certificates (EDGE_READY_LABEL).
+        deploy["placement"] = {"constraints": [f"node.labels.{LABEL_PREFIX}.edge == true",
+                                               f"node.labels.{EDGE_READY_LABEL} == true"]}
     else:
         deploy["replicas"] = replicas
         if stateful:

@@ -188,7 +188,8 @@ def test_caddy_runs_on_each_edge_node_with_host_mode_ports():
                                       "networks": ["borgstack_internal", "borgstack_external"]}}}
     caddy = swarm_stack(compose, "caddy", SETTINGS)["services"]["caddy"]
     assert caddy["deploy"]["mode"] == "global" and "replicas" not in caddy["deploy"]
-    assert caddy["deploy"]["placement"] == {"constraints": ["node.labels.borgstack.edge == true"]}
+    assert caddy["deploy"]["placement"] == {"constraints": ["node.labels.borgstack.edge == true",
+                                                            "node.labels.borgstack.edge.ready == true"]}
     assert caddy["ports"] == [{"target": 80, "published": 80, "protocol": "tcp", "mode": "host"},
                               {"target": 443, "published": 443, "protocol": "tcp", "mode": "host"},
                               {"target": 443, "published": 443, "protocol": "udp", "mode": "host"}]
@@ -359,6 +360,15 @@ def test_stale_borgstack_labels_are_listed_the_operators_are_not():
     assert swarm_stale_labels(seen, plan) == {"id1": ["borgstack", "borgstack.data.mongodb"]}
     with pytest.raises(AnsibleFilterError):
         swarm_stale_labels(seen, {"enabled": False})
+
+
+def test_the_edge_ready_label_stays_on_an_edge_and_leaves_with_the_edge():
+    plan = cluster_plan(THREE)
+    ready = {"borgstack.edge.ready": "true"}
+    seen = [seen_node("id1", "10.0.0.1", "n1", labels={"borgstack.edge": "true", **ready}),
+            seen_node("id2", "10.0.0.2", "n2", labels={"borgstack.edge": "true", **ready})]
+    # n2 is still the edge: its ready label stays; n1 stopped being one: it goes (its Caddy stops there).
+    assert swarm_stale_labels(seen, plan) == {"id1": ["borgstack.edge.ready"]}
 
 
 # --- Secrets and configs as swarm objects ---------------------------------------------------------------------------
