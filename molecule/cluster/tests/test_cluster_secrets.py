@@ -92,9 +92,15 @@ def play(*args: str, inventory_dir: str | None = None, timeout: int = 1800) -> t
 
 def sha256_in_task(service: str, path: str) -> str:
     """The SHA-256 of a file inside a running task of ``service`` (the content itself is never read out)."""
-    task = wait_for(f"a running task of {service}", lambda: running_tasks(service), timeout=300, every=3)[0]
-    cid = sh(task["node"], "docker", "ps", "-q", "--filter", f"label=com.docker.swarm.task.id={task['id']}").stdout
-    return sh(task["node"], "docker", "exec", cid.strip(), "sha256sum", path).stdout.split()[0]
+    def containers() -> list[tuple[str, str]]:
+        found = []
+        for task in running_tasks(service):
+            cid = sh(task["node"], "docker", "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={STACK}_"
+                     f"{service}").stdout.split()
+            found += [(task["node"], c) for c in cid]
+        return found
+    node, cid = wait_for(f"a running task of {service}", containers, timeout=300, every=3)[0]
+    return sh(node, "docker", "exec", cid, "sha256sum", path).stdout.split()[0]
 
 
 def test_mounted_secret_files_are_versioned_docker_secrets_and_off_the_disks():
