@@ -12,6 +12,7 @@ Two or more: a swarm. Each host's inventory variables say what it is:
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import re
@@ -197,6 +198,10 @@ def cluster_placement_errors(nodes: Any, registry: Any, replicas: Any = None, si
 
 # --- Nodes the inventory no longer has, labels it no longer gives ------------------------------------------------
 DATA_LABEL = f"{LABEL_PREFIX}.data."
+# Set by the caddy role on an edge node once its certificates volume holds the edge's certificates, CA and ACME
+# account (copied from another edge node, or none to copy): Caddy runs only where it is set, so a node that becomes an
+# edge never starts an empty Caddy that would ask the CA again. Kept while the node stays an edge.
+EDGE_READY_LABEL = f"{LABEL_PREFIX}.edge.ready"
 
 
 def _seen(filter_name: str, seen: Any) -> List[Mapping[str, Any]]:
@@ -234,8 +239,9 @@ def swarm_departures(seen: Any, nodes: Any) -> List[Dict[str, Any]]:
 
 def swarm_stale_labels(seen: Any, plan: Any) -> Dict[str, List[str]]:
     """{node ID: [label keys]} - the ``borgstack.*`` labels a node of the plan (filter cluster_plan) carries that the
-    plan no longer gives it (a host that stopped holding a service's data, stopped being an edge). Other labels are
-    the operator's and stay. Nodes the plan does not have are swarm_departures' business."""
+    plan no longer gives it (a host that stopped holding a service's data, stopped being an edge - its
+    ``borgstack.edge.ready`` too, which the caddy role sets on an edge). Other labels are the operator's and stay.
+    Nodes the plan does not have are swarm_departures' business."""
     if not isinstance(plan, Mapping) or not isinstance(plan.get("nodes"), Mapping):
         raise AnsibleFilterError("swarm_stale_labels: expects the cluster_plan")
     by_address = {str(node["address"]): node for node in plan["nodes"].values()}
@@ -244,8 +250,11 @@ def swarm_stale_labels(seen: Any, plan: Any) -> Dict[str, List[str]]:
         wanted = by_address.get(node["address"])
         if wanted is None or node["state"] == "down":
             continue
+        kept = set(wanted["labels"])
+        if _labels_true(wanted["labels"], f"{LABEL_PREFIX}.edge"):
+            kept.add(EDGE_READY_LABEL)
         keys = sorted(key for key in node["labels"]
-                      if (key == LABEL_PREFIX or key.startswith(LABEL_PREFIX + ".")) and key not in wanted["labels"])
+                      if (key == LABEL_PREFIX or key.startswith(LABEL_PREFIX + ".")) and key not in kept)
         if keys:
             stale[node["id"]] = keys
     return stale
@@ -326,6 +335,106 @@ def swarm_hosts(plan: Any, service: Any, stateful: Any = None, edge: Any = None)
     return list(nodes)
 
 
+# --- Files a service reads, as Docker secrets and configs --------------------------------------------------------
+# Docker's limit on a secret's or a config's name, and the characters it allows.
+SWARM_OBJECT_NAME_MAX = 64
+_OBJECT_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
+# Hex digits of the content's SHA-256 in a versioned name: enough to tell versions apart, never the content.
+SWARM_OBJECT_DIGEST = 12
+SWARM_OBJECT_KINDS = ("secret", "config")
+
+
+def _bind_mounts(compose: Mapping[str, Any]) -> List[str]:
+    """The host paths the Compose file bind-mounts (short-form volumes whose source is an absolute path)."""
+    sources = []
+    for spec in (compose.get("services") or {}).values():
+        for volume in (spec or {}).get("volumes") or []:
+            if isinstance(volume, str) and volume.startswith("/"):
+                sources.append(volume.split(":", 1)[0])
+    return sources
+
+
+def _ident(value: Any, where: str) -> str:
+    """A numeric uid/gid as a string (what a swarm secret or config reference takes); root by name is 0."""
+    text = str(value if value is not None else "0")
+    if text == "root":
+        return "0"
+    if not text.isdigit():
+        raise AnsibleFilterError(f"swarm_objects: {where} must be a numeric uid/gid (a swarm secret or config is owned "
+                                 f"by number), found {value!r}")
+    return text
+
+
+def swarm_objects(files: Any, compose: Any, service: Any, service_dir: Any, project: Any,
+                  kind: Any = "secret") -> List[Dict[str, Any]]:
+    """The files of ``files`` (``compose_service_secret_files`` for ``kind`` secret, the configuration files for
+    ``kind`` config: ``{path, content, owner, group, mode}``, paths under ``service_dir``) that the service's Compose
+    file bind-mounts - the file itself, or a directory holding it - as swarm objects: ``[{path, name, source, uid,
+    gid, mode}]`` in the order of ``files``. ``name`` is versioned: ``<project>_<service>_<path>_<first 12 hex digits
+    of the SHA-256 of kind and content>`` - a new content is a new name (the service is updated to it), the same
+    content the same name on every run (nothing changes). The result never holds the content. A file no container
+    mounts (a password kept for the operator) is left out: it stays a file on the host."""
+    if kind not in SWARM_OBJECT_KINDS:
+        raise AnsibleFilterError(f"swarm_objects: kind must be one of {', '.join(SWARM_OBJECT_KINDS)}, found {kind!r}")
+    if isinstance(compose, str):
+        try:
+            compose = yaml.safe_load(compose)
+        except yaml.YAMLError as exc:
+            raise AnsibleFilterError(f"swarm_objects: {service}'s Compose file is not YAML: {exc}") from exc
+    if not isinstance(compose, Mapping):
+        raise AnsibleFilterError(f"swarm_objects: {service}'s Compose file has no services")
+    if not isinstance(files, list) or not all(isinstance(f, Mapping) and f.get("path") for f in files):
+        raise AnsibleFilterError(f"swarm_objects: expects the {kind} files of {service}, a list of {{path, content}}")
+    mounts = _bind_mounts(compose)
+    base = str(service_dir).rstrip("/")
+    out = []
+    for item in files:
+        path = str(item["path"]).strip("/")
+        source = f"{base}/{path}"
+        if not any(source == mount or source.startswith(mount.rstrip("/") + "/") for mount in mounts):
+            continue
+        where = f"{service}'s {kind} file {path}"
+        content = item.get("content")
+        if not isinstance(content, str):
+            raise AnsibleFilterError(f"swarm_objects: {where} has no text content")
+        digest = hashlib.sha256(f"{kind}\0{content}".encode()).hexdigest()[:SWARM_OBJECT_DIGEST]
+        name = f"{project}_{service}_{_OBJECT_NAME_BAD.sub('-', path)}_{digest}"
+        if len(name) > SWARM_OBJECT_NAME_MAX:
+            raise AnsibleFilterError(f"swarm_objects: the {kind} name for {where} would be {len(name)} characters "
+                                     f"(Docker allows {SWARM_OBJECT_NAME_MAX}): shorten the file's name")
+        mode = item.get("mode", "0600" if kind == "secret" else "0644")
+        try:
+            mode_int = int(str(mode), 8)
+        except ValueError as exc:
+            raise AnsibleFilterError(f"swarm_objects: {where}: mode {mode!r} is not an octal mode") from exc
+        out.append({"path": path, "name": name, "source": source, "uid": _ident(item.get("owner"), f"{where} owner"),
+                    "gid": _ident(item.get("group"), f"{where} group"), "mode": mode_int})
+    return out
+
+
+def _objects_for(volume: Any, objects: List[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """The references (``{source, target, uid, gid, mode}``) that replace one bind mount: the objects whose source is
+    the mounted file, or lies in the mounted directory (at the same place under the target)."""
+    if not isinstance(volume, str) or not volume.startswith("/"):
+        return []
+    parts = volume.split(":")
+    if len(parts) < 2:
+        return []
+    mount, target = parts[0].rstrip("/"), parts[1].rstrip("/")
+    refs = []
+    for obj in objects:
+        source = str(obj["source"])
+        if source == mount:
+            path = target
+        elif source.startswith(mount + "/"):
+            path = target + source[len(mount):]
+        else:
+            continue
+        refs.append({"source": obj["name"], "target": path, "uid": obj["uid"], "gid": obj["gid"],
+                     "mode": obj["mode"]})
+    return refs
+
+
 def _bytes(value: Any, where: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -404,11 +513,25 @@ def _swarm_service(key: str, spec: Mapping[str, Any], service: str, settings: Ma
     if spec.get("ports"):
         out["ports"] = _host_ports(spec["ports"], where)
     volumes = list(out.get("volumes") or [])
+    # A bind-mounted file that is a swarm secret or config (filter swarm_objects) is mounted from the swarm at the
+    # same path instead: the node needs no copy of it, and a new version updates the service.
+    for kind in ("secrets", "configs"):
+        objects = list(settings.get(kind) or [])
+        refs = []
+        for volume in list(volumes):
+            found = _objects_for(volume, objects)
+            if found:
+                volumes.remove(volume)
+                refs.extend(found)
+        if refs:
+            out[kind] = refs
     if spec.get("shm_size"):
         volumes.append({"type": "tmpfs", "target": "/dev/shm",
                         "tmpfs": {"size": _bytes(spec["shm_size"], f"{where}.shm_size")}})
     if volumes:
         out["volumes"] = volumes
+    else:
+        out.pop("volumes", None)
     health = spec.get("healthcheck")
     if isinstance(health, Mapping) and health.get("start_period") and "start_interval" not in health:
         out["healthcheck"] = {**health, "start_interval": SWARM_START_INTERVAL}
@@ -424,7 +547,9 @@ def _swarm_service(key: str, spec: Mapping[str, Any], service: str, settings: Ma
     if edge:
         # One Caddy on each edge node: each answers 80/443 on its own address.
         deploy["mode"] = "global"
-        deploy["placement"] = {"constraints": [f"node.labels.{LABEL_PREFIX}.edge == true"]}
+        # ... once the caddy role has given the node the edge's certificates (EDGE_READY_LABEL).
+        deploy["placement"] = {"constraints": [f"node.labels.{LABEL_PREFIX}.edge == true",
+                                               f"node.labels.{EDGE_READY_LABEL} == true"]}
     else:
         deploy["replicas"] = replicas
         if stateful:
@@ -464,6 +589,11 @@ def swarm_stack(compose: Any, service: Any, settings: Any, part: Any = "all") ->
     stack["networks"] = {settings["network"]: {"external": True}}
     if compose.get("volumes"):
         stack["volumes"] = compose["volumes"]
+    # The secrets and configs the services mount exist already (the first manager created them): external.
+    for kind in ("secrets", "configs"):
+        names = sorted({ref["source"] for spec in stack["services"].values() for ref in spec.get(kind) or []})
+        if names:
+            stack[kind] = {name: {"external": True} for name in names}
     return stack
 
 
@@ -553,4 +683,5 @@ class FilterModule(NamedFilters):
     """Cluster (Docker Swarm) filters."""
 
     FILTERS = (cluster_nodes, cluster_errors, cluster_placement_errors, cluster_plan, cluster_firewall_rules,
-               swarm_hosts, swarm_stack, cluster_ram_plan, swarm_departures, swarm_stale_labels, swarm_image_updates)
+               swarm_hosts, swarm_stack, cluster_ram_plan, swarm_departures, swarm_stale_labels, swarm_image_updates,
+               swarm_objects)

@@ -11,7 +11,8 @@ The services that run for real in the lab are placed on the swarm (PostgreSQL, R
 node, Caddy on the edge node, n8n and Directus - two replicas - wherever the scheduler puts them); the others
 (MongoDB, Chatwoot, Evolution API, Lowcoder, FileFlows, Duplicati, monitoring) are off here - their stack files are
 rendered and checked by `docker stack config` in their role tests. Caddy's certificates come from its internal CA,
-whose root is not copied out on a swarm yet: the HTTPS probes below do not check the chain (-k).
+whose root the caddy role copies from the edge node to every host: the HTTPS probes below check the chain against
+it (test_cluster_secrets.py covers the Docker secrets, the Caddyfile as a Docker config and the edge's certificates).
 
 The tests run once for the scenario (no testinfra ``host`` fixture): each speaks to the nodes through docker exec.
 """
@@ -49,7 +50,8 @@ IMAGE = "borgstack-lab/python:3.11"
 LABELS = {
     DATA: {"borgstack.data": "true", "borgstack.edge": "false", "borgstack.data.postgresql": "true",
            "borgstack.data.redis": "true", "borgstack.data.mongodb": "true", "borgstack.data.seaweedfs": "true"},
-    EDGE: {"borgstack.data": "false", "borgstack.edge": "true"},
+    # borgstack.edge.ready: set by the caddy role once the node has the edge's certificates (Caddy runs only there).
+    EDGE: {"borgstack.data": "false", "borgstack.edge": "true", "borgstack.edge.ready": "true"},
     **{name: {"borgstack.data": "false", "borgstack.edge": "false"} for name in list(NODES)[2:]},
 }
 
@@ -206,11 +208,15 @@ def test_n8n_and_directus_reach_postgresql_across_hosts():
     assert crossed == {"n8n", "directus"}, (seen, {a: running_tasks(a) for a in ("n8n", "directus")})
 
 
+ROOT_CERT = "/opt/borgstack/services/caddy/root.crt"
+
+
 def test_caddy_answers_on_the_edge_node_only():
     """From a peer, n8n's and Directus' public names resolved to the edge node's address: Caddy answers there (and
-    proxies to the apps over the overlay); the data node's 443 has no Caddy."""
+    proxies to the apps over the overlay), its chain verified against the internal root the play copied to that
+    peer; the data node's 443 has no Caddy."""
     def https(name: str, address: str, path: str) -> str:
-        return sh(APP, "curl", "-k", "--silent", "--max-time", "10", "--output", "/dev/null",
+        return sh(APP, "curl", "--cacert", ROOT_CERT, "--silent", "--max-time", "10", "--output", "/dev/null",
                   "--write-out", "%{http_code}", "--resolve", f"{name}:443:{address}", f"https://{name}{path}",
                   check=False).stdout.strip()
     edge = NODES[EDGE]

@@ -14,7 +14,8 @@ from ansible_collections.borgstack.stack.plugins.filter.cluster import (cluster_
                                                                         cluster_nodes, cluster_placement_errors,
                                                                         cluster_plan, cluster_ram_plan,
                                                                         swarm_departures, swarm_hosts,
-                                                                        swarm_image_updates, swarm_stack, swarm_stale_labels)
+                                                                        swarm_image_updates, swarm_objects, swarm_stack,
+                                                                        swarm_stale_labels)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sidecar_doc import check_sidecar_doc  # pylint: disable=import-error,wrong-import-position  # noqa: E402
@@ -132,7 +133,7 @@ def test_nodes_read_the_inventory_with_defaults():
 @pytest.mark.parametrize("name", ["cluster_nodes", "cluster_errors", "cluster_placement_errors", "cluster_plan",
                                   "cluster_firewall_rules",
                                   "swarm_hosts", "swarm_stack", "cluster_ram_plan", "swarm_departures",
-                                  "swarm_stale_labels"])
+                                  "swarm_stale_labels", "swarm_objects"])
 def test_sidecar_docs(name):
     check_sidecar_doc(getattr(cluster, name), FILTER_DIR / f"{name}.yml")
 
@@ -190,7 +191,8 @@ def test_caddy_runs_on_each_edge_node_with_host_mode_ports():
                                       "networks": ["borgstack_internal", "borgstack_external"]}}}
     caddy = swarm_stack(compose, "caddy", SETTINGS)["services"]["caddy"]
     assert caddy["deploy"]["mode"] == "global" and "replicas" not in caddy["deploy"]
-    assert caddy["deploy"]["placement"] == {"constraints": ["node.labels.borgstack.edge == true"]}
+    assert caddy["deploy"]["placement"] == {"constraints": ["node.labels.borgstack.edge == true",
+                                                            "node.labels.borgstack.edge.ready == true"]}
     assert caddy["ports"] == [{"target": 80, "published": 80, "protocol": "tcp", "mode": "host"},
                               {"target": 443, "published": 443, "protocol": "tcp", "mode": "host"},
                               {"target": 443, "published": 443, "protocol": "udp", "mode": "host"}]
@@ -530,3 +532,112 @@ def test_an_update_is_an_existing_service_getting_another_image():
         swarm_image_updates("nope", "borgstack", [])
     with pytest.raises(AnsibleFilterError, match="expects the lines"):
         swarm_image_updates(stack, "borgstack", "borgstack_n8n x")
+def test_the_edge_ready_label_stays_on_an_edge_and_leaves_with_the_edge():
+    plan = cluster_plan(THREE)
+    ready = {"borgstack.edge.ready": "true"}
+    seen = [seen_node("id1", "10.0.0.1", "n1", labels={"borgstack.edge": "true", **ready}),
+            seen_node("id2", "10.0.0.2", "n2", labels={"borgstack.edge": "true", **ready})]
+    # n2 is still the edge: its ready label stays; n1 stopped being one: it goes (its Caddy stops there).
+    assert swarm_stale_labels(seen, plan) == {"id1": ["borgstack.edge.ready"]}
+
+
+# --- Secrets and configs as swarm objects ---------------------------------------------------------------------------
+DIR = "/opt/borgstack/services/directus"
+DIRECTUS_COMPOSE = {"services": {"directus": {
+    "image": "directus", "container_name": "borgstack-directus",
+    "volumes": ["borgstack_directus_extensions:/directus/extensions",
+                f"{DIR}/db-password:/run/secrets/directus-db-password:ro",
+                f"{DIR}/secret:/run/secrets/directus-secret:ro"]}}}
+DIRECTUS_SECRETS = [
+    {"path": "db-password", "content": "s3cr3t-db-password-value", "owner": "1000", "group": "1000", "mode": "0400"},
+    {"path": "secret", "content": "another-secret-value-123", "owner": "1000", "group": "1000", "mode": "0400"},
+    {"path": "owner-password", "content": "never-mounted-password", "mode": "0600"},
+]
+
+
+def test_mounted_secret_files_become_versioned_secrets_without_their_content():
+    objects = swarm_objects(DIRECTUS_SECRETS, DIRECTUS_COMPOSE, "directus", DIR, "borgstack")
+    # owner-password is mounted nowhere: it stays a file (for the operator).
+    assert [o["path"] for o in objects] == ["db-password", "secret"]
+    db = objects[0]
+    assert re.fullmatch(r"borgstack_directus_db-password_[0-9a-f]{12}", db["name"]), db["name"]
+    assert db == {"path": "db-password", "name": db["name"], "source": f"{DIR}/db-password", "uid": "1000",
+                  "gid": "1000", "mode": 0o400}
+    text = repr(objects)
+    assert not any(item["content"] in text for item in DIRECTUS_SECRETS)
+    # Same content, same name (a rerun changes nothing); a new content, a new name (the service is updated).
+    assert swarm_objects(DIRECTUS_SECRETS, DIRECTUS_COMPOSE, "directus", DIR, "borgstack") == objects
+    rotated = [dict(DIRECTUS_SECRETS[0], content="rotated-db-password-value")] + DIRECTUS_SECRETS[1:]
+    again = swarm_objects(rotated, DIRECTUS_COMPOSE, "directus", DIR, "borgstack")
+    assert again[0]["name"] != db["name"] and again[0]["name"].startswith("borgstack_directus_db-password_")
+    assert again[1] == objects[1]
+    # A secret and a config of the same content are different objects.
+    config = swarm_objects(DIRECTUS_SECRETS[:1], DIRECTUS_COMPOSE, "directus", DIR, "borgstack", "config")
+    assert config[0]["name"] != db["name"] and config[0]["mode"] == 0o400
+
+
+def test_the_stack_mounts_the_secrets_at_the_same_paths_and_declares_them_external():
+    objects = swarm_objects(DIRECTUS_SECRETS, DIRECTUS_COMPOSE, "directus", DIR, "borgstack")
+    stack = swarm_stack(DIRECTUS_COMPOSE, "directus", dict(SETTINGS, secrets=objects))
+    directus = stack["services"]["directus"]
+    assert directus["volumes"] == ["borgstack_directus_extensions:/directus/extensions"]
+    assert directus["secrets"] == [
+        {"source": objects[0]["name"], "target": "/run/secrets/directus-db-password", "uid": "1000", "gid": "1000",
+         "mode": 0o400},
+        {"source": objects[1]["name"], "target": "/run/secrets/directus-secret", "uid": "1000", "gid": "1000",
+         "mode": 0o400}]
+    assert stack["secrets"] == {objects[0]["name"]: {"external": True}, objects[1]["name"]: {"external": True}}
+    assert "configs" not in stack and "configs" not in directus
+    # Without objects (as before): the bind mounts stay.
+    assert swarm_stack(DIRECTUS_COMPOSE, "directus", SETTINGS)["services"]["directus"]["volumes"] == \
+        DIRECTUS_COMPOSE["services"]["directus"]["volumes"]
+
+
+def test_a_file_in_a_mounted_directory_becomes_a_config_in_the_same_place():
+    caddy_dir = "/opt/borgstack/services/caddy"
+    compose = {"services": {"caddy": {"image": "caddy", "volumes": [
+        "borgstack_caddy_data:/data", f"{caddy_dir}/config:/etc/caddy:ro"]}}}
+    files = [{"path": "config/Caddyfile", "content": "a.example {\n}\n", "mode": "0644"}]
+    configs = swarm_objects(files, compose, "caddy", caddy_dir, "borgstack", "config")
+    assert configs[0]["source"] == f"{caddy_dir}/config/Caddyfile" and configs[0]["uid"] == "0"
+    stack = swarm_stack(compose, "caddy", dict(SETTINGS, configs=configs))
+    caddy = stack["services"]["caddy"]
+    assert caddy["volumes"] == ["borgstack_caddy_data:/data"]
+    assert caddy["configs"] == [{"source": configs[0]["name"], "target": "/etc/caddy/Caddyfile", "uid": "0",
+                                 "gid": "0", "mode": 0o644}]
+    assert stack["configs"] == {configs[0]["name"]: {"external": True}}
+    changed = swarm_objects([dict(files[0], content="b.example {\n}\n")], compose, "caddy", caddy_dir, "borgstack",
+                            "config")
+    assert changed[0]["name"] != configs[0]["name"]
+
+
+def test_n8n_main_and_workers_share_one_secret_per_file():
+    n8n_dir = "/opt/borgstack/services/n8n"
+    mount = f"{n8n_dir}/db-password:/run/secrets/n8n-db-password:ro"
+    compose = {"services": {"n8n": {"image": "n8n", "volumes": [mount]},
+                            "n8n-worker": {"image": "n8n", "volumes": [mount]}}}
+    secrets = swarm_objects([{"path": "db-password", "content": "n8n-db-password-value", "owner": "1000",
+                              "group": "1000", "mode": "0400"}], compose, "n8n", n8n_dir, "borgstack")
+    stack = swarm_stack(compose, "n8n", dict(SETTINGS, secrets=secrets))
+    assert stack["services"]["n8n"]["secrets"] == stack["services"]["n8n-worker"]["secrets"]
+    assert list(stack["secrets"]) == [secrets[0]["name"]]
+    assert "volumes" not in stack["services"]["n8n"]
+
+
+@pytest.mark.parametrize(("files", "kind", "message"), [
+    ([{"path": "db-password", "content": "x" * 20, "owner": "node"}], "secret", "owner must be a numeric uid/gid"),
+    ([{"path": "db-password", "content": "x" * 20, "mode": "rw"}], "secret", "mode 'rw' is not an octal mode"),
+    ([{"path": "db-password", "content": None}], "secret", "db-password has no text content"),
+    ([{"path": "db-password", "content": "x" * 20}], "vault", "kind must be one of secret, config"),
+    ([{"content": "x"}], "secret", "a list of {path, content}"),
+])
+def test_bad_secret_files_are_refused_naming_them(files, kind, message):
+    with pytest.raises(AnsibleFilterError, match=re.escape(message)):
+        swarm_objects(files, DIRECTUS_COMPOSE, "directus", DIR, "borgstack", kind)
+
+
+def test_a_name_too_long_for_docker_is_refused():
+    long = "a-very-long-secret-file-name-that-goes-on-and-on"
+    compose = {"services": {"x": {"volumes": [f"{DIR}/{long}:/run/secrets/x"]}}}
+    with pytest.raises(AnsibleFilterError, match="Docker allows 64"):
+        swarm_objects([{"path": long, "content": "x" * 20}], compose, "directus", DIR, "borgstack")
