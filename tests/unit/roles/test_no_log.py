@@ -80,10 +80,6 @@ _NAMES_ONLY = (
     "entries, which fail_msg shows; no_log would hide that message and leave the operator guessing"
 )
 EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("roles/compose_service/tasks/swarm.yml", "Deploy to the swarm {{ compose_service_name }}"): (
-        "reads __compose_service_secrets, the result of filter swarm_objects: the Docker secrets' versioned names, "
-        "paths, owner and mode, never their content (tests/unit/plugins/filter/test_cluster.py asserts no content "
-        "reaches it or the stack file); no_log would hide why docker stack deploy failed"),
     ("playbooks/tasks/validate_stack.yml", "Check the stack-wide settings"): (
         "validation (the rule on the secret versions): borgstack_secret_versions holds version numbers, not secrets; the messages of "
         "secret_version_errors name purposes and never a value (tests/unit/plugins/filter/test_secrets.py), and "
