@@ -12,7 +12,7 @@ import functools
 import hashlib
 import hmac
 import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ansible.errors import AnsibleFilterError
 
@@ -285,6 +285,13 @@ def _container_errors(where: str, name: str, containers: Any) -> List[str]:
     return errors
 
 
+def _mapping_errors(where: str, value: Any, shape: str, item_errors: Callable[[Any, Any], List[str]]) -> List[str]:
+    """A setting that must be a dict: its shape refused as a whole, or each (key, value) checked by item_errors."""
+    if not isinstance(value, Mapping):
+        return [f"{where} must be a dict {shape}, found {value!r}"]
+    return [error for key, item in value.items() for error in item_errors(key, item)]
+
+
 def _site_errors(where: str, site: Any, containers: Any) -> List[str]:
     if not isinstance(site, Mapping):
         return [f"{where}.site must be a dict (hostname, container, websockets, max_body_mb, csp, headers, "
@@ -317,31 +324,31 @@ def _site_errors(where: str, site: Any, containers: Any) -> List[str]:
     if not isinstance(refuse, list) or not all(isinstance(s, str) and _AUTH_SCHEME_RE.match(s) for s in refuse):
         errors.append(f"{where}.site.refuse_auth must be a list of HTTP authentication scheme names (e.g. [PreAuth]: "
                       f"letters, digits and -) that Caddy refuses from outside, found {refuse!r}")
-    csp = site.get("csp", {})
-    if not isinstance(csp, Mapping):
-        errors.append(f"{where}.site.csp must be a dict {{<directive>: \"<sources>\"}} added to the default policy, "
-                      f"found {csp!r}")
-    else:
-        for directive, sources in csp.items():
-            if directive not in _CSP_DIRECTIVES:
-                errors.append(f"{where}.site.csp.{directive}: not a CSP directive that takes sources (known: "
-                              f"{', '.join(sorted(_CSP_DIRECTIVES))})")
-            elif not isinstance(sources, str) or not _CSP_SOURCES_RE.match(sources):
-                errors.append(f"{where}.site.csp.{directive} must be a string of sources separated by spaces "
-                              f"(no ; , or quotes \"), found {sources!r}")
-    routes = site.get("routes", {})
-    if not isinstance(routes, Mapping):
-        errors.append(f"{where}.site.routes must be a dict {{<path>: <worker container>}} (e.g. {{/webhook/*: "
-                      f"n8n-webhook}}), found {routes!r}")
-    else:
-        for path, key in routes.items():
-            spec = containers.get(key) if isinstance(containers, Mapping) and isinstance(key, str) else None
-            if not isinstance(path, str) or not _ROUTE_PATH_RE.match(path):
-                errors.append(f"{where}.site.routes: {path!r} is not a URL path such as /webhook/* (letters, digits, "
-                              f". _ ~ - /, an optional * at the end)")
-            if not isinstance(spec, Mapping) or spec.get("kind") != "worker":
-                errors.append(f"{where}.site.routes.{path}: {key!r} must name one of the service's worker containers "
-                              f"(the processes that answer that path on a cluster)")
+
+    def csp_errors(directive: Any, sources: Any) -> List[str]:
+        if directive not in _CSP_DIRECTIVES:
+            return [f"{where}.site.csp.{directive}: not a CSP directive that takes sources (known: "
+                    f"{', '.join(sorted(_CSP_DIRECTIVES))})"]
+        if not isinstance(sources, str) or not _CSP_SOURCES_RE.match(sources):
+            return [f"{where}.site.csp.{directive} must be a string of sources separated by spaces "
+                    f"(no ; , or quotes \"), found {sources!r}"]
+        return []
+
+    def route_errors(path: Any, key: Any) -> List[str]:
+        spec = containers.get(key) if isinstance(containers, Mapping) and isinstance(key, str) else None
+        found = []
+        if not isinstance(path, str) or not _ROUTE_PATH_RE.match(path):
+            found.append(f"{where}.site.routes: {path!r} is not a URL path such as /webhook/* (letters, digits, "
+                         f". _ ~ - /, an optional * at the end)")
+        if not isinstance(spec, Mapping) or spec.get("kind") != "worker":
+            found.append(f"{where}.site.routes.{path}: {key!r} must name one of the service's worker containers "
+                         f"(the processes that answer that path on a cluster)")
+        return found
+
+    errors += _mapping_errors(f"{where}.site.csp", site.get("csp", {}),
+                              '{<directive>: "<sources>"} added to the default policy', csp_errors)
+    errors += _mapping_errors(f"{where}.site.routes", site.get("routes", {}),
+                              "{<path>: <worker container>} (e.g. {/webhook/*: n8n-webhook})", route_errors)
     headers = site.get("headers", {})
     if not isinstance(headers, Mapping) or not all(
             isinstance(k, str) and _HEADER_RE.match(k) and isinstance(v, str) and _CSP_SOURCES_RE.match(v.replace(",", ""))
