@@ -128,12 +128,12 @@ def test_module_payloads_are_kept_between_runs_and_rebuilt_when_a_module_changes
     week_ago = __import__("time").time() - 8 * 86400
     os.utime(old, (week_ago, week_ago))
 
-    _, first = _cache_run(tmp_path, home, extra)
+    first = _cache_run(tmp_path, home, extra)[1]
     assert Path(first).parent == cache_root
     assert any(p.name.startswith("ansible.modules.command") for p in Path(first).iterdir()), list(Path(first).iterdir())
     assert not old.exists() and recent.exists()
-    _, again = _cache_run(tmp_path, home, extra)
+    again = _cache_run(tmp_path, home, extra)[1]
     assert again == first
     module.write_text("# a module, edited\n")
-    _, edited = _cache_run(tmp_path, home, extra)
+    edited = _cache_run(tmp_path, home, extra)[1]
     assert edited != first

@@ -515,6 +515,8 @@ def test_a_pinned_app_is_counted_on_its_node_only_in_the_ram_plan():
     ram = cluster_ram_plan(plan, {"n1": 8192, "n2": 8192}, registry)
     assert sorted(ram["nodes"]["n1"]["services"]) == ["n8n", "postgresql"]
     assert sorted(ram["nodes"]["n2"]["services"]) == ["fileflows", "n8n"]
+
+
 # --- The update a stack deploy is about to make (the pre-update dump runs before it) -----------------------------------
 def test_an_update_is_an_existing_service_getting_another_image():
     stack = {"services": {"n8n": {"image": "n8nio/n8n:1.113.4"}, "n8n-worker": {"image": "n8nio/n8n:1.113.4"},
@@ -532,6 +534,8 @@ def test_an_update_is_an_existing_service_getting_another_image():
         swarm_image_updates("nope", "borgstack", [])
     with pytest.raises(AnsibleFilterError, match="expects the lines"):
         swarm_image_updates(stack, "borgstack", "borgstack_n8n x")
+
+
 def test_the_edge_ready_label_stays_on_an_edge_and_leaves_with_the_edge():
     plan = cluster_plan(THREE)
     ready = {"borgstack.edge.ready": "true"}
