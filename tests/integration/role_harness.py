@@ -178,9 +178,15 @@ def swarm_stack_config(compose_file: Path, service: str) -> Dict[str, Any]:
     assert proc.returncode == 0, proc.stderr
     config = yaml.safe_load(proc.stdout)
     for key, spec in config["services"].items():
+        assert list(spec["networks"]) == ["borgstack_cluster"], key
+        if spec["deploy"].get("mode") == "replicated-job":
+            # A one-off job (a migration): one task run to completion, retried a few times, no endpoint and no
+            # rolling update of its own.
+            assert spec["deploy"]["restart_policy"]["condition"] == "on-failure", key
+            assert "endpoint_mode" not in spec["deploy"] and "update_config" not in spec["deploy"], key
+            continue
         assert spec["deploy"]["endpoint_mode"] == "dnsrr", key
         assert spec["deploy"]["update_config"]["failure_action"] == "rollback", key
-        assert list(spec["networks"]) == ["borgstack_cluster"], key
     return config
 
 

@@ -303,5 +303,12 @@ def test_the_cluster_would_place_it_on_the_swarm(rendered):
     """Issue 24: on a cluster this service is not deployed yet (the validation refuses it there), but the stack file
     its Compose file becomes is rendered and accepted by ``docker stack config``; nothing runs on a swarm here."""
     config = swarm_stack_config(rendered["out"] / "compose.yaml", "chatwoot")
-    for spec in config["services"].values():
-        assert spec["deploy"]["replicas"] >= 1 and "placement" not in spec["deploy"]
+    jobs = {key for key, spec in config["services"].items() if spec["deploy"].get("mode") == "replicated-job"}
+    # The migration is the one job: one task, on a node holding data (where its marker volume stays).
+    assert jobs == {"chatwoot-migrate"}, jobs
+    assert config["services"]["chatwoot-migrate"]["deploy"]["placement"]["constraints"] == [
+        "node.labels.borgstack.data == true"]
+    # The web and the Sidekiq workers spread over any node.
+    for key, spec in config["services"].items():
+        if key not in jobs:
+            assert spec["deploy"]["replicas"] >= 1 and "placement" not in spec["deploy"], key
