@@ -25,7 +25,6 @@ the swarm's tasks.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -34,6 +33,9 @@ from typing import Any, Dict, List, Mapping
 
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+import role_plays  # noqa: E402  pylint: disable=import-error,wrong-import-position
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "apps-compose"
@@ -53,12 +55,7 @@ CLUSTER = {
 
 
 def _inventory(tmp: Path, hosts: Mapping[str, Any], settings: Mapping[str, Any]) -> Path:
-    inventory = tmp / "inventory"
-    (inventory / "group_vars" / "borgstack").mkdir(parents=True)
-    (inventory / "group_vars" / "all").symlink_to(ROOT / "playbooks" / "group_vars" / "all")
-    (inventory / "group_vars" / "borgstack" / "test.yml").write_text(yaml.safe_dump({**SETTINGS, **settings}))
-    (inventory / "hosts.yml").write_text(yaml.safe_dump({"borgstack": {"hosts": dict(hosts)}}))
-    return inventory / "hosts.yml"
+    return role_plays.inventory(tmp, hosts, {**SETTINGS, **settings})
 
 
 def _render_play(host: str, out: Path) -> Dict[str, Any]:
@@ -90,25 +87,11 @@ def _render_play(host: str, out: Path) -> Dict[str, Any]:
 def _validate_play(case: str, host: str, out: Path, play_vars: Mapping[str, Any]) -> Dict[str, Any]:
     """A play that runs the swarm role's checks (what the validation play runs) and writes <out>/<case>.result.json:
     {failed, msg}."""
-    return {"name": f"Case {case}", "hosts": host, "gather_facts": False, "vars": dict(play_vars), "tasks": [{
-        "name": "Validate", "block": [
-            {"name": "Run the role's validation",
-             "ansible.builtin.include_role": {"name": "borgstack.stack.swarm", "tasks_from": "validate"}},
-            {"name": "Record success", "ansible.builtin.copy": {
-                "dest": str(out / f"{case}.result.json"), "mode": "0600", "content": '{"failed": false}'}}],
-        "rescue": [{"name": "Record the failure", "ansible.builtin.copy": {
-            "dest": str(out / f"{case}.result.json"), "mode": "0600",
-            "content": "{{ {'failed': true, 'msg': ansible_failed_result.msg} | to_json }}"}}]}]}
+    return role_plays.validate_play(case, host, out, play_vars, "swarm", "validate")
 
 
 def _run(tmp: Path, inventory: Path, plays: List[Dict[str, Any]]) -> None:
-    playbook = tmp / "play.yml"
-    playbook.write_text(yaml.safe_dump(plays, sort_keys=False))
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0",
-               ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"))
-    proc = subprocess.run(["ansible-playbook", "-i", str(inventory), str(playbook)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    role_plays.run_plays(tmp, inventory, plays)
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,16 @@ molecule/cluster sends a production webhook through Caddy and finds it in a proc
 """
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping
 
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+import role_plays  # noqa: E402  pylint: disable=import-error,wrong-import-position
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "caddyfile"
@@ -44,12 +45,7 @@ CLUSTER_SERVICES = {name: {"enabled": False} for name in
 
 
 def _inventory(tmp: Path, hosts: Mapping[str, Any], settings: Mapping[str, Any]) -> Path:
-    inventory = tmp / "inventory"
-    (inventory / "group_vars" / "borgstack").mkdir(parents=True)
-    (inventory / "group_vars" / "all").symlink_to(ROOT / "playbooks" / "group_vars" / "all")
-    (inventory / "group_vars" / "borgstack" / "test.yml").write_text(yaml.safe_dump({**SETTINGS, **settings}))
-    (inventory / "hosts.yml").write_text(yaml.safe_dump({"borgstack": {"hosts": dict(hosts)}}))
-    return inventory / "hosts.yml"
+    return role_plays.inventory(tmp, hosts, {**SETTINGS, **settings})
 
 
 def _render_play(name: str, host: str, out: Path, play_vars: Mapping[str, Any] | None = None) -> Dict[str, Any]:
@@ -63,13 +59,7 @@ def _render_play(name: str, host: str, out: Path, play_vars: Mapping[str, Any] |
 
 
 def _run(tmp: Path, inventory: Path, plays: List[Dict[str, Any]]) -> None:
-    playbook = tmp / "play.yml"
-    playbook.write_text(yaml.safe_dump(plays, sort_keys=False))
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0",
-               ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"))
-    proc = subprocess.run(["ansible-playbook", "-i", str(inventory), str(playbook)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    role_plays.run_plays(tmp, inventory, plays)
 
 
 @pytest.fixture(scope="module")
