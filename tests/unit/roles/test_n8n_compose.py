@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping
 
 import pytest
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 import role_plays  # noqa: E402  pylint: disable=import-error,wrong-import-position
