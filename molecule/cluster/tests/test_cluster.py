@@ -61,6 +61,13 @@ def sh(node: str, *argv: str, check: bool = True, timeout: int = 60) -> subproce
                           check=check)
 
 
+def _build_on_every_node(tag: str, dockerfile: str) -> None:
+    """An image derived from a lab image (``dockerfile`` on stdin, no context), built on every node's engine."""
+    for node in NODES:
+        subprocess.run(["docker", "exec", "-i", node, "docker", "build", "--quiet", "--tag", tag, "-"],
+                       input=dockerfile, text=True, check=True, capture_output=True, timeout=300)
+
+
 def nodes_seen_from(node: str) -> list[dict]:
     out = sh(node, "docker", "node", "ls", "--format", "{{json .}}").stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
@@ -493,10 +500,7 @@ def test_a_new_n8n_image_is_preceded_by_a_dump_on_the_data_node():
     pg_dump of a live database is never empty)."""
     base = "borgstack-lab/n8n:1.113.3"
     other = f"{base}-dumptest"
-    for node in NODES:
-        subprocess.run(["docker", "exec", "-i", node, "docker", "build", "--quiet", "--tag", other, "-"],
-                       input=f"FROM {base}\nLABEL borgstack.test=pre-update-dump\n", text=True, check=True,
-                       capture_output=True, timeout=300)
+    _build_on_every_node(other, f"FROM {base}\nLABEL borgstack.test=pre-update-dump\n")
     before = _dumps(DATA)
     try:
         for image in (other, base):
@@ -536,10 +540,7 @@ def test_a_bad_n8n_version_is_rolled_back_and_the_play_fails_naming_it():
     run deploys the inventory's image and changes nothing. Runs last: n8n is down for part of it."""
     base = "borgstack-lab/n8n:1.113.3"
     broken = f"{base}-broken"
-    for node in NODES:
-        subprocess.run(["docker", "exec", "-i", node, "docker", "build", "--quiet", "--tag", broken, "-"],
-                       input=f'FROM {base}\nENTRYPOINT ["/bin/false"]\n', text=True, check=True,
-                       capture_output=True, timeout=300)
+    _build_on_every_node(broken, f'FROM {base}\nENTRYPOINT ["/bin/false"]\n')
     scenario = yaml.safe_load((Path(__file__).resolve().parents[1] / "molecule.yml").read_text())
     services = scenario["provisioner"]["inventory"]["group_vars"]["borgstack"]["borgstack_services"]
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0",
