@@ -7,13 +7,15 @@
 #   4. unit tests (filters, modules) and integration tests against real PostgreSQL, Redis, Caddy
 #   5. molecule scenarios on disposable lab hosts: bootstrap (trixie + bookworm), stack (data + n8n + Caddy + drift),
 #      and beside them the PostgreSQL 15 -> 17 major upgrade on a lab host of its own (step upgrade)
-# Usage: scripts/test.sh [step...]   steps: setup images lint sanity unit integration molecule upgrade lab cluster
+#   6. the three-host Docker Swarm cluster (molecule/cluster): converge from nothing, idempotence, spread, rolling
+#      update, node loss, outside scan (step cluster)
+# Usage: scripts/test.sh [step...]   steps: setup images lint sanity unit integration molecule upgrade cluster lab
 #   (with no step named, lint runs in the background beside the steps after it; named steps run in order)
-#   (cluster: the three-host Docker Swarm scenario, molecule/cluster; only when asked for, not a default step)
-# The default is setup images lint lab, where `lab` = sanity + unit + integration + molecule + upgrade with the long
-# stack scenario in one lane and sanity -> unit -> bootstrap -> upgrade -> integration in the other (each scenario on
-# its own lab host): the same tests as running the steps one after the other, in less wall time. Named on the command
-# line, `lab` runs the lab-host parts only (sanity and unit are steps of their own).
+# The default is setup images lint lab, where `lab` = sanity + unit + integration + molecule + upgrade + cluster in
+# three lanes: the long stack scenario, the cluster scenario (without its tests marked slow), and sanity -> unit ->
+# bootstrap -> upgrade -> integration (each scenario on its own lab hosts): the same tests as running the steps one
+# after the other, in less wall time. Named on the command line, `lab` runs the lab-host parts only (sanity and unit
+# are steps of their own).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -21,8 +23,8 @@ export ANSIBLE_COLLECTIONS_PATH="$ROOT/collections" ANSIBLE_FORCE_COLOR=0 PY_COL
 export BORGSTACK_REQUIRE_INTEGRATION=1
 
 steps=("$@")
-lab_parts=(bootstrap upgrade integration)
-[ ${#steps[@]} -gt 0 ] || { steps=(setup images lint lab); lab_parts=(sanity unit bootstrap upgrade integration); }
+lab_parts=(--beside cluster bootstrap upgrade integration)
+[ ${#steps[@]} -gt 0 ] || { steps=(setup images lint lab); lab_parts=(--beside cluster sanity unit bootstrap upgrade integration); }
 declare -A took
 order=()
 run_step() {
@@ -87,14 +89,34 @@ stamp_actions() {
     esac
   done
 }
+# "converge at +60s idempotence at +700s ...": the stamped start of each action of scenario $1 in log $2.
+phases_of() {
+  grep -o "^\[lane +[0-9]*s\] INFO *\[$1 > [a-z]*\] Executing" "$2" \
+    | sed -E 's/^\[lane \+([0-9]+)s\].*> ([a-z]+)\].*/\2 at +\1s/' | tr '\n' ' ' || true
+}
+# The molecule scenarios run beside the side lane: the stack scenario (data + n8n + Caddy + drift) always, the cluster
+# (three lab hosts in a Docker Swarm, 198.51.100.47-49) in the default run and `lab`. In a lane the cluster's verifier
+# deselects the tests marked slow (pytest.ini; pytest prints how many); scripts/test.sh cluster runs them all.
+scenario() {
+  case $1 in
+    stack) molecule test -s stack ;;
+    cluster) PYTEST_ADDOPTS="${PYTEST_ADDOPTS:-} -m 'not slow'" molecule test -s cluster ;;
+  esac
+}
 side_lane() {
-  # The stack scenario runs in the background; the named parts run one after the other beside it, each on its own
-  # lab host with its own log (printed, with its exit code and time, when it ends). Fails when any part failed.
-  local logs pid_stack rc_stack=0 rc part t0 failed=0 lane0=$SECONDS
+  # Usage: side_lane [--beside SCENARIO]... PART...
+  # The stack scenario (and each --beside one) runs in the background; the named parts run one after the other beside
+  # them, each on its own lab host with its own log (printed, with its exit code and time, when it ends). Fails when
+  # any part or scenario failed.
+  local logs rc part t0 failed=0 lane0=$SECONDS name beside=(stack)
+  local -A pids=()
+  while [ "${1:-}" = --beside ]; do beside+=("$2"); shift 2; done
   logs=$(mktemp -d)
   # Each molecule action's start is stamped with the lane's elapsed seconds (its phases are in the timings).
-  { molecule test -s stack 2>&1; echo "molecule-exit $?"; } | stamp_actions "$lane0" >"$logs/stack.log" &
-  pid_stack=$!
+  for name in "${beside[@]}"; do
+    { scenario "$name" 2>&1; echo "molecule-exit $?"; } | stamp_actions "$lane0" >"$logs/$name.log" &
+    pids[$name]=$!
+  done
   for part in "$@"; do
     t0=$SECONDS rc=0
     order+=("lab:$part")
@@ -109,15 +131,18 @@ side_lane() {
     printf '\n--- %s (exit %s, %ss) ---\n' "$part" "$rc" "${took[lab:$part]}"; cat "$logs/$part.log"
     [ "$rc" -eq 0 ] || failed=1
   done
-  wait "$pid_stack" || rc_stack=$?
-  [ "$(tail -n 1 "$logs/stack.log")" = "molecule-exit 0" ] || rc_stack=1
-  took[lab:stack]=$((SECONDS - lane0))
-  order+=("lab:stack")
-  stack_phases=$(grep -o '^\[lane +[0-9]*s\] INFO *\[stack > [a-z]*\] Executing' "$logs/stack.log" \
-                 | sed -E 's/^\[lane \+([0-9]+)s\].*> ([a-z]+)\].*/\2 at +\1s/' | tr '\n' ' ' || true)
-  printf '\n--- molecule stack (exit %s, %ss) ---\n' "$rc_stack" "${took[lab:stack]}"; cat "$logs/stack.log"
+  for name in "${beside[@]}"; do
+    rc=0
+    wait "${pids[$name]}" || rc=$?
+    [ "$(tail -n 1 "$logs/$name.log")" = "molecule-exit 0" ] || rc=1
+    took[lab:$name]=$((SECONDS - lane0))
+    order+=("lab:$name")
+    phases+=("$name phases: $(phases_of "$name" "$logs/$name.log")")
+    printf '\n--- molecule %s (exit %s, %ss) ---\n' "$name" "$rc" "${took[lab:$name]}"; cat "$logs/$name.log"
+    [ "$rc" -eq 0 ] || failed=1
+  done
   rm -rf "$logs"
-  [ "$failed" -eq 0 ] && [ "$rc_stack" -eq 0 ]
+  [ "$failed" -eq 0 ]
 }
 # The two scenarios use their own lab hosts and molecule state: they run side by side (the stack scenario is the
 # long one; the bootstrap one mostly waits on package downloads, then the PostgreSQL upgrade test runs on its own
@@ -127,7 +152,8 @@ step_molecule() { side_lane bootstrap upgrade; }
 # default run, sanity and unit lead it: they need no lab host and are off the critical path there).
 step_lab() { side_lane "${lab_parts[@]}"; }
 
-# Three lab hosts form a Docker Swarm (molecule/cluster). Not in the default steps: run alone, scripts/test.sh cluster.
+# Three lab hosts form a Docker Swarm (molecule/cluster), every test of its verifier (the lab step runs it beside the
+# others, without the tests marked slow).
 step_cluster() { molecule test -s cluster; }
 
 # In the default run, lint (one CPU for ~8 minutes, reading files only) runs in the background from the moment the
@@ -135,14 +161,15 @@ step_cluster() { molecule test -s cluster; }
 # failure fails the run. Named on the command line, every step runs in the foreground, in order.
 lint_bg=false
 [ $# -gt 0 ] || lint_bg=true
-lint_pid='' lint_log='' stack_phases=''
+lint_pid='' lint_log=''
+phases=()
 stop_lint() { [ -z "$lint_pid" ] || { pkill -P "$lint_pid" 2>/dev/null; kill "$lint_pid" 2>/dev/null; } || true; }
 # Printed last whatever failed, so that the tail of a CI log holds where the time went.
 print_timings() {
   local name
   printf '\n=== timings (total %ss) ===\n' "$SECONDS"
   for name in "${order[@]}"; do printf '%-16s %5ss\n' "$name" "${took[$name]:-?}"; done
-  [ -z "$stack_phases" ] || printf 'stack phases: %s\n' "$stack_phases"
+  [ ${#phases[@]} -eq 0 ] || printf '%s\n' "${phases[@]}"
 }
 trap 'rc=$?; stop_lint; print_timings; exit $rc' EXIT
 for s in "${steps[@]}"; do

@@ -634,7 +634,8 @@ def _inventory_without(tmp_path: Path, host: str) -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cp", "-r", str(source), str(copy)], check=True)
     moved = False
-    for path in copy.glob("*.y*ml"):
+    # molecule writes the scenario's groups to inventory/hosts (no extension) beside its ansible_inventory.yml.
+    for path in sorted(p for p in copy.iterdir() if p.is_file()):
         data = yaml.safe_load(path.read_text()) or {}
         for root in (data, data.get("all", {}).get("children", {})):
             group = (root or {}).get("borgstack") if isinstance(root, dict) else None
