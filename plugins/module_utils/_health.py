@@ -213,7 +213,6 @@ class Probe:
             return [f"(docker service logs failed: {err.strip()})"]
         return merge_timestamped_logs(out, err, lines)
 
-
     # The overlay (on a swarm manager) ------------------------------------------------------------------------
     def overlay_netns(self, network: str) -> str:
         """The network namespace (``/proc/<pid>/ns/net``) of a running container of this node attached to
