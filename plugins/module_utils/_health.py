@@ -377,10 +377,10 @@ def dns_answer_addresses(data: bytes, query_id: int) -> list[str]:
     if rcode != 0:
         raise ValueError(f"DNS error code {rcode}")
     offset = 12
-    for _ in range(questions):
+    for _question in range(questions):
         offset = _skip_name(data, offset) + 4
     addresses = []
-    for _ in range(answers):
+    for _answer in range(answers):
         offset = _skip_name(data, offset)
         rtype, _rclass, _ttl, length = struct.unpack(">HHIH", data[offset:offset + 10])
         offset += 10
