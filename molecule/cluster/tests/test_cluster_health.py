@@ -84,21 +84,29 @@ def test_health_play_checks_internal_endpoints_and_logins_over_the_overlay():
 def _inventory_with(tmp_path: Path, service: str, enabled: bool) -> Path:
     """A copy of the scenario's inventory with borgstack_services.<service>.enabled set."""
     copy = tmp_path / "inventory"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cp", "-r", inventory(), str(copy)], check=True)
-    changed = False
-    for path in copy.rglob("*.y*ml"):
-        data = yaml.safe_load(path.read_text()) or {}
 
-        def walk(node: Any) -> None:
-            nonlocal changed
-            if isinstance(node, dict):
-                if isinstance(node.get("borgstack_services"), dict):
-                    node["borgstack_services"].setdefault(service, {})["enabled"] = enabled
-                    changed = True
-                for value in node.values():
-                    walk(value)
-        walk(data)
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    def walk(node: Any) -> bool:
+        found = False
+        if isinstance(node, dict):
+            if isinstance(node.get("borgstack_services"), dict):
+                node["borgstack_services"].setdefault(service, {})["enabled"] = enabled
+                found = True
+            for value in node.values():
+                found = walk(value) or found
+        return found
+
+    changed = []
+    # Molecule writes group_vars/<group> without an extension.
+    for path in [p for p in copy.rglob("*") if p.is_file()]:
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError:
+            continue
+        if walk(data):
+            path.write_text(yaml.safe_dump(data, sort_keys=False))
+            changed.append(path)
     assert changed, f"no borgstack_services in {inventory()}"
     return copy
 
