@@ -587,8 +587,7 @@ def test_health_play_counts_every_task_and_names_one_that_keeps_failing():
     swarm service's running/desired tasks and nodes. Then n8n's workers are broken for real - the swarm runs them
     with a command that prints a marker and exits 3, over and over - and the same play fails naming n8n, the worker
     slot that keeps failing and the marker from that task's logs (read from the node that ran it). Rolled back after.
-    What is not checked on a swarm: the containers' internal endpoints and the database logins (other nodes, an
-    overlay this host is not on); Caddy's chain (its internal root is not copied out on a cluster)."""
+    The internal endpoints and the database logins over the overlay: test_cluster_health.py."""
     healthy = run_site(DATA, "--tags", "health", timeout=900)
     assert healthy.rc == 0 and healthy.failed == 0, healthy.output[-4000:]
     table = " ".join(healthy.output.split())  # the YAML callback folds long lines
