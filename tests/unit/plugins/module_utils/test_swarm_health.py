@@ -133,7 +133,7 @@ class FakeSwarm:
         self.calls.append(("http", url, address, validate_certs) + ((self.inside,) if self.inside else ()))
         answer = self.http_answers.get((url, address))
         if answer is None:
-            raise ProbeError(f"connection to {address} refused")
+            raise ProbeError(f"connection to {address or url.split('/')[2]} refused")
         return answer
 
     # The overlay: a namespace to enter, the embedded DNS's answers there, the probes (recorded with the namespace
@@ -318,7 +318,7 @@ def test_a_broken_login_and_a_stopped_endpoint_fail_with_the_single_host_message
     assert result["report"][0]["checks"]["database"] == (
         'failing: postgresql at 10.0.1.3:5432: connection failed: FATAL:  password authentication failed for user '
         '"postgres"')
-    assert result["report"][1]["checks"]["internal"] == "failing: connection to None refused"
+    assert result["report"][1]["checks"]["internal"] == "failing: connection to 10.0.1.7:5678 refused"
     assert result["report"][1]["checks"]["replicas"] == "ok"
     assert "[postgresql] database: failing: postgresql at 10.0.1.3:5432" in result["msg"]
     assert "Pg-s3cret-1" not in str(result)
