@@ -10,12 +10,18 @@ Contents:
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import heapq
 import http.client
 import json
+import os
+import random
 import re
 import socket
 import ssl
+import struct
 import time
 from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
@@ -31,8 +37,11 @@ from ansible_collections.borgstack.stack.plugins.module_utils._swarm_health impo
 OK = "ok"
 SKIPPED = "skipped"
 CHECK_NAMES = ("container", "health", "internal", "public", "database")
-# On a swarm the tasks run on other nodes: their containers and overlay addresses cannot be inspected from here.
-SWARM_CHECK_NAMES = ("replicas", "public")
+# On a swarm the tasks run on other nodes: their containers cannot be inspected from here. The internal endpoints and
+# the database logins are reached over the overlay, from the network namespace of a container of this node on it.
+SWARM_CHECK_NAMES = ("replicas", "internal", "public", "database")
+CLONE_NEWNET = 0x40000000
+EMBEDDED_DNS = "127.0.0.11"  # Docker's DNS server inside every container on a user-defined network
 
 BACKOFF_FIRST = 1.0
 BACKOFF_CAP = 15.0
@@ -204,6 +213,48 @@ class Probe:
             return [f"(docker service logs failed: {err.strip()})"]
         return merge_timestamped_logs(out, err, lines)
 
+    # The overlay (on a swarm manager) ------------------------------------------------------------------------
+    def overlay_netns(self, network: str) -> str:
+        """The network namespace (``/proc/<pid>/ns/net``) of a running container of this node attached to
+        ``network``: the probes entered into it reach every task of the overlay, wherever it runs."""
+        rc, out, err = self._docker_cli("ps", "--quiet", "--no-trunc", "--filter", f"network={network}",
+                                        "--filter", "status=running")
+        if rc != 0:
+            raise ProbeError(f"docker ps failed: {err.strip()}")
+        ids = out.split()
+        if not ids:
+            raise ProbeError(f"no running container of this node is attached to network {network}, so the overlay "
+                             "cannot be reached from here (run a task of the stack on the first manager)")
+        rc, out, err = self._docker_cli("container", "inspect", "--format", "{{.State.Pid}}", ids[0])
+        pid = out.strip()
+        if rc != 0 or not pid.isdigit() or pid == "0":
+            raise ProbeError(f"docker container inspect {ids[0][:12]} gave no process ({err.strip() or pid})")
+        return f"/proc/{pid}/ns/net"
+
+    @contextlib.contextmanager
+    def in_netns(self, path: str) -> Any:
+        """Run the body's probes (sockets, psycopg) in the network namespace ``path``, then come back."""
+        here = os.open("/proc/self/ns/net", os.O_RDONLY)
+        try:
+            there = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            os.close(here)
+            raise ProbeError(f"cannot open the network namespace {path}: {exc}") from exc
+        try:
+            _setns(there)
+            try:
+                yield
+            finally:
+                _setns(here)
+        finally:
+            os.close(there)
+            os.close(here)
+
+    def resolve(self, name: str, *, timeout: float) -> list[str]:
+        """IPv4 addresses of ``name`` from Docker's embedded DNS (called inside a container's namespace): on the
+        overlay, a task's container name is an alias of it (every task of a replicated service answers)."""
+        return dns_a_records(name, EMBEDDED_DNS, timeout=timeout)
+
     # Network --------------------------------------------------------------------------------------------------
     def http(self, url: str, *, address: str | None, timeout: float, ca_path: str | None,
              validate_certs: bool) -> HttpAnswer:
@@ -280,6 +331,78 @@ class Probe:
                         raise ProbeError(f"{command[0]} answered {reply[:200]!r}")
         except OSError as exc:
             raise ProbeError(_describe_os_error(exc, host, port)) from exc
+
+
+def _setns(fd: int) -> None:
+    """setns(2) into a network namespace (os.setns from Python 3.12; libc before)."""
+    if hasattr(os, "setns"):
+        try:
+            os.setns(fd, CLONE_NEWNET)
+        except OSError as exc:
+            raise ProbeError(f"setns failed (root with CAP_SYS_ADMIN needed): {exc}") from exc
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        raise ProbeError(f"setns failed (root with CAP_SYS_ADMIN needed): {os.strerror(ctypes.get_errno())}")
+
+
+def dns_query(name: str, query_id: int) -> bytes:
+    """A DNS query (recursion desired) for the A records of ``name``."""
+    labels = b"".join(bytes([len(part)]) + part.encode("ascii") for part in name.strip(".").split(".") if part)
+    return struct.pack(">HHHHHH", query_id, 0x0100, 1, 0, 0, 0) + labels + b"\x00" + struct.pack(">HH", 1, 1)
+
+
+def _skip_name(data: bytes, offset: int) -> int:
+    while True:
+        if offset >= len(data):
+            raise ValueError("truncated name")
+        length = data[offset]
+        if length & 0xC0 == 0xC0:
+            return offset + 2
+        if length == 0:
+            return offset + 1
+        offset += 1 + length
+
+
+def dns_answer_addresses(data: bytes, query_id: int) -> list[str]:
+    """The IPv4 addresses of a DNS answer; an empty list for NXDOMAIN or no A record; ValueError when unreadable."""
+    if len(data) < 12:
+        raise ValueError("short DNS answer")
+    answer_id, flags, questions, answers, _ns, _ar = struct.unpack(">HHHHHH", data[:12])
+    if answer_id != query_id:
+        raise ValueError("DNS answer to another query")
+    rcode = flags & 0x000F
+    if rcode == 3:
+        return []
+    if rcode != 0:
+        raise ValueError(f"DNS error code {rcode}")
+    offset = 12
+    for _question in range(questions):
+        offset = _skip_name(data, offset) + 4
+    addresses = []
+    for _answer in range(answers):
+        offset = _skip_name(data, offset)
+        rtype, _rclass, _ttl, length = struct.unpack(">HHIH", data[offset:offset + 10])
+        offset += 10
+        if rtype == 1 and length == 4:
+            addresses.append(socket.inet_ntoa(data[offset:offset + 4]))
+        offset += length
+    return sorted(addresses, key=socket.inet_aton)
+
+
+def dns_a_records(name: str, server: str, *, timeout: float) -> list[str]:
+    """Ask ``server`` (UDP port 53) for the A records of ``name``."""
+    query_id = random.randint(0, 0xFFFF)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(timeout)
+            sock.sendto(dns_query(name, query_id), (server, 53))
+            data, _peer = sock.recvfrom(4096)
+        return dns_answer_addresses(data, query_id)
+    except OSError as exc:
+        raise ProbeError(f"DNS lookup of {name}: {_describe_os_error(exc, server, 53)}") from exc
+    except (ValueError, struct.error) as exc:
+        raise ProbeError(f"DNS lookup of {name}: unreadable answer ({exc})") from exc
 
 
 def tls_context(ca_path: str | None, validate_certs: bool) -> ssl.SSLContext:
@@ -385,6 +508,7 @@ class StackHealth:
                               - {""}, key=len, reverse=True)
         self.deadline = 0.0
         self.sleeps: list[float] = []
+        self._netns: str | None = None
 
     # The wait -------------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -468,10 +592,35 @@ class StackHealth:
         except (ProbeError, ValueError) as exc:
             problems.append(str(exc))
         service.checks["replicas"] = _verdict(self._clean(problem) for problem in problems)
+        service.checks["internal"], service.checks["database"] = self._check_overlay(service)
         service.checks["public"] = self._check_public(service.spec)
 
+    def _check_overlay(self, service: ServiceState) -> tuple[str, str]:
+        """The internal endpoint and the database login of a swarm service, as on one host, from the network
+        namespace of a container of this node on the overlay ``network`` (its tasks' container names are aliases
+        there, resolved by Docker's DNS)."""
+        spec = service.spec
+        wanted = (bool(spec.get("internal_check") or spec.get("internal_url")), bool(spec.get("database")))
+        if not any(wanted):
+            return SKIPPED, SKIPPED
+        try:
+            if self._netns is None:
+                self._netns = self.probe.overlay_netns(self.network)
+            with self.probe.in_netns(self._netns):
+                return self._check_internal(service, {}), self._check_database(service, {})
+        except ProbeError as exc:
+            self._netns = None  # that container may be gone: look for one again next round
+            reason = f"failing: {self._clean(str(exc))}"
+            return tuple(reason if want else SKIPPED for want in wanted)  # type: ignore[return-value]
+
     def _address_of(self, container: str, info: dict[str, Any] | None) -> str:
-        """The container's IP on ``network``; raises ProbeError with the reason when it has none."""
+        """The container's IP on ``network``; raises ProbeError with the reason when it has none. On a swarm (inside
+        the overlay's namespace): the first address Docker's DNS gives for the container name, a task's alias."""
+        if self.swarm_stack:
+            addresses = self.probe.resolve(container, timeout=self._attempt_timeout())
+            if not addresses:
+                raise ProbeError(f"no task answers to {container} on network {self.network} (is it running?)")
+            return addresses[0]
         if info is None:
             info = self.probe.inspect(container)
             if info is None:

@@ -22,8 +22,16 @@ description:
     its swarm services (O(services[].swarm_services)) runs all the tasks it wants (a task with a healthcheck counts
     once healthy), on which nodes they run, and which task keeps failing (two or more failed or rejected tasks in
     one slot), with its last error and the last O(log_lines) lines of its newest failed task (C(docker service
-    logs), from whichever node ran it); then the public URL. The containers, their internal endpoints and the
-    database logins are not checked there - they run on other nodes, on an overlay network this host is not on.
+    logs), from whichever node ran it); then, as on one host, its internal endpoint and its database login, on
+    the overlay network O(network); then the public URL. The containers themselves (state, Docker health) are
+    not inspected there - they run on other nodes; the swarm's task states stand for them.
+  - On a swarm the internal endpoints and logins are reached from the network namespace of a container of this
+    node attached to O(network) (any task of the stack running here; the module enters it with C(setns), as root,
+    and comes back), and the tasks' container names (their aliases on the overlay) are resolved by Docker's
+    embedded DNS there. Two C(docker) calls per run and then only the probes themselves - fewer round trips than
+    a C(docker exec) into each service's task on the node that runs it (delegated there, one exec per check, and
+    an image with the right client in it), or a probe container started and removed on each run (and an image
+    for it on this node). Without such a container on this node those two checks fail and say so.
   - Only reads. The Docker CLI is used for C(docker inspect) and C(docker logs); PostgreSQL logins need psycopg 3;
     Redis is spoken to over a plain socket (C(AUTH), C(SELECT), C(PING)), without a Redis library.
 extends_documentation_fragment:
@@ -167,6 +175,7 @@ options:
   network:
     description:
       - Docker network whose container IP addresses are used for internal checks and databases.
+      - With O(swarm_stack), the overlay network the stack's tasks share (V(borgstack_cluster)).
     type: str
     default: borgstack_internal
   public_resolve:

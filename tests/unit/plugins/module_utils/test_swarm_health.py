@@ -6,6 +6,7 @@ test_health_play_names_a_task_that_keeps_failing.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -129,11 +130,52 @@ class FakeSwarm:
 
     def http(self, url: str, *, address: str | None, timeout: float, ca_path: str | None,
              validate_certs: bool) -> HttpAnswer:
-        self.calls.append(("http", url, address, validate_certs))
+        self.calls.append(("http", url, address, validate_certs) + ((self.inside,) if self.inside else ()))
         answer = self.http_answers.get((url, address))
         if answer is None:
-            raise ProbeError(f"connection to {address} refused")
+            raise ProbeError(f"connection to {address or url.split('/')[2]} refused")
         return answer
+
+    # The overlay: a namespace to enter, the embedded DNS's answers there, the probes (recorded with the namespace
+    # they ran in, so a probe run outside it is seen).
+    netns_error: str = ""
+    names: dict[str, list[str]] = {}
+    listening: set[tuple[str, int]] = set()
+    logins: dict[tuple[str, str], str] = {}
+
+    def overlay_netns(self, network: str) -> str:
+        self.calls.append(("overlay_netns", network))
+        if self.netns_error:
+            raise ProbeError(self.netns_error)
+        return "/proc/42/ns/net"
+
+    @contextlib.contextmanager
+    def in_netns(self, path: str) -> Any:
+        self.inside = path
+        try:
+            yield
+        finally:
+            self.inside = None
+
+    inside: str | None = None
+
+    def resolve(self, name: str, *, timeout: float) -> list[str]:
+        self.calls.append(("resolve", name, self.inside))
+        return list(self.names.get(name, []))
+
+    def tcp(self, host: str, port: int, *, timeout: float) -> None:
+        self.calls.append(("tcp", host, port, self.inside))
+        if (host, port) not in self.listening:
+            raise ProbeError(f"connection to {host}:{port} refused")
+
+    def pg_login(self, *, host: str, port: int, user: str, password: str | None, dbname: str | None,
+                 timeout: float) -> None:
+        self.calls.append(("pg_login", host, port, user, self.inside))
+        if self.logins.get((host, user)) != password:
+            raise ProbeError(f'connection failed: FATAL:  password authentication failed for user "{user}"')
+
+    def redis_ping(self, **kwargs: Any) -> None:
+        raise AssertionError("no Redis in these services")
 
     def inspect(self, container: str) -> Any:  # never on a swarm: the containers are on other nodes
         raise AssertionError(f"inspect({container}) called on a swarm")
@@ -162,7 +204,10 @@ def healthy_swarm() -> FakeSwarm:
         "borgstack_n8n-worker": [task("borgstack_n8n-worker.1", "node-2", "Running"),
                                  task("borgstack_n8n-worker.2", "node-4", "Running")],
     }
-    swarm.http_answers = {("https://n8n.lab.test/healthz", "10.0.0.2"): HttpAnswer(200, "ok")}
+    swarm.http_answers = {("https://n8n.lab.test/healthz", "10.0.0.2"): HttpAnswer(200, "ok"),
+                          ("http://10.0.1.7:5678/healthz", None): HttpAnswer(200, "ok")}
+    swarm.names = {"borgstack-postgresql-1": ["10.0.1.3"], "borgstack-n8n-1": ["10.0.1.7", "10.0.1.9"]}
+    swarm.logins = {("10.0.1.3", "postgres"): "Pg-s3cret-1"}
     return swarm
 
 
@@ -176,14 +221,21 @@ def test_a_healthy_swarm_reports_replicas_and_nodes_per_service():
     result = checker(swarm).run()
     assert result["failing"] == [] and "msg" not in result
     n8n = result["report"][1]
-    assert n8n["checks"] == {"replicas": "ok", "public": "ok"}
+    assert n8n["checks"] == {"replicas": "ok", "internal": "ok", "public": "ok", "database": "skipped"}
+    assert result["report"][0]["checks"] == {"replicas": "ok", "internal": "skipped", "public": "skipped",
+                                             "database": "ok"}
     assert [(r["service"], r["running"], r["desired"], r["nodes"]) for r in n8n["replicas"]] == [
         ("borgstack_n8n", 1, 1, ["node-3"]), ("borgstack_n8n-worker", 2, 2, ["node-2", "node-4"])]
     assert result["table"][0].split(" | ")[-1] == "tasks @nodes"
     assert result["table"][3] == ("n8n        | https://n8n.lab.test/healthz | ok     | "
                                   "n8n 1/1 @node-3, n8n-worker 2/2 @node-2,node-4")
-    # The public URL went to the edge node's address; nothing was inspected on this node.
+    # The public URL went to the edge node's address, from this host; the internal endpoint and the login to the
+    # addresses the overlay's DNS gave for the container names, from inside the namespace (looked up once).
     assert ("http", "https://n8n.lab.test/healthz", "10.0.0.2", False) in swarm.calls
+    assert ("http", "http://10.0.1.7:5678/healthz", None, False, "/proc/42/ns/net") in swarm.calls
+    assert ("pg_login", "10.0.1.3", 5432, "postgres", "/proc/42/ns/net") in swarm.calls
+    assert [call for call in swarm.calls if call[0] == "overlay_netns"] == [("overlay_netns", "borgstack_internal")]
+    assert swarm.inside is None
     assert not any(call[0] == "swarm_logs" for call in swarm.calls)
 
 
@@ -255,3 +307,57 @@ def test_without_a_swarm_stack_the_swarm_services_option_is_ignored():
     health = StackHealth(SERVICES[:1], healthy_swarm(), timeout=0)
     assert list(health.services[0].checks) == ["container", "health", "internal", "public", "database"]
     assert health.services[0].swarm_services == []
+
+
+def test_a_broken_login_and_a_stopped_endpoint_fail_with_the_single_host_messages():
+    swarm = healthy_swarm()
+    swarm.logins = {("10.0.1.3", "postgres"): "another"}
+    del swarm.http_answers[("http://10.0.1.7:5678/healthz", None)]
+    result = checker(swarm, log_lines=0).run()
+    assert result["failing"] == ["postgresql", "n8n"]
+    assert result["report"][0]["checks"]["database"] == (
+        'failing: postgresql at 10.0.1.3:5432: connection failed: FATAL:  password authentication failed for user '
+        '"postgres"')
+    assert result["report"][1]["checks"]["internal"] == "failing: connection to 10.0.1.7:5678 refused"
+    assert result["report"][1]["checks"]["replicas"] == "ok"
+    assert "[postgresql] database: failing: postgresql at 10.0.1.3:5432" in result["msg"]
+    assert "Pg-s3cret-1" not in str(result)
+
+
+def test_a_container_name_no_task_answers_to_is_named():
+    swarm = healthy_swarm()
+    del swarm.names["borgstack-postgresql-1"]
+    result = checker(swarm, log_lines=0).run()
+    assert result["report"][0]["checks"]["database"] == (
+        "failing: no task answers to borgstack-postgresql-1 on network borgstack_internal (is it running?)")
+
+
+def test_without_a_container_on_the_overlay_here_both_checks_say_why_and_the_lookup_is_retried():
+    swarm = healthy_swarm()
+    swarm.netns_error = "no running container of this node is attached to network borgstack_cluster, ..."
+    result = checker(swarm, log_lines=0).run()
+    assert result["report"][1]["checks"]["internal"].startswith("failing: no running container of this node")
+    assert result["report"][1]["checks"]["database"] == "skipped"
+    assert result["report"][0]["checks"]["database"].startswith("failing: no running container of this node")
+    assert [call[0] for call in swarm.calls].count("overlay_netns") == 2
+
+
+def dns_answer(query: bytes, addresses: list[str], rcode: int = 0) -> bytes:
+    """The answer Docker's DNS gives: the question echoed, one A record per address (name compressed)."""
+    import socket
+    import struct
+    header = struct.pack(">HHHHHH", struct.unpack(">H", query[:2])[0], 0x8180 | rcode, 1, len(addresses), 0, 0)
+    records = b"".join(b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 600, 4) + socket.inet_aton(a) for a in addresses)
+    return header + query[12:] + records
+
+
+def test_the_dns_client_reads_the_embedded_servers_answers():
+    from ansible_collections.borgstack.stack.plugins.module_utils._health import dns_answer_addresses, dns_query
+    query = dns_query("borgstack-directus-1", 4660)
+    assert query[12:] == b"\x14borgstack-directus-1\x00\x00\x01\x00\x01"
+    assert dns_answer_addresses(dns_answer(query, ["10.0.1.12", "10.0.1.9"]), 4660) == ["10.0.1.9", "10.0.1.12"]
+    assert dns_answer_addresses(dns_answer(query, [], rcode=3), 4660) == []
+    with pytest.raises(ValueError, match="another query"):
+        dns_answer_addresses(dns_answer(query, ["10.0.1.9"]), 1)
+    with pytest.raises(ValueError, match="code 2"):
+        dns_answer_addresses(dns_answer(query, [], rcode=2), 4660)
