@@ -114,8 +114,10 @@ def last_execution_id() -> int:
     return int(sql("SELECT coalesce(max(id), 0) FROM execution_entity")[0][0])
 
 
-def finished(rows: list[list[str]], count: int) -> bool:
-    return len(rows) >= count and all(row[2] not in ("new", "running", "waiting") for row in rows)
+def finished_since(start_id: int, count: int) -> list[list[str]] | None:
+    """The customer-service executions after ``start_id`` once there are ``count`` and none is still running."""
+    rows = executions_since(start_id)
+    return rows if len(rows) >= count and all(row[2] not in ("new", "running", "waiting") for row in rows) else None
 
 
 def service_logs(service: str) -> str:
@@ -175,8 +177,7 @@ def test_whatsapp_to_chatwoot_and_the_answer_back_through_the_webhook_processors
         service="evolution", method="POST", path_regex=f"^/message/sendText/{INSTANCE}$"), timeout=90)
     # Three executions: the customer's message, then the two message_created webhooks Chatwoot sends - for the
     # customer's message n8n wrote (incoming: not sent back) and for the agent's answer.
-    rows = wait_for("the three executions finished", lambda: (lambda r: r if finished(r, 3) else None)(
-        executions_since(start)), timeout=60)
+    rows = wait_for("the three executions finished", lambda: finished_since(start, 3), timeout=60)
     assert [(c["body"]["number"], c["body"]["text"]) for c in sent] == [(number, answer)], sent
     assert sorted(row[1] for row in rows) == sorted([CS_WORKFLOWS[0]] + [CS_WORKFLOWS[1]] * 2), rows
     assert [row[2] for row in rows] == ["success"] * 3, rows
@@ -197,7 +198,6 @@ def test_the_same_webhook_through_the_edges_caddy_is_answered_and_dropped(server
               f"{N8N_HOST}:443:{NODES[EDGE]}", "-H", "Content-Type: application/json", "--data", payload,
               "--output", "/dev/null", "--write-out", "%{http_code}", f"https://{N8N_HOST}{EVOLUTION_HOOK}").stdout
     assert code == "200", f"POST {EVOLUTION_HOOK} through the edge's Caddy: {code}"
-    rows = wait_for("the execution finished", lambda: (lambda r: r if finished(r, 1) else None)(
-        executions_since(start)), timeout=60)
+    rows = wait_for("the execution finished", lambda: finished_since(start, 1), timeout=60)
     assert [row[1] for row in rows] == [CS_WORKFLOWS[0]], rows
     assert not server.calls(service="chatwoot"), "a webhook call from the internet reached Chatwoot"
