@@ -335,6 +335,34 @@ def swarm_hosts(plan: Any, service: Any, stateful: Any = None, edge: Any = None)
     return list(nodes)
 
 
+def swarm_step_containers(containers_by_host: Any, host: Any) -> Dict[str, str]:
+    """The containers on ``host`` in which the roles' steps after a deployment run (an owner account, a tenant,
+    workflows, a first administrator): ``{<Compose service>: <container>}`` for each swarm service whose task runs on
+    ``host`` and on no host before it. ``containers_by_host``: ``{host: {<Compose service>: <container>}}`` in play
+    order - each host's ``compose_service_swarm_containers`` (the tasks running there). A service with replicas on
+    several nodes (Directus) gets its steps once, on the first of them; a service with no task running anywhere, on
+    none (the role skips the step)."""
+    if not isinstance(containers_by_host, Mapping):
+        raise AnsibleFilterError(f"swarm_step_containers expects {{host: {{service: container}}}}, got "
+                                 f"{type(containers_by_host).__name__}")
+    if not isinstance(host, str) or host not in containers_by_host:
+        raise AnsibleFilterError(f"swarm_step_containers: host {host!r} is not one of the hosts given "
+                                 f"({', '.join(map(str, containers_by_host)) or 'none'})")
+    taken: set = set()
+    for name, containers in containers_by_host.items():
+        if containers is None:
+            containers = {}
+        if not isinstance(containers, Mapping):
+            raise AnsibleFilterError(f"swarm_step_containers: the containers of host {name} are not a mapping: "
+                                     f"{containers!r}")
+        mine = {str(service): str(container) for service, container in containers.items()
+                if service not in taken and container}
+        if name == host:
+            return mine
+        taken.update(mine)
+    return {}  # not reached: host is one of the keys
+
+
 # --- Files a service reads, as Docker secrets and configs --------------------------------------------------------
 # Docker's limit on a secret's or a config's name, and the characters it allows.
 SWARM_OBJECT_NAME_MAX = 64
@@ -684,4 +712,4 @@ class FilterModule(NamedFilters):
 
     FILTERS = (cluster_nodes, cluster_errors, cluster_placement_errors, cluster_plan, cluster_firewall_rules,
                swarm_hosts, swarm_stack, cluster_ram_plan, swarm_departures, swarm_stale_labels, swarm_image_updates,
-               swarm_objects)
+               swarm_objects, swarm_step_containers)

@@ -133,7 +133,7 @@ def test_nodes_read_the_inventory_with_defaults():
 @pytest.mark.parametrize("name", ["cluster_nodes", "cluster_errors", "cluster_placement_errors", "cluster_plan",
                                   "cluster_firewall_rules",
                                   "swarm_hosts", "swarm_stack", "cluster_ram_plan", "swarm_departures",
-                                  "swarm_stale_labels", "swarm_objects"])
+                                  "swarm_stale_labels", "swarm_objects", "swarm_step_containers"])
 def test_sidecar_docs(name):
     check_sidecar_doc(getattr(cluster, name), FILTER_DIR / f"{name}.yml")
 
@@ -645,3 +645,45 @@ def test_a_name_too_long_for_docker_is_refused():
     compose = {"services": {"x": {"volumes": [f"{DIR}/{long}:/run/secrets/x"]}}}
     with pytest.raises(AnsibleFilterError, match="Docker allows 64"):
         swarm_objects([{"path": long, "content": "x" * 20}], compose, "directus", DIR, "borgstack")
+
+
+# --- The steps after a deployment, once per swarm service ------------------------------------------------------------
+STEP_HOSTS = {
+    # node-1 runs PostgreSQL and one Directus replica, node-2 the n8n main, a worker and the other Directus replica.
+    "node-1": {"postgresql": "borgstack_postgresql.1.aaa", "directus": "borgstack_directus.1.bbb"},
+    "node-2": {"n8n": "borgstack_n8n.1.ccc", "n8n-worker": "borgstack_n8n-worker.2.ddd",
+               "directus": "borgstack_directus.2.eee"},
+    # Nothing of the stack here (or check mode: nothing read).
+    "node-3": {},
+}
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ("node-1", {"postgresql": "borgstack_postgresql.1.aaa", "directus": "borgstack_directus.1.bbb"}),
+    # Directus' second replica: its steps already run on node-1.
+    ("node-2", {"n8n": "borgstack_n8n.1.ccc", "n8n-worker": "borgstack_n8n-worker.2.ddd"}),
+    ("node-3", {}),
+])
+def test_each_service_gets_its_steps_on_the_first_host_that_runs_it(host, expected):
+    assert cluster.swarm_step_containers(STEP_HOSTS, host) == expected
+
+
+def test_the_steps_follow_the_play_order_and_skip_hosts_without_facts():
+    reordered = {"node-2": STEP_HOSTS["node-2"], "node-1": STEP_HOSTS["node-1"], "node-4": None}
+    assert cluster.swarm_step_containers(reordered, "node-1") == {"postgresql": "borgstack_postgresql.1.aaa"}
+    assert cluster.swarm_step_containers(reordered, "node-2")["directus"] == "borgstack_directus.2.eee"
+    assert cluster.swarm_step_containers(reordered, "node-4") == {}
+    # Every service has exactly one host, whichever the order.
+    for hosts in (STEP_HOSTS, reordered):
+        owners = [service for host in hosts for service in cluster.swarm_step_containers(hosts, host)]
+        assert sorted(owners) == sorted({"postgresql", "directus", "n8n", "n8n-worker"})
+
+
+@pytest.mark.parametrize(("hosts", "host", "message"), [
+    ([], "node-1", "expects {host: {service: container}}"),
+    (STEP_HOSTS, "node-9", "host 'node-9' is not one of the hosts given (node-1, node-2, node-3)"),
+    ({"node-1": ["borgstack_n8n.1.ccc"]}, "node-1", "the containers of host node-1 are not a mapping"),
+])
+def test_bad_step_input_is_refused_naming_it(hosts, host, message):
+    with pytest.raises(AnsibleFilterError, match=re.escape(message)):
+        cluster.swarm_step_containers(hosts, host)
