@@ -43,7 +43,8 @@ LAB = PROJECT / "lab" / "lab.sh"
 NODES = dict(item.split("=", 1) for item in os.environ.get(
     "BORGSTACK_CLUSTER_NODES",
     "borgstack-swarm-1=198.51.100.47,borgstack-swarm-2=198.51.100.48,borgstack-swarm-3=198.51.100.49").split(","))
-DATA, EDGE, APP = list(NODES)[:3]
+# A two-node copy (data node, edge node) has no app-only node: the edge node stands in for it.
+DATA, EDGE, APP = (list(NODES) + list(NODES)[-1:])[:3]
 NETWORK = "borgstack_cluster"
 IMAGE = "borgstack-lab/python:3.11"
 # Inventory of molecule.yml: which node carries data, which is the public edge.
