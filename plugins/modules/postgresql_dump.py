@@ -18,9 +18,9 @@ description:
     O(update.database) in O(dir), the oldest of that name beyond O(update.keep) deleted - the dump
     M(borgstack.stack.compose_deploy) makes before an update on one host, taken here on the node that runs
     PostgreSQL before a swarm update (the play delegates to it).
-  - With O(restore), instead, the dump O(restore.path) put back in place of the database O(restore.database):
-    the database first refuses new sessions and its open ones are ended (its clients may still run: a swarm's
-    rolled-back tasks), then C(pg_restore --clean --if-exists --create) drops and recreates it, owner and grants as
+  - With O(restore), instead, the dump O(restore.path) put back in place of the database O(restore.database);
+    the database first refuses new sessions and its open ones are ended (its clients may still run, as a swarm's
+    rolled-back tasks do), then C(pg_restore --clean --if-exists --create) drops and recreates it, owner and grants as
     dumped - the restore M(borgstack.stack.compose_deploy) makes when an update is rolled back on one host, made here
     on the node that runs PostgreSQL when the swarm rolled a service's update back (the play delegates to it). A
     failed restore stops the run with pg_restore's own message (the database accepts sessions again).
