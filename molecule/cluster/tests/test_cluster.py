@@ -495,7 +495,8 @@ def test_a_new_n8n_image_is_preceded_by_a_dump_on_the_data_node():
     before the stack deploy, n8n's database is dumped on the node holding PostgreSQL's data, through its running
     task, into the same root-only directory, name and format as on one host - a new non-empty 0600 file that
     pg_restore reads as n8n's database - and the services then run the new image. Back to the inventory's image:
-    another dump (an update again). A rerun with nothing to update takes none and changes nothing.
+    another dump (an update again); neither update restores anything. A rerun with nothing to update takes none and
+    changes nothing.
     What this lab cannot show: here the data node is also the first manager (molecule.yml), so the delegation to
     another node runs on the same host; the empty-dump refusal is proven by the module's unit test (a real
     pg_dump of a live database is never empty)."""
@@ -507,6 +508,11 @@ def test_a_new_n8n_image_is_preceded_by_a_dump_on_the_data_node():
         for image in (other, base):
             proc = _site_n8n(image)
             assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+            # A successful update restores nothing (the restore runs only after the swarm rolled one back).
+            task = "Restore from the pre-update dump, on the PostgreSQL node, the database of n8n"
+            assert task in proc.stdout, proc.stdout[-3000:]  # listed (skipped): the play reached it
+            restore = proc.stdout.split(task, 1)[1].split("TASK [", 1)[0]
+            assert "changed:" not in restore and "ok:" not in restore, restore
             after = _dumps(DATA)
             new = sorted(set(after) - set(before))
             assert len(new) == 1 and re.fullmatch(r"n8n-\d{8}T\d{6}Z\.dump", new[0]), (before, after)
