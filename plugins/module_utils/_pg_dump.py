@@ -19,6 +19,10 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 # Ends every other session of the database named by the psql variable ``db`` (pg_restore --clean drops it).
 END_SESSIONS_SQL = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = :'db' AND pid <> pg_backend_pid();")
+# Before ending them while its clients still run (a swarm's rolled-back tasks reconnect at once): no new session
+# until pg_restore --create recreates the database (a new one allows connections again).
+REFUSE_SESSIONS_SQL = "ALTER DATABASE :\"db\" ALLOW_CONNECTIONS false;"
+ALLOW_SESSIONS_SQL = "ALTER DATABASE :\"db\" ALLOW_CONNECTIONS true;"
 
 
 class PgDumpError(Exception):
@@ -88,14 +92,25 @@ class PgDump:
             os.unlink(os.path.join(directory, old))
         return path
 
-    def restore(self, database: str, path: str) -> None:
+    def restore(self, database: str, path: str, refuse_sessions: bool = False) -> None:
         """The dump at ``path`` back in place of ``database``: its other sessions ended, then ``pg_restore --clean
-        --create`` (drops and recreates it, owner and grants as dumped)."""
-        self.run_docker("exec", "-i", self.container, "psql", "-U", "postgres", "-d", "postgres", "-v",
-                        "ON_ERROR_STOP=1", "-v", f"db={database}", "-q", "-f", "-", data=END_SESSIONS_SQL)
+        --create`` (drops and recreates it, owner and grants as dumped). ``refuse_sessions``: while its clients
+        still run, the database first refuses new sessions (allowed again if pg_restore fails)."""
+        self._psql(database, (REFUSE_SESSIONS_SQL if refuse_sessions else "") + END_SESSIONS_SQL)
         command = _shell([self.docker, "exec", "-i", self.container, "pg_restore", "-U", "postgres", "--clean",
                           "--if-exists", "--create", "--exit-on-error", "-d", "postgres"])
         self.commands.append(f"docker exec -i {self.container} pg_restore --clean --create < {path}")
         rc, out, err = self.module.run_command(f"{command} < {shlex.quote(path)}", use_unsafe_shell=True)
         if rc != 0:
+            if refuse_sessions:
+                self._psql(database, ALLOW_SESSIONS_SQL, check=False)
             raise PgDumpError(f"pg_restore of {path} into {database} failed: {err.strip() or out.strip()}")
+
+    def _psql(self, database: str, sql: str, check: bool = True) -> None:
+        """``sql`` run by psql in the ``postgres`` database, ``database`` as its variable ``db``."""
+        argv = ("exec", "-i", self.container, "psql", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
+                "-v", f"db={database}", "-q", "-f", "-")
+        if check:
+            self.run_docker(*argv, data=sql)
+        else:
+            self.run_docker(*argv, data=sql, check=False)

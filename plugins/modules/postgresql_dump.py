@@ -18,6 +18,12 @@ description:
     O(update.database) in O(dir), the oldest of that name beyond O(update.keep) deleted - the dump
     M(borgstack.stack.compose_deploy) makes before an update on one host, taken here on the node that runs
     PostgreSQL before a swarm update (the play delegates to it).
+  - With O(restore), instead, the dump O(restore.path) put back in place of the database O(restore.database);
+    the database first refuses new sessions and its open ones are ended (its clients may still run, as a swarm's
+    rolled-back tasks do), then C(pg_restore --clean --if-exists --create) drops and recreates it, owner and grants as
+    dumped - the restore M(borgstack.stack.compose_deploy) makes when an update is rolled back on one host, made here
+    on the node that runs PostgreSQL when the swarm rolled a service's update back (the play delegates to it). A
+    failed restore stops the run with pg_restore's own message (the database accepts sessions again).
   - The same dump helper makes the pre-update dump of M(borgstack.stack.compose_deploy).
 extends_documentation_fragment:
   - borgstack.stack.attributes
@@ -29,8 +35,8 @@ attributes:
     support: none
   idempotent:
     description:
-      - A dump is taken on every run (it is a copy of the data as it is now), so every run outside check mode
-        reports a change.
+      - A dump is taken (or a dump restored) on every run (it is a copy of the data as it is now), so every run
+        outside check mode reports a change.
     support: none
 options:
   container:
@@ -67,6 +73,19 @@ options:
         description: How many pre-update dumps of O(update.name) are kept in O(dir) (the oldest are deleted).
         type: int
         default: 3
+  restore:
+    description:
+      - A dump put back (exclusive with O(update), O(databases) and O(globals)).
+    type: dict
+    suboptions:
+      database:
+        description: The database the dump replaces (dropped and recreated from the dump).
+        type: str
+        required: true
+      path:
+        description: The dump (C(pg_dump -Fc)), on the target host.
+        type: path
+        required: true
 notes:
   - Needs the Docker CLI on the target host.
 """
@@ -85,6 +104,12 @@ EXAMPLES = r"""
     dir: /var/backups/borgstack/updates
     update: {database: n8n, name: n8n, keep: 3}
   delegate_to: data-node
+- name: Put n8n's database back from that dump after the swarm rolled n8n's update back
+  borgstack.stack.postgresql_dump:
+    container: borgstack_postgresql.1.abcdefghijklmnopqrstuvwxy
+    dir: /var/backups/borgstack/updates
+    restore: {database: n8n, path: /var/backups/borgstack/updates/n8n-20261207T080000Z.dump}
+  delegate_to: data-node
 """
 
 RETURN = r"""
@@ -94,6 +119,11 @@ files:
   type: list
   elements: str
   sample: [/var/backups/borgstack/upgrades/x/globals.sql, /var/backups/borgstack/upgrades/x/n8n.dump]
+restored:
+  description: With O(restore), the dump put back.
+  returned: success with O(restore), outside check mode
+  type: str
+  sample: /var/backups/borgstack/updates/n8n-20261207T080000Z.dump
 dump:
   description: With O(update), the pre-update dump written.
   returned: success with O(update), outside check mode
@@ -125,14 +155,21 @@ def main() -> None:
                 "name": {"type": "str", "required": True},
                 "keep": {"type": "int", "default": 3},
             }},
+            "restore": {"type": "dict", "options": {
+                "database": {"type": "str", "required": True},
+                "path": {"type": "path", "required": True},
+            }},
         },
-        mutually_exclusive=[("update", "databases"), ("update", "globals")],
+        mutually_exclusive=[("update", "databases"), ("update", "globals"), ("update", "restore"),
+                            ("restore", "databases"), ("restore", "globals")],
         supports_check_mode=True,
     )
     params = module.params
     directory = params["dir"]
     if params["update"]:
         _update_dump(module, params)
+    if params["restore"]:
+        _restore(module, params)
     # (database, file); None stands for the roles and tablespaces (pg_dumpall --globals-only)
     wanted = ([(None, os.path.join(directory, "globals.sql"))] if params["globals"] else []) + [
         (database, os.path.join(directory, f"{database}.dump")) for database in params["databases"]]
@@ -173,6 +210,35 @@ def _update_dump(module: AnsibleModule, params: dict) -> None:
         module.fail_json(msg=f"{params['container']}: the pre-update dump of the database {update['database']} into "
                              f"{params['dir']} failed, so nothing was updated: {exc}", files=[], commands=commands)
     module.exit_json(changed=True, files=[path], dump=path, commands=commands)
+
+
+def _restore(module: AnsibleModule, params: dict) -> None:
+    """A dump put back (PgDump.restore, as compose_deploy's rollback, refusing new sessions first); exits the
+    module."""
+    restore = params["restore"]
+    commands: list[str] = []
+    if not os.path.isfile(restore["path"]):
+        module.fail_json(msg=f"{params['container']}: the dump {restore['path']} to restore the database "
+                             f"{restore['database']} from does not exist: nothing was restored.", commands=commands)
+    if module.check_mode:
+        module.exit_json(changed=True, files=[], commands=commands,
+                         msg=f"the database {restore['database']} would be restored from {restore['path']}")
+    docker = module.get_bin_path("docker", required=True)
+
+    def run_docker(*args: str, check: bool = True, data: str | None = None) -> tuple[int, str, str]:
+        commands.append(" ".join(["docker", *args[:3]]))
+        rc, out, err = module.run_command([docker, *args], data=data)
+        if check and rc != 0:
+            raise PgDumpError(f"docker {' '.join(args[:4])} failed: {err.strip() or out.strip()}")
+        return rc, out, err
+
+    dumper = PgDump(module, docker, params["container"], commands, run_docker=run_docker)
+    try:
+        dumper.restore(restore["database"], restore["path"], refuse_sessions=True)
+    except PgDumpError as exc:
+        module.fail_json(msg=f"{params['container']}: the restore of the database {restore['database']} from "
+                             f"{restore['path']} failed: {exc}", files=[], commands=commands)
+    module.exit_json(changed=True, files=[], restored=restore["path"], commands=commands)
 
 
 if __name__ == "__main__":

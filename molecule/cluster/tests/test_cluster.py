@@ -43,8 +43,8 @@ LAB = PROJECT / "lab" / "lab.sh"
 NODES = dict(item.split("=", 1) for item in os.environ.get(
     "BORGSTACK_CLUSTER_NODES",
     "borgstack-swarm-1=198.51.100.47,borgstack-swarm-2=198.51.100.48,borgstack-swarm-3=198.51.100.49").split(","))
-# A private two-node copy (data node, edge node): the edge node stands in for the app node.
-DATA, EDGE, APP = [*NODES, *list(NODES)[-1:]][:3]
+# A two-node copy (data node, edge node) has no app-only node: the edge node stands in for it.
+DATA, EDGE, APP = (list(NODES) + list(NODES)[-1:])[:3]
 NETWORK = "borgstack_cluster"
 IMAGE = "borgstack-lab/python:3.11"
 # Inventory of molecule.yml: which node carries data, which is the public edge.
@@ -495,7 +495,8 @@ def test_a_new_n8n_image_is_preceded_by_a_dump_on_the_data_node():
     before the stack deploy, n8n's database is dumped on the node holding PostgreSQL's data, through its running
     task, into the same root-only directory, name and format as on one host - a new non-empty 0600 file that
     pg_restore reads as n8n's database - and the services then run the new image. Back to the inventory's image:
-    another dump (an update again). A rerun with nothing to update takes none and changes nothing.
+    another dump (an update again); neither update restores anything. A rerun with nothing to update takes none and
+    changes nothing.
     What this lab cannot show: here the data node is also the first manager (molecule.yml), so the delegation to
     another node runs on the same host; the empty-dump refusal is proven by the module's unit test (a real
     pg_dump of a live database is never empty)."""
@@ -507,6 +508,11 @@ def test_a_new_n8n_image_is_preceded_by_a_dump_on_the_data_node():
         for image in (other, base):
             proc = _site_n8n(image)
             assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+            # A successful update restores nothing (the restore runs only after the swarm rolled one back).
+            task = "Restore from the pre-update dump, on the PostgreSQL node, the database of n8n"
+            assert task in proc.stdout, proc.stdout[-3000:]  # listed (skipped): the play reached it
+            restore = proc.stdout.split(task, 1)[1].split("TASK [", 1)[0]
+            assert "changed:" not in restore and "ok:" not in restore, restore
             after = _dumps(DATA)
             new = sorted(set(after) - set(before))
             assert len(new) == 1 and re.fullmatch(r"n8n-\d{8}T\d{6}Z\.dump", new[0]), (before, after)
@@ -533,50 +539,97 @@ def test_a_new_n8n_image_is_preceded_by_a_dump_on_the_data_node():
 
 
 # --- a rolling update that fails ----------------------------------------------------------------------------------
-def test_a_bad_n8n_version_is_rolled_back_and_the_play_fails_naming_it():
-    """An n8n "version" that never starts (the lab build with /bin/false as its entrypoint, built on every node)
-    through `site.yml --tags n8n`: the swarm's update fails, it rolls the main and the workers back
-    (failure_action: rollback) to the inventory's image, and the play fails naming the service - it waits for the
-    swarm's update state, not only for N/N tasks (which an old task satisfies before it is replaced). Then the next
-    run deploys the inventory's image and changes nothing. Runs last: n8n is down for part of it."""
+# A "new version" that migrates n8n's database (a table the inventory's version does not have) with n8n's own pg
+# client and credentials, says so on its log, then exits 1: it never becomes a running n8n.
+BAD_MIGRATION = """
+const fs = require('fs');
+const { Client } = require('module').createRequire(fs.realpathSync('/usr/local/bin/n8n'))('pg');
+const env = process.env;
+const client = new Client({host: env.DB_POSTGRESDB_HOST, port: Number(env.DB_POSTGRESDB_PORT || 5432),
+  database: env.DB_POSTGRESDB_DATABASE, user: env.DB_POSTGRESDB_USER,
+  password: fs.readFileSync(env.DB_POSTGRESDB_PASSWORD_FILE, 'utf8').trim()});
+client.connect()
+  .then(() => client.query('CREATE TABLE IF NOT EXISTS borgstack_bad_migration (id int)'))
+  .then(() => { console.log('borgstack-test: bad migration applied'); process.exit(1); },
+        (error) => { console.error('borgstack-test: ' + error.message); process.exit(2); });
+"""
+
+
+def _psql(database: str, sql: str) -> str:
+    """``sql`` run by psql as postgres in PostgreSQL's task on the data node (unaligned, tuples only)."""
+    pg = sh(DATA, "docker", "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={STACK}_postgresql").stdout
+    return sh(DATA, "docker", "exec", pg.strip(), "psql", "-U", "postgres", "-d", database, "-XAtq", "-v",
+              "ON_ERROR_STOP=1", "-c", sql).stdout.strip()
+
+
+def test_a_bad_n8n_version_is_rolled_back_its_database_restored_and_the_play_fails_naming_it():
+    """An n8n "version" that migrates n8n's database (creates a table the inventory's version does not have, with
+    n8n's own credentials) and then exits 1 (the lab build with that as its entrypoint, built on every node), through
+    `site.yml --tags n8n`: the pre-update dump is taken, the swarm's update fails, it rolls the main and the workers
+    back (failure_action: rollback) to the inventory's image, the play puts n8n's database back from that dump on the
+    data node - as compose_deploy does on one host - and fails naming the service, the images and the restore.
+    What proves the restore (none of it can pass without one): the bad version's log says it created its table, and
+    the table is gone; n8n's database has another OID (pg_restore --create recreated it); a marker row written just
+    before the run is there (the dump is this run's, taken after it). The rolled-back n8n then runs on it, and the
+    next run deploys the inventory's image and changes nothing (no dump, no restore). Runs last: n8n is down for
+    part of it."""
     base = "borgstack-lab/n8n:1.113.3"
     broken = f"{base}-broken"
-    _build_on_every_node(broken, f'FROM {base}\nENTRYPOINT ["/bin/false"]\n')
-    scenario = yaml.safe_load((Path(__file__).resolve().parents[1] / "molecule.yml").read_text())
-    services = scenario["provisioner"]["inventory"]["group_vars"]["borgstack"]["borgstack_services"]
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0",
-           "ANSIBLE_ROLES_PATH": str(PROJECT / "roles")}
-
-    def play(image: str) -> subprocess.CompletedProcess:
-        extra = json.dumps({"borgstack_services": {**services, "n8n": {"image": image}}})
-        return subprocess.run(["ansible-playbook", str(PROJECT / "site.yml"), "-i", inventory(), "--tags", "n8n",
-                               "-e", extra], cwd=PROJECT, capture_output=True, text=True, timeout=1500, env=env,
-                              check=False)
-
-    started = time.monotonic()
-    proc = play(broken)
-    output = " ".join((proc.stdout + proc.stderr).split())
-    print(f"the bad version's run failed after {time.monotonic() - started:.0f} s")
-    assert proc.returncode != 0, output[-3000:]
-    assert "The swarm did not finish the update of borgstack_n8n" in output, output[-3000:]
-    assert "rollback_completed" in output, output[-3000:]
-    for service in ("n8n", "n8n-worker"):
-        spec = json.loads(sh("borgstack-swarm-1", "docker", "service", "inspect", f"{STACK}_{service}").stdout)[0]
-        assert spec["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == base, (service, spec["Spec"])
-    main = wait_for("n8n's main running again", lambda: running_tasks("n8n"), timeout=300, every=3)
-    assert len(main) == 1, main
-    # The inventory's image again: the swarm already runs it, so nothing changes.
-    proc = play(base)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-3000:]
-    assert all(int(c) == 0 for c in re_changed(output)), output[-3000:]
-    for node in NODES:
-        sh(node, "docker", "image", "rm", broken, check=False)
+    _build_on_every_node(broken, f"FROM {base}\nENTRYPOINT {json.dumps(['node', '-e', BAD_MIGRATION])}\n")
+    marker = f"written before the run {uuid.uuid4()}"
+    _psql("n8n", f"CREATE TABLE borgstack_restore_marker (note text); INSERT INTO borgstack_restore_marker "
+                 f"VALUES ('{marker}')")
+    oid = _psql("postgres", "SELECT oid FROM pg_database WHERE datname = 'n8n'")
+    dumps = _dumps(DATA)
+    try:
+        started = time.monotonic()
+        proc = _site_n8n(broken)
+        output = " ".join((proc.stdout + proc.stderr).split())
+        print(f"the bad version's run failed after {time.monotonic() - started:.0f} s")
+        assert proc.returncode != 0, output[-3000:]
+        assert "The swarm did not finish the update of borgstack_n8n" in output, output[-3000:]
+        assert "rollback_completed" in output, output[-3000:]
+        new = sorted(set(_dumps(DATA)) - set(dumps))
+        assert len(new) == 1, (dumps, new)
+        assert f"{STACK}_n8n {base} -> {broken}" in output, output[-3000:]
+        assert f"The database n8n was put back from the pre-update dump {UPDATES}/{new[0]}" in output, output[-3000:]
+        logs = sh(DATA, "docker", "service", "logs", "--raw", f"{STACK}_n8n", check=False)
+        assert "borgstack-test: bad migration applied" in logs.stdout + logs.stderr, "the bad version never migrated"
+        assert _psql("n8n", "SELECT to_regclass('borgstack_bad_migration') IS NULL") == "t", "the bad table stayed"
+        assert _psql("postgres", "SELECT oid FROM pg_database WHERE datname = 'n8n'") != oid, "n8n not recreated"
+        assert _psql("n8n", "SELECT note FROM borgstack_restore_marker") == marker
+        for service in ("n8n", "n8n-worker"):
+            spec = json.loads(sh(DATA, "docker", "service", "inspect", f"{STACK}_{service}").stdout)[0]
+            assert spec["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == base, (service, spec["Spec"])
+        main = wait_for("n8n's main running again", lambda: running_tasks("n8n"), timeout=300, every=3)
+        assert len(main) == 1, main
+        # The rolled-back n8n is ready on the restored database (/healthz/readiness: connected and migrated).
+        node = main[0]["node"]
+        container = sh(node, "docker", "ps", "-q", "--filter",
+                       f"label=com.docker.swarm.service.name={STACK}_n8n").stdout.split()[0]
+        ready = ("fetch('http://127.0.0.1:5678/healthz/readiness')"
+                 ".then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))")
+        wait_for("n8n ready on the restored database",
+                 lambda: sh(node, "docker", "exec", container, "node", "-e", ready, check=False).returncode == 0,
+                 timeout=300, every=5)
+        # The inventory's image again: the swarm already runs it, so nothing changes (no dump, no restore).
+        settled = _dumps(DATA)
+        proc = _site_n8n(base)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0, output[-3000:]
+        assert all(int(c) == 0 for c in re_changed(output)), output[-3000:]
+        assert _dumps(DATA) == settled, "a dump without an update"
+        assert _psql("n8n", "SELECT note FROM borgstack_restore_marker") == marker, "restored without a rollback"
+    finally:
+        _psql("n8n", "DROP TABLE IF EXISTS borgstack_restore_marker")
+        for node in NODES:
+            sh(node, "docker", "image", "rm", broken, check=False)
 
 
 def re_changed(output: str) -> list[str]:
     """The changed= counts of a play recap, one per host (three here)."""
-    counts = re.findall(r"^borgstack-swarm-\d\s*: ok=\d+\s+changed=(\d+)", output, re.M)
+    names = "|".join(re.escape(node) for node in NODES)
+    counts = re.findall(rf"^(?:{names})\s*: ok=\d+\s+changed=(\d+)", output, re.M)
     assert len(counts) == len(NODES), output[-3000:]
     return counts
 

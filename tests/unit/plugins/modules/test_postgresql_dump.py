@@ -120,3 +120,60 @@ def test_a_pre_update_dump_is_one_database_only(monkeypatch, capsys, tmp_path):
     result = run(monkeypatch, capsys, FakeExec({}), dir=str(tmp_path), databases=["n8n"],
                  update={"database": "n8n", "name": "n8n"})
     assert result["failed"] and "mutually exclusive" in result["msg"]
+
+
+# --- A dump put back after the swarm rolled an update back (restore: the same PgDump.restore as compose_deploy's) ---
+class FakeRestore:
+    """``docker exec -i <container> psql ...`` (argv, SQL on stdin) and ``docker exec -i ... pg_restore ... < file``
+    (a shell line): records both; ``restore_rc`` is pg_restore's exit code."""
+
+    def __init__(self, restore_rc: int = 0) -> None:
+        self.restore_rc = restore_rc
+        self.calls: list[tuple[str, str | None]] = []
+
+    def __call__(self, command: Any, **kwargs: Any) -> tuple[int, str, str]:
+        if isinstance(command, list):
+            self.calls.append((" ".join(command), kwargs.get("data")))
+            return 0, "", ""
+        self.calls.append((command, None))
+        return (self.restore_rc, "", "pg_restore: error: could not execute query" if self.restore_rc else "")
+
+
+def test_a_restore_refuses_new_sessions_ends_the_open_ones_then_pg_restore_recreates(monkeypatch, capsys, tmp_path):
+    dump = tmp_path / "n8n-20261207T080000Z.dump"
+    dump.write_bytes(b"PGDMP")
+    fake = FakeRestore()
+    result = run(monkeypatch, capsys, fake, dir=str(tmp_path), restore={"database": "n8n", "path": str(dump)})
+    assert result["changed"] and result["restored"] == str(dump)
+    (psql, sql), (restore, _none) = fake.calls
+    assert "exec -i bs-postgresql psql -U postgres -d postgres" in psql and "db=n8n" in psql
+    # Refused first (the swarm's rolled-back tasks reconnect at once), then ended, in that order.
+    assert sql.index('ALTER DATABASE :"db" ALLOW_CONNECTIONS false') < sql.index("pg_terminate_backend")
+    assert "pg_restore -U postgres --clean --if-exists --create --exit-on-error -d postgres" in restore
+    assert restore.endswith(f"< {dump}")
+
+
+def test_a_failed_restore_says_pg_restores_words_and_allows_sessions_again(monkeypatch, capsys, tmp_path):
+    dump = tmp_path / "n8n.dump"
+    dump.write_bytes(b"PGDMP")
+    fake = FakeRestore(restore_rc=1)
+    result = run(monkeypatch, capsys, fake, dir=str(tmp_path), restore={"database": "n8n", "path": str(dump)})
+    assert result["failed"] and "the restore of the database n8n" in result["msg"]
+    assert "could not execute query" in result["msg"]
+    assert 'ALLOW_CONNECTIONS true' in (fake.calls[-1][1] or ""), fake.calls
+
+
+def test_a_restore_from_a_missing_dump_touches_nothing(monkeypatch, capsys, tmp_path):
+    fake = FakeRestore()
+    result = run(monkeypatch, capsys, fake, dir=str(tmp_path),
+                 restore={"database": "n8n", "path": str(tmp_path / "none.dump")})
+    assert result["failed"] and "does not exist: nothing was restored" in result["msg"] and fake.calls == []
+
+
+def test_check_mode_restores_nothing(monkeypatch, capsys, tmp_path):
+    dump = tmp_path / "n8n.dump"
+    dump.write_bytes(b"PGDMP")
+    fake = FakeRestore()
+    result = run(monkeypatch, capsys, fake, check_mode=True, dir=str(tmp_path),
+                 restore={"database": "n8n", "path": str(dump)})
+    assert result["changed"] and "would be restored" in result["msg"] and fake.calls == []
