@@ -74,14 +74,15 @@ def nodes_seen_from(node: str) -> list[dict]:
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def wait_for(what: str, probe, timeout: float, every: float = 1.0):
-    """Poll ``probe`` until it returns something truthy; fail naming what did not happen."""
+def wait_for(what: str, probe, timeout: float, every: float = 1.0, also: tuple = ()):
+    """Poll ``probe`` until it returns something truthy; fail naming what did not happen. A subprocess error, a
+    ValueError or one of ``also`` (exception types) raised by the probe counts as "not yet"."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
         try:
             last = probe()
-        except (subprocess.SubprocessError, ValueError) as exc:
+        except (subprocess.SubprocessError, ValueError, *also) as exc:
             last = exc
         else:
             if last:

@@ -39,6 +39,7 @@ sys.path.insert(0, str(PROJECT / "molecule" / "stack" / "tests"))
 sys.path.insert(0, str(PROJECT / "collections"))
 # pylint: disable=wrong-import-position,import-error
 import contract  # noqa: E402
+from test_cluster import sh, wait_for as _wait_for  # noqa: E402  pylint: disable=import-error
 from ansible_collections.borgstack.stack.plugins.filter.secrets import stack_secret  # noqa: E402
 
 # As tests/test_cluster.py: the nodes in inventory order - the data node, the edge node, then app nodes
@@ -62,25 +63,9 @@ ROOT_CERT = "/opt/borgstack/services/caddy/root.crt"
 CS_WORKFLOWS = ("BorgStackCsEvo01", "BorgStackCsCwt01")
 
 
-def sh(node: str, *argv: str, check: bool = True, timeout: int = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", "exec", node, *argv], capture_output=True, text=True, timeout=timeout,
-                          check=check)
-
-
 def wait_for(what: str, probe, timeout: float, every: float = 1.0):
-    """Poll ``probe`` until it returns something truthy; fail naming what did not happen."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except (subprocess.SubprocessError, ValueError, contract.ContractError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(every)
-    raise AssertionError(f"{what} did not happen within {timeout:.0f} s (last: {last!r})")
+    """test_cluster's poll, a contract server's error also counting as "not yet"."""
+    return _wait_for(what, probe, timeout, every, also=(contract.ContractError,))
 
 
 def derived(purpose: str) -> str:
