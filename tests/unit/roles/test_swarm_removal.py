@@ -53,7 +53,16 @@ def test_only_a_disabled_service_is_removed_and_only_by_the_first_manager():
     # The deploy block stays the enabled service's.
     deploy = [t for t in yaml.safe_load(SWARM.read_text(encoding="utf-8"))
               if str(t.get("name", "")).startswith("Place on the swarm the service")]
-    assert deploy[0]["when"] == "compose_service_enabled | bool"
+    # ... and places nothing in check mode before the swarm exists (swarm_active false, from the swarm role); unset
+    # (a run without the swarm role) or outside check mode, it places the enabled service.
+    for enabled, check, active, placed in [(True, False, None, True), (True, True, False, False),
+                                           (True, True, True, True), (True, True, None, True),
+                                           (True, False, False, True), (False, False, True, False)]:
+        variables = {"compose_service_enabled": enabled, "ansible_check_mode": check,
+                     **({} if active is None else {"swarm_active": active})}
+        when = Templar(loader=DataLoader(), variables=variables).template(
+            trust_as_template("{{ " + deploy[0]["when"] + " }}"))
+        assert when is placed, (enabled, check, active, when)
 
 
 def test_the_read_runs_in_check_mode_and_is_soft_where_there_is_no_swarm():
