@@ -190,7 +190,7 @@ def test_a_burst_above_the_limiter_is_all_delivered_never_over_the_limit(host, s
     def queued_with_notes():
         rows = queue_rows(host, number)
         return rows if len(rows) == 3 and len(notes_posted(server, conv_id)) == 3 else None
-    queued = wait_for("the replies over the limit in the queue, each with its note", queued_with_notes, 20)
+    queued = wait_for("the replies over the limit in the queue, each with its note", queued_with_notes, 60)
     # The first over the limit waits for the next window, the others behind it (their order kept).
     assert queued[0][1] == "limiter" and {row[1] for row in queued} <= {"limiter", "behind"}, queued
     boundary = float(queued[0][2])
@@ -214,8 +214,8 @@ def test_a_reply_refused_twice_with_429_waits_in_the_queue(host, server):
     server.fault(service="evolution", method="POST", path_regex="/message/sendText/.*", status=429, times=2,
                  retry_after=1)
     server.agent_message(conv_id, "Depois do limite do WhatsApp")
-    wait_for("the reply sent after the queue", lambda: len(sent_to(server, number)) == 1, 20)
+    wait_for("the reply sent after the queue", lambda: len(sent_to(server, number)) == 1, 60)
     assert [row[1] for row in queue_rows(host, number)] == ["429"]
     assert len(notes_posted(server, conv_id)) == 1
-    wait_for("the waiting note cleared", lambda: cleared(server, conv_id), 10)
+    wait_for("the waiting note cleared", lambda: cleared(server, conv_id), 30)
     assert not notes(server, conv_id, "na fila")
