@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import errno
 import json
 import os
 import socket
@@ -172,9 +173,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, Any]]:
         telegram = telegram_contract.serve(BOT_TOKEN, CHAT_ID)
         cleanups.append(telegram.shutdown)
 
-        ports = {name: str(_free_port()) for name in ("EVOLUTION_PORT", "CHATWOOT_PORT", "CONTROL_PORT")}
-        evolution_servers = contract_server.serve({"EVOLUTION_API_KEY": EVOLUTION_KEY, "CHATWOOT_API_TOKEN": "x" * 24,
-                                                   "CONTRACT_BIND": "127.0.0.1", **ports})
+        # A port _free_port saw free can be taken by another process before the server binds it (seen under load:
+        # "Address already in use"): new ports, a few times, rather than a red run.
+        for attempt in range(5):
+            ports = {name: str(_free_port()) for name in ("EVOLUTION_PORT", "CHATWOOT_PORT", "CONTROL_PORT")}
+            try:
+                evolution_servers = contract_server.serve({"EVOLUTION_API_KEY": EVOLUTION_KEY,
+                                                           "CHATWOOT_API_TOKEN": "x" * 24,
+                                                           "CONTRACT_BIND": "127.0.0.1", **ports})
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or attempt == 4:
+                    raise
+            else:
+                break
         cleanups.extend(server.shutdown for server in evolution_servers)
 
         # Alertmanager 0.25 reads auth_password_file whole (notify/email/email.go getPassword: no trim until 0.26):
