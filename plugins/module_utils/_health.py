@@ -223,9 +223,9 @@ class Probe:
             raise ProbeError(f"no running container of this node is attached to network {network}, so the overlay "
                              "cannot be reached from here (run a task of the stack on the first manager)")
         try:
-            return container_netns(lambda argv: self._docker_cli(*argv[1:]), "docker", ids[0])
+            return container_netns(lambda argv: self._docker_cli(*argv[1:]), "docker", ids[0][:12])
         except NetnsError as exc:
-            raise ProbeError(f"{exc} (container {ids[0][:12]})") from exc
+            raise ProbeError(str(exc)) from exc
 
     @contextlib.contextmanager
     def in_netns(self, path: str) -> Any:

@@ -94,3 +94,39 @@ def test_a_missing_namespace_or_a_refused_setns_is_named(monkeypatch):
     monkeypatch.setattr(_netns, "setns", FakeSetns("setns failed (root with CAP_SYS_ADMIN needed): EPERM"))
     with pytest.raises(NetnsError, match="CAP_SYS_ADMIN"):
         _netns.enter_netns(OWN)
+
+
+class FakeModule:
+    """What stack_health's Probe uses of AnsibleModule: the Docker CLI."""
+
+    def __init__(self, answers) -> None:
+        self.answers, self.calls = answers, []
+
+    def get_bin_path(self, name: str, required: bool = False) -> str:
+        return f"/usr/bin/{name}"
+
+    def run_command(self, argv):
+        self.calls.append(argv)
+        return self.answers[argv[1]]
+
+
+def test_stack_healths_probe_uses_the_same_helpers(monkeypatch):
+    """stack_health's overlay checks (module_utils/_health.py) find and enter a namespace through this module."""
+    from ansible_collections.borgstack.stack.plugins.module_utils._health import Probe, ProbeError
+    fake = FakeSetns()
+    monkeypatch.setattr(_netns, "setns", fake)
+    cid = "a" * 64
+    module = FakeModule({"ps": (0, f"{cid}\n", ""), "container": (0, f"{os.getpid()}\n", "")})
+    probe = Probe(module)
+    path = probe.overlay_netns("borgstack_cluster")
+    assert path == OWN
+    assert module.calls[-1] == ["/usr/bin/docker", "container", "inspect", "--format", "{{.State.Pid}}", cid[:12]]
+    with probe.in_netns(path):
+        assert fake.entered == [os.stat(OWN).st_ino]
+    assert len(fake.entered) == 2
+    stopped = Probe(FakeModule({"ps": (0, f"{cid}\n", ""), "container": (0, "0\n", "")}))
+    with pytest.raises(ProbeError, match=re.escape("the container aaaaaaaaaaaa is not running (no process: 0)")):
+        stopped.overlay_netns("borgstack_cluster")
+    with pytest.raises(ProbeError, match="cannot open the network namespace"):
+        with probe.in_netns("/proc/999999999/ns/net"):
+            pass
