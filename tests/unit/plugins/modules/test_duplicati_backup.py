@@ -181,3 +181,13 @@ def test_without_a_container_no_namespace_is_entered(monkeypatch):
     with pytest.raises(SystemExit):
         _duplicati.run_module(ExitModule(dict(PARAMS), events), mod.run)
     assert events == [("exit", True)]
+
+
+def test_both_duplicati_modules_take_the_container_their_doc_fragment_documents():
+    from ansible_collections.borgstack.stack.plugins.doc_fragments.duplicati import ModuleDocFragment
+    from ansible_collections.borgstack.stack.plugins.modules import duplicati_first_password
+    import yaml
+    documented = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+    for spec in (mod.ARGUMENT_SPEC, duplicati_first_password.ARGUMENT_SPEC):
+        assert spec["container"] == {"type": "str"}
+        assert set(documented) <= set(spec)
