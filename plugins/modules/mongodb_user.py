@@ -83,7 +83,7 @@ options:
     default: localhost
   login_container:
     description:
-      - A running container on this host whose network namespace the module enters (C(setns), as root: it needs
+      - A running container on this host whose network namespace the module enters (C(setns), as root, which needs
         C(CAP_SYS_ADMIN)) before it connects - on a Docker Swarm, the MongoDB task's own container, whose address on
         the overlay the host cannot reach. Found with C(docker container inspect) (the C(docker) CLI is needed).
       - Without it the module connects from the host's network.

@@ -109,10 +109,10 @@ def _steps(tmp: Path, case: str, swarm: bool) -> List[Dict[str, Any]]:
                                                        "tasks_from": "step_containers"},
                       "vars": {"compose_service_project": "borgstack"}})
     steps += [
-        {"name": "Chatwoot's steps", "ansible.builtin.include_role": {"name": "borgstack.stack.chatwoot",
-                                                                       "tasks_from": "steps"}},
-        {"name": "Evolution API's steps", "ansible.builtin.include_role": {"name": "borgstack.stack.evolution_api",
-                                                                            "tasks_from": "steps"}},
+        {"name": "Chatwoot's steps",
+         "ansible.builtin.include_role": {"name": "borgstack.stack.chatwoot", "tasks_from": "steps"}},
+        {"name": "Evolution API's steps",
+         "ansible.builtin.include_role": {"name": "borgstack.stack.evolution_api", "tasks_from": "steps"}},
         {"name": "Lowcoder's question to MongoDB", "ansible.builtin.include_role": {
             "name": "borgstack.stack.lowcoder", "tasks_from": "admin_lookup"}},
         record,
@@ -123,8 +123,8 @@ def _steps(tmp: Path, case: str, swarm: bool) -> List[Dict[str, Any]]:
 def _refused(tmp: Path) -> Dict[str, Any]:
     """Lowcoder's question when no host runs MongoDB's task: every host records the refusal."""
     return {"name": "Lowcoder without MongoDB", "block": [
-        {"name": "Ask", "ansible.builtin.include_role": {"name": "borgstack.stack.lowcoder",
-                                                          "tasks_from": "admin_lookup"}},
+        {"name": "Ask",
+         "ansible.builtin.include_role": {"name": "borgstack.stack.lowcoder", "tasks_from": "admin_lookup"}},
         {"name": "Record success", "ansible.builtin.copy": {
             "dest": str(tmp / "refused-{{ inventory_hostname }}.json"), "mode": "0600", "content": '{"failed": false}'}}],
         "rescue": [{"name": "Record the refusal", "ansible.builtin.copy": {

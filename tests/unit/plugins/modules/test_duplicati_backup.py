@@ -148,8 +148,11 @@ def test_with_a_container_every_request_leaves_from_its_namespace(monkeypatch):
     events: list = []
     monkeypatch.setattr(_netns, "setns", lambda fd: events.append(("setns", os.fstat(fd).st_ino)))
     real_login = FakeClient.login
-    monkeypatch.setattr(FakeClient, "login", lambda self, pw: (events.append(("request", "auth/login")),
-                                                                real_login(self, pw)))
+
+    def login(self, password):
+        events.append(("request", "auth/login"))
+        real_login(self, password)
+    monkeypatch.setattr(FakeClient, "login", login)
     params = {**PARAMS, "url": "http://127.0.0.1:8200", "container": "borgstack_duplicati.1.abc"}
     with pytest.raises(SystemExit):
         _duplicati.run_module(ExitModule(params, events), mod.run)
