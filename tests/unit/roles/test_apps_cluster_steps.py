@@ -176,7 +176,7 @@ def test_each_step_runs_once_on_the_host_running_the_task_in_its_container(clust
     assert [c["host"] for c in calls if c["argv"][:1] == ["inspect"]] == ["n2"]
     evolution = _steps_of(calls, "node")
     assert evolution and {(c["host"], c["argv"][2]) for c in evolution} == {("n1", "borgstack_evolution-api.1.ev0")}
-    mongosh = [c for c in _steps_of(calls, "mongosh")]
+    mongosh = _steps_of(calls, "mongosh")
     assert [(c["host"], c["argv"][3]) for c in mongosh] == [("n1", "borgstack_mongodb.1.m0ng0")]
     assert mongosh[0]["url_in_env"] is True, "the MongoDB URL reaches docker exec through the environment"
 
