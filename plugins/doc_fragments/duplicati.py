@@ -13,6 +13,13 @@ options:
     description: Base URL of the server, e.g. V(http://172.18.0.9:8200) (its address on the Docker network).
     type: str
     required: true
+  container:
+    description:
+      - A running container on this host whose network namespace the module enters (C(setns), as root - it needs
+        C(CAP_SYS_ADMIN)) before any request - on a Docker Swarm, Duplicati's task container, whose address on the
+        overlay the host cannot reach; O(url) is then seen from inside it, e.g. V(http://127.0.0.1:8200). Found with
+        C(docker container inspect) (the C(docker) CLI is needed). Without it the requests leave from the host.
+    type: str
   host:
     description:
       - Host header to send (a name in the server's allowed host names). Default - the host of O(url) (an IP

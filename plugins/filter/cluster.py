@@ -298,8 +298,13 @@ def cluster_firewall_rules(peers: Any, ports: Any = None) -> List[Dict[str, Any]
 # Compose keys `docker stack deploy` ignores or refuses, dropped from a service's Compose file (their swarm forms are
 # written in its deploy section): the container's name (a task's name is the swarm's; the name stays reachable as
 # a network alias), the restart policy, the start order (a stack has none: the playbook orders the services), the
-# memory limit and the shared memory size (a tmpfs on /dev/shm instead).
-_SWARM_DROPPED = ("container_name", "restart", "depends_on", "mem_limit", "shm_size")
+# memory limit, the shared memory size (a tmpfs on /dev/shm instead) and the links to other containers (a swarm has
+# none: a name a service needs is an alias on the overlay, settings.internal_aliases).
+_SWARM_DROPPED = ("container_name", "restart", "depends_on", "mem_limit", "shm_size", "external_links", "links")
+# The suffix of the second alias of the services in settings.internal_aliases: <container name>.internal, a name with
+# a top-level domain for a client that refuses a bare host name (Evolution API's global webhook), as the Compose link
+# gives it on one host.
+INTERNAL_ALIAS_SUFFIX = ".internal"
 _PORT = re.compile(r"^(?P<published>[0-9]+):(?P<target>[0-9]+)(?:/(?P<protocol>tcp|udp))?$")
 _SIZE = re.compile(r"^(?P<number>[0-9]+)(?P<unit>[bkmg]?)$")
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
@@ -348,19 +353,36 @@ def swarm_step_containers(containers_by_host: Any, host: Any) -> Dict[str, str]:
     if not isinstance(host, str) or host not in containers_by_host:
         raise AnsibleFilterError(f"swarm_step_containers: host {host!r} is not one of the hosts given "
                                  f"({', '.join(map(str, containers_by_host)) or 'none'})")
-    taken: set = set()
+    owners = _step_owners("swarm_step_containers", containers_by_host)
+    return {service: container for service, (owner, container) in owners.items() if owner == host}
+
+
+def _step_owners(filter_name: str, containers_by_host: Mapping[str, Any]) -> Dict[str, tuple]:
+    """{<Compose service>: (host, container)}: the first host, in the order given, that runs one of its tasks."""
+    owners: Dict[str, tuple] = {}
     for name, containers in containers_by_host.items():
         if containers is None:
             containers = {}
         if not isinstance(containers, Mapping):
-            raise AnsibleFilterError(f"swarm_step_containers: the containers of host {name} are not a mapping: "
+            raise AnsibleFilterError(f"{filter_name}: the containers of host {name} are not a mapping: "
                                      f"{containers!r}")
-        mine = {str(service): str(container) for service, container in containers.items()
-                if service not in taken and container}
-        if name == host:
-            return mine
-        taken.update(mine)
-    return {}  # not reached: host is one of the keys
+        for service, container in containers.items():
+            if container and str(service) not in owners:
+                owners[str(service)] = (str(name), str(container))
+    return owners
+
+
+def swarm_step_hosts(containers_by_host: Any) -> Dict[str, str]:
+    """``{<Compose service>: host}``: the host that runs each swarm service's steps after a deployment - the one
+    ``swarm_step_containers`` gives the service's container to (the first, in the order given, that runs one of its
+    tasks). For a step whose result every host needs (Lowcoder asks MongoDB, before its own deployment, whether its
+    administrator exists: the first manager renders the stack file from the answer), the other hosts read it from
+    that host's variables. A service whose task runs nowhere is not a key."""
+    if not isinstance(containers_by_host, Mapping):
+        raise AnsibleFilterError(f"swarm_step_hosts expects {{host: {{service: container}}}}, got "
+                                 f"{type(containers_by_host).__name__}")
+    owners = _step_owners("swarm_step_hosts", containers_by_host)
+    return {service: owner for service, (owner, _container) in owners.items()}
 
 
 # --- Files a service reads, as Docker secrets and configs --------------------------------------------------------
@@ -535,9 +557,10 @@ def _swarm_service(key: str, spec: Mapping[str, Any], service: str, settings: Ma
     out = {k: v for k, v in spec.items() if k not in _SWARM_DROPPED}
     network = settings["network"]
     alias = spec.get("container_name")
-    out["networks"] = {network: {"aliases": [alias]} if alias else None}
-    if out["networks"][network] is None:
-        out["networks"] = [network]
+    aliases = [alias] if alias else []
+    if alias and key in (settings.get("internal_aliases") or []):
+        aliases.append(f"{alias}{INTERNAL_ALIAS_SUFFIX}")
+    out["networks"] = {network: {"aliases": aliases}} if aliases else [network]
     if spec.get("ports"):
         out["ports"] = _host_ports(spec["ports"], where)
     volumes = list(out.get("volumes") or [])
@@ -595,7 +618,9 @@ def swarm_stack(compose: Any, service: Any, settings: Any, part: Any = "all") ->
     each edge node with host-mode ports, the others at ``settings.replicas.<key>`` (default 1) anywhere - with
     ``endpoint_mode: dnsrr`` (no IPVS needed), its memory limit, a rolling update that rolls back on failure
     (``start-first`` unless stateful, edge, single-instance or in ``settings.stop_first``), its container name as an
-    alias on the overlay network ``settings.network`` (every address the contracts give still answers), and every
+    alias on the overlay network ``settings.network`` (every address the contracts give still answers; for a
+    Compose service in ``settings.internal_aliases`` also ``<container name>.internal``, the name a Compose link
+    gives on one host: no links on a swarm, dropped with the other keys it ignores), and every
     network it named replaced by that overlay. A one-off job (label org.borgstack.job: a migration) becomes a swarm
     job (``replicated-job``): one task run to completion, on a node holding data (its marker volume stays there).
     ``part``: ``all``, ``jobs`` (the jobs alone: the play deploys them and waits until they complete, a stack has no
@@ -712,4 +737,4 @@ class FilterModule(NamedFilters):
 
     FILTERS = (cluster_nodes, cluster_errors, cluster_placement_errors, cluster_plan, cluster_firewall_rules,
                swarm_hosts, swarm_stack, cluster_ram_plan, swarm_departures, swarm_stale_labels, swarm_image_updates,
-               swarm_objects, swarm_step_containers)
+               swarm_objects, swarm_step_containers, swarm_step_hosts)

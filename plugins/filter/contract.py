@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Tuple
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.borgstack.stack.plugins.filter.registry import (
-    _containers, _enabled, _mapping, _replicas, _site_container, basic_auth_users, caddy_sites, mongodb_users,
+    _containers, _enabled, _mapping, _replicas, _routes, _site_container, basic_auth_users, caddy_sites, mongodb_users,
     postgres_tenants, s3_buckets, service_endpoints, service_hostnames,
 )
 from ansible_collections.borgstack.stack.plugins.filter.monitoring import monitoring_targets
@@ -226,6 +226,12 @@ def service_contracts(registry: Any, stack: Any) -> Dict[str, Dict[str, Any]]:
                     "url": f"http://{ends['host']}:{ends['port']}" if ends["port"] is not None else "",
                     "hostname": hostnames.get(name, "")}
              for name, ends in endpoints.items()}
+    # The paths another process of a service answers (n8n's webhook processors, on a cluster): {path: host}, only
+    # where there are some (filter peer_url picks the host for a path).
+    for name, ends in endpoints.items():
+        routes = {path: host for path, _key, host in _routes(registry[name] or {}, ends["container"])}
+        if routes:
+            peers[name]["routes"] = routes
     contracts: Dict[str, Dict[str, Any]] = {}
     for name, svc in registry.items():
         main = _site_container(svc)
@@ -467,7 +473,45 @@ def contract_errors(registry: Any) -> List[str]:
     return errors
 
 
+def _route_matches(pattern: str, path: str) -> bool:
+    """A site route's path (``/webhook/*``: a prefix; else the exact path) against a request path."""
+    return path.startswith(pattern[:-1]) if pattern.endswith("*") else path == pattern
+
+
+def peer_url(peer: Any, path: Any, suffix: Any = "") -> str:
+    """``http://<host><suffix>:<port><path>``: where another service answers ``path`` on the internal network -
+    the host of the peer's route that matches the path (its ``routes``: n8n's production webhooks go to its webhook
+    processors on a cluster, as Caddy sends them), else the peer's own host (one host: n8n's container). ``suffix``
+    is added to the host name (``.internal``: a name with a top-level domain, for a sender that refuses a bare host -
+    Evolution API's global webhook; a Compose link or an overlay alias gives that name)."""
+    if not isinstance(peer, Mapping) or not peer.get("host") or peer.get("port") is None:
+        raise AnsibleFilterError(f"peer_url expects a contract's peer ({{host, port, routes}}), got {peer!r}")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise AnsibleFilterError(f"peer_url: the path must start with /, found {path!r}")
+    host = str(peer["host"])
+    for pattern, route_host in (peer.get("routes") or {}).items():
+        if _route_matches(str(pattern), path):
+            host = str(route_host)
+            break
+    return f"http://{host}{suffix or ''}:{peer['port']}{path}"
+
+
+def peer_hosts(peers: Any) -> List[str]:
+    """Every name a service of the stack answers to on the internal network: each peer's host, followed by its
+    routes' hosts (n8n's webhook processors on a cluster) - the hosts a webhook may use over plain http."""
+    if not isinstance(peers, Mapping):
+        raise AnsibleFilterError(f"peer_hosts expects a contract's peers ({{service: peer}}), got {peers!r}")
+    hosts: List[str] = []
+    for name, peer in peers.items():
+        if not isinstance(peer, Mapping) or not peer.get("host"):
+            raise AnsibleFilterError(f"peer_hosts: the peer {name} has no host: {peer!r}")
+        for host in [peer["host"], *(peer.get("routes") or {}).values()]:
+            if str(host) not in hosts:
+                hosts.append(str(host))
+    return hosts
+
+
 class FilterModule(NamedFilters):
     """Registry-to-role contract filters."""
 
-    FILTERS = (service_contracts, secret_policies, contract_errors, backup_sources)
+    FILTERS = (service_contracts, secret_policies, contract_errors, backup_sources, peer_url, peer_hosts)

@@ -155,6 +155,18 @@ def _replicas(spec: Mapping[str, Any]) -> int:
     return 1
 
 
+def _routes(svc: Mapping[str, Any], container: str) -> List[Tuple[str, str, str]]:
+    """The paths of the service's site another of its processes answers while it runs (``site.routes`` whose worker
+    has replicas: n8n's production webhooks and its webhook processors, on a cluster): ``[(path, worker, host)]``,
+    ``host`` the one name all the worker's tasks answer to (``<project>-<worker>``, from the main container's name
+    ``container``). None on one host (those workers have no replicas there)."""
+    site = svc.get("site") if isinstance(svc.get("site"), Mapping) else {}
+    main = _site_container(svc)
+    prefix = container[:-len(main)] if main and container.endswith(main) else ""
+    return [(str(path), str(key), f"{prefix}{key}") for path, key in (site.get("routes") or {}).items()
+            if isinstance(key, str) and _replicas(_containers(svc).get(key, {})) > 0]
+
+
 def _site_container(svc: Mapping[str, Any]) -> str:
     """The container that answers the service's site (and its internal checks): ``site.container`` or the first
     container with a port."""
@@ -593,12 +605,8 @@ def caddy_sites(registry: Any, domain: Any, endpoints: Any, credentials: Any = N
         # Paths another process of the service answers (n8n's production webhooks, its webhook processors): only
         # while that worker runs (replicas > 0: on a cluster), by the one name all its tasks answer to on the
         # overlay (<project>-<container>, dnsrr), on the site container's port. Without it, nothing changes.
-        routes = []
-        for path, key in (site.get("routes") or {}).items():
-            spec = _containers(svc).get(key, {})
-            if _replicas(spec) > 0:
-                prefix = endpoints[name]["container"][:-len(main)]
-                routes.append({"matcher": key.replace("-", "_"), "path": path, "upstream": f"{prefix}{key}:{port}"})
+        routes = [{"matcher": key.replace("-", "_"), "path": path, "upstream": f"{host}:{port}"}
+                  for path, key, host in _routes(svc, endpoints[name]["container"])]
         if routes:
             entry["routes"] = routes
         if site.get("basic_auth") is True:

@@ -15,6 +15,8 @@ import urllib.error
 
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.borgstack.stack.plugins.module_utils._netns import NetnsError, container_netns, enter_netns
+
 # WebServerLoader.TryRunServer keeps only tokens of at least 10 characters made of ASCII letters, digits, '-' and '_'
 # (the others are dropped without a word).
 PRE_AUTH_TOKEN_MIN_LENGTH = 10
@@ -22,6 +24,7 @@ PRE_AUTH_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrst
 
 AUTH_ARGUMENT_SPEC = {
     "url": {"type": "str", "required": True},
+    "container": {"type": "str"},
     "host": {"type": "str"},
     "token": {"type": "str", "no_log": True},
     "password": {"type": "str", "no_log": True},
@@ -110,7 +113,16 @@ class Client:
 
 
 def run_module(module, run) -> None:
-    """Exit the module with ``run(module)``'s result, or fail with the message of a DuplicatiError it raised."""
+    """Exit the module with ``run(module)``'s result, or fail with the message of a DuplicatiError it raised. With
+    ``container`` (a swarm task's container on this host, whose overlay address the host cannot reach), every request
+    is made from inside that container's network namespace (module_utils/_netns.py), where ``url`` is e.g.
+    ``http://127.0.0.1:8200``."""
+    container = module.params.get("container")
+    if container:
+        try:
+            enter_netns(container_netns(module.run_command, module.get_bin_path("docker", required=True), container))
+        except NetnsError as exc:
+            module.fail_json(msg=f"container {container}: {exc}. Nothing was changed.")
     try:
         result = run(module)
     except DuplicatiError as exc:

@@ -11,12 +11,9 @@ Contents:
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import heapq
 import http.client
 import json
-import os
 import random
 import re
 import socket
@@ -26,6 +23,7 @@ import time
 from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
+from ansible_collections.borgstack.stack.plugins.module_utils._netns import NetnsError, container_netns, in_netns
 from ansible_collections.borgstack.stack.plugins.module_utils._psycopg import psycopg
 from ansible_collections.borgstack.stack.plugins.module_utils._swarm_health import (
     parse_json_lines,
@@ -40,7 +38,6 @@ CHECK_NAMES = ("container", "health", "internal", "public", "database")
 # On a swarm the tasks run on other nodes: their containers cannot be inspected from here. The internal endpoints and
 # the database logins are reached over the overlay, from the network namespace of a container of this node on it.
 SWARM_CHECK_NAMES = ("replicas", "internal", "public", "database")
-CLONE_NEWNET = 0x40000000
 EMBEDDED_DNS = "127.0.0.11"  # Docker's DNS server inside every container on a user-defined network
 
 BACKOFF_FIRST = 1.0
@@ -225,30 +222,20 @@ class Probe:
         if not ids:
             raise ProbeError(f"no running container of this node is attached to network {network}, so the overlay "
                              "cannot be reached from here (run a task of the stack on the first manager)")
-        rc, out, err = self._docker_cli("container", "inspect", "--format", "{{.State.Pid}}", ids[0])
-        pid = out.strip()
-        if rc != 0 or not pid.isdigit() or pid == "0":
-            raise ProbeError(f"docker container inspect {ids[0][:12]} gave no process ({err.strip() or pid})")
-        return f"/proc/{pid}/ns/net"
+        try:
+            return container_netns(lambda argv: self._docker_cli(*argv[1:]), "docker", ids[0][:12])
+        except NetnsError as exc:
+            raise ProbeError(str(exc)) from exc
 
     @contextlib.contextmanager
     def in_netns(self, path: str) -> Any:
-        """Run the body's probes (sockets, psycopg) in the network namespace ``path``, then come back."""
-        here = os.open("/proc/self/ns/net", os.O_RDONLY)
+        """Run the body's probes (sockets, psycopg) in the network namespace ``path``, then come back
+        (module_utils/_netns.py)."""
         try:
-            there = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            os.close(here)
-            raise ProbeError(f"cannot open the network namespace {path}: {exc}") from exc
-        try:
-            _setns(there)
-            try:
+            with in_netns(path):
                 yield
-            finally:
-                _setns(here)
-        finally:
-            os.close(there)
-            os.close(here)
+        except NetnsError as exc:
+            raise ProbeError(str(exc)) from exc
 
     def resolve(self, name: str, *, timeout: float) -> list[str]:
         """IPv4 addresses of ``name`` from Docker's embedded DNS (called inside a container's namespace): on the
@@ -331,19 +318,6 @@ class Probe:
                         raise ProbeError(f"{command[0]} answered {reply[:200]!r}")
         except OSError as exc:
             raise ProbeError(_describe_os_error(exc, host, port)) from exc
-
-
-def _setns(fd: int) -> None:
-    """setns(2) into a network namespace (os.setns from Python 3.12; libc before)."""
-    if hasattr(os, "setns"):
-        try:
-            os.setns(fd, CLONE_NEWNET)
-        except OSError as exc:
-            raise ProbeError(f"setns failed (root with CAP_SYS_ADMIN needed): {exc}") from exc
-        return
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        raise ProbeError(f"setns failed (root with CAP_SYS_ADMIN needed): {os.strerror(ctypes.get_errno())}")
 
 
 def dns_query(name: str, query_id: int) -> bytes:

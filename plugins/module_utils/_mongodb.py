@@ -40,6 +40,7 @@ def mongodb_common_argument_spec() -> dict[str, dict[str, Any]]:
     """Connection options shared by the MongoDB modules (documented in each module)."""
     return dict(
         login_host=dict(type="str", default="localhost"),
+        login_container=dict(type="str"),
         login_port=dict(type="int", default=27017),
         login_user=dict(type="str"),
         login_password=dict(type="str", no_log=True),

@@ -78,8 +78,16 @@ options:
   login_host:
     description:
       - Host of the MongoDB server to connect to.
+      - With O(login_container), as seen from inside that container (V(127.0.0.1) for MongoDB's own).
     type: str
     default: localhost
+  login_container:
+    description:
+      - A running container on this host whose network namespace the module enters (C(setns), as root, which needs
+        C(CAP_SYS_ADMIN)) before it connects - on a Docker Swarm, the MongoDB task's own container, whose address on
+        the overlay the host cannot reach. Found with C(docker container inspect) (the C(docker) CLI is needed).
+      - Without it the module connects from the host's network.
+    type: str
   login_port:
     description:
       - Port of the MongoDB server.
@@ -267,6 +275,7 @@ from ansible_collections.borgstack.stack.plugins.module_utils._mongodb import (
     MongoCommandError,
     mongodb_common_argument_spec,
 )
+from ansible_collections.borgstack.stack.plugins.module_utils._netns import NetnsError, container_netns, enter_netns
 from ansible_collections.borgstack.stack.plugins.module_utils._scram import (
     SCRAM_MECHANISMS,
     SCRAM_SHA_256,
@@ -522,6 +531,14 @@ def main() -> None:
     )
     if not HAS_PYMONGO:
         module.fail_json(msg=missing_required_lib("pymongo"), exception=PYMONGO_IMPORT_ERROR)
+
+    container = module.params.get("login_container")
+    if container:
+        # For the rest of the module: pymongo's monitor threads inherit the namespace of the thread creating them.
+        try:
+            enter_netns(container_netns(module.run_command, module.get_bin_path("docker", required=True), container))
+        except NetnsError as exc:
+            module.fail_json(msg=f"login_container {container}: {exc}. Nothing was changed.")
 
     client = MongoAdminClient(module.params)
     try:

@@ -15,16 +15,22 @@ deploy (filter swarm_stack with the stack's compose_service_swarm).
   Evolution API asked twice (by its service or its Compose service's name), a pinned app no host lists, Duplicati
   on another host than the volumes it backs up.
 
+- The webhooks to n8n on a cluster go to its webhook processors (borgstack-n8n-webhook, as Caddy sends them):
+  Chatwoot's by that name, Evolution API's as borgstack-n8n-webhook.internal (a host with a top-level domain, which
+  Evolution's global webhook needs), an alias the webhook processors get on the overlay; the Compose link Evolution
+  uses on one host is not in its stack file. One host: the same URLs as before.
+- The validation play lets MongoDB, Chatwoot, Evolution API, Lowcoder and FileFlows on a cluster (their steps after
+  the install run on the host running the task: test_apps_cluster_steps.py) and still refuses Duplicati.
+
 What does not run here, and why: none of these six apps' images exists in the lab (no MongoDB server package,
 Chatwoot's Ruby gems and Evolution API's Prisma engines come from outside; LAB-FACTS.md), so no task of theirs runs on
 a swarm; the job-then-services deployment of compose_service was run on a lab swarm with a Debian image instead
-(docs/multi-servidor.md). These apps stay refused on a cluster by swarm_services until their post-deployment steps
-(MongoDB users, Chatwoot's first account, the WhatsApp instance, Lowcoder's administrator, Duplicati's job) address
-the swarm's tasks.
+(docs/multi-servidor.md).
 """
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -77,6 +83,12 @@ def _render_play(host: str, out: Path) -> Dict[str, Any]:
         ]
     hosts = ", ".join(f"'{app}': compose_service_swarm.plan | borgstack.stack.swarm_hosts('{app}', "
                       f"compose_service_swarm.stateful, compose_service_swarm.edge)" for app in APPS)
+    tasks.append({"name": "Write the webhooks to n8n", "ansible.builtin.copy": {
+        "dest": str(out / "webhooks.json"), "mode": "0600",
+        "content": "{{ {'chatwoot_webhook_url': chatwoot_webhook_url, 'chatwoot_internal_hosts': chatwoot_internal_hosts,"
+                   " 'evolution_api_webhook_url': evolution_api_webhook_url,"
+                   " 'evolution_api_linked_containers': evolution_api_linked_containers,"
+                   " 'n8n_aliases': (compose_service_swarm.internal_aliases | default([]))} | to_json }}"}})
     tasks.append({"name": "Write the hosts that may run each app",
                   "when": "compose_service_swarm.enabled | default(false)",
                   "ansible.builtin.copy": {"dest": str(out / "hosts.json"), "mode": "0600",
@@ -101,8 +113,8 @@ def single(tmp_path_factory) -> Path:
     return out
 
 
-# Each case: the settings, and a fragment of the refusal (None: this rule passes). The apps are refused on a cluster
-# by swarm_services as well (their own message, not looked at here).
+# Each case: the settings, and a fragment of the refusal (None: this rule passes). Duplicati is refused on a cluster
+# by swarm_services as well (test_only_duplicati_is_still_refused_on_a_cluster).
 CLUSTER_CASES = {
     "evolution-twice": ({"swarm_replicas": {"evolution-api": 2}},
                         "swarm_replicas.evolution-api is 2: evolution_api must run exactly once (two processes on one "
@@ -113,6 +125,10 @@ CLUSTER_CASES = {
                         "swarm_replicas.fileflows is 2: fileflows runs once, on the host that keeps its data"),
     "defaults": ({}, None),
 }
+# The apps whose steps after the install run on a swarm, without Duplicati (and monitoring, on unless disabled): nothing
+# refused.
+FIVE_APPS = {"borgstack_services": {**SETTINGS["borgstack_services"], "duplicati": {"enabled": False},
+                                    "monitoring": {"enabled": False}}}
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +138,7 @@ def cluster(tmp_path_factory) -> Path:
     # The project directory under the test's own: `docker stack config` reads each env_file (written empty below).
     _run(out, _inventory(out, CLUSTER, {"swarm_replicas": {"chatwoot": 2}, "stack_project_dir": str(out / "project")}), [
         *[_validate_play(case, "n1", out, settings) for case, (settings, _msg) in CLUSTER_CASES.items()],
+        _validate_play("five-apps", "n1", out, FIVE_APPS),
         _render_play("n1", out)])
     return out
 
@@ -221,13 +238,20 @@ def test_every_app_together_is_accepted_by_docker_stack_config(cluster):
         assert list(spec["networks"]) == ["borgstack_cluster"], key
 
 
+def _unplaced(msg: str) -> List[str]:
+    """The services the swarm role's refusal names (their order follows Ansible's difference filter: not fixed)."""
+    found = re.search(r"cannot be placed on a swarm yet: (?P<names>[a-z_, ]+) \(only ", msg)
+    assert found, msg
+    return sorted(found["names"].split(", "))
+
+
 @pytest.mark.parametrize("case", sorted(CLUSTER_CASES))
 def test_bad_placement_is_refused_before_any_change_naming_the_variable(cluster, case):
     result = json.loads((cluster / f"{case}.result.json").read_text())
     fragment = CLUSTER_CASES[case][1]
-    # The six apps are not in swarm_services yet: the validation refuses them on a cluster in any case.
+    # Duplicati (and monitoring) are not in swarm_services yet: the validation refuses them on a cluster in any case.
     assert result["failed"] is True
-    assert "these enabled services cannot be placed on a swarm yet" in result["msg"]
+    assert _unplaced(result["msg"]) == ["duplicati", "monitoring"], result["msg"]
     if fragment is None:
         assert "swarm_replicas" not in result["msg"] and "borgstack_node_data" not in result["msg"], result["msg"]
     else:
@@ -241,3 +265,35 @@ def test_a_pinned_app_on_no_host_and_duplicati_away_from_its_sources_are_refused
             in msg), msg
     assert ("duplicati (host n2) backs up the volumes of evolution_api, which are on host n1: a volume is read on its "
             "own node only; list duplicati and evolution_api in borgstack_node_data of the same host" in msg), msg
+
+
+def test_only_duplicati_is_still_refused_on_a_cluster(cluster):
+    """MongoDB, Chatwoot, Evolution API, Lowcoder and FileFlows pass the validation on three hosts (their steps run
+    on the host running the task); Duplicati alone is named (its host trigger finds one host's container)."""
+    assert json.loads((cluster / "five-apps.result.json").read_text()) == {"failed": False}
+    msg = json.loads((cluster / "defaults.result.json").read_text())["msg"]
+    assert _unplaced(msg) == ["duplicati", "monitoring"], msg
+
+
+def test_one_host_webhooks_to_n8n_are_unchanged(single):
+    hooks = json.loads((single / "webhooks.json").read_text())
+    assert hooks["chatwoot_webhook_url"] == "http://borgstack-n8n:5678/webhook/borgstack/chatwoot"
+    assert hooks["evolution_api_webhook_url"] == "http://borgstack-n8n.internal:5678/webhook/borgstack/evolution"
+    assert hooks["evolution_api_linked_containers"] == ["borgstack-n8n"]
+    assert "borgstack-n8n-webhook" not in hooks["chatwoot_internal_hosts"] and hooks["n8n_aliases"] == []
+
+
+def test_on_a_cluster_the_webhooks_go_to_n8ns_webhook_processors(cluster):
+    hooks = json.loads((cluster / "webhooks.json").read_text())
+    assert hooks["chatwoot_webhook_url"] == "http://borgstack-n8n-webhook:5678/webhook/borgstack/chatwoot"
+    # Accepted by Chatwoot's own validation: a host of the stack's internal network.
+    assert "borgstack-n8n-webhook" in hooks["chatwoot_internal_hosts"]
+    assert (hooks["evolution_api_webhook_url"]
+            == "http://borgstack-n8n-webhook.internal:5678/webhook/borgstack/evolution")
+    assert hooks["evolution_api_linked_containers"] == ["borgstack-n8n-webhook"]
+    # The name Evolution uses is an alias the webhook processors get on the overlay (filter swarm_stack).
+    assert hooks["n8n_aliases"] == ["n8n-webhook"]
+    evolution = _stacks(cluster)["evolution_api"]["services"]["evolution-api"]
+    assert "external_links" not in evolution, "a swarm has no links: the overlay alias gives the name"
+    assert (evolution["environment"]["WEBHOOK_GLOBAL_URL"]
+            == "http://borgstack-n8n-webhook.internal:5678/webhook/borgstack/evolution")

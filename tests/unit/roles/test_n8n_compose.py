@@ -190,7 +190,11 @@ def test_a_cluster_runs_webhook_processors_start_first(cluster):
     assert hook["deploy"]["rollback_config"]["order"] == "start-first"
     assert hook["deploy"]["update_config"]["failure_action"] == "rollback"
     assert hook["deploy"]["endpoint_mode"] == "dnsrr"
-    assert hook["networks"] == {"borgstack_cluster": {"aliases": ["borgstack-n8n-webhook"]}}
+    # ... and borgstack-n8n-webhook.internal, Evolution API's webhook host (it refuses a host without a top-level
+    # domain; a swarm has no Compose links: compose_service_swarm.internal_aliases).
+    assert hook["networks"] == {"borgstack_cluster": {"aliases": ["borgstack-n8n-webhook",
+                                                                  "borgstack-n8n-webhook.internal"]}}
+    assert main["networks"] == {"borgstack_cluster": {"aliases": ["borgstack-n8n"]}}
     assert _env(hook) == _env(main) and hook["env_file"] == main["env_file"] and hook["volumes"] == main["volumes"]
     probe = hook["healthcheck"]["test"]
     assert probe[:3] == ["CMD", "node", "-e"]

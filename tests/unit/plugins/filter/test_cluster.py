@@ -133,7 +133,8 @@ def test_nodes_read_the_inventory_with_defaults():
 @pytest.mark.parametrize("name", ["cluster_nodes", "cluster_errors", "cluster_placement_errors", "cluster_plan",
                                   "cluster_firewall_rules",
                                   "swarm_hosts", "swarm_stack", "cluster_ram_plan", "swarm_departures",
-                                  "swarm_stale_labels", "swarm_objects", "swarm_step_containers"])
+                                  "swarm_stale_labels", "swarm_objects", "swarm_step_containers",
+                                  "swarm_step_hosts"])
 def test_sidecar_docs(name):
     check_sidecar_doc(getattr(cluster, name), FILTER_DIR / f"{name}.yml")
 
@@ -687,3 +688,51 @@ def test_the_steps_follow_the_play_order_and_skip_hosts_without_facts():
 def test_bad_step_input_is_refused_naming_it(hosts, host, message):
     with pytest.raises(AnsibleFilterError, match=re.escape(message)):
         cluster.swarm_step_containers(hosts, host)
+
+
+@pytest.mark.parametrize(("hosts", "expected"), [
+    (STEP_HOSTS, {"postgresql": "node-1", "directus": "node-1", "n8n": "node-2", "n8n-worker": "node-2"}),
+    # The play order decides: Directus' steps move to node-2 when it comes first; a host without facts owns nothing.
+    ({"node-2": STEP_HOSTS["node-2"], "node-1": STEP_HOSTS["node-1"], "node-4": None},
+     {"n8n": "node-2", "n8n-worker": "node-2", "directus": "node-2", "postgresql": "node-1"}),
+    ({"node-1": {}, "node-2": {"mongodb": ""}}, {}),
+])
+def test_each_service_has_one_step_host_the_one_given_its_container(hosts, expected):
+    assert cluster.swarm_step_hosts(hosts) == expected
+    for service, host in expected.items():
+        assert service in cluster.swarm_step_containers(hosts, host)
+        assert not [other for other in hosts if other != host and service in cluster.swarm_step_containers(hosts, other)]
+
+
+@pytest.mark.parametrize(("hosts", "message"), [
+    ([], "swarm_step_hosts expects {host: {service: container}}"),
+    ({"node-1": ["borgstack_n8n.1.ccc"]}, "swarm_step_hosts: the containers of host node-1 are not a mapping"),
+])
+def test_bad_step_host_input_is_refused_naming_it(hosts, message):
+    with pytest.raises(AnsibleFilterError, match=re.escape(message)):
+        cluster.swarm_step_hosts(hosts)
+
+
+def test_links_are_dropped_and_a_listed_service_also_answers_as_its_name_dot_internal():
+    """Evolution API's global webhook refuses a host without a top-level domain: on one host a Compose link gives it
+    borgstack-n8n.internal; a swarm has no links (dropped), so the webhook processors listed in internal_aliases
+    answer on the overlay as borgstack-n8n-webhook.internal too. Every other service keeps its one alias (no spec
+    change, no rolling update of it)."""
+    compose = {"services": {
+        "evolution-api": {"image": "e", "container_name": "borgstack-evolution-api",
+                          "external_links": ["borgstack-n8n-webhook:borgstack-n8n-webhook.internal"],
+                          "links": ["x:y"]},
+        "n8n-webhook": {"image": "n", "container_name": "borgstack-n8n-webhook", "deploy": {"replicas": 2}},
+        "n8n": {"image": "n", "container_name": "borgstack-n8n"}}}
+    settings = dict(SETTINGS, internal_aliases=["n8n-webhook"])
+    services = swarm_stack(compose, "n8n", settings)["services"]
+    assert services["n8n-webhook"]["networks"] == {
+        "borgstack_cluster": {"aliases": ["borgstack-n8n-webhook", "borgstack-n8n-webhook.internal"]}}
+    assert services["n8n"]["networks"] == {"borgstack_cluster": {"aliases": ["borgstack-n8n"]}}
+    assert services["evolution-api"]["networks"] == {"borgstack_cluster": {"aliases": ["borgstack-evolution-api"]}}
+    assert not {"external_links", "links"} & set(services["evolution-api"])
+    # Without the setting (or without a container name to build the name from): one alias, or none.
+    assert swarm_stack(compose, "n8n", SETTINGS)["services"]["n8n-webhook"]["networks"] == {
+        "borgstack_cluster": {"aliases": ["borgstack-n8n-webhook"]}}
+    bare = {"services": {"n8n-webhook": {"image": "n"}}}
+    assert swarm_stack(bare, "n8n", settings)["services"]["n8n-webhook"]["networks"] == ["borgstack_cluster"]

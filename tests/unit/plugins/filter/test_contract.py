@@ -4,6 +4,7 @@ on small ones, backup_sources, secret_policies and contract_errors."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -507,7 +508,7 @@ def test_contract_errors_skip_entries_that_are_not_dicts_and_refuse_a_registry_t
 # Plugin wiring and sidecar docs
 # ---------------------------------------------------------------------------------------------------------------
 
-FILTERS = ["service_contracts", "secret_policies", "contract_errors", "backup_sources"]
+FILTERS = ["service_contracts", "secret_policies", "contract_errors", "backup_sources", "peer_url", "peer_hosts"]
 
 
 def test_filter_module_exports():
@@ -602,3 +603,60 @@ def test_reader_entry_errors_name_the_variable(entry, message):
                 mon={"secrets": {"mon_pw": {"rotation": "allowed"}}, "postgres_reader": entry})
     errors = contract_errors(reg)
     assert any(e.startswith("borgstack_services.mon.") and message in e for e in errors), errors
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# peer_url / peer_hosts: where a webhook to another service goes (n8n's webhook processors on a cluster)
+# ---------------------------------------------------------------------------------------------------------------
+def _cluster_n8n():
+    """The registry a cluster gets (group_vars/all/services.yml's borgstack_cluster_service_defaults)."""
+    return registry(n8n={"containers": {"n8n-worker": {"replicas": 2}, "n8n-webhook": {"replicas": 2}}},
+                    chatwoot={"enabled": True}, evolution_api={"enabled": True})
+
+
+def test_one_host_peers_have_no_routes_and_the_urls_are_the_containers(shipped):
+    n8n = shipped["chatwoot"]["peers"]["n8n"]
+    assert "routes" not in n8n, "one host: n8n's webhook processors have no replicas"
+    assert contract.peer_url(n8n, "/webhook/borgstack/chatwoot") == "http://borgstack-n8n:5678/webhook/borgstack/chatwoot"
+    assert (contract.peer_url(n8n, "/webhook/borgstack/evolution", ".internal")
+            == "http://borgstack-n8n.internal:5678/webhook/borgstack/evolution")
+    assert contract.peer_hosts(shipped["chatwoot"]["peers"]) == [
+        peer["host"] for peer in shipped["chatwoot"]["peers"].values()]
+
+
+def test_on_a_cluster_n8n_webhooks_go_to_the_webhook_processors_as_caddy_sends_them():
+    reg = _cluster_n8n()
+    peers = contracts(reg)["chatwoot"]["peers"]
+    assert peers["n8n"]["routes"] == {"/webhook/*": "borgstack-n8n-webhook"}
+    # The same name Caddy's site routes /webhook/* to (caddy_sites).
+    site = next(s for s in contracts(reg)["caddy"]["sites"] if s["hostname"].startswith("n8n."))
+    assert site["routes"][0]["upstream"] == "borgstack-n8n-webhook:5678"
+    assert (contract.peer_url(peers["n8n"], "/webhook/borgstack/chatwoot")
+            == "http://borgstack-n8n-webhook:5678/webhook/borgstack/chatwoot")
+    assert (contract.peer_url(peers["n8n"], "/webhook/borgstack/evolution", ".internal")
+            == "http://borgstack-n8n-webhook.internal:5678/webhook/borgstack/evolution")
+    # Paths the route does not cover stay on the main (test webhooks, the REST API).
+    assert contract.peer_url(peers["n8n"], "/webhook-test/x") == "http://borgstack-n8n:5678/webhook-test/x"
+    assert contract.peer_url(peers["n8n"], "/rest/settings") == "http://borgstack-n8n:5678/rest/settings"
+    hosts = contract.peer_hosts(peers)
+    assert hosts.index("borgstack-n8n-webhook") == hosts.index("borgstack-n8n") + 1
+    assert len(hosts) == len(set(hosts)) == len(peers) + 1
+    # No replicas, no route: a worker that does not run is never a webhook's host.
+    assert "routes" not in contracts(registry(n8n={"containers": {"n8n-webhook": {"replicas": 0}}}))["chatwoot"][
+        "peers"]["n8n"]
+
+
+@pytest.mark.parametrize(("peer", "path", "message"), [
+    ({"host": "borgstack-n8n"}, "/x", "peer_url expects a contract's peer"),
+    ({"host": "borgstack-n8n", "port": 5678}, "webhook", "the path must start with /"),
+])
+def test_peer_url_refuses_bad_input(peer, path, message):
+    with pytest.raises(AnsibleFilterError, match=re.escape(message)):
+        contract.peer_url(peer, path)
+
+
+def test_peer_hosts_refuses_bad_input():
+    with pytest.raises(AnsibleFilterError, match="peer_hosts expects"):
+        contract.peer_hosts([])
+    with pytest.raises(AnsibleFilterError, match="the peer n8n has no host"):
+        contract.peer_hosts({"n8n": {"port": 5678}})

@@ -5,10 +5,12 @@ the real HTTP exchange is tested against the contract server in tests/integratio
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import pytest
 
+from ansible_collections.borgstack.stack.plugins.module_utils import _duplicati, _netns
 from ansible_collections.borgstack.stack.plugins.modules import duplicati_backup as mod
 
 PARAMS: dict[str, Any] = {
@@ -114,3 +116,81 @@ def test_an_option_changed_on_the_server_is_put_back():
 def test_present_needs_the_destination_and_the_passphrase():
     with pytest.raises(mod.DuplicatiError, match="state=present needs target_url, passphrase"):
         mod.run(FakeModule({**PARAMS, "target_url": None, "passphrase": ""}))
+
+
+# --- On a swarm: from inside Duplicati's task (module_utils/_netns.py), at the module_utils boundary -----------------
+class ExitModule(FakeModule):
+    """What run_module uses of AnsibleModule: the Docker CLI (a fake answering with this test's own process, whose
+    namespace file exists), exit_json and fail_json."""
+
+    def __init__(self, params: dict[str, Any], events: list, docker=None) -> None:
+        super().__init__(params)
+        self.events = events
+        self.docker = docker or (lambda argv: (0, f"{os.getpid()}\n", ""))
+
+    def get_bin_path(self, name: str, required: bool = False) -> str:
+        return f"/usr/bin/{name}"
+
+    def run_command(self, argv):
+        self.events.append(("docker", argv))
+        return self.docker(argv)
+
+    def exit_json(self, **result):
+        self.events.append(("exit", result["changed"]))
+        raise SystemExit(0)
+
+    def fail_json(self, **result):
+        self.events.append(("fail", result["msg"]))
+        raise SystemExit(1)
+
+
+def test_with_a_container_every_request_leaves_from_its_namespace(monkeypatch):
+    events: list = []
+    monkeypatch.setattr(_netns, "setns", lambda fd: events.append(("setns", os.fstat(fd).st_ino)))
+    real_login = FakeClient.login
+
+    def login(self, password):
+        events.append(("request", "auth/login"))
+        real_login(self, password)
+    monkeypatch.setattr(FakeClient, "login", login)
+    params = {**PARAMS, "url": "http://127.0.0.1:8200", "container": "borgstack_duplicati.1.abc"}
+    with pytest.raises(SystemExit):
+        _duplicati.run_module(ExitModule(params, events), mod.run)
+    # The namespace first, then the first request (PARAMS log in with the password).
+    assert events[:3] == [
+        ("docker", ["/usr/bin/docker", "container", "inspect", "--format", "{{.State.Pid}}",
+                    "borgstack_duplicati.1.abc"]),
+        ("setns", os.stat(f"/proc/{os.getpid()}/ns/net").st_ino),
+        ("request", "auth/login")]
+    assert events[-1] == ("exit", True) and _writes(), "the job was created, after entering the namespace"
+
+
+def test_a_container_that_is_gone_fails_before_any_request(monkeypatch):
+    events: list = []
+    monkeypatch.setattr(_netns, "setns", lambda fd: pytest.fail("nothing to enter"))
+    module = ExitModule({**PARAMS, "container": "borgstack_duplicati.1.gone"}, events,
+                        docker=lambda argv: (1, "", "Error: No such container: borgstack_duplicati.1.gone"))
+    with pytest.raises(SystemExit):
+        _duplicati.run_module(module, mod.run)
+    assert events[-1] == ("fail", "container borgstack_duplicati.1.gone: docker container inspect "
+                                  "borgstack_duplicati.1.gone failed: Error: No such container: "
+                                  "borgstack_duplicati.1.gone. Nothing was changed.")
+    assert FakeClient.calls == []
+
+
+def test_without_a_container_no_namespace_is_entered(monkeypatch):
+    events: list = []
+    monkeypatch.setattr(_netns, "setns", lambda fd: pytest.fail("one host: requests leave from the host"))
+    with pytest.raises(SystemExit):
+        _duplicati.run_module(ExitModule(dict(PARAMS), events), mod.run)
+    assert events == [("exit", True)]
+
+
+def test_both_duplicati_modules_take_the_container_their_doc_fragment_documents():
+    from ansible_collections.borgstack.stack.plugins.doc_fragments.duplicati import ModuleDocFragment
+    from ansible_collections.borgstack.stack.plugins.modules import duplicati_first_password
+    import yaml
+    documented = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+    for spec in (mod.ARGUMENT_SPEC, duplicati_first_password.ARGUMENT_SPEC):
+        assert spec["container"] == {"type": "str"}
+        assert set(documented) <= set(spec)

@@ -665,3 +665,52 @@ def test_connection_kwargs_tls_file_implies_tls():
     assert kwargs["tlsCAFile"] == "/etc/ssl/ca.pem"
     assert kwargs["authMechanism"] == "SCRAM-SHA-256"
     assert "tlsAllowInvalidCertificates" not in kwargs
+
+
+# --------------------------------------------------------------------------------------------------------------
+# login_container: on a swarm, from inside the MongoDB task's network namespace (module_utils/_netns.py)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_main_enters_the_containers_namespace_before_it_connects(monkeypatch, capsys):
+    """The docker CLI answers with a process (this test's own, so that its namespace file exists) and setns is a
+    fake: the namespace is entered once, before the client exists."""
+    from ansible_collections.borgstack.stack.plugins.module_utils import _netns
+    events: list[Any] = []
+    monkeypatch.setattr(_netns, "setns", lambda fd: events.append(("setns", os.fstat(fd).st_ino)))
+    monkeypatch.setattr(mongodb_user.AnsibleModule, "get_bin_path", lambda self, name, required=False: "/bin/docker")
+    monkeypatch.setattr(mongodb_user.AnsibleModule, "run_command",
+                        lambda self, argv, **kw: (events.append(("docker", argv)) or (0, f"{os.getpid()}\n", "")))
+    client = FakeClient()
+    monkeypatch.setattr(mongodb_user, "MongoAdminClient",
+                        lambda params: (events.append(("client", params["login_host"])) or client))
+    args = dict(MAIN_ARGS, login_container="borgstack_mongodb.1.abc", login_host="127.0.0.1")
+    with patch_module_args(args), pytest.raises(SystemExit):
+        mongodb_user.main()
+    result = json.loads(capsys.readouterr().out)
+    assert result["changed"] is True
+    assert events == [
+        ("docker", ["/bin/docker", "container", "inspect", "--format", "{{.State.Pid}}", "borgstack_mongodb.1.abc"]),
+        ("setns", os.stat(f"/proc/{os.getpid()}/ns/net").st_ino),
+        ("client", "127.0.0.1")]
+
+
+def test_main_without_the_container_changes_nothing_and_names_it(monkeypatch, capsys):
+    from ansible_collections.borgstack.stack.plugins.module_utils import _netns
+    monkeypatch.setattr(_netns, "setns", lambda fd: pytest.fail("no namespace to enter"))
+    monkeypatch.setattr(mongodb_user.AnsibleModule, "get_bin_path", lambda self, name, required=False: "/bin/docker")
+    monkeypatch.setattr(mongodb_user.AnsibleModule, "run_command",
+                        lambda self, argv, **kw: (1, "", "Error: No such container: borgstack_mongodb.1.gone"))
+    client = FakeClient()
+    result = run_main(monkeypatch, capsys, client, dict(MAIN_ARGS, login_container="borgstack_mongodb.1.gone"))
+    assert result["failed"] is True
+    assert result["msg"] == ("login_container borgstack_mongodb.1.gone: docker container inspect "
+                             "borgstack_mongodb.1.gone failed: Error: No such container: borgstack_mongodb.1.gone. "
+                             "Nothing was changed.")
+    assert client.call_names() == []
+
+
+def test_main_without_login_container_never_enters_a_namespace(monkeypatch, capsys):
+    from ansible_collections.borgstack.stack.plugins.module_utils import _netns
+    monkeypatch.setattr(_netns, "setns", lambda fd: pytest.fail("one host: the module connects from the host"))
+    assert run_main(monkeypatch, capsys, FakeClient(), MAIN_ARGS)["changed"] is True
