@@ -670,6 +670,30 @@ def swarm_image_updates(stack: Any, project: Any, running: Any) -> Dict[str, Dic
     return updates
 
 
+def swarm_first_start(stack: Any, project: Any, running: Any) -> Dict[str, Any]:
+    """The stack file to deploy first when a service with replicas is not deployed yet: that service at one replica,
+    the others as they are. An app's first task installs its empty database (Directus' bootstrap seeds its tables,
+    runs its migrations and creates the first administrator, with no lock): two replicas started together on an
+    empty database race each other, and one that fails between the tables and the administrator leaves a database
+    that says it is installed and has no administrator. The play deploys this stack, waits until the one task runs,
+    then deploys the whole one (the swarm adds the other replicas to an installed database). ``running``: the lines
+    ``docker service inspect --format '{{.Spec.Name}} ...'`` printed (the services deployed already). The stack
+    itself when nothing is new with replicas: no first start to make."""
+    if not isinstance(stack, Mapping) or not isinstance(stack.get("services"), Mapping):
+        raise AnsibleFilterError("swarm_first_start: expects a stack file (filter swarm_stack)")
+    if not isinstance(running, list):
+        raise AnsibleFilterError(f"swarm_first_start: expects the lines of docker service inspect, found {running!r}")
+    deployed = {str(line).split(" ", 1)[0] for line in running if str(line).strip()}
+    services = {}
+    for key, spec in stack["services"].items():
+        deploy = (spec or {}).get("deploy") or {}
+        replicas = deploy.get("replicas", 1) if deploy.get("mode", "replicated") == "replicated" else 1
+        if f"{project}_{key}" not in deployed and isinstance(replicas, int) and replicas > 1:
+            spec = {**spec, "deploy": {**deploy, "replicas": 1}}
+        services[key] = spec
+    return {**stack, "services": services}
+
+
 def cluster_ram_plan(plan: Any, ram_by_host: Any, registry: Any) -> Dict[str, Any]:
     """The RAM plan of a cluster, node by node. Each node's RAM (``ram_by_host``: {host: MiB}) is split by
     ``ram_budget`` among the containers that may run there: a stateful service's (the registry's data layer, and the
@@ -737,4 +761,4 @@ class FilterModule(NamedFilters):
 
     FILTERS = (cluster_nodes, cluster_errors, cluster_placement_errors, cluster_plan, cluster_firewall_rules,
                swarm_hosts, swarm_stack, cluster_ram_plan, swarm_departures, swarm_stale_labels, swarm_image_updates,
-               swarm_objects, swarm_step_containers, swarm_step_hosts)
+               swarm_first_start, swarm_objects, swarm_step_containers, swarm_step_hosts)

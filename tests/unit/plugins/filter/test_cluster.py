@@ -14,7 +14,7 @@ from ansible_collections.borgstack.stack.plugins.filter.cluster import (cluster_
                                                                         cluster_nodes, cluster_placement_errors,
                                                                         cluster_plan, cluster_ram_plan,
                                                                         swarm_departures, swarm_hosts,
-                                                                        swarm_image_updates, swarm_objects, swarm_stack,
+                                                                        swarm_first_start, swarm_image_updates, swarm_objects, swarm_stack,
                                                                         swarm_stale_labels)
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -516,6 +516,34 @@ def test_a_pinned_app_is_counted_on_its_node_only_in_the_ram_plan():
     ram = cluster_ram_plan(plan, {"n1": 8192, "n2": 8192}, registry)
     assert sorted(ram["nodes"]["n1"]["services"]) == ["n8n", "postgresql"]
     assert sorted(ram["nodes"]["n2"]["services"]) == ["fileflows", "n8n"]
+
+
+# --- A new service with replicas starts alone first (Directus' bootstrap has no lock) --------------------------------
+def test_a_new_service_with_replicas_starts_at_one_replica_first():
+    stack = {"version": "3.8", "services": {
+        "directus": {"image": "d:11", "deploy": {"replicas": 2, "endpoint_mode": "dnsrr"}},
+        "n8n": {"image": "n:1", "deploy": {"replicas": 1}},
+        "n8n-worker": {"image": "n:1", "deploy": {"replicas": 3}},
+        "caddy": {"image": "c:2", "deploy": {"mode": "global"}}}}
+    first = swarm_first_start(stack, "borgstack", ["borgstack_n8n-worker n:1"])
+    # Directus is new with two replicas: one first, the rest of its deploy settings kept.
+    assert first["services"]["directus"]["deploy"] == {"replicas": 1, "endpoint_mode": "dnsrr"}
+    # Deployed already (the swarm adds replicas to an installed database), one replica, or global: as they are.
+    assert first["services"]["n8n-worker"] == stack["services"]["n8n-worker"]
+    assert first["services"]["n8n"] == stack["services"]["n8n"]
+    assert first["services"]["caddy"] == stack["services"]["caddy"]
+    assert first["version"] == "3.8"
+    # The stack file given is not changed.
+    assert stack["services"]["directus"]["deploy"]["replicas"] == 2
+    # Once every service exists there is nothing to start first: the stack itself.
+    everything = ["borgstack_directus d:11", "borgstack_n8n n:1", "borgstack_n8n-worker n:1", "borgstack_caddy c:2"]
+    assert swarm_first_start(stack, "borgstack", everything) == stack
+    # Another stack's service of the same key is not this one.
+    assert swarm_first_start(stack, "other", everything)["services"]["directus"]["deploy"]["replicas"] == 1
+    with pytest.raises(AnsibleFilterError, match="expects a stack file"):
+        swarm_first_start("nope", "borgstack", [])
+    with pytest.raises(AnsibleFilterError, match="docker service inspect"):
+        swarm_first_start(stack, "borgstack", "borgstack_directus d:11")
 
 
 # --- The update a stack deploy is about to make (the pre-update dump runs before it) -----------------------------------
