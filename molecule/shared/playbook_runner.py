@@ -81,6 +81,18 @@ def runs_summary(top: int = 8) -> list[str]:
     return lines
 
 
+def playbook_env(*args: str) -> dict[str, str]:
+    """The environment of an ansible-playbook run of the scenario's project. Molecule gives the verifier its provisioner
+    environment, and a scenario's ANSIBLE_RUN_TAGS (the converge's roles) would be added to a run's own ``--tags``
+    (ansible-playbook appends the command line's tags to that default): a run that names its tags gets none of it, so
+    `--tags swarm` runs the swarm role only, as it does outside molecule."""
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0",
+           "ANSIBLE_ROLES_PATH": str(PROJECT / "roles")}
+    if any(arg in ("--tags", "-t") or arg.startswith("--tags=") for arg in args):
+        env.pop("ANSIBLE_RUN_TAGS", None)
+    return env
+
+
 def run_site(host: str, *args: str, timeout: int = 1500, json_output: bool = False,
              playbook: str = "site.yml") -> Run:
     """ansible-playbook site.yml --limit HOST ARGS... with the scenario's inventory; the recap must name HOST.
@@ -90,8 +102,7 @@ def run_site(host: str, *args: str, timeout: int = 1500, json_output: bool = Fal
     ``json_output`` runs with the json stdout callback and fills ``Run.failures``.
     """
     started = time.monotonic()
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0",
-           "ANSIBLE_ROLES_PATH": str(PROJECT / "roles")}
+    env = playbook_env(*args)
     if json_output:
         env.update(ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
     proc = subprocess.run(

@@ -33,7 +33,7 @@ import sys
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbook_runner import inventory, run_site  # noqa: E402  pylint: disable=wrong-import-position,import-error
+from playbook_runner import inventory, playbook_env, run_site  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 LAB = PROJECT / "lab" / "lab.sh"
@@ -284,7 +284,7 @@ def test_a_host_that_cannot_reach_the_swarm_ports_is_refused_naming_it():
     rule = ["INPUT", "-s", NODES[APP], "-p", "tcp", "--dport", "2377", "-j", "DROP"]
     sh(DATA, "iptables", "-I", *rule)
     try:
-        env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0"}
+        env = playbook_env("--tags", "swarm")
         proc = subprocess.run(
             ["ansible-playbook", str(PROJECT / "site.yml"), "-i", inventory(), "--limit",
              f"{DATA},{APP}", "--tags", "swarm", "-e", "swarm_preflight_timeout=3"],
@@ -483,8 +483,7 @@ def _site_n8n(image: str) -> subprocess.CompletedProcess:
     """`site.yml --tags n8n` with n8n's image set through the inventory (the scenario's borgstack_services)."""
     scenario = yaml.safe_load((Path(__file__).resolve().parents[1] / "molecule.yml").read_text())
     services = scenario["provisioner"]["inventory"]["group_vars"]["borgstack"]["borgstack_services"]
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0",
-           "ANSIBLE_ROLES_PATH": str(PROJECT / "roles")}
+    env = playbook_env("--tags", "n8n")
     extra = json.dumps({"borgstack_services": {**services, "n8n": {"image": image}}})
     return subprocess.run(["ansible-playbook", str(PROJECT / "site.yml"), "-i", inventory(), "--tags", "n8n",
                            "-e", extra], cwd=PROJECT, capture_output=True, text=True, timeout=1500, env=env,
@@ -703,8 +702,7 @@ def _inventory_without(tmp_path: Path, host: str) -> Path:
 
 
 def _play(inventory_dir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0",
-           "ANSIBLE_ROLES_PATH": str(PROJECT / "roles")}
+    env = playbook_env(*args)
     return subprocess.run(["ansible-playbook", str(PROJECT / "site.yml"), "-i", str(inventory_dir), *args],
                           cwd=PROJECT, capture_output=True, text=True, timeout=timeout, env=env, check=False)
 

@@ -32,7 +32,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 # pylint: disable=wrong-import-position,import-error
-from playbook_runner import PROJECT, inventory  # noqa: E402
+from playbook_runner import PROJECT, inventory, playbook_env  # noqa: E402
 from leak_scan import describe, find_leaks  # noqa: E402
 from test_cluster import DATA, EDGE, APP, NODES, STACK, running_tasks, sh, wait_for  # noqa: E402
 
@@ -82,8 +82,7 @@ def lab_master() -> str:
 
 def play(*args: str, inventory_dir: str | None = None, timeout: int = 1800) -> tuple[int, str, list[int]]:
     """site.yml on the whole cluster: rc, output, changed= of each host."""
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"), "ANSIBLE_FORCE_COLOR": "0",
-           "ANSIBLE_ROLES_PATH": str(PROJECT / "roles")}
+    env = playbook_env(*args)
     proc = subprocess.run(["ansible-playbook", str(PROJECT / "site.yml"), "-i", inventory_dir or inventory(), *args],
                           cwd=PROJECT, capture_output=True, text=True, timeout=timeout, env=env, check=False)
     output = proc.stdout + proc.stderr

@@ -73,7 +73,9 @@ async function playToken() {
     throw new Error(`the play's Directus account ${input.play_email} has no working token, and the administrator's `
       + `first password (services/directus/admin-password) no longer logs in, as after a change in the app: in Directus, `
       + `give ${input.play_email} (create it with the Administrator role if missing) the token from `
-      + 'borgstack_secret_overrides.directus_play_token, or set that override to a token it already has');
+      + 'borgstack_secret_overrides.directus_play_token, or set that override to a token it already has '
+      + `(Directus answered the login ${login.status} ${login.text.slice(0, 200)}; the play's token got `
+      + `${me.status})`);
   }
   const admin = login.json.data.access_token;
   const role = data(await api('GET', '/users/me?fields=role', { token: admin }), 'read the administrator').role;
