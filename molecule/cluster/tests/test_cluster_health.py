@@ -81,6 +81,23 @@ def test_health_play_checks_internal_endpoints_and_logins_over_the_overlay():
     assert again.rc == 0 and _report(again)["directus"]["checks"]["database"] == "ok", again.output[-4000:]
 
 
+def test_check_mode_on_the_running_cluster_runs_the_steps_and_predicts_a_drift():
+    """`--check --diff --tags postgresql` on the running cluster reads each node's tasks and runs the steps after the
+    deployment in check mode, as on one host: Directus's PostgreSQL role refused logins by hand is reported as a change
+    on the data node (postgresql_tenant, through the PostgreSQL task there) and nothing is changed - the role still
+    cannot log in. (Before, check mode read no task on a cluster and ran no step: changed=0 whatever had drifted.)"""
+    assert _psql("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'directus'") == "t"
+    _psql("ALTER ROLE directus NOLOGIN")
+    try:
+        check = _play(Path(inventory()), "--check", "--diff", "--tags", "postgresql", timeout=900)
+        output = check.stdout + check.stderr
+        assert check.returncode == 0, output[-4000:]
+        assert _changed(output).get(DATA, 0) >= 1, output[-4000:]
+        assert _psql("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'directus'") == "f"
+    finally:
+        _psql("ALTER ROLE directus LOGIN")
+
+
 def _inventory_with(tmp_path: Path, service: str, enabled: bool) -> Path:
     """A copy of the scenario's inventory with borgstack_services.<service>.enabled set."""
     copy = tmp_path / "inventory"
