@@ -751,10 +751,7 @@ def cluster_backup_host(plan: Any, enabled: Any) -> Dict[str, Any]:
     dumped = [service for service in BACKUP_SERVICES if service in enabled]
     if not dumped:
         return empty
-    nodes = plan.get("nodes") or {}
-    holders = {service: [host for host, node in nodes.items()
-                         if _labels_true(node.get("labels") or {}, f"{LABEL_PREFIX}.data.{service}")]
-               for service in dumped}
+    holders = {service: swarm_hosts(plan, service, [service]) for service in dumped}
     first = dumped[0]
     host = holders[first][0] if holders[first] else None
     errors = []
