@@ -756,9 +756,45 @@ def cluster_ram_plan(plan: Any, ram_by_host: Any, registry: Any) -> Dict[str, An
     return out
 
 
+# The data services the host's backup job dumps (roles/backup), in the order it takes them: the job runs where the
+# first enabled one is held.
+BACKUP_SERVICES = ("postgresql", "mongodb", "redis")
+
+
+def cluster_backup_host(plan: Any, enabled: Any) -> Dict[str, Any]:
+    """Where the backup job runs on a cluster: ``{host, services, errors}``. ``enabled`` is the data services that
+    are on (names); the job dumps them through their tasks on one node - the node holding PostgreSQL (else MongoDB,
+    else Redis) - since a service's Redis keys are taken right after its database, in the same run. A data service
+    held by another host is an error naming both hosts and the fix (validation refuses it before any change). No
+    cluster, or nothing to dump: host None, no error."""
+    empty: Dict[str, Any] = {"host": None, "services": [], "errors": []}
+    if not isinstance(plan, Mapping) or not plan.get("enabled"):
+        return empty
+    if not isinstance(enabled, (list, tuple)):
+        raise AnsibleFilterError(f"cluster_backup_host: expects the list of enabled services, found {enabled!r}")
+    dumped = [service for service in BACKUP_SERVICES if service in enabled]
+    if not dumped:
+        return empty
+    holders = {service: swarm_hosts(plan, service, [service]) for service in dumped}
+    first = dumped[0]
+    host = holders[first][0] if holders[first] else None
+    errors = []
+    for service in dumped:
+        held = holders[service]
+        if not held:
+            errors.append(f"backup: no host lists {service} in borgstack_node_data, so no node can dump it. Add it to "
+                          f"the borgstack_node_data of the host that holds its data.")
+        elif host is not None and held[0] != host:
+            errors.append(f"backup: {service} is held by {held[0]} but {first} by {host} (borgstack_node_data): the "
+                          f"backup job runs on one node and dumps through the tasks there ({first} first, then the "
+                          f"Redis keys and the other databases in the same run). Hold {service} on {host} too "
+                          f"(borgstack_node_data), or set backup_enabled: false and dump it another way.")
+    return {"host": host if not errors else None, "services": dumped, "errors": errors}
+
+
 class FilterModule(NamedFilters):
     """Cluster (Docker Swarm) filters."""
 
     FILTERS = (cluster_nodes, cluster_errors, cluster_placement_errors, cluster_plan, cluster_firewall_rules,
                swarm_hosts, swarm_stack, cluster_ram_plan, swarm_departures, swarm_stale_labels, swarm_image_updates,
-               swarm_first_start, swarm_objects, swarm_step_containers, swarm_step_hosts)
+               swarm_first_start, swarm_objects, swarm_step_containers, swarm_step_hosts, cluster_backup_host)

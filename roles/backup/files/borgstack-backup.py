@@ -13,6 +13,11 @@ payloads with their type, expiry and a digest of their value), mongodb-<service>
 that exists is whole. Then the oldest sets beyond `keep` are deleted. Any failure: a message on stderr (the
 journal), a webhook POST and/or an e-mail when configured, exit status 1.
 
+On a cluster (Docker Swarm) the settings name each data service's swarm service (postgresql_swarm_service, ...): the
+container is the running task of that service on this node (docker ps --filter label=com.docker.swarm.service.name=),
+found at the start of each run, and Redis is reached from inside that task's network namespace (the node is not on
+the overlay). Without those settings (one host) the containers are the settings' names, as always.
+
 The same program replaces a service's keys from a set (restore.yml, the service stopped) and loads them into a
 scratch Redis and compares them (the restore drill); each prints a JSON summary with key names and counts only.
 
@@ -81,14 +86,18 @@ class Redis:
     """A minimal RESP2 client over TCP to a Redis container's address: binary-safe (DUMP payloads), the password sent
     in AUTH (never on a command line). Error replies raise BackupError without the command's arguments."""
 
-    def __init__(self, container: str, port: int, password: str, db: int) -> None:
-        out = run(["docker", "inspect", "--format",
-                   "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", container],
-                  f"docker inspect of {container}")
-        addresses = out.split()
-        if not addresses:
-            raise BackupError(f"{container} has no network address (is it running?)")
-        self.sock = socket.create_connection((addresses[0], port), timeout=120)
+    def __init__(self, container: str, port: int, password: str, db: int, netns: bool = False) -> None:
+        if netns:
+            # A swarm task: its overlay address is not reachable from the node; connect from its own namespace.
+            self.sock = connect_in_netns(container, port)
+        else:
+            out = run(["docker", "inspect", "--format",
+                       "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", container],
+                      f"docker inspect of {container}")
+            addresses = out.split()
+            if not addresses:
+                raise BackupError(f"{container} has no network address (is it running?)")
+            self.sock = socket.create_connection((addresses[0], port), timeout=120)
         self.reader = self.sock.makefile("rb")
         if password:
             self.call("AUTH", password)
@@ -139,6 +148,72 @@ class Redis:
                 if cursor == b"0":
                     break
         return sorted(found)
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    if hasattr(os, "setns"):
+        os.setns(fd, CLONE_NEWNET)
+        return
+    import ctypes  # pylint: disable=import-outside-toplevel
+    import ctypes.util  # pylint: disable=import-outside-toplevel
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+
+def connect_in_netns(container: str, port: int) -> socket.socket:
+    """A TCP connection to 127.0.0.1:``port`` made inside ``container``'s network namespace (setns, as root): the
+    socket stays in that namespace after the process comes back to its own."""
+    pid = run(["docker", "container", "inspect", "--format", "{{.State.Pid}}", container],
+              f"docker container inspect of {container}").strip()
+    if not pid.isdigit() or pid == "0":
+        raise BackupError(f"{container} is not running (no process)")
+    here = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        there = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+        try:
+            _setns(there)
+            try:
+                return socket.create_connection(("127.0.0.1", port), timeout=120)
+            finally:
+                _setns(here)
+        finally:
+            os.close(there)
+    except OSError as exc:
+        raise BackupError(f"cannot reach Redis inside {container}'s network namespace: {exc}") from exc
+    finally:
+        os.close(here)
+
+
+# The data services whose containers the settings name, and the key of their swarm service (on a cluster).
+SWARM_KINDS = ("postgresql", "redis", "mongodb")
+
+
+def swarm_task(service: str) -> str:
+    """The one running container of the swarm service ``service`` on this node; fails naming the service and the
+    node when there is none or more than one."""
+    out = run(["docker", "ps", "--filter", f"label=com.docker.swarm.service.name={service}",
+               "--filter", "status=running", "--format", "{{.Names}}"], f"docker ps for {service}")
+    names = out.split()
+    if len(names) != 1:
+        raise BackupError(f"{len(names)} running tasks of the swarm service {service} on this node "
+                          f"({socket.gethostname()}), one expected: the backup runs where the data is held "
+                          f"(docker service ps {service} on a manager)")
+    return names[0]
+
+
+def resolve_containers(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The settings with each data service's container: on a cluster (a <kind>_swarm_service setting) its running
+    task on this node, found now; on one host the settings' names, unchanged."""
+    resolved = dict(cfg)
+    for kind in SWARM_KINDS:
+        service = cfg.get(f"{kind}_swarm_service", "")
+        if service and cfg.get(f"{kind}_container"):
+            resolved[f"{kind}_container"] = swarm_task(service)
+    return resolved
 
 
 # How each type's value is read; what comes back is put in a canonical order before it is digested.
@@ -205,7 +280,7 @@ def dump_redis_keys(cfg: Dict[str, Any], unit: Dict[str, Any], work: Path, manif
     """The keys of one service's surviving spaces, into redis-<service>.keys.json (0600)."""
     name, globs = unit["service"], [g for space in unit["spaces"].values() for g in space]
     conn = Redis(cfg["redis_container"], int(cfg.get("redis_port", 6379)), cfg.get("redis_password", ""),
-                 int(unit["db"]))
+                 int(unit["db"]), netns=bool(cfg.get("redis_swarm_service")))
     try:
         keys = [entry for entry in (read_key(conn, key, True) for key in conn.scan(globs)) if entry is not None]
     finally:
@@ -263,8 +338,9 @@ def keys_command(cfg: Dict[str, Any], path: str, scratch: Optional[str]) -> int:
             conn = Redis(scratch, 6379, "", int(keyset["db"]))
             conn.call("FLUSHDB")
         else:
+            cfg = resolve_containers(cfg)
             conn = Redis(cfg["redis_container"], int(cfg.get("redis_port", 6379)), cfg.get("redis_password", ""),
-                         int(keyset["db"]))
+                         int(keyset["db"]), netns=bool(cfg.get("redis_swarm_service")))
         try:
             summary = load_keys(conn, keyset, replace=True)
         finally:
@@ -481,6 +557,7 @@ def backup(config: str) -> int:
         os.chmod(base, 0o700)
         work.mkdir(mode=0o700)
         manifest: Dict[str, Any] = {"created": started.isoformat(), "host": socket.getfqdn(), "format": 1}
+        cfg = resolve_containers(cfg)
         dump_postgresql(cfg, work, manifest)
         for unit in cfg.get("redis_key_units", []) if cfg.get("redis_container") else []:
             if unit["service"] not in manifest.get("redis_keys", {}):

@@ -10,12 +10,13 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.borgstack.stack.plugins.filter import cluster
-from ansible_collections.borgstack.stack.plugins.filter.cluster import (cluster_errors, cluster_firewall_rules,
-                                                                        cluster_nodes, cluster_placement_errors,
-                                                                        cluster_plan, cluster_ram_plan,
-                                                                        swarm_departures, swarm_hosts,
-                                                                        swarm_first_start, swarm_image_updates, swarm_objects, swarm_stack,
-                                                                        swarm_stale_labels)
+from ansible_collections.borgstack.stack.plugins.filter.cluster import (cluster_backup_host, cluster_errors,
+                                                                        cluster_firewall_rules, cluster_nodes,
+                                                                        cluster_placement_errors, cluster_plan,
+                                                                        cluster_ram_plan, swarm_departures,
+                                                                        swarm_first_start, swarm_hosts,
+                                                                        swarm_image_updates, swarm_objects,
+                                                                        swarm_stack, swarm_stale_labels)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sidecar_doc import check_sidecar_doc  # pylint: disable=import-error,wrong-import-position  # noqa: E402
@@ -134,7 +135,7 @@ def test_nodes_read_the_inventory_with_defaults():
                                   "cluster_firewall_rules",
                                   "swarm_hosts", "swarm_stack", "cluster_ram_plan", "swarm_departures",
                                   "swarm_stale_labels", "swarm_objects", "swarm_step_containers",
-                                  "swarm_step_hosts"])
+                                  "swarm_step_hosts", "cluster_backup_host"])
 def test_sidecar_docs(name):
     check_sidecar_doc(getattr(cluster, name), FILTER_DIR / f"{name}.yml")
 
@@ -764,3 +765,38 @@ def test_links_are_dropped_and_a_listed_service_also_answers_as_its_name_dot_int
         "borgstack_cluster": {"aliases": ["borgstack-n8n-webhook"]}}
     bare = {"services": {"n8n-webhook": {"image": "n"}}}
     assert swarm_stack(bare, "n8n", settings)["services"]["n8n-webhook"]["networks"] == ["borgstack_cluster"]
+
+
+# --- Where the backup job runs -------------------------------------------------------------------------------------
+def test_the_backup_job_goes_to_the_node_holding_the_databases_it_dumps():
+    plan = cluster_plan(THREE)
+    assert cluster_backup_host(plan, ["postgresql", "redis", "n8n", "seaweedfs"]) == {
+        "host": "n1", "services": ["postgresql", "redis"], "errors": []}
+    # Without PostgreSQL the job follows the next dumped service (MongoDB, then Redis).
+    assert cluster_backup_host(plan, ["redis", "n8n"])["host"] == "n1"
+    moved = cluster_plan({"n1": node("10.0.0.1", ["seaweedfs"]), "n2": node("10.0.0.2", ["mongodb"], edge=True),
+                          "n3": node("10.0.0.3", ["postgresql", "redis"])})
+    assert cluster_backup_host(moved, ["postgresql", "redis", "mongodb"])["errors"]
+    assert cluster_backup_host(moved, ["mongodb"])["host"] == "n2"
+    assert cluster_backup_host(moved, ["postgresql", "redis"])["host"] == "n3"
+
+
+def test_one_host_or_nothing_to_dump_gives_no_backup_node():
+    assert cluster_backup_host(cluster_plan({"solo": node("10.0.0.1")}), ["postgresql"]) == {
+        "host": None, "services": [], "errors": []}
+    nothing = cluster_backup_host(cluster_plan(THREE), ["n8n", "seaweedfs"])
+    assert nothing == {"host": None, "services": [], "errors": []}
+
+
+def test_a_dumped_database_on_another_node_is_refused_naming_both_hosts_and_the_fix():
+    split = cluster_plan({"n1": node("10.0.0.1", ["postgresql"]), "n2": node("10.0.0.2", ["redis"], edge=True)})
+    result = cluster_backup_host(split, ["postgresql", "redis", "n8n"])
+    assert result["host"] is None
+    assert len(result["errors"]) == 1
+    assert re.search(r"redis is held by n2 but postgresql by n1 .*Hold redis on n1 too.*backup_enabled: false",
+                     result["errors"][0])
+    # Nobody holding a dumped service is named too.
+    unheld = cluster_backup_host(cluster_plan(THREE), ["postgresql", "mongodb"])
+    assert unheld["host"] is None and re.search(r"no host lists mongodb in borgstack_node_data", unheld["errors"][0])
+    with pytest.raises(AnsibleFilterError, match="cluster_backup_host: expects the list"):
+        cluster_backup_host(cluster_plan(THREE), "postgresql")
