@@ -15,7 +15,7 @@ import urllib.error
 
 from ansible.module_utils.urls import open_url
 
-from ansible_collections.borgstack.stack.plugins.module_utils._netns import NetnsError, container_netns, enter_netns
+from ansible_collections.borgstack.stack.plugins.module_utils._netns import enter_module_netns
 
 # WebServerLoader.TryRunServer keeps only tokens of at least 10 characters made of ASCII letters, digits, '-' and '_'
 # (the others are dropped without a word).
@@ -119,10 +119,7 @@ def run_module(module, run) -> None:
     ``http://127.0.0.1:8200``."""
     container = module.params.get("container")
     if container:
-        try:
-            enter_netns(container_netns(module.run_command, module.get_bin_path("docker", required=True), container))
-        except NetnsError as exc:
-            module.fail_json(msg=f"container {container}: {exc}. Nothing was changed.")
+        enter_module_netns(module, container, "container")
     try:
         result = run(module)
     except DuplicatiError as exc:

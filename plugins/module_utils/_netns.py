@@ -11,6 +11,8 @@ Contents:
 - ``container_netns``: the namespace path (``/proc/<pid>/ns/net``) of a running container, from ``docker container
   inspect``;
 - ``in_netns``: a context manager that enters a namespace for its body and comes back;
+- ``enter_module_netns``: a module enters a container's namespace for the rest of its run, or fails naming the
+  option and the container (nothing changed);
 - ``enter_netns``: enters a namespace for the rest of the process (a module whose every connection - including the
   threads a client library starts, which inherit the namespace of the thread that creates them - belongs there);
 - ``setns``: the system call (``os.setns`` from Python 3.12; libc before).
@@ -92,3 +94,13 @@ def enter_netns(path: str) -> None:
         setns(there)
     finally:
         os.close(there)
+
+
+def enter_module_netns(module: Any, container: str, option: str) -> None:
+    """A module's requests from here on go out of ``container``'s network namespace (a swarm task on this host, whose
+    overlay address the host cannot reach): entered for the rest of the module's run, or the module fails naming its
+    ``option`` and the container, before it changed anything."""
+    try:
+        enter_netns(container_netns(module.run_command, module.get_bin_path("docker", required=True), container))
+    except NetnsError as exc:
+        module.fail_json(msg=f"{option} {container}: {exc}. Nothing was changed.")

@@ -275,7 +275,7 @@ from ansible_collections.borgstack.stack.plugins.module_utils._mongodb import (
     MongoCommandError,
     mongodb_common_argument_spec,
 )
-from ansible_collections.borgstack.stack.plugins.module_utils._netns import NetnsError, container_netns, enter_netns
+from ansible_collections.borgstack.stack.plugins.module_utils._netns import enter_module_netns
 from ansible_collections.borgstack.stack.plugins.module_utils._scram import (
     SCRAM_MECHANISMS,
     SCRAM_SHA_256,
@@ -535,10 +535,7 @@ def main() -> None:
     container = module.params.get("login_container")
     if container:
         # For the rest of the module: pymongo's monitor threads inherit the namespace of the thread creating them.
-        try:
-            enter_netns(container_netns(module.run_command, module.get_bin_path("docker", required=True), container))
-        except NetnsError as exc:
-            module.fail_json(msg=f"login_container {container}: {exc}. Nothing was changed.")
+        enter_module_netns(module, container, "login_container")
 
     client = MongoAdminClient(module.params)
     try:
