@@ -7,15 +7,15 @@
 #   4. unit tests (filters, modules) and integration tests against real PostgreSQL, Redis, Caddy
 #   5. molecule scenarios on disposable lab hosts: bootstrap (trixie + bookworm), stack (data + n8n + Caddy + drift),
 #      and beside them the PostgreSQL 15 -> 17 major upgrade on a lab host of its own (step upgrade)
-#   6. the three-host Docker Swarm cluster (molecule/cluster): converge from nothing, idempotence, spread, rolling
-#      update, node loss, outside scan (step cluster)
-# Usage: scripts/test.sh [step...]   steps: setup images lint sanity unit integration molecule upgrade cluster lab
+# Usage: scripts/test.sh [step...]   steps: setup images lint sanity unit integration molecule upgrade lab cluster
 #   (with no step named, lint runs in the background beside the steps after it; named steps run in order)
-# The default is setup images lint lab, where `lab` = sanity + unit + integration + molecule + upgrade + cluster in
-# three lanes: the long stack scenario, the cluster scenario (without its tests marked slow), and sanity -> unit ->
-# bootstrap -> upgrade -> integration (each scenario on its own lab hosts): the same tests as running the steps one
-# after the other, in less wall time. Named on the command line, `lab` runs the lab-host parts only (sanity and unit
-# are steps of their own).
+#   (cluster: the three-host Docker Swarm scenario, molecule/cluster; only when asked for: green from a clean clone,
+#   but ~62 min as a third lane on two cores, which would take the whole run past its 60 (docs/multi-servidor.md,
+#   "Laboratório"). side_lane --beside cluster runs it as a third lane of the lab step on a bigger machine.)
+# The default is setup images lint lab, where `lab` = sanity + unit + integration + molecule + upgrade with the long
+# stack scenario in one lane and sanity -> unit -> bootstrap -> upgrade -> integration in the other (each scenario on
+# its own lab host): the same tests as running the steps one after the other, in less wall time. Named on the command
+# line, `lab` runs the lab-host parts only (sanity and unit are steps of their own).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -23,8 +23,8 @@ export ANSIBLE_COLLECTIONS_PATH="$ROOT/collections" ANSIBLE_FORCE_COLOR=0 PY_COL
 export BORGSTACK_REQUIRE_INTEGRATION=1
 
 steps=("$@")
-lab_parts=(--beside cluster bootstrap upgrade integration)
-[ ${#steps[@]} -gt 0 ] || { steps=(setup images lint lab); lab_parts=(--beside cluster sanity unit bootstrap upgrade integration); }
+lab_parts=(bootstrap upgrade integration)
+[ ${#steps[@]} -gt 0 ] || { steps=(setup images lint lab); lab_parts=(sanity unit bootstrap upgrade integration); }
 declare -A took
 order=()
 run_step() {
@@ -94,9 +94,9 @@ phases_of() {
   grep -o "^\[lane +[0-9]*s\] INFO *\[$1 > [a-z]*\] Executing" "$2" \
     | sed -E 's/^\[lane \+([0-9]+)s\].*> ([a-z]+)\].*/\2 at +\1s/' | tr '\n' ' ' || true
 }
-# The molecule scenarios run beside the side lane: the stack scenario (data + n8n + Caddy + drift) always, the cluster
-# (three lab hosts in a Docker Swarm, 198.51.100.47-49) in the default run and `lab`. In a lane the cluster's verifier
-# deselects the tests marked slow (pytest.ini; pytest prints how many); scripts/test.sh cluster runs them all.
+# The molecule scenarios run beside the side lane: the stack scenario (data + n8n + Caddy + drift) always, and with
+# --beside cluster the cluster (three lab hosts in a Docker Swarm, 198.51.100.47-49), whose verifier then deselects
+# the tests marked slow (pytest.ini; pytest prints how many); scripts/test.sh cluster runs them all.
 scenario() {
   case $1 in
     stack) molecule test -s stack ;;
@@ -152,8 +152,7 @@ step_molecule() { side_lane bootstrap upgrade; }
 # default run, sanity and unit lead it: they need no lab host and are off the critical path there).
 step_lab() { side_lane "${lab_parts[@]}"; }
 
-# Three lab hosts form a Docker Swarm (molecule/cluster), every test of its verifier (the lab step runs it beside the
-# others, without the tests marked slow).
+# Three lab hosts form a Docker Swarm (molecule/cluster), every test of its verifier. Not a default step (time).
 step_cluster() { molecule test -s cluster; }
 
 # In the default run, lint (one CPU for ~8 minutes, reading files only) runs in the background from the moment the
