@@ -447,27 +447,47 @@ def redis_cli(container: str, password: str, *args: str) -> str:
                f"redis-cli {args[0]}", env=env).strip()
 
 
+def redis_persistence(container: str, password: str) -> Dict[str, str]:
+    info = redis_cli(container, password, "INFO", "persistence")
+    return {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in info.splitlines() if ":" in line)}
+
+
+def redis_saved_since(before: Dict[str, str], now: Dict[str, str]) -> bool:
+    """Whether a snapshot finished after ``before`` was read: the count of snapshots (rdb_saves, Redis 7+) went up;
+    on an older Redis, the time of the last one (whole seconds) moved."""
+    if "rdb_saves" in before and "rdb_saves" in now:
+        return int(now["rdb_saves"]) > int(before["rdb_saves"])
+    return int(now.get("rdb_last_save_time", 0)) > int(before.get("rdb_last_save_time", 0))
+
+
 def dump_redis(cfg: Dict[str, Any], work: Path, manifest: Dict[str, Any]) -> None:
     container = cfg.get("redis_container")
     if not container:
         return
     password = cfg.get("redis_password", "")
-    before = int(redis_cli(container, password, "LASTSAVE"))
-    reply = redis_cli(container, password, "BGSAVE")
-    if "started" not in reply.lower() and "scheduled" not in reply.lower():
-        raise BackupError(f"Redis refused BGSAVE: {reply}")
-    deadline = time.monotonic() + int(cfg.get("redis_timeout", 300))
+    timeout = int(cfg.get("redis_timeout", 300))
+    deadline = time.monotonic() + timeout
+    # Redis runs one background save at a time. One already running (Redis' own save rules, a replica's sync, another
+    # client) is waited for and then ours is started, so the snapshot is never older than this run; SCHEDULE defers
+    # ours while an AOF rewrite runs.
     while True:
-        info = redis_cli(container, password, "INFO", "persistence")
-        fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-        done = (fields.get("rdb_bgsave_in_progress", "").strip() == "0"
-                and int(redis_cli(container, password, "LASTSAVE")) > before)
-        if done:
-            if fields.get("rdb_last_bgsave_status", "").strip() != "ok":
+        before = redis_persistence(container, password)
+        reply = redis_cli(container, password, "BGSAVE", "SCHEDULE")
+        if "started" in reply.lower() or "scheduled" in reply.lower():
+            break
+        if "in progress" not in reply.lower():
+            raise BackupError(f"Redis refused BGSAVE: {reply}")
+        if time.monotonic() > deadline:
+            raise BackupError(f"Redis was still busy with another background save after {timeout} s: {reply}")
+        time.sleep(1)
+    while True:
+        fields = redis_persistence(container, password)
+        if fields.get("rdb_bgsave_in_progress") == "0" and redis_saved_since(before, fields):
+            if fields.get("rdb_last_bgsave_status") != "ok":
                 raise BackupError("Redis BGSAVE failed (rdb_last_bgsave_status is not ok; see the redis logs)")
             break
         if time.monotonic() > deadline:
-            raise BackupError(f"Redis BGSAVE did not finish within {cfg.get('redis_timeout', 300)} s")
+            raise BackupError(f"Redis BGSAVE did not finish within {timeout} s")
         time.sleep(1)
     directory = redis_cli(container, password, "CONFIG", "GET", "dir").splitlines()[-1]
     filename = redis_cli(container, password, "CONFIG", "GET", "dbfilename").splitlines()[-1]

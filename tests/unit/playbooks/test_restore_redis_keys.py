@@ -88,3 +88,25 @@ def test_the_drill_reports_the_keys_and_counts_every_difference():
     assert _render(task["vars"]["__diffs"], variables) == [
         "redis keys of evolution_api: a: missing",
         "redis keys of evolution_api: 3 in the file, 2 in the manifest"]
+
+
+def test_a_service_that_owns_no_dumped_state_is_refused_before_any_set_is_read():
+    names = [task.get("name") for task in RESTORE["tasks"]]
+    refusal = names.index("Refuse a service that owns no dumped state")
+    assert refusal < names.index("Resolve and check the dump set")
+    task = RESTORE["tasks"][refusal]
+    contracts = {
+        "postgresql": {"enabled": True, "tenants": [{"name": "n8n", "database": "n8n"}]},
+        "mongodb": {"enabled": False, "users": [{"name": "lowcoder", "database": "lowcoder"}]},
+        "redis": {"enabled": True, "key_spaces": [{"service": "evolution_api", "db": 3, "spaces": {}}]},
+    }
+    restorable = _render(task["vars"]["__restorable"], {
+        "backup_contracts": contracts, "__pg": contracts["postgresql"], "__mongo": contracts["mongodb"]})
+    assert restorable == ["n8n", "evolution_api"]
+
+    def holds(service):
+        return _render("{{ " + task["ansible.builtin.assert"]["that"] + " }}",
+                       {"restore_service": service, "__restorable": restorable})
+
+    assert holds("all") and holds("n8n") and holds("evolution_api")
+    assert not holds("redis") and not holds("lowcoder") and not holds("caddy")
