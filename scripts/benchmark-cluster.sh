@@ -10,7 +10,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-1}
 scenario="$ROOT/molecule/cluster"
-eph=$(ls -d /root/.ansible/tmp/molecule.*.cluster 2>/dev/null | head -1 || true)
+eph=$(ls -d "$HOME"/.ansible/tmp/molecule.*.cluster 2>/dev/null | head -1 || true)
 [ -n "$eph" ] && [ -d "$eph/inventory" ] || {
   echo "benchmark-cluster: no converged cluster (molecule create -s cluster && molecule converge -s cluster)" >&2
   exit 2
