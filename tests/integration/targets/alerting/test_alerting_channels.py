@@ -257,8 +257,11 @@ IMPACT = "se encher, o n8n e o PostgreSQL param: clientes no WhatsApp não são 
 ACTION = "apague backups antigos em /var/backups ou aumente o disco"
 
 
-def _alerts(ends_at: datetime | None) -> List[Dict[str, Any]]:
-    start = datetime.now(timezone.utc) - timedelta(minutes=3)
+def _alerts(start: datetime, ends_at: datetime | None) -> List[Dict[str, Any]]:
+    """The five alerts of one group, started at ``start`` (resolved at ``ends_at``). The start is the moment they are
+    posted: Alertmanager flushes a new group at once, without its group_wait, when its first alert started longer
+    than group_wait ago - so an older start would race the other four into the first notification (under load the
+    first e-mail held one alert)."""
     alerts = []
     for n in range(1, 6):
         alert = {"labels": {"alertname": "DiscoQuaseCheio", "service": "host", "severity": "warning",
@@ -280,7 +283,8 @@ def test_five_alerts_arrive_once_on_every_channel_then_resolve(stack: Dict[str, 
     # Evolution API fails the first sendText (500): the relay answers 502 and Alertmanager must retry.
     evolution.add_fault({"service": "evolution", "method": "POST", "path_regex": "^/message/sendText/", "status": 500,
                          "times": 1})
-    _http(f"{stack['url']}/api/v2/alerts", _alerts(None))
+    started = datetime.now(timezone.utc)
+    _http(f"{stack['url']}/api/v2/alerts", _alerts(started, None))
 
     _wait("the firing e-mail, Telegram message and WhatsApp text",
           lambda: mailbox.messages and telegram.calls and evolution.sent, container=stack["container"])
@@ -306,7 +310,8 @@ def test_five_alerts_arrive_once_on_every_channel_then_resolve(stack: Dict[str, 
     assert sent["number"] == OWNER[1:]
     assert sent["text"].count("🔴 *PROBLEMA*") == 5 and f"*Primeiro passo:* {ACTION}" in sent["text"]
 
-    _http(f"{stack['url']}/api/v2/alerts", _alerts(datetime.now(timezone.utc) - timedelta(seconds=1)))
+    # Ended a second ago: after their start (the firing notification waited group_wait, 2 s, for them).
+    _http(f"{stack['url']}/api/v2/alerts", _alerts(started, datetime.now(timezone.utc) - timedelta(seconds=1)))
     _wait("the resolved e-mail, Telegram message and WhatsApp text",
           lambda: len(mailbox.messages) >= 2 and len(telegram.calls) >= 2 and len(evolution.sent) >= 2,
           container=stack["container"])
