@@ -6,16 +6,15 @@
 #   3. lint: ansible-lint (production profile) and ansible-test sanity, no ignore files
 #   4. unit tests (filters, modules) and integration tests against real PostgreSQL, Redis, Caddy
 #   5. molecule scenarios on disposable lab hosts: bootstrap (trixie + bookworm), stack (data + n8n + Caddy + drift),
-#      and beside them the PostgreSQL 15 -> 17 major upgrade on a lab host of its own (step upgrade)
+#      cluster (three lab hosts in a Docker Swarm), and the PostgreSQL 15 -> 17 major upgrade on a lab host of its own
 # Usage: scripts/test.sh [step...]   steps: setup images lint sanity unit integration molecule upgrade lab cluster
 #   (with no step named, lint runs in the background beside the steps after it; named steps run in order)
-#   (cluster: the three-host Docker Swarm scenario, molecule/cluster; only when asked for: green from a clean clone,
-#   but ~62 min as a third lane on two cores, which would take the whole run past its 60 (docs/multi-servidor.md,
-#   "Laboratório"). side_lane --beside cluster runs it as a third lane of the lab step on a bigger machine.)
-# The default is setup images lint lab, where `lab` = sanity + unit + integration + molecule + upgrade with the long
-# stack scenario in one lane and sanity -> unit -> bootstrap -> upgrade -> integration in the other (each scenario on
-# its own lab host): the same tests as running the steps one after the other, in less wall time. Named on the command
-# line, `lab` runs the lab-host parts only (sanity and unit are steps of their own).
+# The default is setup images lint lab, where `lab` runs three lanes side by side, each scenario on its own lab
+# hosts: the stack scenario (the longest, at normal CPU priority); the cluster scenario without its `check` step and
+# with the tests marked slow deselected (cluster_lane); and sanity -> unit -> bootstrap -> upgrade -> integration.
+# The same tests as running the steps one after the other, in less wall time. Named on the command line, `lab` runs
+# the lab-host parts only (sanity and unit are steps of their own); `cluster` runs the whole cluster scenario alone,
+# `check` and every test included (docs/multi-servidor.md, "Laboratório").
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -79,6 +78,11 @@ step_upgrade() {
   lab/lab.sh destroy "$host" >/dev/null 2>&1 || true
   return "$rc"
 }
+# The stack scenario is the lab step's longest lane (its critical path): every other lane (the parts of the side
+# lane, the cluster, lint) runs at a lower CPU priority, so that on two cores the stack scenario keeps the pace it
+# has alone and the others take what it leaves. The calling (sub)shell and what it starts are reniced; the lab hosts'
+# own processes (children of the Docker daemon) are not.
+yield_cpu() { renice -n 10 -p "$BASHPID" >/dev/null 2>&1 || true; }
 # Copies a molecule log, each action's "Executing" line prefixed with the seconds since $1 (a SECONDS value).
 stamp_actions() {
   local start=$1 line
@@ -95,13 +99,22 @@ phases_of() {
     | sed -E 's/^\[lane \+([0-9]+)s\].*> ([a-z]+)\].*/\2 at +\1s/' | tr '\n' ' ' || true
 }
 # The molecule scenarios run beside the side lane: the stack scenario (data + n8n + Caddy + drift) always, and with
-# --beside cluster the cluster (three lab hosts in a Docker Swarm, 198.51.100.47-49), whose verifier then deselects
-# the tests marked slow (pytest.ini; pytest prints how many); scripts/test.sh cluster runs them all.
+# --beside cluster the cluster (three lab hosts in a Docker Swarm, 198.51.100.47-49) as cluster_lane runs it.
 scenario() {
   case $1 in
     stack) molecule test -s stack ;;
-    cluster) PYTEST_ADDOPTS="${PYTEST_ADDOPTS:-} -m 'not slow'" molecule test -s cluster ;;
+    cluster) cluster_lane ;;
   esac
+}
+# The cluster as a lane: molecule test's sequence without its `check` step (--check on a bare cluster) and with the
+# tests marked slow deselected (pytest prints how many); scripts/test.sh cluster runs both.
+cluster_lane() {
+  local rc=0
+  molecule destroy -s cluster || return 1
+  { molecule create -s cluster && molecule converge -s cluster && molecule idempotence -s cluster \
+      && PYTEST_ADDOPTS="${PYTEST_ADDOPTS:-} -m 'not slow'" molecule verify -s cluster; } || rc=$?
+  molecule destroy -s cluster || rc=1
+  return "$rc"
 }
 side_lane() {
   # Usage: side_lane [--beside SCENARIO]... PART...
@@ -114,18 +127,19 @@ side_lane() {
   logs=$(mktemp -d)
   # Each molecule action's start is stamped with the lane's elapsed seconds (its phases are in the timings).
   for name in "${beside[@]}"; do
-    { scenario "$name" 2>&1; echo "molecule-exit $?"; } | stamp_actions "$lane0" >"$logs/$name.log" &
+    { [ "$name" = stack ] || yield_cpu; scenario "$name" 2>&1; echo "molecule-exit $?"; } \
+      | stamp_actions "$lane0" >"$logs/$name.log" &
     pids[$name]=$!
   done
   for part in "$@"; do
     t0=$SECONDS rc=0
     order+=("lab:$part")
     case $part in
-      sanity) step_sanity >"$logs/$part.log" 2>&1 || rc=$? ;;
-      unit) step_unit >"$logs/$part.log" 2>&1 || rc=$? ;;
-      bootstrap) molecule test -s bootstrap >"$logs/$part.log" 2>&1 || rc=$? ;;
-      upgrade) step_upgrade >"$logs/$part.log" 2>&1 || rc=$? ;;
-      integration) step_integration >"$logs/$part.log" 2>&1 || rc=$? ;;
+      sanity) (yield_cpu; step_sanity) >"$logs/$part.log" 2>&1 || rc=$? ;;
+      unit) (yield_cpu; step_unit) >"$logs/$part.log" 2>&1 || rc=$? ;;
+      bootstrap) (yield_cpu; molecule test -s bootstrap) >"$logs/$part.log" 2>&1 || rc=$? ;;
+      upgrade) (yield_cpu; step_upgrade) >"$logs/$part.log" 2>&1 || rc=$? ;;
+      integration) (yield_cpu; step_integration) >"$logs/$part.log" 2>&1 || rc=$? ;;
     esac
     took[lab:$part]=$((SECONDS - t0))
     printf '\n--- %s (exit %s, %ss) ---\n' "$part" "$rc" "${took[lab:$part]}"; cat "$logs/$part.log"
@@ -148,11 +162,11 @@ side_lane() {
 # long one; the bootstrap one mostly waits on package downloads, then the PostgreSQL upgrade test runs on its own
 # host while the stack scenario goes on).
 step_molecule() { side_lane bootstrap upgrade; }
-# Everything that needs lab hosts: the integration tests join the side lane after the upgrade test (and, in the
-# default run, sanity and unit lead it: they need no lab host and are off the critical path there).
-step_lab() { side_lane "${lab_parts[@]}"; }
+# Everything that needs lab hosts: the stack and cluster scenarios, and the side lane (the integration tests after
+# the upgrade test; in the default run, sanity and unit lead it: they need no lab host).
+step_lab() { side_lane --beside cluster "${lab_parts[@]}"; }
 
-# Three lab hosts form a Docker Swarm (molecule/cluster), every test of its verifier. Not a default step (time).
+# Three lab hosts form a Docker Swarm (molecule/cluster): the whole scenario, `check` and every test of its verifier.
 step_cluster() { molecule test -s cluster; }
 
 # In the default run, lint (one CPU for ~8 minutes, reading files only) runs in the background from the moment the
@@ -175,7 +189,7 @@ for s in "${steps[@]}"; do
   if $lint_bg && [ "$s" = lint ]; then
     lint_log=$(mktemp)
     printf '\n=== lint (in the background; its log is printed at the end) ===\n'
-    ( t0=$SECONDS; rc=0; step_lint >"$lint_log" 2>&1 || rc=$?; echo "$rc $((SECONDS - t0))" >"$lint_log.done" ) &
+    ( yield_cpu; t0=$SECONDS; rc=0; step_lint >"$lint_log" 2>&1 || rc=$?; echo "$rc $((SECONDS - t0))" >"$lint_log.done" ) &
     lint_pid=$!
     continue
   fi

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import sys
 
+import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
@@ -490,13 +491,14 @@ def _site_n8n(image: str) -> subprocess.CompletedProcess:
                           check=False)
 
 
+@pytest.mark.slow
 def test_a_new_n8n_image_is_preceded_by_a_dump_on_the_data_node():
     """n8n's image changed through the inventory (a lab build of the same n8n under another tag, on every node):
     before the stack deploy, n8n's database is dumped on the node holding PostgreSQL's data, through its running
     task, into the same root-only directory, name and format as on one host - a new non-empty 0600 file that
     pg_restore reads as n8n's database - and the services then run the new image. Back to the inventory's image:
-    another dump (an update again); neither update restores anything. A rerun with nothing to update takes none and
-    changes nothing.
+    another dump (an update again); neither update restores anything. That a rerun with nothing to update takes no
+    dump and changes nothing is the last step of the rollback test below (same run, same assertions).
     What this lab cannot show: here the data node is also the first manager (molecule.yml), so the delegation to
     another node runs on the same host; the empty-dump refusal is proven by the module's unit test (a real
     pg_dump of a live database is never empty)."""
@@ -529,10 +531,6 @@ def test_a_new_n8n_image_is_preceded_by_a_dump_on_the_data_node():
             spec = json.loads(sh(DATA, "docker", "service", "inspect", f"{STACK}_n8n").stdout)[0]["Spec"]
             assert spec["TaskTemplate"]["ContainerSpec"]["Image"] == image
             before = after
-        proc = _site_n8n(base)
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-        assert all(int(c) == 0 for c in re_changed(proc.stdout)), proc.stdout[-3000:]
-        assert _dumps(DATA) == before, "a dump without an update"
     finally:
         for node in NODES:
             sh(node, "docker", "image", "rm", other, check=False)
@@ -716,6 +714,7 @@ def _rules_for(node: str, address: str) -> list[str]:
     return [line for line in sh(node, "ufw", "status").stdout.splitlines() if address in line]
 
 
+@pytest.mark.slow
 def test_a_host_removed_from_the_inventory_is_drained_and_leaves_and_comes_back_on_return(tmp_path):
     """The last node (apps only) leaves the borgstack group: the rerun drains it (its tasks start on the others),
     the host leaves the swarm, a manager removes it from the node list, and the other members' UFW rules for its

@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
@@ -148,6 +149,7 @@ def _directus_secrets(versions: dict[str, int]) -> dict[str, str]:
     return found
 
 
+@pytest.mark.slow
 def test_a_rotated_secret_is_a_new_version_the_service_follows_and_the_old_one_goes():
     """`--tags directus` with borgstack_secret_versions {directus_secret: 2} at -vvv: a new Docker secret, Directus
     updated to it (its file holds the new value, compared by hash), the old version removed, no secret in the output
@@ -211,6 +213,7 @@ def test_the_root_is_on_every_host_and_verifies_the_edge():
         assert https_code(node, "n8n.lab.borgstack.test", NODES[EDGE], "/healthz") == "200", node
 
 
+@pytest.mark.slow
 def test_a_changed_caddyfile_is_reloaded_in_place_on_the_edge_and_loses_no_request():
     """The Caddyfile changed through the inventory (`--tags caddy` with another caddy_hsts, a header of every site):
     each edge node's Caddyfile is on its disk (root-owned, as on one host) and bind-mounted (no Docker config), and
@@ -276,6 +279,7 @@ def _fingerprint(node: str, name: str, address: str) -> str:
     return out.split("=", 1)[1] if "=" in out else ""
 
 
+@pytest.mark.slow
 def test_a_new_edge_node_serves_the_edges_certificates_without_asking_the_ca(tmp_path):
     """A second edge node (APP gets borgstack_node_edge in a copy of the inventory; `--tags swarm,caddy`): before
     Caddy runs there, its certificates volume receives the first edge's; it then serves the very same certificate
