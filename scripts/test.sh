@@ -6,15 +6,15 @@
 #   3. lint: ansible-lint (production profile) and ansible-test sanity, no ignore files
 #   4. unit tests (filters, modules) and integration tests against real PostgreSQL, Redis, Caddy
 #   5. molecule scenarios on disposable lab hosts: bootstrap (trixie + bookworm), stack (data + n8n + Caddy + drift),
-#      cluster (three lab hosts in a Docker Swarm), and the PostgreSQL 15 -> 17 major upgrade on a lab host of its own
+#      and the PostgreSQL 15 -> 17 major upgrade on a lab host of its own
 # Usage: scripts/test.sh [step...]   steps: setup images lint sanity unit integration molecule upgrade lab cluster
 #   (with no step named, lint runs in the background beside the steps after it; named steps run in order)
-# The default is setup images lint lab, where `lab` runs three lanes side by side, each scenario on its own lab
-# hosts: the stack scenario (the longest, at normal CPU priority); the cluster scenario without its `check` step and
-# with the tests marked slow deselected (cluster_lane); and sanity -> unit -> bootstrap -> upgrade -> integration.
+# The default is setup images lint lab, where `lab` runs two lanes side by side, each scenario on its own lab host:
+# the stack scenario (the longest, at normal CPU priority) and sanity -> unit -> bootstrap -> upgrade -> integration.
 # The same tests as running the steps one after the other, in less wall time. Named on the command line, `lab` runs
-# the lab-host parts only (sanity and unit are steps of their own); `cluster` runs the whole cluster scenario alone,
-# `check` and every test included (docs/multi-servidor.md, "Laboratório").
+# the lab-host parts only (sanity and unit are steps of their own). `cluster` (the three-host Docker Swarm scenario,
+# molecule/cluster, every test) is not a default step: as a third lane it does not fit two cores (docs/multi-servidor.md,
+# "Laboratório"); `side_lane --beside cluster` adds it as one (cluster_lane) on a machine with more cores.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -79,7 +79,7 @@ step_upgrade() {
   return "$rc"
 }
 # The stack scenario is the lab step's longest lane (its critical path): every other lane (the parts of the side
-# lane, the cluster, lint) runs at a lower CPU priority, so that on two cores the stack scenario keeps the pace it
+# lane, the cluster when it is one, lint) runs at a lower CPU priority, so that on two cores the stack scenario keeps the pace it
 # has alone and the others take what it leaves. The calling (sub)shell and what it starts are reniced; the lab hosts'
 # own processes (children of the Docker daemon) are not.
 yield_cpu() { renice -n 10 -p "$BASHPID" >/dev/null 2>&1 || true; }
@@ -162,9 +162,9 @@ side_lane() {
 # long one; the bootstrap one mostly waits on package downloads, then the PostgreSQL upgrade test runs on its own
 # host while the stack scenario goes on).
 step_molecule() { side_lane bootstrap upgrade; }
-# Everything that needs lab hosts: the stack and cluster scenarios, and the side lane (the integration tests after
-# the upgrade test; in the default run, sanity and unit lead it: they need no lab host).
-step_lab() { side_lane --beside cluster "${lab_parts[@]}"; }
+# Everything that needs lab hosts: the stack scenario and the side lane (the integration tests after the upgrade
+# test; in the default run, sanity and unit lead it: they need no lab host).
+step_lab() { side_lane "${lab_parts[@]}"; }
 
 # Three lab hosts form a Docker Swarm (molecule/cluster): the whole scenario, `check` and every test of its verifier.
 step_cluster() { molecule test -s cluster; }
