@@ -10,7 +10,7 @@
 # Usage: scripts/test.sh [step...]   steps: setup images lint sanity unit integration molecule upgrade lab cluster
 #   (with no step named, lint runs in the background beside the steps after it; named steps run in order)
 # The default is setup images lint lab, where `lab` runs two lanes side by side, each scenario on its own lab host:
-# the stack scenario (the longest, at normal CPU priority) and sanity -> unit -> bootstrap -> upgrade -> integration.
+# the stack scenario (the longest) and sanity -> unit -> bootstrap -> upgrade -> integration.
 # The same tests as running the steps one after the other, in less wall time. Named on the command line, `lab` runs
 # the lab-host parts only (sanity and unit are steps of their own). `cluster` (the three-host Docker Swarm scenario,
 # molecule/cluster, every test) is not a default step: as a third lane it does not fit two cores (docs/multi-servidor.md,
@@ -78,11 +78,6 @@ step_upgrade() {
   lab/lab.sh destroy "$host" >/dev/null 2>&1 || true
   return "$rc"
 }
-# The stack scenario is the lab step's longest lane (its critical path): every other lane (the parts of the side
-# lane, the cluster when it is one, lint) runs at a lower CPU priority, so that on two cores the stack scenario keeps the pace it
-# has alone and the others take what it leaves. The calling (sub)shell and what it starts are reniced; the lab hosts'
-# own processes (children of the Docker daemon) are not.
-yield_cpu() { renice -n 10 -p "$BASHPID" >/dev/null 2>&1 || true; }
 # Copies a molecule log, each action's "Executing" line prefixed with the seconds since $1 (a SECONDS value).
 stamp_actions() {
   local start=$1 line
@@ -127,19 +122,18 @@ side_lane() {
   logs=$(mktemp -d)
   # Each molecule action's start is stamped with the lane's elapsed seconds (its phases are in the timings).
   for name in "${beside[@]}"; do
-    { [ "$name" = stack ] || yield_cpu; scenario "$name" 2>&1; echo "molecule-exit $?"; } \
-      | stamp_actions "$lane0" >"$logs/$name.log" &
+    { scenario "$name" 2>&1; echo "molecule-exit $?"; } | stamp_actions "$lane0" >"$logs/$name.log" &
     pids[$name]=$!
   done
   for part in "$@"; do
     t0=$SECONDS rc=0
     order+=("lab:$part")
     case $part in
-      sanity) (yield_cpu; step_sanity) >"$logs/$part.log" 2>&1 || rc=$? ;;
-      unit) (yield_cpu; step_unit) >"$logs/$part.log" 2>&1 || rc=$? ;;
-      bootstrap) (yield_cpu; molecule test -s bootstrap) >"$logs/$part.log" 2>&1 || rc=$? ;;
-      upgrade) (yield_cpu; step_upgrade) >"$logs/$part.log" 2>&1 || rc=$? ;;
-      integration) (yield_cpu; step_integration) >"$logs/$part.log" 2>&1 || rc=$? ;;
+      sanity) step_sanity >"$logs/$part.log" 2>&1 || rc=$? ;;
+      unit) step_unit >"$logs/$part.log" 2>&1 || rc=$? ;;
+      bootstrap) molecule test -s bootstrap >"$logs/$part.log" 2>&1 || rc=$? ;;
+      upgrade) step_upgrade >"$logs/$part.log" 2>&1 || rc=$? ;;
+      integration) step_integration >"$logs/$part.log" 2>&1 || rc=$? ;;
     esac
     took[lab:$part]=$((SECONDS - t0))
     printf '\n--- %s (exit %s, %ss) ---\n' "$part" "$rc" "${took[lab:$part]}"; cat "$logs/$part.log"
@@ -189,7 +183,7 @@ for s in "${steps[@]}"; do
   if $lint_bg && [ "$s" = lint ]; then
     lint_log=$(mktemp)
     printf '\n=== lint (in the background; its log is printed at the end) ===\n'
-    ( yield_cpu; t0=$SECONDS; rc=0; step_lint >"$lint_log" 2>&1 || rc=$?; echo "$rc $((SECONDS - t0))" >"$lint_log.done" ) &
+    ( t0=$SECONDS; rc=0; step_lint >"$lint_log" 2>&1 || rc=$?; echo "$rc $((SECONDS - t0))" >"$lint_log.done" ) &
     lint_pid=$!
     continue
   fi
